@@ -1,0 +1,381 @@
+//! Integrations: channel types that turn webhooks into work items and deliver responses.
+//!
+//! An integration is identified by its `type` (`telegram`, `github`, `acme-webhook`). Operators create
+//! integration rows of that type with a config that the host validates against the integration's
+//! [`IntegrationDescriptor::config_schema`] and [`Integration::validate_config`], and whose
+//! [`IntegrationDescriptor::sensitive_fields`] the host stores encrypted. The webhook URL of a row is
+//! `POST /api/webhooks/plugins/{type}/{integration_id}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::host::Host;
+
+/// Catalog grouping of an integration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationCategory {
+    #[default]
+    Messaging,
+    Code,
+    Productivity,
+}
+
+/// When the run's responses are delivered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    /// Every intermediate assistant message is posted as it arrives (chat-like).
+    #[default]
+    Streaming,
+    /// Only the final answer is posted.
+    Final,
+}
+
+/// What the host and the admin UI know about an integration type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationDescriptor {
+    /// The `type` value of integration rows, e.g. `telegram`. Lower case, `[a-z0-9_-]`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub display_name: String,
+    pub description: String,
+    /// An icon name (Tabler icon set), e.g. `brand-telegram`.
+    #[serde(default)]
+    pub icon: String,
+    #[serde(default)]
+    pub category: IntegrationCategory,
+    #[serde(default)]
+    pub response_mode: ResponseMode,
+    /// Top-level string fields of the config stored encrypted and shown masked.
+    #[serde(default)]
+    pub sensitive_fields: Vec<String>,
+    /// JSON Schema (draft 2020-12) of the config; also drives the admin form.
+    #[serde(default = "empty_object_schema")]
+    pub config_schema: Value,
+    /// Optional presentation hints for the admin form (labels, help, order, widgets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_schema: Option<Value>,
+}
+
+fn empty_object_schema() -> Value {
+    serde_json::json!({"type": "object"})
+}
+
+impl IntegrationDescriptor {
+    /// A descriptor with an open config schema; fill in the rest with struct update syntax.
+    pub fn new(
+        kind: impl Into<String>,
+        display_name: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        IntegrationDescriptor {
+            kind: kind.into(),
+            display_name: display_name.into(),
+            description: description.into(),
+            icon: String::new(),
+            category: IntegrationCategory::Messaging,
+            response_mode: ResponseMode::Streaming,
+            sensitive_fields: Vec::new(),
+            config_schema: empty_object_schema(),
+            ui_schema: None,
+        }
+    }
+}
+
+/// One integration row as a plugin sees it: its id, type, name and decrypted config.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntegrationInstance {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    /// The config with sensitive fields decrypted.
+    #[serde(default)]
+    pub config: Value,
+}
+
+/// An incoming webhook request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRequest {
+    pub method: String,
+    /// The request path, e.g. `/api/webhooks/plugins/telegram/3f…`.
+    pub path: String,
+    /// The raw query string (without `?`).
+    #[serde(default)]
+    pub query: String,
+    /// Header names are lower case.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The raw body: signatures are computed over these bytes.
+    #[serde(default, with = "crate::wire::base64_bytes")]
+    pub body: Vec<u8>,
+}
+
+impl WebhookRequest {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body read as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// The work item a webhook should create.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewWorkItem {
+    /// The conversation it belongs to; runs of one session are serialised.
+    pub session_key: String,
+    /// Usually the integration type.
+    pub source: String,
+    /// The provider's reference (message id, comment URL, …).
+    pub source_ref: String,
+    pub title: String,
+    /// The message text, its sender and attachments, as JSON.
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// What [`Integration::parse_webhook`] decided.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebhookParseResult {
+    /// Whether this webhook should create a work item (`false` for pings, bots, ignored events).
+    pub should_process: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_item: Option<NewWorkItem>,
+    /// Keys that identify this delivery; a delivery whose key was seen before creates nothing.
+    #[serde(default)]
+    pub idempotency_keys: Vec<String>,
+    /// Opaque context handed back to `post_response` (chat id, thread id, reply-to id, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_context: Option<Value>,
+    /// A bot command such as `reset` for `/reset`, without the slash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Why the webhook was ignored, for the ingress receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored_reason: Option<String>,
+}
+
+impl WebhookParseResult {
+    /// A webhook that creates this work item.
+    pub fn process(work_item: NewWorkItem) -> Self {
+        WebhookParseResult {
+            should_process: true,
+            work_item: Some(work_item),
+            ..Default::default()
+        }
+    }
+
+    /// A webhook that is acknowledged and ignored, saying why.
+    pub fn ignore(reason: impl Into<String>) -> Self {
+        WebhookParseResult {
+            should_process: false,
+            ignored_reason: Some(reason.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Adds an idempotency key.
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_keys.push(key.into());
+        self
+    }
+
+    /// Sets the context handed back to `post_response`.
+    pub fn with_response_context(mut self, context: Value) -> Self {
+        self.response_context = Some(context);
+        self
+    }
+}
+
+/// Options of one response delivery.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostResponseOptions {
+    /// The run stopped at a limit before it finished.
+    #[serde(default)]
+    pub hit_limit: bool,
+    /// A key the provider can use to drop a duplicate delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// How a delivery went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    #[default]
+    Sent,
+    Failed,
+    Unknown,
+}
+
+/// What [`Integration::post_response`] reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostResponseResult {
+    pub success: bool,
+    #[serde(default)]
+    pub outcome: DeliveryOutcome,
+    /// Whether trying again may succeed.
+    #[serde(default)]
+    pub retryable: bool,
+    /// The provider's id of what was posted (message id, comment id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PostResponseResult {
+    /// Delivered; the provider's reference if it gave one.
+    pub fn sent(provider_ref: Option<String>) -> Self {
+        PostResponseResult {
+            success: true,
+            outcome: DeliveryOutcome::Sent,
+            retryable: false,
+            provider_ref,
+            error: None,
+        }
+    }
+
+    /// Not delivered.
+    pub fn failed(error: impl Into<String>, retryable: bool) -> Self {
+        PostResponseResult {
+            success: false,
+            outcome: DeliveryOutcome::Failed,
+            retryable,
+            provider_ref: None,
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// The result of [`Integration::validate_config`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigValidation {
+    pub valid: bool,
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+impl ConfigValidation {
+    /// A valid config.
+    pub fn ok() -> Self {
+        ConfigValidation {
+            valid: true,
+            errors: Vec::new(),
+        }
+    }
+
+    /// An invalid config with these problems.
+    pub fn invalid(errors: Vec<String>) -> Self {
+        ConfigValidation {
+            valid: errors.is_empty(),
+            errors,
+        }
+    }
+}
+
+/// The result of [`Integration::test_connection`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionTest {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the provider said about itself (bot name, app slug).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Why an integration call failed. The host maps these to HTTP answers on the webhook route.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum IntegrationError {
+    /// The request is not authentic (bad or missing signature): 401.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The request cannot be read: 400.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The integration's config is missing something this call needs.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The provider answered with an error or could not be reached.
+    #[error("upstream: {0}")]
+    Upstream(String),
+    /// This integration does not offer the operation.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<crate::host::HostError> for IntegrationError {
+    fn from(e: crate::host::HostError) -> Self {
+        IntegrationError::Upstream(e.to_string())
+    }
+}
+
+/// A channel type contributed by a plugin.
+///
+/// Every method gets the host services; integration calls run on threads the host manages, so
+/// blocking on [`Host::http`] is expected.
+pub trait Integration: Send + Sync + 'static {
+    /// Type, names, category, sensitive fields and config schema.
+    fn descriptor(&self) -> IntegrationDescriptor;
+
+    /// Checks a config beyond its JSON Schema (cross-field rules, formats).
+    fn validate_config(&self, _config: &Value) -> ConfigValidation {
+        ConfigValidation::ok()
+    }
+
+    /// Turns an incoming webhook into a work item, or says why it is ignored. Return
+    /// [`IntegrationError::Unauthorized`] for a request whose signature does not verify.
+    fn parse_webhook(
+        &self,
+        request: &WebhookRequest,
+        instance: &IntegrationInstance,
+        host: &dyn Host,
+    ) -> Result<WebhookParseResult, IntegrationError>;
+
+    /// Delivers a response to the channel.
+    fn post_response(
+        &self,
+        instance: &IntegrationInstance,
+        work_item_id: &str,
+        content: &str,
+        response_context: Option<&Value>,
+        options: &PostResponseOptions,
+        host: &dyn Host,
+    ) -> Result<PostResponseResult, IntegrationError>;
+
+    /// Tells the sender the message was received (a reaction, a typing indicator). Optional.
+    fn acknowledge_receipt(
+        &self,
+        _instance: &IntegrationInstance,
+        _response_context: Option<&Value>,
+        _host: &dyn Host,
+    ) -> Result<(), IntegrationError> {
+        Ok(())
+    }
+
+    /// Checks that the config works against the provider (API keys, reachability). Optional.
+    fn test_connection(
+        &self,
+        _config: &Value,
+        _host: &dyn Host,
+    ) -> Result<ConnectionTest, IntegrationError> {
+        Err(IntegrationError::Unsupported(
+            "this integration has no connection test".into(),
+        ))
+    }
+}
