@@ -1,1 +1,23 @@
+//! Nitejar's built-in plugins.
+//!
+//! Each is written against `nitejar-sdk` exactly like a third-party plugin and registered in
+//! [`nitejar_core::builtin::BUILTIN_PLUGINS`] at link time. A binary that wants them must link this
+//! crate: call [`link`] once (the linker drops a crate nothing refers to, and its registrations with it).
 
+use nitejar_core::builtin::{BuiltinPlugin, BUILTIN_PLUGINS};
+
+pub mod echo;
+
+#[linkme::distributed_slice(BUILTIN_PLUGINS)]
+static ECHO: BuiltinPlugin = BuiltinPlugin {
+    manifest: include_str!("echo/nitejar.plugin.json"),
+    build: echo::plugin,
+};
+
+/// Makes sure this crate, and with it every built-in registration, is linked into the binary.
+/// Returns how many built-ins this crate contributes.
+pub fn link() -> usize {
+    // Referring to a registration keeps the linker from discarding this crate's statics.
+    let contributed = [&ECHO];
+    contributed.len()
+}

@@ -1,1 +1,20 @@
+//! # nitejar-core
+//!
+//! The Nitejar engine, embeddable in any Rust program (it has no HTTP framework in it).
+//!
+//! - [`runtime`]: the set of active plugins and hook dispatch;
+//! - [`registry`]: integrations, hook chains and skills of the active plugins, swapped atomically;
+//! - [`hooks`]: the dispatcher (ordering, timeouts, budget, fail policies, mutation policies);
+//! - [`host`]: the execution host (where plugin calls run, deadlines, cancellation);
+//! - [`receipts`]: a record of every plugin action and where it goes;
+//! - [`builtin`]: plugins compiled into the binary, registered through `linkme`.
 
+pub mod builtin;
+pub mod hooks;
+pub mod host;
+pub mod receipts;
+pub mod registry;
+pub mod runtime;
+
+/// The version of the running Nitejar engine, against which `engine.nitejar` ranges are checked.
+pub const NITEJAR_VERSION: &str = env!("CARGO_PKG_VERSION");

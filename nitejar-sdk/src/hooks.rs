@@ -748,7 +748,10 @@ mod tests {
     #[test]
     fn patches_refuse_fields_outside_the_policy() {
         let err = serde_json::from_str::<ToolPreExecPatch>(r#"{"tool_name":"rm"}"#).unwrap_err();
-        assert!(err.to_string().contains("unknown field `tool_name`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `tool_name`"),
+            "{err}"
+        );
         assert!(serde_json::from_str::<NoChanges>(r#"{"content":"x"}"#).is_err());
     }
 }

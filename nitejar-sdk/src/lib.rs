@@ -12,7 +12,6 @@
 //! boundary at which the server enforces what a plugin declared; code that bypasses them is not
 //! enforced. There is no hard sandbox.
 
-
 pub mod hooks;
 pub mod host;
 pub mod integration;

@@ -1,1 +1,42 @@
-fn main() {}
+//! `nitejar`: the Nitejar server and its command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod plugin_cmd;
+mod serve;
+
+/// Nitejar: AI agents that answer messages from your channels, extended by plugins.
+#[derive(Parser)]
+#[command(name = "nitejar", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// `nitejar` alone runs the server with these options.
+    #[command(flatten)]
+    serve: serve::ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(serve::ServeArgs),
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(plugin_cmd::PluginCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(args) => match serve::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Plugin(cmd) => plugin_cmd::run(cmd),
+    }
+}

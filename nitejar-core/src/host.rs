@@ -1,0 +1,311 @@
+//! The execution host: where and how plugin calls run.
+//!
+//! One set of timeout semantics for every plugin: a call has a deadline; if it has not answered by
+//! then its outcome is `timeout`, its result is discarded, and the call is marked cancelled (the
+//! plugin sees it through [`Host::is_cancelled`] and at its next host call). *Where* a call runs is
+//! its [`ExecPolicy`]:
+//!
+//! - [`ExecPolicy::Inline`]: on the caller's thread. For built-ins, our own reviewed code. No thread
+//!   hop (a hop costs 16–21 µs on a 2-core machine, against ~1 ns for the call), but an inline call
+//!   that overruns is only judged `timeout` after it returns.
+//! - [`ExecPolicy::Offload`]: on the blocking pool, off the async workers. For code loaded from
+//!   outside the binary. The caller gets `timeout` on time and the server keeps answering even if
+//!   the call never returns. The thread itself cannot be killed; it stays busy until the plugin
+//!   returns.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nitejar_sdk::host::{HttpRequest, HttpResponse, LogLevel, ProcessOutput, ProcessRequest};
+use nitejar_sdk::{Host, HostError};
+use serde::{Deserialize, Serialize};
+
+use crate::registry::PluginMeta;
+
+/// Where a plugin call runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecPolicy {
+    /// On the caller's thread (built-ins).
+    Inline,
+    /// On the blocking pool, with the caller waiting no longer than the deadline (code loaded from
+    /// outside the binary).
+    Offload,
+}
+
+/// The cancellation flag of a call (or of a run of consecutive offloaded calls).
+#[derive(Debug, Default)]
+pub struct Cancellation {
+    cancelled: AtomicBool,
+}
+
+impl Cancellation {
+    /// A flag that is not set.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Cancellation::default())
+    }
+
+    /// Marks the call cancelled.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    /// Whether the call was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+/// The services behind [`Host`] that depend on the plugin's permissions: HTTP, secrets, files,
+/// processes. The server provides the permission gate; an embedding host may provide its own.
+pub trait HostServices: Send + Sync + 'static {
+    /// See [`Host::http`].
+    fn http(
+        &self,
+        plugin: &PluginMeta,
+        deadline: Option<Instant>,
+        request: &HttpRequest,
+    ) -> Result<HttpResponse, HostError>;
+    /// See [`Host::secret`].
+    fn secret(&self, plugin: &PluginMeta, name: &str) -> Result<String, HostError>;
+    /// See [`Host::read_file`].
+    fn read_file(&self, plugin: &PluginMeta, path: &str) -> Result<Vec<u8>, HostError>;
+    /// See [`Host::write_file`].
+    fn write_file(&self, plugin: &PluginMeta, path: &str, contents: &[u8])
+        -> Result<(), HostError>;
+    /// See [`Host::spawn_process`].
+    fn spawn_process(
+        &self,
+        plugin: &PluginMeta,
+        deadline: Option<Instant>,
+        request: &ProcessRequest,
+    ) -> Result<ProcessOutput, HostError>;
+    /// See [`Host::log`]. The default writes to `tracing` with the plugin's id and version.
+    fn log(&self, plugin: &PluginMeta, level: LogLevel, message: &str) {
+        log_to_tracing(plugin, level, message);
+    }
+}
+
+fn log_to_tracing(plugin: &PluginMeta, level: LogLevel, message: &str) {
+    let (id, version) = (&*plugin.id, &*plugin.version);
+    match level {
+        LogLevel::Trace => {
+            tracing::trace!(plugin.id = %id, plugin.version = %version, "{message}")
+        }
+        LogLevel::Debug => {
+            tracing::debug!(plugin.id = %id, plugin.version = %version, "{message}")
+        }
+        LogLevel::Info => {
+            tracing::info!(plugin.id = %id, plugin.version = %version, "{message}")
+        }
+        LogLevel::Warn => {
+            tracing::warn!(plugin.id = %id, plugin.version = %version, "{message}")
+        }
+        LogLevel::Error => {
+            tracing::error!(plugin.id = %id, plugin.version = %version, "{message}")
+        }
+    }
+}
+
+/// Host services that offer nothing but logging: every HTTP, secret, file or process call is
+/// refused as unavailable. The default of a runtime built without a permission gate.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoServices;
+
+impl NoServices {
+    fn refuse(what: &str) -> HostError {
+        HostError::Unavailable(format!(
+            "{what} is not offered by this host (no permission gate is configured)"
+        ))
+    }
+}
+
+impl HostServices for NoServices {
+    fn http(
+        &self,
+        _: &PluginMeta,
+        _: Option<Instant>,
+        _: &HttpRequest,
+    ) -> Result<HttpResponse, HostError> {
+        Err(Self::refuse("http"))
+    }
+    fn secret(&self, _: &PluginMeta, _: &str) -> Result<String, HostError> {
+        Err(Self::refuse("secret"))
+    }
+    fn read_file(&self, _: &PluginMeta, _: &str) -> Result<Vec<u8>, HostError> {
+        Err(Self::refuse("read_file"))
+    }
+    fn write_file(&self, _: &PluginMeta, _: &str, _: &[u8]) -> Result<(), HostError> {
+        Err(Self::refuse("write_file"))
+    }
+    fn spawn_process(
+        &self,
+        _: &PluginMeta,
+        _: Option<Instant>,
+        _: &ProcessRequest,
+    ) -> Result<ProcessOutput, HostError> {
+        Err(Self::refuse("spawn_process"))
+    }
+}
+
+/// The [`Host`] one plugin call sees: the plugin's identity, the call's deadline and cancellation,
+/// and the services. Host calls made after the call was cancelled or past its deadline fail at once.
+pub struct CallHost<'a> {
+    plugin: &'a PluginMeta,
+    deadline: Option<Instant>,
+    cancellation: &'a Cancellation,
+    services: &'a dyn HostServices,
+}
+
+impl<'a> CallHost<'a> {
+    /// The host of one call.
+    pub fn new(
+        plugin: &'a PluginMeta,
+        deadline: Option<Instant>,
+        cancellation: &'a Cancellation,
+        services: &'a dyn HostServices,
+    ) -> Self {
+        CallHost {
+            plugin,
+            deadline,
+            cancellation,
+            services,
+        }
+    }
+
+    fn check_live(&self) -> Result<(), HostError> {
+        if self.cancellation.is_cancelled() {
+            return Err(HostError::Cancelled);
+        }
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(HostError::Timeout),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Host for CallHost<'_> {
+    fn http(&self, request: &HttpRequest) -> Result<HttpResponse, HostError> {
+        self.check_live()?;
+        self.services.http(self.plugin, self.deadline, request)
+    }
+    fn secret(&self, name: &str) -> Result<String, HostError> {
+        self.check_live()?;
+        self.services.secret(self.plugin, name)
+    }
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        self.check_live()?;
+        self.services.read_file(self.plugin, path)
+    }
+    fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), HostError> {
+        self.check_live()?;
+        self.services.write_file(self.plugin, path, contents)
+    }
+    fn spawn_process(&self, request: &ProcessRequest) -> Result<ProcessOutput, HostError> {
+        self.check_live()?;
+        self.services
+            .spawn_process(self.plugin, self.deadline, request)
+    }
+    fn log(&self, level: LogLevel, message: &str) {
+        self.services.log(self.plugin, level, message);
+    }
+    fn is_cancelled(&self) -> bool {
+        self.cancellation.is_cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+}
+
+/// The text of a caught panic.
+pub fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panicked with a non-string payload".to_string()
+    }
+}
+
+/// How one plugin call ended.
+#[derive(Debug)]
+pub enum CallOutcome<T> {
+    /// It returned in time.
+    Done(T),
+    /// It panicked; the panic was contained.
+    Panicked(String),
+    /// It did not return before its deadline. Its result, if it ever comes, is discarded.
+    TimedOut,
+}
+
+/// Runs single plugin calls (integration calls, loads) with the execution policy and deadline of the
+/// call. Hook chains use the same rules through the dispatcher.
+#[derive(Clone)]
+pub struct ExecutionHost {
+    services: Arc<dyn HostServices>,
+}
+
+impl ExecutionHost {
+    /// An execution host over these services.
+    pub fn new(services: Arc<dyn HostServices>) -> Self {
+        ExecutionHost { services }
+    }
+
+    /// The services handed to plugin calls.
+    pub fn services(&self) -> &Arc<dyn HostServices> {
+        &self.services
+    }
+
+    /// Runs `f` for `plugin` with the given policy and timeout, and says how it ended and how long
+    /// the caller waited.
+    pub async fn call<T, F>(
+        &self,
+        plugin: &Arc<PluginMeta>,
+        policy: ExecPolicy,
+        timeout: Duration,
+        f: F,
+    ) -> (CallOutcome<T>, Duration)
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Host) -> T + Send + 'static,
+    {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let cancellation = Cancellation::new();
+        match policy {
+            ExecPolicy::Inline => {
+                let host = CallHost::new(plugin, Some(deadline), &cancellation, &*self.services);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&host)));
+                let elapsed = started.elapsed();
+                let outcome = match result {
+                    _ if elapsed > timeout => CallOutcome::TimedOut,
+                    Ok(v) => CallOutcome::Done(v),
+                    Err(p) => CallOutcome::Panicked(panic_message(p)),
+                };
+                (outcome, elapsed)
+            }
+            ExecPolicy::Offload => {
+                let services = self.services.clone();
+                let meta = plugin.clone();
+                let flag = cancellation.clone();
+                let task = tokio::task::spawn_blocking(move || {
+                    let host = CallHost::new(&meta, Some(deadline), &flag, &*services);
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&host)))
+                });
+                let outcome = match tokio::time::timeout_at(deadline.into(), task).await {
+                    Ok(Ok(Ok(v))) => CallOutcome::Done(v),
+                    Ok(Ok(Err(p))) => CallOutcome::Panicked(panic_message(p)),
+                    Ok(Err(join)) => CallOutcome::Panicked(join.to_string()),
+                    Err(_) => {
+                        cancellation.cancel();
+                        CallOutcome::TimedOut
+                    }
+                };
+                (outcome, started.elapsed())
+            }
+        }
+    }
+}

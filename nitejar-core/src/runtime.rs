@@ -1,0 +1,221 @@
+//! The runtime: the set of active plugins, the registry snapshot built from it, and hook dispatch.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use nitejar_core::hooks::DispatchContext;
+//! use nitejar_core::receipts::MemorySink;
+//! use nitejar_core::registry::{ActivePlugin, PluginMeta, PluginOrigin};
+//! use nitejar_core::runtime::Runtime;
+//! use nitejar_sdk::hooks::{ResponsePreDeliver, ResponsePreDeliverPatch};
+//! use nitejar_sdk::{HookResult, Plugin};
+//!
+//! let sink = MemorySink::new();
+//! let runtime = Runtime::builder().sink(sink.clone()).build();
+//! let shout = Plugin::builder()
+//!     .on(|_ctx, r: &ResponsePreDeliver| {
+//!         HookResult::change(ResponsePreDeliverPatch { content: Some(r.content.to_uppercase()) })
+//!     })
+//!     .build();
+//! let meta = PluginMeta::new("com.example.shout", "1.0.0", PluginOrigin::Builtin);
+//! runtime.activate(ActivePlugin::from_plugin(meta, &shout)).unwrap();
+//!
+//! let out = runtime
+//!     .dispatch(&DispatchContext::default(), ResponsePreDeliver { content: "hi".into(), ..Default::default() })
+//!     .await;
+//! assert_eq!(out.payload.content, "HI");
+//! assert_eq!(sink.len(), 1);
+//! # });
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use nitejar_sdk::hooks::HookEvent;
+
+use crate::builtin::{builtins, BuiltinError};
+use crate::hooks::{ChainRun, DispatchContext, Dispatched, DEFAULT_CHAIN_BUDGET};
+use crate::host::{ExecutionHost, HostServices, NoServices};
+use crate::receipts::{MemorySink, ReceiptSink};
+use crate::registry::{ActivePlugin, Registry, RegistryError};
+
+/// Builds a [`Runtime`].
+pub struct RuntimeBuilder {
+    sink: Arc<dyn ReceiptSink>,
+    services: Arc<dyn HostServices>,
+    chain_budget: Duration,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder {
+            sink: MemorySink::new(),
+            services: Arc::new(NoServices),
+            chain_budget: DEFAULT_CHAIN_BUDGET,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// Where receipts go (default: memory).
+    pub fn sink(mut self, sink: Arc<dyn ReceiptSink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// The host services behind every plugin call (default: none but logging).
+    pub fn services(mut self, services: Arc<dyn HostServices>) -> Self {
+        self.services = services;
+        self
+    }
+
+    /// The budget of one event's whole handler chain (default 8000 ms).
+    pub fn chain_budget(mut self, budget: Duration) -> Self {
+        self.chain_budget = budget;
+        self
+    }
+
+    /// Builds a runtime with no active plugin. Integration types of the linked built-ins are
+    /// reserved from the start, whether or not the built-ins are activated.
+    pub fn build(self) -> Runtime {
+        let mut reserved = HashMap::new();
+        for builtin in builtins() {
+            if let (Ok(meta), plugin) = (builtin.meta(), (builtin.build)()) {
+                for integration in plugin.integrations() {
+                    reserved.insert(integration.descriptor().kind, meta.id.to_string());
+                }
+            }
+        }
+        Runtime {
+            registry: ArcSwap::from_pointee(Registry::empty()),
+            active: Mutex::new(BTreeMap::new()),
+            reserved_types: reserved,
+            sink: self.sink,
+            exec: ExecutionHost::new(self.services),
+            chain_budget: self.chain_budget,
+        }
+    }
+}
+
+/// The plugin runtime: active plugins, their registry, hook dispatch and receipts.
+pub struct Runtime {
+    registry: ArcSwap<Registry>,
+    // Held only by writers (activate/deactivate) while they build the next snapshot; dispatch never
+    // touches it.
+    active: Mutex<BTreeMap<Arc<str>, ActivePlugin>>,
+    reserved_types: HashMap<String, String>,
+    sink: Arc<dyn ReceiptSink>,
+    exec: ExecutionHost,
+    chain_budget: Duration,
+}
+
+impl Runtime {
+    /// Starts building a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// Activates every built-in linked into the binary. Returns the built-ins that could not be
+    /// activated (the others are active).
+    pub fn activate_builtins(&self) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
+        let mut plugins = Vec::new();
+        for builtin in builtins() {
+            match builtin.activate() {
+                Ok(p) => plugins.push(p),
+                Err(BuiltinError(e)) => {
+                    failed.push((builtin.manifest.chars().take(80).collect(), e))
+                }
+            }
+        }
+        for plugin in plugins {
+            let id = plugin.meta().id.to_string();
+            if let Err(e) = self.activate(plugin) {
+                failed.push((id, e.to_string()));
+            }
+        }
+        failed
+    }
+
+    /// Activates a plugin (or replaces the active version of it) and swaps in the new registry.
+    /// On a conflict nothing changes.
+    pub fn activate(&self, plugin: ActivePlugin) -> Result<(), RegistryError> {
+        let mut active = self.lock_active();
+        let id = plugin.meta().id.clone();
+        let previous = active.insert(id.clone(), plugin);
+        match Registry::build(active.values(), &self.reserved_types) {
+            Ok(registry) => {
+                self.registry.store(Arc::new(registry));
+                Ok(())
+            }
+            Err(e) => {
+                match previous {
+                    Some(p) => active.insert(id, p),
+                    None => active.remove(&id),
+                };
+                Err(e)
+            }
+        }
+    }
+
+    /// Deactivates a plugin: its handlers, integrations and skills leave the registry at once.
+    /// Returns whether it was active.
+    pub fn deactivate(&self, id: &str) -> bool {
+        let mut active = self.lock_active();
+        if active.remove(id).is_none() {
+            return false;
+        }
+        // Removing contributions cannot create a conflict.
+        match Registry::build(active.values(), &self.reserved_types) {
+            Ok(registry) => self.registry.store(Arc::new(registry)),
+            Err(e) => tracing::error!("registry rebuild after deactivating `{id}` failed: {e}"),
+        }
+        true
+    }
+
+    /// The current registry snapshot.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.load_full()
+    }
+
+    /// Integration types owned by built-ins, with the owning built-in's id.
+    pub fn reserved_types(&self) -> &HashMap<String, String> {
+        &self.reserved_types
+    }
+
+    /// The receipt sink.
+    pub fn sink(&self) -> &Arc<dyn ReceiptSink> {
+        &self.sink
+    }
+
+    /// The execution host (for integration calls).
+    pub fn exec(&self) -> &ExecutionHost {
+        &self.exec
+    }
+
+    /// Runs event `E` through its handlers and records a receipt per handler.
+    pub async fn dispatch<E: HookEvent>(&self, ctx: &DispatchContext, payload: E) -> Dispatched<E> {
+        let registry = self.registry.load_full();
+        if registry.hooks().chain::<E>().is_empty() {
+            return Dispatched {
+                payload,
+                blocked: None,
+            };
+        }
+        let run = ChainRun::<E> {
+            chain: registry,
+            ctx: ctx.clone(),
+            services: self.exec.services().clone(),
+            budget: self.chain_budget,
+        };
+        let (dispatched, receipts) = run.run(payload).await;
+        self.sink.submit(receipts).await;
+        dispatched
+    }
+
+    fn lock_active(&self) -> std::sync::MutexGuard<'_, BTreeMap<Arc<str>, ActivePlugin>> {
+        // The map is only replaced whole under this lock; a panic elsewhere cannot corrupt it.
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
