@@ -12,11 +12,13 @@
 //! boundary at which the server enforces what a plugin declared; code that bypasses them is not
 //! enforced. There is no hard sandbox.
 
+pub mod abi;
 pub mod hooks;
 pub mod host;
 pub mod integration;
 pub mod plugin;
 pub mod skill;
+pub mod testing;
 mod wire;
 
 pub use hooks::{FailPolicy, HookContext, HookEvent, HookName, HookOptions, HookResult};

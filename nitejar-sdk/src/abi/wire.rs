@@ -1,0 +1,202 @@
+//! The JSON payloads of plugin and host methods (see the table in [`crate::abi`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::hooks::HookOptions;
+use crate::integration::{
+    IntegrationDescriptor, IntegrationError, IntegrationInstance, PostResponseOptions,
+    WebhookRequest,
+};
+use crate::{HookName, SkillContribution};
+
+/// The answer of `describe`: everything the plugin contributes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Description {
+    /// Integration types with their descriptors.
+    #[serde(default)]
+    pub integrations: Vec<IntegrationDescriptor>,
+    /// Hook handlers in registration order; a handler is called by its index here.
+    #[serde(default)]
+    pub hooks: Vec<HookDescription>,
+    /// Skills.
+    #[serde(default)]
+    pub skills: Vec<SkillContribution>,
+}
+
+/// One hook handler in a [`Description`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookDescription {
+    /// The event.
+    pub hook: HookName,
+    /// Priority, timeout, fail policy.
+    pub options: HookOptions,
+}
+
+/// The payload of `hook.<event>` as a plugin reads it: the run context and the event, left as raw
+/// JSON so it is parsed once, into the event's own type.
+#[derive(Debug, Deserialize)]
+pub struct HookCall<'a> {
+    /// The handler's index in [`Description::hooks`].
+    pub handler: usize,
+    #[serde(default)]
+    pub work_item_id: Option<String>,
+    #[serde(default)]
+    pub job_id: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// The event's payload.
+    #[serde(borrow)]
+    pub event: &'a RawValue,
+}
+
+impl HookCall<'_> {
+    /// Writes the payload of a `hook.<event>` call around an event already encoded as JSON.
+    pub fn encode(
+        handler: usize,
+        work_item_id: Option<&str>,
+        job_id: Option<&str>,
+        agent_id: Option<&str>,
+        event_json: &str,
+    ) -> String {
+        let text = |v: Option<&str>| match v {
+            Some(s) => serde_json::to_string(s).unwrap_or_else(|_| "null".into()),
+            None => "null".into(),
+        };
+        format!(
+            r#"{{"handler":{handler},"work_item_id":{},"job_id":{},"agent_id":{},"event":{event_json}}}"#,
+            text(work_item_id),
+            text(job_id),
+            text(agent_id),
+        )
+    }
+}
+
+/// The answer of an integration method: `{"ok": value}` or `{"error": IntegrationError}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply<T> {
+    /// The method's result.
+    Ok(T),
+    /// The integration's error.
+    Error(IntegrationError),
+}
+
+impl<T> From<Result<T, IntegrationError>> for Reply<T> {
+    fn from(r: Result<T, IntegrationError>) -> Self {
+        match r {
+            Ok(v) => Reply::Ok(v),
+            Err(e) => Reply::Error(e),
+        }
+    }
+}
+
+impl<T> From<Reply<T>> for Result<T, IntegrationError> {
+    fn from(r: Reply<T>) -> Self {
+        match r {
+            Reply::Ok(v) => Ok(v),
+            Reply::Error(e) => Err(e),
+        }
+    }
+}
+
+/// The payload of `integration.<type>.validate_config` and `.test_connection`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigCall {
+    #[serde(default)]
+    pub config: Value,
+}
+
+/// The payload of `integration.<type>.parse_webhook`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParseWebhookCall {
+    pub request: WebhookRequest,
+    pub instance: IntegrationInstance,
+}
+
+/// The payload of `integration.<type>.post_response`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PostResponseCall {
+    pub instance: IntegrationInstance,
+    pub work_item_id: String,
+    pub content: String,
+    #[serde(default)]
+    pub response_context: Option<Value>,
+    #[serde(default)]
+    pub options: PostResponseOptions,
+}
+
+/// The payload of `integration.<type>.acknowledge_receipt`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AcknowledgeCall {
+    pub instance: IntegrationInstance,
+    #[serde(default)]
+    pub response_context: Option<Value>,
+}
+
+/// The payload of the host's `secret`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretCall {
+    pub name: String,
+}
+
+/// The answer of the host's `secret`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretValue {
+    pub value: String,
+}
+
+/// The payload of the host's `read_file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathCall {
+    pub path: String,
+}
+
+/// The answer of the host's `read_file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileContents {
+    #[serde(default, with = "crate::wire::base64_bytes")]
+    pub contents: Vec<u8>,
+}
+
+/// The payload of the host's `write_file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteFileCall {
+    pub path: String,
+    #[serde(default, with = "crate::wire::base64_bytes")]
+    pub contents: Vec<u8>,
+}
+
+/// The answer of the host's `deadline`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remaining {
+    /// Milliseconds left, or `null` for a call without a deadline.
+    pub remaining_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_call_round_trips_with_the_event_left_raw() {
+        let text = HookCall::encode(2, Some("wi\"1"), None, None, r#"{"turn":1}"#);
+        let call: HookCall<'_> = serde_json::from_str(&text).unwrap();
+        assert_eq!(call.handler, 2);
+        assert_eq!(call.work_item_id.as_deref(), Some("wi\"1"));
+        assert_eq!(call.job_id, None);
+        assert_eq!(call.event.get(), r#"{"turn":1}"#);
+    }
+
+    #[test]
+    fn reply_wire_form() {
+        let ok: Reply<u32> = Reply::Ok(3);
+        assert_eq!(serde_json::to_string(&ok).unwrap(), r#"{"ok":3}"#);
+        let err: Reply<u32> = Reply::Error(IntegrationError::Unauthorized("sig".into()));
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"error":{"kind":"unauthorized","message":"sig"}}"#
+        );
+    }
+}
