@@ -23,7 +23,11 @@ use nitejar_sdk::hooks::{HandlerFn, HookContext, HookEvent, HookOptions, HookReg
 use nitejar_sdk::{FailPolicy, HookName, HookResult};
 use serde_json::{json, Value};
 
-use crate::host::{panic_message, CallHost, Cancellation, ExecPolicy, HostServices};
+use nitejar_sdk::Host;
+
+use crate::host::{
+    panic_message, CallHost, CallScope, Cancellation, ExecPolicy, ExecutionHost, TicketSlot,
+};
 use crate::receipts::{now_ms, ExecutionMode, Receipt, ReceiptKind, ReceiptStatus};
 use crate::registry::PluginMeta;
 
@@ -477,7 +481,7 @@ fn read_json_answer<E: HookEvent>(text: &str) -> Answer<E::Patch> {
 pub(crate) struct ChainRun<E: HookEvent> {
     pub(crate) chain: Arc<dyn ChainSource<E>>,
     pub(crate) ctx: DispatchContext,
-    pub(crate) services: Arc<dyn HostServices>,
+    pub(crate) exec: ExecutionHost,
     pub(crate) budget: Duration,
 }
 
@@ -514,15 +518,31 @@ impl<E: HookEvent> ChainRun<E> {
                 ExecPolicy::Inline => {
                     let timeout = Duration::from_millis(entry.options.timeout_ms as u64)
                         .min(budget_end - now);
-                    let cancellation = Cancellation::default();
-                    let host = CallHost::new(
-                        &entry.plugin,
-                        Some(now + timeout),
-                        &cancellation,
-                        &*self.services,
-                    );
-                    let hctx = self.hook_ctx(entry, &host);
-                    let answer = call_handler(&entry.handler, &hctx, &payload, &mut json_cache);
+                    let deadline = Some(now + timeout);
+                    let answer = match &entry.handler {
+                        HandlerImpl::Typed(_) => {
+                            let cancellation = Cancellation::default();
+                            let services = &**self.exec.services();
+                            let host =
+                                CallHost::new(&entry.plugin, deadline, &cancellation, services);
+                            let hctx = self.hook_ctx(entry, &host);
+                            call_handler(&entry.handler, &hctx, &payload, &mut json_cache)
+                        }
+                        HandlerImpl::Json(_) => {
+                            // A library plugin routes its host calls through the call's scope.
+                            let scope = scope_for(
+                                entry,
+                                deadline,
+                                Cancellation::new(),
+                                &self.exec,
+                                &self.ctx,
+                            );
+                            let hctx = self.hook_ctx(entry, &scope);
+                            scope.enter(|| {
+                                call_handler(&entry.handler, &hctx, &payload, &mut json_cache)
+                            })
+                        }
+                    };
                     let elapsed = now.elapsed();
                     let judged = judge::<E>(
                         &entry.options,
@@ -576,7 +596,7 @@ impl<E: HookEvent> ChainRun<E> {
     fn hook_ctx<'a>(
         &'a self,
         entry: &'a HandlerEntry<E>,
-        host: &'a CallHost<'a>,
+        host: &'a dyn Host,
     ) -> HookContext<'a> {
         HookContext {
             hook: E::NAME,
@@ -706,10 +726,12 @@ impl<E: HookEvent> ChainRun<E> {
         while next < end {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress<E::Patch>>();
             let cancellation = Cancellation::new();
+            let slot = Arc::new(TicketSlot::default());
             let job = OffloadJob {
                 chain: self.chain.clone(),
                 ctx: self.ctx.clone(),
-                services: self.services.clone(),
+                exec: self.exec.clone(),
+                slot: slot.clone(),
                 from: next,
                 end,
                 budget_end,
@@ -785,8 +807,11 @@ impl<E: HookEvent> ChainRun<E> {
                     }
                     Err(_) => {
                         // Give up on this call; the stuck thread keeps running until the plugin
-                        // returns, and sees the cancellation at its next host call.
+                        // returns, and sees the cancellation at its next host call. It holds one of
+                        // its plugin's call slots until then; too many such calls quarantine the
+                        // plugin.
                         cancellation.cancel();
+                        let quarantine = slot.abandon();
                         let judged =
                             judge::<E>(&entry.options, Answer::Error(String::new()), Some(timeout));
                         let stop = self.settle(
@@ -800,6 +825,12 @@ impl<E: HookEvent> ChainRun<E> {
                             receipts,
                             blocked,
                         );
+                        if let Some(q) = quarantine {
+                            let mut receipt = q.receipt();
+                            receipt.work_item_id = self.ctx.work_item_id.clone();
+                            receipt.job_id = self.ctx.job_id.clone();
+                            receipts.push(receipt);
+                        }
                         if stop {
                             return None;
                         }
@@ -813,11 +844,29 @@ impl<E: HookEvent> ChainRun<E> {
     }
 }
 
+fn scope_for<E: HookEvent>(
+    entry: &HandlerEntry<E>,
+    deadline: Option<Instant>,
+    cancellation: Arc<Cancellation>,
+    exec: &ExecutionHost,
+    ctx: &DispatchContext,
+) -> CallScope {
+    CallScope::new(
+        entry.plugin.clone(),
+        deadline,
+        cancellation,
+        exec.services().clone(),
+    )
+    .with_run(ctx.work_item_id.clone(), ctx.job_id.clone())
+    .with_hook(E::NAME)
+}
+
 /// A run of consecutive offloaded handlers, executed on one blocking-pool thread.
 struct OffloadJob<E: HookEvent> {
     chain: Arc<dyn ChainSource<E>>,
     ctx: DispatchContext,
-    services: Arc<dyn HostServices>,
+    exec: ExecutionHost,
+    slot: Arc<TicketSlot>,
     from: usize,
     end: usize,
     budget_end: Instant,
@@ -828,8 +877,29 @@ struct OffloadJob<E: HookEvent> {
 }
 
 impl<E: HookEvent> OffloadJob<E> {
+    fn call(&mut self, entry: &HandlerEntry<E>, deadline: Instant) -> Answer<E::Patch> {
+        let scope = scope_for(
+            entry,
+            Some(deadline),
+            self.cancellation.clone(),
+            &self.exec,
+            &self.ctx,
+        );
+        let hctx = HookContext {
+            hook: E::NAME,
+            plugin_id: &entry.plugin.id,
+            work_item_id: self.ctx.work_item_id.as_deref(),
+            job_id: self.ctx.job_id.as_deref(),
+            agent_id: self.ctx.agent_id.as_deref(),
+            host: &scope,
+        };
+        let (payload, json) = (&self.payload, &mut self.json);
+        scope.enter(|| call_handler(&entry.handler, &hctx, payload, json))
+    }
+
     fn run(mut self) {
-        let entries = self.chain.entries();
+        let chain = self.chain.clone();
+        let entries = chain.entries();
         for index in self.from..self.end {
             let now = Instant::now();
             if self.cancellation.is_cancelled() || now >= self.budget_end {
@@ -838,21 +908,24 @@ impl<E: HookEvent> OffloadJob<E> {
             let entry = &entries[index];
             let timeout =
                 Duration::from_millis(entry.options.timeout_ms as u64).min(self.budget_end - now);
-            let host = CallHost::new(
-                &entry.plugin,
-                Some(now + timeout),
-                &self.cancellation,
-                &*self.services,
-            );
-            let hctx = HookContext {
-                hook: E::NAME,
-                plugin_id: &entry.plugin.id,
-                work_item_id: self.ctx.work_item_id.as_deref(),
-                job_id: self.ctx.job_id.as_deref(),
-                agent_id: self.ctx.agent_id.as_deref(),
-                host: &host,
+            let deadline = now + timeout;
+            let health = self.exec.health(&entry.plugin);
+            let mut no_slot = false;
+            let answer = if let Some(message) = health.quarantine_message() {
+                Answer::Error(message)
+            } else if let Some(permit) = health.acquire(deadline, &self.cancellation) {
+                self.slot.set(permit.ticket());
+                let answer = self.call(entry, deadline);
+                self.slot.clear();
+                drop(permit);
+                answer
+            } else if self.cancellation.is_cancelled() {
+                return;
+            } else {
+                // No call slot came free before the deadline: a timeout.
+                no_slot = true;
+                Answer::Error(String::new())
             };
-            let answer = call_handler(&entry.handler, &hctx, &self.payload, &mut self.json);
             let duration = now.elapsed();
             if self.cancellation.is_cancelled() {
                 // The caller already recorded a timeout and moved on without us.
@@ -861,7 +934,7 @@ impl<E: HookEvent> OffloadJob<E> {
             let judged = judge::<E>(
                 &entry.options,
                 answer,
-                (duration > timeout).then_some(timeout),
+                (no_slot || duration > timeout).then_some(timeout),
             );
             let stop = judged.stops_chain();
             if let Some(change) = &judged.change {

@@ -36,7 +36,7 @@ use nitejar_sdk::hooks::HookEvent;
 
 use crate::builtin::{builtins, BuiltinError};
 use crate::hooks::{ChainRun, DispatchContext, Dispatched, DEFAULT_CHAIN_BUDGET};
-use crate::host::{ExecutionHost, HostServices, NoServices};
+use crate::host::{ExecutionHost, ExecutionLimits, HostServices, NoServices};
 use crate::receipts::{MemorySink, ReceiptSink};
 use crate::registry::{ActivePlugin, Registry, RegistryError};
 
@@ -45,6 +45,7 @@ pub struct RuntimeBuilder {
     sink: Arc<dyn ReceiptSink>,
     services: Arc<dyn HostServices>,
     chain_budget: Duration,
+    limits: ExecutionLimits,
 }
 
 impl Default for RuntimeBuilder {
@@ -53,6 +54,7 @@ impl Default for RuntimeBuilder {
             sink: MemorySink::new(),
             services: Arc::new(NoServices),
             chain_budget: DEFAULT_CHAIN_BUDGET,
+            limits: ExecutionLimits::default(),
         }
     }
 }
@@ -76,6 +78,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Per-plugin limits of offloaded calls: concurrency bound and quarantine threshold (default 4
+    /// and 3).
+    pub fn limits(mut self, limits: ExecutionLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Builds a runtime with no active plugin. Integration types of the linked built-ins are
     /// reserved from the start, whether or not the built-ins are activated.
     pub fn build(self) -> Runtime {
@@ -87,12 +96,15 @@ impl RuntimeBuilder {
                 }
             }
         }
+        let sink = self.sink;
         Runtime {
             registry: ArcSwap::from_pointee(Registry::empty()),
             active: Mutex::new(BTreeMap::new()),
             reserved_types: reserved,
-            sink: self.sink,
-            exec: ExecutionHost::new(self.services),
+            sink: sink.clone(),
+            exec: ExecutionHost::new(self.services)
+                .with_limits(self.limits)
+                .with_sink(sink),
             chain_budget: self.chain_budget,
         }
     }
@@ -206,7 +218,7 @@ impl Runtime {
         let run = ChainRun::<E> {
             chain: registry,
             ctx: ctx.clone(),
-            services: self.exec.services().clone(),
+            exec: self.exec.clone(),
             budget: self.chain_budget,
         };
         let (dispatched, receipts) = run.run(payload).await;

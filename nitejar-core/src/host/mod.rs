@@ -11,7 +11,11 @@
 //! - [`ExecPolicy::Offload`]: on the blocking pool, off the async workers. For code loaded from
 //!   outside the binary. The caller gets `timeout` on time and the server keeps answering even if
 //!   the call never returns. The thread itself cannot be killed; it stays busy until the plugin
-//!   returns.
+//!   returns. Offloaded calls are bounded per plugin, and a plugin whose calls keep getting stuck is
+//!   quarantined (see [`ExecutionLimits`]).
+//!
+//! Every offloaded call runs inside its [`CallScope`], which proxies of plugins loaded from a
+//! library use to route the plugin's host calls back to the right call.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +26,16 @@ use nitejar_sdk::host::{HttpRequest, HttpResponse, LogLevel, ProcessOutput, Proc
 use nitejar_sdk::{Host, HostError};
 use serde::{Deserialize, Serialize};
 
+use crate::receipts::ReceiptSink;
 use crate::registry::PluginMeta;
+
+mod health;
+mod scope;
+
+use health::HealthBook;
+pub(crate) use health::{PluginHealth, TicketSlot};
+pub use health::{ExecutionLimits, Quarantine};
+pub use scope::CallScope;
 
 /// Where a plugin call runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -237,26 +250,70 @@ pub enum CallOutcome<T> {
     Done(T),
     /// It panicked; the panic was contained.
     Panicked(String),
-    /// It did not return before its deadline. Its result, if it ever comes, is discarded.
+    /// It did not return before its deadline (or could not get one of its plugin's call slots
+    /// before it). Its result, if it ever comes, is discarded.
     TimedOut,
+    /// It was not run: the plugin is quarantined (see [`ExecutionLimits`]). The message says why.
+    Quarantined(String),
 }
 
 /// Runs single plugin calls (integration calls, loads) with the execution policy and deadline of the
 /// call. Hook chains use the same rules through the dispatcher.
+///
+/// Offloaded calls are bounded per plugin version ([`ExecutionLimits::max_concurrent_calls`]); a call
+/// the caller gave up on while it was still in plugin code counts as stuck until it returns, and a
+/// plugin with too many stuck calls is quarantined ([`ExecutionLimits::quarantine_after_stuck`]).
 #[derive(Clone)]
 pub struct ExecutionHost {
     services: Arc<dyn HostServices>,
+    health: Arc<HealthBook>,
+    sink: Option<Arc<dyn ReceiptSink>>,
 }
 
 impl ExecutionHost {
-    /// An execution host over these services.
+    /// An execution host over these services, with the default [`ExecutionLimits`].
     pub fn new(services: Arc<dyn HostServices>) -> Self {
-        ExecutionHost { services }
+        ExecutionHost {
+            services,
+            health: Arc::new(HealthBook::new(ExecutionLimits::default())),
+            sink: None,
+        }
+    }
+
+    /// Replaces the limits (plugins that already made calls keep the limits they started with).
+    pub fn with_limits(mut self, limits: ExecutionLimits) -> Self {
+        self.health = Arc::new(HealthBook::new(limits));
+        self
+    }
+
+    /// Where the host writes the receipts it makes itself (a quarantine).
+    pub fn with_sink(mut self, sink: Arc<dyn ReceiptSink>) -> Self {
+        self.sink = Some(sink);
+        self
     }
 
     /// The services handed to plugin calls.
     pub fn services(&self) -> &Arc<dyn HostServices> {
         &self.services
+    }
+
+    /// The limits of offloaded calls.
+    pub fn limits(&self) -> ExecutionLimits {
+        self.health.limits()
+    }
+
+    /// How many calls of this plugin version timed out and have not returned yet.
+    pub fn stuck_calls(&self, plugin: &PluginMeta) -> usize {
+        self.health.peek(plugin).map_or(0, |h| h.stuck())
+    }
+
+    /// Whether this plugin version is quarantined.
+    pub fn is_quarantined(&self, plugin: &PluginMeta) -> bool {
+        self.health.peek(plugin).is_some_and(|h| h.is_quarantined())
+    }
+
+    pub(crate) fn health(&self, plugin: &Arc<PluginMeta>) -> Arc<PluginHealth> {
+        self.health.get(plugin)
     }
 
     /// Runs `f` for `plugin` with the given policy and timeout, and says how it ended and how long
@@ -272,13 +329,39 @@ impl ExecutionHost {
         T: Send + 'static,
         F: FnOnce(&dyn Host) -> T + Send + 'static,
     {
+        self.call_for(plugin, policy, timeout, None, None, f).await
+    }
+
+    /// [`ExecutionHost::call`] for a call that belongs to a work item and job (receipts the host
+    /// services write carry them).
+    pub async fn call_for<T, F>(
+        &self,
+        plugin: &Arc<PluginMeta>,
+        policy: ExecPolicy,
+        timeout: Duration,
+        work_item_id: Option<Arc<str>>,
+        job_id: Option<Arc<str>>,
+        f: F,
+    ) -> (CallOutcome<T>, Duration)
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Host) -> T + Send + 'static,
+    {
         let started = Instant::now();
         let deadline = started + timeout;
         let cancellation = Cancellation::new();
+        let scope = CallScope::new(
+            plugin.clone(),
+            Some(deadline),
+            cancellation.clone(),
+            self.services.clone(),
+        )
+        .with_run(work_item_id, job_id);
         match policy {
             ExecPolicy::Inline => {
-                let host = CallHost::new(plugin, Some(deadline), &cancellation, &*self.services);
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&host)));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    scope.enter(|| f(&scope))
+                }));
                 let elapsed = started.elapsed();
                 let outcome = match result {
                     _ if elapsed > timeout => CallOutcome::TimedOut,
@@ -288,19 +371,34 @@ impl ExecutionHost {
                 (outcome, elapsed)
             }
             ExecPolicy::Offload => {
-                let services = self.services.clone();
-                let meta = plugin.clone();
-                let flag = cancellation.clone();
+                let health = self.health(plugin);
+                if let Some(message) = health.quarantine_message() {
+                    return (CallOutcome::Quarantined(message), started.elapsed());
+                }
+                let slot = Arc::new(TicketSlot::default());
+                let job_slot = slot.clone();
                 let task = tokio::task::spawn_blocking(move || {
-                    let host = CallHost::new(&meta, Some(deadline), &flag, &*services);
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&host)))
+                    let permit = health.acquire(deadline, scope.cancellation())?;
+                    job_slot.set(permit.ticket());
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        scope.enter(|| f(&scope))
+                    }));
+                    job_slot.clear();
+                    drop(permit);
+                    Some(result)
                 });
                 let outcome = match tokio::time::timeout_at(deadline.into(), task).await {
-                    Ok(Ok(Ok(v))) => CallOutcome::Done(v),
-                    Ok(Ok(Err(p))) => CallOutcome::Panicked(panic_message(p)),
+                    Ok(Ok(Some(Ok(v)))) => CallOutcome::Done(v),
+                    Ok(Ok(Some(Err(p)))) => CallOutcome::Panicked(panic_message(p)),
+                    Ok(Ok(None)) => CallOutcome::TimedOut,
                     Ok(Err(join)) => CallOutcome::Panicked(join.to_string()),
                     Err(_) => {
                         cancellation.cancel();
+                        if let Some(quarantine) = slot.abandon() {
+                            if let Some(sink) = &self.sink {
+                                sink.submit(vec![quarantine.receipt()]).await;
+                            }
+                        }
                         CallOutcome::TimedOut
                     }
                 };
