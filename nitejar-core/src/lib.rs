@@ -6,12 +6,14 @@
 //! - [`registry`]: integrations, hook chains and skills of the active plugins, swapped atomically;
 //! - [`hooks`]: the dispatcher (ordering, timeouts, budget, fail policies, mutation policies);
 //! - [`host`]: the execution host (where plugin calls run, deadlines, cancellation);
+//! - [`loader`]: third-party plugin libraries, loaded through the frozen ABI;
 //! - [`receipts`]: a record of every plugin action and where it goes;
 //! - [`builtin`]: plugins compiled into the binary, registered through `linkme`.
 
 pub mod builtin;
 pub mod hooks;
 pub mod host;
+pub mod loader;
 pub mod receipts;
 pub mod registry;
 pub mod runtime;
