@@ -7,6 +7,7 @@
 //! - [`hooks`]: the dispatcher (ordering, timeouts, budget, fail policies, mutation policies);
 //! - [`host`]: the execution host (where plugin calls run, deadlines, cancellation);
 //! - [`loader`]: third-party plugin libraries, loaded through the frozen ABI;
+//! - [`permissions`]: the permission gate behind the host services;
 //! - [`receipts`]: a record of every plugin action and where it goes;
 //! - [`builtin`]: plugins compiled into the binary, registered through `linkme`.
 
@@ -14,6 +15,7 @@ pub mod builtin;
 pub mod hooks;
 pub mod host;
 pub mod loader;
+pub mod permissions;
 pub mod receipts;
 pub mod registry;
 pub mod runtime;

@@ -1,0 +1,472 @@
+//! [`PermissionGate`]: the host services of every plugin of a runtime, behind the permission checks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use nitejar_sdk::host::{HttpRequest, HttpResponse, LogLevel, ProcessOutput, ProcessRequest};
+use nitejar_sdk::HostError;
+use serde_json::{json, Value};
+
+use super::files::{self, Access, Refusal};
+use super::net::{HttpClient, RedirectHop};
+use super::{secret_env_var, Grant, Judgement, Scope};
+use crate::host::{CallScope, HostServices};
+use crate::receipts::{Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
+use crate::registry::PluginMeta;
+
+/// Where secret values come from.
+pub trait SecretSource: Send + Sync + 'static {
+    /// The value of `name` for `plugin`, if it is set. Only called for declared names.
+    fn secret(&self, plugin: &PluginMeta, name: &str) -> Option<String>;
+}
+
+/// Secrets from the environment: `NITEJAR_SECRET_<NAME>` (see [`secret_env_var`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EnvSecrets;
+
+impl SecretSource for EnvSecrets {
+    fn secret(&self, _plugin: &PluginMeta, name: &str) -> Option<String> {
+        std::env::var(secret_env_var(name)).ok()
+    }
+}
+
+/// Secrets from a map (tests, embedding hosts, a server that read them from its database).
+#[derive(Clone, Debug, Default)]
+pub struct MapSecrets(BTreeMap<String, String>);
+
+impl MapSecrets {
+    /// Secrets by name.
+    pub fn new<I, K, V>(secrets: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        MapSecrets(
+            secrets
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+impl SecretSource for MapSecrets {
+    fn secret(&self, _plugin: &PluginMeta, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+type GrantKey = (Arc<str>, Arc<str>);
+
+/// The host services of a runtime, each call checked against the calling plugin's [`Grant`].
+/// See the [module docs](super) for the rules.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use nitejar_core::permissions::{Grant, PermissionGate, PermissionSet};
+/// use nitejar_core::receipts::MemorySink;
+/// use nitejar_core::registry::{PluginMeta, PluginOrigin};
+/// use nitejar_core::runtime::Runtime;
+///
+/// let sink = MemorySink::new();
+/// let gate = Arc::new(PermissionGate::new("./data", sink.clone()));
+/// let meta = PluginMeta::new("com.acme.jira", "1.0.0", PluginOrigin::ThirdParty);
+/// gate.grant(&meta, Grant::new(PermissionSet::new().network(["*.atlassian.net"]), "./data/plugins/com.acme.jira/versions/1.0.0"));
+/// let runtime = Runtime::builder().services(gate.clone()).sink(sink).build();
+/// ```
+pub struct PermissionGate {
+    data_dir: PathBuf,
+    grants: RwLock<HashMap<GrantKey, Arc<Grant>>>,
+    secrets: Arc<dyn SecretSource>,
+    sink: Arc<dyn ReceiptSink>,
+    http: HttpClient,
+}
+
+impl PermissionGate {
+    /// A gate with no grants, writing denial receipts to `sink`. `data_dir` is `$NITEJAR_DATA_DIR`:
+    /// plugin data directories are `<data_dir>/plugins/<id>/data/`. Secrets come from the
+    /// environment until [`PermissionGate::with_secrets`].
+    pub fn new(data_dir: impl Into<PathBuf>, sink: Arc<dyn ReceiptSink>) -> Self {
+        PermissionGate {
+            data_dir: data_dir.into(),
+            grants: RwLock::new(HashMap::new()),
+            secrets: Arc::new(EnvSecrets),
+            sink,
+            http: HttpClient::new(),
+        }
+    }
+
+    /// Reads secret values from `source`.
+    pub fn with_secrets(mut self, source: Arc<dyn SecretSource>) -> Self {
+        self.secrets = source;
+        self
+    }
+
+    /// Grants (or replaces the grant of) a plugin version.
+    pub fn grant(&self, plugin: &PluginMeta, grant: Grant) {
+        let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        grants.insert(key(plugin), Arc::new(grant));
+    }
+
+    /// Withdraws a plugin version's grant: every host call of it is denied from now on.
+    pub fn revoke(&self, plugin: &PluginMeta) {
+        let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        grants.remove(&key(plugin));
+    }
+
+    /// The plugin's own data directory.
+    pub fn plugin_data_dir(&self, plugin_id: &str) -> PathBuf {
+        self.data_dir.join("plugins").join(plugin_id).join("data")
+    }
+
+    fn grant_of(&self, plugin: &PluginMeta) -> Option<Arc<Grant>> {
+        let grants = self.grants.read().unwrap_or_else(|p| p.into_inner());
+        grants.get(&key(plugin)).cloned()
+    }
+
+    /// Refuses a call: writes the receipt, returns the plugin's error.
+    fn deny(
+        &self,
+        plugin: &PluginMeta,
+        scope: Scope,
+        permission: String,
+        judgement: Judgement,
+        reason: String,
+        extra: Value,
+    ) -> HostError {
+        let call = CallScope::current();
+        let mut detail = json!({
+            "permission": permission,
+            "scope": scope.as_str(),
+            "enforcement": "host_boundary",
+            "declared": judgement.declared,
+            "acknowledged": judgement.acknowledged,
+            "reason": reason,
+        });
+        if let (Some(d), Value::Object(extra)) = (detail.as_object_mut(), extra) {
+            d.extend(extra);
+        }
+        let mut receipt = Receipt::new(
+            plugin.id.clone(),
+            Some(plugin.version.clone()),
+            ReceiptKind::PermissionDenied,
+            ReceiptStatus::Blocked,
+        )
+        .with_detail(detail);
+        if let Some(call) = &call {
+            receipt.hook = call.hook();
+            receipt.work_item_id = call.work_item_id().cloned();
+            receipt.job_id = call.job_id().cloned();
+        }
+        tracing::warn!(
+            plugin.id = %plugin.id,
+            plugin.version = %plugin.version,
+            permission = %permission,
+            "host call denied: {reason}"
+        );
+        wait(self.sink.submit(vec![receipt]));
+        HostError::Denied { permission, reason }
+    }
+
+    fn no_grant(&self, plugin: &PluginMeta, scope: Scope, permission: String) -> HostError {
+        self.deny(
+            plugin,
+            scope,
+            permission,
+            Judgement {
+                declared: false,
+                acknowledged: false,
+                allowed: false,
+            },
+            "this plugin version has no permission grant".into(),
+            Value::Null,
+        )
+    }
+
+    fn resolve_file(
+        &self,
+        plugin: &PluginMeta,
+        path: &str,
+        access: Access,
+    ) -> Result<PathBuf, HostError> {
+        let scope = match access {
+            Access::Read => Scope::FilesystemRead,
+            Access::Write => Scope::FilesystemWrite,
+        };
+        let Some(grant) = self.grant_of(plugin) else {
+            return Err(self.no_grant(plugin, scope, format!("{}:{path}", access.prefix())));
+        };
+        let data_dir = self.plugin_data_dir(&plugin.id);
+        match files::resolve(&grant, &data_dir, path, access) {
+            Ok(resolved) => {
+                let judgement = match &resolved.declared_entry {
+                    Some(entry) => grant.judge(Some(entry.clone())),
+                    None => Judgement {
+                        declared: true,
+                        acknowledged: true,
+                        allowed: true,
+                    },
+                };
+                if judgement.allowed {
+                    Ok(resolved.path)
+                } else {
+                    Err(self.deny(
+                        plugin,
+                        scope,
+                        format!("{}:{path}", access.prefix()),
+                        judgement,
+                        "declared but not acknowledged by the operator".into(),
+                        json!({ "path": path }),
+                    ))
+                }
+            }
+            Err(Refusal::Denied { reason }) => Err(self.deny(
+                plugin,
+                scope,
+                format!("{}:{path}", access.prefix()),
+                grant.judge(None),
+                reason,
+                json!({ "path": path }),
+            )),
+            Err(Refusal::Failed(e)) => Err(e),
+        }
+    }
+}
+
+fn key(plugin: &PluginMeta) -> GrantKey {
+    (plugin.id.clone(), plugin.version.clone())
+}
+
+/// Polls a future to completion on this thread. Host services run on blocking threads, where this is
+/// the way to hand a receipt to an async sink without dropping it; the wait lasts only as long as
+/// the sink applies back-pressure.
+fn wait<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+impl HostServices for PermissionGate {
+    fn http(
+        &self,
+        plugin: &PluginMeta,
+        deadline: Option<Instant>,
+        request: &HttpRequest,
+    ) -> Result<HttpResponse, HostError> {
+        let grant = self.grant_of(plugin);
+        let check = |hop: &RedirectHop<'_>| -> Result<(), HostError> {
+            let permission = format!("network:{}:{}", hop.host, hop.port);
+            let Some(grant) = &grant else {
+                return Err(self.no_grant(plugin, Scope::Network, permission));
+            };
+            let rule = grant.permissions().network_rule(hop.host, hop.port);
+            let judgement = grant.judge(rule.map(|r| format!("network:{}", r.declared())));
+            if judgement.allowed {
+                return Ok(());
+            }
+            let reason = match (rule, hop.redirected_from) {
+                (Some(_), _) => "declared but not acknowledged by the operator".to_string(),
+                (None, Some(from)) => format!(
+                    "a redirect from {from} leads to {}:{}, which permissions.network does not declare",
+                    hop.host, hop.port
+                ),
+                (None, None) => format!(
+                    "{}:{} is not declared in permissions.network",
+                    hop.host, hop.port
+                ),
+            };
+            let mut extra = json!({ "method": request.method, "url": hop.url });
+            if let (Some(from), Some(o)) = (hop.redirected_from, extra.as_object_mut()) {
+                o.insert("redirected_from".into(), json!(from));
+            }
+            Err(self.deny(plugin, Scope::Network, permission, judgement, reason, extra))
+        };
+        self.http.fetch(request, deadline, check)
+    }
+
+    fn secret(&self, plugin: &PluginMeta, name: &str) -> Result<String, HostError> {
+        let permission = format!("secret:{name}");
+        let Some(grant) = self.grant_of(plugin) else {
+            return Err(self.no_grant(plugin, Scope::Secrets, permission));
+        };
+        let judgement = grant.judge(
+            grant
+                .permissions()
+                .declares_secret(name)
+                .then(|| permission.clone()),
+        );
+        if !judgement.allowed {
+            let reason = if judgement.declared {
+                "declared but not acknowledged by the operator".to_string()
+            } else {
+                format!("secret `{name}` is not declared in permissions.secrets")
+            };
+            return Err(self.deny(
+                plugin,
+                Scope::Secrets,
+                permission,
+                judgement,
+                reason,
+                Value::Null,
+            ));
+        }
+        self.secrets.secret(plugin, name).ok_or_else(|| {
+            HostError::Failed(format!(
+                "secret `{name}` is not set (the server reads it from {})",
+                secret_env_var(name)
+            ))
+        })
+    }
+
+    fn read_file(&self, plugin: &PluginMeta, path: &str) -> Result<Vec<u8>, HostError> {
+        let resolved = self.resolve_file(plugin, path, Access::Read)?;
+        std::fs::read(&resolved).map_err(|e| HostError::Failed(format!("read {path}: {e}")))
+    }
+
+    fn write_file(
+        &self,
+        plugin: &PluginMeta,
+        path: &str,
+        contents: &[u8],
+    ) -> Result<(), HostError> {
+        let resolved = self.resolve_file(plugin, path, Access::Write)?;
+        std::fs::write(&resolved, contents)
+            .map_err(|e| HostError::Failed(format!("write {path}: {e}")))
+    }
+
+    fn spawn_process(
+        &self,
+        plugin: &PluginMeta,
+        deadline: Option<Instant>,
+        request: &ProcessRequest,
+    ) -> Result<ProcessOutput, HostError> {
+        let permission = "process.spawn".to_string();
+        let Some(grant) = self.grant_of(plugin) else {
+            return Err(self.no_grant(plugin, Scope::AllowProcessSpawn, permission));
+        };
+        let judgement = grant.judge(
+            grant
+                .permissions()
+                .declares_process_spawn()
+                .then(|| permission.clone()),
+        );
+        if !judgement.allowed {
+            let reason = if judgement.declared {
+                "declared but not acknowledged by the operator".to_string()
+            } else {
+                "permissions.allowProcessSpawn is not set".to_string()
+            };
+            return Err(self.deny(
+                plugin,
+                Scope::AllowProcessSpawn,
+                permission,
+                judgement,
+                reason,
+                json!({ "program": request.program }),
+            ));
+        }
+        let data_dir = self.plugin_data_dir(&plugin.id);
+        run_process(request, deadline, &data_dir)
+    }
+
+    fn log(&self, plugin: &PluginMeta, level: LogLevel, message: &str) {
+        crate::host::NoServices.log(plugin, level, message);
+    }
+}
+
+fn run_process(
+    request: &ProcessRequest,
+    deadline: Option<Instant>,
+    data_dir: &std::path::Path,
+) -> Result<ProcessOutput, HostError> {
+    let limit = request
+        .timeout_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let until = match (limit, deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let cwd = match &request.cwd {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            std::fs::create_dir_all(data_dir).map_err(|e| {
+                HostError::Failed(format!("could not create the plugin data directory: {e}"))
+            })?;
+            data_dir.to_path_buf()
+        }
+    };
+    let mut command = Command::new(&request.program);
+    command
+        .args(&request.args)
+        .env_clear()
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command.envs(&request.env);
+    let mut child = command
+        .spawn()
+        .map_err(|e| HostError::Failed(format!("could not start `{}`: {e}", request.program)))?;
+    let stdin = child.stdin.take();
+    let input = request.stdin.clone();
+    let feeder = std::thread::spawn(move || {
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(&input);
+        }
+    });
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(HostError::Failed(format!("waiting for the process: {e}"))),
+        }
+        if until.is_some_and(|u| Instant::now() >= u) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(HostError::Timeout);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = feeder.join();
+    Ok(ProcessOutput {
+        code: status.code(),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}

@@ -1,0 +1,378 @@
+//! The permission gate: host services checked against what a plugin declared.
+//!
+//! Plugins run in-process. What is enforced is enforced **at the host boundary** only: the
+//! [`Host`](nitejar_sdk::Host) services a plugin calls. [`PermissionGate`] implements
+//! [`HostServices`](crate::host::HostServices) for every plugin of a runtime; each plugin version
+//! is registered with a [`Grant`] (its declared [`PermissionSet`], the operator's acknowledgements,
+//! its package directory). A call outside the grant returns
+//! [`HostError::Denied`](nitejar_sdk::HostError::Denied) to the plugin and writes a
+//! `permission_denied` / `blocked` receipt whose detail says what was asked (`permission`), under
+//! which manifest field (`scope`), where it is enforced (`enforcement: "host_boundary"`), and
+//! whether it was `declared` and `acknowledged`.
+//!
+//! # Rules
+//!
+//! - **network** (`permissions.network`): entries are `host`, `*.host` (any subdomain, not the
+//!   host itself), `host:port`, `[v6]:port`. Without a port an entry allows the default ports, 80
+//!   and 443. Host names compare case-insensitively. Every redirect is followed by the host and
+//!   checked again before it is requested; credentials (`authorization`, `cookie`) are dropped when
+//!   a redirect changes host.
+//! - **secrets** (`permissions.secrets`): only declared names. Values come from a
+//!   [`SecretSource`]; the default, [`EnvSecrets`], reads `NITEJAR_SECRET_<NAME>` (the name upper
+//!   cased, every character other than a letter or digit replaced by `_`).
+//! - **files** (`permissions.filesystemRead` / `filesystemWrite`): declared paths are absolute or
+//!   relative to the package directory, and allow themselves and everything below. A request path
+//!   is absolute, or relative: a relative path whose first component is a declared
+//!   package-relative entry resolves in the package; any other relative path resolves in the
+//!   plugin's own data directory `<data_dir>/plugins/<id>/data/`, which is always readable and
+//!   writable. `..` is refused; paths are canonicalised, so a symbolic link that leads outside the
+//!   allowed tree is refused.
+//! - **processes** (`permissions.allowProcessSpawn`): all or nothing. The child gets a cleared
+//!   environment (`PATH` plus what the request sets), the plugin's data directory as its default
+//!   working directory, and the call's deadline.
+//!
+//! Acknowledgement strings, as the operator grants them: `network:<entry>`, `secret:<NAME>`,
+//! `fs.read:<entry>`, `fs.write:<entry>`, `process.spawn` — one per declared entry. When a grant
+//! requires acknowledgement (guarded trust mode), a declared but unacknowledged permission is
+//! denied too.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+mod files;
+mod gate;
+mod net;
+
+pub use gate::{EnvSecrets, MapSecrets, PermissionGate, SecretSource};
+
+/// What a plugin declared in `permissions`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PermissionSet {
+    network: Vec<NetworkRule>,
+    secrets: BTreeSet<String>,
+    filesystem_read: Vec<String>,
+    filesystem_write: Vec<String>,
+    allow_process_spawn: bool,
+}
+
+impl PermissionSet {
+    /// Nothing declared.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `permissions.network` entries (see the module docs for the forms). An entry that does
+    /// not parse allows nothing.
+    pub fn network<I, S>(mut self, entries: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.network
+            .extend(entries.into_iter().map(|e| NetworkRule::parse(e.as_ref())));
+        self
+    }
+
+    /// Adds `permissions.secrets` names.
+    pub fn secrets<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.secrets.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds `permissions.filesystemRead` paths.
+    pub fn filesystem_read<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.filesystem_read
+            .extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds `permissions.filesystemWrite` paths.
+    pub fn filesystem_write<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.filesystem_write
+            .extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets `permissions.allowProcessSpawn`.
+    pub fn allow_process_spawn(mut self, allow: bool) -> Self {
+        self.allow_process_spawn = allow;
+        self
+    }
+
+    /// The declared network rule that allows `host:port`, if any.
+    pub fn network_rule(&self, host: &str, port: u16) -> Option<&NetworkRule> {
+        self.network.iter().find(|r| r.allows(host, port))
+    }
+
+    /// Whether the secret name is declared.
+    pub fn declares_secret(&self, name: &str) -> bool {
+        self.secrets.contains(name)
+    }
+
+    /// Whether process spawning is declared.
+    pub fn declares_process_spawn(&self) -> bool {
+        self.allow_process_spawn
+    }
+}
+
+/// One `permissions.network` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkRule {
+    declared: String,
+    host: HostPattern,
+    port: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum HostPattern {
+    Exact(String),
+    /// `*.example.com` is stored as `.example.com`.
+    Subdomains(String),
+    Invalid,
+}
+
+impl NetworkRule {
+    /// Reads an entry: `host`, `*.host`, `host:port`, `[v6]` or `[v6]:port`.
+    pub fn parse(entry: &str) -> NetworkRule {
+        let declared = entry.to_string();
+        let invalid = || NetworkRule {
+            declared: declared.clone(),
+            host: HostPattern::Invalid,
+            port: None,
+        };
+        let text = entry.trim().to_ascii_lowercase();
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let Some(end) = rest.find(']') else {
+                return invalid();
+            };
+            let host = format!("[{}]", &rest[..end]);
+            match &rest[end + 1..] {
+                "" => (host, None),
+                p => match p.strip_prefix(':').and_then(|p| p.parse::<u16>().ok()) {
+                    Some(port) => (host, Some(port)),
+                    None => return invalid(),
+                },
+            }
+        } else {
+            match text.rsplit_once(':') {
+                Some((h, p)) => match p.parse::<u16>() {
+                    Ok(port) => (h.to_string(), Some(port)),
+                    Err(_) => return invalid(),
+                },
+                None => (text.clone(), None),
+            }
+        };
+        if host.is_empty() || host.contains('/') {
+            return invalid();
+        }
+        let host = match host.strip_prefix("*.") {
+            Some(suffix) if !suffix.is_empty() => HostPattern::Subdomains(format!(".{suffix}")),
+            Some(_) => return invalid(),
+            None => HostPattern::Exact(host),
+        };
+        NetworkRule {
+            declared,
+            host,
+            port,
+        }
+    }
+
+    /// The entry as declared.
+    pub fn declared(&self) -> &str {
+        &self.declared
+    }
+
+    /// Whether the entry allows a request to `host` (as in a URL: IPv6 in brackets) on `port`.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        let host = host.to_ascii_lowercase();
+        let host_ok = match &self.host {
+            HostPattern::Exact(h) => *h == host,
+            HostPattern::Subdomains(suffix) => host.ends_with(suffix.as_str()),
+            HostPattern::Invalid => false,
+        };
+        let port_ok = match self.port {
+            Some(p) => p == port,
+            None => port == 80 || port == 443,
+        };
+        host_ok && port_ok
+    }
+}
+
+/// What one plugin version may do: its declared permissions, the operator's acknowledgements and
+/// where its package lives.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    permissions: PermissionSet,
+    acknowledged: BTreeSet<String>,
+    require_acknowledgement: bool,
+    package_dir: PathBuf,
+}
+
+impl Grant {
+    /// A grant of `permissions` to the plugin whose (immutable) version directory is `package_dir`.
+    /// Declared permissions are allowed without acknowledgement until
+    /// [`Grant::require_acknowledgement`] says otherwise.
+    pub fn new(permissions: PermissionSet, package_dir: impl Into<PathBuf>) -> Self {
+        Grant {
+            permissions,
+            acknowledged: BTreeSet::new(),
+            require_acknowledgement: false,
+            package_dir: package_dir.into(),
+        }
+    }
+
+    /// The permissions the operator acknowledged (strings as in the module docs).
+    pub fn acknowledged<I, S>(mut self, permissions: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.acknowledged
+            .extend(permissions.into_iter().map(Into::into));
+        self
+    }
+
+    /// Whether a declared permission must also be acknowledged to be used (guarded trust mode).
+    pub fn require_acknowledgement(mut self, require: bool) -> Self {
+        self.require_acknowledgement = require;
+        self
+    }
+
+    /// The declared permissions.
+    pub fn permissions(&self) -> &PermissionSet {
+        &self.permissions
+    }
+
+    /// The package directory.
+    pub fn package_dir(&self) -> &Path {
+        &self.package_dir
+    }
+
+    fn is_acknowledged(&self, declared: &str) -> bool {
+        self.acknowledged.contains(declared)
+    }
+
+    /// Judges a request against a declared entry (`None`: nothing declared covers it).
+    fn judge(&self, declared: Option<String>) -> Judgement {
+        match declared {
+            None => Judgement {
+                declared: false,
+                acknowledged: false,
+                allowed: false,
+            },
+            Some(entry) => {
+                let acknowledged = self.is_acknowledged(&entry);
+                Judgement {
+                    declared: true,
+                    acknowledged,
+                    allowed: acknowledged || !self.require_acknowledgement,
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Judgement {
+    declared: bool,
+    acknowledged: bool,
+    allowed: bool,
+}
+
+/// The `permissions` field a denial is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    Network,
+    Secrets,
+    FilesystemRead,
+    FilesystemWrite,
+    AllowProcessSpawn,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Network => "network",
+            Scope::Secrets => "secrets",
+            Scope::FilesystemRead => "filesystemRead",
+            Scope::FilesystemWrite => "filesystemWrite",
+            Scope::AllowProcessSpawn => "allowProcessSpawn",
+        }
+    }
+}
+
+/// Secret names become environment variable suffixes: upper case, anything else than a letter or
+/// digit replaced by `_`.
+pub fn secret_env_var(name: &str) -> String {
+    let mut var = String::from("NITEJAR_SECRET_");
+    var.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    var
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_entries() {
+        let exact = NetworkRule::parse("API.example.com");
+        assert!(exact.allows("api.example.com", 443));
+        assert!(exact.allows("api.example.com", 80));
+        assert!(!exact.allows("api.example.com", 8443));
+        assert!(!exact.allows("x.api.example.com", 443));
+
+        let wild = NetworkRule::parse("*.example.com");
+        assert!(wild.allows("a.example.com", 443));
+        assert!(wild.allows("a.b.example.com", 443));
+        assert!(!wild.allows("example.com", 443));
+        assert!(!wild.allows("badexample.com", 443));
+
+        let port = NetworkRule::parse("127.0.0.1:8080");
+        assert!(port.allows("127.0.0.1", 8080));
+        assert!(!port.allows("127.0.0.1", 80));
+
+        let v6 = NetworkRule::parse("[::1]:9000");
+        assert!(v6.allows("[::1]", 9000));
+        assert!(!v6.allows("[::1]", 9001));
+
+        for bad in ["", "*.", "host:http", "[::1", "a/b"] {
+            let r = NetworkRule::parse(bad);
+            assert!(!r.allows(bad, 443), "{bad}");
+        }
+    }
+
+    #[test]
+    fn acknowledgement_is_required_only_when_asked() {
+        let grant = Grant::new(PermissionSet::new().secrets(["A"]), "/pkg");
+        let j = grant.judge(Some("secret:A".into()));
+        assert!(j.allowed && j.declared && !j.acknowledged);
+        let guarded = grant.clone().require_acknowledgement(true);
+        assert!(!guarded.judge(Some("secret:A".into())).allowed);
+        let acked = guarded.acknowledged(["secret:A"]);
+        assert!(acked.judge(Some("secret:A".into())).allowed);
+        assert!(!acked.judge(None).allowed);
+    }
+
+    #[test]
+    fn secret_names_map_to_env_vars() {
+        assert_eq!(secret_env_var("api.key-2"), "NITEJAR_SECRET_API_KEY_2");
+    }
+}
