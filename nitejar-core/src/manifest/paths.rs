@@ -15,7 +15,7 @@ use super::shown;
 /// The normalised components of a package-relative path (`./lib/../lib/x.so` → `lib`, `x.so`), or
 /// what is wrong with it, as a sentence fragment that follows the JSON path.
 pub(super) fn package_relative(path: &str) -> Result<Vec<&str>, String> {
-    common_problems(path)?;
+    common_problems(path, "is empty; write a path relative to the package root")?;
     if path.starts_with('/') || has_drive_letter(path) {
         return Err(format!(
             "{} is absolute; write it relative to the package root, e.g. `lib/libplugin.so`",
@@ -43,7 +43,10 @@ pub(super) fn package_relative(path: &str) -> Result<Vec<&str>, String> {
 /// A path of the `filesystemRead` / `filesystemWrite` permissions: absolute, or relative to the
 /// package root without leaving it.
 pub(super) fn permission_path(path: &str) -> Result<(), String> {
-    common_problems(path)?;
+    common_problems(
+        path,
+        "is empty; write an absolute path or one relative to the package root",
+    )?;
     if path.starts_with('/') {
         if path.split('/').any(|part| part == "..") {
             return Err(format!(
@@ -62,9 +65,9 @@ pub(super) fn permission_path(path: &str) -> Result<(), String> {
     package_relative(path).map(|_| ())
 }
 
-fn common_problems(path: &str) -> Result<(), String> {
+fn common_problems(path: &str, if_empty: &str) -> Result<(), String> {
     if path.is_empty() {
-        return Err("is empty; write a path".to_string());
+        return Err(if_empty.to_string());
     }
     if path.contains('\0') {
         return Err("contains a NUL character".to_string());

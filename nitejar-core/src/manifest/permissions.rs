@@ -97,6 +97,12 @@ pub(super) fn network_entry(entry: &str) -> Result<(), String> {
     }
 
     let (host, port) = split_port(entry, rest)?;
+    if port == Some("") {
+        return Err(format!(
+            "{} has no port after `:`; write the port or drop the `:`",
+            shown(entry)
+        ));
+    }
     if let Some(port) = port {
         let valid = !port.is_empty()
             && port.bytes().all(|b| b.is_ascii_digit())
@@ -275,7 +281,7 @@ mod tests {
             ("*.10.0.0.1", "only goes before a domain name"),
             ("localhost:0", "not a number from 1 to 65535"),
             ("localhost:65536", "not a number from 1 to 65535"),
-            ("localhost:", "not a number from 1 to 65535"),
+            ("localhost:", "has no port after `:`"),
             ("localhost:+80", "not a number from 1 to 65535"),
             (
                 "API.example.com",

@@ -468,6 +468,9 @@ fn parse_partial(text: &str) -> Result<Partial, RangeError> {
                         .map_err(|_| RangeError::TooLarge(text.to_string()))?,
                 )
             }
+            _ if parts.len() == 1 => {
+                return Err(invalid("write a version such as `1.2.3`, `1.x` or `*`"))
+            }
             _ => return Err(invalid(&format!("`{part}` is not a number, `x` or `*`"))),
         };
         if number.is_some() && wildcard_seen {
@@ -727,7 +730,7 @@ mod tests {
         );
         assert_eq!(
             err("latest"),
-            "`latest` is not a version: `latest` is not a number, `x` or `*`"
+            "`latest` is not a version: write a version such as `1.2.3`, `1.x` or `*`"
         );
         assert_eq!(
             err("1.2.3.4"),

@@ -135,9 +135,13 @@ fn describe(schema: &Value, error: &ValidationError<'_>) -> Vec<SchemaFinding> {
                     TypeKind::Multiple(_) => "another type".to_string(),
                 },
             };
+            let subject = if path.is_empty() { "the manifest " } else { "" };
             vec![finding(
-                path,
-                format!("must be {expected}, not {}", type_of(error.instance())),
+                path.clone(),
+                format!(
+                    "{subject}must be {expected}, not {}",
+                    type_of(error.instance())
+                ),
                 Keyword::Type,
             )]
         }

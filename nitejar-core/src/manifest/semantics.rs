@@ -170,19 +170,22 @@ fn engine(engine: &Value, opts: &ValidateOptions, out: &mut Findings) -> Option<
     let range = match EngineRange::parse(text) {
         Ok(range) => range,
         Err(e) => {
-            out.error(
-                "/engine/nitejar",
-                format!("{} is not a version range: {e}", shown(text)),
-            );
+            out.error("/engine/nitejar", e.to_string());
             return None;
         }
     };
     let running = &opts.running_version;
     if !range.matches(running) {
+        let normalised = range.to_string();
+        let meaning = if normalised == text.trim() {
+            String::new()
+        } else {
+            format!(" (`{normalised}`)")
+        };
         out.error(
             "/engine/nitejar",
             format!(
-                "this server is Nitejar {running}, which {} (`{range}`) does not include; install a release of the plugin made for Nitejar {running}, or widen the range if the plugin works with it",
+                "the plugin needs Nitejar {}{meaning} and this server is {running}; install a release of the plugin made for Nitejar {running}, or widen the range if the plugin works with it",
                 shown(text)
             ),
         );
@@ -275,25 +278,33 @@ fn contributions(
     out: &mut Findings,
 ) {
     let section = |name: &str| doc.get(name).and_then(Value::as_object);
-    let list = |section: Option<&Map<String, Value>>, key: &str| -> Vec<Value> {
-        section
-            .and_then(|s| s.get(key))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
+    // `None` when the list has the wrong type (the schema pass reports it); absent means empty.
+    let list = |section: Option<&Map<String, Value>>, key: &str| -> Option<Vec<Value>> {
+        match section.and_then(|s| s.get(key)) {
+            None => Some(Vec::new()),
+            Some(value) => value.as_array().cloned(),
+        }
     };
     let contributes = section("contributes");
     let activation = section("activation");
 
     let integrations = list(contributes, "integrations");
     let hooks = list(contributes, "hooks");
-    let skills = list(contributes, "skills");
-    out.check_list("/contributes/integrations", &integrations, integration_type);
-    out.check_list("/contributes/hooks", &hooks, hook_name);
+    let skills = list(contributes, "skills").unwrap_or_default();
+    out.check_list(
+        "/contributes/integrations",
+        integrations.as_deref().unwrap_or_default(),
+        integration_type,
+    );
+    out.check_list(
+        "/contributes/hooks",
+        hooks.as_deref().unwrap_or_default(),
+        hook_name,
+    );
     out.check_list("/contributes/skills", &skills, skill_id);
 
-    let on_types = list(activation, "onIntegrationTypes");
-    let on_hooks = list(activation, "onHooks");
+    let on_types = list(activation, "onIntegrationTypes").unwrap_or_default();
+    let on_hooks = list(activation, "onHooks").unwrap_or_default();
     out.check_list(
         "/activation/onIntegrationTypes",
         &on_types,
@@ -310,6 +321,8 @@ fn contributions(
         ),
         ("onHooks", &on_hooks, &hooks, hook_name, "contributes.hooks"),
     ] {
+        // A `contributes` list of the wrong type says nothing about what is contributed.
+        let Some(declared) = declared else { continue };
         for (i, item) in items.iter().enumerate() {
             let Some(name) = item.as_str() else { continue };
             if rule(name).is_ok() && !declared.iter().any(|d| d.as_str() == Some(name)) {
@@ -329,7 +342,7 @@ fn contributions(
             ("integrations", &integrations, "integrations"),
             ("hooks", &hooks, "hook handlers"),
         ] {
-            if !items.is_empty() {
+            if items.as_ref().is_some_and(|items| !items.is_empty()) {
                 out.error(
                     join("/contributes", key),
                     format!("a plugin without `entry` runs no code and cannot contribute {what}; add the `entry` library that implements them, or remove them"),
@@ -352,7 +365,8 @@ fn contributions(
         }
     }
 
-    if integrations.is_empty() && hooks.is_empty() && skills.is_empty() {
+    let none = |l: &Option<Vec<Value>>| l.as_ref().is_some_and(Vec::is_empty);
+    if none(&integrations) && none(&hooks) && skills.is_empty() {
         out.note(
             "/contributes",
             "the plugin contributes no integrations, hooks or skills, so enabling it changes nothing",
@@ -362,12 +376,12 @@ fn contributions(
 
 /// An integration (channel) type: `^[a-z0-9][a-z0-9_-]*$`, at most 64 characters.
 fn integration_type(kind: &str) -> Result<(), String> {
-    name_rule(kind, true, "an integration type", "`_` and `-`", "`jira`")
+    name_rule(kind, true, "an integration type", ", `_` and `-`", "`jira`")
 }
 
 /// A skill id: `^[a-z0-9][a-z0-9-]*$`, at most 64 characters.
 fn skill_id(id: &str) -> Result<(), String> {
-    name_rule(id, false, "a skill id", "and `-`", "`jira-triage`")
+    name_rule(id, false, "a skill id", " and `-`", "`jira-triage`")
 }
 
 fn name_rule(
@@ -377,6 +391,9 @@ fn name_rule(
     marks: &str,
     example: &str,
 ) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("is empty; write {what} such as {example}"));
+    }
     if name.chars().count() > 64 {
         return Err(format!(
             "is longer than 64 characters; {what} has at most 64"
@@ -393,7 +410,7 @@ fn name_rule(
         Ok(())
     } else {
         Err(format!(
-            "{} is not {what}; use `a-z`, `0-9` {marks}, starting with a letter or digit, e.g. {example}",
+            "{} is not {what}; use `a-z`, `0-9`{marks}, starting with a letter or digit, e.g. {example}",
             shown(name)
         ))
     }
