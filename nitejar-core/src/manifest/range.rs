@@ -172,8 +172,8 @@ enum Bound {
     Eq(Version),
 }
 
-/// The comparators of one alternative (all must hold). `None` means the alternative matches nothing
-/// (npm's `>*` and `<*`).
+/// The comparators of one alternative (all must hold). `empty` marks an alternative that matches
+/// nothing (npm's `>*` and `<*`).
 #[derive(Debug, Default)]
 struct ComparatorSet {
     bounds: Vec<Bound>,
@@ -370,9 +370,6 @@ fn desugar(op: Operator, p: &Partial, set: &mut ComparatorSet) -> Result<(), Ran
             set.bounds.push(Bound::Lt(next));
         }
         Operator::Caret => {
-            if any {
-                return Ok(());
-            }
             let too_large = || RangeError::TooLarge(p.text.clone());
             let floor = p.floor();
             // The first non-zero part among those written is the one that may not change.
