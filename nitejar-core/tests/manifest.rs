@@ -157,7 +157,19 @@ fn the_builtin_prefix_is_for_builtins_only() {
     let refused = validate(text).unwrap_err();
     assert_eq!(refused.errors()[0].path, "/id");
     assert!(refused.errors()[0].message.contains("reserved"));
-    assert!(validate_manifest_json(text, &opts().allow_builtin_prefix(true)).is_ok());
+    assert!(validate_manifest_json(text, &opts().builtin(true)).is_ok());
+}
+
+#[test]
+fn a_builtin_needs_no_entry_for_its_integrations_and_hooks() {
+    // Shaped like the manifests in nitejar-builtins: the code is compiled in, so there is no `entry`.
+    let text = r#"{ "schemaVersion": 1, "id": "builtin.echo", "name": "Echo", "version": "0.1.0",
+                    "engine": { "nitejar": ">=0.1.0" },
+                    "activation": { "onStartup": true, "onIntegrationTypes": ["echo"] },
+                    "contributes": { "integrations": ["echo"], "hooks": ["response.post_deliver"] } }"#;
+    let valid = validate_manifest_json(text, &opts().builtin(true)).unwrap();
+    assert!(!valid.manifest.is_declarative());
+    insta::assert_snapshot!("builtin__as_third_party", errors_of(text));
 }
 
 #[test]

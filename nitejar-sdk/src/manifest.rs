@@ -97,11 +97,15 @@ pub struct Manifest {
 impl Manifest {
     /// Whether this is a declarative plugin: no `entry`, so it runs no code and may only contribute
     /// skills. Policy may allow such a plugin where code plugins are locked.
+    ///
+    /// A built-in (see [`is_builtin`](Self::is_builtin)) is never declarative: its code is compiled
+    /// into the binary, which is why it has no `entry`.
     pub fn is_declarative(&self) -> bool {
-        self.entry.is_none()
+        self.entry.is_none() && !self.is_builtin()
     }
 
-    /// Whether the id carries the prefix reserved for built-in plugins.
+    /// Whether the id carries the prefix reserved for built-in plugins (validation refuses it in
+    /// third-party manifests).
     pub fn is_builtin(&self) -> bool {
         self.id.starts_with(BUILTIN_ID_PREFIX)
     }
@@ -330,6 +334,17 @@ mod tests {
         .unwrap();
         assert!(m.is_declarative());
         assert!(m.permissions.is_empty());
+    }
+
+    #[test]
+    fn a_builtin_without_entry_is_code_not_declarative() {
+        let m: Manifest = serde_json::from_value(json!({
+            "schemaVersion": 1, "id": "builtin.echo", "name": "Echo", "version": "0.1.0",
+            "engine": { "nitejar": ">=0.1.0" }, "contributes": { "integrations": ["echo"] }
+        }))
+        .unwrap();
+        assert!(m.is_builtin());
+        assert!(!m.is_declarative());
     }
 
     #[test]

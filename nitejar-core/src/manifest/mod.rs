@@ -60,14 +60,12 @@ use serde_json::Value;
 pub use range::{EngineRange, RangeError};
 pub use target::current_target_triple;
 
-/// The version of Nitejar this build is: what `engine.nitejar` ranges are checked against.
-pub const NITEJAR_VERSION: &str = env!("CARGO_PKG_VERSION");
-
 /// How to validate a manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidateOptions {
-    /// Accept ids starting with `builtin.`, which only the plugins that ship with Nitejar may use.
-    pub allow_builtin_prefix: bool,
+    /// The manifest belongs to a plugin compiled into this binary. Such a plugin may use the reserved
+    /// `builtin.` id prefix, and its code needs no `entry` (so it is not declarative without one).
+    pub builtin: bool,
     /// The Nitejar version `engine.nitejar` must include.
     pub running_version: semver::Version,
     /// The unpacked package. When set, the files the manifest names (the entry library for
@@ -81,7 +79,7 @@ pub struct ValidateOptions {
 impl Default for ValidateOptions {
     fn default() -> Self {
         ValidateOptions {
-            allow_builtin_prefix: false,
+            builtin: false,
             running_version: running_version(),
             package_dir: None,
             target: Some(current_target_triple()),
@@ -90,15 +88,15 @@ impl Default for ValidateOptions {
 }
 
 impl ValidateOptions {
-    /// Options for a third-party manifest on this machine: no `builtin.` ids, this Nitejar version,
-    /// this platform, no package directory.
+    /// Options for a third-party manifest on this machine: not a built-in, this Nitejar version
+    /// ([`NITEJAR_VERSION`](crate::NITEJAR_VERSION)), this platform, no package directory.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Accepts (or refuses) the reserved `builtin.` id prefix.
-    pub fn allow_builtin_prefix(mut self, allow: bool) -> Self {
-        self.allow_builtin_prefix = allow;
+    /// Validates the manifest of a plugin compiled into this binary (see [`builtin`](Self::builtin)).
+    pub fn builtin(mut self, builtin: bool) -> Self {
+        self.builtin = builtin;
         self
     }
 
@@ -124,7 +122,7 @@ impl ValidateOptions {
 fn running_version() -> semver::Version {
     // Cargo refuses to build a package whose version is not semver, so this cannot fail at run time.
     #[allow(clippy::expect_used)]
-    semver::Version::parse(NITEJAR_VERSION).expect("Cargo package versions are semver")
+    semver::Version::parse(crate::NITEJAR_VERSION).expect("Cargo package versions are semver")
 }
 
 /// A manifest that passed validation.

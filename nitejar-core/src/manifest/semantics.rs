@@ -34,7 +34,7 @@ pub(super) fn check(
         }
     }
     if let Some(Value::String(id)) = doc.get("id") {
-        plugin_id(id, opts.allow_builtin_prefix, out);
+        plugin_id(id, opts.builtin, out);
     }
     if let Some(Value::String(name)) = doc.get("name") {
         if name.trim().is_empty() {
@@ -45,7 +45,8 @@ pub(super) fn check(
         plugin_version(version, out);
     }
     let engine = doc.get("engine").and_then(|e| engine(e, opts, out));
-    let declarative = !doc.contains_key("entry");
+    // A built-in's code is compiled into the binary, so it has no `entry` and is still code.
+    let declarative = !doc.contains_key("entry") && !opts.builtin;
     if let Some(e) = doc.get("entry") {
         entry(e, opts, out);
     }
