@@ -15,6 +15,7 @@ pub mod builtin;
 pub mod hooks;
 pub mod host;
 pub mod loader;
+pub mod manifest;
 pub mod permissions;
 pub mod receipts;
 pub mod registry;

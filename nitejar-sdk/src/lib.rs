@@ -16,6 +16,7 @@ pub mod abi;
 pub mod hooks;
 pub mod host;
 pub mod integration;
+pub mod manifest;
 pub mod plugin;
 pub mod skill;
 pub mod testing;
