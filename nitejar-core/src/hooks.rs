@@ -596,11 +596,7 @@ impl<E: HookEvent> ChainRun<E> {
         (dispatched, t.receipts)
     }
 
-    fn hook_ctx<'a>(
-        &'a self,
-        entry: &'a HandlerEntry<E>,
-        host: &'a dyn Host,
-    ) -> HookContext<'a> {
+    fn hook_ctx<'a>(&'a self, entry: &'a HandlerEntry<E>, host: &'a dyn Host) -> HookContext<'a> {
         HookContext {
             hook: E::NAME,
             plugin_id: &entry.plugin.id,

@@ -33,11 +33,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use nitejar_sdk::hooks::HookEvent;
+use nitejar_sdk::{Host, Integration, IntegrationError};
+use serde_json::json;
 
 use crate::builtin::{builtins, BuiltinError};
 use crate::hooks::{ChainRun, DispatchContext, Dispatched, DEFAULT_CHAIN_BUDGET};
-use crate::host::{ExecutionHost, ExecutionLimits, HostServices, NoServices};
-use crate::receipts::{MemorySink, ReceiptSink};
+use crate::host::{CallOutcome, ExecutionHost, ExecutionLimits, HostServices, NoServices};
+use crate::receipts::{MemorySink, Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
 use crate::registry::{ActivePlugin, Registry, RegistryError};
 
 /// Builds a [`Runtime`].
@@ -204,6 +206,90 @@ impl Runtime {
         &self.exec
     }
 
+    /// Calls an operation of the integration of type `kind` through the execution host (the
+    /// plugin's policy, `timeout`, its call slots and quarantine) and records an `integration`
+    /// receipt: `ok`, `error` (the integration's error, a panic, a quarantine) or `timeout`, with
+    /// `{"type", "operation", "error"?}` as detail.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use nitejar_core::hooks::DispatchContext;
+    /// use nitejar_core::runtime::{IntegrationCallError, Runtime};
+    ///
+    /// let runtime = Runtime::builder().build();
+    /// let answer = runtime
+    ///     .call_integration("nope", "test_connection", &DispatchContext::default(), Duration::from_secs(1),
+    ///         |integration, host| integration.test_connection(&serde_json::json!({}), host))
+    ///     .await;
+    /// assert!(matches!(answer, Err(IntegrationCallError::UnknownType(_))));
+    /// # });
+    /// ```
+    pub async fn call_integration<T, F>(
+        &self,
+        kind: &str,
+        operation: &str,
+        ctx: &DispatchContext,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, IntegrationCallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Integration, &dyn Host) -> Result<T, IntegrationError> + Send + 'static,
+    {
+        let registry = self.registry.load_full();
+        let Some(entry) = registry.integration(kind) else {
+            return Err(IntegrationCallError::UnknownType(kind.to_string()));
+        };
+        let plugin = entry.plugin.clone();
+        let integration = entry.integration.clone();
+        let (outcome, waited) = self
+            .exec
+            .call_for(
+                &plugin,
+                entry.policy,
+                timeout,
+                ctx.work_item_id.clone(),
+                ctx.job_id.clone(),
+                move |host| f(&*integration, host),
+            )
+            .await;
+        let (status, result) = match outcome {
+            CallOutcome::Done(Ok(v)) => (ReceiptStatus::Ok, Ok(v)),
+            CallOutcome::Done(Err(e)) => {
+                (ReceiptStatus::Error, Err(IntegrationCallError::Failed(e)))
+            }
+            CallOutcome::Panicked(message) => (
+                ReceiptStatus::Error,
+                Err(IntegrationCallError::Panicked(message)),
+            ),
+            CallOutcome::TimedOut => (
+                ReceiptStatus::Timeout,
+                Err(IntegrationCallError::Timeout(timeout.as_millis() as u64)),
+            ),
+            CallOutcome::Quarantined(message) => (
+                ReceiptStatus::Error,
+                Err(IntegrationCallError::Quarantined(message)),
+            ),
+        };
+        let mut detail = json!({ "type": kind, "operation": operation });
+        if let (Err(e), Some(d)) = (&result, detail.as_object_mut()) {
+            d.insert("error".into(), json!(e.to_string()));
+        }
+        let mut receipt = Receipt::new(
+            plugin.id.clone(),
+            Some(plugin.version.clone()),
+            ReceiptKind::Integration,
+            status,
+        )
+        .with_detail(detail);
+        receipt.work_item_id = ctx.work_item_id.clone();
+        receipt.job_id = ctx.job_id.clone();
+        receipt.duration_us = waited.as_micros() as u64;
+        self.sink.submit(vec![receipt]).await;
+        result
+    }
+
     /// Runs event `E` through its handlers and records a receipt per handler.
     pub async fn dispatch<E: HookEvent>(&self, ctx: &DispatchContext, payload: E) -> Dispatched<E> {
         let registry = self.registry.load_full();
@@ -228,4 +314,24 @@ impl Runtime {
         // The map is only replaced whole under this lock; a panic elsewhere cannot corrupt it.
         self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Why [`Runtime::call_integration`] has no answer from the integration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntegrationCallError {
+    /// No active plugin contributes the type.
+    #[error("no active plugin contributes integration type `{0}`")]
+    UnknownType(String),
+    /// The integration answered with an error.
+    #[error(transparent)]
+    Failed(IntegrationError),
+    /// The integration's code panicked; the panic was contained.
+    #[error("the integration panicked: {0}")]
+    Panicked(String),
+    /// It did not answer in time.
+    #[error("the integration did not answer within {0} ms")]
+    Timeout(u64),
+    /// Its plugin is quarantined.
+    #[error("{0}")]
+    Quarantined(String),
 }

@@ -33,8 +33,8 @@ mod health;
 mod scope;
 
 use health::HealthBook;
-pub(crate) use health::{PluginHealth, TicketSlot};
 pub use health::{ExecutionLimits, Quarantine};
+pub(crate) use health::{PluginHealth, TicketSlot};
 pub use scope::CallScope;
 
 /// Where a plugin call runs.

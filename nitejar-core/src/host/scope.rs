@@ -175,8 +175,13 @@ mod tests {
     #[test]
     fn entering_nests_and_restores() {
         let meta = PluginMeta::new("com.example.a", "1.0.0", PluginOrigin::ThirdParty);
-        let outer = CallScope::new(meta.clone(), None, Cancellation::new(), Arc::new(NoServices))
-            .with_hook(HookName::ToolPreExec);
+        let outer = CallScope::new(
+            meta.clone(),
+            None,
+            Cancellation::new(),
+            Arc::new(NoServices),
+        )
+        .with_hook(HookName::ToolPreExec);
         let inner = CallScope::new(meta, None, Cancellation::new(), Arc::new(NoServices));
         assert!(CallScope::current().is_none());
         outer.enter(|| {

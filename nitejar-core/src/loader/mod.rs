@@ -24,17 +24,18 @@
 //! Loading runs plugin code (`instantiate`, `describe`): call it from a blocking thread, not from an
 //! async worker.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
 use nitejar_sdk::abi::{Description, PluginModRef, SDK_ABI_MAJOR};
-use nitejar_sdk::{HookName, SkillContribution};
+use nitejar_sdk::manifest::Manifest;
+use nitejar_sdk::{Contributions, HookName, SkillContribution};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::host::HostServices;
+use crate::manifest::{check_contributions, current_target_triple};
 use crate::receipts::now_ms;
 use crate::registry::{ActivePlugin, PluginMeta, PluginOrigin};
 
@@ -48,6 +49,9 @@ pub enum LoadError {
     /// The file could not be opened as a shared library.
     #[error("could not open plugin library {path}: {message}")]
     Open { path: PathBuf, message: String },
+    /// The package has no library for this server.
+    #[error("plugin `{plugin}` cannot be loaded: {message}")]
+    NoLibrary { plugin: String, message: String },
     /// The library does not export a Nitejar plugin.
     #[error("{path} is not a Nitejar plugin library: {message}")]
     NotAPlugin { path: PathBuf, message: String },
@@ -79,7 +83,8 @@ pub enum LoadError {
     /// The plugin could not say what it contributes.
     #[error("plugin `{plugin}` could not describe its contributions: {message}")]
     Describe { plugin: String, message: String },
-    /// What the library exports differs from the manifest's `contributes`.
+    /// What the library exports differs from the manifest's `contributes`. Each problem reads
+    /// `<JSON pointer>: <message>`.
     #[error("plugin `{plugin}` does not export what its manifest declares:\n{}", problems.join("\n"))]
     Contributes {
         plugin: String,
@@ -113,28 +118,53 @@ pub fn loaded_libraries() -> Vec<LoadedLibrary> {
     libraries().clone()
 }
 
-/// What the manifest of a package declares its code contributes, as the loader checks it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DeclaredContributes {
-    pub integrations: Vec<String>,
-    pub hooks: Vec<HookName>,
-    pub skills: Vec<String>,
-}
-
-/// A plugin package to load: where it is, which library, who it claims to be, and its config.
+/// A plugin package to load: its (immutable) version directory, its manifest and its config.
 #[derive(Clone, Debug)]
 pub struct PluginPackage {
-    /// The package's (immutable) version directory.
+    /// The package's version directory.
     pub dir: PathBuf,
-    /// The shared library, usually inside `dir`.
-    pub library: PathBuf,
-    /// Id and version from the package manifest.
-    pub id: String,
-    pub version: String,
-    /// The manifest's `contributes`.
-    pub contributes: DeclaredContributes,
+    /// The package's manifest (validated by the caller, see [`crate::manifest`]).
+    pub manifest: Manifest,
     /// The plugin's config (`null` for none).
     pub config: Value,
+}
+
+impl PluginPackage {
+    /// A package with no config.
+    pub fn new(dir: impl Into<PathBuf>, manifest: Manifest) -> Self {
+        PluginPackage {
+            dir: dir.into(),
+            manifest,
+            config: Value::Null,
+        }
+    }
+
+    /// Sets the plugin's config.
+    pub fn with_config(mut self, config: Value) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The library `entry` names for the running target, inside the package directory.
+    pub fn library_path(&self) -> Result<PathBuf, LoadError> {
+        let target = current_target_triple();
+        let entry = self
+            .manifest
+            .entry
+            .as_ref()
+            .ok_or_else(|| LoadError::NoLibrary {
+                plugin: self.manifest.id.clone(),
+                message: "the manifest has no `entry`: a declarative plugin has no code to load"
+                    .into(),
+            })?;
+        let relative = entry
+            .for_target(&target)
+            .ok_or_else(|| LoadError::NoLibrary {
+                plugin: self.manifest.id.clone(),
+                message: format!("`entry` names no library for this server's target `{target}`"),
+            })?;
+        Ok(self.dir.join(relative))
+    }
 }
 
 /// A library opened and checked: its root module and embedded manifest.
@@ -305,15 +335,17 @@ impl PluginLibrary {
     }
 }
 
-/// Loads a package: opens its library, checks the embedded manifest, the ABI and `contributes`,
-/// instantiates the plugin with its config, and returns it ready to activate.
+/// Loads a package: opens its library, checks the ABI and the embedded manifest, instantiates the
+/// plugin with its config, checks what it exports against `contributes`, and returns it ready to
+/// activate.
 pub fn load(
     package: &PluginPackage,
     services: Arc<dyn HostServices>,
 ) -> Result<ActivePlugin, LoadError> {
-    let library = open(&package.library)?;
+    let library = open(&package.library_path()?)?;
     check_identity(&library, package)?;
-    let meta = PluginMeta::new(&package.id, &package.version, PluginOrigin::ThirdParty);
+    let manifest = &package.manifest;
+    let meta = PluginMeta::new(&manifest.id, &manifest.version, PluginOrigin::ThirdParty);
     let plugin = library.instantiate(meta, &package.config, services)?;
     let file_skills = check_contributes(plugin.description(), package)?;
     Ok(plugin.into_active(file_skills))
@@ -330,77 +362,53 @@ fn check_identity(library: &PluginLibrary, package: &PluginPackage) -> Result<()
             path: library.path.clone(),
             message: format!("its embedded manifest cannot be read: {e}"),
         })?;
-    if embedded.id != package.id || embedded.version != package.version {
+    let manifest = &package.manifest;
+    if embedded.id != manifest.id || embedded.version != manifest.version {
         return Err(LoadError::ManifestMismatch {
             path: library.path.clone(),
             embedded: format!("{}@{}", embedded.id, embedded.version),
-            package: format!("{}@{}", package.id, package.version),
+            package: format!("{}@{}", manifest.id, manifest.version),
         });
     }
     Ok(())
 }
 
-/// Compares what the plugin exports with the manifest. Skills the manifest declares that the code
-/// does not provide must be files `skills/<id>/SKILL.md` in the package; they are returned as file
+/// Compares what the plugin exports with the manifest's `contributes` (see
+/// [`crate::manifest::check_contributions`]). A skill the manifest declares that the code does not
+/// provide must be the file `skills/<id>/SKILL.md` in the package; such skills are returned as file
 /// skills.
 pub fn check_contributes(
     described: &Description,
     package: &PluginPackage,
 ) -> Result<Vec<SkillContribution>, LoadError> {
-    let mut problems = Vec::new();
-    let code: BTreeSet<&str> = described
-        .integrations
-        .iter()
-        .map(|d| d.kind.as_str())
-        .collect();
-    let declared: BTreeSet<&str> = package
-        .contributes
-        .integrations
-        .iter()
-        .map(String::as_str)
-        .collect();
-    for kind in declared.difference(&code) {
-        problems.push(format!(
-            "contributes.integrations declares `{kind}`, but the library provides no such integration"
-        ));
-    }
-    for kind in code.difference(&declared) {
-        problems.push(format!(
-            "the library provides integration `{kind}`, which contributes.integrations does not declare"
-        ));
-    }
-    let code: BTreeSet<HookName> = described.hooks.iter().map(|h| h.hook).collect();
-    let declared: BTreeSet<HookName> = package.contributes.hooks.iter().copied().collect();
-    for hook in declared.difference(&code) {
-        problems.push(format!(
-            "contributes.hooks declares `{hook}`, but the library registers no handler for it"
-        ));
-    }
-    for hook in code.difference(&declared) {
-        problems.push(format!(
-            "the library registers a `{hook}` handler, which contributes.hooks does not declare"
-        ));
-    }
-    let code: BTreeSet<&str> = described.skills.iter().map(|s| s.id.as_str()).collect();
-    let declared: BTreeSet<&str> = package
-        .contributes
-        .skills
-        .iter()
-        .map(String::as_str)
-        .collect();
-    for skill in code.difference(&declared) {
-        problems.push(format!(
-            "the library provides skill `{skill}`, which contributes.skills does not declare"
-        ));
-    }
+    let mut hooks: Vec<HookName> = described.hooks.iter().map(|h| h.hook).collect();
+    hooks.sort();
+    hooks.dedup();
+    let actual = Contributions {
+        integrations: described
+            .integrations
+            .iter()
+            .map(|d| d.kind.clone())
+            .collect(),
+        hooks,
+        skills: described.skills.iter().map(|s| s.id.clone()).collect(),
+    };
+    let manifest = &package.manifest;
+    let mut problems: Vec<String> = match check_contributions(manifest, &actual) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.errors().iter().map(ToString::to_string).collect(),
+    };
     let mut file_skills = Vec::new();
-    for skill in declared.difference(&code) {
+    for (i, skill) in manifest.contributes.skills.iter().enumerate() {
+        if actual.skills.contains(skill) {
+            continue;
+        }
         let relative = format!("skills/{skill}/SKILL.md");
         if package.dir.join(&relative).is_file() {
-            file_skills.push(SkillContribution::file(*skill, *skill, relative));
+            file_skills.push(SkillContribution::file(skill, skill, relative));
         } else {
             problems.push(format!(
-                "contributes.skills declares `{skill}`, but neither the library nor the package (`{relative}`) provides it"
+                "/contributes/skills/{i}: neither the plugin library nor the package provides the skill `{skill}`; add {relative} or remove it from the manifest"
             ));
         }
     }
@@ -408,7 +416,7 @@ pub fn check_contributes(
         Ok(file_skills)
     } else {
         Err(LoadError::Contributes {
-            plugin: package.id.clone(),
+            plugin: manifest.id.clone(),
             problems,
         })
     }

@@ -17,11 +17,11 @@ use nitejar_sdk::abi::{
 use nitejar_sdk::hooks::HookContext;
 use nitejar_sdk::host::{HttpRequest, ProcessRequest};
 use nitejar_sdk::integration::{
-    ConfigValidation, ConnectionTest, IntegrationInstance, PostResponseOptions,
-    PostResponseResult, WebhookParseResult, WebhookRequest,
+    ConfigValidation, ConnectionTest, IntegrationInstance, PostResponseOptions, PostResponseResult,
+    WebhookParseResult, WebhookRequest,
 };
-use nitejar_sdk::{Host, HostError, Integration, IntegrationDescriptor, IntegrationError};
 use nitejar_sdk::SkillContribution;
+use nitejar_sdk::{Host, HostError, Integration, IntegrationDescriptor, IntegrationError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -77,8 +77,7 @@ impl HostObject for HostBridge {
             } else {
                 format!("[{target}] {message}")
             };
-            self.services
-                .log(&self.plugin, level_from_u8(level), &text);
+            self.services.log(&self.plugin, level_from_u8(level), &text);
         }));
     }
 

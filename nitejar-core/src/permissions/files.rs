@@ -202,7 +202,9 @@ mod tests {
     #[test]
     fn package_relative_and_data_dir_paths() {
         let (_dir, grant, data) = setup();
-        let r = resolve(&grant, &data, "assets/a.txt", Access::Read).ok().unwrap();
+        let r = resolve(&grant, &data, "assets/a.txt", Access::Read)
+            .ok()
+            .unwrap();
         assert_eq!(std::fs::read_to_string(r.path).unwrap(), "a");
         assert_eq!(r.declared_entry.as_deref(), Some("fs.read:assets"));
         let w = resolve(&grant, &data, "notes/today.txt", Access::Write)
@@ -223,7 +225,12 @@ mod tests {
             &outside.display().to_string(),
             Access::Read
         )));
-        assert!(denied(resolve(&grant, &data, "../secret.txt", Access::Read)));
+        assert!(denied(resolve(
+            &grant,
+            &data,
+            "../secret.txt",
+            Access::Read
+        )));
         let shared = dir.path().join("shared");
         std::os::unix::fs::symlink(&outside, shared.join("link.txt")).unwrap();
         std::os::unix::fs::symlink(dir.path(), shared.join("up")).unwrap();

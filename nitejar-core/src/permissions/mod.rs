@@ -127,6 +127,17 @@ impl PermissionSet {
     }
 }
 
+impl From<&nitejar_sdk::manifest::Permissions> for PermissionSet {
+    fn from(p: &nitejar_sdk::manifest::Permissions) -> Self {
+        PermissionSet::new()
+            .network(&p.network)
+            .secrets(p.secrets.iter().cloned())
+            .filesystem_read(p.filesystem_read.iter().cloned())
+            .filesystem_write(p.filesystem_write.iter().cloned())
+            .allow_process_spawn(p.allow_process_spawn)
+    }
+}
+
 /// One `permissions.network` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkRule {

@@ -84,7 +84,9 @@ impl HttpClient {
             HostError::Failed(format!("`{}` is not an absolute URL: {e}", request.url))
         })?;
         let mut method = Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| HostError::Failed(format!("`{}` is not an HTTP method", request.method)))?;
+            .map_err(|_| {
+                HostError::Failed(format!("`{}` is not an HTTP method", request.method))
+            })?;
         let mut headers = request.headers.clone();
         let mut body = request.body.clone();
         let mut from: Option<Url> = None;
@@ -133,7 +135,9 @@ impl HttpClient {
                         && !k.eq_ignore_ascii_case("content-length")
                 });
             }
-            if next.host_str() != url.host_str() || next.port_or_known_default() != url.port_or_known_default() {
+            if next.host_str() != url.host_str()
+                || next.port_or_known_default() != url.port_or_known_default()
+            {
                 headers.retain(|(k, _)| {
                     !k.eq_ignore_ascii_case("authorization") && !k.eq_ignore_ascii_case("cookie")
                 });

@@ -34,7 +34,7 @@ use super::{
 };
 use crate::host::{ProcessOutput, ProcessRequest};
 use crate::integration::Integration;
-use crate::{Host, HookContext, HookName, HostError, HttpRequest, HttpResponse, LogLevel, Plugin};
+use crate::{HookContext, HookName, Host, HostError, HttpRequest, HttpResponse, LogLevel, Plugin};
 
 /// The symbol under which `abi_stable` looks for a library's root module. The macro spells it out
 /// (a `macro_rules!` macro cannot compute an identifier); a test keeps it equal to abi_stable's.
@@ -86,9 +86,7 @@ pub const fn lib_header<P: PluginExport>() -> LibHeader {
     // `__call_root_module_loader` over `root_module::<P>`, which returns a `PluginModRef` — the `M`
     // given here. This is what `#[export_root_module]` expands to; it is spelled out so that plugin
     // crates need no direct dependency on abi_stable.
-    unsafe {
-        LibHeader::from_constructor::<PluginModRef>(erased_root::<P>, CheckTypeLayout::Yes)
-    }
+    unsafe { LibHeader::from_constructor::<PluginModRef>(erased_root::<P>, CheckTypeLayout::Yes) }
 }
 
 extern "C" fn erased_root<P: PluginExport>() -> RootModuleResult {
@@ -342,7 +340,9 @@ impl Instance {
             }
             "test_connection" => {
                 let call: ConfigCall = read(method, payload)?;
-                answer(Reply::from(integration.test_connection(&call.config, &host)))
+                answer(Reply::from(
+                    integration.test_connection(&call.config, &host),
+                ))
             }
             _ => Err(unknown(method)),
         }
