@@ -31,5 +31,8 @@ pub use integration::{
 pub use plugin::{Contributions, Plugin, PluginBuilder};
 pub use skill::{SkillContribution, SkillSource};
 
+/// The `serde_json` this SDK speaks, so a plugin needs no version of its own.
+pub use serde_json;
+
 /// The version of this SDK.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");

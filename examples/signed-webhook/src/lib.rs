@@ -1,0 +1,389 @@
+//! A generic signed-webhook channel, as a third-party Nitejar plugin.
+//!
+//! - **In**: `POST /api/webhooks/plugins/signed-webhook/{integration_id}` with a JSON body and a
+//!   signature header (default `x-signature-256`) holding the hex HMAC-SHA256 of the raw body under
+//!   the integration's `secret` (a `sha256=` prefix is accepted, as GitHub sends it). A missing or
+//!   wrong signature is refused as unauthorized (HTTP 401); the comparison is constant-time.
+//! - **Body**: `{"id": "evt-1", "text": "hello", "conversation": "c-42", "sender": "ada", "title": "…"}`;
+//!   only `text` is required. `id` makes deliveries idempotent; `conversation` groups messages into
+//!   one session.
+//! - **Out**: responses are POSTed as JSON to `callbackUrl` through the host's `http` service
+//!   (so the callback's host must be declared in `permissions.network`), signed the same way.
+
+use hmac::{Hmac, Mac};
+use nitejar_sdk::integration::{
+    ConfigValidation, ConnectionTest, IntegrationCategory, NewWorkItem, PostResponseOptions,
+    PostResponseResult, ResponseMode, WebhookParseResult, WebhookRequest,
+};
+use nitejar_sdk::serde_json::{self, json, Value};
+use nitejar_sdk::{
+    Host, HostError, HttpRequest, Integration, IntegrationDescriptor, IntegrationError,
+    IntegrationInstance, LogLevel, Plugin,
+};
+use sha2::Sha256;
+
+/// The integration type.
+pub const TYPE: &str = "signed-webhook";
+/// The signature header when the config names none.
+pub const DEFAULT_SIGNATURE_HEADER: &str = "x-signature-256";
+
+/// The integration's config, read from an integration row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub secret: String,
+    pub signature_header: String,
+    pub callback_url: String,
+}
+
+impl Config {
+    /// Reads the config; says what is missing.
+    pub fn read(config: &Value) -> Result<Config, IntegrationError> {
+        let text = |key: &str| config.get(key).and_then(Value::as_str).map(str::to_string);
+        let secret = text("secret")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| IntegrationError::Config("`secret` is required".into()))?;
+        let callback_url = text("callbackUrl")
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .ok_or_else(|| {
+                IntegrationError::Config("`callbackUrl` must be an http(s) URL".into())
+            })?;
+        let signature_header = text("signatureHeader")
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_SIGNATURE_HEADER.into())
+            .to_ascii_lowercase();
+        Ok(Config {
+            secret,
+            signature_header,
+            callback_url,
+        })
+    }
+}
+
+/// The hex HMAC-SHA256 of `body` under `secret`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = mac(secret);
+    mac.update(body);
+    hex(&mac.finalize().into_bytes())
+}
+
+fn mac(secret: &str) -> Hmac<Sha256> {
+    // `new_from_slice` is fallible only for MACs with fixed key sizes; HMAC takes any key.
+    Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| {
+            [
+                DIGITS[(b >> 4) as usize] as char,
+                DIGITS[(b & 15) as usize] as char,
+            ]
+        })
+        .collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Checks `signature` (hex, optionally `sha256=`-prefixed) against `body`, in constant time.
+pub fn verify(secret: &str, body: &[u8], signature: &str) -> bool {
+    let signature = signature.trim();
+    let signature = signature.strip_prefix("sha256=").unwrap_or(signature);
+    let Some(expected) = unhex(signature) else {
+        return false;
+    };
+    let mut mac = mac(secret);
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// The integration.
+pub struct SignedWebhook;
+
+impl Integration for SignedWebhook {
+    fn descriptor(&self) -> IntegrationDescriptor {
+        IntegrationDescriptor {
+            icon: "webhook".into(),
+            category: IntegrationCategory::Messaging,
+            response_mode: ResponseMode::Final,
+            sensitive_fields: vec!["secret".into()],
+            config_schema: json!({
+                "type": "object",
+                "required": ["secret", "callbackUrl"],
+                "properties": {
+                    "secret": { "type": "string", "minLength": 1, "title": "Signing secret" },
+                    "signatureHeader": {
+                        "type": "string",
+                        "default": DEFAULT_SIGNATURE_HEADER,
+                        "title": "Signature header"
+                    },
+                    "callbackUrl": { "type": "string", "format": "uri", "title": "Callback URL" }
+                }
+            }),
+            ..IntegrationDescriptor::new(
+                TYPE,
+                "Signed webhook",
+                "JSON webhooks signed with HMAC-SHA256; responses are POSTed to a callback URL.",
+            )
+        }
+    }
+
+    fn validate_config(&self, config: &Value) -> ConfigValidation {
+        match Config::read(config) {
+            Ok(_) => ConfigValidation::ok(),
+            Err(e) => ConfigValidation::invalid(vec![e.to_string()]),
+        }
+    }
+
+    fn parse_webhook(
+        &self,
+        request: &WebhookRequest,
+        instance: &IntegrationInstance,
+        host: &dyn Host,
+    ) -> Result<WebhookParseResult, IntegrationError> {
+        let config = Config::read(&instance.config)?;
+        let signature = request.header(&config.signature_header).ok_or_else(|| {
+            IntegrationError::Unauthorized(format!("missing `{}` header", config.signature_header))
+        })?;
+        if !verify(&config.secret, &request.body, signature) {
+            host.log(
+                LogLevel::Warn,
+                "refused a webhook whose signature does not match",
+            );
+            return Err(IntegrationError::Unauthorized(
+                "the signature does not match the body".into(),
+            ));
+        }
+        let body: Value = request
+            .json()
+            .map_err(|e| IntegrationError::BadRequest(format!("the body is not JSON: {e}")))?;
+        let field = |key: &str| body.get(key).and_then(Value::as_str);
+        let Some(text) = field("text").filter(|t| !t.trim().is_empty()) else {
+            return Ok(WebhookParseResult::ignore("the event has no `text`"));
+        };
+        let conversation = field("conversation").unwrap_or("default");
+        let id = field("id").unwrap_or_default();
+        let title = field("title").map(str::to_string).unwrap_or_else(|| {
+            text.lines()
+                .next()
+                .unwrap_or(text)
+                .chars()
+                .take(80)
+                .collect()
+        });
+        let mut result = WebhookParseResult::process(NewWorkItem {
+            session_key: format!("{TYPE}:{}:{conversation}", instance.id),
+            source: TYPE.into(),
+            source_ref: id.into(),
+            title,
+            payload: json!({ "text": text, "sender": field("sender"), "body": body }),
+        })
+        .with_response_context(json!({ "conversation": conversation, "reply_to": id }));
+        if !id.is_empty() {
+            result = result.with_idempotency_key(format!("{TYPE}:{}:{id}", instance.id));
+        }
+        Ok(result)
+    }
+
+    fn post_response(
+        &self,
+        instance: &IntegrationInstance,
+        work_item_id: &str,
+        content: &str,
+        response_context: Option<&Value>,
+        options: &PostResponseOptions,
+        host: &dyn Host,
+    ) -> Result<PostResponseResult, IntegrationError> {
+        let config = Config::read(&instance.config)?;
+        let body = json!({
+            "work_item_id": work_item_id,
+            "content": content,
+            "context": response_context,
+            "hit_limit": options.hit_limit,
+        });
+        let bytes =
+            serde_json::to_vec(&body).map_err(|e| IntegrationError::Other(e.to_string()))?;
+        let mut request = HttpRequest {
+            method: "POST".into(),
+            url: config.callback_url.clone(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                (
+                    config.signature_header.clone(),
+                    format!("sha256={}", sign(&config.secret, &bytes)),
+                ),
+            ],
+            body: bytes,
+            timeout_ms: Some(10_000),
+        };
+        if let Some(key) = &options.idempotency_key {
+            request = request.header("idempotency-key", key.clone());
+        }
+        match host.http(&request) {
+            Ok(r) if r.is_success() => {
+                let reference = r
+                    .json::<Value>()
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string));
+                Ok(PostResponseResult::sent(reference))
+            }
+            Ok(r) => Ok(PostResponseResult::failed(
+                format!("the callback answered {}", r.status),
+                r.status >= 500 || r.status == 429,
+            )),
+            Err(e @ HostError::Denied { .. }) => {
+                Ok(PostResponseResult::failed(e.to_string(), false))
+            }
+            Err(e) => Ok(PostResponseResult::failed(e.to_string(), true)),
+        }
+    }
+
+    fn test_connection(
+        &self,
+        config: &Value,
+        _host: &dyn Host,
+    ) -> Result<ConnectionTest, IntegrationError> {
+        let config = Config::read(config)?;
+        Ok(ConnectionTest {
+            ok: true,
+            error: None,
+            detail: Some(format!("responses go to {}", config.callback_url)),
+        })
+    }
+}
+
+/// The plugin: one integration.
+pub fn plugin() -> Plugin {
+    Plugin::builder().integration(SignedWebhook).build()
+}
+
+nitejar_sdk::export_plugin!(plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nitejar_sdk::testing::{instance, HostCall, TestHost};
+    use nitejar_sdk::HttpResponse;
+
+    const SECRET: &str = "It's a Secret to Everybody";
+
+    fn config() -> Value {
+        json!({ "secret": SECRET, "callbackUrl": "https://hooks.example.com/out" })
+    }
+
+    fn request(body: &str, signature: Option<String>) -> WebhookRequest {
+        WebhookRequest {
+            method: "POST".into(),
+            path: "/api/webhooks/plugins/signed-webhook/1".into(),
+            headers: signature
+                .map(|s| vec![("x-signature-256".to_string(), s)])
+                .unwrap_or_default(),
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn signs_like_github() {
+        // The example from GitHub's webhook documentation.
+        assert_eq!(
+            sign(SECRET, b"Hello, World!"),
+            "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
+    #[test]
+    fn a_signed_body_becomes_a_work_item() {
+        let body = r#"{"id":"evt-1","text":"deploy please","conversation":"ops","sender":"ada"}"#;
+        let signed = request(
+            body,
+            Some(format!("sha256={}", sign(SECRET, body.as_bytes()))),
+        );
+        let host = TestHost::new();
+        let parsed = SignedWebhook
+            .parse_webhook(&signed, &instance(TYPE, config()), &host)
+            .unwrap();
+        let item = parsed.work_item.unwrap();
+        assert_eq!(item.title, "deploy please");
+        assert_eq!(item.session_key, "signed-webhook:test-integration:ops");
+        assert_eq!(
+            parsed.idempotency_keys,
+            ["signed-webhook:test-integration:evt-1"]
+        );
+        // Without the prefix too.
+        let bare = request(body, Some(sign(SECRET, body.as_bytes())));
+        assert!(SignedWebhook
+            .parse_webhook(&bare, &instance(TYPE, config()), &host)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_wrong_or_missing_signature_is_unauthorized() {
+        let host = TestHost::new();
+        let body = r#"{"text":"hi"}"#;
+        for signature in [
+            None,
+            Some("sha256=00".to_string()),
+            Some(sign("other", body.as_bytes())),
+        ] {
+            let err = SignedWebhook
+                .parse_webhook(&request(body, signature), &instance(TYPE, config()), &host)
+                .unwrap_err();
+            assert!(matches!(err, IntegrationError::Unauthorized(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn responses_are_posted_signed_to_the_callback() {
+        let host = TestHost::new().with_http_response(
+            "https://hooks.example.com/out",
+            HttpResponse {
+                status: 201,
+                headers: vec![],
+                body: br#"{"id":"msg-7"}"#.to_vec(),
+            },
+        );
+        let result = SignedWebhook
+            .post_response(
+                &instance(TYPE, config()),
+                "wi-1",
+                "done",
+                Some(&json!({"conversation": "ops"})),
+                &PostResponseOptions::default(),
+                &host,
+            )
+            .unwrap();
+        assert_eq!(result, PostResponseResult::sent(Some("msg-7".into())));
+        let calls = host.calls();
+        let [HostCall::Http(sent)] = calls.as_slice() else {
+            panic!("one http call expected, got {calls:?}");
+        };
+        let signature = sent
+            .headers
+            .iter()
+            .find(|(k, _)| k == "x-signature-256")
+            .unwrap();
+        assert!(verify(SECRET, &sent.body, &signature.1));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&sent.body).unwrap()["content"],
+            "done"
+        );
+    }
+
+    #[test]
+    fn config_is_checked() {
+        let v = SignedWebhook.validate_config(&json!({ "secret": "x", "callbackUrl": "ftp://x" }));
+        assert!(!v.valid);
+        assert!(SignedWebhook.validate_config(&config()).valid);
+    }
+}
