@@ -1,0 +1,246 @@
+//! The permission gate with a real plugin library: every host service allowed only as declared,
+//! each denial a receipt.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nitejar_core::hooks::DispatchContext;
+use nitejar_core::loader::{self, PluginPackage};
+use nitejar_core::manifest::{validate_package_dir, ValidateOptions};
+use nitejar_core::permissions::{Grant, MapSecrets, PermissionGate, PermissionSet};
+use nitejar_core::receipts::{MemorySink, Receipt, ReceiptKind, ReceiptStatus};
+use nitejar_core::runtime::Runtime;
+use nitejar_sdk::integration::ConnectionTest;
+use nitejar_sdk::HostError;
+use nitejar_suite::local_http::{LocalHttp, Reply};
+use nitejar_suite::plugins::install_package;
+use serde_json::{json, Value};
+
+struct Gated {
+    runtime: Runtime,
+    sink: Arc<MemorySink>,
+    data: tempfile::TempDir,
+    package: PathBuf,
+}
+
+/// The probe, installed with `network` declared as given, `PROBE_TOKEN` declared, `assets`
+/// readable, no process spawning; `adjust` may change the grant.
+fn gated(network: &[String], adjust: impl FnOnce(Grant) -> Grant) -> Gated {
+    let data = tempfile::tempdir().unwrap();
+    let package = install_package(data.path(), "tests/fixtures/plugins/probe", "probe", |m| {
+        m["permissions"]["network"] = json!(network);
+    });
+    std::fs::create_dir_all(package.join("assets")).unwrap();
+    std::fs::write(package.join("assets/hello.txt"), "hello from the package").unwrap();
+    let manifest = validate_package_dir(&package, &ValidateOptions::new())
+        .unwrap()
+        .manifest;
+    let sink = MemorySink::new();
+    let gate = Arc::new(
+        PermissionGate::new(data.path(), sink.clone()).with_secrets(Arc::new(MapSecrets::new([
+            ("PROBE_TOKEN", "t0ken"),
+            ("OTHER_TOKEN", "not yours"),
+        ]))),
+    );
+    let permissions = PermissionSet::from(&manifest.permissions);
+    let active = loader::load(&PluginPackage::new(&package, manifest), gate.clone()).unwrap();
+    gate.grant(active.meta(), adjust(Grant::new(permissions, &package)));
+    let runtime = Runtime::builder().services(gate).sink(sink.clone()).build();
+    runtime.activate(active).unwrap();
+    Gated {
+        runtime,
+        sink,
+        data,
+        package,
+    }
+}
+
+impl Gated {
+    async fn act(&self, config: Value) -> ConnectionTest {
+        self.runtime
+            .call_integration(
+                "probe",
+                "test_connection",
+                &DispatchContext::for_work_item("wi-7"),
+                Duration::from_secs(5),
+                move |integration, host| integration.test_connection(&config, host),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// The one `permission_denied` receipt written since the last call.
+    fn denial(&self) -> Receipt {
+        let denials: Vec<Receipt> = self
+            .sink
+            .take()
+            .into_iter()
+            .filter(|r| r.kind == ReceiptKind::PermissionDenied)
+            .collect();
+        assert_eq!(denials.len(), 1, "{denials:?}");
+        denials.into_iter().next().unwrap()
+    }
+
+    fn no_denial(&self) {
+        let receipts = self.sink.take();
+        assert!(
+            receipts.iter().all(|r| r.kind != ReceiptKind::PermissionDenied),
+            "{receipts:?}"
+        );
+    }
+}
+
+fn host_error(test: &ConnectionTest) -> HostError {
+    assert!(!test.ok, "{test:?}");
+    serde_json::from_str(test.error.as_deref().unwrap_or_default()).unwrap()
+}
+
+fn assert_denied(receipt: &Receipt, permission: &str, scope: &str, declared: bool) {
+    assert_eq!(receipt.status, ReceiptStatus::Blocked);
+    assert_eq!(receipt.plugin_id.as_ref(), "dev.nitejar.fixtures.probe");
+    assert_eq!(receipt.work_item_id.as_deref(), Some("wi-7"));
+    let d = receipt.detail.as_ref().unwrap();
+    assert_eq!(d["permission"], permission, "{d}");
+    assert_eq!(d["scope"], scope);
+    assert_eq!(d["enforcement"], "host_boundary");
+    assert_eq!(d["declared"], declared);
+    assert_eq!(d["acknowledged"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_reaches_declared_hosts_only() {
+    let allowed = LocalHttp::start(|r| Reply::text(200, &format!("hello {}", r.path)));
+    let other = LocalHttp::start(|_| Reply::text(200, "should not be reached"));
+    let g = gated(&[format!("127.0.0.1:{}", allowed.port())], |g| g);
+
+    let served = g.act(json!({"action": "http", "url": allowed.url("/ping")})).await;
+    assert!(served.ok, "{served:?}");
+    assert_eq!(served.detail.as_deref(), Some("200 hello /ping"));
+    assert_eq!(allowed.received().len(), 1);
+    g.no_denial();
+
+    let refused = g.act(json!({"action": "http", "url": other.url("/steal")})).await;
+    let permission = format!("network:127.0.0.1:{}", other.port());
+    assert!(matches!(host_error(&refused), HostError::Denied { permission: ref p, .. } if *p == permission));
+    assert_denied(&g.denial(), &permission, "network", false);
+    assert!(other.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_checked_at_every_hop() {
+    let other = LocalHttp::start(|_| Reply::text(200, "should not be reached"));
+    let target = other.url("/landing");
+    let allowed = LocalHttp::start(move |r| match r.path.as_str() {
+        "/here" => Reply::text(200, "arrived"),
+        "/inside" => Reply::redirect("/here"),
+        _ => Reply::redirect(&target),
+    });
+    let g = gated(&[format!("127.0.0.1:{}", allowed.port())], |g| g);
+
+    let inside = g.act(json!({"action": "http", "url": allowed.url("/inside")})).await;
+    assert_eq!(inside.detail.as_deref(), Some("200 arrived"));
+    g.no_denial();
+
+    let away = g.act(json!({"action": "http", "url": allowed.url("/away")})).await;
+    assert!(matches!(host_error(&away), HostError::Denied { .. }));
+    let receipt = g.denial();
+    assert_denied(&receipt, &format!("network:127.0.0.1:{}", other.port()), "network", false);
+    let d = receipt.detail.unwrap();
+    assert_eq!(d["redirected_from"], allowed.url("/away"));
+    assert!(other.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_served_by_declared_name_only() {
+    let g = gated(&[], |g| g);
+    let token = g.act(json!({"action": "secret", "name": "PROBE_TOKEN"})).await;
+    assert_eq!(token.detail.as_deref(), Some("t0ken"));
+    g.no_denial();
+
+    let other = g.act(json!({"action": "secret", "name": "OTHER_TOKEN"})).await;
+    assert!(matches!(host_error(&other), HostError::Denied { .. }));
+    assert_denied(&g.denial(), "secret:OTHER_TOKEN", "secrets", false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarded_grants_need_acknowledgement() {
+    let g = gated(&[], |g| g.require_acknowledgement(true));
+    let token = g.act(json!({"action": "secret", "name": "PROBE_TOKEN"})).await;
+    assert!(matches!(host_error(&token), HostError::Denied { .. }));
+    let receipt = g.denial();
+    assert_denied(&receipt, "secret:PROBE_TOKEN", "secrets", true);
+
+    let g = gated(&[], |g| {
+        g.require_acknowledgement(true)
+            .acknowledged(["secret:PROBE_TOKEN"])
+    });
+    let token = g.act(json!({"action": "secret", "name": "PROBE_TOKEN"})).await;
+    assert_eq!(token.detail.as_deref(), Some("t0ken"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_read_and_written_under_allowed_paths_only() {
+    let g = gated(&[], |g| g);
+    let asset = g.act(json!({"action": "read_file", "path": "assets/hello.txt"})).await;
+    assert_eq!(asset.detail.as_deref(), Some("hello from the package"));
+
+    let written = g
+        .act(json!({"action": "write_file", "path": "notes/today.txt", "contents": "kept"}))
+        .await;
+    assert!(written.ok, "{written:?}");
+    let stored = g
+        .data
+        .path()
+        .join("plugins/dev.nitejar.fixtures.probe/data/notes/today.txt");
+    assert_eq!(std::fs::read_to_string(stored).unwrap(), "kept");
+    let back = g.act(json!({"action": "read_file", "path": "notes/today.txt"})).await;
+    assert_eq!(back.detail.as_deref(), Some("kept"));
+    g.no_denial();
+
+    let secret = g.data.path().join("nitejar.db");
+    std::fs::write(&secret, "the server's own data").unwrap();
+    let outside = secret.display().to_string();
+    let read = g.act(json!({"action": "read_file", "path": outside})).await;
+    assert!(matches!(host_error(&read), HostError::Denied { .. }));
+    assert_denied(&g.denial(), &format!("fs.read:{outside}"), "filesystemRead", false);
+
+    let write = g
+        .act(json!({"action": "write_file", "path": outside, "contents": "overwritten"}))
+        .await;
+    assert!(matches!(host_error(&write), HostError::Denied { .. }));
+    assert_denied(&g.denial(), &format!("fs.write:{outside}"), "filesystemWrite", false);
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "the server's own data");
+
+    // A link inside an allowed tree that leads out of it.
+    std::os::unix::fs::symlink(&secret, g.package.join("assets/escape.txt")).unwrap();
+    let escape = g.act(json!({"action": "read_file", "path": "assets/escape.txt"})).await;
+    assert!(matches!(host_error(&escape), HostError::Denied { .. }));
+    assert_denied(&g.denial(), "fs.read:assets/escape.txt", "filesystemRead", false);
+
+    let parent = g.act(json!({"action": "read_file", "path": "../../../../nitejar.db"})).await;
+    assert!(matches!(host_error(&parent), HostError::Denied { .. }));
+    g.denial();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_need_allow_process_spawn() {
+    let g = gated(&[], |g| g);
+    let refused = g
+        .act(json!({"action": "spawn", "program": "echo", "args": ["hi"]}))
+        .await;
+    assert!(matches!(host_error(&refused), HostError::Denied { .. }));
+    let receipt = g.denial();
+    assert_denied(&receipt, "process.spawn", "allowProcessSpawn", false);
+    assert_eq!(receipt.detail.unwrap()["program"], "echo");
+
+    let g = gated(&[], |g| {
+        let permissions = g.permissions().clone().allow_process_spawn(true);
+        Grant::new(permissions, g.package_dir())
+    });
+    let ran = g
+        .act(json!({"action": "spawn", "program": "echo", "args": ["hi"]}))
+        .await;
+    assert_eq!(ran.detail.as_deref(), Some("hi\n"));
+    g.no_denial();
+}
