@@ -83,9 +83,13 @@ async fn signed_webhook_in_and_response_out() {
     let signature = format!("sha256={}", signed_webhook_hex(SECRET, body));
     let (request, i) = (webhook(body, &signature), inst.clone());
     let parsed = runtime
-        .call_integration("signed-webhook", "parse_webhook", &ctx, Duration::from_secs(5), move |integration, host| {
-            integration.parse_webhook(&request, &i, host)
-        })
+        .call_integration(
+            "signed-webhook",
+            "parse_webhook",
+            &ctx,
+            Duration::from_secs(5),
+            move |integration, host| integration.parse_webhook(&request, &i, host),
+        )
         .await
         .unwrap();
     let item = parsed.work_item.unwrap();
@@ -94,21 +98,41 @@ async fn signed_webhook_in_and_response_out() {
 
     let (request, i) = (webhook(body, "sha256=0000"), inst.clone());
     let refused = runtime
-        .call_integration("signed-webhook", "parse_webhook", &ctx, Duration::from_secs(5), move |integration, host| {
-            integration.parse_webhook(&request, &i, host)
-        })
+        .call_integration(
+            "signed-webhook",
+            "parse_webhook",
+            &ctx,
+            Duration::from_secs(5),
+            move |integration, host| integration.parse_webhook(&request, &i, host),
+        )
         .await
         .unwrap_err();
     assert!(
-        matches!(refused, IntegrationCallError::Failed(IntegrationError::Unauthorized(_))),
+        matches!(
+            refused,
+            IntegrationCallError::Failed(IntegrationError::Unauthorized(_))
+        ),
         "{refused:?}"
     );
 
     let (context, i) = (parsed.response_context.clone(), inst.clone());
     let posted = runtime
-        .call_integration("signed-webhook", "post_response", &ctx, Duration::from_secs(5), move |integration, host| {
-            integration.post_response(&i, "wi-9", "restarted", context.as_ref(), &PostResponseOptions::default(), host)
-        })
+        .call_integration(
+            "signed-webhook",
+            "post_response",
+            &ctx,
+            Duration::from_secs(5),
+            move |integration, host| {
+                integration.post_response(
+                    &i,
+                    "wi-9",
+                    "restarted",
+                    context.as_ref(),
+                    &PostResponseOptions::default(),
+                    host,
+                )
+            },
+        )
         .await
         .unwrap();
     assert!(posted.success, "{posted:?}");
@@ -122,7 +146,10 @@ async fn signed_webhook_in_and_response_out() {
     let signature = received[0].header("x-signature-256").unwrap();
     assert_eq!(
         signature,
-        format!("sha256={}", signed_webhook_hex(SECRET, std::str::from_utf8(&received[0].body).unwrap()))
+        format!(
+            "sha256={}",
+            signed_webhook_hex(SECRET, std::str::from_utf8(&received[0].body).unwrap())
+        )
     );
 
     let statuses: Vec<_> = sink.receipts().iter().map(|r| (r.kind, r.status)).collect();
@@ -139,12 +166,31 @@ async fn signed_webhook_in_and_response_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_on_an_undeclared_host_is_denied() {
     let callback = LocalHttp::start(|_| Reply::text(200, "{}"));
-    let (runtime, sink, _data) = run("examples/signed-webhook", "signed_webhook", |_| {}, Value::Null, &[]);
+    let (runtime, sink, _data) = run(
+        "examples/signed-webhook",
+        "signed_webhook",
+        |_| {},
+        Value::Null,
+        &[],
+    );
     let inst = instance(&callback.url("/responses"));
     let posted = runtime
-        .call_integration("signed-webhook", "post_response", &DispatchContext::default(), Duration::from_secs(5), move |integration, host| {
-            integration.post_response(&inst, "wi-1", "hi", None, &PostResponseOptions::default(), host)
-        })
+        .call_integration(
+            "signed-webhook",
+            "post_response",
+            &DispatchContext::default(),
+            Duration::from_secs(5),
+            move |integration, host| {
+                integration.post_response(
+                    &inst,
+                    "wi-1",
+                    "hi",
+                    None,
+                    &PostResponseOptions::default(),
+                    host,
+                )
+            },
+        )
         .await
         .unwrap();
     assert!(!posted.success);
@@ -155,7 +201,10 @@ async fn a_callback_on_an_undeclared_host_is_denied() {
         .into_iter()
         .find(|r| r.kind == ReceiptKind::PermissionDenied)
         .expect("a denial receipt");
-    assert_eq!(denial.detail.unwrap()["permission"], format!("network:127.0.0.1:{}", callback.port()));
+    assert_eq!(
+        denial.detail.unwrap()["permission"],
+        format!("network:127.0.0.1:{}", callback.port())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,11 +218,23 @@ async fn policy_guard_blocks_tools_and_redacts_responses() {
     );
     let ctx = DispatchContext::for_work_item("wi-3");
     let shell = runtime
-        .dispatch(&ctx, ToolPreExec { tool_name: "fs_delete".into(), ..Default::default() })
+        .dispatch(
+            &ctx,
+            ToolPreExec {
+                tool_name: "fs_delete".into(),
+                ..Default::default()
+            },
+        )
         .await;
     assert!(shell.is_blocked());
     let search = runtime
-        .dispatch(&ctx, ToolPreExec { tool_name: "search".into(), ..Default::default() })
+        .dispatch(
+            &ctx,
+            ToolPreExec {
+                tool_name: "search".into(),
+                ..Default::default()
+            },
+        )
         .await;
     assert!(!search.is_blocked());
 
@@ -186,9 +247,15 @@ async fn policy_guard_blocks_tools_and_redacts_responses() {
             },
         )
         .await;
-    assert_eq!(out.payload.content, "password [redacted]; key [redacted]; gh [redacted]");
+    assert_eq!(
+        out.payload.content,
+        "password [redacted]; key [redacted]; gh [redacted]"
+    );
     let statuses: Vec<_> = sink.receipts().iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [ReceiptStatus::Blocked, ReceiptStatus::Ok, ReceiptStatus::Ok]);
+    assert_eq!(
+        statuses,
+        [ReceiptStatus::Blocked, ReceiptStatus::Ok, ReceiptStatus::Ok]
+    );
 }
 
 /// HMAC-SHA256 of `body` under `secret`, hex: what the example sends and expects.

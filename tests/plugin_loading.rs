@@ -42,7 +42,12 @@ fn response(text: &str) -> ResponsePreDeliver {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_plugins_work_side_by_side() {
     let data = tempfile::tempdir().unwrap();
-    let webhook = install_package(data.path(), "examples/signed-webhook", "signed_webhook", |_| {});
+    let webhook = install_package(
+        data.path(),
+        "examples/signed-webhook",
+        "signed_webhook",
+        |_| {},
+    );
     let guard = install_package(data.path(), "examples/policy-guard", "policy_guard", |_| {});
     let sink = MemorySink::new();
     let runtime = Runtime::builder().sink(sink.clone()).build();
@@ -54,7 +59,11 @@ async fn two_plugins_work_side_by_side() {
         .await;
     let blocked = out.blocked.expect("the guard blocks the shell tool");
     assert_eq!(&*blocked.plugin_id, "dev.nitejar.examples.policy-guard");
-    assert!(blocked.reason.contains("`shell` is blocked"), "{}", blocked.reason);
+    assert!(
+        blocked.reason.contains("`shell` is blocked"),
+        "{}",
+        blocked.reason
+    );
 
     let test = runtime
         .call_integration(
@@ -88,7 +97,9 @@ async fn two_plugins_work_side_by_side() {
     let loaded = loader::loaded_libraries();
     for dir in [&webhook, &guard] {
         assert!(
-            loaded.iter().any(|l| l.path.starts_with(dir.canonicalize().unwrap()) && l.size_bytes > 0),
+            loaded
+                .iter()
+                .any(|l| l.path.starts_with(dir.canonicalize().unwrap()) && l.size_bytes > 0),
             "{} is not listed as loaded",
             dir.display()
         );
@@ -98,8 +109,18 @@ async fn two_plugins_work_side_by_side() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_versions_of_one_plugin_switch_back_and_forth() {
     let data = tempfile::tempdir().unwrap();
-    let v1 = install_package(data.path(), "tests/fixtures/plugins/greeter-v1", "greeter_v1", |_| {});
-    let v2 = install_package(data.path(), "tests/fixtures/plugins/greeter-v2", "greeter_v2", |_| {});
+    let v1 = install_package(
+        data.path(),
+        "tests/fixtures/plugins/greeter-v1",
+        "greeter_v1",
+        |_| {},
+    );
+    let v2 = install_package(
+        data.path(),
+        "tests/fixtures/plugins/greeter-v2",
+        "greeter_v2",
+        |_| {},
+    );
     let v1 = load(&v1).unwrap();
     let v2 = load(&v2).unwrap();
     assert_eq!(v1.meta().id, v2.meta().id);
@@ -123,7 +144,10 @@ async fn two_versions_of_one_plugin_switch_back_and_forth() {
     let loaded = loader::loaded_libraries();
     let greeters: Vec<_> = loaded
         .iter()
-        .filter(|l| l.plugin_id == "dev.nitejar.fixtures.greeter" && l.path.starts_with(data.path().canonicalize().unwrap()))
+        .filter(|l| {
+            l.plugin_id == "dev.nitejar.fixtures.greeter"
+                && l.path.starts_with(data.path().canonicalize().unwrap())
+        })
         .map(|l| l.version.as_str())
         .collect();
     assert_eq!(greeters, ["1.0.0", "2.0.0"]);
@@ -140,9 +164,15 @@ fn copy_library(lib: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 fn a_library_of_another_abi_major_is_refused_briefly() {
     let (_dir, path) = copy_library("foreign_abi");
     let err = loader::open(&path).unwrap_err();
-    assert!(matches!(err, LoadError::AbiMajor { ref found, expected: 1, .. } if found == "2"), "{err:?}");
+    assert!(
+        matches!(err, LoadError::AbiMajor { ref found, expected: 1, .. } if found == "2"),
+        "{err:?}"
+    );
     let message = err.to_string();
-    assert!(message.contains("built against Nitejar plugin ABI 2, but this server loads ABI 1"), "{message}");
+    assert!(
+        message.contains("built against Nitejar plugin ABI 2, but this server loads ABI 1"),
+        "{message}"
+    );
     assert_eq!(message.lines().count(), 1, "{message}");
 }
 
@@ -154,9 +184,17 @@ fn a_library_with_another_layout_is_refused_with_its_error_lines_only() {
         panic!("expected an incompatible layout, got {err:?}");
     };
     let message = err.to_string();
-    assert!(message.contains("is incompatible with this server's plugin ABI 1"), "{message}");
+    assert!(
+        message.contains("is incompatible with this server's plugin ABI 1"),
+        "{message}"
+    );
     assert!(!errors.is_empty());
-    assert!(errors.lines().all(|l| l.starts_with("Error:") || l.starts_with("(and ")), "{errors}");
+    assert!(
+        errors
+            .lines()
+            .all(|l| l.starts_with("Error:") || l.starts_with("(and ")),
+        "{errors}"
+    );
     assert!(message.lines().count() <= 12, "too long:\n{message}");
 }
 
@@ -176,7 +214,12 @@ fn what_the_library_exports_must_match_contributes() {
     });
     let err = load(&dir).err().expect("refused");
     let message = err.to_string();
-    assert!(message.contains("/contributes/hooks: the plugin library registers a handler for `response.pre_deliver`"), "{message}");
+    assert!(
+        message.contains(
+            "/contributes/hooks: the plugin library registers a handler for `response.pre_deliver`"
+        ),
+        "{message}"
+    );
     assert!(message.contains("/contributes/skills/0: neither the plugin library nor the package provides the skill `house-rules`"), "{message}");
 
     // A declared skill the code does not provide may be a file of the package. (Another data
@@ -195,7 +238,12 @@ fn what_the_library_exports_must_match_contributes() {
 #[test]
 fn the_embedded_manifest_must_be_the_packages() {
     let data = tempfile::tempdir().unwrap();
-    let dir = install_package(data.path(), "tests/fixtures/plugins/greeter-v1", "greeter_v2", |_| {});
+    let dir = install_package(
+        data.path(),
+        "tests/fixtures/plugins/greeter-v1",
+        "greeter_v2",
+        |_| {},
+    );
     let err = load(&dir).err().expect("refused");
     assert!(matches!(err, LoadError::ManifestMismatch { .. }), "{err:?}");
     assert!(err.to_string().contains("embeds the manifest of `dev.nitejar.fixtures.greeter@2.0.0`, but the package is `dev.nitejar.fixtures.greeter@1.0.0`"), "{err}");
@@ -211,7 +259,11 @@ async fn the_plugin_config_reaches_the_plugin() {
     );
     let err = refused.err().expect("a bad config is refused");
     assert!(matches!(err, LoadError::Instantiate { .. }));
-    assert!(err.to_string().contains("`blockedTools` must be a list of strings"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`blockedTools` must be a list of strings"),
+        "{err}"
+    );
 
     let active = loader::load(
         &package(&dir).with_config(json!({ "blockedTools": ["deploy"] })),

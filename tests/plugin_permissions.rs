@@ -85,7 +85,9 @@ impl Gated {
     fn no_denial(&self) {
         let receipts = self.sink.take();
         assert!(
-            receipts.iter().all(|r| r.kind != ReceiptKind::PermissionDenied),
+            receipts
+                .iter()
+                .all(|r| r.kind != ReceiptKind::PermissionDenied),
             "{receipts:?}"
         );
     }
@@ -114,15 +116,21 @@ async fn http_reaches_declared_hosts_only() {
     let other = LocalHttp::start(|_| Reply::text(200, "should not be reached"));
     let g = gated(&[format!("127.0.0.1:{}", allowed.port())], |g| g);
 
-    let served = g.act(json!({"action": "http", "url": allowed.url("/ping")})).await;
+    let served = g
+        .act(json!({"action": "http", "url": allowed.url("/ping")}))
+        .await;
     assert!(served.ok, "{served:?}");
     assert_eq!(served.detail.as_deref(), Some("200 hello /ping"));
     assert_eq!(allowed.received().len(), 1);
     g.no_denial();
 
-    let refused = g.act(json!({"action": "http", "url": other.url("/steal")})).await;
+    let refused = g
+        .act(json!({"action": "http", "url": other.url("/steal")}))
+        .await;
     let permission = format!("network:127.0.0.1:{}", other.port());
-    assert!(matches!(host_error(&refused), HostError::Denied { permission: ref p, .. } if *p == permission));
+    assert!(
+        matches!(host_error(&refused), HostError::Denied { permission: ref p, .. } if *p == permission)
+    );
     assert_denied(&g.denial(), &permission, "network", false);
     assert!(other.received().is_empty());
 }
@@ -138,14 +146,23 @@ async fn redirects_are_checked_at_every_hop() {
     });
     let g = gated(&[format!("127.0.0.1:{}", allowed.port())], |g| g);
 
-    let inside = g.act(json!({"action": "http", "url": allowed.url("/inside")})).await;
+    let inside = g
+        .act(json!({"action": "http", "url": allowed.url("/inside")}))
+        .await;
     assert_eq!(inside.detail.as_deref(), Some("200 arrived"));
     g.no_denial();
 
-    let away = g.act(json!({"action": "http", "url": allowed.url("/away")})).await;
+    let away = g
+        .act(json!({"action": "http", "url": allowed.url("/away")}))
+        .await;
     assert!(matches!(host_error(&away), HostError::Denied { .. }));
     let receipt = g.denial();
-    assert_denied(&receipt, &format!("network:127.0.0.1:{}", other.port()), "network", false);
+    assert_denied(
+        &receipt,
+        &format!("network:127.0.0.1:{}", other.port()),
+        "network",
+        false,
+    );
     let d = receipt.detail.unwrap();
     assert_eq!(d["redirected_from"], allowed.url("/away"));
     assert!(other.received().is_empty());
@@ -154,11 +171,15 @@ async fn redirects_are_checked_at_every_hop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_are_served_by_declared_name_only() {
     let g = gated(&[], |g| g);
-    let token = g.act(json!({"action": "secret", "name": "PROBE_TOKEN"})).await;
+    let token = g
+        .act(json!({"action": "secret", "name": "PROBE_TOKEN"}))
+        .await;
     assert_eq!(token.detail.as_deref(), Some("t0ken"));
     g.no_denial();
 
-    let other = g.act(json!({"action": "secret", "name": "OTHER_TOKEN"})).await;
+    let other = g
+        .act(json!({"action": "secret", "name": "OTHER_TOKEN"}))
+        .await;
     assert!(matches!(host_error(&other), HostError::Denied { .. }));
     assert_denied(&g.denial(), "secret:OTHER_TOKEN", "secrets", false);
 }
@@ -166,7 +187,9 @@ async fn secrets_are_served_by_declared_name_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guarded_grants_need_acknowledgement() {
     let g = gated(&[], |g| g.require_acknowledgement(true));
-    let token = g.act(json!({"action": "secret", "name": "PROBE_TOKEN"})).await;
+    let token = g
+        .act(json!({"action": "secret", "name": "PROBE_TOKEN"}))
+        .await;
     assert!(matches!(host_error(&token), HostError::Denied { .. }));
     let receipt = g.denial();
     assert_denied(&receipt, "secret:PROBE_TOKEN", "secrets", true);
@@ -175,14 +198,18 @@ async fn guarded_grants_need_acknowledgement() {
         g.require_acknowledgement(true)
             .acknowledged(["secret:PROBE_TOKEN"])
     });
-    let token = g.act(json!({"action": "secret", "name": "PROBE_TOKEN"})).await;
+    let token = g
+        .act(json!({"action": "secret", "name": "PROBE_TOKEN"}))
+        .await;
     assert_eq!(token.detail.as_deref(), Some("t0ken"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_read_and_written_under_allowed_paths_only() {
     let g = gated(&[], |g| g);
-    let asset = g.act(json!({"action": "read_file", "path": "assets/hello.txt"})).await;
+    let asset = g
+        .act(json!({"action": "read_file", "path": "assets/hello.txt"}))
+        .await;
     assert_eq!(asset.detail.as_deref(), Some("hello from the package"));
 
     let written = g
@@ -194,7 +221,9 @@ async fn files_are_read_and_written_under_allowed_paths_only() {
         .path()
         .join("plugins/dev.nitejar.fixtures.probe/data/notes/today.txt");
     assert_eq!(std::fs::read_to_string(stored).unwrap(), "kept");
-    let back = g.act(json!({"action": "read_file", "path": "notes/today.txt"})).await;
+    let back = g
+        .act(json!({"action": "read_file", "path": "notes/today.txt"}))
+        .await;
     assert_eq!(back.detail.as_deref(), Some("kept"));
     g.no_denial();
 
@@ -203,22 +232,44 @@ async fn files_are_read_and_written_under_allowed_paths_only() {
     let outside = secret.display().to_string();
     let read = g.act(json!({"action": "read_file", "path": outside})).await;
     assert!(matches!(host_error(&read), HostError::Denied { .. }));
-    assert_denied(&g.denial(), &format!("fs.read:{outside}"), "filesystemRead", false);
+    assert_denied(
+        &g.denial(),
+        &format!("fs.read:{outside}"),
+        "filesystemRead",
+        false,
+    );
 
     let write = g
         .act(json!({"action": "write_file", "path": outside, "contents": "overwritten"}))
         .await;
     assert!(matches!(host_error(&write), HostError::Denied { .. }));
-    assert_denied(&g.denial(), &format!("fs.write:{outside}"), "filesystemWrite", false);
-    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "the server's own data");
+    assert_denied(
+        &g.denial(),
+        &format!("fs.write:{outside}"),
+        "filesystemWrite",
+        false,
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "the server's own data"
+    );
 
     // A link inside an allowed tree that leads out of it.
     std::os::unix::fs::symlink(&secret, g.package.join("assets/escape.txt")).unwrap();
-    let escape = g.act(json!({"action": "read_file", "path": "assets/escape.txt"})).await;
+    let escape = g
+        .act(json!({"action": "read_file", "path": "assets/escape.txt"}))
+        .await;
     assert!(matches!(host_error(&escape), HostError::Denied { .. }));
-    assert_denied(&g.denial(), "fs.read:assets/escape.txt", "filesystemRead", false);
+    assert_denied(
+        &g.denial(),
+        "fs.read:assets/escape.txt",
+        "filesystemRead",
+        false,
+    );
 
-    let parent = g.act(json!({"action": "read_file", "path": "../../../../nitejar.db"})).await;
+    let parent = g
+        .act(json!({"action": "read_file", "path": "../../../../nitejar.db"}))
+        .await;
     assert!(matches!(host_error(&parent), HostError::Denied { .. }));
     g.denial();
 }

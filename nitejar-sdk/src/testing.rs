@@ -257,7 +257,7 @@ pub fn run_hook<E: HookEvent>(plugin: &Plugin, host: &dyn Host, payload: E) -> H
         .iter()
         .filter_map(|r| r.handler::<E>().map(|h| (r.options().priority, h)))
         .collect();
-    handlers.sort_by(|a, b| b.0.cmp(&a.0));
+    handlers.sort_by_key(|h| std::cmp::Reverse(h.0));
     let mut payload = payload;
     for (_, handler) in handlers {
         let ctx = HookContext {

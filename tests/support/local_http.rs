@@ -144,7 +144,11 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, handler: &Handler) {
         if let Ok(mut l) = log.lock() {
             l.push(request);
         }
-        let mut head = format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\n", reply.status, reply.body.len());
+        let mut head = format!(
+            "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
+            reply.status,
+            reply.body.len()
+        );
         for (k, v) in &reply.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }

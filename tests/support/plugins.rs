@@ -74,7 +74,11 @@ pub fn built_libraries() -> &'static Path {
 
 /// The built library of a crate, by its library name (`signed_webhook`, `greeter_v1`, …).
 pub fn library(lib_name: &str) -> PathBuf {
-    built_libraries().join(format!("{}{lib_name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+    built_libraries().join(format!(
+        "{}{lib_name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
 }
 
 /// The manifest a plugin crate ships (`examples/…` or `tests/fixtures/plugins/…`).

@@ -252,11 +252,14 @@ impl Quarantine {
     }
 }
 
+/// A plugin version: id and version.
+type PluginKey = (Arc<str>, Arc<str>);
+
 /// The health of every plugin version that made an offloaded call.
 #[derive(Default)]
 pub(crate) struct HealthBook {
     limits: ExecutionLimits,
-    plugins: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<PluginHealth>>>,
+    plugins: Mutex<HashMap<PluginKey, Arc<PluginHealth>>>,
 }
 
 impl HealthBook {

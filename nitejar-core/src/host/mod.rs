@@ -388,6 +388,8 @@ impl ExecutionHost {
                     Some(result)
                 });
                 let outcome = match tokio::time::timeout_at(deadline.into(), task).await {
+                    // An answer that raced past the deadline is judged like an inline one: late.
+                    Ok(Ok(Some(_))) if Instant::now() > deadline => CallOutcome::TimedOut,
                     Ok(Ok(Some(Ok(v)))) => CallOutcome::Done(v),
                     Ok(Ok(Some(Err(p)))) => CallOutcome::Panicked(panic_message(p)),
                     Ok(Ok(None)) => CallOutcome::TimedOut,

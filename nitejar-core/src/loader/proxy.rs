@@ -185,7 +185,10 @@ impl Core {
             });
         let remaining_ms = scope
             .remaining()
-            .map_or(CallCtx::NO_DEADLINE, |d| d.as_millis() as u64);
+            // Rounded up, so the plugin never believes its time is up before the host does.
+            .map_or(CallCtx::NO_DEADLINE, |d| {
+                d.as_micros().div_ceil(1000) as u64
+            });
         let id = self.calls.next.fetch_add(1, Ordering::Relaxed);
         self.calls.lock().insert(id, scope);
         let _registered = Registered {
