@@ -11,6 +11,7 @@
 use nitejar_core::builtin::{BuiltinPlugin, BUILTIN_PLUGINS};
 
 pub mod echo;
+pub mod github;
 pub mod telegram;
 
 #[linkme::distributed_slice(BUILTIN_PLUGINS)]
@@ -25,10 +26,16 @@ static TELEGRAM: BuiltinPlugin = BuiltinPlugin {
     build: telegram::plugin,
 };
 
+#[linkme::distributed_slice(BUILTIN_PLUGINS)]
+static GITHUB: BuiltinPlugin = BuiltinPlugin {
+    manifest: include_str!("github/nitejar.plugin.json"),
+    build: github::plugin,
+};
+
 /// Makes sure this crate, and with it every built-in registration, is linked into the binary.
 /// Returns how many built-ins this crate contributes.
 pub fn link() -> usize {
     // Referring to a registration keeps the linker from discarding this crate's statics.
-    let contributed = [&ECHO, &TELEGRAM];
+    let contributed = [&ECHO, &TELEGRAM, &GITHUB];
     contributed.len()
 }
