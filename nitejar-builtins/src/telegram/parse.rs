@@ -290,14 +290,21 @@ fn attachments(message: &Message) -> Vec<Value> {
             "image/webp"
         }
     });
+    // Telegram repeats an animation as `document` for old clients; one attachment is enough.
+    let document = message.document.as_ref().filter(|d| {
+        message
+            .animation
+            .as_ref()
+            .is_none_or(|a| a.file_id != d.file_id)
+    });
     let others = [
-        ("document", &message.document, None),
-        ("audio", &message.audio, None),
-        ("voice", &message.voice, Some("audio/ogg")),
-        ("video", &message.video, Some("video/mp4")),
-        ("video_note", &message.video_note, Some("video/mp4")),
-        ("animation", &message.animation, Some("video/mp4")),
-        ("sticker", &message.sticker, sticker_mime),
+        ("document", document, None),
+        ("audio", message.audio.as_ref(), None),
+        ("voice", message.voice.as_ref(), Some("audio/ogg")),
+        ("video", message.video.as_ref(), Some("video/mp4")),
+        ("video_note", message.video_note.as_ref(), Some("video/mp4")),
+        ("animation", message.animation.as_ref(), Some("video/mp4")),
+        ("sticker", message.sticker.as_ref(), sticker_mime),
     ];
     for (kind, file, default_mime) in others {
         if let Some(file) = file {
