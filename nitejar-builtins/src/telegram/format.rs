@@ -2,7 +2,7 @@
 //!
 //! Agents answer in Markdown; Telegram renders a small HTML subset (`b`, `i`, `u`, `s`, `code`, `pre`,
 //! `a href`, `blockquote`) and rejects anything else with "can't parse entities". The conversion goes
-//! through an intermediate list of [`Piece`]s (open tag, close tag, text, block break) so that the
+//! through an intermediate list of pieces (open tag, close tag, text, block break) so that the
 //! splitter can cut a long answer into several messages and keep every message well-formed: tags
 //! open at a cut are closed at the end of one message and reopened at the start of the next.
 //!
