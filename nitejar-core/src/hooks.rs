@@ -14,16 +14,19 @@
 //!
 //! Inline handlers run on the caller's thread; a run of consecutive offloaded handlers is sent to the
 //! blocking pool in one hop, and the caller waits for each handler no longer than its deadline.
+//! Offloaded handlers take one of their plugin's call slots; a handler the caller gave up on while
+//! it was still running counts as stuck, and a plugin with too many stuck calls is quarantined (its
+//! handlers answer `error` at once, and an `auto_disable` receipt records it; see
+//! [`crate::host::ExecutionLimits`]). Handlers of plugins loaded from a library run inside their
+//! [`CallScope`], through which the library's host calls find their call.
 
 use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nitejar_sdk::hooks::{HandlerFn, HookContext, HookEvent, HookOptions, HookRegistration};
-use nitejar_sdk::{FailPolicy, HookName, HookResult};
+use nitejar_sdk::{FailPolicy, HookName, HookResult, Host};
 use serde_json::{json, Value};
-
-use nitejar_sdk::Host;
 
 use crate::host::{
     panic_message, CallHost, CallScope, Cancellation, ExecPolicy, ExecutionHost, TicketSlot,
