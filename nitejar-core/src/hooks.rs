@@ -374,7 +374,7 @@ fn judge<E: HookEvent>(
         block: (options.fail_policy == FailPolicy::FailClosed && E::CAN_BLOCK).then_some(reason),
     };
     if let Some(timeout) = timed_out {
-        let ms = timeout.as_millis() as u64;
+        let ms = (timeout.as_micros() as u64).div_ceil(1000);
         return fail(
             ReceiptStatus::Timeout,
             json!({ "timeout_ms": ms }),
@@ -493,27 +493,46 @@ struct Progress<P> {
     duration: Duration,
 }
 
+/// The state of one dispatch as it goes down the chain.
+struct Tally<E> {
+    payload: E,
+    /// The payload as JSON, kept until a change invalidates it so that consecutive JSON handlers
+    /// share one encoding.
+    json_cache: Option<String>,
+    receipts: Vec<Receipt>,
+    blocked: Option<BlockedBy>,
+    started: Instant,
+    budget_end: Instant,
+    /// Wall-clock time of `started`, so receipts need no second clock read.
+    base_ms: i64,
+}
+
 impl<E: HookEvent> ChainRun<E> {
-    pub(crate) async fn run(self, mut payload: E) -> (Dispatched<E>, Vec<Receipt>) {
+    pub(crate) async fn run(self, payload: E) -> (Dispatched<E>, Vec<Receipt>) {
         let entries = self.chain.entries();
         let started = Instant::now();
-        let budget_end = started + self.budget;
-        let base_ms = now_ms();
-        let mut receipts = Vec::with_capacity(entries.len());
-        let mut blocked: Option<BlockedBy> = None;
-        let mut json_cache: Option<String> = None;
+        let mut t = Tally {
+            payload,
+            json_cache: None,
+            receipts: Vec::with_capacity(entries.len()),
+            blocked: None,
+            started,
+            budget_end: started + self.budget,
+            base_ms: now_ms(),
+        };
         let mut i = 0;
+        // One clock read per inline handler: the end of one call is the start of the next.
+        let mut now = started;
         while i < entries.len() {
-            let now = Instant::now();
-            if now >= budget_end {
-                self.skip_rest(i, started, base_ms, &mut receipts, &mut blocked);
+            if now >= t.budget_end {
+                self.skip_rest(i, &mut t);
                 break;
             }
             let entry = &entries[i];
             match entry.policy {
                 ExecPolicy::Inline => {
                     let timeout = Duration::from_millis(entry.options.timeout_ms as u64)
-                        .min(budget_end - now);
+                        .min(t.budget_end - now);
                     let cancellation = Cancellation::default();
                     let host = CallHost::new(
                         &entry.plugin,
@@ -522,25 +541,16 @@ impl<E: HookEvent> ChainRun<E> {
                         &*self.services,
                     );
                     let hctx = self.hook_ctx(entry, &host);
-                    let answer = call_handler(&entry.handler, &hctx, &payload, &mut json_cache);
-                    let elapsed = now.elapsed();
+                    let answer = call_handler(&entry.handler, &hctx, &t.payload, &mut t.json_cache);
+                    let end = Instant::now();
+                    let elapsed = end - now;
+                    now = end;
                     let judged = judge::<E>(
                         &entry.options,
                         answer,
                         (elapsed > timeout).then_some(timeout),
                     );
-                    let stop = self.settle(
-                        i,
-                        judged,
-                        elapsed,
-                        started,
-                        base_ms,
-                        &mut payload,
-                        &mut json_cache,
-                        &mut receipts,
-                        &mut blocked,
-                    );
-                    if stop {
+                    if self.settle(i, judged, elapsed, end, &mut t) {
                         break;
                     }
                     i += 1;
@@ -550,27 +560,21 @@ impl<E: HookEvent> ChainRun<E> {
                         .iter()
                         .position(|e| e.policy != ExecPolicy::Offload)
                         .map_or(entries.len(), |p| i + p);
-                    match self
-                        .run_offloaded(
-                            i,
-                            end,
-                            budget_end,
-                            started,
-                            base_ms,
-                            &mut payload,
-                            &mut json_cache,
-                            &mut receipts,
-                            &mut blocked,
-                        )
-                        .await
-                    {
-                        Some(next) => i = next,
+                    match self.run_offloaded(i, end, &mut t).await {
+                        Some(next) => {
+                            i = next;
+                            now = Instant::now();
+                        }
                         None => break,
                     }
                 }
             }
         }
-        (Dispatched { payload, blocked }, receipts)
+        let dispatched = Dispatched {
+            payload: t.payload,
+            blocked: t.blocked,
+        };
+        (dispatched, t.receipts)
     }
 
     fn hook_ctx<'a>(
@@ -588,17 +592,16 @@ impl<E: HookEvent> ChainRun<E> {
         }
     }
 
-    fn receipt(
+    fn record(
         &self,
         entry: &HandlerEntry<E>,
         status: ReceiptStatus,
         detail: Option<Value>,
         duration: Duration,
         at: Instant,
-        started: Instant,
-        base_ms: i64,
-    ) -> Receipt {
-        Receipt {
+        t: &mut Tally<E>,
+    ) {
+        t.receipts.push(Receipt {
             plugin_id: entry.plugin.id.clone(),
             plugin_version: Some(entry.plugin.version.clone()),
             kind: ReceiptKind::Hook,
@@ -609,78 +612,63 @@ impl<E: HookEvent> ChainRun<E> {
             duration_us: duration.as_micros() as u64,
             execution_mode: ExecutionMode::InProcess,
             detail,
-            created_at_ms: base_ms + at.saturating_duration_since(started).as_millis() as i64,
-        }
+            created_at_ms: t.base_ms + at.saturating_duration_since(t.started).as_millis() as i64,
+        });
     }
 
-    /// Records a judged call, applies its change; returns whether the chain stops here.
-    #[allow(clippy::too_many_arguments)]
+    /// Records a judged call and applies its change; returns whether the chain stops here.
     fn settle(
         &self,
         index: usize,
         judged: Judged<E::Patch>,
         duration: Duration,
-        started: Instant,
-        base_ms: i64,
-        payload: &mut E,
-        json_cache: &mut Option<String>,
-        receipts: &mut Vec<Receipt>,
-        blocked: &mut Option<BlockedBy>,
+        at: Instant,
+        t: &mut Tally<E>,
     ) -> bool {
         let entry = &self.chain.entries()[index];
         let stop = judged.stops_chain();
         if let Some(change) = judged.change {
-            payload.apply(change);
-            *json_cache = None;
+            t.payload.apply(change);
+            t.json_cache = None;
         }
         if let Some(reason) = judged.block {
-            *blocked = Some(BlockedBy {
+            t.blocked = Some(BlockedBy {
                 plugin_id: entry.plugin.id.clone(),
                 status: judged.status,
                 reason,
             });
         }
-        receipts.push(self.receipt(
-            entry,
-            judged.status,
-            judged.detail,
-            duration,
-            Instant::now(),
-            started,
-            base_ms,
-        ));
+        self.record(entry, judged.status, judged.detail, duration, at, t);
         stop
     }
 
-    fn skip_rest(
-        &self,
-        from: usize,
-        started: Instant,
-        base_ms: i64,
-        receipts: &mut Vec<Receipt>,
-        blocked: &mut Option<BlockedBy>,
-    ) {
+    /// Records every handler from `from` on as `skipped_budget`; the first `fail_closed` one among
+    /// them blocks the event.
+    fn skip_rest(&self, from: usize, t: &mut Tally<E>) {
         let budget_ms = self.budget.as_millis() as u64;
         let now = Instant::now();
         for entry in &self.chain.entries()[from..] {
-            let detail = json!({ "reason": format!("the event's chain budget of {budget_ms} ms was spent") });
-            receipts.push(self.receipt(
+            let detail = json!({
+                "reason": format!("the event's chain budget of {budget_ms} ms was spent")
+            });
+            self.record(
                 entry,
                 ReceiptStatus::SkippedBudget,
                 Some(detail),
                 Duration::ZERO,
                 now,
-                started,
-                base_ms,
-            ));
-            if blocked.is_none()
+                t,
+            );
+            if t.blocked.is_none()
                 && entry.options.fail_policy == FailPolicy::FailClosed
                 && E::CAN_BLOCK
             {
-                *blocked = Some(BlockedBy {
+                t.blocked = Some(BlockedBy {
                     plugin_id: entry.plugin.id.clone(),
                     status: ReceiptStatus::SkippedBudget,
-                    reason: format!("fail_closed handler could not run: the chain budget of {budget_ms} ms was spent"),
+                    reason: format!(
+                        "fail_closed handler could not run: the chain budget of {budget_ms} ms was spent"
+                    ),
                 });
             }
         }
@@ -689,19 +677,7 @@ impl<E: HookEvent> ChainRun<E> {
     /// Runs handlers `from..end` (all offloaded) on the blocking pool, one hop for the whole run
     /// unless a handler times out (then the rest continue on a fresh hop). Returns the index to go on
     /// from, or `None` when the chain stops.
-    #[allow(clippy::too_many_arguments)]
-    async fn run_offloaded(
-        &self,
-        from: usize,
-        end: usize,
-        budget_end: Instant,
-        started: Instant,
-        base_ms: i64,
-        payload: &mut E,
-        json_cache: &mut Option<String>,
-        receipts: &mut Vec<Receipt>,
-        blocked: &mut Option<BlockedBy>,
-    ) -> Option<usize> {
+    async fn run_offloaded(&self, from: usize, end: usize, t: &mut Tally<E>) -> Option<usize> {
         let mut next = from;
         while next < end {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress<E::Patch>>();
@@ -712,9 +688,9 @@ impl<E: HookEvent> ChainRun<E> {
                 services: self.services.clone(),
                 from: next,
                 end,
-                budget_end,
-                payload: payload.clone(),
-                json: json_cache.clone(),
+                budget_end: t.budget_end,
+                payload: t.payload.clone(),
+                json: t.json_cache.clone(),
                 cancellation: cancellation.clone(),
                 tx,
             };
@@ -725,88 +701,58 @@ impl<E: HookEvent> ChainRun<E> {
                 if k >= end {
                     return Some(end);
                 }
-                if handler_start >= budget_end {
+                if handler_start >= t.budget_end {
                     cancellation.cancel();
-                    self.skip_rest(k, started, base_ms, receipts, blocked);
+                    self.skip_rest(k, t);
                     return None;
                 }
                 let entry = &self.chain.entries()[k];
                 let timeout = Duration::from_millis(entry.options.timeout_ms as u64)
-                    .min(budget_end - handler_start);
-                match tokio::time::timeout_at((handler_start + timeout).into(), rx.recv()).await {
+                    .min(t.budget_end - handler_start);
+                let deadline = handler_start + timeout;
+                let (judged, duration) = match tokio::time::timeout_at(deadline.into(), rx.recv())
+                    .await
+                {
                     Ok(Some(progress)) => {
                         debug_assert_eq!(progress.index, k);
                         handler_start = Instant::now();
-                        let stop = self.settle(
-                            k,
-                            progress.judged,
-                            progress.duration,
-                            started,
-                            base_ms,
-                            payload,
-                            json_cache,
-                            receipts,
-                            blocked,
-                        );
-                        if stop {
+                        if self.settle(k, progress.judged, progress.duration, handler_start, t) {
                             return None;
                         }
                         k += 1;
+                        continue;
                     }
-                    Ok(None) if Instant::now() >= budget_end => {
+                    Ok(None) if Instant::now() >= t.budget_end => {
                         // The job stopped because the budget was spent before `k` could start.
-                        self.skip_rest(k, started, base_ms, receipts, blocked);
+                        self.skip_rest(k, t);
                         return None;
                     }
-                    Ok(None) => {
-                        // The job ended without answering for `k`; it cannot have been cancelled
-                        // (only this loop cancels), so it died. An error for this handler.
-                        let judged = judge::<E>(
+                    // The job ended without answering for `k`; it cannot have been cancelled (only
+                    // this loop cancels), so it died. An error for this handler.
+                    Ok(None) => (
+                        judge::<E>(
                             &entry.options,
                             Answer::Error("the execution host lost this call".into()),
                             None,
-                        );
-                        let stop = self.settle(
-                            k,
-                            judged,
-                            handler_start.elapsed(),
-                            started,
-                            base_ms,
-                            payload,
-                            json_cache,
-                            receipts,
-                            blocked,
-                        );
-                        if stop {
-                            return None;
-                        }
-                        next = k + 1;
-                        break;
-                    }
+                        ),
+                        handler_start.elapsed(),
+                    ),
+                    // Give up on this call; the stuck thread keeps running until the plugin
+                    // returns, and sees the cancellation at its next host call.
                     Err(_) => {
-                        // Give up on this call; the stuck thread keeps running until the plugin
-                        // returns, and sees the cancellation at its next host call.
                         cancellation.cancel();
-                        let judged =
-                            judge::<E>(&entry.options, Answer::Error(String::new()), Some(timeout));
-                        let stop = self.settle(
-                            k,
-                            judged,
+                        (
+                            judge::<E>(&entry.options, Answer::Error(String::new()), Some(timeout)),
                             handler_start.elapsed(),
-                            started,
-                            base_ms,
-                            payload,
-                            json_cache,
-                            receipts,
-                            blocked,
-                        );
-                        if stop {
-                            return None;
-                        }
-                        next = k + 1;
-                        break;
+                        )
                     }
+                };
+                if self.settle(k, judged, duration, Instant::now(), t) {
+                    return None;
                 }
+                // Go on after `k` on a fresh hop: the current thread is lost to `k`.
+                next = k + 1;
+                break;
             }
         }
         Some(end)
@@ -829,13 +775,18 @@ struct OffloadJob<E: HookEvent> {
 
 impl<E: HookEvent> OffloadJob<E> {
     fn run(mut self) {
-        let entries = self.chain.entries();
-        for index in self.from..self.end {
+        let chain = self.chain.clone();
+        for (index, entry) in chain
+            .entries()
+            .iter()
+            .enumerate()
+            .take(self.end)
+            .skip(self.from)
+        {
             let now = Instant::now();
             if self.cancellation.is_cancelled() || now >= self.budget_end {
                 return;
             }
-            let entry = &entries[index];
             let timeout =
                 Duration::from_millis(entry.options.timeout_ms as u64).min(self.budget_end - now);
             let host = CallHost::new(

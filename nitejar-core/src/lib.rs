@@ -15,6 +15,7 @@ pub mod builtin;
 pub mod crypto;
 pub mod hooks;
 pub mod host;
+pub mod manifest;
 pub mod receipts;
 pub mod registry;
 pub mod runtime;

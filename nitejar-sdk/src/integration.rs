@@ -295,6 +295,18 @@ pub struct ConnectionTest {
     pub detail: Option<String>,
 }
 
+/// What [`Integration::setup`] did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SetupResult {
+    /// Config fields to store on the integration row (e.g. a generated webhook secret). Sensitive
+    /// ones are encrypted like any other write.
+    #[serde(default)]
+    pub config_changes: serde_json::Map<String, Value>,
+    /// A line for the operator: what was registered where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 /// Why an integration call failed. The host maps these to HTTP answers on the webhook route.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "message", rename_all = "snake_case")]
@@ -366,6 +378,18 @@ pub trait Integration: Send + Sync + 'static {
         _host: &dyn Host,
     ) -> Result<(), IntegrationError> {
         Ok(())
+    }
+
+    /// Called when an integration row of this type is created, updated or enabled, with the public
+    /// URL of its webhook: register the webhook with the provider here (Telegram's `setWebhook`).
+    /// The returned config changes are stored on the row. Optional; the default does nothing.
+    fn setup(
+        &self,
+        _instance: &IntegrationInstance,
+        _webhook_url: &str,
+        _host: &dyn Host,
+    ) -> Result<SetupResult, IntegrationError> {
+        Ok(SetupResult::default())
     }
 
     /// Checks that the config works against the provider (API keys, reachability). Optional.

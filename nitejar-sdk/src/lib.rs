@@ -15,6 +15,7 @@
 pub mod hooks;
 pub mod host;
 pub mod integration;
+pub mod manifest;
 pub mod plugin;
 pub mod skill;
 mod wire;

@@ -1,0 +1,762 @@
+//! The hook dispatcher, through the public runtime API: ordering, mutations, policies, timeouts,
+//! budget, fail policies, panics, offloading and receipts.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nitejar_core::hooks::{DispatchContext, HookContribution, JsonHookHandler};
+use nitejar_core::receipts::{MemorySink, Receipt, ReceiptKind, ReceiptStatus};
+use nitejar_core::registry::{ActivePlugin, PluginMeta, PluginOrigin};
+use nitejar_core::runtime::Runtime;
+use nitejar_sdk::hooks::{
+    HookContext, HookOptions, ModelPostCall, ModelPreCall, ModelPreCallPatch, ResponsePreDeliver,
+    ResponsePreDeliverPatch, ToolPreExec,
+};
+use nitejar_sdk::{HookName, HookResult, Plugin};
+
+fn runtime(sink: &Arc<MemorySink>) -> Runtime {
+    Runtime::builder().sink(sink.clone()).build()
+}
+
+fn builtin(id: &str, plugin: Plugin) -> ActivePlugin {
+    ActivePlugin::from_plugin(PluginMeta::new(id, "1.0.0", PluginOrigin::Builtin), &plugin)
+}
+
+fn offloaded(id: &str, plugin: Plugin) -> ActivePlugin {
+    ActivePlugin::from_plugin(
+        PluginMeta::new(id, "2.0.0", PluginOrigin::ThirdParty),
+        &plugin,
+    )
+}
+
+fn response(content: &str) -> ResponsePreDeliver {
+    ResponsePreDeliver {
+        integration_id: "int-1".into(),
+        integration_type: "echo".into(),
+        content: content.into(),
+        response_mode: "final".into(),
+        hit_limit: false,
+    }
+}
+
+/// A handler that appends `tag` to the response content.
+fn append(
+    tag: &'static str,
+) -> impl Fn(&HookContext<'_>, &ResponsePreDeliver) -> HookResult<ResponsePreDeliverPatch>
+       + Send
+       + Sync
+       + 'static {
+    move |_ctx, r| {
+        HookResult::change(ResponsePreDeliverPatch {
+            content: Some(format!("{}{tag}", r.content)),
+        })
+    }
+}
+
+fn statuses(receipts: &[Receipt]) -> Vec<(String, ReceiptStatus)> {
+    receipts
+        .iter()
+        .map(|r| (r.plugin_id.to_string(), r.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn handlers_run_by_priority_then_plugin_id_then_registration_order() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    // Registered out of order on purpose: activation order must not matter.
+    rt.activate(builtin(
+        "com.zed.late",
+        Plugin::builder()
+            .hook(HookOptions::new().priority(5), append("[zed]"))
+            .build(),
+    ))
+    .unwrap();
+    rt.activate(builtin(
+        "com.acme.first",
+        Plugin::builder()
+            .hook(HookOptions::new().priority(5), append("[acme-1]"))
+            .hook(HookOptions::new().priority(5), append("[acme-2]"))
+            .hook(HookOptions::new().priority(1), append("[acme-low]"))
+            .build(),
+    ))
+    .unwrap();
+    rt.activate(builtin(
+        "com.beta.high",
+        Plugin::builder()
+            .hook(HookOptions::new().priority(10), append("[beta]"))
+            .build(),
+    ))
+    .unwrap();
+
+    let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+    assert_eq!(out.payload.content, "[beta][acme-1][acme-2][zed][acme-low]");
+    assert!(!out.is_blocked());
+    let receipts = sink.take();
+    assert_eq!(
+        receipts
+            .iter()
+            .map(|r| r.plugin_id.to_string())
+            .collect::<Vec<_>>(),
+        [
+            "com.beta.high",
+            "com.acme.first",
+            "com.acme.first",
+            "com.zed.late",
+            "com.acme.first"
+        ]
+    );
+    assert!(receipts.iter().all(|r| r.status == ReceiptStatus::Ok));
+}
+
+#[tokio::test]
+async fn each_handler_sees_the_previous_change_and_receipts_carry_the_run_context() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    rt.activate(builtin(
+        "com.example.tune",
+        Plugin::builder()
+            .hook(HookOptions::new().priority(2), |_ctx, _m: &ModelPreCall| {
+                HookResult::change(ModelPreCallPatch {
+                    temperature: Some(0.2),
+                    ..Default::default()
+                })
+            })
+            .hook(
+                HookOptions::new().priority(1),
+                move |ctx, m: &ModelPreCall| {
+                    seen2.lock().unwrap().push((
+                        m.temperature,
+                        ctx.work_item_id.map(str::to_string),
+                        ctx.job_id.map(str::to_string),
+                        ctx.hook,
+                    ));
+                    HookResult::change(ModelPreCallPatch {
+                        max_tokens: Some(m.max_tokens.unwrap_or(0) + 100),
+                        ..Default::default()
+                    })
+                },
+            )
+            .build(),
+    ))
+    .unwrap();
+    let ctx = DispatchContext::for_work_item("wi-1").with_job("job-1", "agent-1");
+    let out = rt
+        .dispatch(
+            &ctx,
+            ModelPreCall {
+                turn: 1,
+                model: "m".into(),
+                temperature: Some(1.0),
+                max_tokens: Some(50),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(out.payload.temperature, Some(0.2));
+    assert_eq!(out.payload.max_tokens, Some(150));
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        [(
+            Some(0.2),
+            Some("wi-1".to_string()),
+            Some("job-1".to_string()),
+            HookName::ModelPreCall
+        )]
+    );
+    let receipts = sink.take();
+    assert_eq!(receipts.len(), 2);
+    for r in &receipts {
+        assert_eq!(r.kind, ReceiptKind::Hook);
+        assert_eq!(r.hook, Some(HookName::ModelPreCall));
+        assert_eq!(r.plugin_version.as_deref(), Some("1.0.0"));
+        assert_eq!(r.work_item_id.as_deref(), Some("wi-1"));
+        assert_eq!(r.job_id.as_deref(), Some("job-1"));
+        assert!(r.created_at_ms > 1_700_000_000_000);
+    }
+}
+
+/// A handler that answers fixed JSON, the way a handler of a loaded library does.
+struct Answers(&'static str);
+
+impl JsonHookHandler for Answers {
+    fn call(&self, _ctx: &HookContext<'_>, _payload_json: &str) -> Result<String, String> {
+        Ok(self.0.to_string())
+    }
+}
+
+fn json_plugin(
+    id: &str,
+    hook: HookName,
+    options: HookOptions,
+    answer: &'static str,
+) -> ActivePlugin {
+    ActivePlugin::from_parts(
+        PluginMeta::new(id, "0.3.0", PluginOrigin::ThirdParty),
+        Vec::new(),
+        vec![HookContribution::Json {
+            hook,
+            options,
+            handler: Arc::new(Answers(answer)),
+        }],
+        Vec::new(),
+    )
+}
+
+#[tokio::test]
+async fn a_change_outside_the_mutation_policy_is_denied_and_not_applied() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    // `integration_type` is not mutable on response.pre_deliver; `content` is. The whole answer is
+    // refused, including its allowed part.
+    rt.activate(json_plugin(
+        "com.evil.retarget",
+        HookName::ResponsePreDeliver,
+        HookOptions::new().priority(10),
+        r#"{"action":"continue","changes":{"content":"pwned","integration_type":"github"}}"#,
+    ))
+    .unwrap();
+    rt.activate(builtin(
+        "com.good.after",
+        Plugin::builder()
+            .hook(HookOptions::new(), append("!"))
+            .build(),
+    ))
+    .unwrap();
+    let out = rt
+        .dispatch(&DispatchContext::default(), response("hello"))
+        .await;
+    assert_eq!(out.payload.content, "hello!");
+    assert_eq!(out.payload.integration_type, "echo");
+    assert!(!out.is_blocked(), "fail_open: the chain goes on");
+    let receipts = sink.take();
+    assert_eq!(
+        statuses(&receipts),
+        [
+            ("com.evil.retarget".into(), ReceiptStatus::Denied),
+            ("com.good.after".into(), ReceiptStatus::Ok)
+        ]
+    );
+    let detail = receipts[0].detail.as_ref().unwrap();
+    assert!(
+        detail["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `integration_type`"),
+        "{detail}"
+    );
+    assert_eq!(detail["mutable_fields"], serde_json::json!(["content"]));
+}
+
+#[tokio::test]
+async fn a_refused_change_by_a_fail_closed_handler_blocks_the_event() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    rt.activate(json_plugin(
+        "com.strict.guard",
+        HookName::ToolPreExec,
+        HookOptions::new().fail_closed(),
+        r#"{"action":"continue","changes":{"tool_name":"rm"}}"#,
+    ))
+    .unwrap();
+    let out = rt
+        .dispatch(
+            &DispatchContext::default(),
+            ToolPreExec {
+                tool_name: "ls".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(out.payload.tool_name, "ls");
+    let blocked = out.blocked.expect("fail_closed blocks");
+    assert_eq!(blocked.status, ReceiptStatus::Denied);
+    assert_eq!(&*blocked.plugin_id, "com.strict.guard");
+}
+
+#[tokio::test]
+async fn an_unreadable_json_answer_is_an_error() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    rt.activate(json_plugin(
+        "com.broken.json",
+        HookName::ResponsePreDeliver,
+        HookOptions::new(),
+        r#"{"action":"explode"}"#,
+    ))
+    .unwrap();
+    let out = rt
+        .dispatch(&DispatchContext::default(), response("x"))
+        .await;
+    assert_eq!(out.payload.content, "x");
+    let receipts = sink.take();
+    assert_eq!(receipts[0].status, ReceiptStatus::Error);
+}
+
+#[tokio::test]
+async fn a_block_stops_the_chain() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    rt.activate(builtin(
+        "com.policy.guard",
+        Plugin::builder()
+            .hook(HookOptions::new().priority(100), |_ctx, t: &ToolPreExec| {
+                if t.tool_name == "shell" {
+                    HookResult::block("shell is disabled")
+                } else {
+                    HookResult::proceed()
+                }
+            })
+            .build(),
+    ))
+    .unwrap();
+    let later = Arc::new(AtomicUsize::new(0));
+    let later2 = later.clone();
+    rt.activate(builtin(
+        "com.observer",
+        Plugin::builder()
+            .on(move |_ctx, _t: &ToolPreExec| {
+                later2.fetch_add(1, Ordering::SeqCst);
+                HookResult::proceed()
+            })
+            .build(),
+    ))
+    .unwrap();
+    let call = |name: &str| ToolPreExec {
+        tool_name: name.into(),
+        ..Default::default()
+    };
+    let out = rt
+        .dispatch(&DispatchContext::default(), call("shell"))
+        .await;
+    let blocked = out.blocked.expect("blocked");
+    assert_eq!(blocked.status, ReceiptStatus::Blocked);
+    assert_eq!(blocked.reason, "shell is disabled");
+    assert_eq!(later.load(Ordering::SeqCst), 0);
+    let receipts = sink.take();
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(
+        receipts[0].detail.as_ref().unwrap()["reason"],
+        "shell is disabled"
+    );
+
+    let out = rt.dispatch(&DispatchContext::default(), call("ls")).await;
+    assert!(!out.is_blocked());
+    assert_eq!(later.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_event_that_cannot_be_blocked_is_not_blocked() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    rt.activate(builtin(
+        "com.confused.blocker",
+        Plugin::builder()
+            .hook(
+                HookOptions::new().fail_closed(),
+                |_ctx, _m: &ModelPostCall| HookResult::block("too late"),
+            )
+            .build(),
+    ))
+    .unwrap();
+    let out = rt
+        .dispatch(&DispatchContext::default(), ModelPostCall::default())
+        .await;
+    assert!(!out.is_blocked());
+    let receipts = sink.take();
+    assert_eq!(receipts[0].status, ReceiptStatus::Denied);
+    assert!(receipts[0].detail.as_ref().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .contains("`model.post_call` cannot be blocked"));
+}
+
+fn sleeper(
+    ms: u64,
+    tag: &'static str,
+) -> impl Fn(&HookContext<'_>, &ResponsePreDeliver) -> HookResult<ResponsePreDeliverPatch>
+       + Send
+       + Sync
+       + 'static {
+    move |_ctx, r| {
+        std::thread::sleep(Duration::from_millis(ms));
+        HookResult::change(ResponsePreDeliverPatch {
+            content: Some(format!("{}{tag}", r.content)),
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_inline_handler_past_its_timeout_is_a_timeout_and_its_change_is_discarded() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    rt.activate(builtin(
+        "com.slow.inline",
+        Plugin::builder()
+            .hook(
+                HookOptions::new().priority(1).timeout_ms(20),
+                sleeper(60, "[slow]"),
+            )
+            .hook(HookOptions::new(), append("[next]"))
+            .build(),
+    ))
+    .unwrap();
+    let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+    assert_eq!(out.payload.content, "[next]");
+    assert!(!out.is_blocked());
+    let receipts = sink.take();
+    assert_eq!(receipts[0].status, ReceiptStatus::Timeout);
+    assert_eq!(receipts[0].detail.as_ref().unwrap()["timeout_ms"], 20);
+    assert!(receipts[0].duration_us >= 60_000);
+    assert_eq!(receipts[1].status, ReceiptStatus::Ok);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_offloaded_handler_that_never_returns_in_time_is_timed_out_on_time_and_the_server_keeps_answering(
+) {
+    let sink = MemorySink::new();
+    let rt = Arc::new(runtime(&sink));
+    rt.activate(offloaded(
+        "com.stuck.plugin",
+        Plugin::builder()
+            .hook(
+                HookOptions::new().priority(1).timeout_ms(100),
+                sleeper(1500, "[stuck]"),
+            )
+            .hook(HookOptions::new(), append("[after]"))
+            .build(),
+    ))
+    .unwrap();
+
+    // On a single-threaded runtime, a ticker only advances if the dispatch never blocks the worker.
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticks2 = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            ticks2.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let started = Instant::now();
+    let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+    let waited = started.elapsed();
+    ticker.abort();
+
+    assert!(
+        waited < Duration::from_millis(600),
+        "the caller must get `timeout` on time, waited {waited:?}"
+    );
+    assert!(
+        ticks.load(Ordering::SeqCst) >= 5,
+        "the async worker was stalled"
+    );
+    assert_eq!(
+        out.payload.content, "[after]",
+        "fail_open: the chain goes on"
+    );
+    let receipts = sink.take();
+    assert_eq!(
+        statuses(&receipts),
+        [
+            ("com.stuck.plugin".into(), ReceiptStatus::Timeout),
+            ("com.stuck.plugin".into(), ReceiptStatus::Ok)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_fail_closed_handler_that_times_out_blocks_the_event() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    rt.activate(offloaded(
+        "com.slow.guard",
+        Plugin::builder()
+            .hook(
+                HookOptions::new().timeout_ms(50).fail_closed(),
+                |_ctx, _t: &ToolPreExec| {
+                    std::thread::sleep(Duration::from_millis(400));
+                    HookResult::proceed()
+                },
+            )
+            .build(),
+    ))
+    .unwrap();
+    let started = Instant::now();
+    let out = rt
+        .dispatch(&DispatchContext::default(), ToolPreExec::default())
+        .await;
+    assert!(started.elapsed() < Duration::from_millis(300));
+    let blocked = out.blocked.expect("fail_closed timeout blocks");
+    assert_eq!(blocked.status, ReceiptStatus::Timeout);
+    assert_eq!(sink.take()[0].status, ReceiptStatus::Timeout);
+}
+
+#[tokio::test]
+async fn a_spent_budget_skips_the_rest_and_a_skipped_fail_closed_handler_blocks() {
+    let sink = MemorySink::new();
+    let rt = Runtime::builder()
+        .sink(sink.clone())
+        .chain_budget(Duration::from_millis(80))
+        .build();
+    rt.activate(builtin(
+        "com.a.hog",
+        Plugin::builder()
+            .hook(
+                HookOptions::new().priority(10).timeout_ms(1000),
+                |_ctx, _t: &ToolPreExec| {
+                    std::thread::sleep(Duration::from_millis(120));
+                    HookResult::proceed()
+                },
+            )
+            .build(),
+    ))
+    .unwrap();
+    rt.activate(builtin(
+        "com.b.observer",
+        Plugin::builder()
+            .hook(HookOptions::new().priority(5), |_ctx, _t: &ToolPreExec| {
+                HookResult::proceed()
+            })
+            .build(),
+    ))
+    .unwrap();
+    rt.activate(builtin(
+        "com.c.guard",
+        Plugin::builder()
+            .hook(
+                HookOptions::new().fail_closed(),
+                |_ctx, _t: &ToolPreExec| HookResult::proceed(),
+            )
+            .build(),
+    ))
+    .unwrap();
+    let out = rt
+        .dispatch(&DispatchContext::default(), ToolPreExec::default())
+        .await;
+    let receipts = sink.take();
+    assert_eq!(
+        statuses(&receipts),
+        [
+            // The hog's own timeout was capped by the 80 ms budget.
+            ("com.a.hog".into(), ReceiptStatus::Timeout),
+            ("com.b.observer".into(), ReceiptStatus::SkippedBudget),
+            ("com.c.guard".into(), ReceiptStatus::SkippedBudget),
+        ]
+    );
+    assert_eq!(receipts[0].detail.as_ref().unwrap()["timeout_ms"], 80);
+    let blocked = out.blocked.expect("the fail_closed guard could not run");
+    assert_eq!(blocked.status, ReceiptStatus::SkippedBudget);
+    assert_eq!(&*blocked.plugin_id, "com.c.guard");
+}
+
+#[tokio::test]
+async fn a_spent_budget_without_fail_closed_handlers_does_not_block() {
+    let sink = MemorySink::new();
+    let rt = Runtime::builder()
+        .sink(sink.clone())
+        .chain_budget(Duration::from_millis(30))
+        .build();
+    rt.activate(offloaded(
+        "com.a.hog",
+        Plugin::builder()
+            .hook(HookOptions::new().priority(1), sleeper(200, "[hog]"))
+            .hook(HookOptions::new(), append("[skipped]"))
+            .build(),
+    ))
+    .unwrap();
+    let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+    assert!(!out.is_blocked());
+    assert_eq!(out.payload.content, "");
+    assert_eq!(
+        statuses(&sink.take()),
+        [
+            ("com.a.hog".into(), ReceiptStatus::Timeout),
+            ("com.a.hog".into(), ReceiptStatus::SkippedBudget)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_an_error_and_the_process_goes_on() {
+    for origin in [PluginOrigin::Builtin, PluginOrigin::ThirdParty] {
+        let sink = MemorySink::new();
+        let rt = runtime(&sink);
+        let plugin = Plugin::builder()
+            .hook(
+                HookOptions::new().priority(1),
+                |_ctx, _r: &ResponsePreDeliver| -> HookResult<ResponsePreDeliverPatch> {
+                    panic!("handler bug: index out of range")
+                },
+            )
+            .hook(HookOptions::new(), append("[still here]"))
+            .build();
+        rt.activate(ActivePlugin::from_plugin(
+            PluginMeta::new("com.buggy", "1.0.0", origin),
+            &plugin,
+        ))
+        .unwrap();
+        let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+        assert_eq!(out.payload.content, "[still here]", "{origin:?}");
+        let receipts = sink.take();
+        assert_eq!(receipts[0].status, ReceiptStatus::Error, "{origin:?}");
+        assert!(receipts[0].detail.as_ref().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("handler bug: index out of range"));
+    }
+}
+
+#[tokio::test]
+async fn consecutive_offloaded_handlers_share_one_hop_and_inline_ones_stay_on_the_caller() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let record = |threads: Arc<Mutex<Vec<(String, std::thread::ThreadId)>>>, tag: &'static str| {
+        move |_ctx: &HookContext<'_>, r: &ResponsePreDeliver| {
+            threads
+                .lock()
+                .unwrap()
+                .push((tag.to_string(), std::thread::current().id()));
+            HookResult::change(ResponsePreDeliverPatch {
+                content: Some(format!("{}{tag}", r.content)),
+            })
+        }
+    };
+    rt.activate(offloaded(
+        "com.external",
+        Plugin::builder()
+            .hook(
+                HookOptions::new().priority(30),
+                record(threads.clone(), "a"),
+            )
+            .hook(
+                HookOptions::new().priority(20),
+                record(threads.clone(), "b"),
+            )
+            .hook(HookOptions::new().priority(0), record(threads.clone(), "d"))
+            .build(),
+    ))
+    .unwrap();
+    rt.activate(builtin(
+        "com.builtin",
+        Plugin::builder()
+            .hook(
+                HookOptions::new().priority(10),
+                record(threads.clone(), "c"),
+            )
+            .build(),
+    ))
+    .unwrap();
+    let caller = std::thread::current().id();
+    let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+    assert_eq!(out.payload.content, "abcd");
+    let seen = threads.lock().unwrap().clone();
+    let id = |tag: &str| seen.iter().find(|(t, _)| t == tag).unwrap().1;
+    assert_eq!(id("a"), id("b"), "one hop for a run of offloaded handlers");
+    assert_ne!(id("a"), caller);
+    assert_eq!(id("c"), caller, "built-ins run inline");
+    assert_ne!(id("d"), caller);
+}
+
+#[tokio::test]
+async fn deactivating_a_plugin_removes_its_handlers_at_once() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    rt.activate(builtin(
+        "com.tag",
+        Plugin::builder().on(append("[tag]")).build(),
+    ))
+    .unwrap();
+    let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+    assert_eq!(out.payload.content, "[tag]");
+    assert!(rt.deactivate("com.tag"));
+    assert!(!rt.deactivate("com.tag"));
+    let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+    assert_eq!(out.payload.content, "");
+    assert_eq!(sink.len(), 1, "no handler, no receipt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_never_sees_a_half_built_registry() {
+    let sink = MemorySink::new();
+    let rt = Arc::new(runtime(&sink));
+    let plugin = || {
+        builtin(
+            "com.pair",
+            Plugin::builder()
+                .hook(HookOptions::new().priority(2), append("x"))
+                .hook(HookOptions::new().priority(1), append("x"))
+                .build(),
+        )
+    };
+    let toggler = {
+        let rt = rt.clone();
+        tokio::task::spawn_blocking(move || {
+            for _ in 0..2000 {
+                rt.activate(plugin()).unwrap();
+                rt.deactivate("com.pair");
+            }
+        })
+    };
+    while !toggler.is_finished() {
+        let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+        assert!(
+            out.payload.content.is_empty() || out.payload.content == "xx",
+            "saw {:?}",
+            out.payload.content
+        );
+        tokio::task::yield_now().await;
+    }
+    toggler.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handler_sees_cancellation_after_its_deadline() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    let observed = Arc::new(Mutex::new(None));
+    let observed2 = observed.clone();
+    rt.activate(offloaded(
+        "com.cooperative",
+        Plugin::builder()
+            .hook(
+                HookOptions::new().timeout_ms(40),
+                move |ctx, _r: &ResponsePreDeliver| {
+                    let started = Instant::now();
+                    while !ctx.host.is_cancelled() && started.elapsed() < Duration::from_secs(2) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    *observed2.lock().unwrap() = Some(started.elapsed());
+                    HookResult::proceed()
+                },
+            )
+            .build(),
+    ))
+    .unwrap();
+    let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+    assert!(!out.is_blocked());
+    assert_eq!(sink.take()[0].status, ReceiptStatus::Timeout);
+    // The plugin thread notices the cancellation shortly after the deadline.
+    for _ in 0..100 {
+        if observed.lock().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = observed.lock().unwrap().expect("the handler returned");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+}
+
+#[tokio::test]
+async fn no_handler_means_no_work_and_no_receipt() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    let out = rt
+        .dispatch(&DispatchContext::default(), response("same"))
+        .await;
+    assert_eq!(out.payload.content, "same");
+    assert!(sink.is_empty());
+}
