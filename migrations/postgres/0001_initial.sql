@@ -236,7 +236,6 @@ ALTER TABLE spans ALTER COLUMN start_time TYPE BIGINT;
 ALTER TABLE spans ALTER COLUMN end_time TYPE BIGINT;
 ALTER TABLE spans ALTER COLUMN created_at TYPE BIGINT;
 CREATE INDEX IF NOT EXISTS idx_spans_trace_id ON spans (trace_id);
-CREATE INDEX IF NOT EXISTS idx_spans_job_name ON spans (job_id, name);
 
 -- Admin UI sessions: only a hash of the session token is stored.
 CREATE TABLE IF NOT EXISTS admin_sessions (

@@ -68,6 +68,8 @@ CREATE INDEX IF NOT EXISTS idx_plugin_disclosure_acks_plugin_ack
 
 -- Receipts. No foreign key to `plugins`, on purpose: receipts are the audit trail and must be storable
 -- for built-ins, for plugins whose install failed before they got a row, and after an uninstall.
+-- WITHOUT ROWID (here and for `spans`): rows live in the primary-key B-tree itself, one B-tree fewer to
+-- update per receipt; UUIDv7 keys arrive in order, so inserts append.
 CREATE TABLE IF NOT EXISTS plugin_events (
   id TEXT PRIMARY KEY,
   plugin_id TEXT NOT NULL,
@@ -81,7 +83,7 @@ CREATE TABLE IF NOT EXISTS plugin_events (
   detail_json TEXT,
   created_at INTEGER NOT NULL,
   execution_mode TEXT NOT NULL DEFAULT 'in_process'
-);
+) WITHOUT ROWID;
 -- Keyset pagination of one plugin's events, newest first.
 CREATE INDEX IF NOT EXISTS idx_plugin_events_plugin_created
   ON plugin_events (plugin_id, created_at DESC, id DESC);
@@ -224,9 +226,8 @@ CREATE TABLE IF NOT EXISTS spans (
   job_id TEXT,
   agent_id TEXT,
   created_at INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idx_spans_trace_id ON spans (trace_id);
-CREATE INDEX IF NOT EXISTS idx_spans_job_name ON spans (job_id, name);
 
 -- Admin UI sessions: only a hash of the session token is stored.
 CREATE TABLE IF NOT EXISTS admin_sessions (

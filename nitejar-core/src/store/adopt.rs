@@ -207,6 +207,7 @@ impl Adopter<'_> {
             .filter(|old| !ours.iter().any(|c| c.name == old.name))
             .collect();
         let mut create = format!("CREATE TABLE \"{temp}\" {reference_sql}");
+        // The column list ends at the last `)`: table options after it have no parentheses.
         if let Some(close) = create.rfind(')') {
             let added: String = extras
                 .iter()
@@ -325,11 +326,12 @@ async fn table_columns(
         .collect()
 }
 
-/// The column list of `table`'s `CREATE TABLE` in the first migration: from its opening parenthesis to
-/// its closing one.
+/// `table`'s `CREATE TABLE` in the first migration, from the opening parenthesis of its column list to
+/// the end of the statement (table options such as `WITHOUT ROWID` included, `;` excluded).
 fn reference_create_sql(table: &str) -> Option<&'static str> {
     let head = format!("CREATE TABLE IF NOT EXISTS {table} (");
     let start = INITIAL_MIGRATION.find(&head)? + head.len() - 1;
-    let end = INITIAL_MIGRATION[start..].find("\n);")? + start + 2;
+    let close = INITIAL_MIGRATION[start..].find("\n)")? + start;
+    let end = INITIAL_MIGRATION[close..].find(';')? + close;
     Some(&INITIAL_MIGRATION[start..end])
 }

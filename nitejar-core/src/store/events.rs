@@ -108,6 +108,7 @@ where
                 &EVENT_COLUMNS,
                 size,
                 "ON CONFLICT (id) DO NOTHING",
+                self.params,
             );
             // Owned per-row values first: the query borrows them until it has run.
             let rows: Vec<_> = chunk
@@ -152,7 +153,7 @@ where
                 .map_err(StoreError::query(OP))?;
         }
         let spans: Vec<SpanRow> = receipts.iter().filter_map(span_of).collect();
-        Self::insert_span_rows(&mut tx, &spans).await?;
+        Self::insert_span_rows(&mut tx, &spans, self.params).await?;
         tx.commit().await.map_err(StoreError::query(OP))
     }
 

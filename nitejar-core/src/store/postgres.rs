@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::Postgres;
 
 use super::error::mask_url;
-use super::sql::{impl_store, SqlStore};
+use super::sql::{impl_store, Params, SqlStore};
 use super::*;
 use crate::crypto::Cipher;
 
@@ -52,6 +52,7 @@ impl SqlStore<Postgres> {
             cipher,
             backend: Backend::Postgres,
             begin_write: "BEGIN",
+            params: Params::Numbered,
         })
     }
 }

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -79,17 +79,38 @@ enum Command {
     Shutdown,
 }
 
+/// What the sink, its writer and direct writers share.
 #[derive(Default)]
-struct Counters {
+struct Shared {
     written: AtomicU64,
     lost: AtomicU64,
+    /// Set by `shutdown`: from then on, retrying stops at this instant.
+    deadline: std::sync::Mutex<Option<Instant>>,
+    /// Wakes a writer sleeping between retries when `deadline` is set.
+    stopping: Notify,
+}
+
+impl Shared {
+    fn deadline(&self) -> Option<Instant> {
+        // The value is a plain `Option<Instant>`: a panic elsewhere cannot leave it half-written.
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stop_by(&self, deadline: Instant) {
+        let mut slot = self.deadline.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(deadline);
+        }
+        drop(slot);
+        self.stopping.notify_waiters();
+    }
 }
 
 /// A [`ReceiptSink`] that stores receipts in the database. See the [module docs](self).
 pub struct DbReceiptSink {
     store: Arc<dyn Store>,
     queue: mpsc::Sender<Command>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
     options: SinkOptions,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -98,12 +119,12 @@ impl DbReceiptSink {
     /// Starts the writer task on the current Tokio runtime.
     pub fn start(store: Arc<dyn Store>, options: SinkOptions) -> Arc<DbReceiptSink> {
         let (queue, rx) = mpsc::channel(options.capacity.max(1));
-        let counters = Arc::new(Counters::default());
+        let shared = Arc::new(Shared::default());
         let writer = tokio::spawn(
             Writer {
                 store: store.clone(),
                 rx,
-                counters: counters.clone(),
+                shared: shared.clone(),
                 options: options.clone(),
             }
             .run(),
@@ -111,7 +132,7 @@ impl DbReceiptSink {
         Arc::new(DbReceiptSink {
             store,
             queue,
-            counters,
+            shared,
             options,
             writer: Mutex::new(Some(writer)),
         })
@@ -119,12 +140,16 @@ impl DbReceiptSink {
 
     /// Receipts stored so far.
     pub fn written(&self) -> u64 {
-        self.counters.written.load(Ordering::Relaxed)
+        self.shared.written.load(Ordering::Relaxed)
     }
 
     /// Writes everything queued, stops the writer and reports. Receipts submitted afterwards are
     /// written directly by the submitting task. Calling it again returns the same totals.
     pub async fn shutdown(&self) -> SinkShutdown {
+        // Bound the retrying first: the writer may be retrying a batch right now and would otherwise
+        // never get to the shutdown command.
+        self.shared
+            .stop_by(Instant::now() + self.options.shutdown_deadline);
         let writer = self.writer.lock().await.take();
         if let Some(writer) = writer {
             // Fails only when the writer is gone already; then there is nothing to wait for but it.
@@ -134,8 +159,8 @@ impl DbReceiptSink {
             }
         }
         SinkShutdown {
-            written: self.counters.written.load(Ordering::Relaxed),
-            lost: self.counters.lost.load(Ordering::Relaxed),
+            written: self.shared.written.load(Ordering::Relaxed),
+            lost: self.shared.lost.load(Ordering::Relaxed),
         }
     }
 
@@ -149,9 +174,22 @@ impl DbReceiptSink {
             &stored,
             &self.options,
             Some(deadline),
-            &self.counters,
+            &self.shared,
         )
         .await;
+    }
+}
+
+impl Drop for DbReceiptSink {
+    fn drop(&mut self) {
+        // The writer still drains the queue once the last sender is gone, but only while the runtime
+        // runs; a runtime that stops first takes the queued receipts with it.
+        if self.writer.get_mut().is_some() {
+            tracing::warn!(
+                "receipt sink dropped without shutdown(); queued receipts are written only if the \
+                 runtime keeps running"
+            );
+        }
     }
 }
 
@@ -183,7 +221,7 @@ impl ReceiptSink for DbReceiptSink {
 struct Writer {
     store: Arc<dyn Store>,
     rx: mpsc::Receiver<Command>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
     options: SinkOptions,
 }
 
@@ -191,7 +229,6 @@ impl Writer {
     async fn run(mut self) {
         let mut pending: Vec<StoredReceipt> = Vec::new();
         let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut deadline: Option<Instant> = None;
         loop {
             // Wait for work, then take whatever else is queued, up to one transaction's worth. The queue
             // is first in, first out: a flush taken here follows every receipt submitted before it.
@@ -208,7 +245,6 @@ impl Writer {
                     Command::Shutdown => {
                         // Refuse new work; what is queued already is still received and written.
                         self.rx.close();
-                        deadline = Some(Instant::now() + self.options.shutdown_deadline);
                     }
                 }
                 if pending.len() < self.options.max_batch {
@@ -216,14 +252,7 @@ impl Writer {
                 }
             }
             if !pending.is_empty() {
-                write_with_retry(
-                    &*self.store,
-                    &pending,
-                    &self.options,
-                    deadline,
-                    &self.counters,
-                )
-                .await;
+                write_with_retry(&*self.store, &pending, &self.options, None, &self.shared).await;
                 pending.clear();
             }
             for done in waiters.drain(..) {
@@ -233,21 +262,21 @@ impl Writer {
     }
 }
 
-/// Writes `batch`, retrying with backoff until it is stored or `deadline` passes; past the deadline the
-/// receipts are logged in full and counted as lost.
+/// Writes `batch`, retrying with backoff until it is stored or the deadline (`deadline`, else the one
+/// set by a shutdown) passes; past it the receipts are logged in full and counted as lost.
 async fn write_with_retry(
     store: &dyn Store,
     batch: &[StoredReceipt],
     options: &SinkOptions,
     deadline: Option<Instant>,
-    counters: &Counters,
+    shared: &Shared,
 ) {
     let mut delay = options.retry_initial;
     let mut failures: u32 = 0;
     loop {
         match store.insert_receipts(batch).await {
             Ok(()) => {
-                counters
+                shared
                     .written
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if failures > 0 {
@@ -272,6 +301,9 @@ async fn write_with_retry(
                          the queue is full)"
                     );
                 }
+                // A direct write after shutdown has a deadline of its own; the writer follows the one
+                // a shutdown sets.
+                let deadline = deadline.or_else(|| shared.deadline());
                 if deadline.is_some_and(|d| Instant::now() + delay > d) {
                     for stored in batch {
                         tracing::error!(
@@ -280,12 +312,13 @@ async fn write_with_retry(
                             "receipt could not be stored before shutdown"
                         );
                     }
-                    counters
-                        .lost
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    shared.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     return;
                 }
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shared.stopping.notified() => {}
+                }
                 delay = (delay * 2).min(options.retry_max);
             }
         }

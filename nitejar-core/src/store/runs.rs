@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
-use super::sql::{chunk_sizes, col, multi_row_insert, SqlStore};
+use super::sql::{chunk_sizes, col, multi_row_insert, Params, SqlStore};
 use super::{
     new_id, AgentRow, JobRow, JobUpdate, NewAgent, NewJob, NewWorkItem, SpanRow, StoreError,
     WorkItemRow,
@@ -36,16 +36,18 @@ pub(crate) const SPAN_COLUMNS: [&str; 13] = [
 /// Rows per multi-row insert statement (13 columns: well under both backends' parameter limits).
 pub(crate) const MAX_ROWS_PER_STATEMENT: usize = 256;
 
-fn already_exists(entity: &'static str, id: &str) -> impl FnOnce(sqlx::Error) -> StoreError {
+/// Maps a unique violation to [`StoreError::AlreadyExists`], anything else to a failure of `op`.
+fn already_exists(
+    op: &'static str,
+    entity: &'static str,
+    id: &str,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
     let id = id.to_owned();
     move |e| match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::AlreadyExists { entity, id }
         }
-        _ => StoreError::Query {
-            op: "insert row",
-            source: e,
-        },
+        _ => StoreError::Query { op, source: e },
     }
 }
 
@@ -142,7 +144,7 @@ where
             .bind(now)
             .fetch_one(&self.pool)
             .await
-            .map_err(already_exists("agent", &format!("{id} ({})", new.name)))?;
+            .map_err(already_exists(OP, "agent", &format!("{id} ({})", new.name)))?;
         Self::agent_row(&row, OP)
     }
 
@@ -264,7 +266,7 @@ where
             .bind(now_ms())
             .fetch_one(&self.pool)
             .await
-            .map_err(already_exists("work item", &id))?;
+            .map_err(already_exists(OP, "work item", &id))?;
         Self::work_item_row(&row, OP)
     }
 
@@ -302,7 +304,7 @@ where
             .bind(now_ms())
             .fetch_one(&self.pool)
             .await
-            .map_err(already_exists("job", &id))?;
+            .map_err(already_exists(OP, "job", &id))?;
         Self::job_row(&row, OP)
     }
 
@@ -357,7 +359,7 @@ where
             return Ok(());
         }
         let mut tx = self.begin_write(OP).await?;
-        Self::insert_span_rows(&mut tx, spans).await?;
+        Self::insert_span_rows(&mut tx, spans, self.params).await?;
         tx.commit().await.map_err(StoreError::query(OP))
     }
 
@@ -365,12 +367,19 @@ where
     pub(crate) async fn insert_span_rows(
         tx: &mut sqlx::Transaction<'static, DB>,
         spans: &[SpanRow],
+        params: Params,
     ) -> Result<(), StoreError> {
         let mut rest = spans;
         for size in chunk_sizes(spans.len(), MAX_ROWS_PER_STATEMENT) {
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
-            let sql = multi_row_insert("spans", &SPAN_COLUMNS, size, "ON CONFLICT (id) DO NOTHING");
+            let sql = multi_row_insert(
+                "spans",
+                &SPAN_COLUMNS,
+                size,
+                "ON CONFLICT (id) DO NOTHING",
+                params,
+            );
             let mut query = sqlx::query(&sql);
             for s in chunk {
                 query = query
