@@ -118,3 +118,21 @@ pub(crate) fn mask_url(url: &str) -> String {
         None => url.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::mask_url;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_url("postgres://app:s3cret@db.internal:5432/nitejar?sslmode=disable"),
+            "postgres://app:***@db.internal:5432/nitejar?sslmode=disable"
+        );
+        assert_eq!(
+            mask_url("postgres://app@db/nitejar"),
+            "postgres://app@db/nitejar"
+        );
+        assert_eq!(mask_url("./data/nitejar.db"), "./data/nitejar.db");
+    }
+}

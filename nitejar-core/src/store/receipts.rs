@@ -1,30 +1,4 @@
 //! [`DbReceiptSink`]: receipts into `plugin_events` (and `spans`), batched, never dropped.
-//!
-//! Submitters put batches on a bounded queue; one writer task takes everything queued, gives each
-//! receipt a UUIDv7 id, and writes it all in one transaction of multi-row inserts. Under load the queue
-//! fills while a transaction runs, so batches grow by themselves; when the queue is full, `submit` waits
-//! (back-pressure) instead of dropping.
-//!
-//! When the database refuses a write, the writer retries the same batch (same ids, so a write that did
-//! commit before its error was reported is not stored twice) with exponential backoff, logging the
-//! failure, for as long as the sink runs: nothing is discarded because the database was briefly away.
-//! Meanwhile the queue fills and submitters wait. Only [`DbReceiptSink::shutdown`] bounds the retrying
-//! (by [`SinkOptions::shutdown_deadline`]): a process must be able to stop. Receipts still unwritten then
-//! are logged one by one, in full, at error level (`receipt_lost`), and counted in the returned
-//! [`SinkShutdown`]: lost from the database, never silently.
-//!
-//! ```no_run
-//! # async fn demo(store: std::sync::Arc<dyn nitejar_core::store::Store>) {
-//! use nitejar_core::receipts::{Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
-//! use nitejar_core::store::{DbReceiptSink, SinkOptions};
-//!
-//! let sink = DbReceiptSink::start(store, SinkOptions::default());
-//! sink.submit(vec![Receipt::new("builtin.telegram", None, ReceiptKind::Load, ReceiptStatus::Ok)]).await;
-//! sink.flush().await; // stored
-//! let summary = sink.shutdown().await;
-//! assert_eq!(summary.lost, 0);
-//! # }
-//! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -106,7 +80,33 @@ impl Shared {
     }
 }
 
-/// A [`ReceiptSink`] that stores receipts in the database. See the [module docs](self).
+/// A [`ReceiptSink`] that stores receipts in the database, batched, never dropped.
+///
+/// Submitters put batches on a bounded queue; one writer task takes everything queued, gives each
+/// receipt a UUIDv7 id, and writes it all in one transaction of multi-row inserts. Under load the queue
+/// fills while a transaction runs, so batches grow by themselves; when the queue is full, `submit` waits
+/// (back-pressure) instead of dropping.
+///
+/// When the database refuses a write, the writer retries the same batch (same ids, so a write that did
+/// commit before its error was reported is not stored twice) with exponential backoff, logging the
+/// failure, for as long as the sink runs: nothing is discarded because the database was briefly away.
+/// Meanwhile the queue fills and submitters wait. Only [`DbReceiptSink::shutdown`] bounds the retrying
+/// (by [`SinkOptions::shutdown_deadline`]): a process must be able to stop. Receipts still unwritten then
+/// are logged one by one, in full, at error level (`receipt_lost`), and counted in the returned
+/// [`SinkShutdown`]: lost from the database, never silently.
+///
+/// ```no_run
+/// # async fn demo(store: std::sync::Arc<dyn nitejar_core::store::Store>) {
+/// use nitejar_core::receipts::{Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
+/// use nitejar_core::store::{DbReceiptSink, SinkOptions};
+///
+/// let sink = DbReceiptSink::start(store, SinkOptions::default());
+/// sink.submit(vec![Receipt::new("builtin.telegram", None, ReceiptKind::Load, ReceiptStatus::Ok)]).await;
+/// sink.flush().await; // stored
+/// let summary = sink.shutdown().await;
+/// assert_eq!(summary.lost, 0);
+/// # }
+/// ```
 pub struct DbReceiptSink {
     store: Arc<dyn Store>,
     queue: mpsc::Sender<Command>,

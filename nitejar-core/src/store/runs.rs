@@ -198,7 +198,9 @@ where
         keys: &[String],
     ) -> Result<bool, StoreError> {
         const OP: &str = "insert idempotency keys";
-        // A key listed twice by one caller is one key, not a conflict with itself.
+        // A key listed twice by one caller is one key, not a conflict with itself. Sorted, so that
+        // concurrent callers with overlapping sets take the keys' locks in the same order (on Postgres,
+        // opposite orders could deadlock).
         let keys: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
         let now = now_ms();
         let mut tx = self.begin_write(OP).await?;
