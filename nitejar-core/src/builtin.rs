@@ -15,11 +15,16 @@
 //! Built-ins are written against `nitejar-sdk` exactly like third-party plugins; they differ only in
 //! how they reach the host and in running inline (they are our own reviewed code).
 
+use std::fmt;
 use std::sync::Arc;
 
+use nitejar_sdk::manifest::BUILTIN_ID_PREFIX;
 use nitejar_sdk::Plugin;
 use serde::Deserialize;
 
+use crate::manifest::{
+    check_contributions, validate_manifest_json, ValidateOptions, ValidatedManifest,
+};
 use crate::registry::{ActivePlugin, PluginMeta, PluginOrigin};
 
 /// A built-in plugin: its manifest (JSON text) and the function that describes it.
@@ -38,43 +43,74 @@ pub static BUILTIN_PLUGINS: [BuiltinPlugin];
 /// Why a built-in could not be registered. Always a defect of the binary, never of an operator's
 /// data, but it is reported rather than panicking so that the other built-ins still load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("built-in plugin manifest is invalid: {0}")]
-pub struct BuiltinError(pub String);
+#[error("built-in plugin `{id}` is broken: {problem}")]
+pub struct BuiltinError {
+    /// The id from the manifest, or the start of the manifest text when it has none.
+    pub id: String,
+    /// What is wrong, one problem per line.
+    pub problem: String,
+}
 
 #[derive(Deserialize)]
 struct Identity {
     id: String,
-    version: String,
 }
 
 impl BuiltinPlugin {
-    /// The built-in's id and version, read from its manifest.
-    pub fn meta(&self) -> Result<Arc<PluginMeta>, BuiltinError> {
-        let identity: Identity =
-            serde_json::from_str(self.manifest).map_err(|e| BuiltinError(e.to_string()))?;
-        if !identity.id.starts_with("builtin.") {
-            return Err(BuiltinError(format!(
-                "built-in id `{}` must start with `builtin.`",
-                identity.id
-            )));
+    fn error(&self, problem: impl fmt::Display) -> BuiltinError {
+        let id = serde_json::from_str::<Identity>(self.manifest)
+            .map(|i| i.id)
+            .unwrap_or_else(|_| self.manifest.chars().take(60).collect());
+        BuiltinError {
+            id,
+            problem: problem.to_string().trim_end().to_string(),
         }
+    }
+
+    /// The built-in's manifest, validated as a built-in's (the `builtin.` prefix is required, no
+    /// `entry` is needed).
+    pub fn manifest(&self) -> Result<ValidatedManifest, BuiltinError> {
+        let opts = ValidateOptions::new().builtin(true).target(None);
+        let validated = validate_manifest_json(self.manifest, &opts).map_err(|e| self.error(e))?;
+        if !validated.manifest.is_builtin() {
+            return Err(self.error(format_args!("its id must start with `{BUILTIN_ID_PREFIX}`")));
+        }
+        Ok(validated)
+    }
+
+    /// The built-in's id and version.
+    pub fn meta(&self) -> Result<Arc<PluginMeta>, BuiltinError> {
+        let validated = self.manifest()?;
         Ok(PluginMeta::new(
-            &identity.id,
-            &identity.version,
+            &validated.manifest.id,
+            &validated.manifest.version,
             PluginOrigin::Builtin,
         ))
     }
 
-    /// The built-in, ready to activate.
+    /// The built-in, ready to activate: its manifest is valid and its `contributes` matches what the
+    /// code registers.
     pub fn activate(&self) -> Result<ActivePlugin, BuiltinError> {
-        let meta = self.meta()?;
-        Ok(ActivePlugin::from_plugin(meta, &(self.build)()))
+        let validated = self.manifest()?;
+        let plugin = (self.build)();
+        check_contributions(&validated.manifest, &plugin.contributions())
+            .map_err(|e| self.error(e))?;
+        let meta = PluginMeta::new(
+            &validated.manifest.id,
+            &validated.manifest.version,
+            PluginOrigin::Builtin,
+        );
+        Ok(ActivePlugin::from_plugin(meta, &plugin))
     }
 }
 
 /// Every built-in linked into this binary, sorted by id.
 pub fn builtins() -> Vec<&'static BuiltinPlugin> {
     let mut all: Vec<&'static BuiltinPlugin> = BUILTIN_PLUGINS.iter().collect();
-    all.sort_by_key(|b| b.meta().map(|m| m.id.to_string()).unwrap_or_default());
+    all.sort_by_cached_key(|b| {
+        serde_json::from_str::<Identity>(b.manifest)
+            .map(|i| i.id)
+            .unwrap_or_default()
+    });
     all
 }

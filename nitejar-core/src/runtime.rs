@@ -124,9 +124,7 @@ impl Runtime {
         for builtin in builtins() {
             match builtin.activate() {
                 Ok(p) => plugins.push(p),
-                Err(BuiltinError(e)) => {
-                    failed.push((builtin.manifest.chars().take(80).collect(), e))
-                }
+                Err(BuiltinError { id, problem }) => failed.push((id, problem)),
             }
         }
         for plugin in plugins {
