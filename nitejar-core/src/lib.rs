@@ -9,9 +9,12 @@
 //! - [`loader`]: third-party plugin libraries, loaded through the frozen ABI;
 //! - [`permissions`]: the permission gate behind the host services;
 //! - [`receipts`]: a record of every plugin action and where it goes;
-//! - [`builtin`]: plugins compiled into the binary, registered through `linkme`.
+//! - [`builtin`]: plugins compiled into the binary, registered through `linkme`;
+//! - [`store`]: the database (SQLite or Postgres), migrations and the durable receipt sink;
+//! - [`crypto`]: encrypted integration config, byte-compatible with earlier releases.
 
 pub mod builtin;
+pub mod crypto;
 pub mod hooks;
 pub mod host;
 pub mod loader;
@@ -20,6 +23,7 @@ pub mod permissions;
 pub mod receipts;
 pub mod registry;
 pub mod runtime;
+pub mod store;
 
 /// The version of the running Nitejar engine, against which `engine.nitejar` ranges are checked.
 pub const NITEJAR_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,287 @@
+//! The database: plugins and their versions, acknowledgements, receipts, integrations, work items, jobs,
+//! spans.
+//!
+//! [`Store`] is the interface the rest of the engine uses, an object-safe trait held as
+//! `Arc<dyn Store>`. Two implementations share one body of SQL:
+//!
+//! - [`SqliteStore`], the embedded default (a file path or a `sqlite:` URL);
+//! - [`PostgresStore`], for several machines sharing one database (a `postgres:` URL).
+//!
+//! [`open`] picks one from `DATABASE_URL`, runs the migrations (`migrations/sqlite` or
+//! `migrations/postgres`, embedded at build time) and, on SQLite, first adopts a database written by an
+//! earlier Nitejar release (see [`adopt`](self#adopting-an-existing-database)).
+//!
+//! # Adopting an existing database
+//!
+//! A SQLite file that already has an `integrations` table keeps every row of it byte for byte: ids,
+//! `type`, the `config` blob (with its `enc:` values) and the second-resolution timestamps. What the
+//! store adds: the nullable `integrations.plugin_id` column (added before the migrations run, because
+//! SQLite has no `ADD COLUMN IF NOT EXISTS`), every missing table (the migrations only use
+//! `CREATE … IF NOT EXISTS`), and, for the two telemetry tables `plugin_events` and `spans` when an
+//! earlier release created them with constraints that would refuse a receipt (a foreign key to
+//! `plugins`, a required job), a rebuild of that table without those constraints that copies every row.
+//!
+//! # Conventions
+//!
+//! Booleans are integers, JSON is text, timestamps are Unix milliseconds, ids are UUIDv7 text — except in
+//! `integrations`, whose timestamps stay in seconds as earlier releases wrote them. Rows of other tables
+//! adopted from an earlier release keep whatever they held.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use nitejar_core::crypto::{Cipher, Key};
+//! use nitejar_core::store::{self, NewIntegration};
+//!
+//! let cipher = Cipher::new(&Key::generate()?);
+//! let store = store::open("./data/nitejar.db", cipher).await?;
+//! let mut config = serde_json::Map::new();
+//! config.insert("bot_token".into(), "123456789:ABCdefGHI".into());
+//! let row = store
+//!     .create_integration(NewIntegration::new("telegram", "Support bot", config), &["bot_token".into()])
+//!     .await?;
+//! assert!(row.config.as_deref().unwrap_or("").contains("enc:"));
+//! # Ok(()) }
+//! ```
+
+mod adopt;
+mod error;
+mod events;
+mod integrations;
+mod plugins;
+mod postgres;
+mod receipts;
+mod rows;
+mod runs;
+mod sql;
+mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use error::StoreError;
+pub use postgres::PostgresStore;
+pub use receipts::{DbReceiptSink, SinkOptions, SinkShutdown};
+pub use rows::*;
+pub use sqlite::SqliteStore;
+
+use crate::crypto::Cipher;
+
+/// A boxed future returned by [`Store`] methods: `Send`, so the server can hold `Arc<dyn Store>` and
+/// await it from any task.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Which database a store talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A Postgres server.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a `DATABASE_URL` names: `postgres://` and `postgresql://` are Postgres, everything
+    /// else (a path, `sqlite:`…) is SQLite.
+    pub fn of_url(url: &str) -> Backend {
+        let lower = url.trim_start().to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Opens the database named by `url` (a `DATABASE_URL` value) and brings its schema up to date.
+///
+/// - a path (`./data/nitejar.db`, `/app/data/nitejar.db`) or a `sqlite:` URL opens SQLite, creating the
+///   file if it is missing;
+/// - a `postgres://` or `postgresql://` URL connects to Postgres.
+///
+/// `cipher` encrypts the sensitive fields of integration configs (see [`crate::crypto`]).
+pub async fn open(url: &str, cipher: Cipher) -> Result<Arc<dyn Store>, StoreError> {
+    match Backend::of_url(url) {
+        Backend::Sqlite => Ok(Arc::new(SqliteStore::open(url, cipher).await?)),
+        Backend::Postgres => Ok(Arc::new(PostgresStore::connect(url, cipher).await?)),
+    }
+}
+
+/// The database, as the engine and the server use it.
+///
+/// Every method touches only the rows it names; no method rewrites a row it was not asked to change.
+/// Errors say which operation failed on which row.
+pub trait Store: Send + Sync + 'static {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+
+    /// The cipher integration configs are encrypted with (to decrypt a config for a plugin call).
+    fn cipher(&self) -> &Cipher;
+
+    // --- integrations -------------------------------------------------------------------------------
+
+    /// Creates an integration row. `sensitive_fields` (from the integration type's descriptor) name the
+    /// top-level config fields stored encrypted. The id is a new UUIDv7 unless `new.id` is set;
+    /// timestamps are Unix seconds.
+    fn create_integration<'a>(
+        &'a self,
+        new: NewIntegration,
+        sensitive_fields: &'a [String],
+    ) -> StoreFuture<'a, IntegrationRow>;
+
+    /// The integration with this id.
+    fn get_integration<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<IntegrationRow>>;
+
+    /// Every integration, or only those of one `type`, oldest first.
+    fn list_integrations<'a>(
+        &'a self,
+        integration_type: Option<&'a str>,
+    ) -> StoreFuture<'a, Vec<IntegrationRow>>;
+
+    /// Changes the fields set in `update` on one row and stamps its `updated_at`. A sensitive field sent
+    /// as [`crate::crypto::REDACTED`] keeps its stored value; other sensitive values are encrypted.
+    fn update_integration<'a>(
+        &'a self,
+        id: &'a str,
+        update: IntegrationUpdate,
+        sensitive_fields: &'a [String],
+    ) -> StoreFuture<'a, IntegrationRow>;
+
+    /// Enables or disables one integration.
+    fn set_integration_enabled<'a>(
+        &'a self,
+        id: &'a str,
+        enabled: bool,
+    ) -> StoreFuture<'a, IntegrationRow>;
+
+    /// Deletes one integration (and its agent assignments). `false` when there was no such row.
+    fn delete_integration<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
+
+    // --- plugins ------------------------------------------------------------------------------------
+
+    /// Inserts a plugin row or updates every column but `installed_at` of the existing one.
+    fn upsert_plugin<'a>(&'a self, plugin: &'a PluginRow) -> StoreFuture<'a, ()>;
+
+    /// One plugin.
+    fn get_plugin<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<PluginRow>>;
+
+    /// Every plugin, by id.
+    fn list_plugins(&self) -> StoreFuture<'_, Vec<PluginRow>>;
+
+    /// Deletes a plugin row with its versions, acknowledgements and artifacts (not its receipts).
+    fn delete_plugin<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Inserts a version row or updates the existing one (same plugin id and version).
+    fn upsert_plugin_version<'a>(&'a self, version: &'a PluginVersionRow) -> StoreFuture<'a, ()>;
+
+    /// One version of a plugin.
+    fn get_plugin_version<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        version: &'a str,
+    ) -> StoreFuture<'a, Option<PluginVersionRow>>;
+
+    /// Every version of a plugin, oldest install first.
+    fn list_plugin_versions<'a>(
+        &'a self,
+        plugin_id: &'a str,
+    ) -> StoreFuture<'a, Vec<PluginVersionRow>>;
+
+    /// Records (or changes) the operator's acknowledgement of one declared permission.
+    fn upsert_disclosure_ack<'a>(&'a self, ack: &'a DisclosureAckRow) -> StoreFuture<'a, ()>;
+
+    /// Every acknowledgement row of a plugin.
+    fn list_disclosure_acks<'a>(
+        &'a self,
+        plugin_id: &'a str,
+    ) -> StoreFuture<'a, Vec<DisclosureAckRow>>;
+
+    /// Stores the package bytes of one plugin version (replacing any stored before).
+    fn put_plugin_artifact<'a>(&'a self, artifact: &'a PluginArtifact) -> StoreFuture<'a, ()>;
+
+    /// The package bytes of one plugin version.
+    fn get_plugin_artifact<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        version: &'a str,
+    ) -> StoreFuture<'a, Option<PluginArtifact>>;
+
+    // --- agents, work items, jobs, spans ------------------------------------------------------------
+
+    /// Creates an agent.
+    fn create_agent(&self, new: NewAgent) -> StoreFuture<'_, AgentRow>;
+
+    /// One agent.
+    fn get_agent<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<AgentRow>>;
+
+    /// Assigns an integration to an agent (no-op when already assigned).
+    fn assign_integration<'a>(
+        &'a self,
+        agent_id: &'a str,
+        integration_id: &'a str,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The ids of the integrations assigned to an agent.
+    fn agent_integration_ids<'a>(&'a self, agent_id: &'a str) -> StoreFuture<'a, Vec<String>>;
+
+    /// Inserts every key, all or none, in one transaction. `true` when all were new; `false` when any
+    /// already existed (nothing is inserted then). Of concurrent callers with the same key exactly one
+    /// gets `true`.
+    fn try_insert_idempotency_keys<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, bool>;
+
+    /// Points idempotency keys at the work item they produced.
+    fn attach_idempotency_keys<'a>(
+        &'a self,
+        keys: &'a [String],
+        work_item_id: &'a str,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Creates a work item.
+    fn create_work_item(&self, new: NewWorkItem) -> StoreFuture<'_, WorkItemRow>;
+
+    /// One work item.
+    fn get_work_item<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<WorkItemRow>>;
+
+    /// Creates a job.
+    fn create_job(&self, new: NewJob) -> StoreFuture<'_, JobRow>;
+
+    /// Changes the fields set in `update` on one job and stamps its `updated_at`.
+    fn update_job<'a>(&'a self, id: &'a str, update: JobUpdate) -> StoreFuture<'a, JobRow>;
+
+    /// One job.
+    fn get_job<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<JobRow>>;
+
+    /// Inserts spans (one transaction). A span whose id exists already is left as it is.
+    fn insert_spans<'a>(&'a self, spans: &'a [SpanRow]) -> StoreFuture<'a, ()>;
+
+    /// The spans of one trace, by start time.
+    fn list_spans<'a>(&'a self, trace_id: &'a str) -> StoreFuture<'a, Vec<SpanRow>>;
+
+    // --- receipts -----------------------------------------------------------------------------------
+
+    /// Writes receipts to `plugin_events` (and `spans` for hook and integration receipts) in one
+    /// transaction. Idempotent: a receipt whose id is stored already is skipped, so a batch can be
+    /// retried after an ambiguous failure without duplicates.
+    fn insert_receipts<'a>(&'a self, receipts: &'a [StoredReceipt]) -> StoreFuture<'a, ()>;
+
+    /// One page of a plugin's receipts, newest first (by `created_at`, then `id`).
+    fn list_plugin_events<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        page: PageRequest,
+    ) -> StoreFuture<'a, Page<PluginEventRow>>;
+
+    /// How many receipts are stored, for one plugin or for all.
+    fn count_plugin_events<'a>(&'a self, plugin_id: Option<&'a str>) -> StoreFuture<'a, u64>;
+
+    /// Closes the connection pool (waits for connections in use to be returned).
+    fn close(&self) -> StoreFuture<'_, ()>;
+}

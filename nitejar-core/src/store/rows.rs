@@ -1,0 +1,553 @@
+//! The rows the store reads and writes, and what callers pass to create or change them.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::StoreError;
+use crate::crypto::{self, Cipher};
+use crate::receipts::Receipt;
+
+/// A new UUIDv7 id as text. Time-ordered: ids made later in this process sort after earlier ones.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Unix time in seconds (the unit of the legacy `integrations` timestamps).
+pub fn now_secs() -> i64 {
+    crate::receipts::now_ms().div_euclid(1000)
+}
+
+// --- integrations ---------------------------------------------------------------------------------
+
+/// One row of `integrations`, as stored: sensitive config values are `enc:` strings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrationRow {
+    /// The id, which is also part of the webhook URL.
+    pub id: String,
+    /// The integration type (`telegram`, `github`, or a plugin's type).
+    pub integration_type: String,
+    /// The operator's name for it.
+    pub name: String,
+    /// The config JSON exactly as stored, or `None` when the row has none.
+    pub config: Option<String>,
+    /// `global` unless narrowed.
+    pub scope: String,
+    /// Whether webhooks for it are accepted.
+    pub enabled: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    /// The plugin that contributes its type, once known.
+    pub plugin_id: Option<String>,
+}
+
+impl IntegrationRow {
+    /// The stored config as a JSON object (sensitive values still encrypted). A row without config has an
+    /// empty object.
+    pub fn config_map(&self) -> Result<Map<String, Value>, StoreError> {
+        let Some(text) = self.config.as_deref().filter(|t| !t.trim().is_empty()) else {
+            return Ok(Map::new());
+        };
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(Value::Null) => Ok(Map::new()),
+            Ok(other) => Err(self.malformed(format!("expected a JSON object, found {other}"))),
+            Err(e) => Err(self.malformed(e.to_string())),
+        }
+    }
+
+    /// The config fit for the API and the admin UI: see [`crypto::redact`].
+    pub fn redacted_config(&self, sensitive_fields: &[String]) -> Result<Value, StoreError> {
+        Ok(crypto::redact(
+            &Value::Object(self.config_map()?),
+            sensitive_fields,
+        ))
+    }
+
+    /// The plaintext config a plugin call receives.
+    pub fn decrypted_config(
+        &self,
+        cipher: &Cipher,
+        sensitive_fields: &[String],
+    ) -> Result<Map<String, Value>, StoreError> {
+        cipher
+            .decrypt_config(&self.config_map()?, sensitive_fields)
+            .map_err(|source| StoreError::Crypto {
+                id: self.id.clone(),
+                source,
+            })
+    }
+
+    fn malformed(&self, reason: String) -> StoreError {
+        StoreError::Malformed {
+            entity: "integration",
+            id: self.id.clone(),
+            column: "config",
+            reason,
+        }
+    }
+}
+
+/// What [`Store::create_integration`](super::Store::create_integration) needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewIntegration {
+    /// The id to use; a new UUIDv7 when `None`.
+    pub id: Option<String>,
+    /// The integration type.
+    pub integration_type: String,
+    /// The operator's name for it.
+    pub name: String,
+    /// The config in plaintext; sensitive fields are encrypted on write.
+    pub config: Map<String, Value>,
+    /// The scope (`global` by default).
+    pub scope: String,
+    /// Enabled (the default) or not.
+    pub enabled: bool,
+    /// The contributing plugin, when known.
+    pub plugin_id: Option<String>,
+}
+
+impl NewIntegration {
+    /// An enabled, global integration with a new id.
+    pub fn new(
+        integration_type: impl Into<String>,
+        name: impl Into<String>,
+        config: Map<String, Value>,
+    ) -> NewIntegration {
+        NewIntegration {
+            id: None,
+            integration_type: integration_type.into(),
+            name: name.into(),
+            config,
+            scope: "global".to_owned(),
+            enabled: true,
+            plugin_id: None,
+        }
+    }
+}
+
+/// The fields of an integration to change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IntegrationUpdate {
+    /// A new name.
+    pub name: Option<String>,
+    /// A new config, replacing the stored one. Sensitive fields sent as [`crypto::REDACTED`] keep their
+    /// stored value.
+    pub config: Option<Map<String, Value>>,
+    /// A new scope.
+    pub scope: Option<String>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+    /// Set (`Some(Some(id))`) or clear (`Some(None)`) the contributing plugin.
+    pub plugin_id: Option<Option<String>>,
+}
+
+// --- plugins ---------------------------------------------------------------------------------------
+
+/// One row of `plugins`. Timestamps are Unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRow {
+    /// The manifest id.
+    pub id: String,
+    /// The display name.
+    pub name: String,
+    /// Whether the operator enabled it.
+    pub enabled: bool,
+    /// `builtin`, `trusted`, `untrusted` or `unknown`.
+    pub trust_level: String,
+    /// `builtin`, `npm`, `git`, `upload` or `local`.
+    pub source_kind: String,
+    /// Package name, git URL, file name…
+    pub source_ref: Option<String>,
+    /// The active version.
+    pub current_version: Option<String>,
+    /// Content digest of the active version.
+    pub current_checksum: Option<String>,
+    /// Where the active version lives.
+    pub current_install_path: Option<String>,
+    /// The active version's manifest.
+    pub manifest_json: String,
+    /// Plugin-level config JSON.
+    pub config_json: Option<String>,
+    /// The last load error, for the admin UI.
+    pub last_load_error: Option<String>,
+    /// When it was last loaded.
+    pub last_loaded_at: Option<i64>,
+    /// When it was first installed (kept on upsert).
+    pub installed_at: i64,
+    /// When the row last changed.
+    pub updated_at: i64,
+}
+
+/// One row of `plugin_versions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginVersionRow {
+    /// The plugin.
+    pub plugin_id: String,
+    /// The semver version.
+    pub version: String,
+    /// Content digest of the package.
+    pub checksum: String,
+    /// The immutable version directory.
+    pub install_path: String,
+    /// This version's manifest.
+    pub manifest_json: String,
+    /// Signature and signer, when signed.
+    pub signature_json: Option<String>,
+    /// Unix milliseconds.
+    pub installed_at: i64,
+}
+
+/// One row of `plugin_disclosure_acks`: the operator's acknowledgement of one declared permission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisclosureAckRow {
+    /// The plugin.
+    pub plugin_id: String,
+    /// The permission (`network:api.telegram.org`, `secret:BOT_TOKEN`, …).
+    pub permission: String,
+    /// Scope target; empty when the permission is not scoped.
+    pub scope: String,
+    /// Whether it is acknowledged.
+    pub acknowledged: bool,
+    /// When it was acknowledged (Unix milliseconds).
+    pub acknowledged_at: Option<i64>,
+}
+
+/// The package bytes of one plugin version (`plugin_artifacts`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginArtifact {
+    /// The plugin.
+    pub plugin_id: String,
+    /// The version.
+    pub version: String,
+    /// The package (a `.tgz`).
+    pub bytes: Vec<u8>,
+    /// Content digest of the package.
+    pub checksum: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for PluginArtifact {
+    // A package is megabytes; its debug output is its size.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginArtifact")
+            .field("plugin_id", &self.plugin_id)
+            .field("version", &self.version)
+            .field("bytes", &self.bytes.len())
+            .field("checksum", &self.checksum)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+// --- agents, work items, jobs, spans -------------------------------------------------------------
+
+/// What [`Store::create_agent`](super::Store::create_agent) needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewAgent {
+    /// The id to use; a new UUIDv7 when `None`.
+    pub id: Option<String>,
+    /// The display name (unique).
+    pub name: String,
+    /// The @mention handle (unique when set).
+    pub handle: Option<String>,
+    /// Agent config JSON.
+    pub config: Option<String>,
+}
+
+/// One row of `agents`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRow {
+    /// The id.
+    pub id: String,
+    /// The display name.
+    pub name: String,
+    /// The @mention handle.
+    pub handle: Option<String>,
+    /// Agent config JSON.
+    pub config: Option<String>,
+    /// `idle`, `busy`, …
+    pub status: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// What [`Store::create_work_item`](super::Store::create_work_item) needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewWorkItem {
+    /// The id to use; a new UUIDv7 when `None`.
+    pub id: Option<String>,
+    /// The integration the webhook came through.
+    pub integration_id: Option<String>,
+    /// Groups the items of one conversation.
+    pub session_key: String,
+    /// Where it came from (`telegram`, …).
+    pub source: String,
+    /// The source's own reference (message id, issue URL, …).
+    pub source_ref: String,
+    /// `NEW` when `None`.
+    pub status: Option<String>,
+    /// A one-line summary.
+    pub title: String,
+    /// The parsed payload JSON.
+    pub payload: Option<String>,
+}
+
+/// One row of `work_items`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkItemRow {
+    /// The id.
+    pub id: String,
+    /// The integration the webhook came through.
+    pub integration_id: Option<String>,
+    /// Groups the items of one conversation.
+    pub session_key: String,
+    /// Where it came from.
+    pub source: String,
+    /// The source's own reference.
+    pub source_ref: String,
+    /// `NEW`, `RUNNING`, `DONE`, …
+    pub status: String,
+    /// A one-line summary.
+    pub title: String,
+    /// The parsed payload JSON.
+    pub payload: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// What [`Store::create_job`](super::Store::create_job) needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewJob {
+    /// The id to use; a new UUIDv7 when `None`.
+    pub id: Option<String>,
+    /// The work item this job works on.
+    pub work_item_id: String,
+    /// The agent that runs it.
+    pub agent_id: String,
+    /// The job that spawned this one.
+    pub parent_job_id: Option<String>,
+    /// The first job of the chain.
+    pub root_job_id: Option<String>,
+    /// `primary` when `None`.
+    pub run_kind: Option<String>,
+    /// The tool that spawned it.
+    pub origin_tool_name: Option<String>,
+    /// `PENDING` when `None`.
+    pub status: Option<String>,
+}
+
+/// One row of `jobs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRow {
+    /// The id.
+    pub id: String,
+    /// The work item.
+    pub work_item_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The job that spawned this one.
+    pub parent_job_id: Option<String>,
+    /// The first job of the chain.
+    pub root_job_id: Option<String>,
+    /// `primary`, …
+    pub run_kind: String,
+    /// The tool that spawned it.
+    pub origin_tool_name: Option<String>,
+    /// `PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, …
+    pub status: String,
+    /// Why it failed.
+    pub error_text: Option<String>,
+    /// Unix milliseconds.
+    pub started_at: Option<i64>,
+    /// Unix milliseconds.
+    pub completed_at: Option<i64>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// The fields of a job to change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobUpdate {
+    /// A new status.
+    pub status: Option<String>,
+    /// Set or clear the error text.
+    pub error_text: Option<Option<String>>,
+    /// When it started.
+    pub started_at: Option<i64>,
+    /// When it completed.
+    pub completed_at: Option<i64>,
+}
+
+/// One row of `spans`. Times are Unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanRow {
+    /// The id.
+    pub id: String,
+    /// The trace it belongs to.
+    pub trace_id: String,
+    /// The enclosing span.
+    pub parent_span_id: Option<String>,
+    /// What it measures (`plugin.hook`, `plugin.integration`, …).
+    pub name: String,
+    /// Its kind (`plugin`, `model`, `tool`, …).
+    pub kind: String,
+    /// How it ended.
+    pub status: String,
+    /// Start, Unix milliseconds.
+    pub start_time: i64,
+    /// End, Unix milliseconds.
+    pub end_time: Option<i64>,
+    /// How long it took.
+    pub duration_ms: Option<i64>,
+    /// Attributes JSON (for plugin spans: `plugin.id`, `plugin.version`, `plugin.hook`,
+    /// `plugin.status`).
+    pub attributes: Option<String>,
+    /// The job, when there is one.
+    pub job_id: Option<String>,
+    /// The agent, when there is one.
+    pub agent_id: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+// --- receipts ----------------------------------------------------------------------------------------
+
+/// A receipt with the id it is stored under.
+///
+/// The id is assigned once, before the first write attempt, so that a retried batch cannot store a
+/// receipt twice.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredReceipt {
+    /// A UUIDv7.
+    pub id: String,
+    /// The receipt.
+    pub receipt: Receipt,
+}
+
+impl StoredReceipt {
+    /// Gives `receipt` a new UUIDv7 id.
+    pub fn new(receipt: Receipt) -> StoredReceipt {
+        StoredReceipt {
+            id: new_id(),
+            receipt,
+        }
+    }
+}
+
+/// One row of `plugin_events`. Kinds and statuses are text, because rows written by earlier releases
+/// may hold values this one does not know.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginEventRow {
+    /// The receipt id.
+    pub id: String,
+    /// The plugin.
+    pub plugin_id: String,
+    /// Its version at the time.
+    pub plugin_version: Option<String>,
+    /// `install`, `hook`, `integration`, …
+    pub kind: String,
+    /// `ok`, `error`, `timeout`, …
+    pub status: String,
+    /// The work item, when in a run.
+    pub work_item_id: Option<String>,
+    /// The job, when in a run.
+    pub job_id: Option<String>,
+    /// The hook event, for hook receipts.
+    pub hook_name: Option<String>,
+    /// How long it took.
+    pub duration_ms: Option<i64>,
+    /// The detail JSON.
+    pub detail_json: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// `in_process`.
+    pub execution_mode: String,
+}
+
+impl PluginEventRow {
+    /// The detail, parsed. `None` when there is none or it is not JSON.
+    pub fn detail(&self) -> Option<Value> {
+        self.detail_json
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+    }
+}
+
+/// The largest page [`Store::list_plugin_events`](super::Store::list_plugin_events) returns.
+pub const MAX_PAGE_LIMIT: u32 = 500;
+
+/// Which page to read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRequest {
+    /// At most this many rows; clamped to `1..=MAX_PAGE_LIMIT`.
+    pub limit: u32,
+    /// Where the previous page ended ([`Page::next_cursor`]); `None` for the first page.
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    /// The first page of `limit` rows.
+    pub fn first(limit: u32) -> PageRequest {
+        PageRequest {
+            limit,
+            cursor: None,
+        }
+    }
+
+    /// The page after `cursor`.
+    pub fn after(limit: u32, cursor: impl Into<String>) -> PageRequest {
+        PageRequest {
+            limit,
+            cursor: Some(cursor.into()),
+        }
+    }
+
+    pub(crate) fn clamped_limit(&self) -> i64 {
+        i64::from(self.limit.clamp(1, MAX_PAGE_LIMIT))
+    }
+}
+
+/// One page of rows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// Pass this to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The position after a row in (`created_at` DESC, `id` DESC) order. Opaque to callers: it is
+/// base64url text so that nobody builds one by hand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct EventCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl EventCursor {
+    pub(crate) fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.created_at, self.id))
+    }
+
+    pub(crate) fn decode(text: &str) -> Result<EventCursor, StoreError> {
+        let bad = || StoreError::BadCursor(text.to_owned());
+        let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+        let raw = String::from_utf8(raw).map_err(|_| bad())?;
+        let (created_at, id) = raw.split_once(':').ok_or_else(bad)?;
+        Ok(EventCursor {
+            created_at: created_at.parse().map_err(|_| bad())?,
+            id: id.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! The embedded backend: one SQLite file (WAL, foreign keys on, 5 s busy timeout).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Sqlite;
+
+use super::error::mask_url;
+use super::sql::{impl_store, Params, SqlStore};
+use super::*;
+use crate::crypto::Cipher;
+
+/// The store on SQLite.
+pub type SqliteStore = SqlStore<Sqlite>;
+
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// How long a connection waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite allows one writer at a time; a few connections serve concurrent readers (WAL) while the
+/// receipt writer holds one.
+const MAX_CONNECTIONS: u32 = 4;
+
+impl SqlStore<Sqlite> {
+    /// Opens (creating if missing) the SQLite database at `url`: a file path, or a `sqlite:` URL
+    /// (`sqlite://./data/nitejar.db`, `sqlite::memory:`). Adopts a file written by an earlier release
+    /// (see the [module docs](crate::store#adopting-an-existing-database)), then runs the migrations.
+    pub async fn open(url: &str, cipher: Cipher) -> Result<SqliteStore, StoreError> {
+        let (options, target) = connect_options(url)?;
+        let in_memory = target == ":memory:";
+        if !in_memory {
+            if let Some(parent) = options.get_filename().parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
+                        backend: "sqlite",
+                        target: target.clone(),
+                        source: sqlx::Error::Io(e),
+                    })?;
+                }
+            }
+            super::adopt::adopt(&options, &target).await?;
+        }
+        // Every connection of an in-memory database is a database of its own: keep exactly one, forever.
+        let pool_options = if in_memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
+        };
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                backend: "sqlite",
+                target: target.clone(),
+                source,
+            })?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                backend: "sqlite",
+                target,
+                source,
+            })?;
+        Ok(SqlStore {
+            pool,
+            cipher,
+            backend: Backend::Sqlite,
+            begin_write: "BEGIN IMMEDIATE",
+            params: Params::Anonymous,
+        })
+    }
+}
+
+/// Connect options for `url`, and how to name the database in messages.
+fn connect_options(url: &str) -> Result<(SqliteConnectOptions, String), StoreError> {
+    let base = if url.trim_start().to_ascii_lowercase().starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
+            url: mask_url(url),
+            reason: e.to_string(),
+        })?
+    } else if url.trim().is_empty() {
+        return Err(StoreError::BadUrl {
+            url: String::new(),
+            reason: "it is empty; give a file path, a sqlite: URL or a postgres:// URL".to_owned(),
+        });
+    } else {
+        SqliteConnectOptions::new().filename(Path::new(url))
+    };
+    let target = base.get_filename().display().to_string();
+    let options = base
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        // In WAL mode NORMAL is durable across process crashes; a power cut can lose the last
+        // transactions. FULL would fsync on every commit.
+        .synchronous(SqliteSynchronous::Normal)
+        // 16 MiB of page cache per connection (the default is 2 MiB): the receipt indexes stay in
+        // memory under sustained writes.
+        .pragma("cache_size", "-16384");
+    Ok((options, target))
+}
+
+impl_store!(Sqlite);
