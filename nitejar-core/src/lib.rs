@@ -11,17 +11,21 @@
 //! - [`receipts`]: a record of every plugin action and where it goes;
 //! - [`builtin`]: plugins compiled into the binary, registered through `linkme`;
 //! - [`store`]: the database (SQLite or Postgres), migrations and the durable receipt sink;
-//! - [`crypto`]: encrypted integration config, byte-compatible with earlier releases.
+//! - [`crypto`]: encrypted integration config, byte-compatible with earlier releases;
+//! - [`ingress`]: a webhook delivery → a work item handed to the runner;
+//! - [`runner`]: the reference run that the hooks wrap (prompt, model, tools, delivery).
 
 pub mod builtin;
 pub mod crypto;
 pub mod hooks;
 pub mod host;
+pub mod ingress;
 pub mod loader;
 pub mod manifest;
 pub mod permissions;
 pub mod receipts;
 pub mod registry;
+pub mod runner;
 pub mod runtime;
 pub mod store;
 

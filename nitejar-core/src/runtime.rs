@@ -38,7 +38,9 @@ use serde_json::json;
 
 use crate::builtin::{builtins, BuiltinError};
 use crate::hooks::{ChainRun, DispatchContext, Dispatched, DEFAULT_CHAIN_BUDGET};
-use crate::host::{CallOutcome, ExecutionHost, ExecutionLimits, HostServices, NoServices};
+use crate::host::{
+    CallOutcome, ExecPolicy, ExecutionHost, ExecutionLimits, HostServices, NoServices,
+};
 use crate::receipts::{MemorySink, Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
 use crate::registry::{ActivePlugin, Registry, RegistryError};
 
@@ -247,7 +249,9 @@ impl Runtime {
             .exec
             .call_for(
                 &plugin,
-                entry.policy,
+                // Integration calls do network I/O through the host, blocking their thread: they
+                // always run off the async workers, built-in or not.
+                ExecPolicy::Offload,
                 timeout,
                 ctx.work_item_id.clone(),
                 ctx.job_id.clone(),

@@ -247,6 +247,24 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a work item.
     fn create_work_item(&self, new: NewWorkItem) -> StoreFuture<'_, WorkItemRow>;
 
+    /// Creates a work item and its idempotency keys in one transaction: `None` (and nothing stored)
+    /// when any key exists already. Of concurrent callers with the same key exactly one gets the work
+    /// item.
+    fn create_work_item_once<'a>(
+        &'a self,
+        keys: &'a [String],
+        new: NewWorkItem,
+    ) -> StoreFuture<'a, Option<WorkItemRow>>;
+
+    /// Every agent, oldest first.
+    fn list_agents(&self) -> StoreFuture<'_, Vec<AgentRow>>;
+
+    /// The agents assigned to an integration, oldest first.
+    fn agents_for_integration<'a>(
+        &'a self,
+        integration_id: &'a str,
+    ) -> StoreFuture<'a, Vec<AgentRow>>;
+
     /// One work item.
     fn get_work_item<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<WorkItemRow>>;
 

@@ -201,9 +201,26 @@ where
         // A key listed twice by one caller is one key, not a conflict with itself. Sorted, so that
         // concurrent callers with overlapping sets take the keys' locks in the same order (on Postgres,
         // opposite orders could deadlock).
+        let mut tx = self.begin_write(OP).await?;
+        if !Self::insert_keys(&mut tx, keys, OP).await? {
+            tx.rollback().await.map_err(StoreError::query(OP))?;
+            return Ok(false);
+        }
+        tx.commit().await.map_err(StoreError::query(OP))?;
+        Ok(true)
+    }
+
+    /// Inserts every key in `tx`; `false` as soon as one exists already (the caller rolls back).
+    async fn insert_keys(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        keys: &[String],
+        op: &'static str,
+    ) -> Result<bool, StoreError> {
+        // A key listed twice by one caller is one key, not a conflict with itself. Sorted, so that
+        // concurrent callers with overlapping sets take the keys' locks in the same order (on Postgres,
+        // opposite orders could deadlock).
         let keys: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
         let now = now_ms();
-        let mut tx = self.begin_write(OP).await?;
         for key in keys {
             // `RETURNING` tells whether this statement inserted the key. On Postgres a concurrent
             // insert of the same key waits for the other transaction and then conflicts, so exactly
@@ -214,17 +231,90 @@ where
             )
             .bind(key)
             .bind(now)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await
-            .map_err(StoreError::query(OP))?
+            .map_err(StoreError::query(op))?
             .is_some();
             if !inserted {
-                tx.rollback().await.map_err(StoreError::query(OP))?;
                 return Ok(false);
             }
         }
-        tx.commit().await.map_err(StoreError::query(OP))?;
         Ok(true)
+    }
+
+    pub(crate) async fn sql_create_work_item_once(
+        &self,
+        keys: &[String],
+        new: NewWorkItem,
+    ) -> Result<Option<WorkItemRow>, StoreError> {
+        const OP: &str = "insert work item with idempotency keys";
+        let id = new.id.clone().unwrap_or_else(new_id);
+        let mut tx = self.begin_write(OP).await?;
+        if !Self::insert_keys(&mut tx, keys, OP).await? {
+            tx.rollback().await.map_err(StoreError::query(OP))?;
+            return Ok(None);
+        }
+        let sql = format!(
+            "INSERT INTO work_items (id, integration_id, session_key, source, source_ref, status, \
+             title, payload, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {WORK_ITEM_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .bind(new.integration_id)
+            .bind(new.session_key)
+            .bind(new.source)
+            .bind(new.source_ref)
+            .bind(new.status.unwrap_or_else(|| "NEW".to_owned()))
+            .bind(new.title)
+            .bind(new.payload)
+            .bind(now_ms())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(already_exists(OP, "work item", &id))?;
+        let item = Self::work_item_row(&row, OP)?;
+        for key in keys {
+            sqlx::query("UPDATE idempotency_keys SET work_item_id = $2 WHERE key = $1")
+                .bind(key.as_str())
+                .bind(item.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query(OP))?;
+        }
+        tx.commit().await.map_err(StoreError::query(OP))?;
+        Ok(Some(item))
+    }
+
+    pub(crate) async fn sql_list_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        const OP: &str = "list agents";
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY created_at, id");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(OP))?;
+        rows.iter().map(|r| Self::agent_row(r, OP)).collect()
+    }
+
+    pub(crate) async fn sql_agents_for_integration(
+        &self,
+        integration_id: &str,
+    ) -> Result<Vec<AgentRow>, StoreError> {
+        const OP: &str = "list agents of integration";
+        let sql = format!(
+            "SELECT {} FROM agents a JOIN agent_integrations ai ON ai.agent_id = a.id \
+             WHERE ai.integration_id = $1 ORDER BY a.created_at, a.id",
+            AGENT_COLUMNS
+                .split(", ")
+                .map(|c| format!("a.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(integration_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(OP))?;
+        rows.iter().map(|r| Self::agent_row(r, OP)).collect()
     }
 
     pub(crate) async fn sql_attach_idempotency_keys(

@@ -286,6 +286,22 @@ macro_rules! impl_store {
             fn create_work_item(&self, new: NewWorkItem) -> StoreFuture<'_, WorkItemRow> {
                 Box::pin(self.sql_create_work_item(new))
             }
+            fn create_work_item_once<'a>(
+                &'a self,
+                keys: &'a [String],
+                new: NewWorkItem,
+            ) -> StoreFuture<'a, Option<WorkItemRow>> {
+                Box::pin(self.sql_create_work_item_once(keys, new))
+            }
+            fn list_agents(&self) -> StoreFuture<'_, Vec<AgentRow>> {
+                Box::pin(self.sql_list_agents())
+            }
+            fn agents_for_integration<'a>(
+                &'a self,
+                integration_id: &'a str,
+            ) -> StoreFuture<'a, Vec<AgentRow>> {
+                Box::pin(self.sql_agents_for_integration(integration_id))
+            }
             fn get_work_item<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<WorkItemRow>> {
                 Box::pin(self.sql_get_work_item(id))
             }

@@ -1,0 +1,680 @@
+//! The reference run: what happens to a work item once it exists.
+//!
+//! For each agent that handles the work item's integration (the default agent when none is assigned):
+//!
+//! 1. a job is created (`RUNNING`), and the integration acknowledges receipt (Telegram's 👀);
+//! 2. the prompt is built — the agent's system prompt, the message text — and `run.pre_prompt` may
+//!    change it or block the run (the job ends `BLOCKED`, nothing is sent to the model);
+//! 3. turn by turn: `model.pre_call` (may change model, temperature, max tokens, provider metadata,
+//!    or block: the run stops there), the model call, `model.post_call`; for each tool call
+//!    `tool.pre_exec` (may change the input or block: the model is told the tool was not run),
+//!    the tool, `tool.post_exec` (may change the output the model sees);
+//! 4. delivery of the answer through the integration: `response.pre_deliver` (may change the
+//!    content or block: nothing is sent), `post_response`, `response.post_deliver`;
+//! 5. the job ends `COMPLETED` (or `FAILED` with its error), and its spans are written.
+
+pub mod model;
+pub mod queue;
+pub mod tools;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nitejar_sdk::hooks::{
+    ModelPostCall, ModelPreCall, ModelToolCall, PromptSkill, ResponsePostDeliver,
+    ResponsePreDeliver, RunPrePrompt, ToolPostExec, ToolPreExec,
+};
+use nitejar_sdk::integration::{PostResponseOptions, PostResponseResult, ResponseMode};
+use nitejar_sdk::IntegrationInstance;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::hooks::{BlockedBy, DispatchContext};
+use crate::receipts::now_ms;
+use crate::runtime::Runtime;
+use crate::store::{
+    AgentRow, JobUpdate, NewAgent, NewJob, SpanRow, Store, StoreError, WorkItemRow,
+};
+use model::{ChatMessage, ChatRequest, ModelProvider};
+use tools::{ToolContext, ToolOutput, ToolSet};
+
+/// The name of the agent a fresh install starts with.
+pub const DEFAULT_AGENT_NAME: &str = "Nitejar";
+
+/// The system prompt of an agent that sets none.
+pub const DEFAULT_SYSTEM_PROMPT: &str =
+    "You are a helpful assistant. Answer the user's message clearly and briefly.";
+
+/// An agent's settings (the `config` JSON of its row). Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AgentConfig {
+    pub system_prompt: Option<String>,
+    pub model: Option<String>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    /// The team the agent belongs to (for skill assignments).
+    pub team_id: Option<String>,
+    /// Marks the agent that handles integrations no agent is assigned to.
+    pub is_default: bool,
+}
+
+impl AgentConfig {
+    /// The config of an agent row; an unreadable config counts as empty (and is logged).
+    pub fn of(agent: &AgentRow) -> AgentConfig {
+        match agent
+            .config
+            .as_deref()
+            .map(serde_json::from_str::<AgentConfig>)
+        {
+            None => AgentConfig::default(),
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                tracing::warn!(agent.id = %agent.id, "agent config is not readable, using defaults: {e}");
+                AgentConfig::default()
+            }
+        }
+    }
+}
+
+/// How runs behave.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Model calls per run at most.
+    pub max_turns: u32,
+    /// Time an integration gets for `post_response` and `acknowledge_receipt`.
+    pub integration_timeout: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            max_turns: 8,
+            integration_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A work item ready to run, with the integration it came through.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    pub work_item: WorkItemRow,
+    pub integration: IntegrationInstance,
+    /// What `parse_webhook` handed back for `post_response`.
+    pub response_context: Option<Value>,
+}
+
+/// How a job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Completed,
+    Blocked,
+    Failed,
+}
+
+impl JobStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Completed => "COMPLETED",
+            JobStatus::Blocked => "BLOCKED",
+            JobStatus::Failed => "FAILED",
+        }
+    }
+}
+
+/// What one job did.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub job_id: String,
+    pub agent_id: String,
+    pub status: JobStatus,
+    /// The hook that blocked the run or its delivery, if one did.
+    pub blocked: Option<BlockedBy>,
+    /// Every delivery attempt's result, in order.
+    pub deliveries: Vec<PostResponseResult>,
+    /// The final answer as delivered (after `response.pre_deliver`).
+    pub final_content: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Runs work items.
+pub struct Runner {
+    runtime: Arc<Runtime>,
+    store: Arc<dyn Store>,
+    model: Arc<dyn ModelProvider>,
+    tools: ToolSet,
+    config: RunnerConfig,
+}
+
+impl Runner {
+    /// A runner.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        store: Arc<dyn Store>,
+        model: Arc<dyn ModelProvider>,
+        tools: ToolSet,
+        config: RunnerConfig,
+    ) -> Self {
+        Runner {
+            runtime,
+            store,
+            model,
+            tools,
+            config,
+        }
+    }
+
+    /// Makes sure one agent exists to handle integrations nobody is assigned to. A fresh install
+    /// gets one, named [`DEFAULT_AGENT_NAME`]; an install with agents is left alone.
+    pub async fn ensure_default_agent(&self) -> Result<AgentRow, StoreError> {
+        let agents = self.store.list_agents().await?;
+        if let Some(a) = agents.iter().find(|a| AgentConfig::of(a).is_default) {
+            return Ok(a.clone());
+        }
+        if let Some(first) = agents.first() {
+            return Ok(first.clone());
+        }
+        let config = AgentConfig {
+            is_default: true,
+            ..Default::default()
+        };
+        self.store
+            .create_agent(NewAgent {
+                id: None,
+                name: DEFAULT_AGENT_NAME.into(),
+                handle: Some("nitejar".into()),
+                config: Some(serde_json::to_string(&config).unwrap_or_default()),
+            })
+            .await
+    }
+
+    /// The agents that handle an integration: those assigned to it, or the default agent.
+    pub async fn agents_for(&self, integration_id: &str) -> Result<Vec<AgentRow>, StoreError> {
+        let assigned = self.store.agents_for_integration(integration_id).await?;
+        if !assigned.is_empty() {
+            return Ok(assigned);
+        }
+        Ok(vec![self.ensure_default_agent().await?])
+    }
+
+    /// Runs a work item: one job per agent handling its integration.
+    pub async fn run(&self, request: &RunRequest) -> Result<Vec<RunReport>, RunError> {
+        let agents = self
+            .agents_for(request.work_item.integration_id.as_deref().unwrap_or(""))
+            .await?;
+        let mut reports = Vec::with_capacity(agents.len());
+        for agent in agents {
+            reports.push(self.run_job(&agent, request).await?);
+        }
+        Ok(reports)
+    }
+
+    async fn run_job(&self, agent: &AgentRow, request: &RunRequest) -> Result<RunReport, RunError> {
+        let job = self
+            .store
+            .create_job(NewJob {
+                work_item_id: request.work_item.id.clone(),
+                agent_id: agent.id.clone(),
+                status: Some("RUNNING".into()),
+                ..Default::default()
+            })
+            .await?;
+        let started_ms = now_ms();
+        self.store
+            .update_job(
+                &job.id,
+                JobUpdate {
+                    started_at: Some(started_ms),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut run = JobRun {
+            runner: self,
+            request,
+            agent,
+            config: AgentConfig::of(agent),
+            ctx: DispatchContext::for_work_item(request.work_item.id.as_str())
+                .with_job(job.id.as_str(), agent.id.as_str()),
+            job_id: job.id.clone(),
+            spans: Vec::new(),
+            report: RunReport {
+                job_id: job.id.clone(),
+                agent_id: agent.id.clone(),
+                status: JobStatus::Completed,
+                blocked: None,
+                deliveries: Vec::new(),
+                final_content: None,
+                error: None,
+            },
+        };
+        let run_started = Instant::now();
+        run.execute().await;
+        let report = run.report.clone();
+        let mut spans = std::mem::take(&mut run.spans);
+        spans.push(span(
+            &job.id,
+            &agent.id,
+            None,
+            "run",
+            "run",
+            report.status.as_str(),
+            started_ms,
+            run_started.elapsed(),
+            json!({ "work_item.id": request.work_item.id, "integration.type": request.integration.kind }),
+        ));
+        if let Err(e) = self.store.insert_spans(&spans).await {
+            tracing::error!(job.id = %job.id, "could not store the run's spans: {e}");
+        }
+        self.store
+            .update_job(
+                &job.id,
+                JobUpdate {
+                    status: Some(report.status.as_str().into()),
+                    error_text: Some(report.error.clone()),
+                    completed_at: Some(now_ms()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(report)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn span(
+    job_id: &str,
+    agent_id: &str,
+    parent: Option<&str>,
+    name: &str,
+    kind: &str,
+    status: &str,
+    start_ms: i64,
+    duration: Duration,
+    attributes: Value,
+) -> SpanRow {
+    let duration_ms = duration.as_millis() as i64;
+    SpanRow {
+        id: crate::store::new_id(),
+        trace_id: job_id.to_string(),
+        parent_span_id: parent.map(str::to_string),
+        name: name.to_string(),
+        kind: kind.to_string(),
+        status: status.to_string(),
+        start_time: start_ms,
+        end_time: Some(start_ms + duration_ms),
+        duration_ms: Some(duration_ms),
+        attributes: Some(attributes.to_string()),
+        job_id: Some(job_id.to_string()),
+        agent_id: Some(agent_id.to_string()),
+        created_at: now_ms(),
+    }
+}
+
+/// One job in progress.
+struct JobRun<'a> {
+    runner: &'a Runner,
+    request: &'a RunRequest,
+    agent: &'a AgentRow,
+    config: AgentConfig,
+    ctx: DispatchContext,
+    job_id: String,
+    spans: Vec<SpanRow>,
+    report: RunReport,
+}
+
+impl JobRun<'_> {
+    fn block(&mut self, blocked: BlockedBy) {
+        self.report.status = JobStatus::Blocked;
+        self.report.blocked = Some(blocked);
+    }
+
+    fn fail(&mut self, error: impl Into<String>) {
+        self.report.status = JobStatus::Failed;
+        self.report.error = Some(error.into());
+    }
+
+    fn span(
+        &mut self,
+        name: &str,
+        kind: &str,
+        status: &str,
+        start_ms: i64,
+        took: Duration,
+        attrs: Value,
+    ) {
+        let s = span(
+            &self.job_id,
+            &self.agent.id,
+            None,
+            name,
+            kind,
+            status,
+            start_ms,
+            took,
+            attrs,
+        );
+        self.spans.push(s);
+    }
+
+    fn response_mode(&self) -> ResponseMode {
+        self.runner
+            .runtime
+            .registry()
+            .integration(&self.request.integration.kind)
+            .map(|e| e.descriptor.response_mode)
+            .unwrap_or_default()
+    }
+
+    async fn execute(&mut self) {
+        let runner = self.runner;
+        let kind = self.request.integration.kind.clone();
+        let timeout = runner.config.integration_timeout;
+
+        // Acknowledge receipt (a reaction, a typing indicator); a failure here never stops the run.
+        let (instance, rc) = (
+            self.request.integration.clone(),
+            self.request.response_context.clone(),
+        );
+        let _ = runner
+            .runtime
+            .call_integration(
+                &kind,
+                "acknowledge_receipt",
+                &self.ctx,
+                timeout,
+                move |i, host| i.acknowledge_receipt(&instance, rc.as_ref(), host),
+            )
+            .await;
+
+        let text = message_text(&self.request.work_item);
+        let prompt = RunPrePrompt {
+            system_prompt: self
+                .config
+                .system_prompt
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_string()),
+            user_message: text,
+            skills: Vec::<PromptSkill>::new(),
+        };
+        let prompt = runner.runtime.dispatch(&self.ctx, prompt).await;
+        if let Some(b) = prompt.blocked {
+            self.block(b);
+            return;
+        }
+        let prompt = prompt.payload;
+
+        let mut messages = vec![
+            ChatMessage::text("system", prompt.system_prompt),
+            ChatMessage::text("user", prompt.user_message),
+        ];
+        let streaming = self.response_mode() == ResponseMode::Streaming;
+        let mut final_answer: Option<String> = None;
+        let mut hit_limit = true;
+        for turn in 1..=runner.config.max_turns {
+            let pre = ModelPreCall {
+                turn,
+                model: self
+                    .config
+                    .model
+                    .clone()
+                    .unwrap_or_else(|| runner.model.default_model().to_string()),
+                temperature: self.config.temperature,
+                max_tokens: self.config.max_tokens,
+                messages: messages
+                    .iter()
+                    .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
+                    .collect(),
+                provider_metadata: json!({}),
+            };
+            let pre = runner.runtime.dispatch(&self.ctx, pre).await;
+            if let Some(b) = pre.blocked {
+                self.block(b);
+                return;
+            }
+            let pre = pre.payload;
+            let start_ms = now_ms();
+            let started = Instant::now();
+            let response = runner
+                .model
+                .complete(ChatRequest {
+                    model: pre.model.clone(),
+                    temperature: pre.temperature,
+                    max_tokens: pre.max_tokens,
+                    messages: messages.clone(),
+                    tools: runner.tools.specs(),
+                    provider_metadata: pre.provider_metadata.clone(),
+                })
+                .await;
+            let took = started.elapsed();
+            let response = match response {
+                Ok(r) => {
+                    self.span("model.call", "model", "ok", start_ms, took, json!({
+                        "model": pre.model, "provider": runner.model.name(), "turn": turn, "usage": r.usage }));
+                    r
+                }
+                Err(e) => {
+                    self.span("model.call", "model", "error", start_ms, took, json!({
+                        "model": pre.model, "provider": runner.model.name(), "turn": turn, "error": e.to_string() }));
+                    self.fail(format!("model call failed: {e}"));
+                    return;
+                }
+            };
+            runner
+                .runtime
+                .dispatch(
+                    &self.ctx,
+                    ModelPostCall {
+                        turn,
+                        model: pre.model.clone(),
+                        content: response.content.clone(),
+                        tool_calls: response
+                            .tool_calls
+                            .iter()
+                            .map(|c| ModelToolCall {
+                                id: c.id.clone(),
+                                name: c.name.clone(),
+                                arguments: c.arguments.clone(),
+                            })
+                            .collect(),
+                        usage: response.usage.clone(),
+                        duration_ms: took.as_millis() as u64,
+                    },
+                )
+                .await;
+
+            if response.tool_calls.is_empty() {
+                final_answer = response.content.clone();
+                hit_limit = false;
+                break;
+            }
+            // An assistant message that also calls tools is an intermediate update.
+            if streaming {
+                if let Some(text) = response.content.as_deref().filter(|t| !t.trim().is_empty()) {
+                    if !self.deliver(text, false).await {
+                        return;
+                    }
+                }
+            }
+            messages.push(ChatMessage {
+                role: "assistant".into(),
+                content: response.content.clone(),
+                tool_calls: response.tool_calls.clone(),
+                tool_call_id: None,
+            });
+            for call in &response.tool_calls {
+                let output = self.call_tool(turn, call).await;
+                messages.push(ChatMessage::tool_result(&call.id, output));
+            }
+        }
+        let Some(answer) = final_answer.filter(|a| !a.trim().is_empty()) else {
+            if hit_limit {
+                self.fail(format!(
+                    "the run reached its limit of {} model calls",
+                    runner.config.max_turns
+                ));
+            }
+            return;
+        };
+        self.deliver(&answer, hit_limit).await;
+    }
+
+    /// Runs one tool call with its hooks; returns what the model sees.
+    async fn call_tool(&mut self, turn: u32, call: &model::ToolCall) -> String {
+        let runner = self.runner;
+        let pre = runner
+            .runtime
+            .dispatch(
+                &self.ctx,
+                ToolPreExec {
+                    turn,
+                    tool_name: call.name.clone(),
+                    tool_call_id: call.id.clone(),
+                    tool_input: call.arguments.clone(),
+                },
+            )
+            .await;
+        let start_ms = now_ms();
+        let started = Instant::now();
+        let input = pre.payload.tool_input.clone();
+        let result = match (&pre.blocked, runner.tools.get(&call.name)) {
+            (Some(b), _) => ToolOutput::failed(format!("[blocked] {}", b.reason)),
+            (None, None) => ToolOutput::failed(format!("there is no tool named `{}`", call.name)),
+            (None, Some(tool)) => {
+                let tctx = ToolContext {
+                    work_item_id: self.request.work_item.id.clone(),
+                    job_id: self.job_id.clone(),
+                    agent_id: self.agent.id.clone(),
+                    integration_type: self.request.integration.kind.clone(),
+                };
+                tool.call(&tctx, &input).await
+            }
+        };
+        let status = match (&pre.blocked, result.success) {
+            (Some(_), _) => "blocked",
+            (None, true) => "ok",
+            (None, false) => "error",
+        };
+        self.span(
+            "tool.call",
+            "tool",
+            status,
+            start_ms,
+            started.elapsed(),
+            json!({
+            "tool.name": call.name, "tool.call_id": call.id,
+            "blocked_by": pre.blocked.as_ref().map(|b| b.plugin_id.to_string()) }),
+        );
+        let post = runner
+            .runtime
+            .dispatch(
+                &self.ctx,
+                ToolPostExec {
+                    turn,
+                    tool_name: call.name.clone(),
+                    tool_call_id: call.id.clone(),
+                    tool_input: input,
+                    output: result.output,
+                    success: result.success,
+                },
+            )
+            .await;
+        post.payload.output
+    }
+
+    /// Delivers content through the integration with its hooks. Returns `false` when the run should
+    /// stop (the delivery was blocked or failed).
+    async fn deliver(&mut self, content: &str, hit_limit: bool) -> bool {
+        let runner = self.runner;
+        let instance = &self.request.integration;
+        let pre = runner
+            .runtime
+            .dispatch(
+                &self.ctx,
+                ResponsePreDeliver {
+                    integration_id: instance.id.clone(),
+                    integration_type: instance.kind.clone(),
+                    content: content.to_string(),
+                    response_mode: match self.response_mode() {
+                        ResponseMode::Streaming => "streaming".into(),
+                        ResponseMode::Final => "final".into(),
+                    },
+                    hit_limit,
+                },
+            )
+            .await;
+        if let Some(b) = pre.blocked {
+            self.block(b);
+            return false;
+        }
+        let content = pre.payload.content;
+        let (inst, rc, work_item_id, text) = (
+            instance.clone(),
+            self.request.response_context.clone(),
+            self.request.work_item.id.clone(),
+            content.clone(),
+        );
+        let options = PostResponseOptions {
+            hit_limit,
+            idempotency_key: Some(format!("{}:{}", self.job_id, self.report.deliveries.len())),
+        };
+        let result = runner
+            .runtime
+            .call_integration(
+                &instance.kind,
+                "post_response",
+                &self.ctx,
+                runner.config.integration_timeout,
+                move |i, host| {
+                    i.post_response(&inst, &work_item_id, &text, rc.as_ref(), &options, host)
+                },
+            )
+            .await
+            .unwrap_or_else(|e| PostResponseResult::failed(e.to_string(), false));
+        self.report.deliveries.push(result.clone());
+        runner
+            .runtime
+            .dispatch(
+                &self.ctx,
+                ResponsePostDeliver {
+                    integration_id: instance.id.clone(),
+                    integration_type: instance.kind.clone(),
+                    content: content.clone(),
+                    result: result.clone(),
+                },
+            )
+            .await;
+        if result.success {
+            self.report.final_content = Some(content);
+            true
+        } else {
+            self.fail(format!(
+                "delivery failed: {}",
+                result
+                    .error
+                    .as_deref()
+                    .unwrap_or("the integration reported a failure")
+            ));
+            false
+        }
+    }
+}
+
+/// The text a run answers: the payload's `text`, else the work item's title.
+pub fn message_text(work_item: &WorkItemRow) -> String {
+    work_item
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<Value>(p).ok())
+        .and_then(|p| p.get("text").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| work_item.title.clone())
+}
