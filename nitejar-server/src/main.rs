@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod config;
 mod plugin_cmd;
+mod routes;
 mod serve;
 
 /// Nitejar: AI agents that answer messages from your channels, extended by plugins.

@@ -1,12 +1,23 @@
-//! `nitejar serve`: boots the runtime with the built-ins and serves HTTP.
+//! `nitejar serve`: boots the engine and serves HTTP.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::{get, web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use clap::Args;
+use nitejar_core::crypto::{load_or_create_key, Cipher, KeyOrigin};
+use nitejar_core::ingress::Ingress;
+use nitejar_core::permissions::{Grant, PermissionGate, PermissionSet};
+use nitejar_core::runner::model::{ModelProvider, OfflineModel, OpenAiCompatible};
+use nitejar_core::runner::queue::RunQueue;
+use nitejar_core::runner::tools::{CurrentTime, ToolSet};
+use nitejar_core::runner::{Runner, RunnerConfig};
 use nitejar_core::runtime::Runtime;
-use serde_json::json;
+use nitejar_core::store::{self, DbReceiptSink, SinkOptions};
+
+use crate::config::{self, Config};
+use crate::routes;
 
 /// Options of `nitejar serve`.
 #[derive(Args)]
@@ -19,46 +30,172 @@ pub struct ServeArgs {
     pub bind: String,
 }
 
-struct AppState {
-    runtime: Arc<Runtime>,
-}
-
-#[get("/healthz")]
-async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    let registry = state.runtime.registry();
-    HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "version": nitejar_core::NITEJAR_VERSION,
-        "activePlugins": registry.plugins().count(),
-    }))
+/// What every request handler can reach.
+pub struct AppState {
+    pub runtime: Arc<Runtime>,
+    pub ingress: Ingress,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
-    let (bind, port) = (args.bind, args.port);
-    nitejar_builtins::link();
-    let runtime = Arc::new(Runtime::builder().build());
-    for (id, error) in runtime.activate_builtins() {
-        tracing::error!(plugin.id = %id, "built-in plugin could not be activated: {error}");
-    }
-    let active: Vec<String> = runtime
-        .registry()
-        .plugins()
-        .map(|p| p.meta().to_string())
-        .collect();
-    tracing::info!("active plugins: {}", active.join(", "));
+    let config = Config::from_env()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("nitejar")
+        .build()
+        .context("could not start the async runtime")?;
+    rt.block_on(serve(config, args))
+}
 
-    let state = web::Data::new(AppState { runtime });
-    actix_web::rt::System::new().block_on(async move {
-        let server = HttpServer::new(move || App::new().app_data(state.clone()).service(healthz))
-            .bind((bind.as_str(), port))
-            .with_context(|| format!("could not listen on {bind}:{port}"))?;
-        tracing::info!(
-            "nitejar {} listening on http://{bind}:{port}",
-            nitejar_core::NITEJAR_VERSION
-        );
-        server.run().await.context("server stopped with an error")
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    config.prepare_dirs()?;
+    let (key, origin) = load_or_create_key(config.encryption_key.as_deref(), &config.data_dir)
+        .context("ENCRYPTION_KEY")?;
+    match &origin {
+        KeyOrigin::Env => tracing::info!("encryption key: from ENCRYPTION_KEY"),
+        KeyOrigin::File { path } => tracing::info!("encryption key: {}", path.display()),
+        KeyOrigin::Generated { path } => tracing::warn!(
+            "ENCRYPTION_KEY is not set: generated a new key in {} (mode 0600). Back this file up: \
+             without it, stored integration secrets cannot be read. Set ENCRYPTION_KEY to use your own.",
+            path.display()
+        ),
+    }
+    let store = store::open(&config.database_url, Cipher::new(&key))
+        .await
+        .with_context(|| {
+            format!(
+                "could not open the database ({})",
+                store::Backend::of_url(&config.database_url).as_str()
+            )
+        })?;
+    let sink = DbReceiptSink::start(store.clone(), SinkOptions::default());
+    let gate = Arc::new(PermissionGate::new(&config.data_dir, sink.clone()));
+    let runtime = Arc::new(
+        Runtime::builder()
+            .sink(sink.clone())
+            .services(gate.clone())
+            .build(),
+    );
+
+    nitejar_builtins::link();
+    activate_builtins(&runtime, &gate, &config);
+
+    let model: Arc<dyn ModelProvider> = match (&config.model_base_url, &config.model) {
+        (Some(base), Some(model)) => {
+            tracing::info!("model: {model} at {base}");
+            Arc::new(OpenAiCompatible::new(
+                base,
+                config.model_api_key.clone(),
+                model,
+                config.model_timeout,
+            ))
+        }
+        _ => {
+            tracing::info!(
+                "model: offline (set NITEJAR_MODEL_BASE_URL and NITEJAR_MODEL for a real one)"
+            );
+            Arc::new(OfflineModel)
+        }
+    };
+    let runner = Arc::new(Runner::new(
+        runtime.clone(),
+        store.clone(),
+        model,
+        ToolSet::new().with(CurrentTime),
+        RunnerConfig::default(),
+    ));
+    let agent = runner
+        .ensure_default_agent()
+        .await
+        .context("could not create the default agent")?;
+    tracing::info!("default agent: {} ({})", agent.name, agent.id);
+    let queue = RunQueue::new(runner, config.run_concurrency);
+    let ingress = Ingress::new(runtime.clone(), store.clone(), queue.clone());
+
+    let state = web::Data::new(AppState {
+        runtime: runtime.clone(),
+        ingress,
+    });
+    let max_body = config.webhook_max_bytes;
+    let (bind, port) = (args.bind, args.port);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .configure(routes::configure)
     })
+    .bind((bind.as_str(), port))
+    .with_context(|| format!("could not listen on {bind}:{port}"))?
+    .shutdown_timeout(10);
+    tracing::info!(
+        "nitejar {} listening on http://{bind}:{port} (data: {})",
+        nitejar_core::NITEJAR_VERSION,
+        config.data_dir.display()
+    );
+    server.run().await.context("server stopped with an error")?;
+
+    tracing::info!("shutting down: finishing runs and writing receipts");
+    if tokio::time::timeout(Duration::from_secs(20), queue.drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!("runs still going after 20 s; stopping without them");
+    }
+    let report = sink.shutdown().await;
+    tracing::info!(
+        "receipts written: {}, lost: {}",
+        report.written,
+        report.lost
+    );
+    store.close().await.ok();
+    Ok(())
+}
+
+/// Activates the built-ins and grants them the permissions their manifests declare. An operator who
+/// points a built-in at another API (`NITEJAR_<NAME>_API_BASE`, e.g. `NITEJAR_TELEGRAM_API_BASE` for
+/// `builtin.telegram`) also grants it that host.
+fn activate_builtins(runtime: &Runtime, gate: &PermissionGate, config: &Config) {
+    for builtin in nitejar_core::builtin::builtins() {
+        let (validated, active) = match (builtin.manifest(), builtin.activate()) {
+            (Ok(v), Ok(a)) => (v, a),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!("{e}");
+                continue;
+            }
+        };
+        let manifest = &validated.manifest;
+        let mut permissions = PermissionSet::from(&manifest.permissions);
+        let name = manifest
+            .id
+            .trim_start_matches("builtin.")
+            .to_ascii_uppercase();
+        if let Some(base) = config::var(&format!("{name}_API_BASE")) {
+            match api_host(&base) {
+                Some(host) => permissions = permissions.network([host]),
+                None => tracing::error!("NITEJAR_{name}_API_BASE is not an http(s) URL: {base}"),
+            }
+        }
+        gate.grant(
+            active.meta(),
+            Grant::new(permissions, &config.data_dir).require_acknowledgement(false),
+        );
+        let id = active.meta().to_string();
+        match runtime.activate(active) {
+            Ok(()) => tracing::info!("built-in active: {id}"),
+            Err(e) => tracing::error!("built-in {id} could not be activated: {e}"),
+        }
+    }
+}
+
+/// `host:port` of an http(s) URL, as a network permission entry.
+fn api_host(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = parsed.host_str()?;
+    let port = parsed.port_or_known_default()?;
+    Some(format!("{host}:{port}"))
 }
 
 fn init_tracing() {
