@@ -1,5 +1,5 @@
 //! The database: plugins and their versions, acknowledgements, receipts, integrations, work items, jobs,
-//! spans.
+//! spans, skills.
 //!
 //! [`Store`] is the interface the rest of the engine uses, an object-safe trait held as
 //! `Arc<dyn Store>`. Two implementations share one body of SQL:
@@ -52,6 +52,7 @@ mod postgres;
 mod receipts;
 mod rows;
 mod runs;
+mod skills;
 mod sql;
 mod sqlite;
 
@@ -63,6 +64,9 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use receipts::{DbReceiptSink, SinkOptions, SinkShutdown};
 pub use rows::*;
+pub use skills::{
+    AssignmentFilter, NewSkillAssignment, SkillAssignmentRow, SkillFileRow, SkillFileStat, SkillRow,
+};
 pub use sqlite::SqliteStore;
 
 use crate::crypto::Cipher;
@@ -282,6 +286,86 @@ pub trait Store: Send + Sync + 'static {
 
     /// The spans of one trace, by start time.
     fn list_spans<'a>(&'a self, trace_id: &'a str) -> StoreFuture<'a, Vec<SpanRow>>;
+
+    // --- skills -------------------------------------------------------------------------------------
+
+    /// Creates a skill row with its supporting files, in one transaction.
+    /// [`StoreError::AlreadyExists`] when the id or the slug is taken.
+    fn insert_skill<'a>(
+        &'a self,
+        skill: &'a SkillRow,
+        files: &'a [SkillFileRow],
+    ) -> StoreFuture<'a, ()>;
+
+    /// Rewrites one skill row (every column but `id`, `slug`, `source_kind`, `plugin_id` and
+    /// `created_at`) and, when `files` is given, replaces all its supporting files, in one
+    /// transaction. [`StoreError::NotFound`] when there is no such row.
+    fn update_skill<'a>(
+        &'a self,
+        skill: &'a SkillRow,
+        files: Option<&'a [SkillFileRow]>,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Inserts or refreshes mirror rows (skills whose source is a repo directory or a plugin), in one
+    /// transaction. An existing row keeps its `enabled` switch and `created_at`.
+    fn upsert_mirror_skills<'a>(&'a self, skills: &'a [SkillRow]) -> StoreFuture<'a, ()>;
+
+    /// One skill row.
+    fn get_skill<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<SkillRow>>;
+
+    /// Every skill row, or those of one `source_kind`, by id.
+    fn list_skills<'a>(&'a self, source_kind: Option<&'a str>) -> StoreFuture<'a, Vec<SkillRow>>;
+
+    /// Deletes a skill with its files and assignments. `false` when there was no such row.
+    fn delete_skill<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Sets the operator's switch of one skill. `false` when there is no such row.
+    fn set_skill_enabled<'a>(&'a self, id: &'a str, enabled: bool) -> StoreFuture<'a, bool>;
+
+    /// The supporting files of a skill (with content), by path.
+    fn list_skill_files<'a>(&'a self, skill_id: &'a str) -> StoreFuture<'a, Vec<SkillFileRow>>;
+
+    /// One supporting file of a skill.
+    fn get_skill_file<'a>(
+        &'a self,
+        skill_id: &'a str,
+        relative_path: &'a str,
+    ) -> StoreFuture<'a, Option<SkillFileRow>>;
+
+    /// Path and size of every supporting file of every skill (no content).
+    fn list_skill_file_stats(&self) -> StoreFuture<'_, Vec<SkillFileStat>>;
+
+    /// Creates or changes the assignment of a skill to one scope (priority and enabled flag).
+    /// [`StoreError::NotFound`] when the skill has no row.
+    fn set_skill_assignment<'a>(
+        &'a self,
+        new: &'a NewSkillAssignment,
+    ) -> StoreFuture<'a, SkillAssignmentRow>;
+
+    /// Adds an assignment unless one exists for the same skill and scope (whatever its flag).
+    /// `true` when added.
+    fn insert_skill_assignment_if_absent<'a>(
+        &'a self,
+        new: &'a NewSkillAssignment,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Assignments, narrowed by the filter; highest priority first.
+    fn list_skill_assignments<'a>(
+        &'a self,
+        filter: &'a AssignmentFilter,
+    ) -> StoreFuture<'a, Vec<SkillAssignmentRow>>;
+
+    /// Deletes one assignment. `false` when there was no such row.
+    fn delete_skill_assignment<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
+
+    /// The assignments that apply to a run: global ones, the agent's, its team's (when it has one)
+    /// and its integration type's (when known), enabled or not; highest priority first.
+    fn skill_assignments_for_run<'a>(
+        &'a self,
+        agent_id: &'a str,
+        team_id: Option<&'a str>,
+        integration_type: Option<&'a str>,
+    ) -> StoreFuture<'a, Vec<SkillAssignmentRow>>;
 
     // --- receipts -----------------------------------------------------------------------------------
 

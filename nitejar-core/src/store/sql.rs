@@ -320,6 +320,87 @@ macro_rules! impl_store {
             fn list_spans<'a>(&'a self, trace_id: &'a str) -> StoreFuture<'a, Vec<SpanRow>> {
                 Box::pin(self.sql_list_spans(trace_id))
             }
+            fn insert_skill<'a>(
+                &'a self,
+                skill: &'a SkillRow,
+                files: &'a [SkillFileRow],
+            ) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_insert_skill(skill, files))
+            }
+            fn update_skill<'a>(
+                &'a self,
+                skill: &'a SkillRow,
+                files: Option<&'a [SkillFileRow]>,
+            ) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_update_skill(skill, files))
+            }
+            fn upsert_mirror_skills<'a>(&'a self, skills: &'a [SkillRow]) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_upsert_mirror_skills(skills))
+            }
+            fn get_skill<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<SkillRow>> {
+                Box::pin(self.sql_get_skill(id))
+            }
+            fn list_skills<'a>(
+                &'a self,
+                source_kind: Option<&'a str>,
+            ) -> StoreFuture<'a, Vec<SkillRow>> {
+                Box::pin(self.sql_list_skills(source_kind))
+            }
+            fn delete_skill<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+                Box::pin(self.sql_delete_skill(id))
+            }
+            fn set_skill_enabled<'a>(
+                &'a self,
+                id: &'a str,
+                enabled: bool,
+            ) -> StoreFuture<'a, bool> {
+                Box::pin(self.sql_set_skill_enabled(id, enabled))
+            }
+            fn list_skill_files<'a>(
+                &'a self,
+                skill_id: &'a str,
+            ) -> StoreFuture<'a, Vec<SkillFileRow>> {
+                Box::pin(self.sql_list_skill_files(skill_id))
+            }
+            fn get_skill_file<'a>(
+                &'a self,
+                skill_id: &'a str,
+                relative_path: &'a str,
+            ) -> StoreFuture<'a, Option<SkillFileRow>> {
+                Box::pin(self.sql_get_skill_file(skill_id, relative_path))
+            }
+            fn list_skill_file_stats(&self) -> StoreFuture<'_, Vec<SkillFileStat>> {
+                Box::pin(self.sql_list_skill_file_stats())
+            }
+            fn set_skill_assignment<'a>(
+                &'a self,
+                new: &'a NewSkillAssignment,
+            ) -> StoreFuture<'a, SkillAssignmentRow> {
+                Box::pin(self.sql_set_skill_assignment(new))
+            }
+            fn insert_skill_assignment_if_absent<'a>(
+                &'a self,
+                new: &'a NewSkillAssignment,
+            ) -> StoreFuture<'a, bool> {
+                Box::pin(self.sql_insert_skill_assignment_if_absent(new))
+            }
+            fn list_skill_assignments<'a>(
+                &'a self,
+                filter: &'a AssignmentFilter,
+            ) -> StoreFuture<'a, Vec<SkillAssignmentRow>> {
+                Box::pin(self.sql_list_skill_assignments(filter))
+            }
+            fn delete_skill_assignment<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+                Box::pin(self.sql_delete_skill_assignment(id))
+            }
+            fn skill_assignments_for_run<'a>(
+                &'a self,
+                agent_id: &'a str,
+                team_id: Option<&'a str>,
+                integration_type: Option<&'a str>,
+            ) -> StoreFuture<'a, Vec<SkillAssignmentRow>> {
+                Box::pin(self.sql_skill_assignments_for_run(agent_id, team_id, integration_type))
+            }
             fn insert_receipts<'a>(&'a self, receipts: &'a [StoredReceipt]) -> StoreFuture<'a, ()> {
                 Box::pin(self.sql_insert_receipts(receipts))
             }

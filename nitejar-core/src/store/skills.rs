@@ -1,0 +1,701 @@
+//! Skills, their supporting files and their assignments (`skills`, `skill_files`,
+//! `skill_assignments`).
+//!
+//! Rows here are the catalog side of [`crate::skills`]: admin skills live only here (with their
+//! supporting files in `skill_files`); repo and plugin skills get a *mirror row* so that assignments
+//! (which reference `skills.id`) and the operator's on/off switch have something to point at.
+//! The column `slug` is unique across all rows: it is an admin skill's slug, and for a mirror row it
+//! repeats the skill id (`repo:…`, `plugin:…`), which can never collide with an admin slug (slugs
+//! have no `:`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+
+use super::sql::{col, SqlStore};
+use super::{new_id, StoreError};
+use crate::receipts::now_ms;
+
+const SKILL_COLUMNS: &str = "id, name, slug, description, category, source_kind, plugin_id, \
+     source_ref, content, is_directory, version, checksum, enabled, tags_json, \
+     requires_tools_json, metadata_json, created_at, updated_at";
+
+const FILE_COLUMNS: &str = "id, skill_id, relative_path, content, content_type, size_bytes, \
+     checksum, created_at, updated_at";
+
+const ASSIGNMENT_COLUMNS: &str = "id, skill_id, skill_slug, scope, scope_id, priority, \
+     auto_inject, enabled, created_at, updated_at";
+
+/// One row of `skills`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SkillRow {
+    /// The skill id (`admin:<slug>`, `repo:<dir>`, `plugin:<plugin>/<skill>`; rows adopted from an
+    /// earlier release may hold a UUID).
+    pub id: String,
+    /// The display name.
+    pub name: String,
+    /// Unique across rows: an admin skill's slug, or the skill id for a mirror row.
+    pub slug: String,
+    pub description: Option<String>,
+    /// `general` unless set.
+    pub category: String,
+    /// `admin`, `plugin` or `repo`.
+    pub source_kind: String,
+    /// The contributing plugin, when it has a `plugins` row (built-ins have none).
+    pub plugin_id: Option<String>,
+    /// Where the content came from (a path, `<plugin>@<version>:<path>`, …).
+    pub source_ref: Option<String>,
+    /// The `SKILL.md` text.
+    pub content: String,
+    /// Whether the skill has supporting files.
+    pub is_directory: bool,
+    pub version: Option<String>,
+    /// sha256 (hex) of `content`.
+    pub checksum: Option<String>,
+    /// The operator's switch: a disabled skill is listed but never offered to a run.
+    pub enabled: bool,
+    pub tags: Vec<String>,
+    pub requires_tools: Vec<String>,
+    /// Extra state (for mirror rows: whether the source still provides the skill, …); `Null` when
+    /// none.
+    pub metadata: Value,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// One row of `skill_files`: a supporting file of an admin skill (text).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillFileRow {
+    pub id: String,
+    pub skill_id: String,
+    /// Relative to the skill directory, `/`-separated, checked (no `..`, not absolute).
+    pub relative_path: String,
+    pub content: String,
+    pub content_type: Option<String>,
+    pub size_bytes: i64,
+    /// sha256 (hex) of `content`.
+    pub checksum: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// A supporting file without its content, for listings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillFileStat {
+    pub skill_id: String,
+    pub relative_path: String,
+    pub size_bytes: i64,
+    pub content_type: Option<String>,
+}
+
+/// One row of `skill_assignments`. `scope` is `global`, `team`, `agent` or `integration_type`;
+/// `scope_id` is the team id, agent id or integration type (empty for `global`; rows adopted from an
+/// earlier release may hold `None` there).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillAssignmentRow {
+    pub id: String,
+    pub skill_id: String,
+    pub skill_slug: String,
+    pub scope: String,
+    pub scope_id: Option<String>,
+    /// Higher first in the prompt.
+    pub priority: i64,
+    pub auto_inject: bool,
+    pub enabled: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// What [`Store::set_skill_assignment`](super::Store::set_skill_assignment) needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewSkillAssignment {
+    pub skill_id: String,
+    pub scope: String,
+    /// Empty for `global`.
+    pub scope_id: String,
+    pub priority: i64,
+    pub enabled: bool,
+}
+
+/// Which assignments to list; every field narrows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AssignmentFilter {
+    pub skill_id: Option<String>,
+    pub scope: Option<String>,
+    /// Only with `scope`; empty matches `global` rows.
+    pub scope_id: Option<String>,
+}
+
+fn json_list(value: &[String]) -> Option<String> {
+    (!value.is_empty()).then(|| serde_json::to_string(value).unwrap_or_else(|_| "[]".into()))
+}
+
+fn parse_list(
+    text: Option<String>,
+    id: &str,
+    column: &'static str,
+) -> Result<Vec<String>, StoreError> {
+    match text.as_deref().map(str::trim) {
+        None | Some("") | Some("null") => Ok(Vec::new()),
+        Some(t) => serde_json::from_str(t).map_err(|e| StoreError::Malformed {
+            entity: "skill",
+            id: id.to_owned(),
+            column,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn already_exists(op: &'static str, id: &str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    let id = id.to_owned();
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists {
+            entity: "skill",
+            id,
+        },
+        _ => StoreError::Query { op, source: e },
+    }
+}
+
+fn missing_skill(op: &'static str, id: &str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    let id = id.to_owned();
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound {
+            entity: "skill",
+            id,
+        },
+        _ => StoreError::Query { op, source: e },
+    }
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+{
+    fn skill_row(row: &DB::Row, op: &'static str) -> Result<SkillRow, StoreError> {
+        let id: String = col(row, "id", op)?;
+        let metadata = match col::<Option<String>, _>(row, "metadata_json", op)? {
+            None => Value::Null,
+            Some(t) if t.trim().is_empty() => Value::Null,
+            Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::Malformed {
+                entity: "skill",
+                id: id.clone(),
+                column: "metadata_json",
+                reason: e.to_string(),
+            })?,
+        };
+        Ok(SkillRow {
+            name: col(row, "name", op)?,
+            slug: col(row, "slug", op)?,
+            description: col(row, "description", op)?,
+            category: col(row, "category", op)?,
+            source_kind: col(row, "source_kind", op)?,
+            plugin_id: col(row, "plugin_id", op)?,
+            source_ref: col(row, "source_ref", op)?,
+            content: col(row, "content", op)?,
+            is_directory: col::<i64, _>(row, "is_directory", op)? != 0,
+            version: col(row, "version", op)?,
+            checksum: col(row, "checksum", op)?,
+            enabled: col::<i64, _>(row, "enabled", op)? != 0,
+            tags: parse_list(col(row, "tags_json", op)?, &id, "tags_json")?,
+            requires_tools: parse_list(
+                col(row, "requires_tools_json", op)?,
+                &id,
+                "requires_tools_json",
+            )?,
+            metadata,
+            created_at: col(row, "created_at", op)?,
+            updated_at: col(row, "updated_at", op)?,
+            id,
+        })
+    }
+
+    fn skill_file_row(row: &DB::Row, op: &'static str) -> Result<SkillFileRow, StoreError> {
+        Ok(SkillFileRow {
+            id: col(row, "id", op)?,
+            skill_id: col(row, "skill_id", op)?,
+            relative_path: col(row, "relative_path", op)?,
+            content: col(row, "content", op)?,
+            content_type: col(row, "content_type", op)?,
+            size_bytes: col::<Option<i64>, _>(row, "size_bytes", op)?.unwrap_or(0),
+            checksum: col(row, "checksum", op)?,
+            created_at: col(row, "created_at", op)?,
+            updated_at: col(row, "updated_at", op)?,
+        })
+    }
+
+    fn assignment_row(row: &DB::Row, op: &'static str) -> Result<SkillAssignmentRow, StoreError> {
+        Ok(SkillAssignmentRow {
+            id: col(row, "id", op)?,
+            skill_id: col(row, "skill_id", op)?,
+            skill_slug: col(row, "skill_slug", op)?,
+            scope: col(row, "scope", op)?,
+            scope_id: col(row, "scope_id", op)?,
+            priority: col(row, "priority", op)?,
+            auto_inject: col::<i64, _>(row, "auto_inject", op)? != 0,
+            enabled: col::<i64, _>(row, "enabled", op)? != 0,
+            created_at: col(row, "created_at", op)?,
+            updated_at: col(row, "updated_at", op)?,
+        })
+    }
+
+    /// The `INSERT … VALUES` of one skill row. The plugin id is set only when a `plugins` row exists
+    /// (the column is a foreign key; built-ins and plugins activated by an embedding host have none).
+    fn skill_insert(suffix: &str) -> String {
+        format!(
+            "INSERT INTO skills ({SKILL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, \
+             (SELECT id FROM plugins WHERE id = $7), $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18) {suffix}"
+        )
+    }
+
+    fn bind_skill<'q>(
+        query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+        s: &'q SkillRow,
+    ) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>> {
+        let metadata = (!s.metadata.is_null()).then(|| s.metadata.to_string());
+        query
+            .bind(s.id.as_str())
+            .bind(s.name.as_str())
+            .bind(s.slug.as_str())
+            .bind(s.description.as_deref())
+            .bind(s.category.as_str())
+            .bind(s.source_kind.as_str())
+            .bind(s.plugin_id.as_deref())
+            .bind(s.source_ref.as_deref())
+            .bind(s.content.as_str())
+            .bind(i64::from(s.is_directory))
+            .bind(s.version.as_deref())
+            .bind(s.checksum.as_deref())
+            .bind(i64::from(s.enabled))
+            .bind(json_list(&s.tags))
+            .bind(json_list(&s.requires_tools))
+            .bind(metadata)
+            .bind(s.created_at)
+            .bind(s.updated_at)
+    }
+
+    async fn replace_files(
+        tx: &mut sqlx::Transaction<'static, DB>,
+        skill_id: &str,
+        files: &[SkillFileRow],
+        op: &'static str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM skill_files WHERE skill_id = $1")
+            .bind(skill_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::query(op))?;
+        let sql = format!(
+            "INSERT INTO skill_files ({FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
+        for f in files {
+            sqlx::query(&sql)
+                .bind(f.id.as_str())
+                .bind(skill_id)
+                .bind(f.relative_path.as_str())
+                .bind(f.content.as_str())
+                .bind(f.content_type.as_deref())
+                .bind(f.size_bytes)
+                .bind(f.checksum.as_deref())
+                .bind(f.created_at)
+                .bind(f.updated_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::query(op))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn sql_insert_skill(
+        &self,
+        skill: &SkillRow,
+        files: &[SkillFileRow],
+    ) -> Result<(), StoreError> {
+        const OP: &str = "insert skill";
+        let mut tx = self.begin_write(OP).await?;
+        Self::bind_skill(sqlx::query(&Self::skill_insert("")), skill)
+            .execute(&mut *tx)
+            .await
+            .map_err(already_exists(OP, &skill.slug))?;
+        Self::replace_files(&mut tx, &skill.id, files, OP).await?;
+        tx.commit().await.map_err(StoreError::query(OP))
+    }
+
+    pub(crate) async fn sql_update_skill(
+        &self,
+        skill: &SkillRow,
+        files: Option<&[SkillFileRow]>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "update skill";
+        let mut tx = self.begin_write(OP).await?;
+        let updated = sqlx::query(
+            "UPDATE skills SET name = $2, description = $3, category = $4, content = $5, \
+             is_directory = $6, version = $7, checksum = $8, enabled = $9, tags_json = $10, \
+             requires_tools_json = $11, metadata_json = $12, updated_at = $13, source_ref = $14 \
+             WHERE id = $1 RETURNING id",
+        )
+        .bind(skill.id.as_str())
+        .bind(skill.name.as_str())
+        .bind(skill.description.as_deref())
+        .bind(skill.category.as_str())
+        .bind(skill.content.as_str())
+        .bind(i64::from(skill.is_directory))
+        .bind(skill.version.as_deref())
+        .bind(skill.checksum.as_deref())
+        .bind(i64::from(skill.enabled))
+        .bind(json_list(&skill.tags))
+        .bind(json_list(&skill.requires_tools))
+        .bind((!skill.metadata.is_null()).then(|| skill.metadata.to_string()))
+        .bind(skill.updated_at)
+        .bind(skill.source_ref.as_deref())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::query(OP))?;
+        if updated.is_none() {
+            return Err(StoreError::NotFound {
+                entity: "skill",
+                id: skill.id.clone(),
+            });
+        }
+        if let Some(files) = files {
+            Self::replace_files(&mut tx, &skill.id, files, OP).await?;
+        }
+        tx.commit().await.map_err(StoreError::query(OP))
+    }
+
+    pub(crate) async fn sql_upsert_mirror_skills(
+        &self,
+        skills: &[SkillRow],
+    ) -> Result<(), StoreError> {
+        const OP: &str = "upsert mirrored skills";
+        if skills.is_empty() {
+            return Ok(());
+        }
+        // `enabled` (the operator's switch) and `created_at` survive a re-sync.
+        let sql = Self::skill_insert(
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, slug = excluded.slug, \
+             description = excluded.description, category = excluded.category, \
+             source_kind = excluded.source_kind, plugin_id = excluded.plugin_id, \
+             source_ref = excluded.source_ref, content = excluded.content, \
+             is_directory = excluded.is_directory, version = excluded.version, \
+             checksum = excluded.checksum, tags_json = excluded.tags_json, \
+             requires_tools_json = excluded.requires_tools_json, \
+             metadata_json = excluded.metadata_json, updated_at = excluded.updated_at",
+        );
+        let mut tx = self.begin_write(OP).await?;
+        for skill in skills {
+            Self::bind_skill(sqlx::query(&sql), skill)
+                .execute(&mut *tx)
+                .await
+                .map_err(already_exists(OP, &skill.slug))?;
+        }
+        tx.commit().await.map_err(StoreError::query(OP))
+    }
+
+    pub(crate) async fn sql_get_skill(&self, id: &str) -> Result<Option<SkillRow>, StoreError> {
+        const OP: &str = "read skill";
+        let sql = format!("SELECT {SKILL_COLUMNS} FROM skills WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::query(OP))?;
+        row.map(|r| Self::skill_row(&r, OP)).transpose()
+    }
+
+    pub(crate) async fn sql_list_skills(
+        &self,
+        source_kind: Option<&str>,
+    ) -> Result<Vec<SkillRow>, StoreError> {
+        const OP: &str = "list skills";
+        let rows = match source_kind {
+            Some(kind) => {
+                let sql = format!(
+                    "SELECT {SKILL_COLUMNS} FROM skills WHERE source_kind = $1 ORDER BY id"
+                );
+                sqlx::query(&sql).bind(kind).fetch_all(&self.pool).await
+            }
+            None => {
+                let sql = format!("SELECT {SKILL_COLUMNS} FROM skills ORDER BY id");
+                sqlx::query(&sql).fetch_all(&self.pool).await
+            }
+        }
+        .map_err(StoreError::query(OP))?;
+        rows.iter().map(|r| Self::skill_row(r, OP)).collect()
+    }
+
+    pub(crate) async fn sql_delete_skill(&self, id: &str) -> Result<bool, StoreError> {
+        const OP: &str = "delete skill";
+        let mut tx = self.begin_write(OP).await?;
+        // Explicit rather than ON DELETE CASCADE alone: tables adopted from an earlier release may lack
+        // the foreign keys.
+        for sql in [
+            "DELETE FROM skill_assignments WHERE skill_id = $1",
+            "DELETE FROM skill_files WHERE skill_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query(OP))?;
+        }
+        let deleted = sqlx::query("DELETE FROM skills WHERE id = $1 RETURNING id")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::query(OP))?
+            .is_some();
+        tx.commit().await.map_err(StoreError::query(OP))?;
+        Ok(deleted)
+    }
+
+    pub(crate) async fn sql_set_skill_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "UPDATE skills SET enabled = $2, updated_at = $3 WHERE id = $1 RETURNING id",
+        )
+        .bind(id)
+        .bind(i64::from(enabled))
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query("enable or disable skill"))?;
+        Ok(row.is_some())
+    }
+
+    pub(crate) async fn sql_list_skill_files(
+        &self,
+        skill_id: &str,
+    ) -> Result<Vec<SkillFileRow>, StoreError> {
+        const OP: &str = "list skill files";
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM skill_files WHERE skill_id = $1 ORDER BY relative_path"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(skill_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(OP))?;
+        rows.iter().map(|r| Self::skill_file_row(r, OP)).collect()
+    }
+
+    pub(crate) async fn sql_get_skill_file(
+        &self,
+        skill_id: &str,
+        relative_path: &str,
+    ) -> Result<Option<SkillFileRow>, StoreError> {
+        const OP: &str = "read skill file";
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM skill_files WHERE skill_id = $1 AND relative_path = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(skill_id)
+            .bind(relative_path)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::query(OP))?;
+        row.map(|r| Self::skill_file_row(&r, OP)).transpose()
+    }
+
+    pub(crate) async fn sql_list_skill_file_stats(&self) -> Result<Vec<SkillFileStat>, StoreError> {
+        const OP: &str = "list skill file sizes";
+        let rows = sqlx::query(
+            "SELECT skill_id, relative_path, size_bytes, content_type FROM skill_files \
+             ORDER BY skill_id, relative_path",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query(OP))?;
+        rows.iter()
+            .map(|r| {
+                Ok(SkillFileStat {
+                    skill_id: col(r, "skill_id", OP)?,
+                    relative_path: col(r, "relative_path", OP)?,
+                    size_bytes: col::<Option<i64>, _>(r, "size_bytes", OP)?.unwrap_or(0),
+                    content_type: col(r, "content_type", OP)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn sql_set_skill_assignment(
+        &self,
+        new: &NewSkillAssignment,
+    ) -> Result<SkillAssignmentRow, StoreError> {
+        const OP: &str = "set skill assignment";
+        let mut tx = self.begin_write(OP).await?;
+        let now = now_ms();
+        let slug = sqlx::query("SELECT slug FROM skills WHERE id = $1")
+            .bind(new.skill_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::query(OP))?
+            .map(|r| col::<String, _>(&r, "slug", OP))
+            .transpose()?;
+        let Some(slug) = slug else {
+            return Err(StoreError::NotFound {
+                entity: "skill",
+                id: new.skill_id.clone(),
+            });
+        };
+        // A global row adopted from an earlier release may have a NULL scope id: update it in place
+        // rather than adding a second global row beside it.
+        let sql = format!(
+            "UPDATE skill_assignments SET priority = $4, enabled = $5, updated_at = $6, \
+             scope_id = $3 WHERE skill_id = $1 AND scope = $2 AND COALESCE(scope_id, '') = $3 \
+             RETURNING {ASSIGNMENT_COLUMNS}"
+        );
+        let updated = sqlx::query(&sql)
+            .bind(new.skill_id.as_str())
+            .bind(new.scope.as_str())
+            .bind(new.scope_id.as_str())
+            .bind(new.priority)
+            .bind(i64::from(new.enabled))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::query(OP))?;
+        let row = match updated {
+            Some(row) => row,
+            None => {
+                let sql = format!(
+                    "INSERT INTO skill_assignments ({ASSIGNMENT_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $8) RETURNING {ASSIGNMENT_COLUMNS}"
+                );
+                sqlx::query(&sql)
+                    .bind(new_id())
+                    .bind(new.skill_id.as_str())
+                    .bind(slug.as_str())
+                    .bind(new.scope.as_str())
+                    .bind(new.scope_id.as_str())
+                    .bind(new.priority)
+                    .bind(i64::from(new.enabled))
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(missing_skill(OP, &new.skill_id))?
+            }
+        };
+        let row = Self::assignment_row(&row, OP)?;
+        tx.commit().await.map_err(StoreError::query(OP))?;
+        Ok(row)
+    }
+
+    pub(crate) async fn sql_insert_skill_assignment_if_absent(
+        &self,
+        new: &NewSkillAssignment,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "add skill assignment";
+        let mut tx = self.begin_write(OP).await?;
+        let exists = sqlx::query(
+            "SELECT id FROM skill_assignments WHERE skill_id = $1 AND scope = $2 \
+             AND COALESCE(scope_id, '') = $3",
+        )
+        .bind(new.skill_id.as_str())
+        .bind(new.scope.as_str())
+        .bind(new.scope_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::query(OP))?
+        .is_some();
+        if exists {
+            return Ok(false);
+        }
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO skill_assignments (id, skill_id, skill_slug, scope, scope_id, priority, \
+             auto_inject, enabled, created_at, updated_at) \
+             SELECT $1, id, slug, $3, $4, $5, 0, $6, $7, $7 FROM skills WHERE id = $2 \
+             ON CONFLICT (skill_id, scope, scope_id) DO NOTHING RETURNING id",
+        )
+        .bind(new_id())
+        .bind(new.skill_id.as_str())
+        .bind(new.scope.as_str())
+        .bind(new.scope_id.as_str())
+        .bind(new.priority)
+        .bind(i64::from(new.enabled))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::query(OP))?
+        .is_some();
+        tx.commit().await.map_err(StoreError::query(OP))?;
+        Ok(inserted)
+    }
+
+    pub(crate) async fn sql_list_skill_assignments(
+        &self,
+        filter: &AssignmentFilter,
+    ) -> Result<Vec<SkillAssignmentRow>, StoreError> {
+        const OP: &str = "list skill assignments";
+        // Unset filters compare with themselves: one statement shape for every combination.
+        let sql = format!(
+            "SELECT {ASSIGNMENT_COLUMNS} FROM skill_assignments \
+             WHERE ($1 = '' OR skill_id = $1) AND ($2 = '' OR scope = $2) \
+             AND ($3 = '' OR COALESCE(scope_id, '') = $4) \
+             ORDER BY priority DESC, skill_id, scope, scope_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.skill_id.as_deref().unwrap_or(""))
+            .bind(filter.scope.as_deref().unwrap_or(""))
+            .bind(if filter.scope_id.is_some() { "1" } else { "" })
+            .bind(filter.scope_id.as_deref().unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(OP))?;
+        rows.iter().map(|r| Self::assignment_row(r, OP)).collect()
+    }
+
+    pub(crate) async fn sql_delete_skill_assignment(&self, id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("DELETE FROM skill_assignments WHERE id = $1 RETURNING id")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::query("delete skill assignment"))?;
+        Ok(row.is_some())
+    }
+
+    pub(crate) async fn sql_skill_assignments_for_run(
+        &self,
+        agent_id: &str,
+        team_id: Option<&str>,
+        integration_type: Option<&str>,
+    ) -> Result<Vec<SkillAssignmentRow>, StoreError> {
+        const OP: &str = "list skill assignments of a run";
+        // An absent team or integration type binds NULL, which matches no row.
+        let sql = format!(
+            "SELECT {ASSIGNMENT_COLUMNS} FROM skill_assignments WHERE scope = 'global' \
+             OR (scope = 'agent' AND scope_id = $1) OR (scope = 'team' AND scope_id = $2) \
+             OR (scope = 'integration_type' AND scope_id = $3) \
+             ORDER BY priority DESC, skill_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(agent_id)
+            .bind(team_id)
+            .bind(integration_type)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(OP))?;
+        rows.iter().map(|r| Self::assignment_row(r, OP)).collect()
+    }
+}
