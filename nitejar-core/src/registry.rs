@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nitejar_sdk::hooks::HookEvent;
@@ -69,6 +70,7 @@ pub struct ActivePlugin {
     integrations: Vec<Arc<dyn Integration>>,
     hooks: Vec<HookContribution>,
     skills: Vec<SkillContribution>,
+    package_dir: Option<Arc<Path>>,
 }
 
 impl ActivePlugin {
@@ -85,6 +87,7 @@ impl ActivePlugin {
                 .map(HookContribution::Typed)
                 .collect(),
             skills: plugin.skills().to_vec(),
+            package_dir: None,
         }
     }
 
@@ -101,7 +104,20 @@ impl ActivePlugin {
             integrations,
             hooks,
             skills,
+            package_dir: None,
         }
+    }
+
+    /// Sets the package directory the plugin was loaded from: file skills
+    /// ([`nitejar_sdk::SkillSource::File`]) are read below it.
+    pub fn with_package_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.package_dir = Some(Arc::from(dir.into()));
+        self
+    }
+
+    /// The package directory, when the plugin came from one.
+    pub fn package_dir(&self) -> Option<&Path> {
+        self.package_dir.as_deref()
     }
 
     /// Overrides where the plugin's calls run.
@@ -150,6 +166,8 @@ pub struct IntegrationEntry {
 pub struct SkillEntry {
     pub plugin: Arc<PluginMeta>,
     pub skill: SkillContribution,
+    /// The plugin's package directory (where file skills are read), when it has one.
+    pub package_dir: Option<Arc<Path>>,
 }
 
 /// Why a set of plugins cannot be registered together.
@@ -252,6 +270,7 @@ impl Registry {
                 skills.push(SkillEntry {
                     plugin: plugin.meta.clone(),
                     skill: skill.clone(),
+                    package_dir: plugin.package_dir.clone(),
                 });
             }
         }

@@ -110,6 +110,7 @@ impl RuntimeBuilder {
                 .with_limits(self.limits)
                 .with_sink(sink),
             chain_budget: self.chain_budget,
+            changes: tokio::sync::watch::channel(0).0,
         }
     }
 }
@@ -124,6 +125,8 @@ pub struct Runtime {
     sink: Arc<dyn ReceiptSink>,
     exec: ExecutionHost,
     chain_budget: Duration,
+    // Bumped after every registry swap; see `subscribe`.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Runtime {
@@ -161,6 +164,7 @@ impl Runtime {
         match Registry::build(active.values(), &self.reserved_types) {
             Ok(registry) => {
                 self.registry.store(Arc::new(registry));
+                self.changes.send_modify(|n| *n += 1);
                 Ok(())
             }
             Err(e) => {
@@ -185,7 +189,15 @@ impl Runtime {
             Ok(registry) => self.registry.store(Arc::new(registry)),
             Err(e) => tracing::error!("registry rebuild after deactivating `{id}` failed: {e}"),
         }
+        self.changes.send_modify(|n| *n += 1);
         true
+    }
+
+    /// A receiver that sees a new value after every registry swap (activation or deactivation), for
+    /// work that follows the set of active plugins (the skill service keeps its database rows in
+    /// step this way). The value counts swaps; only its changes matter.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The current registry snapshot.

@@ -348,7 +348,9 @@ pub fn load(
     let meta = PluginMeta::new(&manifest.id, &manifest.version, PluginOrigin::ThirdParty);
     let plugin = library.instantiate(meta, &package.config, services)?;
     let file_skills = check_contributes(plugin.description(), package)?;
-    Ok(plugin.into_active(file_skills))
+    Ok(plugin
+        .into_active(file_skills)
+        .with_package_dir(&package.dir))
 }
 
 fn check_identity(library: &PluginLibrary, package: &PluginPackage) -> Result<(), LoadError> {
