@@ -13,6 +13,7 @@
 //! - [`store`]: the database (SQLite or Postgres), migrations and the durable receipt sink;
 //! - [`crypto`]: encrypted integration config, byte-compatible with earlier releases;
 //! - [`ingress`]: a webhook delivery → a work item handed to the runner;
+//! - [`skills`]: one index of repo, plugin and admin skills; assignments; the `use_skill` tool;
 //! - [`runner`]: the reference run that the hooks wrap (prompt, model, tools, delivery).
 
 pub mod builtin;
@@ -27,6 +28,7 @@ pub mod receipts;
 pub mod registry;
 pub mod runner;
 pub mod runtime;
+pub mod skills;
 pub mod store;
 
 /// The version of the running Nitejar engine, against which `engine.nitejar` ranges are checked.

@@ -3,8 +3,10 @@
 //! For each agent that handles the work item's integration (the default agent when none is assigned):
 //!
 //! 1. a job is created (`RUNNING`), and the integration acknowledges receipt (Telegram's 👀);
-//! 2. the prompt is built — the agent's system prompt, the message text — and `run.pre_prompt` may
-//!    change it or block the run (the job ends `BLOCKED`, nothing is sent to the model);
+//! 2. the prompt is built — the agent's system prompt, the message text, the skills resolved for the
+//!    agent, its team and the integration type — and `run.pre_prompt` may change the prompt or block
+//!    the run (the job ends `BLOCKED`, nothing is sent to the model); the skills then follow the
+//!    system prompt as a list of names and descriptions the model loads with `use_skill`;
 //! 3. turn by turn: `model.pre_call` (may change model, temperature, max tokens, provider metadata,
 //!    or block: the run stops there), the model call, `model.post_call`; for each tool call
 //!    `tool.pre_exec` (may change the input or block: the model is told the tool was not run),
@@ -32,6 +34,7 @@ use serde_json::{json, Value};
 use crate::hooks::{BlockedBy, DispatchContext};
 use crate::receipts::now_ms;
 use crate::runtime::Runtime;
+use crate::skills::{RunScope, Skills, USE_SKILL};
 use crate::store::{
     AgentRow, JobUpdate, NewAgent, NewJob, SpanRow, Store, StoreError, WorkItemRow,
 };
@@ -153,6 +156,7 @@ pub struct Runner {
     model: Arc<dyn ModelProvider>,
     tools: ToolSet,
     config: RunnerConfig,
+    skills: Option<Arc<Skills>>,
 }
 
 impl Runner {
@@ -170,7 +174,15 @@ impl Runner {
             model,
             tools,
             config,
+            skills: None,
         }
+    }
+
+    /// Gives runs their skills: resolved per run from this service, listed in the prompt (when the
+    /// tool set has `use_skill`) and passed to `run.pre_prompt` and to tools.
+    pub fn with_skills(mut self, skills: Arc<Skills>) -> Self {
+        self.skills = Some(skills);
+        self
     }
 
     /// Makes sure one agent exists to handle integrations nobody is assigned to. A fresh install
@@ -247,6 +259,7 @@ impl Runner {
                 .with_job(job.id.as_str(), agent.id.as_str()),
             job_id: job.id.clone(),
             spans: Vec::new(),
+            skills: Vec::new(),
             report: RunReport {
                 job_id: job.id.clone(),
                 agent_id: agent.id.clone(),
@@ -330,9 +343,38 @@ struct JobRun<'a> {
     job_id: String,
     spans: Vec<SpanRow>,
     report: RunReport,
+    /// The run's skills, as `run.pre_prompt` saw them.
+    skills: Vec<PromptSkill>,
 }
 
 impl JobRun<'_> {
+    /// The skills of this run: its agent's, its team's, its integration type's and the global ones.
+    /// A failure to resolve them is logged and the run goes on without skills.
+    async fn resolve_skills(&self) -> Vec<PromptSkill> {
+        let Some(skills) = &self.runner.skills else {
+            return Vec::new();
+        };
+        let scope = RunScope {
+            agent_id: self.agent.id.clone(),
+            team_id: self.config.team_id.clone(),
+            integration_type: Some(self.request.integration.kind.clone()),
+        };
+        match skills.resolve_for_run(&scope).await {
+            Ok(resolved) => resolved
+                .into_iter()
+                .map(|r| PromptSkill {
+                    id: r.skill.id,
+                    name: r.skill.name,
+                    description: r.skill.description,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(job.id = %self.job_id, "could not resolve the run's skills: {e}");
+                Vec::new()
+            }
+        }
+    }
+
     fn block(&mut self, blocked: BlockedBy) {
         self.report.status = JobStatus::Blocked;
         self.report.blocked = Some(blocked);
@@ -397,6 +439,7 @@ impl JobRun<'_> {
             .await;
 
         let text = message_text(&self.request.work_item);
+        let skills = self.resolve_skills().await;
         let prompt = RunPrePrompt {
             system_prompt: self
                 .config
@@ -404,7 +447,7 @@ impl JobRun<'_> {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_string()),
             user_message: text,
-            skills: Vec::<PromptSkill>::new(),
+            skills,
         };
         let prompt = runner.runtime.dispatch(&self.ctx, prompt).await;
         if let Some(b) = prompt.blocked {
@@ -412,9 +455,14 @@ impl JobRun<'_> {
             return;
         }
         let prompt = prompt.payload;
+        let mut system_prompt = prompt.system_prompt;
+        if runner.tools.get(USE_SKILL).is_some() {
+            system_prompt.push_str(&skills_section(&prompt.skills));
+        }
+        self.skills = prompt.skills;
 
         let mut messages = vec![
-            ChatMessage::text("system", prompt.system_prompt),
+            ChatMessage::text("system", system_prompt),
             ChatMessage::text("user", prompt.user_message),
         ];
         let streaming = self.response_mode() == ResponseMode::Streaming;
@@ -555,6 +603,8 @@ impl JobRun<'_> {
                     job_id: self.job_id.clone(),
                     agent_id: self.agent.id.clone(),
                     integration_type: self.request.integration.kind.clone(),
+                    team_id: self.config.team_id.clone(),
+                    skills: self.skills.clone(),
                 };
                 tool.call(&tctx, &input).await
             }
@@ -677,4 +727,46 @@ pub fn message_text(work_item: &WorkItemRow) -> String {
         .and_then(|p| serde_json::from_str::<Value>(p).ok())
         .and_then(|p| p.get("text").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| work_item.title.clone())
+}
+
+/// Skills listed in a prompt at most; the rest stay reachable through `use_skill`.
+pub const MAX_PROMPT_SKILLS: usize = 50;
+
+/// The section appended to the system prompt for a run's skills: one line per skill (name and
+/// description), and how to load one. Empty without skills.
+///
+/// ```
+/// use nitejar_core::runner::skills_section;
+/// use nitejar_sdk::hooks::PromptSkill;
+/// let section = skills_section(&[PromptSkill {
+///     id: "repo:deploy".into(), name: "deploy".into(), description: Some("Ship it.".into()),
+/// }]);
+/// assert!(section.contains("- deploy: Ship it."));
+/// ```
+pub fn skills_section(skills: &[PromptSkill]) -> String {
+    if skills.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n\n## Skills\n\nThese skills hold instructions for particular tasks. When one fits the \
+         task, call the `use_skill` tool with its name to load it before you answer.\n\n",
+    );
+    for s in skills.iter().take(MAX_PROMPT_SKILLS) {
+        let description = s
+            .description
+            .as_deref()
+            .map(crate::skills::one_line)
+            .filter(|d| !d.is_empty());
+        match description {
+            Some(d) => out.push_str(&format!("- {}: {d}\n", s.name)),
+            None => out.push_str(&format!("- {}\n", s.name)),
+        }
+    }
+    if skills.len() > MAX_PROMPT_SKILLS {
+        out.push_str(&format!(
+            "- … and {} more; ask `use_skill` for one by name.\n",
+            skills.len() - MAX_PROMPT_SKILLS
+        ));
+    }
+    out
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use nitejar_sdk::hooks::PromptSkill;
 use serde_json::{json, Value};
 
 use super::model::ToolSpec;
@@ -43,6 +44,10 @@ pub struct ToolContext {
     pub job_id: String,
     pub agent_id: String,
     pub integration_type: String,
+    /// The agent's team, if it has one.
+    pub team_id: Option<String>,
+    /// The skills resolved for this run, as the prompt listed them.
+    pub skills: Vec<PromptSkill>,
 }
 
 /// A tool.
