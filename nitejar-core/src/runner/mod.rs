@@ -16,8 +16,11 @@
 //! 5. the job ends `COMPLETED` (or `FAILED` with its error), and its spans are written.
 
 pub mod model;
+mod prompt;
 pub mod queue;
 pub mod tools;
+
+pub use prompt::{skills_section, MAX_PROMPT_SKILLS};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -349,30 +352,13 @@ struct JobRun<'a> {
 
 impl JobRun<'_> {
     /// The skills of this run: its agent's, its team's, its integration type's and the global ones.
-    /// A failure to resolve them is logged and the run goes on without skills.
     async fn resolve_skills(&self) -> Vec<PromptSkill> {
-        let Some(skills) = &self.runner.skills else {
-            return Vec::new();
-        };
         let scope = RunScope {
             agent_id: self.agent.id.clone(),
             team_id: self.config.team_id.clone(),
             integration_type: Some(self.request.integration.kind.clone()),
         };
-        match skills.resolve_for_run(&scope).await {
-            Ok(resolved) => resolved
-                .into_iter()
-                .map(|r| PromptSkill {
-                    id: r.skill.id,
-                    name: r.skill.name,
-                    description: r.skill.description,
-                })
-                .collect(),
-            Err(e) => {
-                tracing::warn!(job.id = %self.job_id, "could not resolve the run's skills: {e}");
-                Vec::new()
-            }
-        }
+        prompt::run_skills(self.runner.skills.as_deref(), &scope, &self.job_id).await
     }
 
     fn block(&mut self, blocked: BlockedBy) {
@@ -727,46 +713,4 @@ pub fn message_text(work_item: &WorkItemRow) -> String {
         .and_then(|p| serde_json::from_str::<Value>(p).ok())
         .and_then(|p| p.get("text").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| work_item.title.clone())
-}
-
-/// Skills listed in a prompt at most; the rest stay reachable through `use_skill`.
-pub const MAX_PROMPT_SKILLS: usize = 50;
-
-/// The section appended to the system prompt for a run's skills: one line per skill (name and
-/// description), and how to load one. Empty without skills.
-///
-/// ```
-/// use nitejar_core::runner::skills_section;
-/// use nitejar_sdk::hooks::PromptSkill;
-/// let section = skills_section(&[PromptSkill {
-///     id: "repo:deploy".into(), name: "deploy".into(), description: Some("Ship it.".into()),
-/// }]);
-/// assert!(section.contains("- deploy: Ship it."));
-/// ```
-pub fn skills_section(skills: &[PromptSkill]) -> String {
-    if skills.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from(
-        "\n\n## Skills\n\nThese skills hold instructions for particular tasks. When one fits the \
-         task, call the `use_skill` tool with its name to load it before you answer.\n\n",
-    );
-    for s in skills.iter().take(MAX_PROMPT_SKILLS) {
-        let description = s
-            .description
-            .as_deref()
-            .map(crate::skills::one_line)
-            .filter(|d| !d.is_empty());
-        match description {
-            Some(d) => out.push_str(&format!("- {}: {d}\n", s.name)),
-            None => out.push_str(&format!("- {}\n", s.name)),
-        }
-    }
-    if skills.len() > MAX_PROMPT_SKILLS {
-        out.push_str(&format!(
-            "- … and {} more; ask `use_skill` for one by name.\n",
-            skills.len() - MAX_PROMPT_SKILLS
-        ));
-    }
-    out
 }

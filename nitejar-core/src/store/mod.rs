@@ -52,6 +52,7 @@ mod postgres;
 mod receipts;
 mod rows;
 mod runs;
+mod skill_assignments;
 mod skills;
 mod sql;
 mod sqlite;
@@ -64,9 +65,8 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use receipts::{DbReceiptSink, SinkOptions, SinkShutdown};
 pub use rows::*;
-pub use skills::{
-    AssignmentFilter, NewSkillAssignment, SkillAssignmentRow, SkillFileRow, SkillFileStat, SkillRow,
-};
+pub use skill_assignments::{AssignmentFilter, NewSkillAssignment, SkillAssignmentRow};
+pub use skills::{SkillFileRow, SkillFileStat, SkillRow};
 pub use sqlite::SqliteStore;
 
 use crate::crypto::Cipher;
