@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use nitejar_core::skills::{SkillLimits, SkillsConfig};
 
 /// Reads `NITEJAR_<name>`, falling back to `SLOPBOT_<name>`. Empty values count as unset.
 pub fn var(name: &str) -> Option<String> {
@@ -56,6 +57,13 @@ pub struct Config {
     pub model: Option<String>,
     /// `NITEJAR_MODEL_TIMEOUT_MS` (default 120 000).
     pub model_timeout: Duration,
+    /// `NITEJAR_SKILLS_DIRS`: roots of repo skills (`<root>/<dir>/SKILL.md`), separated by `:`, in
+    /// order of precedence. Default: `./skills` when that directory exists, else none.
+    pub skills_dirs: Vec<PathBuf>,
+    /// `NITEJAR_SKILL_MAX_FILE_BYTES`: the largest skill file (default 256 KiB).
+    pub skill_max_file_bytes: u64,
+    /// `NITEJAR_SKILL_MAX_BYTES`: the largest skill, all its files together (default 1 MiB).
+    pub skill_max_bytes: u64,
 }
 
 impl Config {
@@ -83,7 +91,25 @@ impl Config {
             model_api_key: var("MODEL_API_KEY"),
             model,
             model_timeout: Duration::from_millis(number("MODEL_TIMEOUT_MS", 120_000)?),
+            skills_dirs: skills_dirs(),
+            skill_max_file_bytes: number(
+                "SKILL_MAX_FILE_BYTES",
+                SkillLimits::default().max_file_bytes,
+            )?,
+            skill_max_bytes: number("SKILL_MAX_BYTES", SkillLimits::default().max_skill_bytes)?,
         })
+    }
+
+    /// The skill service's settings.
+    pub fn skills_config(&self) -> SkillsConfig {
+        SkillsConfig {
+            roots: self.skills_dirs.clone(),
+            limits: SkillLimits {
+                max_file_bytes: self.skill_max_file_bytes,
+                max_skill_bytes: self.skill_max_bytes,
+                ..SkillLimits::default()
+            },
+        }
     }
 
     /// Creates the data and plugin directories.
@@ -93,5 +119,22 @@ impl Config {
                 .with_context(|| format!("could not create {}", dir.display()))?;
         }
         Ok(())
+    }
+}
+
+/// `NITEJAR_SKILLS_DIRS` split on `:` (empty entries skipped), or `./skills` when it exists.
+fn skills_dirs() -> Vec<PathBuf> {
+    match var("SKILLS_DIRS") {
+        Some(value) => std::env::split_paths(&value)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
+        None => {
+            let default = PathBuf::from("./skills");
+            if default.is_dir() {
+                vec![default]
+            } else {
+                Vec::new()
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@ mod config;
 mod plugin_cmd;
 mod routes;
 mod serve;
+mod skill_cmd;
 
 /// Nitejar: AI agents that answer messages from your channels, extended by plugins.
 #[derive(Parser)]
@@ -27,6 +28,9 @@ enum Command {
     /// Work with plugins.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCommand),
+    /// Work with skills.
+    #[command(subcommand)]
+    Skill(skill_cmd::SkillCommand),
 }
 
 fn main() -> ExitCode {
@@ -40,5 +44,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Plugin(cmd) => plugin_cmd::run(cmd),
+        Command::Skill(cmd) => skill_cmd::run(cmd),
     }
 }

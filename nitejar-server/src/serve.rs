@@ -14,6 +14,7 @@ use nitejar_core::runner::queue::RunQueue;
 use nitejar_core::runner::tools::{CurrentTime, ToolSet};
 use nitejar_core::runner::{Runner, RunnerConfig};
 use nitejar_core::runtime::Runtime;
+use nitejar_core::skills::{Skills, UseSkill};
 use nitejar_core::store::{self, DbReceiptSink, SinkOptions};
 
 use crate::config::{self, Config};
@@ -97,13 +98,21 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(OfflineModel)
         }
     };
-    let runner = Arc::new(Runner::new(
-        runtime.clone(),
-        store.clone(),
-        model,
-        ToolSet::new().with(CurrentTime),
-        RunnerConfig::default(),
-    ));
+    let skills =
+        Arc::new(Skills::new(store.clone(), config.skills_config()).with_runtime(runtime.clone()));
+    skills.watch_registry();
+    let runner = Arc::new(
+        Runner::new(
+            runtime.clone(),
+            store.clone(),
+            model,
+            ToolSet::new()
+                .with(CurrentTime)
+                .with(UseSkill::new(skills.clone())),
+            RunnerConfig::default(),
+        )
+        .with_skills(skills.clone()),
+    );
     let agent = runner
         .ensure_default_agent()
         .await
