@@ -339,27 +339,15 @@ where
         &self,
         new: NewWorkItem,
     ) -> Result<WorkItemRow, StoreError> {
-        const OP: &str = "insert work item";
-        let id = new.id.unwrap_or_else(new_id);
-        let sql = format!(
-            "INSERT INTO work_items (id, integration_id, session_key, source, source_ref, status, \
-             title, payload, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {WORK_ITEM_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id.as_str())
-            .bind(new.integration_id)
-            .bind(new.session_key)
-            .bind(new.source)
-            .bind(new.source_ref)
-            .bind(new.status.unwrap_or_else(|| "NEW".to_owned()))
-            .bind(new.title)
-            .bind(new.payload)
-            .bind(now_ms())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(already_exists(OP, "work item", &id))?;
-        Self::work_item_row(&row, OP)
+        // Without keys nothing can conflict, so `None` cannot come back; map it anyway rather than
+        // panic.
+        let id = new.id.clone().unwrap_or_default();
+        self.sql_create_work_item_once(&[], new)
+            .await?
+            .ok_or(StoreError::AlreadyExists {
+                entity: "work item",
+                id,
+            })
     }
 
     pub(crate) async fn sql_get_work_item(
