@@ -568,3 +568,50 @@ async fn slugs_tags_and_names_are_validated() {
         Scope::IntegrationType("telegram".into())
     );
 }
+
+#[tokio::test]
+async fn a_repo_skill_that_went_away_stays_listed_with_its_assignments() {
+    let (_db, store) = sqlite().await;
+    let root = tempfile::tempdir().unwrap();
+    write(
+        root.path(),
+        "ops/deploy/SKILL.md",
+        skill_md("Deploy", "Ship it."),
+    );
+    let skills = service(&store, &[root.path()]);
+    skills
+        .assign(
+            "Deploy",
+            AssignmentInput {
+                scope: Scope::Global,
+                priority: 1,
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(root.path().join("ops")).unwrap();
+
+    let listing = skills.list(&ListFilter::default()).await.unwrap();
+    assert_eq!(listing.skills.len(), 1);
+    let gone = &listing.skills[0];
+    assert_eq!(gone.skill.id, "repo:ops/deploy");
+    assert_eq!(gone.skill.slug, "deploy");
+    assert!(!gone.skill.active);
+    assert_eq!(gone.assignments.len(), 1);
+    let run = nitejar_core::skills::RunScope {
+        agent_id: "a".into(),
+        ..Default::default()
+    };
+    assert!(skills.resolve_for_run(&run).await.unwrap().is_empty());
+
+    // Back on disk, it is back in runs.
+    write(
+        root.path(),
+        "ops/deploy/SKILL.md",
+        skill_md("Deploy", "Ship it."),
+    );
+    let resolved = skills.resolve_for_run(&run).await.unwrap();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].skill.id, "repo:ops/deploy");
+}

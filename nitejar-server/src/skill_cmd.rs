@@ -153,8 +153,10 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 fn status(skill: &Skill) -> String {
     if !skill.enabled {
         "switched off".into()
-    } else if !skill.active {
+    } else if !skill.active && skill.source == SkillSourceKind::Plugin {
         "plugin not active".into()
+    } else if !skill.active {
+        "not found in its source".into()
     } else if let Some(winner) = &skill.shadowed_by {
         format!("shadowed by {winner}")
     } else {

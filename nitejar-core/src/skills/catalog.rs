@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::frontmatter::parse_skill_md;
 use super::index::{Skill, SkillFile, SkillLocation, SkillPlugin};
 use super::names::{
-    validate_category, validate_description, validate_name, validate_slug, validate_tags,
+    slugify, validate_category, validate_description, validate_name, validate_slug, validate_tags,
     validate_tool_names,
 };
 use super::paths::check_relative_path;
@@ -328,8 +328,9 @@ pub(crate) fn mirror_row(skill: &Skill, previous: Option<&SkillRow>, now: i64) -
     }
 }
 
-/// The index entry of a plugin skill as its mirror row last recorded it (for readers without the
-/// running server's registry, like the CLI). Its supporting files are listed but not readable.
+/// The index entry of a repo or plugin skill as its mirror row last recorded it: for readers without
+/// the running server's registry (the CLI), and for skills their source no longer provides. Its
+/// supporting files are listed but not readable.
 pub(crate) fn skill_from_mirror(row: &SkillRow) -> Skill {
     let meta = &row.metadata;
     let text = |key: &str| meta.get(key).and_then(Value::as_str).map(str::to_string);
@@ -341,13 +342,16 @@ pub(crate) fn skill_from_mirror(row: &SkillRow) -> Skill {
         id,
         version: text("pluginVersion").unwrap_or_default(),
     });
-    let slug = row
-        .id
-        .rsplit_once('/')
-        .map_or(row.slug.clone(), |(_, s)| s.to_string());
+    let kind = SkillSourceKind::from_stored(&row.source_kind);
+    let tail = row.id.split_once(':').map_or(row.id.as_str(), |(_, t)| t);
+    let last = tail.rsplit('/').next().unwrap_or(tail);
+    let slug = match kind {
+        SkillSourceKind::Repo => slugify(last),
+        _ => last.to_string(),
+    };
     Skill {
         id: row.id.clone(),
-        source: SkillSourceKind::from_stored(&row.source_kind),
+        source: kind,
         name: row.name.clone(),
         slug,
         description: row.description.clone(),

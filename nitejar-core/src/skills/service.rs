@@ -140,13 +140,17 @@ impl Skills {
         let rows = self.store.list_skills(None).await?;
         let stats = self.store.list_skill_file_stats().await?;
         let present: BTreeSet<String> = skills.iter().map(|s| s.id.clone()).collect();
-        for row in rows.iter().filter(|r| r.source_kind == "plugin") {
-            if !present.contains(&row.id) {
-                let mut skill = skill_from_mirror(row);
-                // With a registry at hand, the registry alone says what is active.
-                skill.active &= self.runtime.is_none();
-                skills.push(skill);
+        // Mirror rows whose source does not provide the skill now stay listed, inactive, so their
+        // assignments are not invisible: a repo skill whose directory went away, a plugin skill of a
+        // plugin that is not active (without a registry, a plugin row says itself whether it is).
+        for row in &rows {
+            let kind = SkillSourceKind::from_stored(&row.source_kind);
+            if kind == SkillSourceKind::Admin || present.contains(&row.id) {
+                continue;
             }
+            let mut skill = skill_from_mirror(row);
+            skill.active &= kind == SkillSourceKind::Plugin && self.runtime.is_none();
+            skills.push(skill);
         }
         let switches: HashMap<&str, bool> = rows
             .iter()
