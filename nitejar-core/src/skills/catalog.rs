@@ -64,11 +64,13 @@ fn yes() -> bool {
 #[serde(rename_all = "camelCase", default)]
 pub struct AdminSkillUpdate {
     pub name: Option<String>,
-    /// `Some(None)` clears it.
+    /// `Some(None)` (JSON `null`) clears it.
+    #[serde(deserialize_with = "present")]
     pub description: Option<Option<String>>,
     pub category: Option<String>,
     pub tags: Option<Vec<String>>,
-    /// `Some(None)` clears it.
+    /// `Some(None)` (JSON `null`) clears it.
+    #[serde(deserialize_with = "present")]
     pub version: Option<Option<String>>,
     pub requires_tools: Option<Vec<String>>,
     pub content: Option<String>,
@@ -90,6 +92,14 @@ impl AdminSkillInput {
         }
         validate_tags(&self.tags)?;
         validate_tool_names(&self.requires_tools)?;
+        if let Some(v) = &self.version {
+            if v.chars().count() > 64 || v.chars().any(char::is_control) {
+                return Err(SkillError::Invalid {
+                    field: "version".into(),
+                    message: "the version is one line of at most 64 characters".into(),
+                });
+            }
+        }
         if self.content.trim().is_empty() {
             return Err(SkillError::Invalid {
                 field: "content".into(),
@@ -223,6 +233,16 @@ impl AdminSkillInput {
         set(&mut self.files, files);
         set(&mut self.enabled, enabled);
     }
+}
+
+/// A field that is present deserialises to `Some`, even when it is `null` (absent fields take the
+/// `default`, `None`): how an update says "clear this".
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -375,5 +395,20 @@ pub(crate) fn skill_from_mirror(row: &SkillRow) -> Skill {
             .unwrap_or(false),
         shadowed_by: None,
         location: SkillLocation::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_tells_null_from_absent() {
+        let clear: AdminSkillUpdate =
+            serde_json::from_str(r#"{"description": null, "name": "x"}"#).unwrap();
+        assert_eq!(clear.description, Some(None));
+        assert_eq!(clear.version, None);
+        let set: AdminSkillUpdate = serde_json::from_str(r#"{"version": "2.0"}"#).unwrap();
+        assert_eq!(set.version, Some(Some("2.0".into())));
     }
 }
