@@ -5,10 +5,10 @@
 //! limit.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Mutex as AsyncMutex, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::{Mutex as AsyncMutex, Notify, Semaphore};
 
 use super::{RunRequest, Runner};
 use crate::ingress::WorkSink;
@@ -19,7 +19,9 @@ pub struct RunQueue {
     slots: Arc<Semaphore>,
     sessions: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
     handle: tokio::runtime::Handle,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Runs submitted and not finished (waiting or running); `drain` waits for zero.
+    pending: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
 }
 
 impl RunQueue {
@@ -30,24 +32,26 @@ impl RunQueue {
             slots: Arc::new(Semaphore::new(parallel.max(1))),
             sessions: Arc::new(Mutex::new(HashMap::new())),
             handle: tokio::runtime::Handle::current(),
-            tasks: Mutex::new(Vec::new()),
+            pending: Arc::new(AtomicUsize::new(0)),
+            idle: Arc::new(Notify::new()),
         })
     }
 
     /// Waits until every run submitted so far has finished.
     pub async fn drain(&self) {
         loop {
-            let tasks: Vec<JoinHandle<()>> = {
-                let mut guard = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-                std::mem::take(&mut *guard)
-            };
-            if tasks.is_empty() {
+            // Register interest before checking, so a run finishing in between still wakes us.
+            let notified = self.idle.notified();
+            if self.pending.load(Ordering::Acquire) == 0 {
                 return;
             }
-            for t in tasks {
-                let _ = t.await;
-            }
+            notified.await;
         }
+    }
+
+    /// Runs submitted and not finished yet.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
     }
 
     fn session_lock(&self, key: &str) -> Arc<AsyncMutex<()>> {
@@ -66,7 +70,11 @@ impl WorkSink for RunQueue {
         let runner = self.runner.clone();
         let slots = self.slots.clone();
         let session = self.session_lock(&request.work_item.session_key);
-        let task = self.handle.spawn(async move {
+        let (pending, idle) = (self.pending.clone(), self.idle.clone());
+        pending.fetch_add(1, Ordering::AcqRel);
+        self.handle.spawn(async move {
+            // Counts the run finished however the task ends (even by a panic).
+            let _done = Done(pending, idle);
             // Take the session turn first so arrival order is kept within a session.
             let _turn = session.lock().await;
             let Ok(_slot) = slots.acquire().await else {
@@ -82,8 +90,15 @@ impl WorkSink for RunQueue {
                 Err(e) => tracing::error!(work_item_id = %id, "run could not start: {e}"),
             }
         });
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(task);
+    }
+}
+
+struct Done(Arc<AtomicUsize>, Arc<Notify>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if self.0.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.1.notify_waiters();
+        }
     }
 }
