@@ -1,0 +1,431 @@
+//! The reference run: every change a hook policy allows is honoured at its call site, and every block
+//! has its documented effect. Driven with a scripted model provider and a recording integration on a
+//! real SQLite store.
+
+use std::sync::{Arc, Mutex};
+
+use nitejar_core::crypto::{Cipher, Key};
+use nitejar_core::receipts::MemorySink;
+use nitejar_core::registry::{ActivePlugin, PluginMeta, PluginOrigin};
+use nitejar_core::runner::model::{
+    ChatRequest, ChatResponse, ModelFuture, ModelProvider, ToolCall,
+};
+use nitejar_core::runner::tools::{
+    CurrentTime, Tool, ToolContext, ToolFuture, ToolOutput, ToolSet,
+};
+use nitejar_core::runner::{JobStatus, RunRequest, Runner, RunnerConfig};
+use nitejar_core::runtime::Runtime;
+use nitejar_core::store::{self, NewWorkItem, Store};
+use nitejar_sdk::hooks::*;
+use nitejar_sdk::integration::{PostResponseOptions, PostResponseResult};
+use nitejar_sdk::{
+    HookResult, Host, Integration, IntegrationDescriptor, IntegrationError, IntegrationInstance,
+    Plugin, WebhookParseResult, WebhookRequest,
+};
+use serde_json::{json, Value};
+
+/// A model that answers from a script and records every request.
+struct Scripted {
+    answers: Mutex<Vec<ChatResponse>>,
+    requests: Mutex<Vec<ChatRequest>>,
+}
+
+impl Scripted {
+    fn new(mut answers: Vec<ChatResponse>) -> Arc<Self> {
+        answers.reverse();
+        Arc::new(Scripted {
+            answers: Mutex::new(answers),
+            requests: Mutex::new(Vec::new()),
+        })
+    }
+    fn requests(&self) -> Vec<ChatRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl ModelProvider for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+    fn default_model(&self) -> &str {
+        "base-model"
+    }
+    fn complete(&self, request: ChatRequest) -> ModelFuture<'_> {
+        self.requests.lock().unwrap().push(request);
+        let answer = self.answers.lock().unwrap().pop().unwrap_or_default();
+        Box::pin(async move { Ok(answer) })
+    }
+}
+
+fn text(content: &str) -> ChatResponse {
+    ChatResponse {
+        content: Some(content.into()),
+        ..Default::default()
+    }
+}
+
+fn tool_call(name: &str, args: Value) -> ChatResponse {
+    ChatResponse {
+        content: None,
+        tool_calls: vec![ToolCall {
+            id: "call-1".into(),
+            name: name.into(),
+            arguments: args,
+        }],
+        usage: Value::Null,
+    }
+}
+
+/// An integration that records what it was asked to deliver.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl Integration for Recorder {
+    fn descriptor(&self) -> IntegrationDescriptor {
+        IntegrationDescriptor {
+            response_mode: nitejar_sdk::integration::ResponseMode::Final,
+            ..IntegrationDescriptor::new("recorder", "Recorder", "records deliveries")
+        }
+    }
+    fn parse_webhook(
+        &self,
+        _: &WebhookRequest,
+        _: &IntegrationInstance,
+        _: &dyn Host,
+    ) -> Result<WebhookParseResult, IntegrationError> {
+        Ok(WebhookParseResult::ignore("not used"))
+    }
+    fn post_response(
+        &self,
+        _: &IntegrationInstance,
+        _: &str,
+        content: &str,
+        _: Option<&Value>,
+        _: &PostResponseOptions,
+        _: &dyn Host,
+    ) -> Result<PostResponseResult, IntegrationError> {
+        self.0.lock().unwrap().push(content.to_string());
+        Ok(PostResponseResult::sent(Some("ref-1".into())))
+    }
+}
+
+/// A tool that echoes its input, so the test sees what reached it.
+struct EchoInput;
+
+impl Tool for EchoInput {
+    fn spec(&self) -> nitejar_core::runner::model::ToolSpec {
+        nitejar_core::runner::model::ToolSpec {
+            name: "echo_input".into(),
+            description: "echoes its input".into(),
+            parameters: json!({"type": "object"}),
+        }
+    }
+    fn call<'a>(&'a self, _ctx: &'a ToolContext, input: &'a Value) -> ToolFuture<'a> {
+        Box::pin(async move { ToolOutput::ok(input.to_string()) })
+    }
+}
+
+struct Fixture {
+    runtime: Arc<Runtime>,
+    store: Arc<dyn Store>,
+    delivered: Recorder,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nitejar.db");
+    let store = store::open(db.to_str().unwrap(), Cipher::new(&Key::generate().unwrap()))
+        .await
+        .unwrap();
+    let runtime = Arc::new(Runtime::builder().sink(MemorySink::new()).build());
+    let delivered = Recorder::default();
+    runtime
+        .activate(ActivePlugin::from_plugin(
+            PluginMeta::new("com.test.recorder", "1.0.0", PluginOrigin::Builtin),
+            &Plugin::builder().integration(delivered.clone()).build(),
+        ))
+        .unwrap();
+    Fixture {
+        runtime,
+        store,
+        delivered,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    fn hooks(&self, plugin: Plugin) {
+        self.runtime
+            .activate(ActivePlugin::from_plugin(
+                PluginMeta::new("com.test.hooks", "1.0.0", PluginOrigin::Builtin),
+                &plugin,
+            ))
+            .unwrap();
+    }
+
+    async fn run(&self, model: Arc<Scripted>, message: &str) -> nitejar_core::runner::RunReport {
+        let runner = Runner::new(
+            self.runtime.clone(),
+            self.store.clone(),
+            model,
+            ToolSet::new().with(CurrentTime).with(EchoInput),
+            RunnerConfig::default(),
+        );
+        let work_item = self
+            .store
+            .create_work_item(NewWorkItem {
+                integration_id: Some("int-1".into()),
+                session_key: "recorder:1".into(),
+                source: "recorder".into(),
+                source_ref: "m1".into(),
+                title: message.into(),
+                payload: Some(json!({ "text": message }).to_string()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let request = RunRequest {
+            work_item,
+            integration: IntegrationInstance {
+                id: "int-1".into(),
+                kind: "recorder".into(),
+                name: "rec".into(),
+                config: json!({}),
+            },
+            response_context: None,
+        };
+        let mut reports = runner.run(&request).await.unwrap();
+        assert_eq!(reports.len(), 1, "the default agent runs it");
+        let report = reports.remove(0);
+        let job = self.store.get_job(&report.job_id).await.unwrap().unwrap();
+        assert_eq!(
+            job.status,
+            report.status.as_str(),
+            "the job row records the outcome"
+        );
+        report
+    }
+
+    fn delivered(&self) -> Vec<String> {
+        self.delivered.0.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn every_allowed_change_reaches_its_call_site() {
+    let f = fixture().await;
+    f.hooks(
+        Plugin::builder()
+            .on(|_c, p: &RunPrePrompt| {
+                HookResult::change(RunPrePromptPatch {
+                    system_prompt: Some(format!("{} Be terse.", p.system_prompt)),
+                    user_message: Some(format!("[ticket] {}", p.user_message)),
+                })
+            })
+            .on(|_c, _m: &ModelPreCall| {
+                HookResult::change(ModelPreCallPatch {
+                    model: Some("swapped-model".into()),
+                    temperature: Some(0.1),
+                    max_tokens: Some(77),
+                    provider_metadata: Some(json!({"user": "team-a"})),
+                })
+            })
+            .on(|_c, t: &ToolPreExec| {
+                let mut input = t.tool_input.clone();
+                input["added_by_hook"] = json!(true);
+                HookResult::change(ToolPreExecPatch {
+                    tool_input: Some(input),
+                })
+            })
+            .on(|_c, t: &ToolPostExec| {
+                HookResult::change(ToolPostExecPatch {
+                    output: Some(format!("{} (checked)", t.output)),
+                })
+            })
+            .on(|_c, r: &ResponsePreDeliver| {
+                HookResult::change(ResponsePreDeliverPatch {
+                    content: Some(r.content.replace("secret", "******")),
+                })
+            })
+            .build(),
+    );
+    let model = Scripted::new(vec![
+        tool_call("echo_input", json!({"q": 1})),
+        text("the secret answer"),
+    ]);
+    let report = f.run(model.clone(), "hello").await;
+    assert_eq!(report.status, JobStatus::Completed, "{report:?}");
+
+    let requests = model.requests();
+    assert_eq!(requests.len(), 2);
+    let first = &requests[0];
+    assert!(first.messages[0]
+        .content
+        .as_deref()
+        .unwrap_or_default()
+        .ends_with("Be terse."));
+    assert_eq!(first.messages[1].content.as_deref(), Some("[ticket] hello"));
+    assert_eq!(first.model, "swapped-model");
+    assert_eq!(first.temperature, Some(0.1));
+    assert_eq!(first.max_tokens, Some(77));
+    assert_eq!(first.provider_metadata, json!({"user": "team-a"}));
+    // The tool got the changed input, and the model the changed output.
+    let tool_result = requests[1].messages.last().unwrap();
+    assert_eq!(tool_result.role, "tool");
+    assert_eq!(
+        tool_result.content.as_deref(),
+        Some(r#"{"added_by_hook":true,"q":1} (checked)"#)
+    );
+    assert_eq!(f.delivered(), ["the ****** answer"]);
+    assert_eq!(report.final_content.as_deref(), Some("the ****** answer"));
+}
+
+#[tokio::test]
+async fn a_blocked_prompt_stops_the_run_before_the_model() {
+    let f = fixture().await;
+    f.hooks(
+        Plugin::builder()
+            .on(|_c, _p: &RunPrePrompt| HookResult::block("outside business hours"))
+            .build(),
+    );
+    let model = Scripted::new(vec![text("never")]);
+    let report = f.run(model.clone(), "hi").await;
+    assert_eq!(report.status, JobStatus::Blocked);
+    assert_eq!(report.blocked.unwrap().reason, "outside business hours");
+    assert!(model.requests().is_empty());
+    assert!(f.delivered().is_empty());
+}
+
+#[tokio::test]
+async fn a_blocked_model_call_stops_the_run() {
+    let f = fixture().await;
+    f.hooks(
+        Plugin::builder()
+            .on(|_c, _m: &ModelPreCall| HookResult::block("budget exhausted"))
+            .build(),
+    );
+    let model = Scripted::new(vec![text("never")]);
+    let report = f.run(model.clone(), "hi").await;
+    assert_eq!(report.status, JobStatus::Blocked);
+    assert!(model.requests().is_empty());
+    assert!(f.delivered().is_empty());
+}
+
+#[tokio::test]
+async fn a_blocked_tool_is_not_run_and_the_model_is_told_why() {
+    let f = fixture().await;
+    let post_exec_saw = Arc::new(Mutex::new(None));
+    let seen = post_exec_saw.clone();
+    f.hooks(
+        Plugin::builder()
+            .hook(HookOptions::new().fail_closed(), |_c, t: &ToolPreExec| {
+                if t.tool_name == "echo_input" {
+                    HookResult::block("echo_input is not allowed here")
+                } else {
+                    HookResult::proceed()
+                }
+            })
+            .on(move |_c, t: &ToolPostExec| {
+                *seen.lock().unwrap() = Some(t.success);
+                HookResult::proceed()
+            })
+            .build(),
+    );
+    let model = Scripted::new(vec![
+        tool_call("echo_input", json!({})),
+        text("ok, I won't"),
+    ]);
+    let report = f.run(model.clone(), "do it").await;
+    assert_eq!(report.status, JobStatus::Completed);
+    let tool_result = model.requests()[1].messages.last().cloned().unwrap();
+    assert_eq!(
+        tool_result.content.as_deref(),
+        Some("[blocked] echo_input is not allowed here")
+    );
+    assert_eq!(f.delivered(), ["ok, I won't"]);
+    assert_eq!(
+        *post_exec_saw.lock().unwrap(),
+        Some(false),
+        "tool.post_exec sees the refusal"
+    );
+}
+
+#[tokio::test]
+async fn a_blocked_delivery_sends_nothing() {
+    let f = fixture().await;
+    f.hooks(
+        Plugin::builder()
+            .on(|_c, r: &ResponsePreDeliver| {
+                if r.content.contains("password") {
+                    HookResult::block("would leak a password")
+                } else {
+                    HookResult::proceed()
+                }
+            })
+            .build(),
+    );
+    let report = f
+        .run(Scripted::new(vec![text("the password is hunter2")]), "?")
+        .await;
+    assert_eq!(report.status, JobStatus::Blocked);
+    assert!(f.delivered().is_empty());
+    assert!(report.deliveries.is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_model_fails_the_job_with_its_error() {
+    struct Down;
+    impl ModelProvider for Down {
+        fn name(&self) -> &str {
+            "down"
+        }
+        fn default_model(&self) -> &str {
+            "m"
+        }
+        fn complete(&self, _r: ChatRequest) -> ModelFuture<'_> {
+            Box::pin(async {
+                Err(nitejar_core::runner::model::ModelError::Status {
+                    status: 503,
+                    body: "overloaded".into(),
+                })
+            })
+        }
+    }
+    let f = fixture().await;
+    let runner = Runner::new(
+        f.runtime.clone(),
+        f.store.clone(),
+        Arc::new(Down),
+        ToolSet::new(),
+        RunnerConfig::default(),
+    );
+    let work_item = f
+        .store
+        .create_work_item(NewWorkItem {
+            session_key: "s".into(),
+            source: "recorder".into(),
+            source_ref: "r".into(),
+            title: "t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reports = runner
+        .run(&RunRequest {
+            work_item,
+            integration: IntegrationInstance {
+                id: "int-1".into(),
+                kind: "recorder".into(),
+                ..Default::default()
+            },
+            response_context: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reports[0].status, JobStatus::Failed);
+    assert!(reports[0].error.as_deref().unwrap().contains("503"));
+    let job = f.store.get_job(&reports[0].job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, "FAILED");
+    assert!(job.error_text.unwrap().contains("overloaded"));
+}
