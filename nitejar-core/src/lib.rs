@@ -21,6 +21,7 @@ pub mod hooks;
 pub mod host;
 pub mod ingress;
 pub mod install;
+pub mod lifecycle;
 pub mod loader;
 pub mod manifest;
 pub mod permissions;
