@@ -228,13 +228,11 @@ impl PluginManager {
         }
         if row.enabled {
             if let Err(e) = self.judge_enable(id, &version_row.checksum, &dir) {
-                report.push(
-                    Severity::Error,
-                    Some(id),
-                    "trust",
-                    e.to_string(),
-                    "see the message".into(),
-                );
+                let (problem, fix) = match e {
+                    super::LifecycleError::Trust { refusal, .. } => (refusal.reason, refusal.fix),
+                    other => (other.to_string(), "see the message".into()),
+                };
+                report.push(Severity::Error, Some(id), "trust", problem, fix);
             }
             if self.options.policy.mode().requires_acknowledgement() {
                 let acked: Vec<String> = self
