@@ -12,6 +12,7 @@
 //! Every outcome is a `webhook_ingress` receipt whose detail holds the reason code. The HTTP layer is
 //! not here (this crate has no HTTP framework): [`IngressOutcome`] carries the status to answer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,8 @@ use crate::hooks::DispatchContext;
 use crate::receipts::{Receipt, ReceiptKind, ReceiptStatus};
 use crate::runner::RunRequest;
 use crate::runtime::{IntegrationCallError, Runtime};
-use crate::store::{NewWorkItem, Store};
+use crate::store::{IntegrationRow, NewWorkItem, Store, WorkItemRow};
+use tokio::sync::{mpsc, oneshot};
 
 /// What the webhook route answers, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -57,23 +59,103 @@ pub trait WorkSink: Send + Sync + 'static {
     fn submit(&self, request: RunRequest);
 }
 
+/// A work item waiting for the group commit, with where to send the answer.
+type PendingItem = (
+    Vec<String>,
+    NewWorkItem,
+    oneshot::Sender<Result<Option<WorkItemRow>, String>>,
+);
+
 /// Runs the ingress pipeline.
 pub struct Ingress {
     runtime: Arc<Runtime>,
     store: Arc<dyn Store>,
     work: Arc<dyn WorkSink>,
+    writer: mpsc::Sender<PendingItem>,
+    rows: RowCache,
     parse_timeout: Duration,
 }
 
+/// How long an integration row read from the store serves deliveries before it is read again. Changes
+/// made elsewhere (the CLI, another server) are picked up within this time.
+const ROW_TTL: Duration = Duration::from_secs(1);
+
+/// Integration rows recently read, so that a burst of deliveries to one integration reads its row
+/// once a second rather than once per delivery.
+#[derive(Default)]
+struct RowCache(std::sync::Mutex<HashMap<String, (Instant, IntegrationRow)>>);
+
+impl RowCache {
+    fn get(&self, id: &str) -> Option<IntegrationRow> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id)
+            .filter(|(at, _)| at.elapsed() < ROW_TTL)
+            .map(|(_, row)| row.clone())
+    }
+
+    fn put(&self, row: &IntegrationRow) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (at, _)| at.elapsed() < ROW_TTL);
+        }
+        map.insert(row.id.clone(), (Instant::now(), row.clone()));
+    }
+}
+
+/// Work items written per transaction at most.
+const GROUP_COMMIT_MAX: usize = 256;
+
 impl Ingress {
-    /// An ingress that hands accepted work items to `work`.
+    /// An ingress that hands accepted work items to `work`. Must be called inside a Tokio runtime: it
+    /// starts the task that writes work items.
     pub fn new(runtime: Arc<Runtime>, store: Arc<dyn Store>, work: Arc<dyn WorkSink>) -> Self {
+        let (writer, rx) = mpsc::channel(GROUP_COMMIT_MAX * 4);
+        tokio::spawn(group_commit(store.clone(), rx));
         Ingress {
             runtime,
             store,
             work,
+            writer,
+            rows: RowCache::default(),
             parse_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Forgets a cached integration row (call after changing it in this process).
+    pub fn forget_integration(&self, id: &str) {
+        let mut map = self.rows.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
+    }
+
+    async fn integration_row(&self, id: &str) -> Result<Option<IntegrationRow>, String> {
+        if let Some(row) = self.rows.get(id) {
+            return Ok(Some(row));
+        }
+        let row = self
+            .store
+            .get_integration(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(row) = &row {
+            self.rows.put(row);
+        }
+        Ok(row)
+    }
+
+    /// Creates a work item with its keys through the group commit: concurrent deliveries share one
+    /// transaction, which is what lets one SQLite file accept thousands of webhooks a second.
+    async fn create_once(
+        &self,
+        keys: Vec<String>,
+        item: NewWorkItem,
+    ) -> Result<Option<WorkItemRow>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send((keys, item, tx))
+            .await
+            .map_err(|_| "the work item writer stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the work item writer stopped".to_string())?
     }
 
     /// Handles one webhook delivery.
@@ -129,7 +211,7 @@ impl Ingress {
             .map(|e| e.descriptor.sensitive_fields.clone())
             .unwrap_or_default();
         drop(registry);
-        let row = match self.store.get_integration(integration_id).await {
+        let row = match self.integration_row(integration_id).await {
             Ok(Some(row)) => row,
             Ok(None) => {
                 return (
@@ -251,11 +333,7 @@ impl Ingress {
             title: item.title.clone(),
             payload: Some(item.payload.to_string()),
         };
-        let created = match self
-            .store
-            .create_work_item_once(&parsed.idempotency_keys, new)
-            .await
-        {
+        let created = match self.create_once(parsed.idempotency_keys.clone(), new).await {
             Ok(Some(w)) => w,
             Ok(None) => {
                 let msg = "this delivery was received before; nothing new was created";
@@ -292,5 +370,35 @@ impl Ingress {
         let mut outcome = IngressOutcome::new(200, "accepted", "work item created");
         outcome.work_item_id = Some(id);
         (outcome, plugin)
+    }
+}
+
+/// Writes queued work items, as many as are waiting (up to [`GROUP_COMMIT_MAX`]) per transaction.
+async fn group_commit(store: Arc<dyn Store>, mut rx: mpsc::Receiver<PendingItem>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_COMMIT_MAX {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (items, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|(keys, item, reply)| ((keys, item), reply))
+            .unzip();
+        match store.create_work_items_once(items).await {
+            Ok(rows) => {
+                for (row, reply) in rows.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(row));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
     }
 }

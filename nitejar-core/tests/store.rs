@@ -25,6 +25,8 @@ on_both_backends!(
     idempotency_keys_are_all_or_nothing,
     concurrent_idempotency_keys_have_one_winner,
     work_items_jobs_and_spans,
+    work_items_are_group_committed_with_their_keys,
+    agents_of_an_integration_and_finishing_a_job,
 );
 
 fn config(value: Value) -> Map<String, Value> {
@@ -650,4 +652,142 @@ async fn work_items_jobs_and_spans(db: TestDb) {
     assert_eq!(listed[1], spans[0]);
     let ids: HashSet<_> = listed.iter().map(|s| s.id.clone()).collect();
     assert_eq!(ids.len(), 2);
+}
+
+fn item(n: usize) -> NewWorkItem {
+    NewWorkItem {
+        integration_id: Some("int-batch".into()),
+        session_key: format!("s:{n}"),
+        source: "echo".into(),
+        source_ref: format!("m{n}"),
+        title: format!("item {n}"),
+        ..Default::default()
+    }
+}
+
+async fn work_items_are_group_committed_with_their_keys(db: TestDb) {
+    let store = db.open().await;
+    let first = store
+        .create_work_item_once(&keys(&["k:seen"]), item(0))
+        .await
+        .expect("first")
+        .expect("created");
+    // One batch: a new item, a duplicate, an item whose second key is a duplicate (its first key must
+    // not stay behind), the same key twice within the batch, and an item without keys.
+    let results = store
+        .create_work_items_once(vec![
+            (keys(&["k:1"]), item(1)),
+            (keys(&["k:seen"]), item(2)),
+            (keys(&["k:3a", "k:seen"]), item(3)),
+            (keys(&["k:4"]), item(4)),
+            (keys(&["k:4"]), item(5)),
+            (Vec::new(), item(6)),
+        ])
+        .await
+        .expect("batch");
+    let created: Vec<bool> = results.iter().map(Option::is_some).collect();
+    assert_eq!(created, [true, false, false, true, false, true]);
+    // k:3a was rolled back with its item: it is still free.
+    assert!(store
+        .try_insert_idempotency_keys(&keys(&["k:3a"]))
+        .await
+        .expect("free"));
+    for row in results.iter().flatten() {
+        assert_eq!(
+            store.get_work_item(&row.id).await.expect("get").as_ref(),
+            Some(row)
+        );
+    }
+    assert_ne!(results[0].as_ref().map(|r| &r.id), Some(&first.id));
+}
+
+async fn agents_of_an_integration_and_finishing_a_job(db: TestDb) {
+    let store = db.open().await;
+    let a = store
+        .create_agent(NewAgent {
+            name: "A".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a");
+    let b = store
+        .create_agent(NewAgent {
+            name: "B".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("b");
+    assert_eq!(store.list_agents().await.expect("list").len(), 2);
+    let int1 = store
+        .create_integration(NewIntegration::new("echo", "one", Map::new()), &[])
+        .await
+        .expect("integration 1");
+    let int2 = store
+        .create_integration(NewIntegration::new("echo", "two", Map::new()), &[])
+        .await
+        .expect("integration 2");
+    store
+        .assign_integration(&b.id, &int1.id)
+        .await
+        .expect("assign");
+    let assigned = store.agents_for_integration(&int1.id).await.expect("for");
+    assert_eq!(
+        assigned.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        [b.id.as_str()]
+    );
+    assert!(store
+        .agents_for_integration(&int2.id)
+        .await
+        .expect("none")
+        .is_empty());
+
+    let w = store.create_work_item(item(9)).await.expect("item");
+    let job = store
+        .create_job(NewJob {
+            work_item_id: w.id.clone(),
+            agent_id: a.id.clone(),
+            status: Some("RUNNING".into()),
+            started_at: Some(5),
+            ..Default::default()
+        })
+        .await
+        .expect("job");
+    assert_eq!((job.status.as_str(), job.started_at), ("RUNNING", Some(5)));
+    let span = SpanRow {
+        id: "span-finish".into(),
+        trace_id: job.id.clone(),
+        parent_span_id: None,
+        name: "run".into(),
+        kind: "run".into(),
+        status: "COMPLETED".into(),
+        start_time: 5,
+        end_time: Some(9),
+        duration_ms: Some(4),
+        attributes: None,
+        job_id: Some(job.id.clone()),
+        agent_id: Some(a.id.clone()),
+        created_at: 9,
+    };
+    let done = store
+        .finish_job(
+            &job.id,
+            JobUpdate {
+                status: Some("COMPLETED".into()),
+                completed_at: Some(9),
+                ..Default::default()
+            },
+            std::slice::from_ref(&span),
+        )
+        .await
+        .expect("finish");
+    assert_eq!(
+        (done.status.as_str(), done.completed_at),
+        ("COMPLETED", Some(9))
+    );
+    assert_eq!(store.list_spans(&job.id).await.expect("spans"), vec![span]);
+    let missing = store
+        .finish_job("no-such-job", JobUpdate::default(), &[])
+        .await
+        .expect_err("missing job");
+    assert!(matches!(missing, StoreError::NotFound { .. }), "{missing}");
 }

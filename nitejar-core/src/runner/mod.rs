@@ -153,6 +153,9 @@ pub struct Runner {
     model: Arc<dyn ModelProvider>,
     tools: ToolSet,
     config: RunnerConfig,
+    /// The default agent as last read, and when: every run of an unassigned integration needs it,
+    /// and an operator's change to it should still show within seconds.
+    default_agent: tokio::sync::Mutex<Option<(Instant, AgentRow)>>,
 }
 
 impl Runner {
@@ -170,12 +173,25 @@ impl Runner {
             model,
             tools,
             config,
+            default_agent: tokio::sync::Mutex::new(None),
         }
     }
 
     /// Makes sure one agent exists to handle integrations nobody is assigned to. A fresh install
     /// gets one, named [`DEFAULT_AGENT_NAME`]; an install with agents is left alone.
     pub async fn ensure_default_agent(&self) -> Result<AgentRow, StoreError> {
+        let mut cached = self.default_agent.lock().await;
+        if let Some((at, agent)) = cached.as_ref() {
+            if at.elapsed() < Duration::from_secs(5) {
+                return Ok(agent.clone());
+            }
+        }
+        let agent = self.find_or_create_default_agent().await?;
+        *cached = Some((Instant::now(), agent.clone()));
+        Ok(agent)
+    }
+
+    async fn find_or_create_default_agent(&self) -> Result<AgentRow, StoreError> {
         let agents = self.store.list_agents().await?;
         if let Some(a) = agents.iter().find(|a| AgentConfig::of(a).is_default) {
             return Ok(a.clone());
@@ -219,24 +235,16 @@ impl Runner {
     }
 
     async fn run_job(&self, agent: &AgentRow, request: &RunRequest) -> Result<RunReport, RunError> {
+        let started_ms = now_ms();
         let job = self
             .store
             .create_job(NewJob {
                 work_item_id: request.work_item.id.clone(),
                 agent_id: agent.id.clone(),
                 status: Some("RUNNING".into()),
+                started_at: Some(started_ms),
                 ..Default::default()
             })
-            .await?;
-        let started_ms = now_ms();
-        self.store
-            .update_job(
-                &job.id,
-                JobUpdate {
-                    started_at: Some(started_ms),
-                    ..Default::default()
-                },
-            )
             .await?;
         let mut run = JobRun {
             runner: self,
@@ -272,11 +280,9 @@ impl Runner {
             run_started.elapsed(),
             json!({ "work_item.id": request.work_item.id, "integration.type": request.integration.kind }),
         ));
-        if let Err(e) = self.store.insert_spans(&spans).await {
-            tracing::error!(job.id = %job.id, "could not store the run's spans: {e}");
-        }
+        // One transaction for the spans and the job's end.
         self.store
-            .update_job(
+            .finish_job(
                 &job.id,
                 JobUpdate {
                     status: Some(report.status.as_str().into()),
@@ -284,6 +290,7 @@ impl Runner {
                     completed_at: Some(now_ms()),
                     ..Default::default()
                 },
+                &spans,
             )
             .await?;
         Ok(report)

@@ -279,6 +279,22 @@ pub trait Store: Send + Sync + 'static {
         new: NewWorkItem,
     ) -> StoreFuture<'a, Option<WorkItemRow>>;
 
+    /// Creates many work items, each with its idempotency keys, in one transaction (group commit):
+    /// `None` for an item any of whose keys exists already (nothing of it is stored), the row for the
+    /// others, in order.
+    fn create_work_items_once(
+        &self,
+        items: Vec<(Vec<String>, NewWorkItem)>,
+    ) -> StoreFuture<'_, Vec<Option<WorkItemRow>>>;
+
+    /// Ends a job: stores its spans and applies `update`, in one transaction.
+    fn finish_job<'a>(
+        &'a self,
+        id: &'a str,
+        update: JobUpdate,
+        spans: &'a [SpanRow],
+    ) -> StoreFuture<'a, JobRow>;
+
     /// Every agent, oldest first.
     fn list_agents(&self) -> StoreFuture<'_, Vec<AgentRow>>;
 

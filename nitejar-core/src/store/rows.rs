@@ -343,6 +343,8 @@ pub struct NewJob {
     pub origin_tool_name: Option<String>,
     /// `PENDING` when `None`.
     pub status: Option<String>,
+    /// When it started (Unix milliseconds), for a job created already running.
+    pub started_at: Option<i64>,
 }
 
 /// One row of `jobs`.

@@ -202,7 +202,7 @@ where
         // concurrent callers with overlapping sets take the keys' locks in the same order (on Postgres,
         // opposite orders could deadlock).
         let mut tx = self.begin_write(OP).await?;
-        if !Self::insert_keys(&mut tx, keys, OP).await? {
+        if !Self::insert_keys(&mut tx, keys, None, OP).await? {
             tx.rollback().await.map_err(StoreError::query(OP))?;
             return Ok(false);
         }
@@ -214,6 +214,7 @@ where
     async fn insert_keys(
         tx: &mut sqlx::Transaction<'static, DB>,
         keys: &[String],
+        work_item_id: Option<&str>,
         op: &'static str,
     ) -> Result<bool, StoreError> {
         // A key listed twice by one caller is one key, not a conflict with itself. Sorted, so that
@@ -226,10 +227,11 @@ where
             // insert of the same key waits for the other transaction and then conflicts, so exactly
             // one caller sees every key inserted.
             let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (key, created_at) VALUES ($1, $2) \
+                "INSERT INTO idempotency_keys (key, work_item_id, created_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (key) DO NOTHING RETURNING key",
             )
             .bind(key)
+            .bind(work_item_id)
             .bind(now)
             .fetch_optional(&mut **tx)
             .await
@@ -247,42 +249,68 @@ where
         keys: &[String],
         new: NewWorkItem,
     ) -> Result<Option<WorkItemRow>, StoreError> {
-        const OP: &str = "insert work item with idempotency keys";
-        let id = new.id.clone().unwrap_or_else(new_id);
+        let mut created = self
+            .sql_create_work_items_once(vec![(keys.to_vec(), new)])
+            .await?;
+        Ok(created.pop().flatten())
+    }
+
+    /// Creates many work items, each with its idempotency keys, in ONE transaction (group commit): an
+    /// item any of whose keys exists already is skipped (`None`), the others are created.
+    pub(crate) async fn sql_create_work_items_once(
+        &self,
+        items: Vec<(Vec<String>, NewWorkItem)>,
+    ) -> Result<Vec<Option<WorkItemRow>>, StoreError> {
+        const OP: &str = "insert work items with idempotency keys";
         let mut tx = self.begin_write(OP).await?;
-        if !Self::insert_keys(&mut tx, keys, OP).await? {
-            tx.rollback().await.map_err(StoreError::query(OP))?;
-            return Ok(None);
-        }
+        let mut out = Vec::with_capacity(items.len());
         let sql = format!(
             "INSERT INTO work_items (id, integration_id, session_key, source, source_ref, status, \
              title, payload, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {WORK_ITEM_COLUMNS}"
         );
-        let row = sqlx::query(&sql)
-            .bind(id.as_str())
-            .bind(new.integration_id)
-            .bind(new.session_key)
-            .bind(new.source)
-            .bind(new.source_ref)
-            .bind(new.status.unwrap_or_else(|| "NEW".to_owned()))
-            .bind(new.title)
-            .bind(new.payload)
-            .bind(now_ms())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(already_exists(OP, "work item", &id))?;
-        let item = Self::work_item_row(&row, OP)?;
-        for key in keys {
-            sqlx::query("UPDATE idempotency_keys SET work_item_id = $2 WHERE key = $1")
-                .bind(key.as_str())
-                .bind(item.id.as_str())
+        for (keys, new) in items {
+            let id = new.id.clone().unwrap_or_else(new_id);
+            // A savepoint per item: when its second key conflicts, its first key goes too, and the
+            // other items of the batch stay.
+            sqlx::query("SAVEPOINT work_item")
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::query(OP))?;
+            // The item first: its keys refer to it.
+            let row = sqlx::query(&sql)
+                .bind(id.as_str())
+                .bind(new.integration_id)
+                .bind(new.session_key)
+                .bind(new.source)
+                .bind(new.source_ref)
+                .bind(new.status.unwrap_or_else(|| "NEW".to_owned()))
+                .bind(new.title)
+                .bind(new.payload)
+                .bind(now_ms())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(already_exists(OP, "work item", &id))?;
+            if !Self::insert_keys(&mut tx, &keys, Some(&id), OP).await? {
+                sqlx::query("ROLLBACK TO SAVEPOINT work_item")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query(OP))?;
+                sqlx::query("RELEASE SAVEPOINT work_item")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query(OP))?;
+                out.push(None);
+                continue;
+            }
+            sqlx::query("RELEASE SAVEPOINT work_item")
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query(OP))?;
+            out.push(Some(Self::work_item_row(&row, OP)?));
         }
         tx.commit().await.map_err(StoreError::query(OP))?;
-        Ok(Some(item))
+        Ok(out)
     }
 
     pub(crate) async fn sql_list_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
@@ -339,27 +367,15 @@ where
         &self,
         new: NewWorkItem,
     ) -> Result<WorkItemRow, StoreError> {
-        const OP: &str = "insert work item";
-        let id = new.id.unwrap_or_else(new_id);
-        let sql = format!(
-            "INSERT INTO work_items (id, integration_id, session_key, source, source_ref, status, \
-             title, payload, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {WORK_ITEM_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id.as_str())
-            .bind(new.integration_id)
-            .bind(new.session_key)
-            .bind(new.source)
-            .bind(new.source_ref)
-            .bind(new.status.unwrap_or_else(|| "NEW".to_owned()))
-            .bind(new.title)
-            .bind(new.payload)
-            .bind(now_ms())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(already_exists(OP, "work item", &id))?;
-        Self::work_item_row(&row, OP)
+        // Without keys nothing can conflict, so `None` cannot come back; map it anyway rather than
+        // panic.
+        let id = new.id.clone().unwrap_or_default();
+        self.sql_create_work_item_once(&[], new)
+            .await?
+            .ok_or(StoreError::AlreadyExists {
+                entity: "work item",
+                id,
+            })
     }
 
     pub(crate) async fn sql_get_work_item(
@@ -381,8 +397,8 @@ where
         let id = new.id.unwrap_or_else(new_id);
         let sql = format!(
             "INSERT INTO jobs (id, work_item_id, agent_id, parent_job_id, root_job_id, run_kind, \
-             origin_tool_name, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {JOB_COLUMNS}"
+             origin_tool_name, status, started_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {JOB_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(id.as_str())
@@ -393,6 +409,7 @@ where
             .bind(new.run_kind.unwrap_or_else(|| "primary".to_owned()))
             .bind(new.origin_tool_name)
             .bind(new.status.unwrap_or_else(|| "PENDING".to_owned()))
+            .bind(new.started_at)
             .bind(now_ms())
             .fetch_one(&self.pool)
             .await
@@ -402,6 +419,19 @@ where
 
     pub(crate) async fn sql_update_job(
         &self,
+        id: &str,
+        update: JobUpdate,
+    ) -> Result<JobRow, StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(StoreError::query("update job"))?;
+        Self::update_job_in(&mut conn, id, update).await
+    }
+
+    async fn update_job_in(
+        conn: &mut DB::Connection,
         id: &str,
         update: JobUpdate,
     ) -> Result<JobRow, StoreError> {
@@ -424,7 +454,7 @@ where
             .bind(update.started_at)
             .bind(update.completed_at)
             .bind(now_ms())
-            .fetch_optional(&self.pool)
+            .fetch_optional(conn)
             .await
             .map_err(StoreError::query(OP))?
             .ok_or_else(|| StoreError::NotFound {
@@ -432,6 +462,20 @@ where
                 id: id.to_owned(),
             })?;
         Self::job_row(&row, OP)
+    }
+
+    pub(crate) async fn sql_finish_job(
+        &self,
+        id: &str,
+        update: JobUpdate,
+        spans: &[SpanRow],
+    ) -> Result<JobRow, StoreError> {
+        const OP: &str = "finish job";
+        let mut tx = self.begin_write(OP).await?;
+        Self::insert_span_rows(&mut tx, spans, self.params).await?;
+        let job = Self::update_job_in(&mut tx, id, update).await?;
+        tx.commit().await.map_err(StoreError::query(OP))?;
+        Ok(job)
     }
 
     pub(crate) async fn sql_get_job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {

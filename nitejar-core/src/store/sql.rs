@@ -312,6 +312,20 @@ macro_rules! impl_store {
             fn create_work_item(&self, new: NewWorkItem) -> StoreFuture<'_, WorkItemRow> {
                 Box::pin(self.sql_create_work_item(new))
             }
+            fn create_work_items_once(
+                &self,
+                items: Vec<(Vec<String>, NewWorkItem)>,
+            ) -> StoreFuture<'_, Vec<Option<WorkItemRow>>> {
+                Box::pin(self.sql_create_work_items_once(items))
+            }
+            fn finish_job<'a>(
+                &'a self,
+                id: &'a str,
+                update: JobUpdate,
+                spans: &'a [SpanRow],
+            ) -> StoreFuture<'a, JobRow> {
+                Box::pin(self.sql_finish_job(id, update, spans))
+            }
             fn create_work_item_once<'a>(
                 &'a self,
                 keys: &'a [String],
