@@ -241,6 +241,19 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A secret key stored without a password (`minisign -G -W`): its KDF algorithm bytes are zero.
+fn unencrypted(text: &str) -> Option<minisign::SecretKey> {
+    use base64::Engine as _;
+    let line = text.lines().nth(1)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(line.trim())
+        .ok()?;
+    if bytes.get(2..4) != Some(&[0, 0]) {
+        return None;
+    }
+    minisign::SecretKey::from_bytes(&bytes).ok()
+}
+
 /// Signs the digest text with a minisign secret key and writes `nitejar.plugin.sig`. Returns the
 /// key id.
 fn sign_digest(
@@ -255,16 +268,12 @@ fn sign_digest(
     let open = |password: Option<String>| {
         minisign::SecretKeyBox::from_string(&text).and_then(|b| b.into_secret_key(password))
     };
-    let secret = match password {
-        Some(p) => open(Some(p)),
-        // An unencrypted key opens with an empty password; an encrypted one is asked for on a terminal.
-        None => open(Some(String::new())).or_else(|e| {
-            if std::io::stdin().is_terminal() {
-                open(None)
-            } else {
-                Err(e)
-            }
-        }),
+    let secret = match (password, unencrypted(&text)) {
+        (Some(p), _) => open(Some(p)),
+        (None, Some(key)) => Ok(key),
+        // An encrypted key without NITEJAR_SIGN_PASSWORD: asked for on a terminal.
+        (None, None) if std::io::stdin().is_terminal() => open(None),
+        (None, None) => open(Some(String::new())),
     }
     .map_err(|e| anyhow!("could not open the secret key {} ({e}); if it is password-protected, set NITEJAR_SIGN_PASSWORD", key_file.display()))?;
     let public = minisign::PublicKey::from_secret_key(&secret)
