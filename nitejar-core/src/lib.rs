@@ -21,6 +21,8 @@ pub mod crypto;
 pub mod hooks;
 pub mod host;
 pub mod ingress;
+pub mod install;
+pub mod lifecycle;
 pub mod loader;
 pub mod manifest;
 pub mod permissions;
@@ -30,6 +32,7 @@ pub mod runner;
 pub mod runtime;
 pub mod skills;
 pub mod store;
+pub mod trust;
 
 /// The version of the running Nitejar engine, against which `engine.nitejar` ranges are checked.
 pub const NITEJAR_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use nitejar_core::skills::{SkillLimits, SkillsConfig};
+use nitejar_core::trust::{TrustMode, TrustPolicy};
 
 /// Reads `NITEJAR_<name>`, falling back to `SLOPBOT_<name>`. Empty values count as unset.
 pub fn var(name: &str) -> Option<String> {
@@ -30,6 +31,35 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
             .parse()
             .map_err(|_| anyhow::anyhow!("NITEJAR_{name} must be a whole number, not `{v}`")),
     }
+}
+
+/// Reads a yes/no setting (`1`, `true`, `yes`, `on` / `0`, `false`, `no`, `off`); unset is no.
+fn flag(name: &str) -> anyhow::Result<bool> {
+    match var(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+        Some(v) => bail!("NITEJAR_{name} must be 1 or 0, not `{v}`"),
+    }
+}
+
+/// The plugin trust policy from `NITEJAR_PLUGIN_TRUST_MODE`, `_TRUSTED_KEYS` and `_ALLOWLIST`.
+fn trust_policy() -> anyhow::Result<TrustPolicy> {
+    let mode = match var("PLUGIN_TRUST_MODE") {
+        Some(text) => text.parse::<TrustMode>()?,
+        None => TrustMode::default(),
+    };
+    let keys = match var("PLUGIN_TRUSTED_KEYS") {
+        Some(text) => TrustPolicy::parse_keys(&text)?,
+        None => Vec::new(),
+    };
+    let allowlist = match var("PLUGIN_ALLOWLIST") {
+        Some(text) => TrustPolicy::parse_allowlist(&text)?,
+        None => Vec::new(),
+    };
+    Ok(TrustPolicy::new(mode)
+        .with_keys(keys)
+        .with_allowlist(allowlist))
 }
 
 /// The server's settings.
@@ -64,6 +94,24 @@ pub struct Config {
     pub skill_max_file_bytes: u64,
     /// `NITEJAR_SKILL_MAX_BYTES`: the largest skill, all its files together (default 1 MiB).
     pub skill_max_bytes: u64,
+    /// `NITEJAR_PLUGIN_TRUST_MODE` (default `self_host_guarded`), with `NITEJAR_PLUGIN_TRUSTED_KEYS`
+    /// (minisign public keys, comma-separated) and `NITEJAR_PLUGIN_ALLOWLIST` (`id` or
+    /// `id@sha256:<digest>`, comma-separated).
+    pub trust: TrustPolicy,
+    /// `NITEJAR_SAFE_MODE=1`: load built-ins only.
+    pub safe_mode: bool,
+    /// `NITEJAR_NPM_REGISTRY` (default https://registry.npmjs.org).
+    pub npm_registry: String,
+    /// `NITEJAR_NPM_TOKEN`: a bearer token for the registry.
+    pub npm_token: Option<String>,
+    /// `NITEJAR_PLUGIN_MAX_BYTES`: the largest plugin package, unpacked (default 256 MiB).
+    pub plugin_max_bytes: u64,
+    /// `NITEJAR_PLUGIN_MAX_FILES`: the most files in a plugin package (default 10 000).
+    pub plugin_max_files: u64,
+    /// `NITEJAR_PLUGIN_CRASH_THRESHOLD`: failed calls that auto-disable a plugin (default 5) …
+    pub crash_threshold: u32,
+    /// … within `NITEJAR_PLUGIN_CRASH_WINDOW_MS` (default 300 000).
+    pub crash_window: Duration,
 }
 
 impl Config {
@@ -97,6 +145,15 @@ impl Config {
                 SkillLimits::default().max_file_bytes,
             )?,
             skill_max_bytes: number("SKILL_MAX_BYTES", SkillLimits::default().max_skill_bytes)?,
+            trust: trust_policy()?,
+            safe_mode: flag("SAFE_MODE")?,
+            npm_registry: var("NPM_REGISTRY")
+                .unwrap_or_else(|| nitejar_core::install::npm::DEFAULT_REGISTRY.to_string()),
+            npm_token: var("NPM_TOKEN"),
+            plugin_max_bytes: number("PLUGIN_MAX_BYTES", 256 * 1024 * 1024)?,
+            plugin_max_files: number("PLUGIN_MAX_FILES", 10_000)?,
+            crash_threshold: number("PLUGIN_CRASH_THRESHOLD", 5)?.max(1),
+            crash_window: Duration::from_millis(number("PLUGIN_CRASH_WINDOW_MS", 300_000)?),
         })
     }
 

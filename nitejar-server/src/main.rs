@@ -26,8 +26,7 @@ enum Command {
     /// Run the server (the default when no command is given).
     Serve(serve::ServeArgs),
     /// Work with plugins.
-    #[command(subcommand)]
-    Plugin(plugin_cmd::PluginCommand),
+    Plugin(plugin_cmd::PluginArgs),
     /// Work with skills.
     #[command(subcommand)]
     Skill(skill_cmd::SkillCommand),

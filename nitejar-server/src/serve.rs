@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 use nitejar_core::crypto::{load_or_create_key, Cipher, KeyOrigin};
 use nitejar_core::ingress::Ingress;
-use nitejar_core::permissions::{Grant, PermissionGate, PermissionSet};
+use nitejar_core::permissions::PermissionGate;
 use nitejar_core::runner::model::{ModelProvider, OfflineModel, OpenAiCompatible};
 use nitejar_core::runner::queue::RunQueue;
 use nitejar_core::runner::tools::{CurrentTime, ToolSet};
@@ -17,7 +17,8 @@ use nitejar_core::runtime::Runtime;
 use nitejar_core::skills::{Skills, UseSkill};
 use nitejar_core::store::{self, DbReceiptSink, SinkOptions};
 
-use crate::config::{self, Config};
+use crate::config::Config;
+use crate::plugin_cmd;
 use crate::routes;
 
 /// Options of `nitejar serve`.
@@ -71,15 +72,25 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         })?;
     let sink = DbReceiptSink::start(store.clone(), SinkOptions::default());
     let gate = Arc::new(PermissionGate::new(&config.data_dir, sink.clone()));
+    // The crash-loop guard sees every receipt of plugin calls first (see nitejar_core::lifecycle).
+    let crash_guard = plugin_cmd::setup::crash_guard(&config);
     let runtime = Arc::new(
         Runtime::builder()
-            .sink(sink.clone())
+            .sink(crash_guard.wrap(sink.clone()))
             .services(gate.clone())
             .build(),
     );
 
     nitejar_builtins::link();
-    activate_builtins(&runtime, &gate, &config);
+    // Built-ins, then installed plugins; then the runtime follows the database (CLI changes).
+    let _plugins = plugin_cmd::setup::start_in_server(
+        &config,
+        store.clone(),
+        runtime.clone(),
+        gate.clone(),
+        &crash_guard,
+    )
+    .await;
 
     let model: Arc<dyn ModelProvider> = match (&config.model_base_url, &config.model) {
         (Some(base), Some(model)) => {
@@ -158,53 +169,6 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     );
     store.close().await.ok();
     Ok(())
-}
-
-/// Activates the built-ins and grants them the permissions their manifests declare. An operator who
-/// points a built-in at another API (`NITEJAR_<NAME>_API_BASE`, e.g. `NITEJAR_TELEGRAM_API_BASE` for
-/// `builtin.telegram`) also grants it that host.
-fn activate_builtins(runtime: &Runtime, gate: &PermissionGate, config: &Config) {
-    for builtin in nitejar_core::builtin::builtins() {
-        let (validated, active) = match (builtin.manifest(), builtin.activate()) {
-            (Ok(v), Ok(a)) => (v, a),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::error!("{e}");
-                continue;
-            }
-        };
-        let manifest = &validated.manifest;
-        let mut permissions = PermissionSet::from(&manifest.permissions);
-        let name = manifest
-            .id
-            .trim_start_matches("builtin.")
-            .to_ascii_uppercase();
-        if let Some(base) = config::var(&format!("{name}_API_BASE")) {
-            match api_host(&base) {
-                Some(host) => permissions = permissions.network([host]),
-                None => tracing::error!("NITEJAR_{name}_API_BASE is not an http(s) URL: {base}"),
-            }
-        }
-        gate.grant(
-            active.meta(),
-            Grant::new(permissions, &config.data_dir).require_acknowledgement(false),
-        );
-        let id = active.meta().to_string();
-        match runtime.activate(active) {
-            Ok(()) => tracing::info!("built-in active: {id}"),
-            Err(e) => tracing::error!("built-in {id} could not be activated: {e}"),
-        }
-    }
-}
-
-/// `host:port` of an http(s) URL, as a network permission entry.
-fn api_host(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return None;
-    }
-    let host = parsed.host_str()?;
-    let port = parsed.port_or_known_default()?;
-    Some(format!("{host}:{port}"))
 }
 
 fn init_tracing() {

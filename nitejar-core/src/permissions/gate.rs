@@ -393,6 +393,21 @@ impl HostServices for PermissionGate {
 
     fn log(&self, plugin: &PluginMeta, level: LogLevel, message: &str) {
         crate::host::NoServices.log(plugin, level, message);
+        // And to the plugin's own log file, which `nitejar plugin logs <id>` shows.
+        let level = match level {
+            LogLevel::Trace => "TRACE",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+        };
+        crate::lifecycle::logs::append(
+            &self.data_dir.join("logs").join("plugins"),
+            &plugin.id,
+            Some(&plugin.version),
+            level,
+            message,
+        );
     }
 }
 

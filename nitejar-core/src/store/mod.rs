@@ -47,6 +47,7 @@ mod adopt;
 mod error;
 mod events;
 mod integrations;
+mod lifecycle;
 mod plugins;
 mod postgres;
 mod receipts;
@@ -62,6 +63,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use lifecycle::PluginAlertRow;
 pub use postgres::PostgresStore;
 pub use receipts::{DbReceiptSink, SinkOptions, SinkShutdown};
 pub use rows::*;
@@ -217,6 +219,27 @@ pub trait Store: Send + Sync + 'static {
         plugin_id: &'a str,
         version: &'a str,
     ) -> StoreFuture<'a, Option<PluginArtifact>>;
+
+    /// Deletes every version row and stored artifact of a plugin (the plugin row stays). Returns how
+    /// many versions were deleted.
+    fn delete_plugin_versions<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Deletes a plugin's receipts (`plugin_events`) and alerts. Returns how many receipts were
+    /// deleted. Only `nitejar plugin uninstall --purge-data` calls this.
+    fn purge_plugin_data<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Raises an admin alert about a plugin.
+    fn insert_plugin_alert<'a>(&'a self, alert: &'a PluginAlertRow) -> StoreFuture<'a, ()>;
+
+    /// The alerts of one plugin (or of all), oldest first; cleared ones only when asked.
+    fn list_plugin_alerts<'a>(
+        &'a self,
+        plugin_id: Option<&'a str>,
+        include_cleared: bool,
+    ) -> StoreFuture<'a, Vec<PluginAlertRow>>;
+
+    /// Clears a plugin's active alerts (stamps `cleared_at`). Returns how many were cleared.
+    fn clear_plugin_alerts<'a>(&'a self, plugin_id: &'a str, at_ms: i64) -> StoreFuture<'a, u64>;
 
     // --- agents, work items, jobs, spans ------------------------------------------------------------
 

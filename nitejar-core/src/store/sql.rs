@@ -251,6 +251,32 @@ macro_rules! impl_store {
             ) -> StoreFuture<'a, Option<PluginArtifact>> {
                 Box::pin(self.sql_get_plugin_artifact(plugin_id, version))
             }
+            fn delete_plugin_versions<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, u64> {
+                Box::pin(self.sql_delete_plugin_versions(plugin_id))
+            }
+            fn purge_plugin_data<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, u64> {
+                Box::pin(self.sql_purge_plugin_data(plugin_id))
+            }
+            fn insert_plugin_alert<'a>(
+                &'a self,
+                alert: &'a $crate::store::PluginAlertRow,
+            ) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_insert_plugin_alert(alert))
+            }
+            fn list_plugin_alerts<'a>(
+                &'a self,
+                plugin_id: Option<&'a str>,
+                include_cleared: bool,
+            ) -> StoreFuture<'a, Vec<$crate::store::PluginAlertRow>> {
+                Box::pin(self.sql_list_plugin_alerts(plugin_id, include_cleared))
+            }
+            fn clear_plugin_alerts<'a>(
+                &'a self,
+                plugin_id: &'a str,
+                at_ms: i64,
+            ) -> StoreFuture<'a, u64> {
+                Box::pin(self.sql_clear_plugin_alerts(plugin_id, at_ms))
+            }
             fn create_agent(&self, new: NewAgent) -> StoreFuture<'_, AgentRow> {
                 Box::pin(self.sql_create_agent(new))
             }

@@ -1,0 +1,392 @@
+//! Putting one plugin version into the runtime, and taking it out: the digest check, the trust
+//! policy, the operator's acknowledgements, the boot marker, the load, the grant, the registry swap.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use nitejar_sdk::manifest::Manifest;
+use nitejar_sdk::SkillContribution;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{LifecycleError, LoadedVersion, PluginManager};
+use crate::builtin::BuiltinPlugin;
+use crate::install::{digest_dir, SIGNATURE_FILE};
+use crate::loader::{self, LoadError, PluginPackage};
+use crate::manifest::{validate_package_dir, ValidateOptions};
+use crate::permissions::{Grant, PermissionSet};
+use crate::receipts::{ReceiptKind, ReceiptStatus};
+use crate::registry::{ActivePlugin, PluginMeta, PluginOrigin};
+use crate::store::{PluginRow, PluginVersionRow};
+use crate::trust::consent::ack_strings;
+use crate::trust::{SignatureCheck, Verdict};
+
+/// `plugins/<id>/.activating`: written before a plugin's code first runs in this process, removed
+/// when activation ends either way. Found at boot, it means the previous process died while
+/// activating the plugin.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ActivationMarker {
+    pub(crate) version: String,
+    pub(crate) pid: u32,
+    pub(crate) started_at_ms: i64,
+}
+
+impl ActivationMarker {
+    /// Whether the process that wrote the marker is still running (another process activating the
+    /// plugin right now, e.g. the CLI while the server boots).
+    pub(crate) fn writer_alive(&self) -> bool {
+        if self.pid == std::process::id() {
+            return false;
+        }
+        Path::new("/proc").join(self.pid.to_string()).exists()
+    }
+}
+
+/// The package directory's own reading of its manifest: what is loaded is what is on disk.
+pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, String> {
+    validate_package_dir(dir, &ValidateOptions::new())
+        .map(|v| v.manifest)
+        .map_err(|e| e.to_string().trim_end().to_string())
+}
+
+impl PluginManager {
+    /// The version directory of `version` on this machine: materialised from `plugin_artifacts`
+    /// when this machine does not have it yet (several machines, one database).
+    pub(crate) async fn version_dir(
+        &self,
+        version: &PluginVersionRow,
+    ) -> Result<PathBuf, LifecycleError> {
+        let layout = self.layout().clone();
+        let dir = layout.version_dir(&version.plugin_id, &version.version);
+        if std::fs::symlink_metadata(&dir).is_ok() {
+            return Ok(dir);
+        }
+        let Some(artifact) = self
+            .store
+            .get_plugin_artifact(&version.plugin_id, &version.version)
+            .await?
+        else {
+            return Err(LifecycleError::Io {
+                action: "find",
+                path: dir,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the version directory is missing and no package is stored in the database; reinstall the plugin",
+                ),
+            });
+        };
+        let installer = self.installer.clone();
+        let name = format!("{}-{}.tgz", version.plugin_id, version.version);
+        let staged = Self::blocking(move || {
+            let staged = installer.stage_artifact(&artifact.bytes, &name)?;
+            let dir = staged.commit(installer.layout())?;
+            Ok::<_, crate::install::InstallError>(dir)
+        })
+        .await??;
+        tracing::info!(
+            plugin.id = %version.plugin_id,
+            plugin.version = %version.version,
+            "materialised from the stored package into {}",
+            staged.dir().display()
+        );
+        Ok(staged.dir().to_path_buf())
+    }
+
+    /// Checks the files of a version directory against the digest recorded at install.
+    pub(crate) async fn verify_digest(
+        &self,
+        version: &PluginVersionRow,
+        dir: &Path,
+    ) -> Result<(), LifecycleError> {
+        let dir_owned = dir.to_path_buf();
+        let actual = Self::blocking(move || digest_dir(&dir_owned))
+            .await?
+            .unwrap_or_else(|e| format!("unreadable ({e})"));
+        if actual == version.checksum {
+            Ok(())
+        } else {
+            Err(LifecycleError::Tampered {
+                id: version.plugin_id.clone(),
+                version: version.version.clone(),
+                expected: version.checksum.clone(),
+                actual,
+            })
+        }
+    }
+
+    /// The trust policy's verdict on enabling a version in `dir` (its signature read from disk).
+    pub(crate) fn judge_enable(
+        &self,
+        id: &str,
+        digest: &str,
+        dir: &Path,
+    ) -> Result<(Verdict, SignatureCheck), LifecycleError> {
+        let signature = std::fs::read_to_string(dir.join(SIGNATURE_FILE)).ok();
+        let check = self
+            .options
+            .policy
+            .check_signature(signature.as_deref(), digest);
+        let verdict = self
+            .options
+            .policy
+            .judge_enable(id, digest, &check)
+            .map_err(|refusal| LifecycleError::Trust {
+                id: id.to_string(),
+                action: "enable",
+                refusal,
+            })?;
+        Ok((verdict, check))
+    }
+
+    /// The acknowledged permissions of a plugin, and (in a mode that requires it) an error naming
+    /// the declared ones that are not.
+    pub(crate) async fn acknowledgements(
+        &self,
+        id: &str,
+        manifest: &Manifest,
+    ) -> Result<Vec<String>, LifecycleError> {
+        let acked: Vec<String> = self
+            .store
+            .list_disclosure_acks(id)
+            .await?
+            .into_iter()
+            .filter(|a| a.acknowledged)
+            .map(|a| a.permission)
+            .collect();
+        let mode = self.options.policy.mode();
+        if mode.requires_acknowledgement() {
+            let missing: Vec<String> = ack_strings(&manifest.permissions)
+                .into_iter()
+                .filter(|p| !acked.contains(p))
+                .collect();
+            if !missing.is_empty() {
+                return Err(LifecycleError::AcknowledgementMissing {
+                    id: id.to_string(),
+                    mode: mode.as_str(),
+                    missing,
+                });
+            }
+        }
+        Ok(acked)
+    }
+
+    /// Puts `version` of a third-party plugin into the runtime (replacing the active version, if
+    /// any): digest, trust, acknowledgements, load (or reuse a version loaded earlier in this
+    /// process), grant, registry swap. Nothing changes when it fails.
+    pub(crate) async fn activate_version(
+        &self,
+        row: &PluginRow,
+        version: &PluginVersionRow,
+    ) -> Result<Verdict, LifecycleError> {
+        let id = row.id.as_str();
+        let dir = self.version_dir(version).await?;
+        self.verify_digest(version, &dir).await?;
+        let (verdict, _) = self.judge_enable(id, &version.checksum, &dir)?;
+        let manifest = read_manifest(&dir).map_err(|reason| LifecycleError::Load {
+            id: id.to_string(),
+            version: version.version.clone(),
+            source: LoadError::NoLibrary {
+                plugin: id.to_string(),
+                message: reason,
+            },
+        })?;
+        let acked = self.acknowledgements(id, &manifest).await?;
+        let key = (id.to_string(), version.version.clone());
+        let cached = self.lock_loaded().get(&key).cloned();
+        let plugin = match cached {
+            Some(loaded) if loaded.digest == version.checksum => loaded.plugin,
+            Some(_) => {
+                return Err(LifecycleError::StaleLibrary {
+                    id: id.to_string(),
+                    version: version.version.clone(),
+                })
+            }
+            None => {
+                let plugin = self.load(row, version, &dir, &manifest).await?;
+                self.lock_loaded().insert(
+                    key,
+                    LoadedVersion {
+                        digest: version.checksum.clone(),
+                        plugin: plugin.clone(),
+                    },
+                );
+                plugin
+            }
+        };
+        let meta = plugin.meta().clone();
+        let previous = self.runtime.registry().plugin(id).map(|p| p.meta().clone());
+        self.gate.grant(
+            &meta,
+            Grant::new(PermissionSet::from(&manifest.permissions), &dir)
+                .acknowledged(acked)
+                .require_acknowledgement(self.options.policy.mode().requires_acknowledgement()),
+        );
+        if let Err(source) = self.runtime.activate(plugin) {
+            if previous.as_deref() != Some(&*meta) {
+                self.gate.revoke(&meta);
+            }
+            return Err(LifecycleError::Registry {
+                id: id.to_string(),
+                source,
+            });
+        }
+        if let Some(previous) = previous.filter(|p| p.version != meta.version) {
+            self.gate.revoke(&previous);
+        }
+        self.write_loaded_libraries();
+        Ok(verdict)
+    }
+
+    /// Loads a version's code (or a declarative plugin's skills) with the boot marker around it,
+    /// and writes a `load` receipt.
+    async fn load(
+        &self,
+        row: &PluginRow,
+        version: &PluginVersionRow,
+        dir: &Path,
+        manifest: &Manifest,
+    ) -> Result<ActivePlugin, LifecycleError> {
+        let id = row.id.clone();
+        let started = Instant::now();
+        let marker_path = self.layout().activation_marker(&id);
+        let marker = ActivationMarker {
+            version: version.version.clone(),
+            pid: std::process::id(),
+            started_at_ms: crate::receipts::now_ms(),
+        };
+        if let Some(parent) = marker_path.parent() {
+            std::fs::create_dir_all(parent).map_err(LifecycleError::io("create", parent))?;
+        }
+        let text = serde_json::to_vec(&marker).unwrap_or_default();
+        std::fs::write(&marker_path, text).map_err(LifecycleError::io("write", &marker_path))?;
+        let config = row
+            .config_json
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let package = PluginPackage::new(dir, manifest.clone()).with_config(config);
+        let services: Arc<dyn crate::host::HostServices> = self.gate.clone();
+        let result = Self::blocking(move || {
+            if package.manifest.entry.is_none() {
+                declarative(&package)
+            } else {
+                loader::load(&package, services)
+            }
+        })
+        .await;
+        let _ = std::fs::remove_file(&marker_path);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match result? {
+            Ok(plugin) => {
+                self.receipt(
+                    &id,
+                    Some(&version.version),
+                    ReceiptKind::Load,
+                    ReceiptStatus::Ok,
+                    json!({ "dir": dir.display().to_string(), "durationMs": duration_ms, "digest": version.checksum }),
+                )
+                .await;
+                Ok(plugin)
+            }
+            Err(source) => {
+                self.receipt(
+                    &id,
+                    Some(&version.version),
+                    ReceiptKind::Load,
+                    ReceiptStatus::Error,
+                    json!({ "dir": dir.display().to_string(), "error": source.to_string() }),
+                )
+                .await;
+                Err(LifecycleError::Load {
+                    id,
+                    version: version.version.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Takes a plugin out of the runtime and withdraws its grant. Returns the version that was
+    /// active.
+    pub(crate) fn deactivate(&self, id: &str) -> Option<Arc<PluginMeta>> {
+        let active = self.runtime.registry().plugin(id).map(|p| p.meta().clone());
+        self.runtime.deactivate(id);
+        if let Some(meta) = &active {
+            self.gate.revoke(meta);
+        }
+        active
+    }
+
+    /// Activates a built-in with the grant its manifest declares (plus the operator's API-base
+    /// hosts). Built-ins need no acknowledgement: they are part of the binary.
+    pub(crate) fn activate_builtin(&self, builtin: &BuiltinPlugin) -> Result<String, String> {
+        let validated = builtin.manifest().map_err(|e| e.to_string())?;
+        let active = builtin.activate().map_err(|e| e.to_string())?;
+        let manifest = &validated.manifest;
+        let mut permissions = PermissionSet::from(&manifest.permissions);
+        if let Some(extra) = self.options.builtin_network.get(&manifest.id) {
+            permissions = permissions.network(extra);
+        }
+        self.gate.grant(
+            active.meta(),
+            Grant::new(permissions, self.layout().data_dir()).require_acknowledgement(false),
+        );
+        let id = manifest.id.clone();
+        self.runtime.activate(active).map_err(|e| e.to_string())?;
+        Ok(id)
+    }
+
+    /// Writes `plugins/_runtime/libraries.json`: what this process has loaded and whether each is
+    /// still active, so `nitejar plugin doctor` can report leaked versions from outside the server.
+    pub(crate) fn write_loaded_libraries(&self) {
+        let registry = self.runtime.registry();
+        let libraries: Vec<serde_json::Value> = loader::loaded_libraries()
+            .into_iter()
+            .map(|l| {
+                let active = registry
+                    .plugin(&l.plugin_id)
+                    .is_some_and(|p| *p.meta().version == *l.version);
+                json!({
+                    "path": l.path, "sizeBytes": l.size_bytes, "pluginId": l.plugin_id,
+                    "version": l.version, "loadedAtMs": l.loaded_at_ms, "active": active,
+                })
+            })
+            .collect();
+        let file = self.layout().loaded_libraries_file();
+        let doc = json!({ "pid": std::process::id(), "libraries": libraries });
+        let written = file
+            .parent()
+            .map(std::fs::create_dir_all)
+            .transpose()
+            .and_then(|_| std::fs::write(&file, doc.to_string()));
+        if let Err(e) = written {
+            tracing::warn!("could not write {}: {e}", file.display());
+        }
+    }
+}
+
+/// A plugin without code: its skills, read from `skills/<id>/SKILL.md` in the package.
+fn declarative(package: &PluginPackage) -> Result<ActivePlugin, LoadError> {
+    let manifest = &package.manifest;
+    let mut skills = Vec::new();
+    for skill in &manifest.contributes.skills {
+        let relative = format!("skills/{skill}/SKILL.md");
+        if !package.dir.join(&relative).is_file() {
+            return Err(LoadError::Contributes {
+                plugin: manifest.id.clone(),
+                problems: vec![format!(
+                    "/contributes/skills: the package has no {relative} for the skill `{skill}`"
+                )],
+            });
+        }
+        skills.push(SkillContribution::file(skill, skill, relative));
+    }
+    let meta = PluginMeta::new(&manifest.id, &manifest.version, PluginOrigin::ThirdParty);
+    Ok(ActivePlugin::from_parts(
+        meta,
+        Vec::new(),
+        Vec::new(),
+        skills,
+    ))
+}

@@ -1,0 +1,375 @@
+//! Boot and reconciliation: bringing this process's runtime in line with the database.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::activate::ActivationMarker;
+use super::operations::builtin_row;
+use super::{LifecycleError, PluginManager, STARTUP_RECEIPT_ID};
+use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
+use crate::store::{PluginAlertRow, PluginRow};
+
+/// What boot did, plugin by plugin. Also the detail of the `startup` receipt.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootReport {
+    /// The trust mode.
+    pub trust_mode: String,
+    /// Whether `NITEJAR_SAFE_MODE` kept third-party plugins out.
+    pub safe_mode: bool,
+    /// Built-ins activated (`id@version`).
+    pub builtins: Vec<String>,
+    /// Third-party plugins activated (`id@version`).
+    pub loaded: Vec<String>,
+    /// Plugins not loaded on purpose, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Plugins that failed, with the error (they are marked `error`).
+    pub errors: Vec<Skipped>,
+    /// How long boot took.
+    pub duration_ms: u64,
+}
+
+/// A plugin and a reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The plugin.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What one reconciliation changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileReport {
+    /// Plugins (re)activated (`id@version`).
+    pub activated: Vec<String>,
+    /// Plugins taken out of the runtime.
+    pub deactivated: Vec<String>,
+    /// Plugins that failed to activate (now marked `error`).
+    pub errors: Vec<Skipped>,
+}
+
+impl ReconcileReport {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.activated.is_empty() && self.deactivated.is_empty() && self.errors.is_empty()
+    }
+}
+
+impl PluginManager {
+    /// Boots the plugins: built-ins first (those the operator has not disabled), then every enabled
+    /// third-party plugin allowed by the trust policy, each current version's digest verified
+    /// first. A plugin whose activation killed the previous process (its boot marker is still
+    /// there) is skipped, disabled and reported. A failing plugin never stops the others; it is
+    /// marked `error` with its message. Ends with a `startup` receipt summarising everything.
+    pub async fn boot(&self) -> BootReport {
+        let _op = self.ops.lock().await;
+        let started = Instant::now();
+        let mut report = BootReport {
+            trust_mode: self.options.policy.mode().as_str().to_string(),
+            safe_mode: self.options.safe_mode,
+            ..BootReport::default()
+        };
+        self.boot_builtins(&mut report).await;
+        match self.store.list_plugins().await {
+            Ok(rows) => {
+                for row in rows {
+                    if row.source_kind == "builtin" || row.current_version.is_none() {
+                        continue;
+                    }
+                    self.boot_plugin(row, &mut report).await;
+                }
+            }
+            Err(e) => report.errors.push(Skipped {
+                id: "*".into(),
+                reason: format!("the installed plugins could not be read: {e}"),
+            }),
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        let status = if report.errors.is_empty() {
+            ReceiptStatus::Ok
+        } else {
+            ReceiptStatus::Error
+        };
+        let detail = serde_json::to_value(&report).unwrap_or_default();
+        self.receipt(
+            STARTUP_RECEIPT_ID,
+            Some(crate::NITEJAR_VERSION),
+            ReceiptKind::Startup,
+            status,
+            detail,
+        )
+        .await;
+        self.write_loaded_libraries();
+        for e in &report.errors {
+            tracing::error!(plugin.id = %e.id, "plugin not loaded: {}", e.reason);
+        }
+        for s in &report.skipped {
+            tracing::warn!(plugin.id = %s.id, "plugin skipped: {}", s.reason);
+        }
+        report
+    }
+
+    async fn boot_builtins(&self, report: &mut BootReport) {
+        for builtin in crate::builtin::builtins() {
+            let fresh = builtin_row(builtin, true);
+            let id = fresh.id.clone();
+            let row = match self.store.get_plugin(&id).await {
+                Ok(Some(mut row)) => {
+                    // The binary decides a built-in's version and manifest; the row keeps the
+                    // operator's enabled flag.
+                    row.name = fresh.name.clone();
+                    row.current_version = fresh.current_version.clone();
+                    row.manifest_json = fresh.manifest_json.clone();
+                    row
+                }
+                Ok(None) => fresh,
+                Err(e) => {
+                    tracing::warn!("could not read the row of {id}: {e}; activating it anyway");
+                    fresh
+                }
+            };
+            if let Err(e) = self.store.upsert_plugin(&row).await {
+                tracing::warn!("could not record built-in {id}: {e}");
+            }
+            if !row.enabled {
+                report.skipped.push(Skipped {
+                    id,
+                    reason: "disabled by the operator".into(),
+                });
+                continue;
+            }
+            match self.activate_builtin(builtin) {
+                Ok(_) => report
+                    .builtins
+                    .push(format!("{id}@{}", row.current_version.unwrap_or_default())),
+                Err(reason) => report.errors.push(Skipped { id, reason }),
+            }
+        }
+    }
+
+    async fn boot_plugin(&self, mut row: PluginRow, report: &mut BootReport) {
+        let id = row.id.clone();
+        let version = row.current_version.clone().unwrap_or_default();
+        if let Some(reason) = self.check_marker(&row) {
+            row.enabled = false;
+            row.last_load_error = Some(reason.clone());
+            row.updated_at = now_ms();
+            let _ = self.store.upsert_plugin(&row).await;
+            self.alert(&id, Some(&version), "boot_marker", &reason)
+                .await;
+            self.receipt(
+                &id,
+                Some(&version),
+                ReceiptKind::Load,
+                ReceiptStatus::Error,
+                json!({ "error": reason, "bootMarker": true }),
+            )
+            .await;
+            report.errors.push(Skipped { id, reason });
+            return;
+        }
+        if !row.enabled {
+            return;
+        }
+        if self.options.safe_mode {
+            report.skipped.push(Skipped {
+                id,
+                reason: "safe mode (NITEJAR_SAFE_MODE=1): built-ins only".into(),
+            });
+            return;
+        }
+        let result = match self.current_version_row(&row).await {
+            Ok(v) => self.activate_version(&row, &v).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(verdict) => {
+                row.last_load_error = None;
+                row.last_loaded_at = Some(now_ms());
+                row.trust_level = verdict.trust_level().to_string();
+                row.updated_at = now_ms();
+                let _ = self.store.upsert_plugin(&row).await;
+                if self.layout().current_version(&id).as_deref() != Some(version.as_str()) {
+                    let _ = self.layout().set_current(&id, &version);
+                }
+                report.loaded.push(format!("{id}@{version}"));
+            }
+            Err(e) => {
+                self.mark_error(&mut row, &e).await;
+                report.errors.push(Skipped {
+                    id,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// The boot marker's verdict: `Some(reason)` when the previous process died activating the
+    /// plugin. The marker is removed either way (unless its writer is still running).
+    fn check_marker(&self, row: &PluginRow) -> Option<String> {
+        let path = self.layout().activation_marker(&row.id);
+        let text = std::fs::read_to_string(&path).ok()?;
+        let marker: Option<ActivationMarker> = serde_json::from_str(&text).ok();
+        if marker.as_ref().is_some_and(ActivationMarker::writer_alive) {
+            return None;
+        }
+        let _ = std::fs::remove_file(&path);
+        let (version, when) = match &marker {
+            Some(m) => (
+                m.version.clone(),
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_millis(m.started_at_ms.max(0) as u64),
+                )
+                .to_string(),
+            ),
+            None => (
+                row.current_version.clone().unwrap_or_default(),
+                "an unknown time".into(),
+            ),
+        };
+        Some(format!(
+            "the server stopped while activating {}@{version} (at {when}); the plugin was skipped and disabled so the server could start. Check logs/plugins/{}.log, then enable it again (or upgrade / roll back)",
+            row.id, row.id
+        ))
+    }
+
+    /// Records a failed activation: `last_load_error`, an alert for a tampered directory, and a
+    /// `load` receipt when the loader did not write one already.
+    pub(crate) async fn mark_error(&self, row: &mut PluginRow, error: &LifecycleError) {
+        let version = row.current_version.clone();
+        row.last_load_error = Some(error.to_string());
+        row.updated_at = now_ms();
+        let _ = self.store.upsert_plugin(row).await;
+        if matches!(error, LifecycleError::Tampered { .. }) {
+            self.alert(&row.id, version.as_deref(), "tampered", &error.to_string())
+                .await;
+        }
+        if !matches!(error, LifecycleError::Load { .. }) {
+            let status = if error.is_refusal() {
+                ReceiptStatus::Denied
+            } else {
+                ReceiptStatus::Error
+            };
+            self.receipt(
+                &row.id,
+                version.as_deref(),
+                ReceiptKind::Load,
+                status,
+                json!({ "error": error.to_string() }),
+            )
+            .await;
+        }
+    }
+
+    /// Raises an admin alert (a failure to store it is logged, not returned).
+    pub(crate) async fn alert(&self, id: &str, version: Option<&str>, kind: &str, message: &str) {
+        let alert = PluginAlertRow {
+            id: crate::store::new_id(),
+            plugin_id: id.to_string(),
+            plugin_version: version.map(str::to_string),
+            kind: kind.to_string(),
+            message: message.to_string(),
+            detail_json: None,
+            created_at: now_ms(),
+            cleared_at: None,
+        };
+        if let Err(e) = self.store.insert_plugin_alert(&alert).await {
+            tracing::error!(plugin.id = %id, "could not record the alert `{message}`: {e}");
+        }
+    }
+
+    /// Brings the runtime in line with the database: activates what is enabled and not active (or
+    /// active at another version), deactivates what is disabled, uninstalled or in error. This is
+    /// how a running server picks up what the CLI (or another machine) changed. A plugin that fails
+    /// is marked `error` and not retried until an operator acts on it.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, LifecycleError> {
+        let _op = self.ops.lock().await;
+        let mut report = ReconcileReport::default();
+        let rows = self.store.list_plugins().await?;
+        let registry = self.runtime.registry();
+        for mut row in rows.iter().cloned() {
+            let active = registry
+                .plugin(&row.id)
+                .map(|p| p.meta().version.to_string());
+            if row.source_kind == "builtin" {
+                let Some(builtin) = super::operations::builtin(&row.id) else {
+                    continue;
+                };
+                match (row.enabled, active.is_some()) {
+                    (true, false) => match self.activate_builtin(builtin) {
+                        Ok(_) => report.activated.push(row.id.clone()),
+                        Err(reason) => report.errors.push(Skipped {
+                            id: row.id.clone(),
+                            reason,
+                        }),
+                    },
+                    (false, true) => {
+                        self.deactivate(&row.id);
+                        report.deactivated.push(row.id.clone());
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let desired = row.current_version.clone().filter(|_| {
+                row.enabled && row.last_load_error.is_none() && !self.options.safe_mode
+            });
+            match desired {
+                Some(version) if active.as_deref() != Some(version.as_str()) => {
+                    let result = match self.current_version_row(&row).await {
+                        Ok(v) => self.activate_version(&row, &v).await,
+                        Err(e) => Err(e),
+                    };
+                    match result {
+                        Ok(_) => {
+                            if self.layout().current_version(&row.id).as_deref()
+                                != Some(version.as_str())
+                            {
+                                let _ = self.layout().set_current(&row.id, &version);
+                            }
+                            report.activated.push(format!("{}@{version}", row.id));
+                        }
+                        Err(e) => {
+                            self.mark_error(&mut row, &e).await;
+                            report.errors.push(Skipped {
+                                id: row.id.clone(),
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
+                }
+                Some(_) => {}
+                None if active.is_some() => {
+                    self.deactivate(&row.id);
+                    report.deactivated.push(row.id.clone());
+                }
+                None => {}
+            }
+        }
+        // Active third-party plugins whose row is gone (uninstalled with --purge-data elsewhere).
+        for plugin in registry.plugins() {
+            let meta = plugin.meta();
+            if meta.origin == crate::registry::PluginOrigin::ThirdParty
+                && !rows.iter().any(|r| *r.id == *meta.id)
+            {
+                self.deactivate(&meta.id);
+                report.deactivated.push(meta.id.to_string());
+            }
+        }
+        if !report.is_empty() {
+            self.write_loaded_libraries();
+            tracing::info!(
+                "plugins reconciled: activated {:?}, deactivated {:?}, errors {}",
+                report.activated,
+                report.deactivated,
+                report.errors.len()
+            );
+        }
+        Ok(report)
+    }
+}

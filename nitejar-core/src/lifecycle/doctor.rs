@@ -1,0 +1,399 @@
+//! `doctor`: every check an operator would run by hand, each problem with its fix.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::activate::read_manifest;
+use super::PluginManager;
+use crate::install::{digest_dir, layout::RESERVED_DIRS};
+use crate::loader::{self, PluginPackage};
+use crate::store::PluginRow;
+use crate::trust::consent::ack_strings;
+use crate::trust::TrustMode;
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Not broken yet, or broken in a harmless way.
+    Warning,
+    /// A plugin will not (or does not) run as the operator expects.
+    Error,
+}
+
+/// One problem, and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// How bad.
+    pub severity: Severity,
+    /// The plugin, when it is about one.
+    pub plugin: Option<String>,
+    /// Which check (`digest`, `pointer`, `abi`, `engine`, `orphan`, `leak`, `trust`, …).
+    pub check: &'static str,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub fix: String,
+}
+
+/// Everything `doctor` found.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DoctorReport {
+    /// The trust mode checked against.
+    pub trust_mode: String,
+    /// Plugins checked.
+    pub plugins_checked: usize,
+    /// What was found, worst first.
+    pub findings: Vec<Finding>,
+}
+
+impl DoctorReport {
+    /// Whether any finding is an error.
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+
+    fn push(
+        &mut self,
+        severity: Severity,
+        plugin: Option<&str>,
+        check: &'static str,
+        problem: String,
+        fix: String,
+    ) {
+        self.findings.push(Finding {
+            severity,
+            plugin: plugin.map(str::to_string),
+            check,
+            problem,
+            fix,
+        });
+    }
+}
+
+impl PluginManager {
+    /// Checks installed plugins and the plugin directory: digests, `current` pointers, ABI
+    /// compatibility (the library is opened, which runs its loader initialisers but no plugin
+    /// code), engine ranges, the trust policy and acknowledgements, orphan directories, leftovers
+    /// of interrupted installs and activations, and libraries a running server keeps loaded though
+    /// no longer active.
+    pub async fn doctor(&self) -> DoctorReport {
+        let policy = &self.options.policy;
+        let mut report = DoctorReport {
+            trust_mode: policy.mode().as_str().to_string(),
+            ..DoctorReport::default()
+        };
+        match policy.mode() {
+            TrustMode::SelfHostOpen => report.push(
+                Severity::Info,
+                None,
+                "trust",
+                "self_host_open: unsigned plugins can be enabled; permissions are disclosed, not required to be acknowledged".into(),
+                "set NITEJAR_PLUGIN_TRUST_MODE=self_host_guarded to require signatures or an allowlist".into(),
+            ),
+            mode if policy.keys().is_empty() && policy.allowlist().is_empty() => report.push(
+                Severity::Warning,
+                None,
+                "trust",
+                format!("{mode} with no trusted keys and an empty allowlist: no third-party plugin can be enabled"),
+                "set NITEJAR_PLUGIN_TRUSTED_KEYS (minisign public keys) or NITEJAR_PLUGIN_ALLOWLIST (`id` or `id@sha256:…`)".into(),
+            ),
+            _ => {}
+        }
+        let rows = match self.store.list_plugins().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                report.push(
+                    Severity::Error,
+                    None,
+                    "database",
+                    format!("the plugins cannot be read: {e}"),
+                    "check DATABASE_URL and that the database is reachable".into(),
+                );
+                return report;
+            }
+        };
+        for row in &rows {
+            if row.source_kind == "builtin" || row.current_version.is_none() {
+                continue;
+            }
+            report.plugins_checked += 1;
+            self.check_plugin(row, &mut report).await;
+        }
+        self.check_directories(&rows, &mut report).await;
+        self.check_leaks(&mut report);
+        report
+            .findings
+            .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.plugin.cmp(&b.plugin)));
+        report
+    }
+
+    async fn check_plugin(&self, row: &PluginRow, report: &mut DoctorReport) {
+        let id = row.id.as_str();
+        let version = row.current_version.clone().unwrap_or_default();
+        let Ok(Some(version_row)) = self.store.get_plugin_version(id, &version).await else {
+            report.push(
+                Severity::Error,
+                Some(id),
+                "version",
+                format!("current version {version} has no plugin_versions row"),
+                format!("reinstall it: `nitejar plugin uninstall {id} --purge-files` then `nitejar plugin install <source>`"),
+            );
+            return;
+        };
+        let layout = self.layout();
+        let dir = layout.version_dir(id, &version);
+        if !dir.is_dir() {
+            let stored = matches!(
+                self.store.get_plugin_artifact(id, &version).await,
+                Ok(Some(_))
+            );
+            if stored {
+                report.push(
+                    Severity::Warning,
+                    Some(id),
+                    "files",
+                    format!("{} is missing on this machine", dir.display()),
+                    "nothing to do: the server materialises it from the stored package when it activates the plugin".into(),
+                );
+            } else {
+                report.push(
+                    Severity::Error,
+                    Some(id),
+                    "files",
+                    format!("{} is missing and no package is stored in the database", dir.display()),
+                    format!("reinstall it: `nitejar plugin install <source>` after `nitejar plugin uninstall {id} --purge-files`"),
+                );
+            }
+            return;
+        }
+        if layout.current_version(id).as_deref() != Some(version.as_str()) {
+            report.push(
+                Severity::Warning,
+                Some(id),
+                "pointer",
+                format!(
+                    "plugins/{id}/current points at {}, but the database says {version}",
+                    layout.current_version(id).map(|v| format!("versions/{v}")).unwrap_or_else(|| "nothing".into())
+                ),
+                format!("the server repairs it when it activates the plugin; or run `nitejar plugin rollback {id} --to {version}`"),
+            );
+        }
+        match digest_dir(&dir) {
+            Ok(actual) if actual == version_row.checksum => {}
+            Ok(actual) => report.push(
+                Severity::Error,
+                Some(id),
+                "digest",
+                format!("{id}@{version} changed on disk after install (digest {actual}, installed {})", version_row.checksum),
+                format!("restore it from the stored package: `nitejar plugin uninstall {id} --purge-files` then install it again; or roll back to another version"),
+            ),
+            Err(e) => report.push(
+                Severity::Error,
+                Some(id),
+                "digest",
+                format!("{} cannot be read: {e}", dir.display()),
+                "fix the file permissions of the data directory".into(),
+            ),
+        }
+        let manifest = match read_manifest(&dir) {
+            Ok(m) => m,
+            Err(problem) => {
+                report.push(
+                    Severity::Error,
+                    Some(id),
+                    "engine",
+                    format!("{id}@{version} is not valid for this server: {problem}"),
+                    format!("upgrade it to a version built for Nitejar {} (`nitejar plugin upgrade {id} <source>`)", crate::NITEJAR_VERSION),
+                );
+                return;
+            }
+        };
+        if manifest.entry.is_some() {
+            let package = PluginPackage::new(&dir, manifest.clone());
+            let opened = package.library_path().and_then(|path| loader::open(&path));
+            if let Err(e) = opened {
+                report.push(
+                    Severity::Error,
+                    Some(id),
+                    "abi",
+                    e.to_string(),
+                    format!("install a build made with this server's nitejar-sdk: `nitejar plugin upgrade {id} <source>`"),
+                );
+            }
+        }
+        if row.enabled {
+            if let Err(e) = self.judge_enable(id, &version_row.checksum, &dir) {
+                let (problem, fix) = match e {
+                    super::LifecycleError::Trust { refusal, .. } => (refusal.reason, refusal.fix),
+                    other => (other.to_string(), "see the message".into()),
+                };
+                report.push(Severity::Error, Some(id), "trust", problem, fix);
+            }
+            if self.options.policy.mode().requires_acknowledgement() {
+                let acked: Vec<String> = self
+                    .store
+                    .list_disclosure_acks(id)
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|a| a.acknowledged)
+                    .map(|a| a.permission)
+                    .collect();
+                let missing: Vec<String> = ack_strings(&manifest.permissions)
+                    .into_iter()
+                    .filter(|p| !acked.contains(p))
+                    .collect();
+                if !missing.is_empty() {
+                    report.push(
+                        Severity::Error,
+                        Some(id),
+                        "acknowledgement",
+                        format!(
+                            "declared permissions not acknowledged: {}",
+                            missing.join(", ")
+                        ),
+                        format!("`nitejar plugin enable {id} --accept-consent --ack-all`"),
+                    );
+                }
+            }
+        }
+        if let Some(error) = &row.last_load_error {
+            report.push(
+                Severity::Error,
+                Some(id),
+                "state",
+                error.clone(),
+                format!("fix the cause, then `nitejar plugin enable {id} --accept-consent`"),
+            );
+        }
+        if layout.activation_marker(id).exists() {
+            report.push(
+                Severity::Warning,
+                Some(id),
+                "marker",
+                format!("plugins/{id}/.activating is present: an activation is running now or a process died during one"),
+                "if no server or CLI is running, the next boot skips and disables the plugin and reports it".into(),
+            );
+        }
+    }
+
+    async fn check_directories(&self, rows: &[PluginRow], report: &mut DoctorReport) {
+        let layout = self.layout();
+        let Ok(entries) = std::fs::read_dir(layout.plugins_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if RESERVED_DIRS.contains(&name.as_str()) || !entry.path().is_dir() {
+                continue;
+            }
+            let Some(row) = rows.iter().find(|r| r.id == name) else {
+                report.push(
+                    Severity::Warning,
+                    Some(&name),
+                    "orphan",
+                    format!("plugins/{name} belongs to no installed plugin"),
+                    format!("remove it: `rm -rf {}`", entry.path().display()),
+                );
+                continue;
+            };
+            let versions: Vec<String> = self
+                .store
+                .list_plugin_versions(&row.id)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v.version)
+                .collect();
+            if let Ok(dirs) = std::fs::read_dir(layout.versions_dir(&name)) {
+                for dir in dirs.flatten() {
+                    let version = dir.file_name().to_string_lossy().into_owned();
+                    if !versions.contains(&version) {
+                        report.push(
+                            Severity::Warning,
+                            Some(&name),
+                            "orphan",
+                            format!("plugins/{name}/versions/{version} is not a registered version"),
+                            format!("remove it: `rm -rf {}` (or `nitejar plugin uninstall {name} --purge-files`)", dir.path().display()),
+                        );
+                    }
+                }
+            }
+        }
+        let stale = |p: &Path| {
+            p.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 600)
+        };
+        for dir in [layout.staging_dir(), layout.cache_dir()] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if stale(&entry.path()) {
+                    report.push(
+                        Severity::Warning,
+                        None,
+                        "orphan",
+                        format!(
+                            "{} is left over from an interrupted install",
+                            entry.path().display()
+                        ),
+                        format!("remove it: `rm -rf {}`", entry.path().display()),
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_leaks(&self, report: &mut DoctorReport) {
+        let file = self.layout().loaded_libraries_file();
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            return;
+        };
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return;
+        };
+        let pid = doc["pid"].as_u64().unwrap_or(0);
+        if pid as u32 != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            return;
+        }
+        let leaked: Vec<&serde_json::Value> = doc["libraries"]
+            .as_array()
+            .map(|a| a.iter().filter(|l| l["active"] == false).collect())
+            .unwrap_or_default();
+        if leaked.is_empty() {
+            return;
+        }
+        let bytes: u64 = leaked.iter().filter_map(|l| l["sizeBytes"].as_u64()).sum();
+        let names: Vec<String> = leaked
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}@{}",
+                    l["pluginId"].as_str().unwrap_or("?"),
+                    l["version"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        report.push(
+            Severity::Info,
+            None,
+            "leak",
+            format!(
+                "the server (pid {pid}) keeps {} plugin version(s) loaded that are no longer active ({}; {} KiB): libraries are never unloaded",
+                leaked.len(),
+                names.join(", "),
+                bytes / 1024
+            ),
+            "nothing is wrong; restart the server to reclaim the memory".into(),
+        );
+    }
+}

@@ -1,0 +1,528 @@
+//! The plugin lifecycle: install, enable, disable, upgrade, rollback, uninstall, boot, reconcile,
+//! the crash-loop guard and `doctor`, over the store, the runtime, the permission gate and the data
+//! directory.
+//!
+//! [`PluginManager`] is the one place these operations live; the CLI, the HTTP API and the server's
+//! boot all call it. The database is the source of truth for what *should* run (`plugins.enabled`,
+//! `plugins.current_version`); the runtime holds what *does* run in this process; the data directory
+//! holds the immutable version directories and the `current` pointer (see
+//! [`Layout`](crate::install::Layout)). Every operation leaves a receipt, refusals included, and a
+//! line in `logs/plugins/<id>.log`.
+//!
+//! Invariants:
+//!
+//! - **Installed means disabled.** Nothing runs until an operator enables it with explicit consent.
+//! - **Versions are immutable.** An installed `id@version` is never rewritten; a package with the
+//!   same version and other contents is refused.
+//! - **Libraries are never unloaded.** Every version loaded in this process is kept with its
+//!   [`ActivePlugin`] so a rollback is a registry swap; `doctor` reports what that costs.
+//! - **No plugin operation deletes integration, work-item or message rows.** Uninstall leaves the
+//!   integrations of the plugin's types in place (their webhooks answer "unknown type" until a
+//!   plugin provides it again).
+//! - **A failing plugin never blocks boot**, and a plugin that killed the previous process while it
+//!   was being activated is skipped, disabled and reported (the boot marker).
+
+mod activate;
+mod boot;
+pub mod crash;
+mod doctor;
+mod install;
+pub mod logs;
+mod operations;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use boot::{BootReport, ReconcileReport};
+pub use crash::{CrashGuard, CrashLoopConfig};
+pub use doctor::{DoctorReport, Finding, Severity};
+pub use install::{InstallOutcome, UpgradeOutcome};
+pub use operations::{
+    Acknowledge, EnableOutcome, EnableRequest, UninstallOptions, UninstallOutcome,
+};
+
+use crate::install::{InstallError, Installer, Layout, Limits, NpmConfig};
+use crate::loader::LoadError;
+use crate::permissions::PermissionGate;
+use crate::receipts::{Receipt, ReceiptKind, ReceiptStatus};
+use crate::registry::{ActivePlugin, RegistryError};
+use crate::runtime::Runtime;
+use crate::store::{PluginRow, Store, StoreError};
+use crate::trust::{Refusal, TrustPolicy};
+
+/// The plugin id startup receipts are recorded under.
+pub const STARTUP_RECEIPT_ID: &str = "nitejar.server";
+
+/// Why a lifecycle operation did not happen. Each message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// No such plugin is installed.
+    #[error("plugin `{0}` is not installed; `nitejar plugin list` shows what is")]
+    NotInstalled(String),
+    /// Install of a plugin that is installed already.
+    #[error("plugin `{id}` is already installed at version {version}; use `nitejar plugin upgrade {id} <source>` to install another version")]
+    AlreadyInstalled {
+        /// The plugin.
+        id: String,
+        /// Its current version.
+        version: String,
+    },
+    /// The operation does not apply to built-ins.
+    #[error("`{id}` is built into this server; it cannot be {action} (only enabled or disabled)")]
+    Builtin {
+        /// The built-in.
+        id: String,
+        /// What was asked.
+        action: &'static str,
+    },
+    /// Fetching, unpacking or validating the package failed.
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    /// The trust policy refuses.
+    #[error("{action} of `{id}` refused: {refusal}")]
+    Trust {
+        /// The plugin.
+        id: String,
+        /// `install`, `enable`, …
+        action: &'static str,
+        /// Why and what to do.
+        refusal: Refusal,
+    },
+    /// Consent was not given.
+    #[error("enabling `{id}` needs your explicit consent; read this, then run again with --accept-consent (API: \"acceptConsent\": true):\n\n{text}")]
+    ConsentRequired {
+        /// The plugin.
+        id: String,
+        /// The consent text.
+        text: String,
+    },
+    /// Declared permissions are not acknowledged.
+    #[error("`{id}`: {mode} mode requires every declared permission to be acknowledged; not acknowledged: {}. Run again with --ack-all, or --ack <permission> for each", missing.join(", "))]
+    AcknowledgementMissing {
+        /// The plugin.
+        id: String,
+        /// The trust mode.
+        mode: &'static str,
+        /// The acknowledgement strings still missing.
+        missing: Vec<String>,
+    },
+    /// An acknowledgement names a permission the plugin does not declare.
+    #[error("`{id}` does not declare `{ack}`; it declares: {}", if declared.is_empty() { "nothing".to_string() } else { declared.join(", ") })]
+    UnknownAcknowledgement {
+        /// The plugin.
+        id: String,
+        /// What was given.
+        ack: String,
+        /// What it declares.
+        declared: Vec<String>,
+    },
+    /// A version directory's files differ from what was installed.
+    #[error("{id}@{version} was changed on disk after it was installed (digest {actual}, installed {expected}); it is not loaded. Reinstall it, or roll back to another version")]
+    Tampered {
+        /// The plugin.
+        id: String,
+        /// The version.
+        version: String,
+        /// The installed digest.
+        expected: String,
+        /// The digest now.
+        actual: String,
+    },
+    /// The version is not installed.
+    #[error("{id}@{version} is not installed; installed versions: {}", if installed.is_empty() { "none".to_string() } else { installed.join(", ") })]
+    VersionNotInstalled {
+        /// The plugin.
+        id: String,
+        /// The version asked for.
+        version: String,
+        /// The installed versions.
+        installed: Vec<String>,
+    },
+    /// The upgrade source holds another plugin.
+    #[error("the package is `{found}`, not `{expected}`; upgrade installs a new version of the same plugin")]
+    WrongPlugin {
+        /// The plugin being upgraded.
+        expected: String,
+        /// What the package is.
+        found: String,
+    },
+    /// The upgrade would go backwards or nowhere.
+    #[error("`{id}` is at {current}; the package is {new}. {hint}")]
+    NotAnUpgrade {
+        /// The plugin.
+        id: String,
+        /// Its current version.
+        current: String,
+        /// The package's version.
+        new: String,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// Upgrade without a source, for a plugin whose source cannot be fetched again.
+    #[error("`{id}` was installed from {kind}; give the new package: `nitejar plugin upgrade {id} <source>`")]
+    SourceRequired {
+        /// The plugin.
+        id: String,
+        /// Its source kind.
+        kind: String,
+    },
+    /// The plugin library could not be loaded.
+    #[error("{id}@{version} could not be loaded: {source}")]
+    Load {
+        /// The plugin.
+        id: String,
+        /// The version.
+        version: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// The plugin conflicts with an active plugin.
+    #[error("`{id}` could not be activated: {source}")]
+    Registry {
+        /// The plugin.
+        id: String,
+        /// The conflict.
+        source: RegistryError,
+    },
+    /// Another build of the same version is already loaded in this process.
+    #[error("another build of {id}@{version} is already loaded in this process; restart the server to load the new one")]
+    StaleLibrary {
+        /// The plugin.
+        id: String,
+        /// The version.
+        version: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A file operation failed.
+    #[error("could not {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// To what.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A stored value could not be read.
+    #[error("the stored {what} of `{id}` cannot be read: {reason}; reinstall the plugin")]
+    Corrupt {
+        /// The plugin.
+        id: String,
+        /// What.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A blocking task died.
+    #[error("an internal task failed: {0}")]
+    Task(String),
+}
+
+impl LifecycleError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| LifecycleError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// Whether the operation was refused by policy or by the operator's missing consent, as opposed
+    /// to failing (receipts: `denied` rather than `error`).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            LifecycleError::Trust { .. }
+                | LifecycleError::ConsentRequired { .. }
+                | LifecycleError::AcknowledgementMissing { .. }
+        ) || matches!(self, LifecycleError::Install(e) if e.is_refusal())
+    }
+}
+
+/// Settings of a [`PluginManager`].
+#[derive(Clone, Debug)]
+pub struct ManagerOptions {
+    /// Where plugins live.
+    pub layout: Layout,
+    /// The trust mode, keys and allowlist.
+    pub policy: TrustPolicy,
+    /// Package limits.
+    pub limits: Limits,
+    /// The npm registry.
+    pub npm: NpmConfig,
+    /// `NITEJAR_SAFE_MODE`: built-ins only.
+    pub safe_mode: bool,
+    /// The crash-loop guard.
+    pub crash: CrashLoopConfig,
+    /// Extra `permissions.network` entries for built-ins, by id (an operator who points a built-in
+    /// at another API base grants it that host).
+    pub builtin_network: BTreeMap<String, Vec<String>>,
+}
+
+impl ManagerOptions {
+    /// Defaults for a data directory: guarded mode without keys, default limits, the public npm
+    /// registry, no safe mode.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ManagerOptions {
+            layout: Layout::new(data_dir),
+            policy: TrustPolicy::default(),
+            limits: Limits::default(),
+            npm: NpmConfig::default(),
+            safe_mode: false,
+            crash: CrashLoopConfig::default(),
+            builtin_network: BTreeMap::new(),
+        }
+    }
+}
+
+/// One plugin version loaded in this process.
+#[derive(Clone)]
+pub(crate) struct LoadedVersion {
+    pub(crate) digest: String,
+    pub(crate) plugin: ActivePlugin,
+}
+
+/// The plugin lifecycle over a store, a runtime and a permission gate. See the module docs.
+pub struct PluginManager {
+    store: Arc<dyn Store>,
+    runtime: Arc<Runtime>,
+    gate: Arc<PermissionGate>,
+    installer: Installer,
+    options: ManagerOptions,
+    loaded: Mutex<HashMap<(String, String), LoadedVersion>>,
+    /// One lifecycle operation at a time in this process.
+    ops: tokio::sync::Mutex<()>,
+}
+
+impl PluginManager {
+    /// A manager. `runtime` and `gate` are the ones the server dispatches through; a `crash` guard,
+    /// when given, is attached to this manager (it must wrap the runtime's receipt sink).
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<Runtime>,
+        gate: Arc<PermissionGate>,
+        options: ManagerOptions,
+        crash: Option<&Arc<CrashGuard>>,
+    ) -> Arc<PluginManager> {
+        let installer = Installer::new(options.layout.clone())
+            .with_limits(options.limits.clone())
+            .with_npm(options.npm.clone());
+        let manager = Arc::new(PluginManager {
+            store,
+            runtime,
+            gate,
+            installer,
+            options,
+            loaded: Mutex::new(HashMap::new()),
+            ops: tokio::sync::Mutex::new(()),
+        });
+        if let Some(guard) = crash {
+            guard.attach(&manager);
+        }
+        manager
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// The settings.
+    pub fn options(&self) -> &ManagerOptions {
+        &self.options
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.options.layout
+    }
+
+    fn lock_loaded(&self) -> MutexGuard<'_, HashMap<(String, String), LoadedVersion>> {
+        // Entries are inserted whole; a panic elsewhere cannot leave one half-written.
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every plugin with its state: built-ins linked into this binary and every row of `plugins`.
+    pub async fn list(&self) -> Result<Vec<PluginStatus>, LifecycleError> {
+        let rows = self.store.list_plugins().await?;
+        let registry = self.runtime.registry();
+        let mut out: BTreeMap<String, PluginStatus> = BTreeMap::new();
+        for builtin in crate::builtin::builtins() {
+            if let Ok(v) = builtin.manifest() {
+                let m = v.manifest;
+                out.insert(
+                    m.id.clone(),
+                    PluginStatus {
+                        id: m.id.clone(),
+                        name: m.name.clone(),
+                        version: Some(m.version.clone()),
+                        state: PluginState::Enabled,
+                        builtin: true,
+                        trust_level: "builtin".into(),
+                        source_kind: "builtin".into(),
+                        source_ref: None,
+                        digest: None,
+                        last_error: None,
+                        active_version: None,
+                    },
+                );
+            }
+        }
+        for row in rows {
+            let builtin = row.source_kind == "builtin";
+            let state = PluginState::of(&row);
+            let entry = PluginStatus {
+                id: row.id.clone(),
+                name: row.name.clone(),
+                version: row.current_version.clone(),
+                state,
+                builtin,
+                trust_level: row.trust_level.clone(),
+                source_kind: row.source_kind.clone(),
+                source_ref: row.source_ref.clone(),
+                digest: row.current_checksum.clone(),
+                last_error: row.last_load_error.clone(),
+                active_version: None,
+            };
+            out.insert(row.id.clone(), entry);
+        }
+        for status in out.values_mut() {
+            status.active_version = registry
+                .plugin(&status.id)
+                .map(|p| p.meta().version.to_string());
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Writes a lifecycle receipt (and a log line).
+    pub(crate) async fn receipt(
+        &self,
+        id: &str,
+        version: Option<&str>,
+        kind: ReceiptKind,
+        status: ReceiptStatus,
+        detail: Value,
+    ) {
+        let message = detail
+            .get("error")
+            .or_else(|| detail.get("reason"))
+            .and_then(Value::as_str)
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        logs::append(
+            &self.options.layout.logs_dir(),
+            id,
+            version,
+            if status == ReceiptStatus::Ok {
+                "INFO"
+            } else {
+                "WARN"
+            },
+            &format!("{} {}{message}", kind.as_str(), status.as_str()),
+        );
+        let receipt = Receipt::new(id, version.map(Arc::from), kind, status).with_detail(detail);
+        self.runtime.sink().submit(vec![receipt]).await;
+    }
+
+    /// Runs blocking work (file I/O, libgit2, plugin code) off the async workers.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, LifecycleError> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| LifecycleError::Task(e.to_string()))
+    }
+
+    pub(crate) async fn plugin_row(&self, id: &str) -> Result<PluginRow, LifecycleError> {
+        match self.store.get_plugin(id).await? {
+            Some(row) if row.source_kind == "builtin" || row.current_version.is_some() => Ok(row),
+            _ => Err(LifecycleError::NotInstalled(id.to_string())),
+        }
+    }
+}
+
+/// What state a plugin is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginState {
+    /// Enabled and (as far as the database knows) loading fine.
+    Enabled,
+    /// Installed, not enabled.
+    Disabled,
+    /// Its last load failed, or it was disabled by the crash-loop guard or the boot marker; the
+    /// reason is `last_error`.
+    Error,
+    /// Uninstalled; its data is kept (see `uninstall --purge-data`).
+    Uninstalled,
+}
+
+impl PluginState {
+    fn of(row: &PluginRow) -> PluginState {
+        if row.current_version.is_none() && row.source_kind != "builtin" {
+            PluginState::Uninstalled
+        } else if row.last_load_error.is_some() {
+            PluginState::Error
+        } else if row.enabled {
+            PluginState::Enabled
+        } else {
+            PluginState::Disabled
+        }
+    }
+
+    /// The state's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginState::Enabled => "enabled",
+            PluginState::Disabled => "disabled",
+            PluginState::Error => "error",
+            PluginState::Uninstalled => "uninstalled",
+        }
+    }
+}
+
+/// One line of `nitejar plugin list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginStatus {
+    /// The id.
+    pub id: String,
+    /// The display name.
+    pub name: String,
+    /// The current version.
+    pub version: Option<String>,
+    /// The state.
+    pub state: PluginState,
+    /// Compiled into the binary.
+    pub builtin: bool,
+    /// `builtin`, `trusted`, `untrusted`.
+    pub trust_level: String,
+    /// Where it came from.
+    pub source_kind: String,
+    /// The exact source.
+    pub source_ref: Option<String>,
+    /// The current version's content digest.
+    pub digest: Option<String>,
+    /// The last load error or why it was disabled.
+    pub last_error: Option<String>,
+    /// The version active in *this* process's runtime.
+    pub active_version: Option<String>,
+}
+
+/// How long the server waits between reconciliations by default.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);

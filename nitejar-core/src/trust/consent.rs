@@ -1,0 +1,195 @@
+//! Consent: what the operator is told before enabling a third-party plugin, and the permissions
+//! they acknowledge one by one.
+//!
+//! Every declared permission becomes a [`DisclosedPermission`] with its acknowledgement string (the
+//! one the permission gate checks: `network:<entry>`, `secret:<NAME>`, `fs.read:<entry>`,
+//! `fs.write:<entry>`, `process.spawn`) and where it is enforced. The truth model is stated, not
+//! softened: plugins run in-process, and a permission is enforced only when the plugin goes through
+//! the host's service for it; code in the plugin can reach around the host.
+
+use std::collections::BTreeSet;
+
+use nitejar_sdk::manifest::{Manifest, Permissions};
+use serde::Serialize;
+
+use super::TrustMode;
+
+/// The badge every surface shows.
+pub const POSTURE_BADGE: &str = "In-process (No hard sandbox)";
+
+/// The posture sentence for a trust mode.
+pub fn posture(mode: TrustMode) -> &'static str {
+    match mode {
+        TrustMode::SelfHostOpen => "Declared capabilities; not sandbox-enforced in this mode.",
+        TrustMode::SelfHostGuarded => {
+            "Partially enforced in current execution mode; plugin code still runs in-process."
+        }
+        TrustMode::SaasLocked => {
+            "Only built-in and platform-signed plugins; plugin code still runs in-process."
+        }
+    }
+}
+
+/// One declared permission, as disclosed to the operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DisclosedPermission {
+    /// The acknowledgement string (`network:api.example.com`, `secret:TOKEN`, …).
+    pub ack: String,
+    /// The manifest field (`network`, `secrets`, `filesystemRead`, `filesystemWrite`,
+    /// `allowProcessSpawn`).
+    pub scope: &'static str,
+    /// The declared value.
+    pub value: String,
+    /// Where it is enforced: always `host_boundary` in this release.
+    pub enforcement: &'static str,
+    /// What it lets the plugin do, and what the host checks.
+    pub description: String,
+}
+
+/// The permissions a manifest declares, in manifest order.
+pub fn disclose(permissions: &Permissions) -> Vec<DisclosedPermission> {
+    let mut out = Vec::new();
+    let mut push = |scope, ack: String, value: String, description: String| {
+        out.push(DisclosedPermission {
+            ack,
+            scope,
+            value,
+            enforcement: "host_boundary",
+            description,
+        })
+    };
+    for entry in &permissions.network {
+        push(
+            "network",
+            format!("network:{entry}"),
+            entry.clone(),
+            format!(
+                "HTTP requests to {entry} through the host (checked on every request and redirect)"
+            ),
+        );
+    }
+    for name in &permissions.secrets {
+        push(
+            "secrets",
+            format!("secret:{name}"),
+            name.clone(),
+            format!("read the secret {name} through the host"),
+        );
+    }
+    for path in &permissions.filesystem_read {
+        push(
+            "filesystemRead",
+            format!("fs.read:{path}"),
+            path.clone(),
+            format!("read files under {path} through the host"),
+        );
+    }
+    for path in &permissions.filesystem_write {
+        push(
+            "filesystemWrite",
+            format!("fs.write:{path}"),
+            path.clone(),
+            format!("write files under {path} through the host"),
+        );
+    }
+    if permissions.allow_process_spawn {
+        push(
+            "allowProcessSpawn",
+            "process.spawn".into(),
+            "true".into(),
+            "start processes through the host".into(),
+        );
+    }
+    out
+}
+
+/// The acknowledgement strings of every declared permission.
+pub fn ack_strings(permissions: &Permissions) -> BTreeSet<String> {
+    disclose(permissions).into_iter().map(|p| p.ack).collect()
+}
+
+/// The permissions `new` declares that `old` did not: what an upgrade must ask consent for again.
+pub fn added_permissions(old: &Permissions, new: &Permissions) -> Vec<DisclosedPermission> {
+    let before = ack_strings(old);
+    disclose(new)
+        .into_iter()
+        .filter(|p| !before.contains(&p.ack))
+        .collect()
+}
+
+/// The consent text for enabling `manifest` under `mode`: what the operator accepts with
+/// `--accept-consent` (the API's `acceptConsent`). Stable for a given manifest and mode, so its
+/// hash in the enable receipt identifies exactly what was accepted.
+pub fn consent_text(manifest: &Manifest, mode: TrustMode) -> String {
+    let mut text = format!(
+        "Enable {} ({}) version {}.\n\
+         {POSTURE_BADGE}: this plugin's code runs inside the Nitejar server process with the server's own \
+         operating-system rights. {}\n",
+        manifest.name,
+        manifest.id,
+        manifest.version,
+        posture(mode),
+    );
+    let disclosed = disclose(&manifest.permissions);
+    if disclosed.is_empty() {
+        text.push_str("It declares no permissions: every host service call it makes is refused.\n");
+    } else {
+        text.push_str(
+            "It declares these permissions, enforced only at the host boundary (when it uses the host's service):\n",
+        );
+        for p in &disclosed {
+            text.push_str(&format!("  - {} — {}\n", p.ack, p.description));
+        }
+    }
+    text.push_str(
+        "Code running in-process can reach around the host. Enable it only if you trust its publisher.\n",
+    );
+    text
+}
+
+/// `sha256:<hex>` of a consent text, recorded with the acceptance.
+pub fn consent_digest(text: &str) -> String {
+    format!(
+        "sha256:{}",
+        crate::install::digest::sha256_hex(text.as_bytes())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn permissions(json: &str) -> Permissions {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn every_permission_is_disclosed_with_its_ack() {
+        let p = permissions(
+            r#"{"network":["api.x.com"],"secrets":["TOKEN"],"filesystemRead":["assets"],
+                "filesystemWrite":["/tmp/out"],"allowProcessSpawn":true}"#,
+        );
+        let acks: Vec<_> = disclose(&p).into_iter().map(|d| d.ack).collect();
+        assert_eq!(
+            acks,
+            [
+                "network:api.x.com",
+                "secret:TOKEN",
+                "fs.read:assets",
+                "fs.write:/tmp/out",
+                "process.spawn"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_upgrade_asks_only_for_what_is_new() {
+        let old = permissions(r#"{"network":["api.x.com"]}"#);
+        let new = permissions(r#"{"network":["api.x.com","api.y.com"],"secrets":["T"]}"#);
+        let added: Vec<_> = added_permissions(&old, &new)
+            .into_iter()
+            .map(|d| d.ack)
+            .collect();
+        assert_eq!(added, ["network:api.y.com", "secret:T"]);
+    }
+}

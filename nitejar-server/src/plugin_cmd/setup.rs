@@ -1,0 +1,183 @@
+//! The plugin manager wired from the configuration: for the CLI (on the data directory and the
+//! database, server running or not) and for the server's boot.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use nitejar_core::crypto::{load_or_create_key, Cipher};
+use nitejar_core::install::{Layout, Limits, NpmConfig};
+use nitejar_core::lifecycle::{
+    CrashGuard, CrashLoopConfig, ManagerOptions, PluginManager, RECONCILE_INTERVAL,
+};
+use nitejar_core::permissions::PermissionGate;
+use nitejar_core::runtime::Runtime;
+use nitejar_core::store::{self, DbReceiptSink, SinkOptions, Store};
+
+use crate::config::{self, Config};
+
+/// The manager's settings from the configuration.
+pub fn manager_options(config: &Config) -> ManagerOptions {
+    let mut options = ManagerOptions::new(&config.data_dir);
+    options.layout = Layout::new(&config.data_dir).with_plugins_dir(&config.plugins_dir);
+    options.policy = config.trust.clone();
+    options.limits = Limits {
+        max_bytes: config.plugin_max_bytes,
+        max_files: config.plugin_max_files,
+        max_archive_bytes: config.plugin_max_bytes,
+        ..Limits::default()
+    };
+    options.npm = NpmConfig {
+        registry: config.npm_registry.clone(),
+        token: config.npm_token.clone(),
+        ..NpmConfig::default()
+    };
+    options.safe_mode = config.safe_mode;
+    options.crash = crash_config(config);
+    options.builtin_network = builtin_api_hosts();
+    options
+}
+
+fn crash_config(config: &Config) -> CrashLoopConfig {
+    CrashLoopConfig {
+        threshold: config.crash_threshold,
+        window: config.crash_window,
+    }
+}
+
+/// The crash-loop guard; wrap the runtime's receipt sink with it.
+pub fn crash_guard(config: &Config) -> Arc<CrashGuard> {
+    CrashGuard::new(crash_config(config))
+}
+
+/// An operator who points a built-in at another API (`NITEJAR_<NAME>_API_BASE`, e.g.
+/// `NITEJAR_TELEGRAM_API_BASE` for `builtin.telegram`) also grants it that host.
+fn builtin_api_hosts() -> BTreeMap<String, Vec<String>> {
+    let mut hosts = BTreeMap::new();
+    for builtin in nitejar_core::builtin::builtins() {
+        let Ok(validated) = builtin.manifest() else {
+            continue;
+        };
+        let id = validated.manifest.id;
+        let name = id.trim_start_matches("builtin.").to_ascii_uppercase();
+        if let Some(base) = config::var(&format!("{name}_API_BASE")) {
+            match api_host(&base) {
+                Some(host) => {
+                    hosts.insert(id, vec![host]);
+                }
+                None => tracing::error!("NITEJAR_{name}_API_BASE is not an http(s) URL: {base}"),
+            }
+        }
+    }
+    hosts
+}
+
+/// `host:port` of an http(s) URL, as a network permission entry.
+fn api_host(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = parsed.host_str()?;
+    let port = parsed.port_or_known_default()?;
+    Some(format!("{host}:{port}"))
+}
+
+/// Boots the plugins inside the server (built-ins, then installed plugins) and keeps the runtime
+/// in line with the database from then on (every second), so changes made with the CLI, or by
+/// another machine, are picked up without a restart.
+pub async fn start_in_server(
+    config: &Config,
+    store: Arc<dyn Store>,
+    runtime: Arc<Runtime>,
+    gate: Arc<PermissionGate>,
+    crash: &Arc<CrashGuard>,
+) -> Arc<PluginManager> {
+    let manager = PluginManager::new(store, runtime, gate, manager_options(config), Some(crash));
+    let report = manager.boot().await;
+    tracing::info!(
+        "plugins: trust mode {}{}; built-ins {:?}; loaded {:?}; skipped {}; errors {}",
+        report.trust_mode,
+        if report.safe_mode {
+            " (SAFE MODE: built-ins only)"
+        } else {
+            ""
+        },
+        report.builtins,
+        report.loaded,
+        report.skipped.len(),
+        report.errors.len()
+    );
+    let reconciler = manager.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error = String::new();
+        loop {
+            tick.tick().await;
+            match reconciler.reconcile().await {
+                Ok(_) => last_error.clear(),
+                Err(e) => {
+                    let text = e.to_string();
+                    if text != last_error {
+                        tracing::warn!("plugin reconciliation failed: {text}");
+                        last_error = text;
+                    }
+                }
+            }
+        }
+    });
+    manager
+}
+
+/// What a CLI command works with.
+pub struct Engine {
+    pub manager: Arc<PluginManager>,
+    pub config: Config,
+    sink: Arc<DbReceiptSink>,
+    store: Arc<dyn Store>,
+}
+
+impl Engine {
+    /// Opens the database and the data directory as the server does (same key, same store).
+    pub async fn open() -> anyhow::Result<Engine> {
+        let config = Config::from_env()?;
+        config.prepare_dirs()?;
+        nitejar_builtins::link();
+        let (key, _) = load_or_create_key(config.encryption_key.as_deref(), &config.data_dir)
+            .context("ENCRYPTION_KEY")?;
+        let store = store::open(&config.database_url, Cipher::new(&key))
+            .await
+            .with_context(|| {
+                format!(
+                    "could not open the database ({})",
+                    store::Backend::of_url(&config.database_url).as_str()
+                )
+            })?;
+        let sink = DbReceiptSink::start(store.clone(), SinkOptions::default());
+        let gate = Arc::new(PermissionGate::new(&config.data_dir, sink.clone()));
+        let runtime = Arc::new(
+            Runtime::builder()
+                .sink(sink.clone())
+                .services(gate.clone())
+                .build(),
+        );
+        let manager =
+            PluginManager::new(store.clone(), runtime, gate, manager_options(&config), None);
+        Ok(Engine {
+            manager,
+            config,
+            sink,
+            store,
+        })
+    }
+
+    /// Writes the receipts still queued and closes the database.
+    pub async fn close(self) {
+        let report = self.sink.shutdown().await;
+        if report.lost > 0 {
+            eprintln!("warning: {} receipt(s) could not be written", report.lost);
+        }
+        let _ = self.store.close().await;
+    }
+}

@@ -1,0 +1,240 @@
+//! The `nitejar plugin` commands as an operator runs them, against a SQLite file in a temp data
+//! directory: pack (signed) → install → enable (consent refused, then given) → list → logs →
+//! doctor → uninstall; and `plugin new` → `cargo test` → `plugin pack` → install.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn nitejar(data: &Path, cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nitejar"))
+        .current_dir(cwd)
+        .env("NITEJAR_DATA_DIR", data)
+        .env_remove("DATABASE_URL")
+        .env_remove("NITEJAR_PLUGIN_TRUST_MODE")
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("run nitejar");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        format!("{stdout}{stderr}"),
+    )
+}
+
+#[test]
+fn pack_sign_install_enable_uninstall() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let package = work.path().join("greeter");
+    std::fs::create_dir_all(package.join("lib")).unwrap();
+    std::fs::copy(
+        nitejar_suite::plugins::library("greeter_v1"),
+        package.join("lib/libgreeter.so"),
+    )
+    .unwrap();
+    let manifest = nitejar_suite::plugins::crate_manifest("tests/fixtures/plugins/greeter-v1");
+    std::fs::write(package.join("nitejar.plugin.json"), manifest.to_string()).unwrap();
+    let key = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    // Written as `minisign -G -W` writes a key without a password (KDF algorithm bytes zero).
+    let mut raw = key.sk.to_bytes();
+    raw[2..4].copy_from_slice(&[0, 0]);
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&raw)
+    };
+    std::fs::write(
+        work.path().join("key"),
+        format!("untrusted comment: test key\n{encoded}\n"),
+    )
+    .unwrap();
+    let trusted = key.pk.to_base64();
+    let guarded = [
+        ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_guarded"),
+        ("NITEJAR_PLUGIN_TRUSTED_KEYS", trusted.as_str()),
+    ];
+    let id = "dev.nitejar.fixtures.greeter";
+    let run = |args: &[&str]| nitejar(&data, work.path(), &guarded, args);
+
+    let (code, out, text) = run(&["plugin", "pack", "greeter", "--sign", "key", "--json"]);
+    assert_eq!(code, 0, "{text}");
+    let file = out["packed"]["file"].as_str().unwrap().to_string();
+    assert!(out["packed"]["signedBy"].is_string(), "{out}");
+
+    let (code, out, text) = run(&["plugin", "install", &file, "--json"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(out["installed"]["trustLevel"], "trusted");
+    assert!(out["installed"]["enableBlocker"].is_null(), "{out}");
+
+    let (code, out, _) = run(&["plugin", "enable", id, "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(out["reason"], "consent_required");
+    assert!(out["consentText"]
+        .as_str()
+        .unwrap()
+        .contains("In-process (No hard sandbox)"));
+    let (code, _, text) = run(&["plugin", "enable", id]);
+    assert_eq!(code, 1);
+    assert!(text.contains("--accept-consent"), "{text}");
+
+    let (code, out, text) = run(&["plugin", "enable", id, "--accept-consent", "--json"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(out["enabled"]["version"], "1.0.0");
+
+    let (code, out, _) = run(&["plugin", "list", "--json"]);
+    assert_eq!(code, 0);
+    let plugin = out["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(plugin["state"], "enabled");
+    let (code, _, text) = run(&["plugin", "list"]);
+    assert_eq!(code, 0);
+    assert!(text.contains(id) && text.contains("enabled"), "{text}");
+
+    let (code, out, _) = run(&["plugin", "logs", id, "--json"]);
+    assert_eq!(code, 0);
+    let kinds: Vec<&str> = out["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"install") && kinds.contains(&"enable") && kinds.contains(&"load"),
+        "{kinds:?}"
+    );
+    assert!(!out["log"].as_array().unwrap().is_empty());
+
+    let (code, out, text) = run(&["plugin", "doctor", "--json"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(out["doctor"]["pluginsChecked"], 1);
+
+    // Without the key, the same plugin is refused at enable (and doctor says so, with the fix).
+    let unkeyed = [("NITEJAR_PLUGIN_TRUST_MODE", "self_host_guarded")];
+    let (code, out, _) = nitejar(
+        &data,
+        work.path(),
+        &unkeyed,
+        &["plugin", "doctor", "--json"],
+    );
+    assert_eq!(code, 1);
+    let findings = out["doctor"]["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f["check"] == "trust"
+            && f["fix"]
+                .as_str()
+                .unwrap()
+                .contains("NITEJAR_PLUGIN_ALLOWLIST")),
+        "{out}"
+    );
+
+    let (code, out, text) = run(&[
+        "plugin",
+        "uninstall",
+        id,
+        "--purge-files",
+        "--purge-data",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(out["uninstalled"]["purgedFiles"], true);
+    assert!(!data.join("plugins").join(id).exists());
+    let (code, out, _) = run(&["plugin", "disable", id, "--json"]);
+    assert_eq!(code, 1);
+    assert!(
+        out["error"].as_str().unwrap().contains("is not installed"),
+        "{out}"
+    );
+}
+
+/// `nitejar plugin new x && cd x && cargo test && nitejar plugin pack .`, then install and enable
+/// what it packed. This compiles a crate: one test, with a target directory of its own reused
+/// between runs, and the workspace's lock file so the same dependency versions are used.
+#[test]
+fn new_crate_tests_packs_and_installs() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let sdk = root.join("nitejar-sdk");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("scaffold-builds");
+    let open = [("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open")];
+    let (code, out, text) = nitejar(
+        &data,
+        work.path(),
+        &open,
+        &[
+            "plugin",
+            "new",
+            "hello-plugin",
+            "--sdk-path",
+            sdk.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(out["id"], "dev.local.hello-plugin");
+    let crate_dir = work.path().join("hello-plugin");
+    std::fs::copy(root.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Speed only: release builds at opt-level 0 in this test (the package is the same shape).
+    let fast = [
+        ("CARGO_TARGET_DIR", target.to_str().unwrap()),
+        ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0"),
+        ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+    ];
+    let test = Command::new(&cargo)
+        .current_dir(&crate_dir)
+        .envs(fast.iter().copied())
+        .args(["test"])
+        .output()
+        .expect("cargo test");
+    assert!(
+        test.status.success(),
+        "cargo test failed:\n{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&test.stdout).contains("responses_are_signed"),
+        "the scaffold's own test ran"
+    );
+
+    let mut env = open.to_vec();
+    env.extend(fast);
+    let (code, out, text) = nitejar(&data, &crate_dir, &env, &["plugin", "pack", ".", "--json"]);
+    assert_eq!(code, 0, "{text}");
+    let file = out["packed"]["file"].as_str().unwrap().to_string();
+    assert_eq!(file, "dev.local.hello-plugin-0.1.0.tgz");
+    let (code, _, text) = nitejar(&data, &crate_dir, &open, &["plugin", "install", &file]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("installed dev.local.hello-plugin 0.1.0 (disabled)"),
+        "{text}"
+    );
+    let (code, _, text) = nitejar(
+        &data,
+        &crate_dir,
+        &open,
+        &[
+            "plugin",
+            "enable",
+            "dev.local.hello-plugin",
+            "--accept-consent",
+        ],
+    );
+    assert_eq!(code, 0, "the packed library loads: {text}");
+}

@@ -1,0 +1,252 @@
+//! Boot: built-ins first, a tampered version directory, the boot marker, safe mode; and the
+//! crash-loop guard.
+
+use std::time::Duration;
+
+use nitejar_core::hooks::DispatchContext;
+use nitejar_core::install::InstallSource;
+use nitejar_core::lifecycle::{CrashLoopConfig, EnableRequest, PluginState};
+use nitejar_sdk::hooks::{ResponsePreDeliver, ToolPreExec};
+
+use crate::on_both_backends;
+use crate::support::{greeter, package_files, tgz, Env, GREETER};
+use crate::testdb::TestDb;
+
+const PROBE: &str = "dev.nitejar.fixtures.probe";
+
+async fn answer(env: &Env) -> String {
+    let payload = ResponsePreDeliver {
+        content: "hi".into(),
+        ..Default::default()
+    };
+    env.runtime
+        .dispatch(&DispatchContext::default(), payload)
+        .await
+        .payload
+        .content
+}
+
+async fn installed_and_enabled(db: &TestDb) -> Env {
+    let env = Env::new(db, |_| {}).await;
+    let bytes = tgz(&greeter(1));
+    env.manager
+        .install(InstallSource::Upload {
+            name: "g.tgz".into(),
+            bytes,
+        })
+        .await
+        .unwrap();
+    env.manager
+        .enable(GREETER, EnableRequest::accept_all())
+        .await
+        .unwrap();
+    env
+}
+
+async fn boot_loads_and_verifies(db: TestDb) {
+    let env = installed_and_enabled(&db).await;
+    // A restart loads it again, built-ins first.
+    let env = env.restart(|_| {}).await;
+    let report = env.manager.boot().await;
+    assert!(
+        report
+            .builtins
+            .iter()
+            .any(|b| b.starts_with("builtin.echo@")),
+        "{report:?}"
+    );
+    assert_eq!(report.loaded, vec![format!("{GREETER}@1.0.0")]);
+    assert_eq!(answer(&env).await, "hi (greeter v1)");
+    let startup = env.receipts_of("nitejar.server", "startup").await;
+    assert_eq!(startup[0].0, "ok");
+    assert_eq!(startup[0].1["loaded"][0], format!("{GREETER}@1.0.0"));
+
+    // A file changed in the version directory: marked error, not loaded, boot goes on.
+    let dir = env.manager.layout().version_dir(GREETER, "1.0.0");
+    std::fs::write(
+        dir.join("nitejar.plugin.json.bak"),
+        b"dropped in by someone",
+    )
+    .unwrap();
+    let env = env.restart(|_| {}).await;
+    let report = env.manager.boot().await;
+    assert!(report.loaded.is_empty());
+    assert!(
+        report.errors[0].reason.contains("was changed on disk"),
+        "{report:?}"
+    );
+    assert!(
+        !report.builtins.is_empty(),
+        "a failing plugin never blocks boot"
+    );
+    assert_eq!(answer(&env).await, "hi");
+    let listed = env.manager.list().await.unwrap();
+    let g = listed.iter().find(|p| p.id == GREETER).unwrap();
+    assert_eq!(g.state, PluginState::Error);
+    assert!(g
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("was changed on disk"));
+    let alerts = env
+        .store
+        .list_plugin_alerts(Some(GREETER), false)
+        .await
+        .unwrap();
+    assert_eq!(alerts[0].kind, "tampered");
+    assert_eq!(
+        env.receipts_of("nitejar.server", "startup").await[0].0,
+        "error"
+    );
+    let doctor = env.manager.doctor().await;
+    assert!(
+        doctor.findings.iter().any(|f| f.check == "digest"),
+        "{doctor:?}"
+    );
+    // Reconcile does not retry it every second; an operator's enable does (and refuses again).
+    assert!(env.manager.reconcile().await.unwrap().is_empty());
+    assert!(env
+        .manager
+        .enable(GREETER, EnableRequest::accept_all())
+        .await
+        .is_err());
+    std::fs::remove_file(dir.join("nitejar.plugin.json.bak")).unwrap();
+    env.manager
+        .enable(GREETER, EnableRequest::accept_all())
+        .await
+        .unwrap();
+    assert_eq!(answer(&env).await, "hi (greeter v1)");
+    assert!(
+        env.store
+            .list_plugin_alerts(Some(GREETER), false)
+            .await
+            .unwrap()
+            .is_empty(),
+        "alerts cleared"
+    );
+}
+
+async fn boot_marker_and_safe_mode(db: TestDb) {
+    let env = installed_and_enabled(&db).await;
+    // Safe mode: built-ins only.
+    let env = env.restart(|o| o.safe_mode = true).await;
+    let report = env.manager.boot().await;
+    assert!(report.safe_mode && report.loaded.is_empty() && !report.builtins.is_empty());
+    assert!(report
+        .skipped
+        .iter()
+        .any(|s| s.id == GREETER && s.reason.contains("safe mode")));
+    assert_eq!(answer(&env).await, "hi");
+    assert!(
+        env.manager.reconcile().await.unwrap().is_empty(),
+        "reconcile respects safe mode"
+    );
+
+    // The previous process died while activating the plugin: skipped, disabled, said so.
+    let marker = env.manager.layout().activation_marker(GREETER);
+    std::fs::write(
+        &marker,
+        r#"{"version":"1.0.0","pid":999999999,"started_at_ms":0}"#,
+    )
+    .unwrap();
+    let env = env.restart(|o| o.safe_mode = false).await;
+    let report = env.manager.boot().await;
+    assert!(report.loaded.is_empty());
+    assert!(
+        report.errors[0]
+            .reason
+            .contains("the server stopped while activating"),
+        "{report:?}"
+    );
+    assert!(!marker.exists());
+    let row = env.store.get_plugin(GREETER).await.unwrap().unwrap();
+    assert!(!row.enabled);
+    assert!(row
+        .last_load_error
+        .unwrap()
+        .contains("skipped and disabled"));
+    assert_eq!(
+        env.store
+            .list_plugin_alerts(Some(GREETER), false)
+            .await
+            .unwrap()[0]
+            .kind,
+        "boot_marker"
+    );
+    // The next boot starts normally; the operator enables it again.
+    let env = env.restart(|_| {}).await;
+    assert!(env.manager.boot().await.errors.is_empty());
+    env.manager
+        .enable(GREETER, EnableRequest::accept_all())
+        .await
+        .unwrap();
+    assert_eq!(answer(&env).await, "hi (greeter v1)");
+    assert!(!marker.exists(), "the marker is removed after activation");
+}
+
+async fn crash_loop_auto_disables(db: TestDb) {
+    let env = Env::new(&db, |o| {
+        o.crash = CrashLoopConfig {
+            threshold: 3,
+            window: Duration::from_secs(60),
+        };
+    })
+    .await;
+    let probe = package_files("tests/fixtures/plugins/probe", "probe", |_| {}, &[]);
+    env.manager
+        .install(InstallSource::Upload {
+            name: "p.tgz".into(),
+            bytes: tgz(&probe),
+        })
+        .await
+        .unwrap();
+    env.manager
+        .enable(PROBE, EnableRequest::accept_all())
+        .await
+        .unwrap();
+    let panic = || ToolPreExec {
+        tool_name: "panic".into(),
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        env.runtime
+            .dispatch(&DispatchContext::default(), panic())
+            .await;
+    }
+    assert!(
+        env.runtime.registry().plugin(PROBE).is_some(),
+        "two failures are not a loop"
+    );
+    env.runtime
+        .dispatch(&DispatchContext::default(), panic())
+        .await;
+    assert!(
+        env.runtime.registry().plugin(PROBE).is_none(),
+        "unregistered at once"
+    );
+    assert!(env.runtime.registry().integration("probe").is_none());
+    let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert!(!row.enabled);
+    assert!(row
+        .last_load_error
+        .unwrap()
+        .contains("auto-disabled: 3 failed calls"));
+    let receipts = env.receipts_of(PROBE, "auto_disable").await;
+    assert_eq!(receipts[0].1["failureCount"], 3);
+    let alerts = env
+        .store
+        .list_plugin_alerts(Some(PROBE), false)
+        .await
+        .unwrap();
+    assert_eq!(alerts[0].kind, "auto_disable");
+    // It stays out across reconciliations and restarts until an operator enables it.
+    assert!(env.manager.reconcile().await.unwrap().is_empty());
+    let env = env.restart(|_| {}).await;
+    assert!(env.manager.boot().await.loaded.is_empty());
+}
+
+on_both_backends!(
+    boot_loads_and_verifies,
+    boot_marker_and_safe_mode,
+    crash_loop_auto_disables
+);

@@ -1,0 +1,247 @@
+//! Trust modes: consent, acknowledgements, signatures (valid, wrong key, tampered), the allowlist,
+//! saas_locked.
+
+use nitejar_core::install::archive::ArchiveFile;
+use nitejar_core::install::digest::FileKind;
+use nitejar_core::install::{digest_dir, InstallSource};
+use nitejar_core::lifecycle::{Acknowledge, EnableRequest, LifecycleError};
+use nitejar_core::trust::{TrustMode, TrustPolicy};
+
+use crate::on_both_backends;
+use crate::support::{package_files, tgz, write_dir, Env};
+use crate::testdb::TestDb;
+
+const PROBE: &str = "dev.nitejar.fixtures.probe";
+
+fn probe() -> Vec<ArchiveFile> {
+    package_files(
+        "tests/fixtures/plugins/probe",
+        "probe",
+        |_| {},
+        &[("assets/readme.txt", b"hi")],
+    )
+}
+
+/// The package's digest, computed as the installer computes it.
+fn digest_of(files: &[ArchiveFile]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    write_dir(dir.path(), files);
+    digest_dir(dir.path()).unwrap()
+}
+
+/// The files with `nitejar.plugin.sig` signed by `key`.
+fn signed(files: &[ArchiveFile], key: &minisign::KeyPair) -> Vec<ArchiveFile> {
+    let digest = digest_of(files);
+    let sig = minisign::sign(
+        Some(&key.pk),
+        &key.sk,
+        digest.as_bytes(),
+        Some("test"),
+        None,
+    )
+    .unwrap();
+    let mut out = files.to_vec();
+    out.push(ArchiveFile {
+        path: "nitejar.plugin.sig".into(),
+        kind: FileKind::File,
+        contents: sig.to_string().into_bytes(),
+    });
+    out
+}
+
+fn public(key: &minisign::KeyPair) -> String {
+    key.pk.to_base64()
+}
+
+fn upload(files: &[ArchiveFile]) -> InstallSource {
+    InstallSource::Upload {
+        name: "probe.tgz".into(),
+        bytes: tgz(files),
+    }
+}
+
+fn guarded(keys: &[String], allow: &str) -> TrustPolicy {
+    TrustPolicy::new(TrustMode::SelfHostGuarded)
+        .with_keys(TrustPolicy::parse_keys(&keys.join(",")).unwrap())
+        .with_allowlist(TrustPolicy::parse_allowlist(allow).unwrap())
+}
+
+async fn consent_and_acknowledgements(db: TestDb) {
+    let key = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let env = Env::new(&db, |o| o.policy = guarded(&[public(&key)], "")).await;
+    env.manager
+        .install(upload(&signed(&probe(), &key)))
+        .await
+        .unwrap();
+    // Consent is never implied.
+    let err = env
+        .manager
+        .enable(PROBE, EnableRequest::default())
+        .await
+        .unwrap_err();
+    let LifecycleError::ConsentRequired { text, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(text.contains("In-process (No hard sandbox)"), "{text}");
+    assert!(text.contains("network:127.0.0.1"), "{text}");
+    assert!(text.contains(
+        "Partially enforced in current execution mode; plugin code still runs in-process."
+    ));
+    // Guarded: every declared permission acknowledged.
+    let some = EnableRequest {
+        accept_consent: true,
+        acknowledge: Acknowledge::These(vec!["network:127.0.0.1".into()]),
+    };
+    let err = env.manager.enable(PROBE, some).await.unwrap_err();
+    let LifecycleError::AcknowledgementMissing { missing, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        missing,
+        &[
+            "fs.read:assets".to_string(),
+            "secret:PROBE_TOKEN".to_string()
+        ]
+    );
+    let unknown = EnableRequest {
+        accept_consent: true,
+        acknowledge: Acknowledge::These(vec!["process.spawn".into()]),
+    };
+    assert!(matches!(
+        env.manager.enable(PROBE, unknown).await,
+        Err(LifecycleError::UnknownAcknowledgement { .. })
+    ));
+    let rest = EnableRequest {
+        accept_consent: true,
+        acknowledge: Acknowledge::These(vec!["fs.read:assets".into(), "secret:PROBE_TOKEN".into()]),
+    };
+    let outcome = env.manager.enable(PROBE, rest).await.unwrap();
+    assert_eq!(outcome.acknowledged.len(), 3);
+    assert!(
+        env.runtime.registry().integration("probe").is_some(),
+        "enabled = registered at once"
+    );
+    let acks = env.store.list_disclosure_acks(PROBE).await.unwrap();
+    assert_eq!(acks.iter().filter(|a| a.acknowledged).count(), 3);
+    let enables = env.receipts_of(PROBE, "enable").await;
+    let statuses: Vec<&str> = enables.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        statuses,
+        ["ok", "error", "denied", "denied"],
+        "every refusal is receipted"
+    );
+    assert_eq!(enables[0].1["consent"], "accepted");
+    env.manager.disable(PROBE).await.unwrap();
+    assert!(
+        env.runtime.registry().integration("probe").is_none(),
+        "disabled = unregistered at once"
+    );
+}
+
+async fn signatures_and_allowlist(db: TestDb) {
+    let trusted = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let stranger = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let all = EnableRequest::accept_all;
+
+    // A valid signature by a trusted key.
+    let env = Env::new(&db, |o| o.policy = guarded(&[public(&trusted)], "")).await;
+    let outcome = env
+        .manager
+        .install(upload(&signed(&probe(), &trusted)))
+        .await
+        .unwrap();
+    assert_eq!(outcome.trust_level, "trusted");
+    env.manager.enable(PROBE, all()).await.unwrap();
+    purge(&env).await;
+
+    // Signed by a key that is not trusted: installs, cannot be enabled, and says why.
+    let env = Env::new(&db, |o| o.policy = guarded(&[public(&trusted)], "")).await;
+    let outcome = env
+        .manager
+        .install(upload(&signed(&probe(), &stranger)))
+        .await
+        .unwrap();
+    assert!(outcome
+        .enable_blocker
+        .as_deref()
+        .unwrap_or("")
+        .contains("not in NITEJAR_PLUGIN_TRUSTED_KEYS"));
+    let err = env.manager.enable(PROBE, all()).await.unwrap_err();
+    assert!(matches!(err, LifecycleError::Trust { .. }), "{err}");
+    assert!(
+        err.to_string().contains("NITEJAR_PLUGIN_ALLOWLIST"),
+        "{err}"
+    );
+    assert!(env.runtime.registry().plugin(PROBE).is_none());
+    purge(&env).await;
+
+    // A file changed after signing: refused at install, in any mode.
+    let mut tampered = signed(&probe(), &trusted);
+    if let Some(f) = tampered.iter_mut().find(|f| f.path == "assets/readme.txt") {
+        f.contents = b"changed".to_vec();
+    }
+    let env = Env::new(&db, |o| o.policy = guarded(&[public(&trusted)], "")).await;
+    let err = env.manager.install(upload(&tampered)).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not match the package contents"),
+        "{err}"
+    );
+    assert!(env.store.get_plugin(PROBE).await.unwrap().is_none());
+    assert_eq!(env.receipts_of(PROBE, "install").await[0].0, "denied");
+
+    // Unsigned but allowlisted (by id, then pinned to its digest).
+    let digest = digest_of(&probe());
+    for entry in [PROBE.to_string(), format!("{PROBE}@{digest}")] {
+        let env = Env::new(&db, |o| o.policy = guarded(&[], &entry)).await;
+        env.manager.install(upload(&probe())).await.unwrap();
+        let enabled = env.manager.enable(PROBE, all()).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(&enabled.trust).unwrap()["basis"],
+            "allowlist"
+        );
+        purge(&env).await;
+    }
+    // Pinned to another digest: not allowed.
+    let env = Env::new(&db, |o| {
+        o.policy = guarded(&[], &format!("{PROBE}@sha256:{}", "0".repeat(64)))
+    })
+    .await;
+    env.manager.install(upload(&probe())).await.unwrap();
+    assert!(env.manager.enable(PROBE, all()).await.is_err());
+    purge(&env).await;
+
+    // saas_locked: no uploads at all, even signed by a platform key.
+    let env = Env::new(&db, |o| {
+        o.policy = TrustPolicy::new(TrustMode::SaasLocked)
+            .with_keys(TrustPolicy::parse_keys(&public(&trusted)).unwrap())
+    })
+    .await;
+    let err = env
+        .manager
+        .install(upload(&signed(&probe(), &trusted)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("saas_locked"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    write_dir(dir.path(), &probe());
+    let err = env
+        .manager
+        .install(InstallSource::Path(dir.path().to_path_buf()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("refuses local-path installs"),
+        "{err}"
+    );
+}
+
+async fn purge(env: &Env) {
+    let all = nitejar_core::lifecycle::UninstallOptions {
+        purge_files: true,
+        purge_data: true,
+    };
+    env.manager.uninstall(PROBE, all).await.unwrap();
+}
+
+on_both_backends!(consent_and_acknowledgements, signatures_and_allowlist);
