@@ -361,7 +361,9 @@ async fn git_over_smart_http() {
         .to_string_lossy()
         .into_owned();
     let server = LocalHttp::start(move |r: &Received| http_backend(&root, r));
-    let env = Env::new(&TestDb::sqlite(), |_| {}).await;
+    // Bound for the whole test: the database lives in the TestDb's temporary directory.
+    let db = TestDb::sqlite();
+    let env = Env::new(&db, |_| {}).await;
     let url = server.url(&format!("/{name}#v1"));
     let outcome = env
         .manager
