@@ -87,13 +87,14 @@ pub struct Config {
     pub model: Option<String>,
     /// `NITEJAR_MODEL_TIMEOUT_MS` (default 120 000).
     pub model_timeout: Duration,
-    /// `NITEJAR_SKILLS_DIRS`: roots of repo skills (`<root>/<dir>/SKILL.md`), separated by `:`, in
-    /// order of precedence. Default: `./skills` when that directory exists, else none.
-    pub skills_dirs: Vec<PathBuf>,
-    /// `NITEJAR_SKILL_MAX_FILE_BYTES`: the largest skill file (default 256 KiB).
-    pub skill_max_file_bytes: u64,
-    /// `NITEJAR_SKILL_MAX_BYTES`: the largest skill, all its files together (default 1 MiB).
-    pub skill_max_bytes: u64,
+    /// `NITEJAR_ADMIN_TOKEN`: the admin credential. When unset, one is generated on first start,
+    /// shown once in the log and stored hashed.
+    pub admin_token: Option<Secret>,
+    /// `NITEJAR_METRICS_TOKEN`: a bearer token that may read `/metrics` and nothing else.
+    pub metrics_token: Option<Secret>,
+    /// `NITEJAR_PUBLIC_URL`: where operators and providers reach this server (`https://nitejar.example.com`).
+    /// Webhook URLs handed to integrations start with it; `https` marks session cookies `Secure`.
+    pub public_url: Option<url::Url>,
     /// `NITEJAR_PLUGIN_TRUST_MODE` (default `self_host_guarded`), with `NITEJAR_PLUGIN_TRUSTED_KEYS`
     /// (minisign public keys, comma-separated) and `NITEJAR_PLUGIN_ALLOWLIST` (`id` or
     /// `id@sha256:<digest>`, comma-separated).
@@ -112,6 +113,47 @@ pub struct Config {
     pub crash_threshold: u32,
     /// … within `NITEJAR_PLUGIN_CRASH_WINDOW_MS` (default 300 000).
     pub crash_window: Duration,
+    /// `NITEJAR_SKILLS_DIRS`: roots of repo skills (`<root>/<dir>/SKILL.md`), separated by `:`, in
+    /// order of precedence. Default: `./skills` when that directory exists, else none.
+    pub skills_dirs: Vec<PathBuf>,
+    /// `NITEJAR_SKILL_MAX_FILE_BYTES`: the largest skill file (default 256 KiB).
+    pub skill_max_file_bytes: u64,
+    /// `NITEJAR_SKILL_MAX_BYTES`: the largest skill, all its files together (default 1 MiB).
+    pub skill_max_bytes: u64,
+}
+
+/// A configured secret: kept out of `Debug` output and logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The shortest `NITEJAR_ADMIN_TOKEN` accepted: it is the only thing between the network and the
+/// admin API.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+fn public_url() -> anyhow::Result<Option<url::Url>> {
+    let Some(text) = var("PUBLIC_URL") else {
+        return Ok(None);
+    };
+    let parsed = url::Url::parse(text.trim()).map_err(|e| {
+        anyhow::anyhow!("NITEJAR_PUBLIC_URL `{text}` is not a URL ({e}); write it like https://nitejar.example.com")
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        bail!("NITEJAR_PUBLIC_URL must be an http(s) URL with a host, like https://nitejar.example.com, not `{text}`");
+    }
+    Ok(Some(parsed))
 }
 
 impl Config {
@@ -139,12 +181,9 @@ impl Config {
             model_api_key: var("MODEL_API_KEY"),
             model,
             model_timeout: Duration::from_millis(number("MODEL_TIMEOUT_MS", 120_000)?),
-            skills_dirs: skills_dirs(),
-            skill_max_file_bytes: number(
-                "SKILL_MAX_FILE_BYTES",
-                SkillLimits::default().max_file_bytes,
-            )?,
-            skill_max_bytes: number("SKILL_MAX_BYTES", SkillLimits::default().max_skill_bytes)?,
+            admin_token: admin_token()?,
+            metrics_token: var("METRICS_TOKEN").map(Secret),
+            public_url: public_url()?,
             trust: trust_policy()?,
             safe_mode: flag("SAFE_MODE")?,
             npm_registry: var("NPM_REGISTRY")
@@ -154,6 +193,12 @@ impl Config {
             plugin_max_files: number("PLUGIN_MAX_FILES", 10_000)?,
             crash_threshold: number("PLUGIN_CRASH_THRESHOLD", 5)?.max(1),
             crash_window: Duration::from_millis(number("PLUGIN_CRASH_WINDOW_MS", 300_000)?),
+            skills_dirs: skills_dirs(),
+            skill_max_file_bytes: number(
+                "SKILL_MAX_FILE_BYTES",
+                SkillLimits::default().max_file_bytes,
+            )?,
+            skill_max_bytes: number("SKILL_MAX_BYTES", SkillLimits::default().max_skill_bytes)?,
         })
     }
 
@@ -169,6 +214,18 @@ impl Config {
         }
     }
 
+    /// The base URL (no trailing slash) webhook URLs start with, when `NITEJAR_PUBLIC_URL` is set.
+    pub fn public_base_url(&self) -> Option<String> {
+        let url = self.public_url.as_ref()?;
+        let base = url.as_str().trim_end_matches('/');
+        Some(base.to_owned())
+    }
+
+    /// The trust mode.
+    pub fn trust_mode(&self) -> TrustMode {
+        self.trust.mode()
+    }
+
     /// Creates the data and plugin directories.
     pub fn prepare_dirs(&self) -> anyhow::Result<()> {
         for dir in [&self.data_dir, &self.plugins_dir] {
@@ -176,6 +233,26 @@ impl Config {
                 .with_context(|| format!("could not create {}", dir.display()))?;
         }
         Ok(())
+    }
+}
+
+fn admin_token() -> anyhow::Result<Option<Secret>> {
+    match var("ADMIN_TOKEN") {
+        None => Ok(None),
+        Some(token) if token.trim().len() < MIN_ADMIN_TOKEN_LEN => bail!(
+            "NITEJAR_ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_LEN} characters; use a long random \
+             value (e.g. `openssl rand -hex 32`), or unset it to have one generated"
+        ),
+        Some(token) => Ok(Some(Secret(token.trim().to_owned()))),
+    }
+}
+
+/// `NITEJAR_LOG_FORMAT`: read before the rest of the configuration, because logging starts first.
+pub fn log_json() -> anyhow::Result<bool> {
+    match var("LOG_FORMAT").as_deref().map(str::trim) {
+        None | Some("text") => Ok(false),
+        Some("json") => Ok(true),
+        Some(other) => bail!("NITEJAR_LOG_FORMAT must be text or json, not `{other}`"),
     }
 }
 

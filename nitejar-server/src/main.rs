@@ -4,11 +4,20 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod access_log;
+mod admin_cmd;
+mod api;
+mod auth;
 mod config;
+mod integrations;
+mod metrics;
 mod plugin_cmd;
+mod plugins;
+mod posture;
 mod routes;
 mod serve;
 mod skill_cmd;
+mod ui;
 
 /// Nitejar: AI agents that answer messages from your channels, extended by plugins.
 #[derive(Parser)]
@@ -27,6 +36,15 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Work with plugins.
     Plugin(plugin_cmd::PluginArgs),
+    /// Administer the server (works while it is down).
+    #[command(subcommand)]
+    Admin(admin_cmd::AdminCommand),
+    /// Exit 0 when the server on this machine answers `/healthz` (the image's HEALTHCHECK).
+    Healthcheck {
+        /// The port the server listens on.
+        #[arg(long, env = "PORT", default_value_t = 3000)]
+        port: u16,
+    },
     /// Work with skills.
     #[command(subcommand)]
     Skill(skill_cmd::SkillCommand),
@@ -43,6 +61,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Plugin(cmd) => plugin_cmd::run(cmd),
+        Command::Admin(cmd) => admin_cmd::run(cmd),
+        Command::Healthcheck { port } => admin_cmd::healthcheck(port),
         Command::Skill(cmd) => skill_cmd::run(cmd),
     }
 }

@@ -1,25 +1,30 @@
 //! `nitejar serve`: boots the engine and serves HTTP.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use clap::Args;
 use nitejar_core::crypto::{load_or_create_key, Cipher, KeyOrigin};
 use nitejar_core::ingress::Ingress;
+use nitejar_core::lifecycle::PluginManager;
 use nitejar_core::permissions::PermissionGate;
+use nitejar_core::receipts::ReceiptSink;
 use nitejar_core::runner::model::{ModelProvider, OfflineModel, OpenAiCompatible};
 use nitejar_core::runner::queue::RunQueue;
 use nitejar_core::runner::tools::{CurrentTime, ToolSet};
 use nitejar_core::runner::{Runner, RunnerConfig};
 use nitejar_core::runtime::Runtime;
 use nitejar_core::skills::{Skills, UseSkill};
-use nitejar_core::store::{self, DbReceiptSink, SinkOptions};
+use nitejar_core::store::{self, DbReceiptSink, SinkOptions, Store};
 
+use crate::auth::{AdminAuth, TokenOrigin};
 use crate::config::Config;
-use crate::plugin_cmd;
-use crate::routes;
+use crate::metrics::{Metrics, MetricsSink};
+use crate::{access_log, api, auth, plugin_cmd, routes};
 
 /// Options of `nitejar serve`.
 #[derive(Args)]
@@ -36,10 +41,18 @@ pub struct ServeArgs {
 pub struct AppState {
     pub runtime: Arc<Runtime>,
     pub ingress: Ingress,
+    pub store: Arc<dyn Store>,
+    pub config: Config,
+    pub auth: Arc<AdminAuth>,
+    pub metrics: Arc<Metrics>,
+    /// Install, enable, disable, upgrade, rollback, uninstall.
+    pub plugins: Arc<PluginManager>,
+    /// Set once the registry is built (`/readyz`).
+    pub ready: AtomicBool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing();
+    init_tracing(crate::config::log_json()?);
     let config = Config::from_env()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -70,20 +83,32 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
                 store::Backend::of_url(&config.database_url).as_str()
             )
         })?;
+    let (auth, token_origin) = AdminAuth::init(store.clone(), &config)
+        .await
+        .context("admin token")?;
+    log_token_origin(token_origin);
     let sink = DbReceiptSink::start(store.clone(), SinkOptions::default());
-    let gate = Arc::new(PermissionGate::new(&config.data_dir, sink.clone()));
+    // Every receipt is counted for /metrics on its way to the database.
+    let metrics = Metrics::new();
+    let counted = |inner: Arc<dyn ReceiptSink>| -> Arc<dyn ReceiptSink> {
+        Arc::new(MetricsSink {
+            metrics: metrics.clone(),
+            inner,
+        })
+    };
+    let gate = Arc::new(PermissionGate::new(&config.data_dir, counted(sink.clone())));
     // The crash-loop guard sees every receipt of plugin calls first (see nitejar_core::lifecycle).
     let crash_guard = plugin_cmd::setup::crash_guard(&config);
     let runtime = Arc::new(
         Runtime::builder()
-            .sink(crash_guard.wrap(sink.clone()))
+            .sink(counted(crash_guard.wrap(sink.clone())))
             .services(gate.clone())
             .build(),
     );
 
     nitejar_builtins::link();
     // Built-ins, then installed plugins; then the runtime follows the database (CLI changes).
-    let _plugins = plugin_cmd::setup::start_in_server(
+    let plugins = plugin_cmd::setup::start_in_server(
         &config,
         store.clone(),
         runtime.clone(),
@@ -135,20 +160,32 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let state = web::Data::new(AppState {
         runtime: runtime.clone(),
         ingress,
+        store: store.clone(),
+        config: config.clone(),
+        auth: Arc::new(auth),
+        metrics,
+        plugins,
+        ready: AtomicBool::new(false),
     });
     let max_body = config.webhook_max_bytes;
     let (bind, port) = (args.bind, args.port);
+    let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(state.clone())
+            .app_data(app_state.clone())
             .app_data(web::PayloadConfig::new(max_body))
+            .configure(api::error::extractor_configs)
             .configure(routes::configure)
+            // Outermost last: the access log sees what the guard answered.
+            .wrap(from_fn(auth::guard::guard))
+            .wrap(from_fn(access_log::log))
     })
     .bind((bind.as_str(), port))
     .with_context(|| format!("could not listen on {bind}:{port}"))?
     .shutdown_timeout(10);
+    state.ready.store(true, Ordering::Release);
     tracing::info!(
-        "nitejar {} listening on http://{bind}:{port} (data: {})",
+        "nitejar {} listening on http://{bind}:{port} (data: {}; admin UI at /admin)",
         nitejar_core::NITEJAR_VERSION,
         config.data_dir.display()
     );
@@ -171,8 +208,33 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
+fn log_token_origin(origin: TokenOrigin) {
+    match origin {
+        TokenOrigin::Env => tracing::info!("admin token: from NITEJAR_ADMIN_TOKEN"),
+        TokenOrigin::Stored => tracing::info!(
+            "admin token: the one generated on first start (only its hash is stored; \
+             `nitejar admin reset-token` makes a new one)"
+        ),
+        TokenOrigin::Generated(token) => tracing::warn!(
+            "generated the admin token; it is shown this once and stored only as a hash. \
+             Sign in at /admin with: {token}  (set NITEJAR_ADMIN_TOKEN to choose your own, or run \
+             `nitejar admin reset-token` if you lose it)"
+        ),
+    }
+}
+
+fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    // Logs go to stderr: stdout is for what commands print (a reset token, JSON), and the test
+    // support reads the server's log from stderr.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -5,7 +5,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type}
 
 use super::runs::MAX_ROWS_PER_STATEMENT;
 use super::sql::{chunk_sizes, col, multi_row_insert, SqlStore};
-use super::{EventCursor, Page, PageRequest, PluginEventRow, SpanRow, StoreError, StoredReceipt};
+use super::{
+    EventCursor, EventFilter, Page, PageRequest, PluginEventRow, SpanRow, StoreError, StoredReceipt,
+};
 use crate::receipts::{Receipt, ReceiptKind};
 
 const EVENT_COLUMNS: [&str; 12] = [
@@ -201,22 +203,79 @@ where
         .map_err(StoreError::query(OP))?;
         let mut items = rows
             .iter()
-            .map(|row| {
-                Ok(PluginEventRow {
-                    id: col(row, "id", OP)?,
-                    plugin_id: col(row, "plugin_id", OP)?,
-                    plugin_version: col(row, "plugin_version", OP)?,
-                    kind: col(row, "kind", OP)?,
-                    status: col(row, "status", OP)?,
-                    work_item_id: col(row, "work_item_id", OP)?,
-                    job_id: col(row, "job_id", OP)?,
-                    hook_name: col(row, "hook_name", OP)?,
-                    duration_ms: col(row, "duration_ms", OP)?,
-                    detail_json: col(row, "detail_json", OP)?,
-                    created_at: col(row, "created_at", OP)?,
-                    execution_mode: col(row, "execution_mode", OP)?,
-                })
-            })
+            .map(|row| Self::event_row(row, OP))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let has_more = items.len() as i64 > limit;
+        items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next_cursor = match items.last() {
+            Some(last) if has_more => Some(
+                EventCursor {
+                    created_at: last.created_at,
+                    id: last.id.clone(),
+                }
+                .encode(),
+            ),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    fn event_row(row: &DB::Row, op: &'static str) -> Result<PluginEventRow, StoreError> {
+        Ok(PluginEventRow {
+            id: col(row, "id", op)?,
+            plugin_id: col(row, "plugin_id", op)?,
+            plugin_version: col(row, "plugin_version", op)?,
+            kind: col(row, "kind", op)?,
+            status: col(row, "status", op)?,
+            work_item_id: col(row, "work_item_id", op)?,
+            job_id: col(row, "job_id", op)?,
+            hook_name: col(row, "hook_name", op)?,
+            duration_ms: col(row, "duration_ms", op)?,
+            detail_json: col(row, "detail_json", op)?,
+            created_at: col(row, "created_at", op)?,
+            execution_mode: col(row, "execution_mode", op)?,
+        })
+    }
+
+    pub(crate) async fn sql_list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> Result<Page<PluginEventRow>, StoreError> {
+        const OP: &str = "list plugin_events by filter";
+        let limit = page.clamped_limit();
+        let cursor = page
+            .cursor
+            .as_deref()
+            .map(EventCursor::decode)
+            .transpose()?;
+        let columns = EVENT_COLUMNS.join(", ");
+        let filters = "($1 IS NULL OR plugin_id = $1) AND ($2 IS NULL OR kind = $2) \
+                       AND ($3 IS NULL OR status = $3)";
+        let (after, limit_param) = if cursor.is_some() {
+            ("AND (created_at, id) < ($4, $5)", "$6")
+        } else {
+            ("", "$4")
+        };
+        let sql = format!(
+            "SELECT {columns} FROM plugin_events WHERE {filters} {after} \
+             ORDER BY created_at DESC, id DESC LIMIT {limit_param}"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(filter.plugin_id.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(filter.status.as_deref());
+        if let Some(c) = &cursor {
+            query = query.bind(c.created_at).bind(c.id.as_str());
+        }
+        let rows = query
+            .bind(limit + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(OP))?;
+        let mut items = rows
+            .iter()
+            .map(|row| Self::event_row(row, OP))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let has_more = items.len() as i64 > limit;
         items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));

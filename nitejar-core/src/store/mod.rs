@@ -43,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod adopt;
 mod error;
 mod events;
@@ -422,6 +423,53 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many receipts are stored, for one plugin or for all.
     fn count_plugin_events<'a>(&'a self, plugin_id: Option<&'a str>) -> StoreFuture<'a, u64>;
+
+    /// One page of receipts across plugins, newest first, narrowed by `filter`.
+    fn list_events<'a>(
+        &'a self,
+        filter: &'a EventFilter,
+        page: PageRequest,
+    ) -> StoreFuture<'a, Page<PluginEventRow>>;
+
+    // --- admin --------------------------------------------------------------------------------------
+
+    /// Answers when the database does (`/readyz`).
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// A named admin setting.
+    fn get_admin_setting<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>>;
+
+    /// Stores a named admin setting. With `replace` false an existing value is kept and `false`
+    /// returned, so that of several servers starting at once exactly one writes it.
+    fn put_admin_setting<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        replace: bool,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Records a new admin UI session.
+    fn create_admin_session<'a>(&'a self, session: &'a AdminSessionRow) -> StoreFuture<'a, ()>;
+
+    /// The session whose token hashes to `token_hash`.
+    fn get_admin_session<'a>(
+        &'a self,
+        token_hash: &'a str,
+    ) -> StoreFuture<'a, Option<AdminSessionRow>>;
+
+    /// Stamps a session's `last_seen_at`.
+    fn touch_admin_session<'a>(&'a self, id: &'a str, last_seen_at: i64) -> StoreFuture<'a, ()>;
+
+    /// Ends one session (sign-out). `false` when there was no such session.
+    fn delete_admin_session<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Deletes sessions that expired by `expires_before` or were last used at or before
+    /// `idle_since`; returns how many.
+    fn delete_stale_admin_sessions(
+        &self,
+        expires_before: i64,
+        idle_since: i64,
+    ) -> StoreFuture<'_, u64>;
 
     /// Closes the connection pool (waits for connections in use to be returned).
     fn close(&self) -> StoreFuture<'_, ()>;

@@ -553,3 +553,32 @@ impl EventCursor {
         })
     }
 }
+
+/// Which receipts [`Store::list_events`](super::Store::list_events) returns: every field set narrows
+/// the list; none set means every receipt.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventFilter {
+    /// Only this plugin's receipts.
+    pub plugin_id: Option<String>,
+    /// Only this kind (`hook`, `webhook_ingress`, …).
+    pub kind: Option<String>,
+    /// Only this status (`ok`, `error`, …).
+    pub status: Option<String>,
+}
+
+// --- admin -----------------------------------------------------------------------------------------
+
+/// One row of `admin_sessions`: a signed-in admin UI session. Timestamps are Unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSessionRow {
+    /// The session id (UUIDv7), never the token.
+    pub id: String,
+    /// SHA-256 (lower-case hex) of the session token held in the operator's cookie.
+    pub token_hash: String,
+    /// When the operator signed in.
+    pub created_at: i64,
+    /// When the session ends however active it is.
+    pub expires_at: i64,
+    /// When the session was last used (updated at most once a minute).
+    pub last_seen_at: Option<i64>,
+}

@@ -457,6 +457,56 @@ macro_rules! impl_store {
             ) -> StoreFuture<'a, u64> {
                 Box::pin(self.sql_count_plugin_events(plugin_id))
             }
+            fn list_events<'a>(
+                &'a self,
+                filter: &'a EventFilter,
+                page: PageRequest,
+            ) -> StoreFuture<'a, Page<PluginEventRow>> {
+                Box::pin(self.sql_list_events(filter, page))
+            }
+            fn ping(&self) -> StoreFuture<'_, ()> {
+                Box::pin(self.sql_ping())
+            }
+            fn get_admin_setting<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+                Box::pin(self.sql_get_admin_setting(key))
+            }
+            fn put_admin_setting<'a>(
+                &'a self,
+                key: &'a str,
+                value: &'a str,
+                replace: bool,
+            ) -> StoreFuture<'a, bool> {
+                Box::pin(self.sql_insert_admin_setting(key, value, replace))
+            }
+            fn create_admin_session<'a>(
+                &'a self,
+                session: &'a AdminSessionRow,
+            ) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_create_admin_session(session))
+            }
+            fn get_admin_session<'a>(
+                &'a self,
+                token_hash: &'a str,
+            ) -> StoreFuture<'a, Option<AdminSessionRow>> {
+                Box::pin(self.sql_get_admin_session(token_hash))
+            }
+            fn touch_admin_session<'a>(
+                &'a self,
+                id: &'a str,
+                last_seen_at: i64,
+            ) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_touch_admin_session(id, last_seen_at))
+            }
+            fn delete_admin_session<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+                Box::pin(self.sql_delete_admin_session(id))
+            }
+            fn delete_stale_admin_sessions(
+                &self,
+                expires_before: i64,
+                idle_since: i64,
+            ) -> StoreFuture<'_, u64> {
+                Box::pin(self.sql_delete_admin_sessions_before(expires_before, idle_since))
+            }
             fn close(&self) -> StoreFuture<'_, ()> {
                 Box::pin(async move {
                     self.pool.close().await;

@@ -1,19 +1,41 @@
-//! `/healthz`: the process is up and serving.
+//! `/healthz` (the process is up) and `/readyz` (it can do its work: the database answers and the
+//! plugin registry is built). Both are public: load balancers and the image's `HEALTHCHECK` call them.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::serve::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz));
-}
-
-async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let registry = state.runtime.registry();
     HttpResponse::Ok().json(json!({
         "status": "ok",
         "version": nitejar_core::NITEJAR_VERSION,
         "activePlugins": registry.plugins().count(),
     }))
+}
+
+pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the database did not answer within 2 s".to_owned()),
+    };
+    let registry = state.ready.load(Ordering::Acquire);
+    let ready = database.is_ok() && registry;
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {
+            "database": match &database { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e}) },
+            "registry": { "ok": registry, "activePlugins": state.runtime.registry().plugins().count() },
+        }
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! `POST` runs the ingress pipeline; the answer's status and `code` say what happened. `GET` answers
 //! 200 for providers that probe the URL before sending. Webhooks authenticate by the integration's own
-//! signature (checked by its `parse_webhook`), never by an admin credential.
+//! signature (checked by its `parse_webhook`), never by an admin credential. Registered in the route
+//! table (`routes/mod.rs`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use nitejar_sdk::WebhookRequest;
@@ -10,18 +11,7 @@ use serde_json::json;
 
 use crate::serve::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/api/webhooks/plugins/{type}/{integration_id}",
-        web::post().to(receive),
-    )
-    .route(
-        "/api/webhooks/plugins/{type}/{integration_id}",
-        web::get().to(probe),
-    );
-}
-
-async fn receive(
+pub(crate) async fn receive(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     req: HttpRequest,
@@ -55,6 +45,6 @@ async fn receive(
     }))
 }
 
-async fn probe() -> HttpResponse {
+pub(crate) async fn probe() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "ok": true }))
 }

@@ -1,7 +1,7 @@
 //! A real `nitejar` server process on a loopback port, with its own data directory and database, for
 //! the end-to-end tests.
 
-#![allow(dead_code)] // each test file uses its own part of this module
+#![allow(dead_code, unused_imports)] // each test file uses its own part of this module
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -14,6 +14,9 @@ use nitejar_core::store::{self, NewIntegration, Store};
 use serde_json::{Map, Value};
 
 pub use nitejar_suite::local_http::{LocalHttp, Received, Reply};
+
+pub mod admin;
+pub mod browser;
 
 /// The key every test server and test store use (the DESIGN test vector's key).
 pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";

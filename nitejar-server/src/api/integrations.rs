@@ -1,0 +1,99 @@
+//! `/api/admin/integrations`: create, read, update, delete, test.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::base_url;
+use super::error::ApiError;
+use crate::integrations::{self as ops, IntegrationInput, IntegrationOpError, IntegrationPatch};
+use crate::serve::AppState;
+
+impl From<IntegrationOpError> for ApiError {
+    fn from(e: IntegrationOpError) -> ApiError {
+        let status = match &e {
+            IntegrationOpError::NotFound(_) => StatusCode::NOT_FOUND,
+            IntegrationOpError::UnknownType(_) => StatusCode::CONFLICT,
+            IntegrationOpError::Invalid(_) | IntegrationOpError::EmptyName => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            IntegrationOpError::Call { .. } => StatusCode::BAD_GATEWAY,
+            IntegrationOpError::Store(e) => return ApiError::internal(e),
+        };
+        let error = ApiError::new(status, e.code(), e.to_string());
+        match e {
+            IntegrationOpError::Invalid(problems) => error.with_details(json!(problems)),
+            _ => error,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let base = base_url(&state, &req);
+    let rows = ops::list(&state, query.kind.as_deref()).await?;
+    let items: Vec<_> = rows.iter().map(|r| ops::view(&state, r, &base)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let row = ops::get(&state, &id).await?;
+    Ok(HttpResponse::Ok().json(ops::view(&state, &row, &base_url(&state, &req))))
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    input: web::Json<IntegrationInput>,
+) -> Result<HttpResponse, ApiError> {
+    let base = base_url(&state, &req);
+    let (row, setup) = ops::create(&state, input.into_inner(), &base).await?;
+    Ok(HttpResponse::Created().json(json!({
+        "integration": ops::view(&state, &row, &base),
+        "setup": setup,
+    })))
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    patch: web::Json<IntegrationPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let base = base_url(&state, &req);
+    let (row, setup) = ops::update(&state, &id, patch.into_inner(), &base).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "integration": ops::view(&state, &row, &base),
+        "setup": setup,
+    })))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    ops::delete(&state, &id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "deleted": true, "id": id.into_inner() })))
+}
+
+pub async fn test_connection(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let test = ops::test_connection(&state, &id).await?;
+    Ok(HttpResponse::Ok().json(test))
+}

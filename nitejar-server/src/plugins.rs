@@ -1,0 +1,207 @@
+//! Plugins as the admin sees them: what is installed (the `plugins` rows), what is built in, what is
+//! active in the registry, and what each declares — with the posture copy and, per declared
+//! capability, where it is enforced and whether the operator acknowledged it.
+
+use std::collections::BTreeMap;
+
+use nitejar_core::registry::PluginOrigin;
+use nitejar_core::store::{PluginRow, StoreError};
+use nitejar_sdk::manifest::Manifest;
+use serde::Serialize;
+
+use crate::posture::{self, DeclaredCapability};
+use crate::serve::AppState;
+
+/// A plugin in the list and on its page (and in the API).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginView {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The current (or active) version.
+    pub version: Option<String>,
+    /// `builtin` or `third_party`.
+    pub origin: &'static str,
+    /// `builtin`, `npm`, `git`, `upload`, `local`.
+    pub source_kind: String,
+    pub source_ref: Option<String>,
+    pub trust_level: String,
+    pub enabled: bool,
+    /// Its contributions are in the registry right now.
+    pub active: bool,
+    /// `active`, `enabled_not_active`, `disabled`, `error`.
+    pub state: &'static str,
+    pub last_load_error: Option<String>,
+    pub integrations: Vec<String>,
+    pub hooks: Vec<String>,
+    pub skills: Vec<String>,
+    pub execution_mode: &'static str,
+    pub enforcement_scope: &'static str,
+    pub posture: &'static str,
+    pub effective_limitations: Vec<&'static str>,
+    pub declared_capabilities: Vec<DeclaredCapability>,
+    pub host_enforced_controls: Vec<&'static str>,
+    pub installed_at: Option<i64>,
+    pub updated_at: Option<i64>,
+}
+
+fn state_of(enabled: bool, active: bool, error: Option<&str>) -> &'static str {
+    match (enabled, active, error) {
+        (_, true, _) => "active",
+        (true, false, Some(_)) => "error",
+        (true, false, None) => "enabled_not_active",
+        (false, _, _) => "disabled",
+    }
+}
+
+fn view(
+    state: &AppState,
+    manifest: Option<&Manifest>,
+    row: Option<&PluginRow>,
+    id: &str,
+    acknowledged: &[String],
+) -> PluginView {
+    let registry = state.runtime.registry();
+    let active = registry.plugin(id);
+    let builtin = active.is_some_and(|p| p.meta().origin == PluginOrigin::Builtin)
+        || row.is_some_and(|r| r.source_kind == "builtin")
+        || (row.is_none() && id.starts_with("builtin."));
+    let enabled = row.map(|r| r.enabled).unwrap_or(active.is_some());
+    let error = row.and_then(|r| r.last_load_error.clone());
+    let contributes = manifest.map(|m| m.contributes.clone()).unwrap_or_default();
+    let declared = manifest
+        .map(|m| {
+            posture::declared_capabilities(&m.permissions, &|p| {
+                builtin || acknowledged.iter().any(|a| a == p)
+            })
+        })
+        .unwrap_or_default();
+    PluginView {
+        id: id.to_owned(),
+        name: manifest
+            .map(|m| m.name.clone())
+            .or_else(|| row.map(|r| r.name.clone()))
+            .unwrap_or_else(|| id.to_owned()),
+        description: manifest.and_then(|m| m.description.clone()),
+        version: active
+            .map(|p| p.meta().version.to_string())
+            .or_else(|| row.and_then(|r| r.current_version.clone()))
+            .or_else(|| manifest.map(|m| m.version.clone())),
+        origin: if builtin { "builtin" } else { "third_party" },
+        source_kind: row.map(|r| r.source_kind.clone()).unwrap_or_else(|| {
+            if builtin {
+                "builtin".into()
+            } else {
+                "unknown".into()
+            }
+        }),
+        source_ref: row.and_then(|r| r.source_ref.clone()),
+        trust_level: row.map(|r| r.trust_level.clone()).unwrap_or_else(|| {
+            if builtin {
+                "builtin".into()
+            } else {
+                "unknown".into()
+            }
+        }),
+        enabled,
+        active: active.is_some(),
+        state: state_of(enabled, active.is_some(), error.as_deref()),
+        last_load_error: error,
+        integrations: contributes.integrations,
+        hooks: contributes.hooks,
+        skills: contributes.skills,
+        execution_mode: posture::EXECUTION_MODE,
+        enforcement_scope: posture::ENFORCEMENT_SCOPE,
+        posture: posture::posture_text(state.config.trust_mode()),
+        effective_limitations: posture::effective_limitations(),
+        declared_capabilities: declared,
+        host_enforced_controls: posture::host_enforced_controls(),
+        installed_at: row.map(|r| r.installed_at),
+        updated_at: row.map(|r| r.updated_at),
+    }
+}
+
+fn builtin_manifests() -> BTreeMap<String, Manifest> {
+    nitejar_core::builtin::builtins()
+        .into_iter()
+        .filter_map(|b| b.manifest().ok())
+        .map(|v| (v.manifest.id.clone(), v.manifest))
+        .collect()
+}
+
+fn row_manifest(row: &PluginRow) -> Option<Manifest> {
+    serde_json::from_str(&row.manifest_json).ok()
+}
+
+async fn acknowledged(state: &AppState, id: &str) -> Result<Vec<String>, StoreError> {
+    Ok(state
+        .store
+        .list_disclosure_acks(id)
+        .await?
+        .into_iter()
+        .filter(|a| a.acknowledged)
+        .map(|a| a.permission)
+        .collect())
+}
+
+/// Every plugin: installed rows, built-ins and whatever else is active, by id.
+pub async fn list(state: &AppState) -> Result<Vec<PluginView>, StoreError> {
+    let rows: BTreeMap<String, PluginRow> = state
+        .store
+        .list_plugins()
+        .await?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    let builtins = builtin_manifests();
+    let mut ids: Vec<String> = rows.keys().cloned().collect();
+    ids.extend(builtins.keys().cloned());
+    ids.extend(
+        state
+            .runtime
+            .registry()
+            .plugins()
+            .map(|p| p.meta().id.to_string()),
+    );
+    ids.sort();
+    ids.dedup();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row = rows.get(&id);
+        let manifest = row
+            .and_then(row_manifest)
+            .or_else(|| builtins.get(&id).cloned());
+        let acks = if row.is_some() {
+            acknowledged(state, &id).await?
+        } else {
+            Vec::new()
+        };
+        out.push(view(state, manifest.as_ref(), row, &id, &acks));
+    }
+    Ok(out)
+}
+
+/// One plugin, or `None` when nothing by that id is installed, built in or active.
+pub async fn get(state: &AppState, id: &str) -> Result<Option<PluginView>, StoreError> {
+    let row = state.store.get_plugin(id).await?;
+    let manifest = row
+        .as_ref()
+        .and_then(row_manifest)
+        .or_else(|| builtin_manifests().remove(id));
+    if row.is_none() && manifest.is_none() && state.runtime.registry().plugin(id).is_none() {
+        return Ok(None);
+    }
+    let acks = if row.is_some() {
+        acknowledged(state, id).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Some(view(
+        state,
+        manifest.as_ref(),
+        row.as_ref(),
+        id,
+        &acks,
+    )))
+}

@@ -1,0 +1,114 @@
+//! What the server says about its security posture, word for word (DESIGN section 7).
+//!
+//! Plugins run in the server's own process. Declared permissions are enforced only where a plugin
+//! goes through host services (HTTP, secrets, files, processes); code that bypasses them is not
+//! contained. Every page, API response and install or enable screen that talks about plugins uses
+//! these texts, and `tests/truthfulness.rs` checks that nothing else claims more.
+
+use nitejar_sdk::manifest::Permissions;
+use serde::Serialize;
+
+use nitejar_core::trust::consent::posture;
+use nitejar_core::trust::TrustMode;
+
+/// The badge on every admin page.
+pub const BADGE: &str = nitejar_core::trust::POSTURE_BADGE;
+/// `executionMode` of every plugin.
+pub const EXECUTION_MODE: &str = "in_process";
+/// Where declared permissions are enforced.
+pub const ENFORCEMENT_SCOPE: &str = "host_boundary";
+/// The warning on the install review and enable screens.
+pub const IN_PROCESS_WARNING: &str =
+    "This plugin's code will run inside the Nitejar server process, \
+with the server's own access to this machine. There is no hard sandbox: the permissions below are \
+checked only when the plugin uses Nitejar's host services (HTTP, secrets, files, processes). Code \
+that bypasses those services is not contained. Enable only plugins you trust.";
+
+/// The posture text of a trust mode (the core's words, shared with the CLI).
+pub fn posture_text(mode: TrustMode) -> &'static str {
+    posture(mode)
+}
+
+/// What the current execution mode does not do, for `effectiveLimitations`.
+pub fn effective_limitations() -> Vec<&'static str> {
+    vec![
+        "Plugin code runs in the server process with the server's operating-system permissions.",
+        "Permissions are checked only at host services; direct system calls, sockets and file access by plugin code are not intercepted.",
+        "A plugin call that never returns cannot be stopped; its thread is abandoned and the plugin is quarantined after repeated timeouts.",
+        "Plugin libraries stay loaded until restart; disabling a plugin stops calls into it.",
+    ]
+}
+
+/// What the host does enforce, for `hostEnforcedControls`.
+pub fn host_enforced_controls() -> Vec<&'static str> {
+    vec![
+        "network: host HTTP requests only to declared hosts (redirects re-checked)",
+        "secrets: only declared secret names are readable through the host",
+        "filesystem: host file reads and writes only inside declared paths and the plugin's data directory",
+        "processes: host process spawning only when declared",
+        "timeouts: every plugin call has a deadline; hooks have a chain budget",
+        "receipts: every plugin action and every denied host call is recorded",
+    ]
+}
+
+/// One declared capability with where it is enforced.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeclaredCapability {
+    /// The acknowledgement key: `network:<entry>`, `secret:<NAME>`, `fs.read:<entry>`,
+    /// `fs.write:<entry>`, `process.spawn`.
+    pub permission: String,
+    /// `network`, `secret`, `fs.read`, `fs.write`, `process.spawn`.
+    pub kind: &'static str,
+    /// The declared value (host, secret name, path); empty for `process.spawn`.
+    pub value: String,
+    /// `host_mediated` (checked at host services) or `declared_only`.
+    pub enforcement: &'static str,
+    /// The sentence shown next to it.
+    pub enforcement_label: &'static str,
+    /// Whether the operator acknowledged it.
+    pub acknowledged: bool,
+}
+
+const HOST_MEDIATED: &str =
+    "Checked when the plugin uses the host service; not enforced for code that bypasses it.";
+
+/// The declared capabilities of a manifest's `permissions`, with acknowledgement state from
+/// `acknowledged` (permission keys the operator acknowledged).
+pub fn declared_capabilities(
+    permissions: &Permissions,
+    acknowledged: &dyn Fn(&str) -> bool,
+) -> Vec<DeclaredCapability> {
+    let mut out = Vec::new();
+    let mut push = |kind: &'static str, value: &str| {
+        let permission = if value.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}:{value}")
+        };
+        out.push(DeclaredCapability {
+            acknowledged: acknowledged(&permission),
+            permission,
+            kind,
+            value: value.to_owned(),
+            enforcement: "host_mediated",
+            enforcement_label: HOST_MEDIATED,
+        });
+    };
+    for host in &permissions.network {
+        push("network", host);
+    }
+    for name in &permissions.secrets {
+        push("secret", name);
+    }
+    for path in &permissions.filesystem_read {
+        push("fs.read", path);
+    }
+    for path in &permissions.filesystem_write {
+        push("fs.write", path);
+    }
+    if permissions.allow_process_spawn {
+        push("process.spawn", "");
+    }
+    out
+}

@@ -1,0 +1,32 @@
+//! `/metrics`: the Prometheus text exposition (see `crate::metrics` for what is counted and why the
+//! route needs a credential).
+
+use actix_web::{web, HttpResponse};
+
+use crate::serve::AppState;
+
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let registry = state.runtime.registry();
+    let libraries = nitejar_core::loader::loaded_libraries();
+    let library_bytes: u64 = libraries.iter().map(|l| l.size_bytes).sum();
+    let text = state.metrics.render(&[
+        (
+            "nitejar_active_plugins",
+            "Plugins active in the registry.",
+            registry.plugins().count() as f64,
+        ),
+        (
+            "nitejar_loaded_libraries",
+            "Plugin libraries mapped into the process (reclaimed on restart).",
+            libraries.len() as f64,
+        ),
+        (
+            "nitejar_loaded_library_bytes",
+            "Size on disk of the mapped plugin libraries.",
+            library_bytes as f64,
+        ),
+    ]);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}

@@ -1,0 +1,279 @@
+//! The admin UI in a real browser (headless Chromium over WebDriver) against a real server process:
+//! sign in, create an integration through the form generated from its type's schema, send it a
+//! webhook, find the receipts. Screenshots go to `target/browser-screenshots/`.
+
+mod support;
+
+use fantoccini::{Client, Locator};
+use serde_json::{json, Value};
+use support::admin::*;
+use support::browser::*;
+use support::*;
+
+const TOKEN: &str = "123456789:ABCdefGHIjkl";
+
+fn fake_telegram() -> LocalHttp {
+    LocalHttp::start(move |r| {
+        if !r.path.starts_with(&format!("/bot{TOKEN}/")) {
+            return json_reply(
+                401,
+                &json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
+            );
+        }
+        if r.path.ends_with("/sendMessage") {
+            return json_reply(
+                200,
+                &json!({"ok": true, "result": {"message_id": 7, "date": 1, "chat": {"id": 42, "type": "private"}}}),
+            );
+        }
+        json_reply(200, &json!({"ok": true, "result": true}))
+    })
+}
+
+async fn text_of(browser: &Client) -> String {
+    browser
+        .find(Locator::Css("main"))
+        .await
+        .expect("main")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// Clicks and waits for the page it loads (the old document's root goes stale).
+async fn click(browser: &Client, css: &str) {
+    let old = browser.find(Locator::Css("html")).await.expect("page");
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .expect("click");
+    for _ in 0..400 {
+        if old.tag_name().await.is_err() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    let field = browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"));
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_signs_in_creates_an_integration_sends_a_webhook_and_reads_the_receipts() {
+    let data = DataDir::new();
+    let telegram = fake_telegram();
+    let server = start_admin(&data, &[("NITEJAR_TELEGRAM_API_BASE", telegram.url(""))]);
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+
+    // Not signed in: the sign-in page, with the posture badge.
+    browser
+        .goto(&server.url("/admin/integrations"))
+        .await
+        .expect("goto");
+    let url = browser.current_url().await.expect("url");
+    assert_eq!(url.path(), "/admin/login");
+    let badge = browser
+        .find(Locator::Css(".posture-badge"))
+        .await
+        .expect("badge");
+    assert_eq!(
+        badge.text().await.expect("text"),
+        "In-process (No hard sandbox)"
+    );
+    screenshot(&browser, "01-sign-in").await;
+
+    type_into(&browser, "#token", "not the token").await;
+    click(&browser, "form button[type=submit]").await;
+    assert!(text_of(&browser)
+        .await
+        .contains("That is not the admin token."));
+    type_into(&browser, "#token", ADMIN_TOKEN).await;
+    click(&browser, "form button[type=submit]").await;
+    assert_eq!(
+        browser.current_url().await.expect("url").path(),
+        "/admin/integrations"
+    );
+
+    // A Telegram integration through the generated form.
+    browser
+        .find(Locator::Css("#new-type"))
+        .await
+        .expect("type select")
+        .select_by_value("telegram")
+        .await
+        .expect("select");
+    click(&browser, "form[action='/admin/integrations/new'] button").await;
+    let form_text = text_of(&browser).await;
+    for label in [
+        "Bot token",
+        "Webhook secret",
+        "Allowed chats",
+        "Use message threads",
+    ] {
+        assert!(
+            form_text.contains(label),
+            "the form shows {label}:\n{form_text}"
+        );
+    }
+    let token_type = browser
+        .find(Locator::Css("#f-botToken"))
+        .await
+        .expect("token field")
+        .attr("type")
+        .await
+        .expect("attr");
+    assert_eq!(token_type.as_deref(), Some("password"));
+    type_into(&browser, "#f-name", "Support bot").await;
+    type_into(&browser, "#f-botToken", TOKEN).await;
+    type_into(&browser, "#f-allowedChatIds", "42\nnot-a-chat").await;
+    screenshot(&browser, "02-integration-form").await;
+    click(
+        &browser,
+        "form[action='/admin/integrations'] button[type=submit]",
+    )
+    .await;
+    // Refused with the field named; the form keeps what was typed.
+    let refused = text_of(&browser).await;
+    assert!(
+        refused.contains("The configuration was not saved"),
+        "{refused}"
+    );
+    assert!(refused.contains("line 2:"), "{refused}");
+    assert!(
+        !browser.source().await.expect("source").contains(TOKEN),
+        "a typed secret is not sent back"
+    );
+    assert!(
+        browser
+            .find(Locator::Css(".has-error #f-allowedChatIds"))
+            .await
+            .is_ok(),
+        "the field is marked"
+    );
+    screenshot(&browser, "03-integration-form-error").await;
+    assert!(refused.contains("Type it again"), "{refused}");
+    type_into(&browser, "#f-allowedChatIds", "42").await;
+    type_into(&browser, "#f-botToken", TOKEN).await;
+    click(
+        &browser,
+        "form[action='/admin/integrations'] button[type=submit]",
+    )
+    .await;
+    let created = text_of(&browser).await;
+    assert!(created.contains("Integration created."), "{created}");
+    assert!(
+        !browser.source().await.expect("source").contains(TOKEN),
+        "the token is never sent back"
+    );
+    let masked = browser
+        .find(Locator::Css("#f-botToken"))
+        .await
+        .expect("token field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(masked.as_deref(), Some("••••••••"));
+    screenshot(&browser, "04-integration-created").await;
+
+    // A webhook signed with the secret setup generated, as Telegram would send it.
+    let id = browser
+        .current_url()
+        .await
+        .expect("url")
+        .path()
+        .trim_start_matches("/admin/integrations/")
+        .to_owned();
+    let store = data.store().await;
+    let row = store
+        .get_integration(&id)
+        .await
+        .expect("read")
+        .expect("row");
+    let config = row
+        .decrypted_config(store.cipher(), &["botToken".into(), "webhookSecret".into()])
+        .expect("decrypt");
+    let secret = config["webhookSecret"]
+        .as_str()
+        .expect("generated secret")
+        .to_owned();
+    let update = json!({"update_id": 9, "message": {"message_id": 3, "date": 1, "text": "hello from the browser test",
+        "from": {"id": 42, "is_bot": false, "first_name": "Ada"}, "chat": {"id": 42, "type": "private"}}});
+    let answer = client()
+        .post(server.url(&format!("/api/webhooks/plugins/telegram/{id}")))
+        .header("content-type", "application/json")
+        .header("x-telegram-bot-api-secret-token", &secret)
+        .body(update.to_string())
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(answer.status().as_u16(), 200);
+    let replied = eventually(20, || {
+        telegram
+            .received()
+            .iter()
+            .find(|r| r.path.ends_with("/sendMessage"))
+            .map(body_json)
+    })
+    .await
+    .expect("the agent answered through Telegram");
+    assert_eq!(replied["chat_id"], Value::from(42));
+
+    // The receipts, filtered to webhook deliveries.
+    browser
+        .goto(&server.url("/admin/receipts"))
+        .await
+        .expect("goto");
+    browser
+        .find(Locator::Css("#r-kind"))
+        .await
+        .expect("kind filter")
+        .select_by_value("webhook_ingress")
+        .await
+        .expect("select");
+    click(&browser, "form.filters button[type=submit]").await;
+    let receipts = text_of(&browser).await;
+    assert!(
+        receipts.contains("builtin.telegram") && receipts.contains("accepted"),
+        "{receipts}"
+    );
+    screenshot(&browser, "05-receipts").await;
+    browser
+        .goto(&server.url("/admin/receipts"))
+        .await
+        .expect("goto");
+    let all = text_of(&browser).await;
+    for kind in ["webhook_ingress", "integration"] {
+        assert!(all.contains(kind), "{kind} in\n{all}");
+    }
+
+    browser
+        .goto(&server.url("/admin/plugins/builtin.telegram"))
+        .await
+        .expect("goto");
+    let detail = text_of(&browser).await;
+    assert!(detail.contains(
+        "Partially enforced in current execution mode; plugin code still runs in-process."
+    ));
+    assert!(
+        detail.contains("network:api.telegram.org") || detail.contains("network:"),
+        "{detail}"
+    );
+    screenshot(&browser, "06-plugin-detail").await;
+    browser
+        .goto(&server.url("/admin/runtime"))
+        .await
+        .expect("goto");
+    screenshot(&browser, "07-runtime").await;
+
+    browser.close().await.expect("close");
+}

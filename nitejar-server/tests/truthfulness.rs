@@ -1,0 +1,195 @@
+//! The product says what it is and nothing more: the posture texts of DESIGN section 7 appear where
+//! an operator decides (API responses, the plugin and runtime pages), and nothing an operator reads
+//! (README, docs, page templates, the texts the server sends) claims a sandbox or an isolation that
+//! the code does not provide.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use reqwest::Method;
+use support::admin::*;
+use support::*;
+
+const BADGE: &str = "In-process (No hard sandbox)";
+const OPEN: &str = "Declared capabilities; not sandbox-enforced in this mode.";
+const GUARDED: &str =
+    "Partially enforced in current execution mode; plugin code still runs in-process.";
+
+/// Words that claim containment.
+const CLAIMS: &[&str] = &["sandbox", "isolat", "jail", "confine", "contained"];
+/// Words that deny it, when they come shortly before the claim in the same sentence.
+const NEGATIONS: &[&str] = &[
+    "no", "not", "never", "without", "nor", "cannot", "isn't", "aren't", "doesn't", "don't",
+    "won't", "none", "neither",
+];
+/// How many words before a claim a negation may stand ("no hard sandbox", "never claims a sandbox").
+const WINDOW: usize = 5;
+
+/// Claims of containment in `text` that no nearby negation takes back, as the sentences holding
+/// them.
+fn unqualified_claims(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    // Sentences wrap across lines (Markdown, comments, string continuations): join the lines, with
+    // comment markers and continuation backslashes dropped; a blank line ends a sentence.
+    let joined: String = text
+        .lines()
+        .map(|l| {
+            let l = l.trim();
+            let l = ["//!", "///", "//"]
+                .iter()
+                .find_map(|m| l.strip_prefix(m))
+                .unwrap_or(l);
+            let l = l.trim().trim_end_matches('\\');
+            if l.is_empty() {
+                ".".to_owned()
+            } else {
+                format!("{l} ")
+            }
+        })
+        .collect();
+    for sentence in joined.split(['.', '!', '?', ';', ':', '(', ')', '"', '<', '>']) {
+        let words: Vec<String> = sentence
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '`' || c == '*')
+            .filter(|w| !w.is_empty())
+            .map(|w| w.to_lowercase())
+            .collect();
+        for (i, word) in words.iter().enumerate() {
+            if !CLAIMS.iter().any(|c| word.contains(c)) {
+                continue;
+            }
+            let from = i.saturating_sub(WINDOW);
+            let negated = words[from..i].iter().any(|w| {
+                let w = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'');
+                NEGATIONS.contains(&w) || w.ends_with("n't")
+            }) || word.starts_with("no-")
+                || word.starts_with("non-");
+            if !negated {
+                found.push(sentence.trim().to_owned());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_claim_checker_catches_claims_and_lets_the_required_copy_through() {
+    for claim in [
+        "Plugins are sandboxed.",
+        "Each plugin runs in an isolated process.",
+        "A secure sandbox protects your server",
+        "Plugin code is fully contained by the host",
+        "Isolation: every plugin in its own jail",
+        "No configuration needed. Plugins run sandboxed",
+    ] {
+        assert!(!unqualified_claims(claim).is_empty(), "not caught: {claim}");
+    }
+    for fine in [
+        BADGE,
+        OPEN,
+        GUARDED,
+        "There is no hard sandbox: code that bypasses those services is not contained.",
+        "the product never claims a sandbox it does not have",
+        "in-process, no sandbox",
+        "Plugins run in-process (no hard sandbox).",
+    ] {
+        assert_eq!(
+            unqualified_claims(fine),
+            Vec::<String>::new(),
+            "wrongly caught: {fine}"
+        );
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn files_under(dir: &Path, extensions: &[&str], out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                files_under(&path, extensions, out);
+            }
+        } else if extensions.iter().any(|e| name.ends_with(e)) {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn nothing_an_operator_reads_claims_a_sandbox() {
+    let root = workspace();
+    let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    // Every Markdown document in the repository (docs, example READMEs, …).
+    files_under(&root, &[".md"], &mut files);
+    // Every page template, and the texts the server sends about its posture.
+    files_under(
+        &root.join("nitejar-server/templates"),
+        &[".html"],
+        &mut files,
+    );
+    files.push(root.join("nitejar-server/src/posture.rs"));
+    files.push(root.join("nitejar-server/src/api/openapi_components.json"));
+    files.push(root.join("nitejar-server/src/ui/mod.rs"));
+    let consent = root.join("nitejar-core/src/trust/consent.rs");
+    if consent.exists() {
+        files.push(consent);
+    }
+    files.sort();
+    files.dedup();
+    let mut problems = Vec::new();
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for claim in unqualified_claims(&text) {
+            problems.push(format!("{}: \"{claim}\"", file.display()));
+        }
+    }
+    assert!(files.len() >= 10, "scanned only {files:?}");
+    assert!(
+        problems.is_empty(),
+        "claims of containment the code does not provide (say \"no hard sandbox\" / \"not \
+         sandbox-enforced\", or remove them):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_posture_copy_is_in_the_api_and_on_the_pages() {
+    for (mode, text) in [("self_host_open", OPEN), ("self_host_guarded", GUARDED)] {
+        let data = DataDir::new();
+        let server = start_admin(&data, &[("NITEJAR_PLUGIN_TRUST_MODE", mode.into())]);
+        let runtime = api(&server, Method::GET, "/api/admin/runtime", None)
+            .await
+            .json();
+        assert_eq!(runtime["posture"], text, "{mode}");
+        assert_eq!(runtime["badge"], BADGE);
+        assert_eq!(runtime["executionMode"], "in_process");
+
+        let session = Session::sign_in(&server).await;
+        for page in [
+            "/admin/plugins",
+            "/admin/plugins/builtin.telegram",
+            "/admin/runtime",
+        ] {
+            let html = session.get(&server, page).await.text;
+            assert!(html.contains(BADGE), "{mode} {page}: no badge");
+            assert!(html.contains(text), "{mode} {page}: no posture text");
+        }
+        // The badge is on every page, signed in or not.
+        for page in ["/admin/login", "/admin/integrations", "/admin/receipts"] {
+            let html = session.get(&server, page).await.text;
+            assert!(html.contains(BADGE), "{page}: no badge");
+        }
+    }
+}
