@@ -4,10 +4,17 @@
 
 use std::collections::BTreeMap;
 
+use actix_web::http::StatusCode;
+use nitejar_core::install::InstallError;
+use nitejar_core::lifecycle::LifecycleError;
 use nitejar_core::registry::PluginOrigin;
 use nitejar_core::store::{PluginRow, StoreError};
+use nitejar_core::trust::consent::consent_text;
 use nitejar_sdk::manifest::Manifest;
 use serde::Serialize;
+use serde_json::json;
+
+use crate::api::error::ApiError;
 
 use crate::posture::{self, DeclaredCapability};
 use crate::serve::AppState;
@@ -204,4 +211,145 @@ pub async fn get(state: &AppState, id: &str) -> Result<Option<PluginView>, Store
         id,
         &acks,
     )))
+}
+
+/// One installed version, as the detail view lists it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionView {
+    pub version: String,
+    pub checksum: String,
+    pub installed_at: i64,
+    /// The `current` pointer names it.
+    pub current: bool,
+}
+
+/// The detail of one plugin: its view, installed versions and, for a third-party plugin that is
+/// installed, the consent text an operator accepts to enable it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginDetail {
+    #[serde(flatten)]
+    pub plugin: PluginView,
+    pub versions: Vec<VersionView>,
+    /// What `enable` asks the operator to accept (`None` for built-ins).
+    pub consent_text: Option<String>,
+    /// The in-process warning shown on install and enable.
+    pub in_process_warning: &'static str,
+}
+
+/// One plugin with its versions and consent text, or `None` when nothing by that id is known.
+pub async fn detail(state: &AppState, id: &str) -> Result<Option<PluginDetail>, StoreError> {
+    let Some(plugin) = get(state, id).await? else {
+        return Ok(None);
+    };
+    let rows = state.store.list_plugin_versions(id).await?;
+    let current = state
+        .store
+        .get_plugin(id)
+        .await?
+        .and_then(|r| r.current_version);
+    let mut versions: Vec<VersionView> = rows
+        .into_iter()
+        .map(|v| VersionView {
+            current: current.as_deref() == Some(v.version.as_str()),
+            version: v.version,
+            checksum: v.checksum,
+            installed_at: v.installed_at,
+        })
+        .collect();
+    versions.sort_by(|a, b| {
+        let key = |v: &str| semver::Version::parse(v).ok();
+        key(&b.version)
+            .cmp(&key(&a.version))
+            .then_with(|| b.version.cmp(&a.version))
+    });
+    let consent_text = if plugin.origin == "builtin" {
+        None
+    } else {
+        state
+            .store
+            .get_plugin(id)
+            .await?
+            .as_ref()
+            .and_then(row_manifest)
+            .map(|m| consent_text(&m, state.config.trust_mode()))
+    };
+    Ok(Some(PluginDetail {
+        plugin,
+        versions,
+        consent_text,
+        in_process_warning: posture::IN_PROCESS_WARNING,
+    }))
+}
+
+/// The HTTP status and stable code of a lifecycle error (API and UI).
+pub fn error_status(e: &LifecycleError) -> (StatusCode, &'static str) {
+    use LifecycleError as E;
+    match e {
+        E::NotInstalled(_) => (StatusCode::NOT_FOUND, "plugin_not_found"),
+        E::AlreadyInstalled { .. } => (StatusCode::CONFLICT, "already_installed"),
+        E::Builtin { .. } => (StatusCode::CONFLICT, "builtin_plugin"),
+        E::Install(InstallError::Source(_)) => (StatusCode::BAD_REQUEST, "invalid_source"),
+        E::Install(InstallError::VersionExists { .. }) => (StatusCode::CONFLICT, "version_exists"),
+        E::Install(
+            InstallError::NpmNotFound { .. } | InstallError::NpmNoMatchingVersion { .. },
+        ) => (StatusCode::NOT_FOUND, "package_not_found"),
+        E::Install(InstallError::Npm(_) | InstallError::Git(_)) => {
+            (StatusCode::BAD_GATEWAY, "source_unreachable")
+        }
+        E::Install(InstallError::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        E::Install(e) if e.is_refusal() => (StatusCode::UNPROCESSABLE_ENTITY, "package_refused"),
+        E::Install(InstallError::Io { .. }) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "install_failed")
+        }
+        E::Install(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_package"),
+        E::Trust { .. } => (StatusCode::FORBIDDEN, "trust_refused"),
+        E::ConsentRequired { .. } => (StatusCode::PRECONDITION_REQUIRED, "consent_required"),
+        E::AcknowledgementMissing { .. } => (
+            StatusCode::PRECONDITION_REQUIRED,
+            "acknowledgement_required",
+        ),
+        E::UnknownAcknowledgement { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "unknown_acknowledgement")
+        }
+        E::Tampered { .. } => (StatusCode::CONFLICT, "tampered"),
+        E::VersionNotInstalled { .. } => (StatusCode::NOT_FOUND, "version_not_installed"),
+        E::WrongPlugin { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "wrong_plugin"),
+        E::NotAnUpgrade { .. } => (StatusCode::CONFLICT, "not_an_upgrade"),
+        E::SourceRequired { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "source_required"),
+        E::Load { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "load_failed"),
+        E::Registry { .. } => (StatusCode::CONFLICT, "contribution_conflict"),
+        E::StaleLibrary { .. } => (StatusCode::CONFLICT, "restart_required"),
+        E::Store(_) | E::Io { .. } | E::Corrupt { .. } | E::Task(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> ApiError {
+        let (status, code) = error_status(&e);
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            return ApiError::internal(e);
+        }
+        let details = match &e {
+            LifecycleError::ConsentRequired { text, .. } => Some(json!({ "consentText": text })),
+            LifecycleError::AcknowledgementMissing { missing, .. } => {
+                Some(json!({ "missing": missing }))
+            }
+            LifecycleError::UnknownAcknowledgement { declared, .. } => {
+                Some(json!({ "declared": declared }))
+            }
+            LifecycleError::VersionNotInstalled { installed, .. } => {
+                Some(json!({ "installed": installed }))
+            }
+            _ => None,
+        };
+        let error = ApiError::new(status, code, e.to_string());
+        match details {
+            Some(d) => error.with_details(d),
+            None => error,
+        }
+    }
 }

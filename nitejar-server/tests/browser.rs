@@ -1,11 +1,14 @@
 //! The admin UI in a real browser (headless Chromium over WebDriver) against a real server process:
 //! sign in, create an integration through the form generated from its type's schema, send it a
-//! webhook, find the receipts. Screenshots go to `target/browser-screenshots/`.
+//! webhook, find the receipts; upload a third-party plugin, review what it declares, consent, enable
+//! it and use its integration type. Screenshots go to `target/browser-screenshots/`.
 
 mod support;
 
 use fantoccini::{Client, Locator};
+use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
+use sha2::Sha256;
 use support::admin::*;
 use support::browser::*;
 use support::*;
@@ -275,5 +278,144 @@ async fn an_operator_signs_in_creates_an_integration_sends_a_webhook_and_reads_t
         .expect("goto");
     screenshot(&browser, "07-runtime").await;
 
+    browser.close().await.expect("close");
+}
+
+async fn sign_in(browser: &Client, server: &Server) {
+    browser
+        .goto(&server.url("/admin/login"))
+        .await
+        .expect("goto");
+    type_into(browser, "#token", ADMIN_TOKEN).await;
+    click(browser, "form button[type=submit]").await;
+    assert_eq!(
+        browser.current_url().await.expect("url").path(),
+        "/admin/plugins"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_uploads_reviews_consents_enables_and_uses_a_third_party_plugin() {
+    const ID: &str = "dev.nitejar.examples.signed-webhook";
+    const SECRET: &str = "browser-signing-secret";
+    let data = DataDir::new();
+    let callback = LocalHttp::start(|_| json_reply(200, &json!({"ok": true})));
+    let callback_host = format!("127.0.0.1:{}", callback.port());
+    let package = support::packages::signed_webhook(&data.path.join("src"), &callback_host);
+    let archive = data.path.join("signed-webhook-0.1.0.tgz");
+    std::fs::write(&archive, support::packages::tgz(&package)).expect("write the .tgz");
+    let server = start_admin(
+        &data,
+        &[("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into())],
+    );
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    sign_in(&browser, &server).await;
+
+    // Plugins → Install → upload the package.
+    click(&browser, "#install-link").await;
+    assert!(text_of(&browser).await.contains("There is no hard sandbox"));
+    browser
+        .find(Locator::Css("#i-package"))
+        .await
+        .expect("file field")
+        .send_keys(&archive.to_string_lossy())
+        .await
+        .expect("choose the file");
+    screenshot(&browser, "11-plugin-install").await;
+    click(&browser, "#install-upload button[type=submit]").await;
+
+    // The review page: the warning, what it declares, the consent text; nothing enabled yet.
+    assert_eq!(
+        browser.current_url().await.expect("url").path(),
+        format!("/admin/plugins/{ID}/review")
+    );
+    let review = text_of(&browser).await;
+    for text in [
+        "Installed. Review it below, then enable it.",
+        "There is no hard sandbox",
+        &format!("network:{callback_host}"),
+        "Enable it only if you trust its publisher",
+    ] {
+        assert!(review.contains(text), "review lacks {text:?}:\n{review}");
+    }
+    screenshot(&browser, "12-plugin-review").await;
+
+    // Enabling without consent is refused on the same page.
+    click(&browser, "#consent-form button[type=submit]").await;
+    assert!(text_of(&browser).await.contains("Not enabled."));
+    browser
+        .find(Locator::Css("#accept-consent"))
+        .await
+        .expect("consent box")
+        .click()
+        .await
+        .expect("tick");
+    click(&browser, "#consent-form button[type=submit]").await;
+    let detail = text_of(&browser).await;
+    assert!(detail.contains("Enabled."), "{detail}");
+    assert!(detail.contains("active"), "{detail}");
+    screenshot(&browser, "13-plugin-enabled").await;
+
+    // An integration of the plugin's type, through the form generated from its schema.
+    browser
+        .goto(&server.url("/admin/integrations"))
+        .await
+        .expect("goto");
+    browser
+        .find(Locator::Css("#new-type"))
+        .await
+        .expect("type select")
+        .select_by_value("signed-webhook")
+        .await
+        .expect("the plugin's type is offered");
+    click(&browser, "form[action='/admin/integrations/new'] button").await;
+    type_into(&browser, "#f-name", "Partner hooks").await;
+    type_into(&browser, "#f-secret", SECRET).await;
+    type_into(&browser, "#f-callbackUrl", &callback.url("/hook")).await;
+    click(
+        &browser,
+        "form[action='/admin/integrations'] button[type=submit]",
+    )
+    .await;
+    assert!(text_of(&browser).await.contains("Integration created."));
+    let integration = browser
+        .current_url()
+        .await
+        .expect("url")
+        .path()
+        .trim_start_matches("/admin/integrations/")
+        .to_owned();
+
+    // A signed delivery becomes a run whose answer is POSTed to the callback.
+    let body = json!({"text": "hello from the browser test", "id": "b-1"}).to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let answer = client()
+        .post(server.url(&format!(
+            "/api/webhooks/plugins/signed-webhook/{integration}"
+        )))
+        .header("content-type", "application/json")
+        .header("x-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(answer.status().as_u16(), 200);
+    eventually(20, || callback.received().into_iter().next())
+        .await
+        .unwrap_or_else(|| panic!("no answer delivered; log:\n{}", server.log()));
+
+    // The plugin's receipts: install, enable, the delivery.
+    browser
+        .goto(&server.url(&format!("/admin/receipts?plugin={ID}")))
+        .await
+        .expect("goto");
+    let receipts = text_of(&browser).await;
+    for kind in ["install", "enable", "webhook_ingress"] {
+        assert!(receipts.contains(kind), "{kind} in\n{receipts}");
+    }
+    screenshot(&browser, "14-plugin-receipts").await;
     browser.close().await.expect("close");
 }

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
 use hmac::{Hmac, Mac};
@@ -32,18 +31,6 @@ fn nitejar(data: &DataDir, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-/// A package directory for an example crate, its manifest edited by `edit`, ready for `install`.
-fn package(into: &Path, crate_dir: &str, lib: &str, edit: impl FnOnce(&mut Value)) -> String {
-    let mut manifest = nitejar_suite::plugins::crate_manifest(crate_dir);
-    edit(&mut manifest);
-    let dir = into.join(lib);
-    let entry = dir.join(manifest["entry"].as_str().expect("entry"));
-    std::fs::create_dir_all(entry.parent().expect("lib dir")).expect("package dir");
-    std::fs::copy(nitejar_suite::plugins::library(lib), &entry).expect("copy the library");
-    std::fs::write(dir.join("nitejar.plugin.json"), manifest.to_string()).expect("manifest");
-    dir.to_string_lossy().into_owned()
 }
 
 fn sign(body: &[u8]) -> String {
@@ -83,15 +70,18 @@ async fn a_third_party_integration_and_a_fail_closed_guard_take_the_same_path() 
 
     let packages = data.path.join("packages");
     let callback_host = format!("127.0.0.1:{}", callback.port());
-    let webhook_pkg = package(
+    let webhook_pkg = packages::signed_webhook(&packages, &callback_host)
+        .to_string_lossy()
+        .into_owned();
+    let guard_pkg = packages::package_dir(
         &packages,
-        "examples/signed-webhook",
-        "signed_webhook",
-        |m| {
-            m["permissions"]["network"] = json!([callback_host]);
-        },
-    );
-    let guard_pkg = package(&packages, "examples/policy-guard", "policy_guard", |_| {});
+        "policy-guard",
+        "examples/policy-guard",
+        "policy_guard",
+        |_| {},
+    )
+    .to_string_lossy()
+    .into_owned();
     for (pkg, id) in [
         (&webhook_pkg, "dev.nitejar.examples.signed-webhook"),
         (&guard_pkg, "dev.nitejar.examples.policy-guard"),

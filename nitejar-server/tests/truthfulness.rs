@@ -176,11 +176,60 @@ async fn the_posture_copy_is_in_the_api_and_on_the_pages() {
         assert_eq!(runtime["badge"], BADGE);
         assert_eq!(runtime["executionMode"], "in_process");
 
+        // A third-party plugin, installed and not yet enabled: its review (enable) page, its
+        // detail page and its API answers carry the same words.
+        let package = support::packages::package_dir(
+            &data.path,
+            "greeter",
+            "tests/fixtures/plugins/greeter-v1",
+            "greeter_v1",
+            |_| {},
+        );
+        let installed = api(
+            &server,
+            Method::POST,
+            "/api/admin/plugins/install/local",
+            Some(&serde_json::json!({ "path": package.to_string_lossy() })),
+        )
+        .await;
+        assert_eq!(installed.status, 201, "{}", installed.text);
+        let id = "dev.nitejar.fixtures.greeter";
+        let detail = api(
+            &server,
+            Method::GET,
+            &format!("/api/admin/plugins/{id}"),
+            None,
+        )
+        .await
+        .json();
+        assert_eq!(detail["posture"], text, "{mode}");
+        assert_eq!(detail["executionMode"], "in_process");
+        assert!(detail["consentText"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(text));
+        assert!(detail["consentText"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(BADGE));
+        let list = api(&server, Method::GET, "/api/admin/plugins", None)
+            .await
+            .json();
+        for p in list["items"].as_array().expect("items") {
+            assert_eq!(p["posture"], text, "{mode} {}", p["id"]);
+            assert_eq!(p["executionMode"], "in_process");
+        }
+
         let session = Session::sign_in(&server).await;
+        let review = format!("/admin/plugins/{id}/review");
+        let third_party = format!("/admin/plugins/{id}");
         for page in [
             "/admin/plugins",
             "/admin/plugins/builtin.telegram",
             "/admin/runtime",
+            "/admin/plugins/install",
+            review.as_str(),
+            third_party.as_str(),
         ] {
             let html = session.get(&server, page).await.text;
             assert!(html.contains(BADGE), "{mode} {page}: no badge");

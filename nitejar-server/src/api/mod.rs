@@ -4,6 +4,7 @@
 pub mod error;
 pub mod integrations;
 pub mod openapi;
+pub mod plugins;
 pub mod receipts;
 pub mod runtime;
 

@@ -86,6 +86,14 @@ fn operation(r: &RouteDef) -> Value {
             json!({ "required": true, "content": { "application/x-www-form-urlencoded": { "schema": { "type": "object", "properties": { "_csrf": { "type": "string" } } } } } }),
         ),
         Body::Raw => Some(json!({ "required": true, "content": { "*/*": {} } })),
+        Body::Multipart(field) => Some(json!({
+            "required": true,
+            "content": { "multipart/form-data": { "schema": {
+                "type": "object",
+                "required": [field],
+                "properties": { field: { "type": "string", "format": "binary" } }
+            } } }
+        })),
     };
     if let (Some(body), Some(map)) = (body, op.as_object_mut()) {
         map.insert("requestBody".into(), body);

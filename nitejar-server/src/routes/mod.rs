@@ -73,6 +73,8 @@ pub enum Body {
     Form,
     /// Whatever the integration's provider sends.
     Raw,
+    /// `multipart/form-data` with a file in this field.
+    Multipart(&'static str),
 }
 
 /// What a route answers.
@@ -168,6 +170,18 @@ fn table() -> Vec<RouteDef> {
         // --- admin API -----------------------------------------------------------------------------
         def(Get, "/api/openapi.json", Admin, "meta", "This document.", &[], Body::None, Json("OpenApi"), |r| r.to(api::openapi::document)),
         def(Get, "/api/admin/runtime", Admin, "runtime", "Execution mode, trust mode, safe mode, active plugins, loaded libraries, posture texts.", &[], Body::None, Json("Runtime"), |r| r.to(api::runtime::runtime)),
+        def(Get, "/api/admin/plugins", Admin, "plugins", "Installed, built-in and active plugins with state, execution mode, limitations and declared capabilities.", &[], Body::None, Json("PluginList"), |r| r.to(api::plugins::list)),
+        def(Post, "/api/admin/plugins/upload", Admin, "plugins", "Install an uploaded package (.tgz, multipart field `package`); it stays disabled until enabled with consent.", &[], Body::Multipart("package"), Json("PluginInstalled"), |r| r.to(api::plugins::upload)),
+        def(Post, "/api/admin/plugins/install/npm", Admin, "plugins", "Install a package from the npm registry (integrity checked).", &[], Body::Json("InstallNpm"), Json("PluginInstalled"), |r| r.to(api::plugins::install_npm)),
+        def(Post, "/api/admin/plugins/install/git", Admin, "plugins", "Install a package from a git repository.", &[], Body::Json("InstallGit"), Json("PluginInstalled"), |r| r.to(api::plugins::install_git)),
+        def(Post, "/api/admin/plugins/install/local", Admin, "plugins", "Install a package directory or .tgz from the server's own disk.", &[], Body::Json("InstallLocal"), Json("PluginInstalled"), |r| r.to(api::plugins::install_local)),
+        def(Get, "/api/admin/plugins/{id}", Admin, "plugins", "One plugin: versions, declared capabilities with where each is enforced, the consent text.", &[], Body::None, Json("PluginDetail"), |r| r.to(api::plugins::get)),
+        def(Delete, "/api/admin/plugins/{id}", Admin, "plugins", "Uninstall; integrations of its types are kept.", &[("purgeFiles", "true: remove its version directories and packages"), ("purgeData", "true: remove its settings, acknowledgements, receipts and data directory")], Body::None, Json("PluginUninstalled"), |r| r.to(api::plugins::uninstall)),
+        def(Get, "/api/admin/plugins/{id}/events", Admin, "plugins", "The plugin's receipts, newest first, keyset-paged.", &[("limit", "page size, 1-500 (default 50)"), ("cursor", "nextCursor of the previous page")], Body::None, Json("ReceiptPage"), |r| r.to(api::plugins::events)),
+        def(Post, "/api/admin/plugins/{id}/enable", Admin, "plugins", "Enable with explicit consent (428 consent_required without acceptConsent; 428 acknowledgement_required when declared permissions must be acknowledged).", &[], Body::Json("Consent"), Json("PluginEnabled"), |r| r.to(api::plugins::enable)),
+        def(Post, "/api/admin/plugins/{id}/disable", Admin, "plugins", "Disable: no more calls into it.", &[], Body::None, Json("PluginDisabled"), |r| r.to(api::plugins::disable)),
+        def(Post, "/api/admin/plugins/{id}/upgrade", Admin, "plugins", "Install a newer version beside the current one and switch to it (consent asked again only for new permissions).", &[], Body::Json("Upgrade"), Json("PluginUpgraded"), |r| r.to(api::plugins::upgrade)),
+        def(Post, "/api/admin/plugins/{id}/rollback", Admin, "plugins", "Make an installed version current again.", &[], Body::Json("Rollback"), Json("PluginRolledBack"), |r| r.to(api::plugins::rollback)),
         def(Get, "/api/admin/integration-types", Admin, "integrations", "Integration types of the active plugins, with config_schema and ui_schema.", &[], Body::None, Json("IntegrationTypeList"), |r| r.to(api::runtime::integration_types)),
         def(Get, "/api/admin/integrations", Admin, "integrations", "Every integration, secrets masked.", &[("type", "only integrations of this type")], Body::None, Json("IntegrationList"), |r| r.to(api::integrations::list)),
         def(Post, "/api/admin/integrations", Admin, "integrations", "Create an integration: validated against the type's schema and validate_config; setup() registers its webhook.", &[], Body::Json("IntegrationCreate"), Json("IntegrationSaved"), |r| r.to(api::integrations::create)),
@@ -184,7 +198,18 @@ fn table() -> Vec<RouteDef> {
         def(Post, "/admin/login", SignIn, "admin-ui", "Sign in with the admin token.", &[], Body::Form, Redirect, |r| r.to(ui::login::submit)),
         def(Post, "/admin/logout", Admin, "admin-ui", "Sign out.", &[], Body::Form, Redirect, |r| r.to(ui::login::logout)),
         def(Get, "/admin/plugins", Admin, "admin-ui", "Installed plugins.", &[], Body::None, Html, |r| r.to(ui::plugins::list)),
+        def(Get, "/admin/plugins/install", Admin, "admin-ui", "Install a plugin from npm, git, an upload or a path.", &[], Body::None, Html, |r| r.to(ui::plugins::install_page)),
+        def(Post, "/admin/plugins/install/npm", Admin, "admin-ui", "Install from npm, then review.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::install_npm)),
+        def(Post, "/admin/plugins/install/git", Admin, "admin-ui", "Install from git, then review.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::install_git)),
+        def(Post, "/admin/plugins/install/local", Admin, "admin-ui", "Install from a path on the server, then review.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::install_local)),
+        def(Post, "/admin/plugins/upload", Admin, "admin-ui", "Install an uploaded package, then review (CSRF token in the query: `?_csrf=`).", &[("_csrf", "the session's CSRF token")], Body::Multipart("package"), Redirect, |r| r.to(ui::plugins::upload)),
         def(Get, "/admin/plugins/{id}", Admin, "admin-ui", "One plugin: versions, permissions, receipts.", &[], Body::None, Html, |r| r.to(ui::plugins::detail)),
+        def(Get, "/admin/plugins/{id}/review", Admin, "admin-ui", "Review what a plugin declares, the in-process warning and the consent text; consent and enable.", &[], Body::None, Html, |r| r.to(ui::plugins::review)),
+        def(Post, "/admin/plugins/{id}/enable", Admin, "admin-ui", "Enable with consent and acknowledgements.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::enable)),
+        def(Post, "/admin/plugins/{id}/disable", Admin, "admin-ui", "Disable a plugin.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::disable)),
+        def(Post, "/admin/plugins/{id}/upgrade", Admin, "admin-ui", "Upgrade from a source (or its own source).", &[], Body::Form, Redirect, |r| r.to(ui::plugins::upgrade)),
+        def(Post, "/admin/plugins/{id}/rollback", Admin, "admin-ui", "Roll back to an installed version.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::rollback)),
+        def(Post, "/admin/plugins/{id}/uninstall", Admin, "admin-ui", "Uninstall a plugin.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::uninstall)),
         def(Get, "/admin/integrations", Admin, "admin-ui", "Integrations.", &[], Body::None, Html, |r| r.to(ui::integrations::list)),
         def(Get, "/admin/integrations/new", Admin, "admin-ui", "The form for a new integration of a type.", &[("type", "the integration type")], Body::None, Html, |r| r.to(ui::integrations::new_form)),
         def(Post, "/admin/integrations", Admin, "admin-ui", "Create an integration.", &[], Body::Form, Redirect, |r| r.to(ui::integrations::create)),

@@ -2,14 +2,20 @@
 //! its versions, declared capabilities (each with where it is enforced and whether it is
 //! acknowledged), recent receipts and last error.
 
+use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
+use nitejar_core::install::{GitSpec, InstallSource, NpmSpec};
+use nitejar_core::lifecycle::{Acknowledge, EnableRequest, LifecycleError, UninstallOptions};
 use nitejar_core::store::{PageRequest, PluginVersionRow};
+use nitejar_core::trust::TrustMode;
 use serde::Deserialize;
 
 use super::receipts::ReceiptLine;
-use super::{error_page, format_ms, render, Chrome};
+use super::{error_page, format_ms, redirect, render, Chrome};
+use crate::api;
+use crate::api::error::ApiError;
 use crate::auth::Principal;
 use crate::plugins::{self, PluginView};
 use crate::posture;
@@ -43,6 +49,8 @@ struct DetailPage {
     warning: &'static str,
     versions: Vec<VersionLine>,
     receipts: Vec<ReceiptLine>,
+    /// A third-party plugin with a current version (not built in, not uninstalled).
+    installed: bool,
 }
 
 fn store_failure(e: impl std::fmt::Display) -> HttpResponse {
@@ -128,7 +136,7 @@ pub async fn detail(
         Ok(page) => page.items.iter().map(ReceiptLine::from).collect(),
         Err(e) => return store_failure(e),
     };
-    let versions = versions
+    let versions: Vec<VersionLine> = versions
         .into_iter()
         .rev()
         .map(|v| VersionLine {
@@ -138,13 +146,387 @@ pub async fn detail(
             version: v.version,
         })
         .collect();
+    let installed = p.origin != "builtin" && p.version.is_some() && !versions.is_empty();
     let page = DetailPage {
         chrome: Chrome::new(&state, &principal, p.name.clone(), "plugins")
             .with_notice(query.notice.as_deref()),
+        installed,
         warning: posture::IN_PROCESS_WARNING,
         p,
         versions,
         receipts,
     };
     render(StatusCode::OK, &page)
+}
+
+// --- install ---------------------------------------------------------------------------------
+
+/// Which install form a message belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tab {
+    Upload,
+    Npm,
+    Git,
+    Local,
+}
+
+#[derive(Template)]
+#[template(path = "plugin_install.html")]
+struct InstallPage {
+    chrome: Chrome,
+    warning: &'static str,
+    /// The form that failed and why.
+    error: Option<(Tab, String)>,
+    npm: String,
+    git_url: String,
+    git_ref: String,
+    path: String,
+    max_mib: u64,
+}
+
+impl InstallPage {
+    fn new(state: &AppState, principal: &Principal) -> InstallPage {
+        InstallPage {
+            chrome: Chrome::new(state, principal, "Install a plugin", "plugins"),
+            warning: posture::IN_PROCESS_WARNING,
+            error: None,
+            npm: String::new(),
+            git_url: String::new(),
+            git_ref: String::new(),
+            path: String::new(),
+            max_mib: state.plugins.options().limits.max_archive_bytes / (1024 * 1024),
+        }
+    }
+
+    fn error_for(&self, tab: Tab) -> Option<&str> {
+        match &self.error {
+            Some((t, message)) if *t == tab => Some(message),
+            _ => None,
+        }
+    }
+}
+
+pub async fn install_page(state: web::Data<AppState>, principal: Principal) -> HttpResponse {
+    render(StatusCode::OK, &InstallPage::new(&state, &principal))
+}
+
+/// After an install: the review page, or the install page again with the reason.
+async fn installed(
+    state: &AppState,
+    principal: &Principal,
+    result: Result<InstallSource, ApiError>,
+    tab: Tab,
+    fill: impl FnOnce(&mut InstallPage),
+) -> HttpResponse {
+    let result = match result {
+        Ok(source) => state.plugins.install(source).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(outcome) => redirect(format!(
+            "/admin/plugins/{}/review?notice=installed",
+            outcome.id
+        )),
+        Err(e) => {
+            let mut page = InstallPage::new(state, principal);
+            fill(&mut page);
+            page.error = Some((tab, e.message.clone()));
+            render(e.status, &page)
+        }
+    }
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim())
+        .unwrap_or("")
+}
+
+pub async fn install_npm(
+    state: web::Data<AppState>,
+    principal: Principal,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let spec = field(&form, "spec").to_owned();
+    let source = NpmSpec::parse(&spec).map(InstallSource::Npm).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_source",
+            e.to_string(),
+        )
+    });
+    installed(&state, &principal, source, Tab::Npm, |p| p.npm = spec).await
+}
+
+pub async fn install_git(
+    state: web::Data<AppState>,
+    principal: Principal,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let url = field(&form, "url").to_owned();
+    let reference = field(&form, "ref").to_owned();
+    let source = GitSpec::parse(&url)
+        .map(|mut spec| {
+            if !reference.is_empty() {
+                spec.reference = Some(reference.clone());
+            }
+            InstallSource::Git(spec)
+        })
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_source",
+                e.to_string(),
+            )
+        });
+    installed(&state, &principal, source, Tab::Git, |p| {
+        p.git_url = url;
+        p.git_ref = reference;
+    })
+    .await
+}
+
+pub async fn install_local(
+    state: web::Data<AppState>,
+    principal: Principal,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let path = field(&form, "path").to_owned();
+    let source = api::plugins::local_source(&path);
+    installed(&state, &principal, source, Tab::Local, |p| p.path = path).await
+}
+
+pub async fn upload(
+    state: web::Data<AppState>,
+    principal: Principal,
+    multipart: Multipart,
+) -> HttpResponse {
+    let source = api::plugins::read_upload(&state, multipart)
+        .await
+        .map(|(name, bytes)| InstallSource::Upload { name, bytes });
+    installed(&state, &principal, source, Tab::Upload, |_| {}).await
+}
+
+// --- review, enable, and the rest ------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "plugin_review.html")]
+struct ReviewPage {
+    chrome: Chrome,
+    p: PluginView,
+    warning: &'static str,
+    consent_text: String,
+    error: Option<String>,
+    /// Acknowledgements ticked in a refused submission.
+    ticked: Vec<String>,
+    /// Every declared permission must be acknowledged in this trust mode.
+    ack_required: bool,
+}
+
+impl ReviewPage {
+    fn is_ticked(&self, permission: &str) -> bool {
+        self.ticked.iter().any(|t| t == permission)
+    }
+}
+
+async fn review_page(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    notice: Option<&str>,
+    error: Option<(StatusCode, String)>,
+    ticked: Vec<String>,
+) -> HttpResponse {
+    let detail = match plugins::detail(state, id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return error_page(
+                StatusCode::NOT_FOUND,
+                &format!("No plugin `{id}` is installed."),
+            )
+        }
+        Err(e) => return store_failure(e),
+    };
+    let Some(consent_text) = detail.consent_text else {
+        return error_page(
+            StatusCode::CONFLICT,
+            &format!("`{id}` is built into this server; it needs no consent. Enable or disable it on its page."),
+        );
+    };
+    let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
+    let page = ReviewPage {
+        chrome: Chrome::new(
+            state,
+            principal,
+            format!("Review {}", detail.plugin.name),
+            "plugins",
+        )
+        .with_notice(notice),
+        warning: posture::IN_PROCESS_WARNING,
+        p: detail.plugin,
+        consent_text,
+        error: error.map(|(_, m)| m),
+        ticked,
+        ack_required: state.config.trust_mode() != TrustMode::SelfHostOpen,
+    };
+    render(status, &page)
+}
+
+pub async fn review(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    query: web::Query<Notice>,
+) -> HttpResponse {
+    review_page(
+        &state,
+        &principal,
+        &id,
+        query.notice.as_deref(),
+        None,
+        Vec::new(),
+    )
+    .await
+}
+
+pub async fn enable(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let builtin = nitejar_core::builtin::builtins()
+        .into_iter()
+        .filter_map(|b| b.manifest().ok())
+        .any(|v| v.manifest.id == *id);
+    let accept_consent = builtin
+        || form
+            .iter()
+            .any(|(k, v)| k == "accept_consent" && v == "yes");
+    let ticked: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "ack")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let request = EnableRequest {
+        accept_consent,
+        acknowledge: if ticked.is_empty() {
+            Acknowledge::None
+        } else {
+            Acknowledge::These(ticked.clone())
+        },
+    };
+    match state.plugins.enable(&id, request).await {
+        Ok(_) => redirect(format!("/admin/plugins/{id}?notice=enabled")),
+        Err(e) => {
+            let (status, _) = plugins::error_status(&e);
+            let message = match &e {
+                LifecycleError::ConsentRequired { .. } => {
+                    "Tick “I have read this and consent” to enable the plugin.".to_owned()
+                }
+                LifecycleError::AcknowledgementMissing { mode, missing, .. } => format!(
+                    "The {mode} trust mode needs every declared permission acknowledged; not ticked: {}.",
+                    missing.join(", ")
+                ),
+                other => other.to_string(),
+            };
+            if builtin {
+                return error_page(status, &message);
+            }
+            review_page(
+                &state,
+                &principal,
+                &id,
+                None,
+                Some((status, message)),
+                ticked,
+            )
+            .await
+        }
+    }
+}
+
+/// A change made from the plugin page: back to it with a notice, or an error page saying why.
+fn after(id: &str, result: Result<(), LifecycleError>, notice: &str) -> HttpResponse {
+    match result {
+        Ok(()) => redirect(format!("/admin/plugins/{id}?notice={notice}")),
+        Err(e) => {
+            let (status, _) = plugins::error_status(&e);
+            if status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!("plugin {id}: {e}");
+            }
+            error_page(status, &e.to_string())
+        }
+    }
+}
+
+pub async fn disable(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    after(&id, state.plugins.disable(&id).await, "disabled")
+}
+
+pub async fn rollback(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let version = field(&form, "version");
+    if version.is_empty() {
+        return error_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Choose the installed version to roll back to.",
+        );
+    }
+    after(
+        &id,
+        state.plugins.rollback(&id, version).await,
+        "rolled_back",
+    )
+}
+
+pub async fn upgrade(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let text = field(&form, "source");
+    let source = if text.is_empty() {
+        None
+    } else {
+        match InstallSource::detect(text) {
+            Ok(s) => Some(s),
+            Err(e) => return error_page(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        }
+    };
+    let request = EnableRequest {
+        accept_consent: form
+            .iter()
+            .any(|(k, v)| k == "accept_consent" && v == "yes"),
+        acknowledge: if form.iter().any(|(k, v)| k == "ack_new" && v == "yes") {
+            Acknowledge::All
+        } else {
+            Acknowledge::None
+        },
+    };
+    let result = state
+        .plugins
+        .upgrade(&id, source, request)
+        .await
+        .map(|_| ());
+    after(&id, result, "upgraded")
+}
+
+pub async fn uninstall(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let options = UninstallOptions {
+        purge_files: form.iter().any(|(k, v)| k == "purge_files" && v == "yes"),
+        purge_data: form.iter().any(|(k, v)| k == "purge_data" && v == "yes"),
+    };
+    match state.plugins.uninstall(&id, options).await {
+        Ok(_) => redirect("/admin/plugins?notice=uninstalled"),
+        Err(e) => after(&id, Err(e), ""),
+    }
 }

@@ -1,0 +1,671 @@
+//! The plugin lifecycle over the admin API and the admin UI, against a real server process: upload
+//! a package built from `examples/signed-webhook`, read what it declares, be refused without
+//! consent, enable, use it, upgrade, roll back, disable, uninstall; and every refusal with its
+//! stable code.
+
+mod support;
+
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use support::admin::*;
+use support::packages::{package_dir, signed_webhook, tgz};
+use support::*;
+
+const ID: &str = "dev.nitejar.examples.signed-webhook";
+const SECRET: &str = "admin-plugins-secret";
+
+/// A multipart body with one file field.
+fn multipart(field: &str, file_name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----nitejar-test-boundary-7d1f";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{file_name}\"\r\nContent-Type: application/gzip\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(server: &Server, field: &str, name: &str, bytes: &[u8]) -> Answer {
+    let (content_type, body) = multipart(field, name, bytes);
+    let resp = client()
+        .post(server.url("/api/admin/plugins/upload"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    Answer {
+        status,
+        headers,
+        text,
+    }
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn code(a: &Answer) -> String {
+    a.json()["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn upload_review_consent_enable_use_disable_and_uninstall_over_the_api() {
+    let data = DataDir::new();
+    let callback = LocalHttp::start(|_| json_reply(200, &json!({"ok": true})));
+    let callback_host = format!("127.0.0.1:{}", callback.port());
+    let packages = data.path.join("packages");
+    let v1 = signed_webhook(&packages, &callback_host);
+    let tgz = tgz(&v1);
+
+    let server = start_admin(
+        &data,
+        &[("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into())],
+    );
+
+    // Upload: installed, disabled, with what it declares and the words an operator consents to.
+    let a = upload(&server, "package", "signed-webhook-0.1.0.tgz", &tgz).await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let body = a.json();
+    assert_eq!(body["installed"]["id"], ID);
+    assert_eq!(body["installed"]["sourceKind"], "upload");
+    let plugin = &body["plugin"];
+    assert_eq!(plugin["state"], "disabled");
+    assert_eq!(plugin["enabled"], false);
+    assert_eq!(plugin["executionMode"], "in_process");
+    assert_eq!(plugin["enforcementScope"], "host_boundary");
+    assert!(!plugin["effectiveLimitations"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(!plugin["hostEnforcedControls"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let declared = plugin["declaredCapabilities"].as_array().unwrap();
+    assert_eq!(declared.len(), 1, "{declared:?}");
+    assert_eq!(
+        declared[0]["permission"],
+        format!("network:{callback_host}")
+    );
+    assert_eq!(declared[0]["enforcement"], "host_mediated");
+    assert_eq!(declared[0]["acknowledged"], false);
+    let consent = plugin["consentText"].as_str().unwrap();
+    assert!(
+        consent.contains("In-process (No hard sandbox)"),
+        "{consent}"
+    );
+    assert!(
+        consent.contains(&format!("network:{callback_host}")),
+        "{consent}"
+    );
+
+    // The same upload again is not a second install.
+    let again = upload(&server, "package", "signed-webhook-0.1.0.tgz", &tgz).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["installed"]["alreadyInstalled"], true);
+
+    // Listed, disabled, nothing active.
+    let list = api(&server, Method::GET, "/api/admin/plugins", None).await;
+    assert_eq!(list.status, 200);
+    let items = list.json()["items"].as_array().cloned().unwrap();
+    let listed = items.iter().find(|p| p["id"] == ID).expect("listed");
+    assert_eq!(listed["state"], "disabled");
+    assert!(items
+        .iter()
+        .any(|p| p["id"] == "builtin.telegram" && p["origin"] == "builtin"));
+
+    // No consent, no enable: 428 with the text to read.
+    let path = format!("/api/admin/plugins/{ID}/enable");
+    let refused = api(&server, Method::POST, &path, None).await;
+    assert_eq!(refused.status, 428, "{}", refused.text);
+    assert_eq!(code(&refused), "consent_required");
+    assert!(refused.json()["error"]["details"]["consentText"]
+        .as_str()
+        .unwrap()
+        .contains("In-process"));
+    let bad_ack = api(
+        &server,
+        Method::POST,
+        &path,
+        Some(&json!({"acceptConsent": true, "acknowledge": ["network:evil.example"]})),
+    )
+    .await;
+    assert_eq!(bad_ack.status, 422, "{}", bad_ack.text);
+    assert_eq!(code(&bad_ack), "unknown_acknowledgement");
+    let malformed = client()
+        .post(server.url(&path))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", "application/json")
+        .body("{\"acceptConsent\": tru")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(malformed.status().as_u16(), 400);
+
+    let enabled = api(
+        &server,
+        Method::POST,
+        &path,
+        Some(&json!({"acceptConsent": true, "acknowledgeAll": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    assert_eq!(enabled.json()["enabled"]["active"], true);
+    let detail = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{ID}"),
+        None,
+    )
+    .await;
+    assert_eq!(detail.json()["state"], "active", "{}", detail.text);
+    assert_eq!(
+        detail.json()["declaredCapabilities"][0]["acknowledged"],
+        true
+    );
+
+    // Its integration type works through the integrations API and the webhook route.
+    let created = api(
+        &server,
+        Method::POST,
+        "/api/admin/integrations",
+        Some(&json!({"type": "signed-webhook", "name": "hooks",
+            "config": {"secret": SECRET, "callbackUrl": callback.url("/hook")}})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let integration = created.json()["integration"]["id"]
+        .as_str()
+        .expect("integration id")
+        .to_owned();
+    let delivery = json!({"text": "hello", "id": "d-1"}).to_string();
+    let sent = client()
+        .post(server.url(&format!(
+            "/api/webhooks/plugins/signed-webhook/{integration}"
+        )))
+        .header("content-type", "application/json")
+        .header("x-signature-256", sign(delivery.as_bytes()))
+        .body(delivery)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(sent.status().as_u16(), 200);
+    eventually(20, || callback.received().into_iter().next())
+        .await
+        .unwrap_or_else(|| panic!("no reply delivered; log:\n{}", server.log()));
+
+    // Its receipts: install, enable, the webhook.
+    let events = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{ID}/events?limit=50"),
+        None,
+    )
+    .await;
+    assert_eq!(events.status, 200, "{}", events.text);
+    let kinds: Vec<String> = events.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for kind in ["install", "enable", "webhook_ingress"] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing in {kinds:?}"
+        );
+    }
+    let paged = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{ID}/events?limit=1"),
+        None,
+    )
+    .await;
+    let cursor = paged.json()["nextCursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let next = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{ID}/events?limit=1&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(next.status, 200);
+    assert_ne!(
+        next.json()["items"][0]["id"],
+        paged.json()["items"][0]["id"]
+    );
+
+    // Disable, uninstall with files; the integration row stays.
+    let off = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{ID}/disable"),
+        None,
+    )
+    .await;
+    assert_eq!(off.status, 200, "{}", off.text);
+    let detail = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{ID}"),
+        None,
+    )
+    .await;
+    assert_eq!(detail.json()["state"], "disabled");
+    let gone = api(
+        &server,
+        Method::DELETE,
+        &format!("/api/admin/plugins/{ID}?purgeFiles=true"),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 200, "{}", gone.text);
+    assert_eq!(gone.json()["uninstalled"]["purgedFiles"], true);
+    assert!(!data.path.join("plugins").join(ID).join("versions").exists());
+    let still = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/integrations/{integration}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        still.status, 200,
+        "the integration row is kept: {}",
+        still.text
+    );
+}
+
+const GREETER: &str = "dev.nitejar.fixtures.greeter";
+
+#[tokio::test]
+async fn upgrade_keeps_the_old_version_for_rollback() {
+    let data = DataDir::new();
+    let packages = data.path.join("packages");
+    let v1 = package_dir(
+        &packages,
+        "v1",
+        "tests/fixtures/plugins/greeter-v1",
+        "greeter_v1",
+        |_| {},
+    );
+    let v2 = package_dir(
+        &packages,
+        "v2",
+        "tests/fixtures/plugins/greeter-v2",
+        "greeter_v2",
+        |_| {},
+    );
+    let server = start_admin(
+        &data,
+        &[("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into())],
+    );
+    let installed = api(
+        &server,
+        Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({"path": v1.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let enabled = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{GREETER}/enable"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+
+    // Upgrade from a path, roll back, refuse a version that is not installed.
+    let up = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{GREETER}/upgrade"),
+        Some(&json!({"source": v2.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(up.status, 200, "{}", up.text);
+    assert_eq!(up.json()["upgraded"]["from"], "1.0.0");
+    assert_eq!(up.json()["upgraded"]["to"], "2.0.0");
+    let versions = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{GREETER}"),
+        None,
+    )
+    .await
+    .json()["versions"]
+        .clone();
+    assert_eq!(versions[0]["version"], "2.0.0");
+    assert_eq!(versions[0]["current"], true);
+    assert_eq!(versions[1]["version"], "1.0.0");
+    let rollback = format!("/api/admin/plugins/{GREETER}/rollback");
+    let back = api(
+        &server,
+        Method::POST,
+        &rollback,
+        Some(&json!({"version": "1.0.0"})),
+    )
+    .await;
+    assert_eq!(back.status, 200, "{}", back.text);
+    let detail = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{GREETER}"),
+        None,
+    )
+    .await;
+    assert_eq!(detail.json()["version"], "1.0.0", "{}", detail.text);
+    let missing = api(
+        &server,
+        Method::POST,
+        &rollback,
+        Some(&json!({"version": "9.9.9"})),
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(code(&missing), "version_not_installed");
+    assert_eq!(
+        missing.json()["error"]["details"]["installed"],
+        json!(["1.0.0", "2.0.0"])
+    );
+
+    let not_up = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{GREETER}/upgrade"),
+        Some(&json!({"source": v1.to_string_lossy(), "acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(not_up.status, 409, "{}", not_up.text);
+    assert_eq!(code(&not_up), "not_an_upgrade");
+    let unknown_field = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{GREETER}/upgrade"),
+        Some(&json!({"sauce": "x"})),
+    )
+    .await;
+    assert_eq!(unknown_field.status, 400, "{}", unknown_field.text);
+}
+
+#[tokio::test]
+async fn refusals_have_stable_codes() {
+    let data = DataDir::new();
+    let packages = data.path.join("packages");
+    let v1 = signed_webhook(&packages, "hooks.example.com");
+    let empty = packages.join("empty");
+    std::fs::create_dir_all(&empty).expect("empty dir");
+    // Default trust mode (guarded): an unsigned, unlisted plugin installs but cannot be enabled.
+    let server = start_admin(&data, &[]);
+
+    let cases: Vec<(Method, String, Option<Value>, u16, &str)> = vec![
+        (
+            Method::GET,
+            "/api/admin/plugins/com.example.nope".into(),
+            None,
+            404,
+            "plugin_not_found",
+        ),
+        (
+            Method::GET,
+            "/api/admin/plugins/com.example.nope/events".into(),
+            None,
+            404,
+            "plugin_not_found",
+        ),
+        (
+            Method::POST,
+            "/api/admin/plugins/com.example.nope/enable".into(),
+            Some(json!({"acceptConsent": true})),
+            404,
+            "plugin_not_found",
+        ),
+        (
+            Method::DELETE,
+            "/api/admin/plugins/builtin.telegram".into(),
+            None,
+            409,
+            "builtin_plugin",
+        ),
+        (
+            Method::POST,
+            "/api/admin/plugins/builtin.telegram/rollback".into(),
+            Some(json!({"version": "0.1.0"})),
+            409,
+            "builtin_plugin",
+        ),
+        (
+            Method::POST,
+            "/api/admin/plugins/install/npm".into(),
+            Some(json!({"spec": "Not A Package!"})),
+            422,
+            "invalid_source",
+        ),
+        (
+            Method::POST,
+            "/api/admin/plugins/install/npm".into(),
+            Some(json!({"package": "x"})),
+            400,
+            "invalid_json",
+        ),
+        (
+            Method::POST,
+            "/api/admin/plugins/install/local".into(),
+            Some(json!({"path": "relative/dir"})),
+            422,
+            "invalid_source",
+        ),
+        (
+            Method::POST,
+            "/api/admin/plugins/install/local".into(),
+            Some(json!({"path": "/no/such/dir/anywhere"})),
+            422,
+            "invalid_source",
+        ),
+        (
+            Method::POST,
+            "/api/admin/plugins/install/git".into(),
+            Some(json!({"url": "file:///no/such/repo.git"})),
+            502,
+            "source_unreachable",
+        ),
+        (
+            Method::POST,
+            "/api/admin/plugins/install/local".into(),
+            Some(json!({"path": empty.to_string_lossy()})),
+            422,
+            "invalid_package",
+        ),
+    ];
+    for (method, path, body, status, expected) in cases {
+        let a = api(&server, method.clone(), &path, body.as_ref()).await;
+        assert_eq!(a.status, status, "{method} {path}: {}", a.text);
+        assert_eq!(code(&a), expected, "{method} {path}: {}", a.text);
+        assert!(
+            a.json()["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.len() > 10),
+            "{method} {path}: a human message: {}",
+            a.text
+        );
+    }
+
+    // Uploads: no file, an empty file, not an archive.
+    let no_file = upload(&server, "other", "x.tgz", b"abc").await;
+    assert_eq!(
+        (no_file.status, code(&no_file).as_str()),
+        (422, "missing_package"),
+        "{}",
+        no_file.text
+    );
+    let empty = upload(&server, "package", "x.tgz", b"").await;
+    assert_eq!(
+        (empty.status, code(&empty).as_str()),
+        (422, "empty_upload"),
+        "{}",
+        empty.text
+    );
+    let junk = upload(&server, "package", "x.tgz", b"this is not gzip").await;
+    assert_eq!(junk.status, 422, "{}", junk.text);
+    assert_eq!(code(&junk), "invalid_package", "{}", junk.text);
+
+    // Installed from a path, then refused by the trust policy with the reason.
+    let local = api(
+        &server,
+        Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({"path": v1.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(local.status, 201, "{}", local.text);
+    assert!(
+        local.json()["installed"]["enableBlocker"].is_string(),
+        "{}",
+        local.text
+    );
+    let refused = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{ID}/enable"),
+        Some(&json!({"acceptConsent": true, "acknowledgeAll": true})),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert_eq!(code(&refused), "trust_refused");
+    let detail = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{ID}"),
+        None,
+    )
+    .await;
+    assert_eq!(detail.json()["enabled"], false);
+}
+
+#[tokio::test]
+async fn the_admin_ui_installs_reviews_and_enables_with_consent() {
+    let data = DataDir::new();
+    let packages = data.path.join("packages");
+    let v1 = signed_webhook(&packages, "hooks.example.com");
+    let server = start_admin(
+        &data,
+        &[
+            ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_guarded".into()),
+            ("NITEJAR_PLUGIN_ALLOWLIST", ID.into()),
+        ],
+    );
+    let session = Session::sign_in(&server).await;
+
+    let page = session.get(&server, "/admin/plugins/install").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("In-process (No hard sandbox)"));
+    assert!(
+        page.text.contains("There is no hard sandbox"),
+        "the in-process warning"
+    );
+
+    // A path that is not there: the form again, with the reason, nothing installed.
+    let bad = session
+        .post_form(
+            &server,
+            "/admin/plugins/install/local",
+            &[("path", "/no/such/plugin")],
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.text.contains("nothing exists at"), "{}", bad.text);
+    assert!(bad.text.contains("/no/such/plugin"));
+
+    let path = v1.to_string_lossy().into_owned();
+    let installed = session
+        .post_form(&server, "/admin/plugins/install/local", &[("path", &path)])
+        .await;
+    assert_eq!(installed.status, 303, "{}", installed.text);
+    let review_url = installed.header("location");
+    assert_eq!(
+        review_url,
+        format!("/admin/plugins/{ID}/review?notice=installed")
+    );
+
+    let review = session.get(&server, &review_url).await;
+    assert_eq!(review.status, 200);
+    for text in [
+        "There is no hard sandbox",
+        "network:hooks.example.com",
+        "host-mediated",
+        "I have read this and consent",
+        "Enable it only if you trust its publisher",
+    ] {
+        assert!(review.text.contains(text), "review page lacks {text:?}");
+    }
+
+    let enable = format!("/admin/plugins/{ID}/enable");
+    let no_consent = session
+        .post_form(&server, &enable, &[("ack", "network:hooks.example.com")])
+        .await;
+    assert_eq!(no_consent.status, 428);
+    assert!(no_consent.text.contains("Tick"), "{}", no_consent.text);
+    let no_ack = session
+        .post_form(&server, &enable, &[("accept_consent", "yes")])
+        .await;
+    assert_eq!(no_ack.status, 428);
+    assert!(
+        no_ack.text.contains("network:hooks.example.com"),
+        "{}",
+        no_ack.text
+    );
+    let detail = session.get(&server, &format!("/admin/plugins/{ID}")).await;
+    assert!(detail.text.contains("Review and enable"), "still disabled");
+
+    let ok = session
+        .post_form(
+            &server,
+            &enable,
+            &[
+                ("accept_consent", "yes"),
+                ("ack", "network:hooks.example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.text);
+    assert_eq!(
+        ok.header("location"),
+        format!("/admin/plugins/{ID}?notice=enabled")
+    );
+    let detail = session.get(&server, &format!("/admin/plugins/{ID}")).await;
+    assert!(detail.text.contains("pill-ok\">active"), "{}", detail.text);
+    assert!(detail.text.contains("There is no hard sandbox"));
+
+    // Disable from the page, then uninstall.
+    let off = session
+        .post_form(&server, &format!("/admin/plugins/{ID}/disable"), &[])
+        .await;
+    assert_eq!(off.status, 303);
+    let gone = session
+        .post_form(&server, &format!("/admin/plugins/{ID}/uninstall"), &[])
+        .await;
+    assert_eq!(gone.status, 303);
+    assert_eq!(gone.header("location"), "/admin/plugins?notice=uninstalled");
+}
