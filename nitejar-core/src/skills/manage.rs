@@ -193,7 +193,7 @@ impl Skills {
         let slug = input.slug.clone();
         let (row, files) = input.into_rows(now_ms());
         match self.store.insert_skill(&row, &files).await {
-            Ok(()) => {}
+            Ok(()) => self.invalidate_run_index(),
             Err(StoreError::AlreadyExists { .. }) => {
                 return Err(SkillError::AlreadyExists { slug })
             }
@@ -229,13 +229,18 @@ impl Skills {
         self.store
             .update_skill(&new_row, files_changed.then_some(new_files.as_slice()))
             .await?;
+        self.invalidate_run_index();
         self.detail_of(&row.id).await
     }
 
     /// Deletes an admin skill with its files and assignments. `false` when there was none.
     pub async fn delete(&self, id: &str) -> Result<bool, SkillError> {
         match self.admin_row(id).await {
-            Ok(row) => Ok(self.store.delete_skill(&row.id).await?),
+            Ok(row) => {
+                let deleted = self.store.delete_skill(&row.id).await?;
+                self.invalidate_run_index();
+                Ok(deleted)
+            }
             Err(SkillError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
@@ -272,6 +277,7 @@ impl Skills {
             .ok_or_else(|| not_found(query, &index))?;
         self.ensure_row(skill).await?;
         self.store.set_skill_enabled(&skill.id, enabled).await?;
+        self.invalidate_run_index();
         self.detail_of(&skill.id).await
     }
 
@@ -363,6 +369,7 @@ impl Skills {
         }
         let row = mirror_row(skill, previous.as_ref(), now_ms());
         self.store.upsert_mirror_skills(&[row]).await?;
+        self.invalidate_run_index();
         Ok(())
     }
 

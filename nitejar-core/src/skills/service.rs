@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -29,6 +29,11 @@ pub struct SkillsConfig {
     /// Roots scanned for `<dir>/SKILL.md`, in order (the first root wins a directory both hold).
     pub roots: Vec<PathBuf>,
     pub limits: SkillLimits,
+    /// How long a run may reuse the index another run built (zero, the default: every run builds
+    /// its own). The index is rebuilt sooner when the plugin registry changes or this service
+    /// changes a skill; changes made elsewhere (a repo `SKILL.md` edited, the CLI in another
+    /// process) reach runs within this time. Listing and reading skills never use it.
+    pub run_index_ttl: Duration,
 }
 
 /// What [`Skills::sync_plugins`] changed.
@@ -72,6 +77,14 @@ pub struct Skills {
     plugin_part: Mutex<Option<Arc<PluginPart>>>,
     // Held across a sync so two syncs of the same registry do not interleave.
     synced: tokio::sync::Mutex<Option<Arc<Registry>>>,
+    run_index: Mutex<Option<CachedIndex>>,
+}
+
+/// An index built for runs, with what it was built from.
+struct CachedIndex {
+    built: Instant,
+    registry: Option<Arc<Registry>>,
+    index: Arc<SkillIndex>,
 }
 
 impl Skills {
@@ -86,6 +99,7 @@ impl Skills {
             config,
             plugin_part: Mutex::new(None),
             synced: tokio::sync::Mutex::new(None),
+            run_index: Mutex::new(None),
         }
     }
 
@@ -310,9 +324,49 @@ impl Skills {
         }))
     }
 
+    /// The index as runs see it: [`index`](Self::index), reused for
+    /// [`SkillsConfig::run_index_ttl`] while the registry stays the same and this service changes no
+    /// skill.
+    pub async fn run_index(&self) -> Result<Arc<SkillIndex>, SkillError> {
+        let ttl = self.config.run_index_ttl;
+        let registry = self.runtime.as_ref().map(|r| r.registry());
+        if !ttl.is_zero() {
+            if let Some(cached) = self.lock_run_index().as_ref() {
+                let same_registry = match (&cached.registry, &registry) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if same_registry && cached.built.elapsed() < ttl {
+                    return Ok(cached.index.clone());
+                }
+            }
+        }
+        let built = Instant::now();
+        let index = Arc::new(self.index().await?);
+        if !ttl.is_zero() {
+            *self.lock_run_index() = Some(CachedIndex {
+                built,
+                registry,
+                index: index.clone(),
+            });
+        }
+        Ok(index)
+    }
+
+    /// Forgets the index runs reuse (after this service changed a skill).
+    pub(super) fn invalidate_run_index(&self) {
+        *self.lock_run_index() = None;
+    }
+
+    fn lock_run_index(&self) -> std::sync::MutexGuard<'_, Option<CachedIndex>> {
+        // Only whole values are stored under this lock.
+        self.run_index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The skills of a run (see [`resolve`]).
     pub async fn resolve_for_run(&self, run: &RunScope) -> Result<Vec<ResolvedSkill>, SkillError> {
-        let index = self.index().await?;
+        let index = self.run_index().await?;
         let assignments = self
             .store
             .skill_assignments_for_run(

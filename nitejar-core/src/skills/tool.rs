@@ -80,7 +80,7 @@ impl UseSkill {
                 .await;
             return ToolOutput::failed(message);
         };
-        let index = match self.skills.index().await {
+        let index = match self.skills.run_index().await {
             Ok(index) => index,
             Err(e) => {
                 let message = format!("skills are unavailable right now: {e}");
