@@ -434,10 +434,18 @@ async fn admin_skills_are_created_updated_and_deleted() {
         .unwrap();
     assert!(replaced.skill.files.is_empty());
 
+    // A repo skill is not the operator's to change, with or without a row of its own.
     let refused = skills
         .update("repo:triage", AdminSkillUpdate::default())
         .await;
-    assert!(matches!(refused, Err(SkillError::NotFound { .. })));
+    assert!(
+        matches!(refused, Err(SkillError::NotAdmin { .. })),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        skills.delete("triage").await,
+        Err(SkillError::NotAdmin { .. })
+    ));
     skills
         .assign(
             "repo:triage",

@@ -47,6 +47,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Install, enable, disable, upgrade, rollback, uninstall.
     pub plugins: Arc<PluginManager>,
+    /// The skill index and its operations (the skills API and pages).
+    pub skills: Arc<Skills>,
     /// Set once the registry is built (`/readyz`).
     pub ready: AtomicBool,
 }
@@ -165,6 +167,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         auth: Arc::new(auth),
         metrics,
         plugins,
+        skills,
         ready: AtomicBool::new(false),
     });
     let max_body = config.webhook_max_bytes;

@@ -246,7 +246,8 @@ impl Skills {
         }
     }
 
-    /// The stored row of an admin skill, by id or slug.
+    /// The stored row of an admin skill, by id or slug. [`SkillError::NotAdmin`] when the query
+    /// names a repo or plugin skill instead.
     async fn admin_row(&self, id: &str) -> Result<crate::store::SkillRow, SkillError> {
         let row = match self.store.get_skill(id).await? {
             Some(row) => Some(row),
@@ -262,10 +263,20 @@ impl Skills {
                 id: row.id,
                 source_kind: SkillSourceKind::from_stored(&row.source_kind),
             }),
-            None => Err(SkillError::NotFound {
-                query: id.to_string(),
-                available: Vec::new(),
-            }),
+            // No row: a repo skill nobody assigned or switched yet has none, and is still not
+            // the operator's to change; say so rather than that there is no such skill.
+            None => {
+                let index = self.index().await?;
+                match index.lookup(id) {
+                    Some(skill) if skill.source != SkillSourceKind::Admin => {
+                        Err(SkillError::NotAdmin {
+                            id: skill.id.clone(),
+                            source_kind: skill.source,
+                        })
+                    }
+                    _ => Err(not_found(id, &index)),
+                }
+            }
         }
     }
 

@@ -1,12 +1,14 @@
 //! The JSON API under `/api/admin` (and `/api/openapi.json`). Routes are listed in
 //! `crate::routes`; errors are [`error::ApiError`].
 
+pub mod body;
 pub mod error;
 pub mod integrations;
 pub mod openapi;
 pub mod plugins;
 pub mod receipts;
 pub mod runtime;
+pub mod skills;
 
 use actix_web::HttpRequest;
 

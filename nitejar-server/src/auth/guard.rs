@@ -28,12 +28,10 @@ use futures_util::StreamExt as _;
 
 use super::origin::check_same_site;
 use super::{same_secret, AdminAuth, Session, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use crate::api::body::admin_body_limit;
 use crate::api::error::ApiError;
 use crate::routes::{access_of, Access};
 use crate::serve::AppState;
-
-/// The largest form body the guard reads to find its `_csrf` field.
-const MAX_FORM_BYTES: usize = 1024 * 1024;
 
 /// Who is making an admin request.
 #[derive(Clone, Debug)]
@@ -149,7 +147,10 @@ pub async fn guard(
                 .cookie(LOGIN_CSRF_COOKIE)
                 .map(|c| c.value().to_owned())
                 .unwrap_or_default();
-            let presented = form_csrf(&mut req).await;
+            let presented = match form_csrf(&mut req, admin_body_limit(&state.config)).await {
+                Ok(token) => token,
+                Err(limit) => return Ok(too_large(req, limit)),
+            };
             if !same_secret(&expected, &presented) {
                 let r = refuse(
                     &req,
@@ -219,7 +220,10 @@ pub async fn guard(
             }
             let presented = match header_or_query_csrf(&req) {
                 Some(token) => token,
-                None => form_csrf(&mut req).await,
+                None => match form_csrf(&mut req, admin_body_limit(&state.config)).await {
+                    Ok(token) => token,
+                    Err(limit) => return Ok(too_large(req, limit)),
+                },
             };
             if !same_secret(&session.csrf, &presented) {
                 let r = refuse(&req, StatusCode::FORBIDDEN, "csrf_failed", "This form is out of date or did not come from this admin page; go back, reload and try again.");
@@ -244,24 +248,32 @@ fn header_or_query_csrf(req: &ServiceRequest) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// The `_csrf` field of a URL-encoded form body; the body is put back for the handler.
-async fn form_csrf(req: &mut ServiceRequest) -> String {
+/// The 413 refusal of a form too large to look for its CSRF field in (a form that size is refused
+/// by its handler anyway; saying so beats calling it out of date).
+fn too_large(req: ServiceRequest, limit: usize) -> ServiceResponse<BoxBody> {
+    let error = crate::api::body::too_large(limit);
+    let r = refuse(&req, error.status, error.code, &error.message);
+    req.into_response(r)
+}
+
+/// The `_csrf` field of a URL-encoded form body of at most `limit` bytes (`Err(limit)` when it is
+/// larger); the body is put back for the handler.
+async fn form_csrf(req: &mut ServiceRequest, limit: usize) -> Result<String, usize> {
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !is_form {
-        return String::new();
+        return Ok(String::new());
     }
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         match chunk {
-            Ok(bytes) if body.len() + bytes.len() <= MAX_FORM_BYTES => {
-                body.extend_from_slice(&bytes)
-            }
-            _ => return String::new(),
+            Ok(bytes) if body.len() + bytes.len() <= limit => body.extend_from_slice(&bytes),
+            Ok(_) => return Err(limit),
+            Err(_) => return Ok(String::new()),
         }
     }
     let body = body.freeze();
@@ -270,7 +282,7 @@ async fn form_csrf(req: &mut ServiceRequest) -> String {
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
     req.set_payload(Payload::from(body));
-    token
+    Ok(token)
 }
 
 /// A `Set-Cookie` for the session: HttpOnly, SameSite=Strict, Secure behind https.

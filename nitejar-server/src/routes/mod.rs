@@ -157,6 +157,14 @@ const EVENTS_QUERY: &[(&str, &str)] = &[
     ("cursor", "nextCursor of the previous page"),
 ];
 
+const SKILLS_QUERY: &[(&str, &str)] = &[
+    ("source", "only skills of this source: repo, plugin or admin"),
+    (
+        "scope",
+        "only skills assigned at this scope: global, team:<id>, agent:<id> or integration_type:<type>",
+    ),
+];
+
 /// The route table. Static paths come before parameterised ones that could match them.
 fn table() -> Vec<RouteDef> {
     vec![
@@ -189,6 +197,18 @@ fn table() -> Vec<RouteDef> {
         def(Patch, "/api/admin/integrations/{id}", Admin, "integrations", "Change name, config or enabled; a masked secret sent back keeps the stored one.", &[], Body::Json("IntegrationPatch"), Json("IntegrationSaved"), |r| r.to(api::integrations::update)),
         def(Delete, "/api/admin/integrations/{id}", Admin, "integrations", "Delete an integration (its work items stay).", &[], Body::None, Json("Deleted"), |r| r.to(api::integrations::delete)),
         def(Post, "/api/admin/integrations/{id}/test", Admin, "integrations", "Test the connection with the stored config.", &[], Body::None, Json("ConnectionTest"), |r| r.to(api::integrations::test_connection)),
+        def(Get, "/api/admin/skills", Admin, "skills", "Skills of every source with their assignments; shadowedBy names the skill that wins a shared name (precedence: admin, plugin, repo).", SKILLS_QUERY, Body::None, Json("SkillList"), |r| r.to(api::skills::list)),
+        def(Post, "/api/admin/skills", Admin, "skills", "Create an admin skill with its supporting files; checked in full (slug, paths, sizes, frontmatter) before anything is stored.", &[], Body::Json("SkillCreate"), Json("SkillDetail"), |r| r.to(api::skills::create)),
+        def(Post, "/api/admin/skills/import", Admin, "skills", "Import a skill export (format version 2) as an admin skill.", &[("replace", "true replaces the admin skill with the same slug (else 409)")], Body::Json("SkillExport"), Json("SkillDetail"), |r| r.to(api::skills::import)),
+        def(Get, "/api/admin/skills/{id}", Admin, "skills", "One skill, by id, name or slug (case-insensitive): text, supporting files, assignments, the skills it shadows.", &[], Body::None, Json("SkillDetail"), |r| r.to(api::skills::get)),
+        def(Patch, "/api/admin/skills/{id}", Admin, "skills", "Change an admin skill (by id or slug); files, when sent, replace every supporting file. Repo and plugin skills answer 403.", &[], Body::Json("SkillPatch"), Json("SkillDetail"), |r| r.to(api::skills::update)),
+        def(Delete, "/api/admin/skills/{id}", Admin, "skills", "Delete an admin skill (by id or slug) with its files and assignments. Repo and plugin skills answer 403.", &[], Body::None, Json("Deleted"), |r| r.to(api::skills::delete)),
+        def(Post, "/api/admin/skills/{id}/enable", Admin, "skills", "Switch a skill of any source on.", &[], Body::None, Json("SkillDetail"), |r| r.to(api::skills::enable)),
+        def(Post, "/api/admin/skills/{id}/disable", Admin, "skills", "Switch a skill of any source off: no run gets it, whatever its assignments.", &[], Body::None, Json("SkillDetail"), |r| r.to(api::skills::disable)),
+        def(Get, "/api/admin/skills/{id}/assignments", Admin, "skills", "The skill's assignments.", &[("scope", "only the assignment at this scope")], Body::None, Json("SkillAssignmentList"), |r| r.to(api::skills::assignments)),
+        def(Post, "/api/admin/skills/{id}/assignments", Admin, "skills", "Assign the skill to a scope, or change the priority and enabled flag of that assignment.", &[], Body::Json("SkillAssignmentInput"), Json("SkillAssignment"), |r| r.to(api::skills::assign)),
+        def(Delete, "/api/admin/skills/{id}/assignments", Admin, "skills", "Remove the skill's assignment at a scope.", &[("scope", "the assignment's scope (required)")], Body::None, Json("SkillAssignmentDeleted"), |r| r.to(api::skills::unassign)),
+        def(Get, "/api/admin/skills/{id}/export", Admin, "skills", "The skill in the portable JSON format, as a download.", &[], Body::None, Json("SkillExport"), |r| r.to(api::skills::export)),
         def(Get, "/api/admin/receipts", Admin, "receipts", "Receipts across plugins, newest first, keyset-paged.", EVENTS_QUERY, Body::None, Json("ReceiptPage"), |r| r.to(api::receipts::list)),
         // --- admin UI ------------------------------------------------------------------------------
         def(Get, "/", Public, "admin-ui", "Redirects to the admin UI.", &[], Body::None, Redirect, |r| r.to(ui::home)),
@@ -219,6 +239,19 @@ fn table() -> Vec<RouteDef> {
         def(Post, "/admin/integrations/{id}/disable", Admin, "admin-ui", "Disable an integration.", &[], Body::Form, Redirect, |r| r.to(ui::integrations::disable)),
         def(Post, "/admin/integrations/{id}/delete", Admin, "admin-ui", "Delete an integration.", &[], Body::Form, Redirect, |r| r.to(ui::integrations::delete)),
         def(Post, "/admin/integrations/{id}/test", Admin, "admin-ui", "Test an integration's connection.", &[], Body::Form, Html, |r| r.to(ui::integrations::test_connection)),
+        def(Get, "/admin/skills", Admin, "admin-ui", "Skills of every source, which one wins each name, assignments.", SKILLS_QUERY, Body::None, Html, |r| r.to(ui::skills::list)),
+        def(Post, "/admin/skills", Admin, "admin-ui", "Create an admin skill.", &[], Body::Form, Redirect, |r| r.to(ui::skill_form::create)),
+        def(Get, "/admin/skills/new", Admin, "admin-ui", "The form for a new admin skill.", &[], Body::None, Html, |r| r.to(ui::skill_form::new_form)),
+        def(Get, "/admin/skills/import", Admin, "admin-ui", "The import form: paste a skill export.", &[], Body::None, Html, |r| r.to(ui::skill_form::import_form)),
+        def(Post, "/admin/skills/import", Admin, "admin-ui", "Import a skill export.", &[], Body::Form, Redirect, |r| r.to(ui::skill_form::import)),
+        def(Get, "/admin/skills/{id}", Admin, "admin-ui", "One skill: text, supporting files, assignments.", &[], Body::None, Html, |r| r.to(ui::skills::detail)),
+        def(Post, "/admin/skills/{id}", Admin, "admin-ui", "Save an admin skill.", &[], Body::Form, Redirect, |r| r.to(ui::skill_form::save)),
+        def(Get, "/admin/skills/{id}/edit", Admin, "admin-ui", "Edit an admin skill.", &[], Body::None, Html, |r| r.to(ui::skill_form::edit_form)),
+        def(Post, "/admin/skills/{id}/enable", Admin, "admin-ui", "Switch a skill on.", &[], Body::Form, Redirect, |r| r.to(ui::skills::enable)),
+        def(Post, "/admin/skills/{id}/disable", Admin, "admin-ui", "Switch a skill off.", &[], Body::Form, Redirect, |r| r.to(ui::skills::disable)),
+        def(Post, "/admin/skills/{id}/delete", Admin, "admin-ui", "Delete an admin skill.", &[], Body::Form, Redirect, |r| r.to(ui::skills::delete)),
+        def(Post, "/admin/skills/{id}/assignments", Admin, "admin-ui", "Add or change an assignment of a skill.", &[], Body::Form, Redirect, |r| r.to(ui::skills::assign)),
+        def(Post, "/admin/skills/{id}/assignments/remove", Admin, "admin-ui", "Remove an assignment of a skill.", &[], Body::Form, Redirect, |r| r.to(ui::skills::unassign)),
         def(Get, "/admin/receipts", Admin, "admin-ui", "Receipts, filtered and paged.", EVENTS_QUERY, Body::None, Html, |r| r.to(ui::receipts::page)),
         def(Get, "/admin/runtime", Admin, "admin-ui", "Runtime posture and loaded libraries.", &[], Body::None, Html, |r| r.to(ui::runtime::page)),
     ]

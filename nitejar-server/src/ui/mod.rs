@@ -12,6 +12,8 @@ pub mod login;
 pub mod plugins;
 pub mod receipts;
 pub mod runtime;
+pub mod skill_form;
+pub mod skills;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, Responder};
@@ -24,7 +26,8 @@ use crate::serve::AppState;
 /// What the layout needs on every page.
 pub struct Chrome {
     pub title: String,
-    /// Which navigation entry is current: `plugins`, `integrations`, `receipts`, `runtime`, or ``.
+    /// Which navigation entry is current: `plugins`, `integrations`, `skills`, `receipts`,
+    /// `runtime`, or ``.
     pub nav: &'static str,
     pub csrf: String,
     pub signed_in: bool,
@@ -95,6 +98,10 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "uninstalled" => "Uninstalled.",
         "rolled_back" => "Rolled back.",
         "upgraded" => "Upgraded.",
+        "skill_created" => "Skill created.",
+        "skill_imported" => "Skill imported.",
+        "assigned" => "Assignment saved.",
+        "unassigned" => "Assignment removed.",
         _ => return None,
     })
 }
@@ -149,6 +156,20 @@ pub async fn home() -> impl Responder {
     redirect("/admin/plugins")
 }
 
+/// `text` as one URL path segment (`repo:ops/deploy` → `repo%3Aops%2Fdeploy`): skill ids hold `:`
+/// and `/`, and a link must reach the `{id}` of its route whole.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `2026-05-01 12:34:56 UTC` from Unix milliseconds.
 pub fn format_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -174,6 +195,16 @@ pub fn format_ms(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn skill_ids_become_one_path_segment() {
+        assert_eq!(super::path_segment("admin:deploy"), "admin%3Adeploy");
+        assert_eq!(
+            super::path_segment("plugin:acme.ops/Run Book"),
+            "plugin%3Aacme.ops%2FRun%20Book"
+        );
+        assert_eq!(super::path_segment("é"), "%C3%A9");
+    }
+
     #[test]
     fn times_are_formatted_in_utc() {
         assert_eq!(super::format_ms(0), "1970-01-01 00:00:00 UTC");
