@@ -77,8 +77,17 @@ impl ResponseError for ApiError {
 
 /// JSON bodies, query strings and path segments that do not parse answer with this shape too.
 pub fn extractor_configs(cfg: &mut actix_web::web::ServiceConfig) {
-    use actix_web::web::{JsonConfig, PathConfig, QueryConfig};
+    use actix_web::web::{FormConfig, JsonConfig, PathConfig, QueryConfig};
     cfg.app_data(
+        // Admin forms (integration configs hold PEM keys and lists): well past actix's 16 KiB.
+        FormConfig::default()
+            .limit(1024 * 1024)
+            .error_handler(|e, _| {
+                ApiError::bad_request("invalid_form", format!("the form could not be read: {e}"))
+                    .into()
+            }),
+    )
+    .app_data(
         JsonConfig::default()
             .limit(1024 * 1024)
             .error_handler(|e, _| {
