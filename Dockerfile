@@ -22,7 +22,8 @@ FROM docker.io/library/debian:bookworm-slim
 # over TLS. Nothing else: SQLite is compiled into the binary, TLS is rustls.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
  && groupadd --system --gid 10001 nitejar \
  && useradd --system --uid 10001 --gid nitejar --home-dir /app --no-create-home \
       --shell /usr/sbin/nologin nitejar \
