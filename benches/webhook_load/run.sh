@@ -10,7 +10,7 @@ secs=${1:-10}; conns=${2:-32}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
 cargo build --release -q -p nitejar-server
 data=$(mktemp -d); port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 ENCRYPTION_KEY=$(python3 -c 'import os; print(os.urandom(32).hex())') NITEJAR_DATA_DIR="$data" PORT=$port \
   NITEJAR_BIND=127.0.0.1 RUST_LOG=warn ./target/release/nitejar serve 2>"$data/server.log" &
 pid=$!

@@ -26,6 +26,7 @@ on_both_backends!(
     concurrent_idempotency_keys_have_one_winner,
     work_items_jobs_and_spans,
     work_items_are_group_committed_with_their_keys,
+    batches_without_shared_multi_key_items_take_few_statements_and_stay_exact,
     agents_of_an_integration_and_finishing_a_job,
 );
 
@@ -699,6 +700,70 @@ async fn work_items_are_group_committed_with_their_keys(db: TestDb) {
         );
     }
     assert_ne!(results[0].as_ref().map(|r| &r.id), Some(&first.id));
+}
+
+/// Batches where no item with several keys shares one (the usual case: one key per delivery) are
+/// written with a few multi-row statements; the outcome must be the same as one by one.
+async fn batches_without_shared_multi_key_items_take_few_statements_and_stay_exact(db: TestDb) {
+    let store = db.open().await;
+    store
+        .create_work_item_once(&keys(&["k:seen"]), item(0))
+        .await
+        .expect("first")
+        .expect("created");
+    // One key each (a duplicate of a stored key, the same key three times, none at all).
+    let results = store
+        .create_work_items_once(vec![
+            (keys(&["k:1"]), item(1)),
+            (keys(&["k:seen"]), item(2)),
+            (keys(&["k:3"]), item(3)),
+            (keys(&["k:3"]), item(4)),
+            (Vec::new(), item(5)),
+            (keys(&["k:3", "k:3"]), item(6)),
+        ])
+        .await
+        .expect("batch");
+    let created: Vec<bool> = results.iter().map(Option::is_some).collect();
+    assert_eq!(created, [true, false, true, false, true, false]);
+    assert_eq!(
+        results[2].as_ref().map(|r| r.title.as_str()),
+        Some("item 3")
+    );
+    // Several keys, none shared: the item that lost one gives its other key back.
+    let results = store
+        .create_work_items_once(vec![
+            (keys(&["k:7a", "k:seen"]), item(7)),
+            (keys(&["k:8a", "k:8b"]), item(8)),
+        ])
+        .await
+        .expect("batch");
+    assert!(results[0].is_none());
+    let kept = results[1].as_ref().expect("created");
+    assert!(store
+        .try_insert_idempotency_keys(&keys(&["k:7a"]))
+        .await
+        .expect("free"));
+    assert!(!store
+        .try_insert_idempotency_keys(&keys(&["k:8b"]))
+        .await
+        .expect("held"));
+    assert_eq!(
+        store.get_work_item(&kept.id).await.expect("get").as_ref(),
+        Some(kept)
+    );
+    // Every created row reads back as returned, in the caller's order.
+    let many: Vec<_> = (0..300)
+        .map(|n| (keys(&[&format!("k:many:{n}")]), item(1000 + n)))
+        .collect();
+    let results = store.create_work_items_once(many).await.expect("batch");
+    for (n, row) in results.iter().enumerate() {
+        let row = row.as_ref().expect("created");
+        assert_eq!(row.title, format!("item {}", 1000 + n));
+        assert_eq!(
+            store.get_work_item(&row.id).await.expect("get").as_ref(),
+            Some(row)
+        );
+    }
 }
 
 async fn agents_of_an_integration_and_finishing_a_job(db: TestDb) {

@@ -33,6 +33,36 @@ pub(crate) const SPAN_COLUMNS: [&str; 13] = [
     "created_at",
 ];
 
+/// The columns a new work item is inserted with.
+const WORK_ITEM_INSERT_COLUMNS: [&str; 10] = [
+    "id",
+    "integration_id",
+    "session_key",
+    "source",
+    "source_ref",
+    "status",
+    "title",
+    "payload",
+    "created_at",
+    "updated_at",
+];
+
+/// Whether a batch can take the few-statements path: no item has more than one distinct key, or no
+/// key is wanted by two items.
+fn batchable(items: &[(Vec<String>, NewWorkItem)]) -> bool {
+    let distinct = |keys: &[String]| keys.iter().collect::<BTreeSet<_>>().len();
+    if items.iter().all(|(keys, _)| distinct(keys) <= 1) {
+        return true;
+    }
+    let mut seen = BTreeSet::new();
+    items.iter().all(|(keys, _)| {
+        keys.iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .all(|k| seen.insert(k.as_str()))
+    })
+}
+
 /// Rows per multi-row insert statement (13 columns: well under both backends' parameter limits).
 pub(crate) const MAX_ROWS_PER_STATEMENT: usize = 256;
 
@@ -258,6 +288,149 @@ where
     /// Creates many work items, each with its idempotency keys, in ONE transaction (group commit): an
     /// item any of whose keys exists already is skipped (`None`), the others are created.
     pub(crate) async fn sql_create_work_items_once(
+        &self,
+        items: Vec<(Vec<String>, NewWorkItem)>,
+    ) -> Result<Vec<Option<WorkItemRow>>, StoreError> {
+        if batchable(&items) {
+            self.create_work_items_batched(items).await
+        } else {
+            self.create_work_items_one_by_one(items).await
+        }
+    }
+
+    /// The whole batch in a few statements: every item in one multi-row insert, every key in one
+    /// `ON CONFLICT DO NOTHING RETURNING` insert, then the items that lost a key deleted again (their
+    /// keys go with them). Exact when no item has more than one key, or no two items share one (see
+    /// [`batchable`]): then a losing item never holds a key another item of the batch wanted.
+    async fn create_work_items_batched(
+        &self,
+        items: Vec<(Vec<String>, NewWorkItem)>,
+    ) -> Result<Vec<Option<WorkItemRow>>, StoreError> {
+        const OP: &str = "insert work items with idempotency keys";
+        let now = now_ms();
+        let mut ids = Vec::with_capacity(items.len());
+        // (key, index of the item): sorted by key so that concurrent batches on Postgres take the
+        // keys' locks in one order; stable, so the earlier item of the batch wins a shared key.
+        let mut keys: Vec<(String, usize)> = Vec::new();
+        let mut news = Vec::with_capacity(items.len());
+        for (i, (item_keys, new)) in items.into_iter().enumerate() {
+            ids.push(new.id.clone().unwrap_or_else(new_id));
+            let distinct: BTreeSet<String> = item_keys.into_iter().collect();
+            keys.extend(distinct.into_iter().map(|k| (k, i)));
+            news.push(new);
+        }
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+
+        let mut tx = self.begin_write(OP).await?;
+        let mut rows: std::collections::HashMap<String, WorkItemRow> =
+            std::collections::HashMap::with_capacity(news.len());
+        let mut rest: &[NewWorkItem] = &news;
+        let mut first = 0;
+        for size in chunk_sizes(news.len(), MAX_ROWS_PER_STATEMENT) {
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let sql = multi_row_insert(
+                "work_items",
+                &WORK_ITEM_INSERT_COLUMNS,
+                size,
+                &format!("RETURNING {WORK_ITEM_COLUMNS}"),
+                self.params,
+            );
+            let mut query = sqlx::query(&sql);
+            for (offset, new) in chunk.iter().enumerate() {
+                query = query
+                    .bind(ids[first + offset].as_str())
+                    .bind(new.integration_id.as_deref())
+                    .bind(new.session_key.as_str())
+                    .bind(new.source.as_str())
+                    .bind(new.source_ref.as_str())
+                    .bind(new.status.as_deref().unwrap_or("NEW"))
+                    .bind(new.title.as_str())
+                    .bind(new.payload.as_deref())
+                    .bind(now)
+                    .bind(now);
+            }
+            first += size;
+            for row in query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::query(OP))?
+            {
+                let row = Self::work_item_row(&row, OP)?;
+                rows.insert(row.id.clone(), row);
+            }
+        }
+
+        let mut won: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut rest: &[(String, usize)] = &keys;
+        for size in chunk_sizes(keys.len(), MAX_ROWS_PER_STATEMENT) {
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let sql = multi_row_insert(
+                "idempotency_keys",
+                &["key", "work_item_id", "created_at"],
+                size,
+                "ON CONFLICT (key) DO NOTHING RETURNING key, work_item_id",
+                self.params,
+            );
+            let mut query = sqlx::query(&sql);
+            for (key, i) in chunk {
+                query = query.bind(key.as_str()).bind(ids[*i].as_str()).bind(now);
+            }
+            for row in query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::query(OP))?
+            {
+                won.insert((col(&row, "key", OP)?, col(&row, "work_item_id", OP)?));
+            }
+        }
+        let mut lost = vec![false; ids.len()];
+        for (key, i) in &keys {
+            if !won.contains(&(key.clone(), ids[*i].clone())) {
+                lost[*i] = true;
+            }
+        }
+        let losers: Vec<&str> = ids
+            .iter()
+            .zip(&lost)
+            .filter(|(_, lost)| **lost)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        for chunk in losers.chunks(MAX_ROWS_PER_STATEMENT) {
+            // Their keys, if any were inserted, go with them (ON DELETE CASCADE).
+            let sql = format!(
+                "DELETE FROM work_items WHERE id IN {}",
+                super::sql::placeholders(1, chunk.len(), self.params)
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query(OP))?;
+        }
+        tx.commit().await.map_err(StoreError::query(OP))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, lost) in ids.iter().zip(lost) {
+            if lost {
+                out.push(None);
+            } else {
+                let row = rows.remove(id).ok_or_else(|| StoreError::Query {
+                    op: OP,
+                    source: sqlx::Error::RowNotFound,
+                })?;
+                out.push(Some(row));
+            }
+        }
+        Ok(out)
+    }
+
+    /// One item at a time, each under a savepoint: for batches where items share keys and one has
+    /// several (a losing item's other keys must not block later items).
+    async fn create_work_items_one_by_one(
         &self,
         items: Vec<(Vec<String>, NewWorkItem)>,
     ) -> Result<Vec<Option<WorkItemRow>>, StoreError> {
