@@ -565,6 +565,44 @@ async fn refusals_have_stable_codes() {
 }
 
 #[tokio::test]
+async fn saas_locked_mode_refuses_uploads_and_paths() {
+    let data = DataDir::new();
+    let package = signed_webhook(&data.path.join("packages"), "hooks.example.com");
+    let server = start_admin(
+        &data,
+        &[("NITEJAR_PLUGIN_TRUST_MODE", "saas_locked".into())],
+    );
+    let uploaded = upload(&server, "package", "signed-webhook.tgz", &tgz(&package)).await;
+    assert_eq!(uploaded.status, 403, "{}", uploaded.text);
+    assert_eq!(code(&uploaded), "trust_refused");
+    assert!(uploaded.text.contains("saas_locked"), "{}", uploaded.text);
+    let local = api(
+        &server,
+        Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({"path": package.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(
+        (local.status, code(&local).as_str()),
+        (403, "trust_refused"),
+        "{}",
+        local.text
+    );
+    let list = api(&server, Method::GET, "/api/admin/plugins", None)
+        .await
+        .json();
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["origin"] == "builtin"),
+        "nothing was installed: {list}"
+    );
+}
+
+#[tokio::test]
 async fn the_admin_ui_installs_reviews_and_enables_with_consent() {
     let data = DataDir::new();
     let packages = data.path.join("packages");
