@@ -3,6 +3,7 @@
 //! real SQLite store.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use nitejar_core::crypto::{Cipher, Key};
 use nitejar_core::receipts::MemorySink;
@@ -428,4 +429,66 @@ async fn a_failing_model_fails_the_job_with_its_error() {
     let job = f.store.get_job(&reports[0].job_id).await.unwrap().unwrap();
     assert_eq!(job.status, "FAILED");
     assert!(job.error_text.unwrap().contains("overloaded"));
+}
+
+#[tokio::test]
+async fn the_agents_of_an_integration_are_reread_after_agents_ttl() {
+    let f = fixture().await;
+    let integration = f
+        .store
+        .create_integration(
+            nitejar_core::store::NewIntegration::new("recorder", "agents", Default::default()),
+            &[],
+        )
+        .await
+        .unwrap();
+    let runner = |ttl: Duration| {
+        Runner::new(
+            f.runtime.clone(),
+            f.store.clone(),
+            Arc::new(nitejar_core::runner::model::OfflineModel),
+            ToolSet::new(),
+            RunnerConfig {
+                agents_ttl: ttl,
+                ..RunnerConfig::default()
+            },
+        )
+    };
+    let caching = runner(Duration::from_millis(300));
+    let fresh = runner(Duration::ZERO);
+    let names = |agents: Vec<nitejar_core::store::AgentRow>| {
+        agents.into_iter().map(|a| a.name).collect::<Vec<_>>()
+    };
+    let before = names(caching.agents_for(&integration.id).await.unwrap());
+    assert_eq!(
+        before,
+        names(fresh.agents_for(&integration.id).await.unwrap())
+    );
+
+    let support = f
+        .store
+        .create_agent(nitejar_core::store::NewAgent {
+            name: "Support".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    f.store
+        .assign_integration(&support.id, &integration.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        names(fresh.agents_for(&integration.id).await.unwrap()),
+        ["Support"]
+    );
+    assert_eq!(
+        names(caching.agents_for(&integration.id).await.unwrap()),
+        before,
+        "within the ttl"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        names(caching.agents_for(&integration.id).await.unwrap()),
+        ["Support"]
+    );
 }

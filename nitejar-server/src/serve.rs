@@ -147,7 +147,11 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
             ToolSet::new()
                 .with(CurrentTime)
                 .with(UseSkill::new(skills.clone())),
-            RunnerConfig::default(),
+            RunnerConfig {
+                // Like the integration rows and the skill index: re-read within a second.
+                agents_ttl: std::time::Duration::from_secs(1),
+                ..RunnerConfig::default()
+            },
         )
         .with_skills(skills.clone()),
     );

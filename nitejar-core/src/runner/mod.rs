@@ -90,6 +90,9 @@ pub struct RunnerConfig {
     pub max_turns: u32,
     /// Time an integration gets for `post_response` and `acknowledge_receipt`.
     pub integration_timeout: Duration,
+    /// How long the agents of an integration, once read, serve later runs (zero, the default: read
+    /// for every run). An assignment changed elsewhere reaches runs within this time.
+    pub agents_ttl: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -97,9 +100,13 @@ impl Default for RunnerConfig {
         RunnerConfig {
             max_turns: 8,
             integration_timeout: Duration::from_secs(30),
+            agents_ttl: Duration::ZERO,
         }
     }
 }
+
+/// Integrations whose agents a runner remembers at most (past it, the memory starts over).
+const AGENTS_CACHE_MAX: usize = 1024;
 
 /// A work item ready to run, with the integration it came through.
 #[derive(Clone, Debug)]
@@ -163,6 +170,8 @@ pub struct Runner {
     /// The default agent as last read, and when: every run of an unassigned integration needs it,
     /// and an operator's change to it should still show within seconds.
     default_agent: tokio::sync::Mutex<Option<(Instant, AgentRow)>>,
+    /// The agents of each integration as last read (see [`RunnerConfig::agents_ttl`]).
+    agents: std::sync::Mutex<std::collections::HashMap<String, (Instant, Vec<AgentRow>)>>,
 }
 
 impl Runner {
@@ -182,6 +191,7 @@ impl Runner {
             config,
             skills: None,
             default_agent: tokio::sync::Mutex::new(None),
+            agents: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -230,11 +240,37 @@ impl Runner {
 
     /// The agents that handle an integration: those assigned to it, or the default agent.
     pub async fn agents_for(&self, integration_id: &str) -> Result<Vec<AgentRow>, StoreError> {
-        let assigned = self.store.agents_for_integration(integration_id).await?;
-        if !assigned.is_empty() {
-            return Ok(assigned);
+        let ttl = self.config.agents_ttl;
+        if !ttl.is_zero() {
+            if let Some((at, agents)) = self.lock_agents().get(integration_id) {
+                if at.elapsed() < ttl {
+                    return Ok(agents.clone());
+                }
+            }
         }
-        Ok(vec![self.ensure_default_agent().await?])
+        let read_at = Instant::now();
+        let assigned = self.store.agents_for_integration(integration_id).await?;
+        let agents = if assigned.is_empty() {
+            vec![self.ensure_default_agent().await?]
+        } else {
+            assigned
+        };
+        if !ttl.is_zero() {
+            let mut cache = self.lock_agents();
+            if cache.len() >= AGENTS_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(integration_id.to_owned(), (read_at, agents.clone()));
+        }
+        Ok(agents)
+    }
+
+    fn lock_agents(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Instant, Vec<AgentRow>)>>
+    {
+        // Only whole entries are stored under this lock.
+        self.agents.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs a work item: one job per agent handling its integration.
