@@ -182,6 +182,8 @@ struct InstallPage {
     git_ref: String,
     path: String,
     max_mib: u64,
+    /// `saas_locked`: uploads and paths are refused, so their forms are not offered.
+    locked: bool,
 }
 
 impl InstallPage {
@@ -195,6 +197,7 @@ impl InstallPage {
             git_ref: String::new(),
             path: String::new(),
             max_mib: state.plugins.options().limits.max_archive_bytes / (1024 * 1024),
+            locked: state.config.trust_mode() == TrustMode::SaasLocked,
         }
     }
 
