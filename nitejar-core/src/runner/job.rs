@@ -1,0 +1,391 @@
+//! One job in progress: the prompt, the model turns with their tool calls, and the delivery, each
+//! wrapped by its hooks (see the [module docs](super) for the order and what each hook may do).
+
+use std::time::{Duration, Instant};
+
+use nitejar_sdk::hooks::{
+    ModelPostCall, ModelPreCall, ModelToolCall, PromptSkill, ResponsePostDeliver,
+    ResponsePreDeliver, RunPrePrompt, ToolPostExec, ToolPreExec,
+};
+use nitejar_sdk::integration::{PostResponseOptions, PostResponseResult, ResponseMode};
+use serde_json::{json, Value};
+
+use super::model::{self, ChatMessage, ChatRequest};
+use super::tools::{ToolContext, ToolOutput};
+use super::{
+    message_text, prompt, skills_section, span, AgentConfig, JobStatus, RunReport, RunRequest,
+    Runner, DEFAULT_SYSTEM_PROMPT,
+};
+use crate::hooks::{BlockedBy, DispatchContext};
+use crate::receipts::now_ms;
+use crate::skills::{RunScope, USE_SKILL};
+use crate::store::{AgentRow, SpanRow};
+
+/// One job in progress.
+pub(super) struct JobRun<'a> {
+    pub(super) runner: &'a Runner,
+    pub(super) request: &'a RunRequest,
+    pub(super) agent: &'a AgentRow,
+    pub(super) config: AgentConfig,
+    pub(super) ctx: DispatchContext,
+    pub(super) job_id: String,
+    pub(super) spans: Vec<SpanRow>,
+    pub(super) report: RunReport,
+    /// The run's skills, as `run.pre_prompt` saw them.
+    pub(super) skills: Vec<PromptSkill>,
+}
+
+impl JobRun<'_> {
+    /// The skills of this run: its agent's, its team's, its integration type's and the global ones.
+    async fn resolve_skills(&self) -> Vec<PromptSkill> {
+        let scope = RunScope {
+            agent_id: self.agent.id.clone(),
+            team_id: self.config.team_id.clone(),
+            integration_type: Some(self.request.integration.kind.clone()),
+        };
+        prompt::run_skills(self.runner.skills.as_deref(), &scope, &self.job_id).await
+    }
+
+    fn block(&mut self, blocked: BlockedBy) {
+        self.report.status = JobStatus::Blocked;
+        self.report.blocked = Some(blocked);
+    }
+
+    fn fail(&mut self, error: impl Into<String>) {
+        self.report.status = JobStatus::Failed;
+        self.report.error = Some(error.into());
+    }
+
+    fn span(
+        &mut self,
+        name: &str,
+        kind: &str,
+        status: &str,
+        start_ms: i64,
+        took: Duration,
+        attrs: Value,
+    ) {
+        let s = span(
+            &self.job_id,
+            &self.agent.id,
+            None,
+            name,
+            kind,
+            status,
+            start_ms,
+            took,
+            attrs,
+        );
+        self.spans.push(s);
+    }
+
+    fn response_mode(&self) -> ResponseMode {
+        self.runner
+            .runtime
+            .registry()
+            .integration(&self.request.integration.kind)
+            .map(|e| e.descriptor.response_mode)
+            .unwrap_or_default()
+    }
+
+    pub(super) async fn execute(&mut self) {
+        let runner = self.runner;
+        let kind = self.request.integration.kind.clone();
+        let timeout = runner.config.integration_timeout;
+
+        // Acknowledge receipt (a reaction, a typing indicator); a failure here never stops the run.
+        let (instance, rc) = (
+            self.request.integration.clone(),
+            self.request.response_context.clone(),
+        );
+        let _ = runner
+            .runtime
+            .call_integration(
+                &kind,
+                "acknowledge_receipt",
+                &self.ctx,
+                timeout,
+                move |i, host| i.acknowledge_receipt(&instance, rc.as_ref(), host),
+            )
+            .await;
+
+        let text = message_text(&self.request.work_item);
+        let skills = self.resolve_skills().await;
+        let prompt = RunPrePrompt {
+            system_prompt: self
+                .config
+                .system_prompt
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_string()),
+            user_message: text,
+            skills,
+        };
+        let prompt = runner.runtime.dispatch(&self.ctx, prompt).await;
+        if let Some(b) = prompt.blocked {
+            self.block(b);
+            return;
+        }
+        let prompt = prompt.payload;
+        let mut system_prompt = prompt.system_prompt;
+        if runner.tools.get(USE_SKILL).is_some() {
+            system_prompt.push_str(&skills_section(&prompt.skills));
+        }
+        self.skills = prompt.skills;
+
+        let mut messages = vec![
+            ChatMessage::text("system", system_prompt),
+            ChatMessage::text("user", prompt.user_message),
+        ];
+        let streaming = self.response_mode() == ResponseMode::Streaming;
+        let mut final_answer: Option<String> = None;
+        let mut hit_limit = true;
+        for turn in 1..=runner.config.max_turns {
+            let pre = ModelPreCall {
+                turn,
+                model: self
+                    .config
+                    .model
+                    .clone()
+                    .unwrap_or_else(|| runner.model.default_model().to_string()),
+                temperature: self.config.temperature,
+                max_tokens: self.config.max_tokens,
+                messages: messages
+                    .iter()
+                    .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
+                    .collect(),
+                provider_metadata: json!({}),
+            };
+            let pre = runner.runtime.dispatch(&self.ctx, pre).await;
+            if let Some(b) = pre.blocked {
+                self.block(b);
+                return;
+            }
+            let pre = pre.payload;
+            let start_ms = now_ms();
+            let started = Instant::now();
+            let response = runner
+                .model
+                .complete(ChatRequest {
+                    model: pre.model.clone(),
+                    temperature: pre.temperature,
+                    max_tokens: pre.max_tokens,
+                    messages: messages.clone(),
+                    tools: runner.tools.specs(),
+                    provider_metadata: pre.provider_metadata.clone(),
+                })
+                .await;
+            let took = started.elapsed();
+            let response = match response {
+                Ok(r) => {
+                    self.span("model.call", "model", "ok", start_ms, took, json!({
+                        "model": pre.model, "provider": runner.model.name(), "turn": turn, "usage": r.usage }));
+                    r
+                }
+                Err(e) => {
+                    self.span("model.call", "model", "error", start_ms, took, json!({
+                        "model": pre.model, "provider": runner.model.name(), "turn": turn, "error": e.to_string() }));
+                    self.fail(format!("model call failed: {e}"));
+                    return;
+                }
+            };
+            runner
+                .runtime
+                .dispatch(
+                    &self.ctx,
+                    ModelPostCall {
+                        turn,
+                        model: pre.model.clone(),
+                        content: response.content.clone(),
+                        tool_calls: response
+                            .tool_calls
+                            .iter()
+                            .map(|c| ModelToolCall {
+                                id: c.id.clone(),
+                                name: c.name.clone(),
+                                arguments: c.arguments.clone(),
+                            })
+                            .collect(),
+                        usage: response.usage.clone(),
+                        duration_ms: took.as_millis() as u64,
+                    },
+                )
+                .await;
+
+            if response.tool_calls.is_empty() {
+                final_answer = response.content.clone();
+                hit_limit = false;
+                break;
+            }
+            // An assistant message that also calls tools is an intermediate update.
+            if streaming {
+                if let Some(text) = response.content.as_deref().filter(|t| !t.trim().is_empty()) {
+                    if !self.deliver(text, false).await {
+                        return;
+                    }
+                }
+            }
+            messages.push(ChatMessage {
+                role: "assistant".into(),
+                content: response.content.clone(),
+                tool_calls: response.tool_calls.clone(),
+                tool_call_id: None,
+            });
+            for call in &response.tool_calls {
+                let output = self.call_tool(turn, call).await;
+                messages.push(ChatMessage::tool_result(&call.id, output));
+            }
+        }
+        let Some(answer) = final_answer.filter(|a| !a.trim().is_empty()) else {
+            if hit_limit {
+                self.fail(format!(
+                    "the run reached its limit of {} model calls",
+                    runner.config.max_turns
+                ));
+            }
+            return;
+        };
+        self.deliver(&answer, hit_limit).await;
+    }
+
+    /// Runs one tool call with its hooks; returns what the model sees.
+    async fn call_tool(&mut self, turn: u32, call: &model::ToolCall) -> String {
+        let runner = self.runner;
+        let pre = runner
+            .runtime
+            .dispatch(
+                &self.ctx,
+                ToolPreExec {
+                    turn,
+                    tool_name: call.name.clone(),
+                    tool_call_id: call.id.clone(),
+                    tool_input: call.arguments.clone(),
+                },
+            )
+            .await;
+        let start_ms = now_ms();
+        let started = Instant::now();
+        let input = pre.payload.tool_input.clone();
+        let result = match (&pre.blocked, runner.tools.get(&call.name)) {
+            (Some(b), _) => ToolOutput::failed(format!("[blocked] {}", b.reason)),
+            (None, None) => ToolOutput::failed(format!("there is no tool named `{}`", call.name)),
+            (None, Some(tool)) => {
+                let tctx = ToolContext {
+                    work_item_id: self.request.work_item.id.clone(),
+                    job_id: self.job_id.clone(),
+                    agent_id: self.agent.id.clone(),
+                    integration_type: self.request.integration.kind.clone(),
+                    team_id: self.config.team_id.clone(),
+                    skills: self.skills.clone(),
+                };
+                tool.call(&tctx, &input).await
+            }
+        };
+        let status = match (&pre.blocked, result.success) {
+            (Some(_), _) => "blocked",
+            (None, true) => "ok",
+            (None, false) => "error",
+        };
+        self.span(
+            "tool.call",
+            "tool",
+            status,
+            start_ms,
+            started.elapsed(),
+            json!({
+            "tool.name": call.name, "tool.call_id": call.id,
+            "blocked_by": pre.blocked.as_ref().map(|b| b.plugin_id.to_string()) }),
+        );
+        let post = runner
+            .runtime
+            .dispatch(
+                &self.ctx,
+                ToolPostExec {
+                    turn,
+                    tool_name: call.name.clone(),
+                    tool_call_id: call.id.clone(),
+                    tool_input: input,
+                    output: result.output,
+                    success: result.success,
+                },
+            )
+            .await;
+        post.payload.output
+    }
+
+    /// Delivers content through the integration with its hooks. Returns `false` when the run should
+    /// stop (the delivery was blocked or failed).
+    async fn deliver(&mut self, content: &str, hit_limit: bool) -> bool {
+        let runner = self.runner;
+        let instance = &self.request.integration;
+        let pre = runner
+            .runtime
+            .dispatch(
+                &self.ctx,
+                ResponsePreDeliver {
+                    integration_id: instance.id.clone(),
+                    integration_type: instance.kind.clone(),
+                    content: content.to_string(),
+                    response_mode: match self.response_mode() {
+                        ResponseMode::Streaming => "streaming".into(),
+                        ResponseMode::Final => "final".into(),
+                    },
+                    hit_limit,
+                },
+            )
+            .await;
+        if let Some(b) = pre.blocked {
+            self.block(b);
+            return false;
+        }
+        let content = pre.payload.content;
+        let (inst, rc, work_item_id, text) = (
+            instance.clone(),
+            self.request.response_context.clone(),
+            self.request.work_item.id.clone(),
+            content.clone(),
+        );
+        let options = PostResponseOptions {
+            hit_limit,
+            idempotency_key: Some(format!("{}:{}", self.job_id, self.report.deliveries.len())),
+        };
+        let result = runner
+            .runtime
+            .call_integration(
+                &instance.kind,
+                "post_response",
+                &self.ctx,
+                runner.config.integration_timeout,
+                move |i, host| {
+                    i.post_response(&inst, &work_item_id, &text, rc.as_ref(), &options, host)
+                },
+            )
+            .await
+            .unwrap_or_else(|e| PostResponseResult::failed(e.to_string(), false));
+        self.report.deliveries.push(result.clone());
+        runner
+            .runtime
+            .dispatch(
+                &self.ctx,
+                ResponsePostDeliver {
+                    integration_id: instance.id.clone(),
+                    integration_type: instance.kind.clone(),
+                    content: content.clone(),
+                    result: result.clone(),
+                },
+            )
+            .await;
+        if result.success {
+            self.report.final_content = Some(content);
+            true
+        } else {
+            self.fail(format!(
+                "delivery failed: {}",
+                result
+                    .error
+                    .as_deref()
+                    .unwrap_or("the integration reported a failure")
+            ));
+            false
+        }
+    }
+}
