@@ -12,7 +12,6 @@
 //! Every outcome is a `webhook_ingress` receipt whose detail holds the reason code. The HTTP layer is
 //! not here (this crate has no HTTP framework): [`IngressOutcome`] carries the status to answer.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,7 @@ use crate::receipts::{Receipt, ReceiptKind, ReceiptStatus};
 use crate::runner::RunRequest;
 use crate::runtime::{IntegrationCallError, Runtime};
 use crate::store::{IntegrationRow, NewWorkItem, Store, WorkItemRow};
+use crate::ttl::TtlMap;
 use tokio::sync::{mpsc, oneshot};
 
 /// What the webhook route answers, and why.
@@ -72,35 +72,14 @@ pub struct Ingress {
     store: Arc<dyn Store>,
     work: Arc<dyn WorkSink>,
     writer: mpsc::Sender<PendingItem>,
-    rows: RowCache,
+    /// Integration rows recently read: a burst of deliveries reads its row once a second.
+    rows: TtlMap<IntegrationRow>,
     parse_timeout: Duration,
 }
 
 /// How long an integration row read from the store serves deliveries before it is read again. Changes
 /// made elsewhere (the CLI, another server) are picked up within this time.
 const ROW_TTL: Duration = Duration::from_secs(1);
-
-/// Integration rows recently read, so that a burst of deliveries to one integration reads its row
-/// once a second rather than once per delivery.
-#[derive(Default)]
-struct RowCache(std::sync::Mutex<HashMap<String, (Instant, IntegrationRow)>>);
-
-impl RowCache {
-    fn get(&self, id: &str) -> Option<IntegrationRow> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(id)
-            .filter(|(at, _)| at.elapsed() < ROW_TTL)
-            .map(|(_, row)| row.clone())
-    }
-
-    fn put(&self, row: &IntegrationRow) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, (at, _)| at.elapsed() < ROW_TTL);
-        }
-        map.insert(row.id.clone(), (Instant::now(), row.clone()));
-    }
-}
 
 /// Work items written per transaction at most.
 const GROUP_COMMIT_MAX: usize = 256;
@@ -116,28 +95,28 @@ impl Ingress {
             store,
             work,
             writer,
-            rows: RowCache::default(),
+            rows: TtlMap::new(ROW_TTL, 10_000),
             parse_timeout: Duration::from_secs(10),
         }
     }
 
     /// Forgets a cached integration row (call after changing it in this process).
     pub fn forget_integration(&self, id: &str) {
-        let mut map = self.rows.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(id);
+        self.rows.forget(id);
     }
 
     async fn integration_row(&self, id: &str) -> Result<Option<IntegrationRow>, String> {
         if let Some(row) = self.rows.get(id) {
             return Ok(Some(row));
         }
+        let read_at = Instant::now();
         let row = self
             .store
             .get_integration(id)
             .await
             .map_err(|e| e.to_string())?;
         if let Some(row) = &row {
-            self.rows.put(row);
+            self.rows.put(id, read_at, row.clone());
         }
         Ok(row)
     }

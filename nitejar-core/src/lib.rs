@@ -33,6 +33,7 @@ pub mod runtime;
 pub mod skills;
 pub mod store;
 pub mod trust;
+mod ttl;
 
 /// The version of the running Nitejar engine, against which `engine.nitejar` ranges are checked.
 pub const NITEJAR_VERSION: &str = env!("CARGO_PKG_VERSION");

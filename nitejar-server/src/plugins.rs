@@ -189,8 +189,17 @@ pub async fn list(state: &AppState) -> Result<Vec<PluginView>, StoreError> {
     Ok(out)
 }
 
-/// One plugin, or `None` when nothing by that id is installed, built in or active.
-pub async fn get(state: &AppState, id: &str) -> Result<Option<PluginView>, StoreError> {
+/// Whether `id` is built into this binary.
+pub fn is_builtin(id: &str) -> bool {
+    builtin_manifests().contains_key(id)
+}
+
+/// One plugin's row and manifest (installed, else built in), or `None` when nothing by that id is
+/// installed, built in or active.
+async fn find(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<(Option<PluginRow>, Option<Manifest>)>, StoreError> {
     let row = state.store.get_plugin(id).await?;
     let manifest = row
         .as_ref()
@@ -199,18 +208,31 @@ pub async fn get(state: &AppState, id: &str) -> Result<Option<PluginView>, Store
     if row.is_none() && manifest.is_none() && state.runtime.registry().plugin(id).is_none() {
         return Ok(None);
     }
+    Ok(Some((row, manifest)))
+}
+
+async fn view_of(
+    state: &AppState,
+    id: &str,
+    row: Option<&PluginRow>,
+    manifest: Option<&Manifest>,
+) -> Result<PluginView, StoreError> {
     let acks = if row.is_some() {
         acknowledged(state, id).await?
     } else {
         Vec::new()
     };
-    Ok(Some(view(
-        state,
-        manifest.as_ref(),
-        row.as_ref(),
-        id,
-        &acks,
-    )))
+    Ok(view(state, manifest, row, id, &acks))
+}
+
+/// One plugin, or `None` when nothing by that id is installed, built in or active.
+pub async fn get(state: &AppState, id: &str) -> Result<Option<PluginView>, StoreError> {
+    match find(state, id).await? {
+        Some((row, manifest)) => Ok(Some(
+            view_of(state, id, row.as_ref(), manifest.as_ref()).await?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// One installed version, as the detail view lists it.
@@ -240,19 +262,18 @@ pub struct PluginDetail {
 
 /// One plugin with its versions and consent text, or `None` when nothing by that id is known.
 pub async fn detail(state: &AppState, id: &str) -> Result<Option<PluginDetail>, StoreError> {
-    let Some(plugin) = get(state, id).await? else {
+    let Some((row, manifest)) = find(state, id).await? else {
         return Ok(None);
     };
-    let rows = state.store.list_plugin_versions(id).await?;
-    let current = state
+    let plugin = view_of(state, id, row.as_ref(), manifest.as_ref()).await?;
+    let current = row.as_ref().and_then(|r| r.current_version.as_deref());
+    let mut versions: Vec<VersionView> = state
         .store
-        .get_plugin(id)
+        .list_plugin_versions(id)
         .await?
-        .and_then(|r| r.current_version);
-    let mut versions: Vec<VersionView> = rows
         .into_iter()
         .map(|v| VersionView {
-            current: current.as_deref() == Some(v.version.as_str()),
+            current: current == Some(v.version.as_str()),
             version: v.version,
             checksum: v.checksum,
             installed_at: v.installed_at,
@@ -264,16 +285,12 @@ pub async fn detail(state: &AppState, id: &str) -> Result<Option<PluginDetail>, 
             .cmp(&key(&a.version))
             .then_with(|| b.version.cmp(&a.version))
     });
-    let consent_text = if plugin.origin == "builtin" {
-        None
-    } else {
-        state
-            .store
-            .get_plugin(id)
-            .await?
-            .as_ref()
-            .and_then(row_manifest)
-            .map(|m| consent_text(&m, state.config.trust_mode()))
+    // Only an installed third-party plugin is enabled with consent.
+    let consent_text = match (&row, &manifest) {
+        (Some(_), Some(m)) if plugin.origin != "builtin" => {
+            Some(consent_text(m, state.config.trust_mode()))
+        }
+        _ => None,
     };
     Ok(Some(PluginDetail {
         plugin,

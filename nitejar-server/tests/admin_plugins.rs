@@ -41,14 +41,7 @@ async fn upload(server: &Server, field: &str, name: &str, bytes: &[u8]) -> Answe
         .send()
         .await
         .expect("upload");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap_or_default();
-    Answer {
-        status,
-        headers,
-        text,
-    }
+    read(resp).await
 }
 
 fn sign(body: &[u8]) -> String {

@@ -40,6 +40,7 @@ use crate::skills::Skills;
 use crate::store::{
     AgentRow, JobUpdate, NewAgent, NewJob, SpanRow, Store, StoreError, WorkItemRow,
 };
+use crate::ttl::TtlMap;
 use model::ModelProvider;
 use tools::ToolSet;
 
@@ -104,7 +105,7 @@ impl Default for RunnerConfig {
     }
 }
 
-/// Integrations whose agents a runner remembers at most (past it, the memory starts over).
+/// Integrations whose agents a runner remembers at most.
 const AGENTS_CACHE_MAX: usize = 1024;
 
 /// A work item ready to run, with the integration it came through.
@@ -170,7 +171,7 @@ pub struct Runner {
     /// and an operator's change to it should still show within seconds.
     default_agent: tokio::sync::Mutex<Option<(Instant, AgentRow)>>,
     /// The agents of each integration as last read (see [`RunnerConfig::agents_ttl`]).
-    agents: std::sync::Mutex<std::collections::HashMap<String, (Instant, Vec<AgentRow>)>>,
+    agents: TtlMap<Vec<AgentRow>>,
 }
 
 impl Runner {
@@ -183,6 +184,7 @@ impl Runner {
         config: RunnerConfig,
     ) -> Self {
         Runner {
+            agents: TtlMap::new(config.agents_ttl, AGENTS_CACHE_MAX),
             runtime,
             store,
             model,
@@ -190,7 +192,6 @@ impl Runner {
             config,
             skills: None,
             default_agent: tokio::sync::Mutex::new(None),
-            agents: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -239,13 +240,8 @@ impl Runner {
 
     /// The agents that handle an integration: those assigned to it, or the default agent.
     pub async fn agents_for(&self, integration_id: &str) -> Result<Vec<AgentRow>, StoreError> {
-        let ttl = self.config.agents_ttl;
-        if !ttl.is_zero() {
-            if let Some((at, agents)) = self.lock_agents().get(integration_id) {
-                if at.elapsed() < ttl {
-                    return Ok(agents.clone());
-                }
-            }
+        if let Some(agents) = self.agents.get(integration_id) {
+            return Ok(agents);
         }
         let read_at = Instant::now();
         let assigned = self.store.agents_for_integration(integration_id).await?;
@@ -254,22 +250,8 @@ impl Runner {
         } else {
             assigned
         };
-        if !ttl.is_zero() {
-            let mut cache = self.lock_agents();
-            if cache.len() >= AGENTS_CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(integration_id.to_owned(), (read_at, agents.clone()));
-        }
+        self.agents.put(integration_id, read_at, agents.clone());
         Ok(agents)
-    }
-
-    fn lock_agents(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Instant, Vec<AgentRow>)>>
-    {
-        // Only whole entries are stored under this lock.
-        self.agents.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs a work item: one job per agent handling its integration.

@@ -361,7 +361,9 @@ where
             }
         }
 
-        let mut won: BTreeSet<(String, String)> = BTreeSet::new();
+        // Key → the item that holds it now (inserted by this statement).
+        let mut won: std::collections::HashMap<String, String> =
+            std::collections::HashMap::with_capacity(keys.len());
         let mut rest: &[(String, usize)] = &keys;
         for size in chunk_sizes(keys.len(), MAX_ROWS_PER_STATEMENT) {
             let (chunk, tail) = rest.split_at(size);
@@ -382,12 +384,12 @@ where
                 .await
                 .map_err(StoreError::query(OP))?
             {
-                won.insert((col(&row, "key", OP)?, col(&row, "work_item_id", OP)?));
+                won.insert(col(&row, "key", OP)?, col(&row, "work_item_id", OP)?);
             }
         }
         let mut lost = vec![false; ids.len()];
         for (key, i) in &keys {
-            if !won.contains(&(key.clone(), ids[*i].clone())) {
+            if won.get(key) != Some(&ids[*i]) {
                 lost[*i] = true;
             }
         }

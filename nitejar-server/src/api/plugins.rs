@@ -111,22 +111,18 @@ pub async fn read_upload(
     mut multipart: Multipart,
 ) -> Result<(String, Vec<u8>), ApiError> {
     let limit = state.plugins.options().limits.max_archive_bytes;
+    let unreadable = |e: actix_multipart::MultipartError| {
+        ApiError::bad_request(
+            "invalid_upload",
+            format!("the upload could not be read: {e}"),
+        )
+    };
     while let Some(field) = multipart.next().await {
-        let mut field = field.map_err(|e| {
-            ApiError::bad_request(
-                "invalid_upload",
-                format!("the upload could not be read: {e}"),
-            )
-        })?;
+        let mut field = field.map_err(unreadable)?;
         if field.name() != Some(UPLOAD_FIELD) {
             // Drain and ignore other fields (a browser may send the CSRF token or a button).
             while let Some(chunk) = field.next().await {
-                chunk.map_err(|e| {
-                    ApiError::bad_request(
-                        "invalid_upload",
-                        format!("the upload could not be read: {e}"),
-                    )
-                })?;
+                chunk.map_err(unreadable)?;
             }
             continue;
         }
@@ -138,12 +134,7 @@ pub async fn read_upload(
             .unwrap_or_else(|| "upload.tgz".to_owned());
         let mut bytes = Vec::new();
         while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::bad_request(
-                    "invalid_upload",
-                    format!("the upload could not be read: {e}"),
-                )
-            })?;
+            let chunk = chunk.map_err(unreadable)?;
             if (bytes.len() + chunk.len()) as u64 > limit {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -273,12 +264,7 @@ fn json_or_default<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Res
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("the request body is not the JSON expected: {e}"),
-        )
-    })
+    super::body::json(body)
 }
 
 /// What the operator says when enabling or upgrading.

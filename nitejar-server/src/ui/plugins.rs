@@ -399,10 +399,7 @@ pub async fn enable(
     id: web::Path<String>,
     form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
-    let builtin = nitejar_core::builtin::builtins()
-        .into_iter()
-        .filter_map(|b| b.manifest().ok())
-        .any(|v| v.manifest.id == *id);
+    let builtin = plugins::is_builtin(&id);
     let accept_consent = builtin
         || form
             .iter()

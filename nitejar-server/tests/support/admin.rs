@@ -64,7 +64,8 @@ impl Answer {
     }
 }
 
-async fn read(resp: reqwest::Response) -> Answer {
+/// Reads a response whole.
+pub async fn read(resp: reqwest::Response) -> Answer {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap_or_default();
