@@ -128,6 +128,31 @@ impl Key {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// A key for another purpose, derived from this one (HMAC-SHA256 of `purpose`), so that the
+    /// encryption key itself is used for nothing but encryption. The same key and purpose always
+    /// give the same bytes; different purposes give unrelated keys.
+    ///
+    /// ```
+    /// use nitejar_core::crypto::Key;
+    /// let key = Key::generate().expect("random");
+    /// assert_eq!(key.derive("sessions"), key.derive("sessions"));
+    /// assert_ne!(key.derive("sessions"), key.derive("other"));
+    /// ```
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::Mac as _;
+        match hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0) {
+            Ok(mut mac) => {
+                mac.update(purpose.as_bytes());
+                mac.finalize().into_bytes().into()
+            }
+            // HMAC takes keys of any length; a 32-byte key cannot be refused.
+            Err(_) => {
+                <sha2::Sha256 as sha2::Digest>::digest([&self.0[..], purpose.as_bytes()].concat())
+                    .into()
+            }
+        }
+    }
 }
 
 /// Where the key in use came from. The server says so at start-up; [`KeyOrigin::Generated`] deserves a

@@ -48,6 +48,7 @@ fn session(id: &str, hash: &str, created_at: i64, expires_at: i64) -> AdminSessi
         created_at,
         expires_at,
         last_seen_at: None,
+        token_fingerprint: format!("fp-{id}"),
     }
 }
 

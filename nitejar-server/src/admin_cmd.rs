@@ -55,7 +55,10 @@ fn reset_token() -> anyhow::Result<()> {
             );
         }
         println!("{token}");
-        eprintln!("This is the new admin token; it is not shown again. Every admin session was ended.");
+        eprintln!(
+            "This is the new admin token; it is not shown again. A running server takes it from its \
+             next request; the old token and every admin session have ended."
+        );
         Ok(())
     })
 }

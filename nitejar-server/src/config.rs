@@ -10,6 +10,8 @@ use anyhow::{bail, Context as _};
 use nitejar_core::skills::{SkillLimits, SkillsConfig};
 use nitejar_core::trust::{TrustMode, TrustPolicy};
 
+use crate::auth::throttle::ThrottlePolicy;
+
 /// Reads `NITEJAR_<name>`, falling back to `SLOPBOT_<name>`. Empty values count as unset.
 pub fn var(name: &str) -> Option<String> {
     [format!("NITEJAR_{name}"), format!("SLOPBOT_{name}")]
@@ -120,6 +122,13 @@ pub struct Config {
     pub skill_max_file_bytes: u64,
     /// `NITEJAR_SKILL_MAX_BYTES`: the largest skill, all its files together (default 1 MiB).
     pub skill_max_bytes: u64,
+    /// `NITEJAR_ADMIN_AUTH_MAX_FAILURES` failed credentials (default 10) from one address within
+    /// `NITEJAR_ADMIN_AUTH_WINDOW_MS` (default 300 000) lock it out for
+    /// `NITEJAR_ADMIN_AUTH_LOCKOUT_MS` (default 60 000), doubling with each further lockout.
+    pub auth_throttle: ThrottlePolicy,
+    /// `NITEJAR_TRUSTED_PROXIES`: addresses or CIDR ranges of reverse proxies whose
+    /// `X-Forwarded-For` names the client (default none: the header is ignored).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A configured secret: kept out of `Debug` output and logs.
@@ -127,6 +136,11 @@ pub struct Config {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret value.
     pub fn expose(&self) -> &str {
         &self.0
@@ -199,6 +213,12 @@ impl Config {
                 SkillLimits::default().max_file_bytes,
             )?,
             skill_max_bytes: number("SKILL_MAX_BYTES", SkillLimits::default().max_skill_bytes)?,
+            auth_throttle: auth_throttle()?,
+            trusted_proxies: match var("TRUSTED_PROXIES") {
+                Some(text) => crate::auth::parse_trusted_proxies(&text)
+                    .map_err(|e| anyhow::anyhow!("NITEJAR_TRUSTED_PROXIES: {e}"))?,
+                None => Vec::new(),
+            },
         })
     }
 
@@ -237,6 +257,23 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn auth_throttle() -> anyhow::Result<ThrottlePolicy> {
+    let default = ThrottlePolicy::default();
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let policy = ThrottlePolicy {
+        max_failures: number("ADMIN_AUTH_MAX_FAILURES", default.max_failures)?,
+        window: Duration::from_millis(number("ADMIN_AUTH_WINDOW_MS", millis(default.window))?),
+        lockout: Duration::from_millis(number("ADMIN_AUTH_LOCKOUT_MS", millis(default.lockout))?),
+    };
+    if policy.max_failures == 0 || policy.window.is_zero() || policy.lockout.is_zero() {
+        bail!(
+            "NITEJAR_ADMIN_AUTH_MAX_FAILURES, _WINDOW_MS and _LOCKOUT_MS must be more than 0 \
+             (failed admin credentials are always counted)"
+        );
+    }
+    Ok(policy)
 }
 
 fn admin_token() -> anyhow::Result<Option<Secret>> {

@@ -53,6 +53,9 @@ const HELP: &[(&str, &str, &str)] = &[
     ("nitejar_plugin_actions_total", "counter", "Plugin lifecycle actions (install, enable, disable, upgrade, rollback, uninstall, load, auto_disable) by plugin and outcome."),
     ("nitejar_permission_denials_total", "counter", "Host calls denied by the permission gate, by plugin."),
     ("nitejar_receipts_total", "counter", "Receipts recorded, by kind and status."),
+    ("nitejar_admin_auth_failures_total", "counter", "Failed admin credentials (a wrong bearer token or sign-in), by credential."),
+    ("nitejar_admin_auth_lockouts_total", "counter", "Client addresses locked out after repeated failed admin credentials."),
+    ("nitejar_admin_auth_throttled_total", "counter", "Requests refused with 429 because their address is locked out."),
 ];
 
 impl Metrics {
@@ -64,6 +67,34 @@ impl Metrics {
     fn lock(&self) -> std::sync::MutexGuard<'_, Families> {
         // Counters stay consistent under a panic elsewhere (each update is one map operation).
         self.families.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a failed admin credential (`bearer` or `sign_in`).
+    pub fn admin_auth_failure(&self, credential: &'static str) {
+        let mut f = self.lock();
+        inc(
+            &mut f,
+            "nitejar_admin_auth_failures_total",
+            vec![("credential", credential.to_owned())],
+        );
+    }
+
+    /// Counts an address locked out.
+    pub fn admin_auth_lockout(&self) {
+        inc(
+            &mut self.lock(),
+            "nitejar_admin_auth_lockouts_total",
+            Vec::new(),
+        );
+    }
+
+    /// Counts a request refused because its address is locked out.
+    pub fn admin_auth_throttled(&self) {
+        inc(
+            &mut self.lock(),
+            "nitejar_admin_auth_throttled_total",
+            Vec::new(),
+        );
     }
 
     /// Counts one receipt.

@@ -64,7 +64,71 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(serve(config, args))
 }
 
+/// The engine behind the HTTP server, assembled from the configuration.
+pub(crate) struct Engine {
+    /// What every handler reaches.
+    pub state: web::Data<AppState>,
+    queue: Arc<RunQueue>,
+    sink: Arc<DbReceiptSink>,
+    store: Arc<dyn Store>,
+}
+
 async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    // A route table that would expose an admin handler is a bug: refuse to serve it.
+    routes::check_table(&routes::ROUTES)
+        .map_err(|e| anyhow::anyhow!("the route table is unsafe to serve: {e}"))?;
+    let Engine {
+        state,
+        queue,
+        sink,
+        store,
+    } = assemble(config.clone()).await?;
+    let max_body = config.webhook_max_bytes;
+    let (bind, port) = (args.bind, args.port);
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .configure(api::error::extractor_configs)
+            .configure(routes::configure)
+            // Outermost last: the access log sees every answer; a path that is not canonical is
+            // refused before the guard or the router looks at it.
+            .wrap(from_fn(auth::guard::guard))
+            .wrap(from_fn(routes::canonical::refuse_non_canonical))
+            .wrap(from_fn(access_log::log))
+    })
+    .bind((bind.as_str(), port))
+    .with_context(|| format!("could not listen on {bind}:{port}"))?
+    .shutdown_timeout(10);
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(
+        "nitejar {} listening on http://{bind}:{port} (data: {}; admin UI at /admin)",
+        nitejar_core::NITEJAR_VERSION,
+        config.data_dir.display()
+    );
+    server.run().await.context("server stopped with an error")?;
+
+    tracing::info!("shutting down: finishing runs and writing receipts");
+    if tokio::time::timeout(Duration::from_secs(20), queue.drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!("runs still going after 20 s; stopping without them");
+    }
+    let report = sink.shutdown().await;
+    tracing::info!(
+        "receipts written: {}, lost: {}",
+        report.written,
+        report.lost
+    );
+    store.close().await.ok();
+    Ok(())
+}
+
+/// Opens the database, sets up the admin credential, boots the plugins and the runner: everything
+/// the HTTP server serves.
+pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
     config.prepare_dirs()?;
     let (key, origin) = load_or_create_key(config.encryption_key.as_deref(), &config.data_dir)
         .context("ENCRYPTION_KEY")?;
@@ -85,7 +149,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
                 store::Backend::of_url(&config.database_url).as_str()
             )
         })?;
-    let (auth, token_origin) = AdminAuth::init(store.clone(), &config)
+    let (auth, token_origin) = AdminAuth::init(store.clone(), &config, &key)
         .await
         .context("admin token")?;
     log_token_origin(token_origin);
@@ -167,52 +231,19 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         runtime: runtime.clone(),
         ingress,
         store: store.clone(),
-        config: config.clone(),
+        config,
         auth: Arc::new(auth),
         metrics,
         plugins,
         skills,
         ready: AtomicBool::new(false),
     });
-    let max_body = config.webhook_max_bytes;
-    let (bind, port) = (args.bind, args.port);
-    let app_state = state.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(app_state.clone())
-            .app_data(web::PayloadConfig::new(max_body))
-            .configure(api::error::extractor_configs)
-            .configure(routes::configure)
-            // Outermost last: the access log sees what the guard answered.
-            .wrap(from_fn(auth::guard::guard))
-            .wrap(from_fn(access_log::log))
+    Ok(Engine {
+        state,
+        queue,
+        sink,
+        store,
     })
-    .bind((bind.as_str(), port))
-    .with_context(|| format!("could not listen on {bind}:{port}"))?
-    .shutdown_timeout(10);
-    state.ready.store(true, Ordering::Release);
-    tracing::info!(
-        "nitejar {} listening on http://{bind}:{port} (data: {}; admin UI at /admin)",
-        nitejar_core::NITEJAR_VERSION,
-        config.data_dir.display()
-    );
-    server.run().await.context("server stopped with an error")?;
-
-    tracing::info!("shutting down: finishing runs and writing receipts");
-    if tokio::time::timeout(Duration::from_secs(20), queue.drain())
-        .await
-        .is_err()
-    {
-        tracing::warn!("runs still going after 20 s; stopping without them");
-    }
-    let report = sink.shutdown().await;
-    tracing::info!(
-        "receipts written: {}, lost: {}",
-        report.written,
-        report.lost
-    );
-    store.close().await.ok();
-    Ok(())
 }
 
 fn log_token_origin(origin: TokenOrigin) {

@@ -41,15 +41,17 @@ fn start(data: &DataDir) -> Server {
             ("NITEJAR_SKILLS_DIRS", root.display().to_string()),
             ("NITEJAR_SKILL_MAX_FILE_BYTES", MAX_FILE.to_string()),
             ("NITEJAR_SKILL_MAX_BYTES", MAX_SKILL.to_string()),
+            // Some tests send wrong tokens on purpose; the throttle has its own test.
+            ("NITEJAR_ADMIN_AUTH_MAX_FAILURES", "1000000".to_owned()),
         ],
     )
 }
 
-/// `text` as one URL path segment.
+/// `text` as one URL path segment, in canonical form (unreserved characters as themselves).
 fn seg(text: &str) -> String {
     text.bytes()
         .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'-' {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
                 char::from(b).to_string()
             } else {
                 format!("%{b:02X}")

@@ -9,7 +9,8 @@ use super::sql::{col, SqlStore};
 use super::{AdminSessionRow, StoreError};
 
 const SESSION_COLUMNS: &str = "id, token_hash, CAST(created_at AS BIGINT) AS created_at, \
-     CAST(expires_at AS BIGINT) AS expires_at, CAST(last_seen_at AS BIGINT) AS last_seen_at";
+     CAST(expires_at AS BIGINT) AS expires_at, CAST(last_seen_at AS BIGINT) AS last_seen_at, \
+     token_fingerprint";
 
 impl<DB> SqlStore<DB>
 where
@@ -79,6 +80,7 @@ where
             created_at: col(row, "created_at", op)?,
             expires_at: col(row, "expires_at", op)?,
             last_seen_at: col(row, "last_seen_at", op)?,
+            token_fingerprint: col(row, "token_fingerprint", op)?,
         })
     }
 
@@ -88,14 +90,16 @@ where
     ) -> Result<(), StoreError> {
         const OP: &str = "insert admin session";
         sqlx::query(
-            "INSERT INTO admin_sessions (id, token_hash, created_at, expires_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO admin_sessions \
+             (id, token_hash, created_at, expires_at, last_seen_at, token_fingerprint) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(session.id.as_str())
         .bind(session.token_hash.as_str())
         .bind(session.created_at)
         .bind(session.expires_at)
         .bind(session.last_seen_at)
+        .bind(session.token_fingerprint.as_str())
         .execute(&self.pool)
         .await
         .map_err(StoreError::query(OP))?;

@@ -581,4 +581,8 @@ pub struct AdminSessionRow {
     pub expires_at: i64,
     /// When the session was last used (updated at most once a minute).
     pub last_seen_at: Option<i64>,
+    /// Which admin token the session was opened with: a keyed fingerprint of that token (never the
+    /// token or its plain hash). A session whose token is no longer the admin token has ended.
+    /// Empty for sessions opened before fingerprints existed (they have ended too).
+    pub token_fingerprint: String,
 }

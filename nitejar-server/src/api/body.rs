@@ -4,8 +4,8 @@
 //! JSON escaping or form URL-encoding makes that text longer on the wire. The skill routes (API and
 //! pages) therefore read their bodies themselves, up to [`admin_body_limit`], so that a skill over its
 //! size limit is refused by the skill checks — with a message naming the file and the limit — and not
-//! by a body limit that knows nothing about skills. The auth guard reads admin forms (for their CSRF
-//! field) up to the same limit.
+//! by a body limit that knows nothing about skills. Every admin form ([`crate::auth::AdminForm`]) and
+//! the auth guard (looking for a form's CSRF field) read up to the same limit.
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
@@ -63,11 +63,4 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             format!("the request body is not the JSON expected: {e}"),
         )
     })
-}
-
-/// The fields of a URL-encoded form body, in order (a name may repeat).
-pub fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(bytes)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
 }

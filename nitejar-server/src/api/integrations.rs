@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::base_url;
 use super::error::ApiError;
+use crate::auth::Admin;
 use crate::integrations::{self as ops, IntegrationInput, IntegrationOpError, IntegrationPatch};
 use crate::serve::AppState;
 
@@ -36,6 +37,7 @@ pub struct ListQuery {
 }
 
 pub async fn list(
+    _admin: Admin,
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<ListQuery>,
@@ -47,6 +49,7 @@ pub async fn list(
 }
 
 pub async fn get(
+    _admin: Admin,
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,
@@ -56,6 +59,7 @@ pub async fn get(
 }
 
 pub async fn create(
+    _admin: Admin,
     state: web::Data<AppState>,
     req: HttpRequest,
     input: web::Json<IntegrationInput>,
@@ -69,6 +73,7 @@ pub async fn create(
 }
 
 pub async fn update(
+    _admin: Admin,
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,
@@ -83,6 +88,7 @@ pub async fn update(
 }
 
 pub async fn delete(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -91,6 +97,7 @@ pub async fn delete(
 }
 
 pub async fn test_connection(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

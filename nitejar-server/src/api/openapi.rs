@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 use actix_web::HttpResponse;
 use serde_json::{json, Map, Value};
 
+use crate::auth::Admin;
 use crate::routes::{Access, Answer, Body, RouteDef, ROUTES};
 
 const COMPONENTS: &str = include_str!("openapi_components.json");
@@ -13,7 +14,7 @@ const COMPONENTS: &str = include_str!("openapi_components.json");
 /// The document, built once.
 pub static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
 
-pub async fn document() -> HttpResponse {
+pub async fn document(_admin: Admin) -> HttpResponse {
     HttpResponse::Ok().json(&*DOCUMENT)
 }
 
@@ -52,7 +53,7 @@ fn operation(r: &RouteDef) -> Value {
     };
     let mut responses = Map::new();
     responses.insert(ok_status.into(), ok);
-    let security = match r.access {
+    let security = match r.access() {
         Access::Admin | Access::Metrics => {
             responses.insert("401".into(), error_response("No or wrong credentials"));
             responses.insert(

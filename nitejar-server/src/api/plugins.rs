@@ -17,10 +17,11 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::receipts::{store_error, ReceiptView};
+use crate::auth::Admin;
 use crate::plugins;
 use crate::serve::AppState;
 
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let items = plugins::list(&state).await.map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(json!({ "items": items })))
 }
@@ -34,6 +35,7 @@ fn not_found(id: &str) -> ApiError {
 }
 
 pub async fn get(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -53,6 +55,7 @@ pub struct PageQuery {
 }
 
 pub async fn events(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
     query: web::Query<PageQuery>,
@@ -161,6 +164,7 @@ pub async fn read_upload(
 }
 
 pub async fn upload(
+    _admin: Admin,
     state: web::Data<AppState>,
     multipart: Multipart,
 ) -> Result<HttpResponse, ApiError> {
@@ -176,6 +180,7 @@ pub struct NpmBody {
 }
 
 pub async fn install_npm(
+    _admin: Admin,
     state: web::Data<AppState>,
     body: web::Json<NpmBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -200,6 +205,7 @@ pub struct GitBody {
 }
 
 pub async fn install_git(
+    _admin: Admin,
     state: web::Data<AppState>,
     body: web::Json<GitBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -252,6 +258,7 @@ pub fn local_source(path: &str) -> Result<InstallSource, ApiError> {
 }
 
 pub async fn install_local(
+    _admin: Admin,
     state: web::Data<AppState>,
     body: web::Json<LocalBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -298,6 +305,7 @@ impl ConsentBody {
 }
 
 pub async fn enable(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
     body: web::Bytes,
@@ -308,6 +316,7 @@ pub async fn enable(
 }
 
 pub async fn disable(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -331,6 +340,7 @@ pub struct UpgradeBody {
 }
 
 pub async fn upgrade(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
     body: web::Bytes,
@@ -369,6 +379,7 @@ pub struct RollbackBody {
 }
 
 pub async fn rollback(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
     body: web::Json<RollbackBody>,
@@ -395,6 +406,7 @@ pub struct UninstallQuery {
 }
 
 pub async fn uninstall(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
     query: web::Query<UninstallQuery>,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use crate::auth::Admin;
 use crate::serve::AppState;
 
 /// The query of a receipts page (API and UI).
@@ -89,6 +90,7 @@ pub fn store_error(e: StoreError) -> ApiError {
 }
 
 pub async fn list(
+    _admin: Admin,
     state: web::Data<AppState>,
     query: web::Query<ReceiptQuery>,
 ) -> Result<HttpResponse, ApiError> {

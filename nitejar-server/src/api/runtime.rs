@@ -6,6 +6,7 @@ use nitejar_core::registry::PluginOrigin;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::auth::Admin;
 use crate::posture;
 use crate::serve::AppState;
 use nitejar_core::trust::TrustMode;
@@ -119,11 +120,11 @@ pub fn summary(state: &AppState) -> RuntimeSummary {
     }
 }
 
-pub async fn runtime(state: web::Data<AppState>) -> HttpResponse {
+pub async fn runtime(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(summary(&state))
 }
 
-pub async fn integration_types(state: web::Data<AppState>) -> HttpResponse {
+pub async fn integration_types(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
     let registry = state.runtime.registry();
     let items: Vec<_> = registry
         .integrations()

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::body;
 use super::error::ApiError;
+use crate::auth::Admin;
 use crate::serve::AppState;
 
 /// Names agree, precedence decides: listed in every listing so that scripts and people see the
@@ -88,6 +89,7 @@ impl ListQuery {
 }
 
 pub async fn list(
+    _admin: Admin,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -100,6 +102,7 @@ pub async fn list(
 }
 
 pub async fn get(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -107,6 +110,7 @@ pub async fn get(
 }
 
 pub async fn create(
+    _admin: Admin,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -116,6 +120,7 @@ pub async fn create(
 }
 
 pub async fn update(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
     payload: web::Payload,
@@ -126,6 +131,7 @@ pub async fn update(
 }
 
 pub async fn delete(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -141,6 +147,7 @@ pub async fn delete(
 }
 
 pub async fn enable(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -148,6 +155,7 @@ pub async fn enable(
 }
 
 pub async fn disable(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -197,6 +205,7 @@ impl ScopeQuery {
 }
 
 pub async fn assignments(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
     query: web::Query<ScopeQuery>,
@@ -209,6 +218,7 @@ pub async fn assignments(
 }
 
 pub async fn assign(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
     input: web::Json<AssignmentBody>,
@@ -218,6 +228,7 @@ pub async fn assign(
 }
 
 pub async fn unassign(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
     query: web::Query<ScopeQuery>,
@@ -260,6 +271,7 @@ fn export_file_name(slug: &str) -> String {
 }
 
 pub async fn export(
+    _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -281,6 +293,7 @@ pub struct ImportQuery {
 }
 
 pub async fn import(
+    _admin: Admin,
     state: web::Data<AppState>,
     query: web::Query<ImportQuery>,
     payload: web::Payload,

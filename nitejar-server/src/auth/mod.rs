@@ -10,28 +10,46 @@
 //! - The JSON API takes `Authorization: Bearer <admin token>`.
 //! - The admin UI signs in with the token and gets a session: a random token in an `HttpOnly`,
 //!   `SameSite=Strict` cookie (`Secure` behind https), stored as its SHA-256 in `admin_sessions`.
-//!   Sessions end after 12 idle hours or 7 days, or at sign-out.
+//!   Sessions end after 12 idle hours or 7 days, at sign-out, or as soon as the admin token is no
+//!   longer the one they were opened with (each carries a keyed fingerprint of it).
 //! - Every state-changing request made with a session cookie carries the session's CSRF token (a
 //!   form field `_csrf`, the `X-CSRF-Token` header, or `?_csrf=` on multipart forms) and must not
-//!   come from another site (`Origin`, `Referer`, `Sec-Fetch-Site`). See [`guard`].
+//!   come from another site (`Origin`, `Referer`, `Sec-Fetch-Site`).
 //! - `/metrics` also accepts `NITEJAR_METRICS_TOKEN`, which opens nothing else.
+//! - Failed tokens are counted per client address ([`throttle`]); an address that keeps failing
+//!   gets 429 for a while.
 //! - Webhook routes are not behind any of this: each integration checks its own signature.
+//!
+//! Two walls check all of it. Every admin handler takes an [`Admin`] (or [`AdminForm`],
+//! [`MetricsReader`], [`SignInForm`]) extractor that verifies the credential itself, and the route
+//! table only registers an admin route whose handler does ([`crate::routes`]); in front of the
+//! router, [`guard`] applies the same checks to every path the table marks as protected.
 
+pub mod admin;
+mod client;
 pub mod guard;
 mod origin;
+pub mod throttle;
 
+use std::net::IpAddr;
 use std::sync::Arc;
+
+use actix_web::HttpRequest;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use ipnet::IpNet;
+use nitejar_core::crypto::Key;
 use nitejar_core::store::{new_id, AdminSessionRow, Store, StoreError};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 
-pub use guard::Principal;
+pub use admin::{Admin, AdminForm, MetricsReader, Refusal, SignInForm};
+pub use client::parse_trusted_proxies;
+use throttle::Throttle;
 
 /// The `admin_settings` key of a generated admin token's SHA-256.
 pub const TOKEN_HASH_SETTING: &str = "admin_token_sha256";
@@ -75,14 +93,33 @@ pub struct Session {
     pub csrf: String,
 }
 
+/// Where the admin token is kept.
+enum TokenSource {
+    /// `NITEJAR_ADMIN_TOKEN`: its SHA-256, fixed for the life of the process.
+    Env([u8; 32]),
+    /// The stored hash of a generated token, read at every check, so that
+    /// `nitejar admin reset-token` on a running server takes effect at the next request.
+    Stored,
+}
+
 /// The admin credential and sessions.
 pub struct AdminAuth {
-    token_hash: [u8; 32],
+    token: TokenSource,
     metrics_token_hash: Option<[u8; 32]>,
     store: Arc<dyn Store>,
+    /// Keys the token fingerprints sessions carry (derived from the encryption key, so a copy of
+    /// the database alone cannot be used to test guesses of an operator's token).
+    fingerprint_key: [u8; 32],
     /// Session cookies are always `Secure` (the public URL is https).
     pub always_secure: bool,
+    /// Failed credentials per client address.
+    pub throttle: Throttle,
+    /// `NITEJAR_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
+    trusted_proxies: Vec<IpNet>,
 }
+
+/// The purpose the fingerprint key is derived for (see [`nitejar_core::crypto::Key::derive`]).
+const FINGERPRINT_PURPOSE: &str = "nitejar admin session token fingerprint v1";
 
 /// SHA-256 of a token.
 pub fn sha256(text: &str) -> [u8; 32] {
@@ -115,23 +152,31 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 
 impl AdminAuth {
     /// Sets up the admin credential: `NITEJAR_ADMIN_TOKEN`, the stored hash of a generated token,
-    /// or a new generated token.
+    /// or a new generated token. `key` is the encryption key (session fingerprints are keyed by a
+    /// key derived from it).
     pub async fn init(
         store: Arc<dyn Store>,
         config: &Config,
+        key: &Key,
     ) -> Result<(AdminAuth, TokenOrigin), AuthError> {
-        let (token_hash, origin) = match &config.admin_token {
-            Some(token) => (sha256(token.expose()), TokenOrigin::Env),
-            None => Self::stored_or_generated(&*store).await?,
+        let (token, origin) = match &config.admin_token {
+            Some(token) => (TokenSource::Env(sha256(token.expose())), TokenOrigin::Env),
+            None => (
+                TokenSource::Stored,
+                Self::stored_or_generated(&*store).await?.1,
+            ),
         };
         let auth = AdminAuth {
-            token_hash,
+            token,
             metrics_token_hash: config.metrics_token.as_ref().map(|t| sha256(t.expose())),
             store,
+            fingerprint_key: key.derive(FINGERPRINT_PURPOSE),
             always_secure: config
                 .public_url
                 .as_ref()
                 .is_some_and(|u| u.scheme() == "https"),
+            throttle: Throttle::new(config.auth_throttle),
+            trusted_proxies: config.trusted_proxies.clone(),
         };
         Ok((auth, origin))
     }
@@ -175,9 +220,51 @@ impl AdminAuth {
         Ok(token)
     }
 
+    /// The SHA-256 of the admin token now: the configured one, or the stored one as it is in the
+    /// database at this moment (`None` if it has been removed: then no token is the admin token).
+    async fn token_hash(&self) -> Result<Option<[u8; 32]>, AuthError> {
+        match &self.token {
+            TokenSource::Env(hash) => Ok(Some(*hash)),
+            TokenSource::Stored => Self::stored_hash(&*self.store).await,
+        }
+    }
+
     /// Whether `presented` is the admin token.
-    pub fn is_admin_token(&self, presented: &str) -> bool {
-        !presented.is_empty() && bool::from(sha256(presented).ct_eq(&self.token_hash))
+    pub async fn is_admin_token(&self, presented: &str) -> Result<bool, AuthError> {
+        if presented.is_empty() {
+            return Ok(false);
+        }
+        Ok(self
+            .token_hash()
+            .await?
+            .is_some_and(|hash| bool::from(sha256(presented).ct_eq(&hash))))
+    }
+
+    /// The fingerprint sessions opened with the token of this hash carry.
+    fn fingerprint(&self, token_hash: &[u8; 32]) -> String {
+        match Hmac::<Sha256>::new_from_slice(&self.fingerprint_key) {
+            Ok(mut mac) => {
+                mac.update(token_hash);
+                hex::encode(mac.finalize().into_bytes())
+            }
+            // HMAC takes keys of any length; this arm cannot be reached, and an empty fingerprint
+            // matches no session.
+            Err(_) => String::new(),
+        }
+    }
+
+    /// The client address of a request (see [`client`]).
+    pub fn client_addr(&self, req: &HttpRequest) -> IpAddr {
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        client::client_addr(
+            req.peer_addr().map(|a| a.ip()),
+            &forwarded,
+            &self.trusted_proxies,
+        )
     }
 
     /// Whether `presented` is the metrics token.
@@ -188,8 +275,9 @@ impl AdminAuth {
         }
     }
 
-    /// Starts a session; returns the cookie value (the session token).
-    pub async fn sign_in(&self) -> Result<String, AuthError> {
+    /// Starts a session for someone who presented `admin_token` (already checked); returns the
+    /// cookie value (the session token).
+    pub async fn sign_in(&self, admin_token: &str) -> Result<String, AuthError> {
         let token = random_token()?;
         let now = nitejar_core::receipts::now_ms();
         self.store
@@ -199,6 +287,7 @@ impl AdminAuth {
                 created_at: now,
                 expires_at: now + SESSION_MAX_MS,
                 last_seen_at: Some(now),
+                token_fingerprint: self.fingerprint(&sha256(admin_token)),
             })
             .await?;
         // Sweep what has ended meanwhile; sign-ins are rare enough to pay for it.
@@ -227,6 +316,19 @@ impl AdminAuth {
         let now = nitejar_core::receipts::now_ms();
         let last_seen = row.last_seen_at.unwrap_or(row.created_at);
         if now >= row.expires_at || now - last_seen >= SESSION_IDLE_MS {
+            return Ok(None);
+        }
+        // A session lasts only as long as the token it was opened with is the admin token.
+        let current = match self.token_hash().await? {
+            Some(hash) => self.fingerprint(&hash),
+            None => String::new(),
+        };
+        if !same_secret(&current, &row.token_fingerprint) {
+            self.store.delete_admin_session(&row.id).await?;
+            tracing::info!(
+                target: "nitejar::auth",
+                "an admin session opened with an earlier admin token has ended"
+            );
             return Ok(None);
         }
         if now - last_seen >= TOUCH_EVERY_MS {

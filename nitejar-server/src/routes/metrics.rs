@@ -3,9 +3,10 @@
 
 use actix_web::{web, HttpResponse};
 
+use crate::auth::MetricsReader;
 use crate::serve::AppState;
 
-pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metrics(_reader: MetricsReader, state: web::Data<AppState>) -> HttpResponse {
     let registry = state.runtime.registry();
     let libraries = nitejar_core::loader::loaded_libraries();
     let library_bytes: u64 = libraries.iter().map(|l| l.size_bytes).sum();
@@ -24,6 +25,11 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             "nitejar_loaded_library_bytes",
             "Size on disk of the mapped plugin libraries.",
             library_bytes as f64,
+        ),
+        (
+            "nitejar_admin_auth_locked_out_addresses",
+            "Client addresses refused for now after repeated failed admin credentials.",
+            state.auth.throttle.locked_out(std::time::Instant::now()) as f64,
         ),
     ]);
     HttpResponse::Ok()

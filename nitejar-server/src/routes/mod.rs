@@ -10,13 +10,19 @@ use std::sync::LazyLock;
 
 use actix_web::dev::ResourceDef;
 use actix_web::http::Method;
-use actix_web::{web, Route};
+use actix_web::web;
 
 use crate::{api, ui};
 
+pub mod canonical;
+mod endpoint;
 mod health;
 mod metrics;
 mod webhooks;
+
+pub use endpoint::{
+    AdminAccess, Credential, CredentialFirst, Endpoint, MetricsAccess, SignInAccess,
+};
 
 /// HTTP methods the table uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,27 +113,33 @@ pub struct Doc {
 pub struct RouteDef {
     pub verb: Verb,
     pub path: &'static str,
-    pub access: Access,
+    /// The handler, and who may call it (the two are built together: see [`Endpoint`]).
+    pub endpoint: Endpoint,
     pub doc: Doc,
-    build: fn(Route) -> Route,
+}
+
+impl RouteDef {
+    /// Who may call this route.
+    pub fn access(&self) -> Access {
+        self.endpoint.access()
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn def(
     verb: Verb,
     path: &'static str,
-    access: Access,
+    endpoint: Endpoint,
     tag: &'static str,
     summary: &'static str,
     query: &'static [(&'static str, &'static str)],
     body: Body,
     answer: Answer,
-    build: fn(Route) -> Route,
 ) -> RouteDef {
     RouteDef {
         verb,
         path,
-        access,
+        endpoint,
         doc: Doc {
             tag,
             summary,
@@ -135,11 +147,9 @@ fn def(
             body,
             answer,
         },
-        build,
     }
 }
 
-use Access::{Admin, Public, SignIn};
 use Answer::{Html, Json, Redirect};
 use Verb::{Delete, Get, Patch, Post};
 
@@ -169,91 +179,91 @@ const SKILLS_QUERY: &[(&str, &str)] = &[
 fn table() -> Vec<RouteDef> {
     vec![
         // --- health, metrics -----------------------------------------------------------------------
-        def(Get, "/healthz", Public, "health", "The process is up.", &[], Body::None, Json("Health"), |r| r.to(health::healthz)),
-        def(Get, "/readyz", Public, "health", "The database answers and the plugin registry is built.", &[], Body::None, Json("Ready"), |r| r.to(health::readyz)),
-        def(Get, "/metrics", Access::Metrics, "health", "Prometheus metrics (admin token or NITEJAR_METRICS_TOKEN).", &[], Body::None, Answer::Text, |r| r.to(metrics::metrics)),
+        def(Get, "/healthz", Endpoint::public(health::healthz), "health", "The process is up.", &[], Body::None, Json("Health")),
+        def(Get, "/readyz", Endpoint::public(health::readyz), "health", "The database answers and the plugin registry is built.", &[], Body::None, Json("Ready")),
+        def(Get, "/metrics", Endpoint::metrics(metrics::metrics), "health", "Prometheus metrics (admin token or NITEJAR_METRICS_TOKEN).", &[], Body::None, Answer::Text),
         // --- webhooks ------------------------------------------------------------------------------
-        def(Post, "/api/webhooks/plugins/{type}/{integration_id}", Access::Webhook, "webhooks", "A delivery to an integration; authenticated by the integration's own signature.", &[], Body::Raw, Json("WebhookAnswer"), |r| r.to(webhooks::receive)),
-        def(Get, "/api/webhooks/plugins/{type}/{integration_id}", Access::Webhook, "webhooks", "Answers 200 for providers that probe the URL.", &[], Body::None, Json("WebhookProbe"), |r| r.to(webhooks::probe)),
+        def(Post, "/api/webhooks/plugins/{type}/{integration_id}", Endpoint::webhook(webhooks::receive), "webhooks", "A delivery to an integration; authenticated by the integration's own signature.", &[], Body::Raw, Json("WebhookAnswer")),
+        def(Get, "/api/webhooks/plugins/{type}/{integration_id}", Endpoint::webhook(webhooks::probe), "webhooks", "Answers 200 for providers that probe the URL.", &[], Body::None, Json("WebhookProbe")),
         // --- admin API -----------------------------------------------------------------------------
-        def(Get, "/api/openapi.json", Admin, "meta", "This document.", &[], Body::None, Json("OpenApi"), |r| r.to(api::openapi::document)),
-        def(Get, "/api/admin/runtime", Admin, "runtime", "Execution mode, trust mode, safe mode, active plugins, loaded libraries, posture texts.", &[], Body::None, Json("Runtime"), |r| r.to(api::runtime::runtime)),
-        def(Get, "/api/admin/plugins", Admin, "plugins", "Installed, built-in and active plugins with state, execution mode, limitations and declared capabilities.", &[], Body::None, Json("PluginList"), |r| r.to(api::plugins::list)),
-        def(Post, "/api/admin/plugins/upload", Admin, "plugins", "Install an uploaded package (.tgz, multipart field `package`); it stays disabled until enabled with consent.", &[], Body::Multipart("package"), Json("PluginInstalled"), |r| r.to(api::plugins::upload)),
-        def(Post, "/api/admin/plugins/install/npm", Admin, "plugins", "Install a package from the npm registry (integrity checked).", &[], Body::Json("InstallNpm"), Json("PluginInstalled"), |r| r.to(api::plugins::install_npm)),
-        def(Post, "/api/admin/plugins/install/git", Admin, "plugins", "Install a package from a git repository.", &[], Body::Json("InstallGit"), Json("PluginInstalled"), |r| r.to(api::plugins::install_git)),
-        def(Post, "/api/admin/plugins/install/local", Admin, "plugins", "Install a package directory or .tgz from the server's own disk.", &[], Body::Json("InstallLocal"), Json("PluginInstalled"), |r| r.to(api::plugins::install_local)),
-        def(Get, "/api/admin/plugins/{id}", Admin, "plugins", "One plugin: versions, declared capabilities with where each is enforced, the consent text.", &[], Body::None, Json("PluginDetail"), |r| r.to(api::plugins::get)),
-        def(Delete, "/api/admin/plugins/{id}", Admin, "plugins", "Uninstall; integrations of its types are kept.", &[("purgeFiles", "true: remove its version directories and packages"), ("purgeData", "true: remove its settings, acknowledgements, receipts and data directory")], Body::None, Json("PluginUninstalled"), |r| r.to(api::plugins::uninstall)),
-        def(Get, "/api/admin/plugins/{id}/events", Admin, "plugins", "The plugin's receipts, newest first, keyset-paged.", &[("limit", "page size, 1-500 (default 50)"), ("cursor", "nextCursor of the previous page")], Body::None, Json("ReceiptPage"), |r| r.to(api::plugins::events)),
-        def(Post, "/api/admin/plugins/{id}/enable", Admin, "plugins", "Enable with explicit consent (428 consent_required without acceptConsent; 428 acknowledgement_required when declared permissions must be acknowledged).", &[], Body::Json("Consent"), Json("PluginEnabled"), |r| r.to(api::plugins::enable)),
-        def(Post, "/api/admin/plugins/{id}/disable", Admin, "plugins", "Disable: no more calls into it.", &[], Body::None, Json("PluginDisabled"), |r| r.to(api::plugins::disable)),
-        def(Post, "/api/admin/plugins/{id}/upgrade", Admin, "plugins", "Install a newer version beside the current one and switch to it (consent asked again only for new permissions).", &[], Body::Json("Upgrade"), Json("PluginUpgraded"), |r| r.to(api::plugins::upgrade)),
-        def(Post, "/api/admin/plugins/{id}/rollback", Admin, "plugins", "Make an installed version current again.", &[], Body::Json("Rollback"), Json("PluginRolledBack"), |r| r.to(api::plugins::rollback)),
-        def(Get, "/api/admin/integration-types", Admin, "integrations", "Integration types of the active plugins, with config_schema and ui_schema.", &[], Body::None, Json("IntegrationTypeList"), |r| r.to(api::runtime::integration_types)),
-        def(Get, "/api/admin/integrations", Admin, "integrations", "Every integration, secrets masked.", &[("type", "only integrations of this type")], Body::None, Json("IntegrationList"), |r| r.to(api::integrations::list)),
-        def(Post, "/api/admin/integrations", Admin, "integrations", "Create an integration: validated against the type's schema and validate_config; setup() registers its webhook.", &[], Body::Json("IntegrationCreate"), Json("IntegrationSaved"), |r| r.to(api::integrations::create)),
-        def(Get, "/api/admin/integrations/{id}", Admin, "integrations", "One integration, secrets masked.", &[], Body::None, Json("Integration"), |r| r.to(api::integrations::get)),
-        def(Patch, "/api/admin/integrations/{id}", Admin, "integrations", "Change name, config or enabled; a masked secret sent back keeps the stored one.", &[], Body::Json("IntegrationPatch"), Json("IntegrationSaved"), |r| r.to(api::integrations::update)),
-        def(Delete, "/api/admin/integrations/{id}", Admin, "integrations", "Delete an integration (its work items stay).", &[], Body::None, Json("Deleted"), |r| r.to(api::integrations::delete)),
-        def(Post, "/api/admin/integrations/{id}/test", Admin, "integrations", "Test the connection with the stored config.", &[], Body::None, Json("ConnectionTest"), |r| r.to(api::integrations::test_connection)),
-        def(Get, "/api/admin/skills", Admin, "skills", "Skills of every source with their assignments; shadowedBy names the skill that wins a shared name (precedence: admin, plugin, repo).", SKILLS_QUERY, Body::None, Json("SkillList"), |r| r.to(api::skills::list)),
-        def(Post, "/api/admin/skills", Admin, "skills", "Create an admin skill with its supporting files; checked in full (slug, paths, sizes, frontmatter) before anything is stored.", &[], Body::Json("SkillCreate"), Json("SkillDetail"), |r| r.to(api::skills::create)),
-        def(Post, "/api/admin/skills/import", Admin, "skills", "Import a skill export (format version 2) as an admin skill.", &[("replace", "true replaces the admin skill with the same slug (else 409)")], Body::Json("SkillExport"), Json("SkillDetail"), |r| r.to(api::skills::import)),
-        def(Get, "/api/admin/skills/{id}", Admin, "skills", "One skill, by id, name or slug (case-insensitive): text, supporting files, assignments, the skills it shadows.", &[], Body::None, Json("SkillDetail"), |r| r.to(api::skills::get)),
-        def(Patch, "/api/admin/skills/{id}", Admin, "skills", "Change an admin skill (by id or slug); files, when sent, replace every supporting file. Repo and plugin skills answer 403.", &[], Body::Json("SkillPatch"), Json("SkillDetail"), |r| r.to(api::skills::update)),
-        def(Delete, "/api/admin/skills/{id}", Admin, "skills", "Delete an admin skill (by id or slug) with its files and assignments. Repo and plugin skills answer 403.", &[], Body::None, Json("Deleted"), |r| r.to(api::skills::delete)),
-        def(Post, "/api/admin/skills/{id}/enable", Admin, "skills", "Switch a skill of any source on.", &[], Body::None, Json("SkillDetail"), |r| r.to(api::skills::enable)),
-        def(Post, "/api/admin/skills/{id}/disable", Admin, "skills", "Switch a skill of any source off: no run gets it, whatever its assignments.", &[], Body::None, Json("SkillDetail"), |r| r.to(api::skills::disable)),
-        def(Get, "/api/admin/skills/{id}/assignments", Admin, "skills", "The skill's assignments.", &[("scope", "only the assignment at this scope")], Body::None, Json("SkillAssignmentList"), |r| r.to(api::skills::assignments)),
-        def(Post, "/api/admin/skills/{id}/assignments", Admin, "skills", "Assign the skill to a scope, or change the priority and enabled flag of that assignment.", &[], Body::Json("SkillAssignmentInput"), Json("SkillAssignment"), |r| r.to(api::skills::assign)),
-        def(Delete, "/api/admin/skills/{id}/assignments", Admin, "skills", "Remove the skill's assignment at a scope.", &[("scope", "the assignment's scope (required)")], Body::None, Json("SkillAssignmentDeleted"), |r| r.to(api::skills::unassign)),
-        def(Get, "/api/admin/skills/{id}/export", Admin, "skills", "The skill in the portable JSON format, as a download.", &[], Body::None, Json("SkillExport"), |r| r.to(api::skills::export)),
-        def(Get, "/api/admin/receipts", Admin, "receipts", "Receipts across plugins, newest first, keyset-paged.", EVENTS_QUERY, Body::None, Json("ReceiptPage"), |r| r.to(api::receipts::list)),
+        def(Get, "/api/openapi.json", Endpoint::admin(api::openapi::document), "meta", "This document.", &[], Body::None, Json("OpenApi")),
+        def(Get, "/api/admin/runtime", Endpoint::admin(api::runtime::runtime), "runtime", "Execution mode, trust mode, safe mode, active plugins, loaded libraries, posture texts.", &[], Body::None, Json("Runtime")),
+        def(Get, "/api/admin/plugins", Endpoint::admin(api::plugins::list), "plugins", "Installed, built-in and active plugins with state, execution mode, limitations and declared capabilities.", &[], Body::None, Json("PluginList")),
+        def(Post, "/api/admin/plugins/upload", Endpoint::admin(api::plugins::upload), "plugins", "Install an uploaded package (.tgz, multipart field `package`); it stays disabled until enabled with consent.", &[], Body::Multipart("package"), Json("PluginInstalled")),
+        def(Post, "/api/admin/plugins/install/npm", Endpoint::admin(api::plugins::install_npm), "plugins", "Install a package from the npm registry (integrity checked).", &[], Body::Json("InstallNpm"), Json("PluginInstalled")),
+        def(Post, "/api/admin/plugins/install/git", Endpoint::admin(api::plugins::install_git), "plugins", "Install a package from a git repository.", &[], Body::Json("InstallGit"), Json("PluginInstalled")),
+        def(Post, "/api/admin/plugins/install/local", Endpoint::admin(api::plugins::install_local), "plugins", "Install a package directory or .tgz from the server's own disk.", &[], Body::Json("InstallLocal"), Json("PluginInstalled")),
+        def(Get, "/api/admin/plugins/{id}", Endpoint::admin(api::plugins::get), "plugins", "One plugin: versions, declared capabilities with where each is enforced, the consent text.", &[], Body::None, Json("PluginDetail")),
+        def(Delete, "/api/admin/plugins/{id}", Endpoint::admin(api::plugins::uninstall), "plugins", "Uninstall; integrations of its types are kept.", &[("purgeFiles", "true: remove its version directories and packages"), ("purgeData", "true: remove its settings, acknowledgements, receipts and data directory")], Body::None, Json("PluginUninstalled")),
+        def(Get, "/api/admin/plugins/{id}/events", Endpoint::admin(api::plugins::events), "plugins", "The plugin's receipts, newest first, keyset-paged.", &[("limit", "page size, 1-500 (default 50)"), ("cursor", "nextCursor of the previous page")], Body::None, Json("ReceiptPage")),
+        def(Post, "/api/admin/plugins/{id}/enable", Endpoint::admin(api::plugins::enable), "plugins", "Enable with explicit consent (428 consent_required without acceptConsent; 428 acknowledgement_required when declared permissions must be acknowledged).", &[], Body::Json("Consent"), Json("PluginEnabled")),
+        def(Post, "/api/admin/plugins/{id}/disable", Endpoint::admin(api::plugins::disable), "plugins", "Disable: no more calls into it.", &[], Body::None, Json("PluginDisabled")),
+        def(Post, "/api/admin/plugins/{id}/upgrade", Endpoint::admin(api::plugins::upgrade), "plugins", "Install a newer version beside the current one and switch to it (consent asked again only for new permissions).", &[], Body::Json("Upgrade"), Json("PluginUpgraded")),
+        def(Post, "/api/admin/plugins/{id}/rollback", Endpoint::admin(api::plugins::rollback), "plugins", "Make an installed version current again.", &[], Body::Json("Rollback"), Json("PluginRolledBack")),
+        def(Get, "/api/admin/integration-types", Endpoint::admin(api::runtime::integration_types), "integrations", "Integration types of the active plugins, with config_schema and ui_schema.", &[], Body::None, Json("IntegrationTypeList")),
+        def(Get, "/api/admin/integrations", Endpoint::admin(api::integrations::list), "integrations", "Every integration, secrets masked.", &[("type", "only integrations of this type")], Body::None, Json("IntegrationList")),
+        def(Post, "/api/admin/integrations", Endpoint::admin(api::integrations::create), "integrations", "Create an integration: validated against the type's schema and validate_config; setup() registers its webhook.", &[], Body::Json("IntegrationCreate"), Json("IntegrationSaved")),
+        def(Get, "/api/admin/integrations/{id}", Endpoint::admin(api::integrations::get), "integrations", "One integration, secrets masked.", &[], Body::None, Json("Integration")),
+        def(Patch, "/api/admin/integrations/{id}", Endpoint::admin(api::integrations::update), "integrations", "Change name, config or enabled; a masked secret sent back keeps the stored one.", &[], Body::Json("IntegrationPatch"), Json("IntegrationSaved")),
+        def(Delete, "/api/admin/integrations/{id}", Endpoint::admin(api::integrations::delete), "integrations", "Delete an integration (its work items stay).", &[], Body::None, Json("Deleted")),
+        def(Post, "/api/admin/integrations/{id}/test", Endpoint::admin(api::integrations::test_connection), "integrations", "Test the connection with the stored config.", &[], Body::None, Json("ConnectionTest")),
+        def(Get, "/api/admin/skills", Endpoint::admin(api::skills::list), "skills", "Skills of every source with their assignments; shadowedBy names the skill that wins a shared name (precedence: admin, plugin, repo).", SKILLS_QUERY, Body::None, Json("SkillList")),
+        def(Post, "/api/admin/skills", Endpoint::admin(api::skills::create), "skills", "Create an admin skill with its supporting files; checked in full (slug, paths, sizes, frontmatter) before anything is stored.", &[], Body::Json("SkillCreate"), Json("SkillDetail")),
+        def(Post, "/api/admin/skills/import", Endpoint::admin(api::skills::import), "skills", "Import a skill export (format version 2) as an admin skill.", &[("replace", "true replaces the admin skill with the same slug (else 409)")], Body::Json("SkillExport"), Json("SkillDetail")),
+        def(Get, "/api/admin/skills/{id}", Endpoint::admin(api::skills::get), "skills", "One skill, by id, name or slug (case-insensitive): text, supporting files, assignments, the skills it shadows.", &[], Body::None, Json("SkillDetail")),
+        def(Patch, "/api/admin/skills/{id}", Endpoint::admin(api::skills::update), "skills", "Change an admin skill (by id or slug); files, when sent, replace every supporting file. Repo and plugin skills answer 403.", &[], Body::Json("SkillPatch"), Json("SkillDetail")),
+        def(Delete, "/api/admin/skills/{id}", Endpoint::admin(api::skills::delete), "skills", "Delete an admin skill (by id or slug) with its files and assignments. Repo and plugin skills answer 403.", &[], Body::None, Json("Deleted")),
+        def(Post, "/api/admin/skills/{id}/enable", Endpoint::admin(api::skills::enable), "skills", "Switch a skill of any source on.", &[], Body::None, Json("SkillDetail")),
+        def(Post, "/api/admin/skills/{id}/disable", Endpoint::admin(api::skills::disable), "skills", "Switch a skill of any source off: no run gets it, whatever its assignments.", &[], Body::None, Json("SkillDetail")),
+        def(Get, "/api/admin/skills/{id}/assignments", Endpoint::admin(api::skills::assignments), "skills", "The skill's assignments.", &[("scope", "only the assignment at this scope")], Body::None, Json("SkillAssignmentList")),
+        def(Post, "/api/admin/skills/{id}/assignments", Endpoint::admin(api::skills::assign), "skills", "Assign the skill to a scope, or change the priority and enabled flag of that assignment.", &[], Body::Json("SkillAssignmentInput"), Json("SkillAssignment")),
+        def(Delete, "/api/admin/skills/{id}/assignments", Endpoint::admin(api::skills::unassign), "skills", "Remove the skill's assignment at a scope.", &[("scope", "the assignment's scope (required)")], Body::None, Json("SkillAssignmentDeleted")),
+        def(Get, "/api/admin/skills/{id}/export", Endpoint::admin(api::skills::export), "skills", "The skill in the portable JSON format, as a download.", &[], Body::None, Json("SkillExport")),
+        def(Get, "/api/admin/receipts", Endpoint::admin(api::receipts::list), "receipts", "Receipts across plugins, newest first, keyset-paged.", EVENTS_QUERY, Body::None, Json("ReceiptPage")),
         // --- admin UI ------------------------------------------------------------------------------
-        def(Get, "/", Public, "admin-ui", "Redirects to the admin UI.", &[], Body::None, Redirect, |r| r.to(ui::home)),
-        def(Get, "/admin", Public, "admin-ui", "Redirects to the plugins page.", &[], Body::None, Redirect, |r| r.to(ui::home)),
-        def(Get, "/admin/assets/{file}", Public, "admin-ui", "The admin stylesheet.", &[], Body::None, Answer::Css, |r| r.to(ui::assets::asset)),
-        def(Get, "/admin/login", Public, "admin-ui", "The sign-in page.", &[("next", "where to go after signing in")], Body::None, Html, |r| r.to(ui::login::page)),
-        def(Post, "/admin/login", SignIn, "admin-ui", "Sign in with the admin token.", &[], Body::Form, Redirect, |r| r.to(ui::login::submit)),
-        def(Post, "/admin/logout", Admin, "admin-ui", "Sign out.", &[], Body::Form, Redirect, |r| r.to(ui::login::logout)),
-        def(Get, "/admin/plugins", Admin, "admin-ui", "Installed plugins.", &[], Body::None, Html, |r| r.to(ui::plugins::list)),
-        def(Get, "/admin/plugins/install", Admin, "admin-ui", "Install a plugin from npm, git, an upload or a path.", &[], Body::None, Html, |r| r.to(ui::plugins::install_page)),
-        def(Post, "/admin/plugins/install/npm", Admin, "admin-ui", "Install from npm, then review.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::install_npm)),
-        def(Post, "/admin/plugins/install/git", Admin, "admin-ui", "Install from git, then review.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::install_git)),
-        def(Post, "/admin/plugins/install/local", Admin, "admin-ui", "Install from a path on the server, then review.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::install_local)),
-        def(Post, "/admin/plugins/upload", Admin, "admin-ui", "Install an uploaded package, then review (CSRF token in the query: `?_csrf=`).", &[("_csrf", "the session's CSRF token")], Body::Multipart("package"), Redirect, |r| r.to(ui::plugins::upload)),
-        def(Get, "/admin/plugins/{id}", Admin, "admin-ui", "One plugin: versions, permissions, receipts.", &[], Body::None, Html, |r| r.to(ui::plugins::detail)),
-        def(Get, "/admin/plugins/{id}/review", Admin, "admin-ui", "Review what a plugin declares, the in-process warning and the consent text; consent and enable.", &[], Body::None, Html, |r| r.to(ui::plugins::review)),
-        def(Post, "/admin/plugins/{id}/enable", Admin, "admin-ui", "Enable with consent and acknowledgements.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::enable)),
-        def(Post, "/admin/plugins/{id}/disable", Admin, "admin-ui", "Disable a plugin.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::disable)),
-        def(Post, "/admin/plugins/{id}/upgrade", Admin, "admin-ui", "Upgrade from a source (or its own source).", &[], Body::Form, Redirect, |r| r.to(ui::plugins::upgrade)),
-        def(Post, "/admin/plugins/{id}/rollback", Admin, "admin-ui", "Roll back to an installed version.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::rollback)),
-        def(Post, "/admin/plugins/{id}/uninstall", Admin, "admin-ui", "Uninstall a plugin.", &[], Body::Form, Redirect, |r| r.to(ui::plugins::uninstall)),
-        def(Get, "/admin/integrations", Admin, "admin-ui", "Integrations.", &[], Body::None, Html, |r| r.to(ui::integrations::list)),
-        def(Get, "/admin/integrations/new", Admin, "admin-ui", "The form for a new integration of a type.", &[("type", "the integration type")], Body::None, Html, |r| r.to(ui::integrations::new_form)),
-        def(Post, "/admin/integrations", Admin, "admin-ui", "Create an integration.", &[], Body::Form, Redirect, |r| r.to(ui::integrations::create)),
-        def(Get, "/admin/integrations/{id}", Admin, "admin-ui", "Edit an integration.", &[], Body::None, Html, |r| r.to(ui::integrations::edit_form)),
-        def(Post, "/admin/integrations/{id}", Admin, "admin-ui", "Save an integration.", &[], Body::Form, Redirect, |r| r.to(ui::integrations::update)),
-        def(Post, "/admin/integrations/{id}/enable", Admin, "admin-ui", "Enable an integration.", &[], Body::Form, Redirect, |r| r.to(ui::integrations::enable)),
-        def(Post, "/admin/integrations/{id}/disable", Admin, "admin-ui", "Disable an integration.", &[], Body::Form, Redirect, |r| r.to(ui::integrations::disable)),
-        def(Post, "/admin/integrations/{id}/delete", Admin, "admin-ui", "Delete an integration.", &[], Body::Form, Redirect, |r| r.to(ui::integrations::delete)),
-        def(Post, "/admin/integrations/{id}/test", Admin, "admin-ui", "Test an integration's connection.", &[], Body::Form, Html, |r| r.to(ui::integrations::test_connection)),
-        def(Get, "/admin/skills", Admin, "admin-ui", "Skills of every source, which one wins each name, assignments.", SKILLS_QUERY, Body::None, Html, |r| r.to(ui::skills::list)),
-        def(Post, "/admin/skills", Admin, "admin-ui", "Create an admin skill.", &[], Body::Form, Redirect, |r| r.to(ui::skill_form::create)),
-        def(Get, "/admin/skills/new", Admin, "admin-ui", "The form for a new admin skill.", &[], Body::None, Html, |r| r.to(ui::skill_form::new_form)),
-        def(Get, "/admin/skills/import", Admin, "admin-ui", "The import form: paste a skill export.", &[], Body::None, Html, |r| r.to(ui::skill_form::import_form)),
-        def(Post, "/admin/skills/import", Admin, "admin-ui", "Import a skill export.", &[], Body::Form, Redirect, |r| r.to(ui::skill_form::import)),
-        def(Get, "/admin/skills/{id}", Admin, "admin-ui", "One skill: text, supporting files, assignments.", &[], Body::None, Html, |r| r.to(ui::skills::detail)),
-        def(Post, "/admin/skills/{id}", Admin, "admin-ui", "Save an admin skill.", &[], Body::Form, Redirect, |r| r.to(ui::skill_form::save)),
-        def(Get, "/admin/skills/{id}/edit", Admin, "admin-ui", "Edit an admin skill.", &[], Body::None, Html, |r| r.to(ui::skill_form::edit_form)),
-        def(Post, "/admin/skills/{id}/enable", Admin, "admin-ui", "Switch a skill on.", &[], Body::Form, Redirect, |r| r.to(ui::skills::enable)),
-        def(Post, "/admin/skills/{id}/disable", Admin, "admin-ui", "Switch a skill off.", &[], Body::Form, Redirect, |r| r.to(ui::skills::disable)),
-        def(Post, "/admin/skills/{id}/delete", Admin, "admin-ui", "Delete an admin skill.", &[], Body::Form, Redirect, |r| r.to(ui::skills::delete)),
-        def(Post, "/admin/skills/{id}/assignments", Admin, "admin-ui", "Add or change an assignment of a skill.", &[], Body::Form, Redirect, |r| r.to(ui::skills::assign)),
-        def(Post, "/admin/skills/{id}/assignments/remove", Admin, "admin-ui", "Remove an assignment of a skill.", &[], Body::Form, Redirect, |r| r.to(ui::skills::unassign)),
-        def(Get, "/admin/receipts", Admin, "admin-ui", "Receipts, filtered and paged.", EVENTS_QUERY, Body::None, Html, |r| r.to(ui::receipts::page)),
-        def(Get, "/admin/runtime", Admin, "admin-ui", "Runtime posture and loaded libraries.", &[], Body::None, Html, |r| r.to(ui::runtime::page)),
+        def(Get, "/", Endpoint::public(ui::home), "admin-ui", "Redirects to the admin UI.", &[], Body::None, Redirect),
+        def(Get, "/admin", Endpoint::public(ui::home), "admin-ui", "Redirects to the plugins page.", &[], Body::None, Redirect),
+        def(Get, "/admin/assets/{file}", Endpoint::public(ui::assets::asset), "admin-ui", "The admin stylesheet.", &[], Body::None, Answer::Css),
+        def(Get, "/admin/login", Endpoint::public(ui::login::page), "admin-ui", "The sign-in page.", &[("next", "where to go after signing in")], Body::None, Html),
+        def(Post, "/admin/login", Endpoint::sign_in(ui::login::submit), "admin-ui", "Sign in with the admin token.", &[], Body::Form, Redirect),
+        def(Post, "/admin/logout", Endpoint::admin(ui::login::logout), "admin-ui", "Sign out.", &[], Body::Form, Redirect),
+        def(Get, "/admin/plugins", Endpoint::admin(ui::plugins::list), "admin-ui", "Installed plugins.", &[], Body::None, Html),
+        def(Get, "/admin/plugins/install", Endpoint::admin(ui::plugins::install_page), "admin-ui", "Install a plugin from npm, git, an upload or a path.", &[], Body::None, Html),
+        def(Post, "/admin/plugins/install/npm", Endpoint::admin(ui::plugins::install_npm), "admin-ui", "Install from npm, then review.", &[], Body::Form, Redirect),
+        def(Post, "/admin/plugins/install/git", Endpoint::admin(ui::plugins::install_git), "admin-ui", "Install from git, then review.", &[], Body::Form, Redirect),
+        def(Post, "/admin/plugins/install/local", Endpoint::admin(ui::plugins::install_local), "admin-ui", "Install from a path on the server, then review.", &[], Body::Form, Redirect),
+        def(Post, "/admin/plugins/upload", Endpoint::admin(ui::plugins::upload), "admin-ui", "Install an uploaded package, then review (CSRF token in the query: `?_csrf=`).", &[("_csrf", "the session's CSRF token")], Body::Multipart("package"), Redirect),
+        def(Get, "/admin/plugins/{id}", Endpoint::admin(ui::plugins::detail), "admin-ui", "One plugin: versions, permissions, receipts.", &[], Body::None, Html),
+        def(Get, "/admin/plugins/{id}/review", Endpoint::admin(ui::plugins::review), "admin-ui", "Review what a plugin declares, the in-process warning and the consent text; consent and enable.", &[], Body::None, Html),
+        def(Post, "/admin/plugins/{id}/enable", Endpoint::admin(ui::plugins::enable), "admin-ui", "Enable with consent and acknowledgements.", &[], Body::Form, Redirect),
+        def(Post, "/admin/plugins/{id}/disable", Endpoint::admin(ui::plugins::disable), "admin-ui", "Disable a plugin.", &[], Body::Form, Redirect),
+        def(Post, "/admin/plugins/{id}/upgrade", Endpoint::admin(ui::plugins::upgrade), "admin-ui", "Upgrade from a source (or its own source).", &[], Body::Form, Redirect),
+        def(Post, "/admin/plugins/{id}/rollback", Endpoint::admin(ui::plugins::rollback), "admin-ui", "Roll back to an installed version.", &[], Body::Form, Redirect),
+        def(Post, "/admin/plugins/{id}/uninstall", Endpoint::admin(ui::plugins::uninstall), "admin-ui", "Uninstall a plugin.", &[], Body::Form, Redirect),
+        def(Get, "/admin/integrations", Endpoint::admin(ui::integrations::list), "admin-ui", "Integrations.", &[], Body::None, Html),
+        def(Get, "/admin/integrations/new", Endpoint::admin(ui::integrations::new_form), "admin-ui", "The form for a new integration of a type.", &[("type", "the integration type")], Body::None, Html),
+        def(Post, "/admin/integrations", Endpoint::admin(ui::integrations::create), "admin-ui", "Create an integration.", &[], Body::Form, Redirect),
+        def(Get, "/admin/integrations/{id}", Endpoint::admin(ui::integrations::edit_form), "admin-ui", "Edit an integration.", &[], Body::None, Html),
+        def(Post, "/admin/integrations/{id}", Endpoint::admin(ui::integrations::update), "admin-ui", "Save an integration.", &[], Body::Form, Redirect),
+        def(Post, "/admin/integrations/{id}/enable", Endpoint::admin(ui::integrations::enable), "admin-ui", "Enable an integration.", &[], Body::Form, Redirect),
+        def(Post, "/admin/integrations/{id}/disable", Endpoint::admin(ui::integrations::disable), "admin-ui", "Disable an integration.", &[], Body::Form, Redirect),
+        def(Post, "/admin/integrations/{id}/delete", Endpoint::admin(ui::integrations::delete), "admin-ui", "Delete an integration.", &[], Body::Form, Redirect),
+        def(Post, "/admin/integrations/{id}/test", Endpoint::admin(ui::integrations::test_connection), "admin-ui", "Test an integration's connection.", &[], Body::Form, Html),
+        def(Get, "/admin/skills", Endpoint::admin(ui::skills::list), "admin-ui", "Skills of every source, which one wins each name, assignments.", SKILLS_QUERY, Body::None, Html),
+        def(Post, "/admin/skills", Endpoint::admin(ui::skill_form::create), "admin-ui", "Create an admin skill.", &[], Body::Form, Redirect),
+        def(Get, "/admin/skills/new", Endpoint::admin(ui::skill_form::new_form), "admin-ui", "The form for a new admin skill.", &[], Body::None, Html),
+        def(Get, "/admin/skills/import", Endpoint::admin(ui::skill_form::import_form), "admin-ui", "The import form: paste a skill export.", &[], Body::None, Html),
+        def(Post, "/admin/skills/import", Endpoint::admin(ui::skill_form::import), "admin-ui", "Import a skill export.", &[], Body::Form, Redirect),
+        def(Get, "/admin/skills/{id}", Endpoint::admin(ui::skills::detail), "admin-ui", "One skill: text, supporting files, assignments.", &[], Body::None, Html),
+        def(Post, "/admin/skills/{id}", Endpoint::admin(ui::skill_form::save), "admin-ui", "Save an admin skill.", &[], Body::Form, Redirect),
+        def(Get, "/admin/skills/{id}/edit", Endpoint::admin(ui::skill_form::edit_form), "admin-ui", "Edit an admin skill.", &[], Body::None, Html),
+        def(Post, "/admin/skills/{id}/enable", Endpoint::admin(ui::skills::enable), "admin-ui", "Switch a skill on.", &[], Body::Form, Redirect),
+        def(Post, "/admin/skills/{id}/disable", Endpoint::admin(ui::skills::disable), "admin-ui", "Switch a skill off.", &[], Body::Form, Redirect),
+        def(Post, "/admin/skills/{id}/delete", Endpoint::admin(ui::skills::delete), "admin-ui", "Delete an admin skill.", &[], Body::Form, Redirect),
+        def(Post, "/admin/skills/{id}/assignments", Endpoint::admin(ui::skills::assign), "admin-ui", "Add or change an assignment of a skill.", &[], Body::Form, Redirect),
+        def(Post, "/admin/skills/{id}/assignments/remove", Endpoint::admin(ui::skills::unassign), "admin-ui", "Remove an assignment of a skill.", &[], Body::Form, Redirect),
+        def(Get, "/admin/receipts", Endpoint::admin(ui::receipts::page), "admin-ui", "Receipts, filtered and paged.", EVENTS_QUERY, Body::None, Html),
+        def(Get, "/admin/runtime", Endpoint::admin(ui::runtime::page), "admin-ui", "Runtime posture and loaded libraries.", &[], Body::None, Html),
     ]
 }
 
@@ -275,7 +285,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for path in paths {
         let mut resource = web::resource(path);
         for r in ROUTES.iter().filter(|r| r.path == path) {
-            resource = resource.route((r.build)(web::route().method(r.verb.method())));
+            resource = resource.route(r.endpoint.attach(web::route().method(r.verb.method())));
         }
         cfg.service(resource);
     }
@@ -289,9 +299,9 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
     for (r, pattern) in ROUTES.iter().zip(PATTERNS.iter()) {
         if pattern.is_match(path) {
             if r.verb.method() == *method {
-                return Some(r.access);
+                return Some(r.access());
             }
-            path_match.get_or_insert(r.access);
+            path_match.get_or_insert(r.access());
         }
     }
     if path_match.is_some() {
@@ -300,7 +310,60 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
     let protected = ["/admin", "/api"]
         .iter()
         .any(|p| path == *p || path.starts_with(&format!("{p}/")));
-    protected.then_some(Admin)
+    protected.then_some(Access::Admin)
+}
+
+/// The paths that may answer without the admin credential, and how. Anything else under `/admin`,
+/// `/api` or at `/metrics` must be an admin route.
+const OPEN_PATHS: &[(Access, &str)] = &[
+    (Access::Public, "/admin"),
+    (Access::Public, "/admin/login"),
+    (Access::Public, "/admin/assets/{file}"),
+    (Access::SignIn, "/admin/login"),
+    (
+        Access::Webhook,
+        "/api/webhooks/plugins/{type}/{integration_id}",
+    ),
+    (Access::Metrics, "/metrics"),
+];
+
+/// Checks the table before the server serves anything: every route under `/admin` or `/api` (and
+/// `/metrics`) is an admin route unless it is one of the few open ones, and no method of a path is
+/// registered twice. The server refuses to start when this fails.
+pub fn check_table(routes: &[RouteDef]) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        let protected_path = r.path == "/metrics"
+            || ["/admin", "/api"]
+                .iter()
+                .any(|p| r.path == *p || r.path.starts_with(&format!("{p}/")));
+        if protected_path
+            && r.access() != Access::Admin
+            && !OPEN_PATHS.contains(&(r.access(), r.path))
+        {
+            problems.push(format!(
+                "{} {} is registered as {:?}; routes here need the admin credential (Endpoint::admin)",
+                r.verb.as_str(),
+                r.path,
+                r.access()
+            ));
+        }
+        if routes[..i]
+            .iter()
+            .any(|o| o.path == r.path && o.verb == r.verb)
+        {
+            problems.push(format!(
+                "{} {} is registered twice",
+                r.verb.as_str(),
+                r.path
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 #[cfg(test)]
@@ -308,46 +371,105 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_admin_and_api_route_needs_the_admin_credential() {
+    fn the_table_passes_its_own_check() {
+        assert_eq!(check_table(&ROUTES), Ok(()));
+        // Every route, in the table's order, has exactly the rule it is registered with.
         for r in ROUTES.iter() {
-            let public_ok = matches!(
-                (r.access, r.path),
-                (
-                    Public,
-                    "/healthz"
-                        | "/readyz"
-                        | "/"
-                        | "/admin"
-                        | "/admin/login"
-                        | "/admin/assets/{file}"
-                ) | (SignIn, "/admin/login")
-                    | (
-                        Access::Webhook,
-                        "/api/webhooks/plugins/{type}/{integration_id}"
-                    )
-                    | (Access::Metrics, "/metrics")
-            );
-            assert!(
-                r.access == Admin || public_ok,
-                "{} {} is not behind the admin credential",
+            assert_eq!(
+                access_of(&r.verb.method(), &r.path.replace('{', "x").replace('}', "")),
+                Some(r.access()),
+                "{} {}",
                 r.verb.as_str(),
                 r.path
             );
         }
     }
 
+    async fn leak() -> &'static str {
+        "admin data"
+    }
+
+    #[test]
+    fn a_public_route_under_admin_or_api_is_refused_at_start_up() {
+        for path in ["/api/admin/runtime", "/admin/plugins", "/api/x", "/metrics"] {
+            let table = vec![def(
+                Get,
+                path,
+                Endpoint::public(leak),
+                "t",
+                "s",
+                &[],
+                Body::None,
+                Answer::Text,
+            )];
+            let refused = check_table(&table).err().unwrap_or_default();
+            assert!(
+                refused.contains(path) && refused.contains("admin credential"),
+                "{path}: {refused}"
+            );
+        }
+        // A webhook route elsewhere under /api is refused too.
+        let table = vec![def(
+            Post,
+            "/api/admin/open",
+            Endpoint::webhook(leak),
+            "t",
+            "s",
+            &[],
+            Body::None,
+            Answer::Text,
+        )];
+        assert!(check_table(&table).is_err());
+        // The same path twice with one method would make one of them unreachable.
+        let table = vec![
+            def(
+                Get,
+                "/healthz",
+                Endpoint::public(leak),
+                "t",
+                "s",
+                &[],
+                Body::None,
+                Answer::Text,
+            ),
+            def(
+                Get,
+                "/healthz",
+                Endpoint::public(leak),
+                "t",
+                "s",
+                &[],
+                Body::None,
+                Answer::Text,
+            ),
+        ];
+        assert!(check_table(&table).is_err_and(|e| e.contains("twice")));
+    }
+
     #[test]
     fn unlisted_paths_under_admin_and_api_need_the_admin_credential() {
-        assert_eq!(access_of(&Method::GET, "/api/admin/nope"), Some(Admin));
-        assert_eq!(access_of(&Method::GET, "/admin/nope/x"), Some(Admin));
-        assert_eq!(access_of(&Method::GET, "/api"), Some(Admin));
+        assert_eq!(
+            access_of(&Method::GET, "/api/admin/nope"),
+            Some(Access::Admin)
+        );
+        assert_eq!(
+            access_of(&Method::GET, "/admin/nope/x"),
+            Some(Access::Admin)
+        );
+        assert_eq!(access_of(&Method::GET, "/api"), Some(Access::Admin));
         assert_eq!(access_of(&Method::GET, "/favicon.ico"), None);
-        assert_eq!(access_of(&Method::PUT, "/admin/login"), Some(Public));
+        assert_eq!(
+            access_of(&Method::PUT, "/admin/login"),
+            Some(Access::Public)
+        );
         assert_eq!(
             access_of(&Method::POST, "/api/webhooks/plugins/telegram/1"),
             Some(Access::Webhook)
         );
-        assert_eq!(access_of(&Method::POST, "/admin/login"), Some(SignIn));
+        assert_eq!(
+            access_of(&Method::POST, "/admin/login"),
+            Some(Access::SignIn)
+        );
     }
 
     #[test]

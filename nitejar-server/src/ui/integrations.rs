@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::form::{config_from_form, fields, Field};
 use super::{error_page, format_ms, redirect, render, Chrome};
 use crate::api::base_url;
-use crate::auth::Principal;
+use crate::auth::{Admin, AdminForm};
 use crate::integrations::{
     self as ops, IntegrationInput, IntegrationOpError, IntegrationPatch, SetupReport,
 };
@@ -105,8 +105,8 @@ fn ops_error(e: IntegrationOpError) -> HttpResponse {
 }
 
 pub async fn list(
+    admin: Admin,
     state: web::Data<AppState>,
-    principal: Principal,
     req: HttpRequest,
     query: web::Query<Notice>,
 ) -> HttpResponse {
@@ -143,7 +143,7 @@ pub async fn list(
         })
         .collect();
     let page = ListPage {
-        chrome: Chrome::new(&state, &principal, "Integrations", "integrations")
+        chrome: Chrome::new(&state, &admin, "Integrations", "integrations")
             .with_notice(query.notice.as_deref()),
         types,
         items,
@@ -158,8 +158,8 @@ pub struct NewQuery {
 }
 
 pub async fn new_form(
+    admin: Admin,
     state: web::Data<AppState>,
-    principal: Principal,
     query: web::Query<NewQuery>,
 ) -> HttpResponse {
     let kind = query.kind.clone().unwrap_or_default();
@@ -172,7 +172,7 @@ pub async fn new_form(
     let page = FormPage {
         chrome: Chrome::new(
             &state,
-            &principal,
+            &admin,
             format!("New {} integration", d.display_name),
             "integrations",
         ),
@@ -281,12 +281,12 @@ fn sort_problems(
 }
 
 pub async fn create(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
-    principal: Principal,
     req: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
-    let (submitted, other) = split_form(form.into_inner());
+    let AdminForm { admin, form } = post;
+    let (submitted, other) = split_form(form);
     let kind = other.get("type").cloned().unwrap_or_default();
     let name = other.get("name").cloned().unwrap_or_default();
     let enabled = other.contains_key("enabled");
@@ -297,7 +297,7 @@ pub async fn create(
         let page = FormPage {
             chrome: Chrome::new(
                 &state,
-                &principal,
+                &admin,
                 format!("New {} integration", d.display_name),
                 "integrations",
             ),
@@ -331,7 +331,7 @@ pub async fn create(
     match ops::create(&state, input, &base_url(&state, &req)).await {
         Ok((row, setup)) => match setup {
             Some(report) if !report.ok => {
-                edit_page(&state, &principal, &req, &row, None, Some(report), None)
+                edit_page(&state, &admin, &req, &row, None, Some(report), None)
             }
             _ => redirect(format!("/admin/integrations/{}?notice=created", row.id)),
         },
@@ -351,7 +351,7 @@ pub async fn create(
 
 fn edit_page(
     state: &AppState,
-    principal: &Principal,
+    admin: &Admin,
     req: &HttpRequest,
     row: &IntegrationRow,
     notice: Option<&str>,
@@ -379,7 +379,7 @@ fn edit_page(
         ),
     };
     let page = FormPage {
-        chrome: Chrome::new(state, principal, row.name.clone(), "integrations").with_notice(notice),
+        chrome: Chrome::new(state, admin, row.name.clone(), "integrations").with_notice(notice),
         existing: Some(Existing {
             id: row.id.clone(),
             webhook_url: view.webhook_url.clone(),
@@ -403,8 +403,8 @@ fn edit_page(
 }
 
 pub async fn edit_form(
+    admin: Admin,
     state: web::Data<AppState>,
-    principal: Principal,
     req: HttpRequest,
     id: web::Path<String>,
     query: web::Query<Notice>,
@@ -412,7 +412,7 @@ pub async fn edit_form(
     match ops::get(&state, &id).await {
         Ok(row) => edit_page(
             &state,
-            &principal,
+            &admin,
             &req,
             &row,
             query.notice.as_deref(),
@@ -424,12 +424,12 @@ pub async fn edit_form(
 }
 
 pub async fn update(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
-    principal: Principal,
     req: HttpRequest,
     id: web::Path<String>,
-    form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
+    let AdminForm { admin, form } = post;
     let row = match ops::get(&state, &id).await {
         Ok(row) => row,
         Err(e) => return ops_error(e),
@@ -437,14 +437,14 @@ pub async fn update(
     let Some((d, plugin)) = descriptor(&state, &row.integration_type) else {
         return ops_error(IntegrationOpError::UnknownType(row.integration_type));
     };
-    let (submitted, other) = split_form(form.into_inner());
+    let (submitted, other) = split_form(form);
     let name = other.get("name").cloned().unwrap_or_default();
     let base = base_url(&state, &req);
     let view = ops::view(&state, &row, &base);
     let stored = view.config.as_object().cloned().unwrap_or_default();
     let show_again = |field_errors: BTreeMap<String, String>, problems: Vec<String>| {
         let page = FormPage {
-            chrome: Chrome::new(&state, &principal, row.name.clone(), "integrations"),
+            chrome: Chrome::new(&state, &admin, row.name.clone(), "integrations"),
             existing: Some(Existing {
                 id: row.id.clone(),
                 webhook_url: view.webhook_url.clone(),
@@ -484,7 +484,7 @@ pub async fn update(
     };
     match ops::update(&state, &row.id, patch, &base).await {
         Ok((saved, Some(report))) if !report.ok => {
-            edit_page(&state, &principal, &req, &saved, None, Some(report), None)
+            edit_page(&state, &admin, &req, &saved, None, Some(report), None)
         }
         Ok((saved, _)) => redirect(format!("/admin/integrations/{}?notice=saved", saved.id)),
         Err(IntegrationOpError::Store(e)) => ops_error(IntegrationOpError::Store(e)),
@@ -498,14 +498,14 @@ pub async fn update(
 
 async fn switch(
     state: &AppState,
-    principal: &Principal,
+    admin: &Admin,
     req: &HttpRequest,
     id: &str,
     enabled: bool,
 ) -> HttpResponse {
     match ops::set_enabled(state, id, enabled, &base_url(state, req)).await {
         Ok((row, Some(report))) if !report.ok => {
-            edit_page(state, principal, req, &row, None, Some(report), None)
+            edit_page(state, admin, req, &row, None, Some(report), None)
         }
         Ok((row, _)) => redirect(format!(
             "/admin/integrations/{}?notice={}",
@@ -517,21 +517,21 @@ async fn switch(
 }
 
 pub async fn enable(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
-    principal: Principal,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> HttpResponse {
-    switch(&state, &principal, &req, &id, true).await
+    switch(&state, &post.admin, &req, &id, true).await
 }
 
 pub async fn disable(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
-    principal: Principal,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> HttpResponse {
-    switch(&state, &principal, &req, &id, false).await
+    switch(&state, &post.admin, &req, &id, false).await
 }
 
 #[derive(Deserialize)]
@@ -540,10 +540,11 @@ pub struct DeleteForm {
 }
 
 pub async fn delete(
+    post: AdminForm<DeleteForm>,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    form: web::Form<DeleteForm>,
 ) -> HttpResponse {
+    let form = post.form;
     if form.confirm.as_deref() != Some("yes") {
         return error_page(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -557,8 +558,8 @@ pub async fn delete(
 }
 
 pub async fn test_connection(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
-    principal: Principal,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> HttpResponse {
@@ -578,5 +579,5 @@ pub async fn test_connection(
         ),
         Err(e) => (false, e.to_string()),
     };
-    edit_page(&state, &principal, &req, &row, None, None, Some(test))
+    edit_page(&state, &post.admin, &req, &row, None, None, Some(test))
 }

@@ -1,10 +1,9 @@
 //! Sign-in and sign-out.
 //!
 //! The sign-in form carries a CSRF token that is also set in a short-lived cookie (double submit:
-//! there is no session yet to tie it to); the guard checks both, and that the post comes from this
-//! site. A wrong token answers the form again after a short pause.
-
-use std::time::Duration;
+//! there is no session yet to tie it to); [`SignInForm`] checks both, that the post comes from this
+//! site, and that its address is not locked out. A wrong token answers the form again and counts
+//! against the address (see `crate::auth::throttle`).
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
@@ -13,8 +12,9 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{redirect, render, Chrome};
+use crate::auth::admin::record_failure;
 use crate::auth::guard::{is_https, session_cookie};
-use crate::auth::{random_token, Principal, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use crate::auth::{random_token, Admin, AdminForm, SignInForm, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::posture;
 use crate::serve::AppState;
 
@@ -106,15 +106,26 @@ pub struct LoginForm {
 }
 
 pub async fn submit(
+    post: SignInForm<LoginForm>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<LoginForm>,
 ) -> HttpResponse {
+    let SignInForm { client, form } = post;
     let next = safe_next(form.next.as_deref());
-    if !state.auth.is_admin_token(form.token.trim()) {
-        tracing::warn!(target: "nitejar::auth", "admin sign-in refused: wrong token");
-        // A pause makes guessing slower; the token space makes it hopeless anyway.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+    let token = form.token.trim();
+    let right = match state.auth.is_admin_token(token).await {
+        Ok(right) => right,
+        Err(e) => {
+            tracing::error!("admin sign-in could not check the token: {e}");
+            return super::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Signing in failed: the database does not answer; see the server log.",
+            );
+        }
+    };
+    if !right {
+        tracing::info!(target: "nitejar::auth", %client, "admin sign-in refused: wrong token");
+        record_failure(&state, client, "sign_in");
         return login_page(
             &state,
             &req,
@@ -124,7 +135,7 @@ pub async fn submit(
             None,
         );
     }
-    match state.auth.sign_in().await {
+    match state.auth.sign_in(token).await {
         Ok(token) => {
             tracing::info!(target: "nitejar::auth", "admin signed in");
             let mut response = redirect(next);
@@ -150,8 +161,11 @@ pub async fn submit(
     }
 }
 
-pub async fn logout(state: web::Data<AppState>, principal: Principal) -> HttpResponse {
-    if let Principal::Session(session) = &principal {
+pub async fn logout(
+    post: AdminForm<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Admin::Session(session) = &post.admin {
         if let Err(e) = state.auth.sign_out(&session.id).await {
             tracing::error!("could not end the admin session: {e}");
         }

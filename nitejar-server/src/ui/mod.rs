@@ -19,7 +19,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, Responder};
 use askama::Template;
 
-use crate::auth::Principal;
+use crate::auth::Admin;
 use crate::posture;
 use crate::serve::AppState;
 
@@ -42,14 +42,14 @@ impl Chrome {
     /// The chrome of a signed-in page.
     pub fn new(
         state: &AppState,
-        principal: &Principal,
+        admin: &Admin,
         title: impl Into<String>,
         nav: &'static str,
     ) -> Chrome {
         Chrome {
             title: title.into(),
             nav,
-            csrf: principal.csrf().to_owned(),
+            csrf: admin.csrf().to_owned(),
             signed_in: true,
             badge: posture::BADGE,
             posture: posture::posture_text(state.config.trust_mode()),

@@ -16,7 +16,7 @@ use super::receipts::ReceiptLine;
 use super::{error_page, format_ms, redirect, render, Chrome};
 use crate::api;
 use crate::api::error::ApiError;
-use crate::auth::Principal;
+use crate::auth::{Admin, AdminForm};
 use crate::plugins::{self, PluginView};
 use crate::posture;
 use crate::serve::AppState;
@@ -62,8 +62,8 @@ fn store_failure(e: impl std::fmt::Display) -> HttpResponse {
 }
 
 pub async fn list(
+    admin: Admin,
     state: web::Data<AppState>,
-    principal: Principal,
     query: web::Query<Notice>,
 ) -> HttpResponse {
     let plugins = match plugins::list(&state).await {
@@ -99,7 +99,7 @@ pub async fn list(
         }
     }
     let page = ListPage {
-        chrome: Chrome::new(&state, &principal, "Plugins", "plugins")
+        chrome: Chrome::new(&state, &admin, "Plugins", "plugins")
             .with_notice(query.notice.as_deref()),
         plugins,
         alerts,
@@ -108,8 +108,8 @@ pub async fn list(
 }
 
 pub async fn detail(
+    admin: Admin,
     state: web::Data<AppState>,
-    principal: Principal,
     id: web::Path<String>,
     query: web::Query<Notice>,
 ) -> HttpResponse {
@@ -148,7 +148,7 @@ pub async fn detail(
         .collect();
     let installed = p.origin != "builtin" && p.version.is_some() && !versions.is_empty();
     let page = DetailPage {
-        chrome: Chrome::new(&state, &principal, p.name.clone(), "plugins")
+        chrome: Chrome::new(&state, &admin, p.name.clone(), "plugins")
             .with_notice(query.notice.as_deref()),
         installed,
         warning: posture::IN_PROCESS_WARNING,
@@ -187,9 +187,9 @@ struct InstallPage {
 }
 
 impl InstallPage {
-    fn new(state: &AppState, principal: &Principal) -> InstallPage {
+    fn new(state: &AppState, admin: &Admin) -> InstallPage {
         InstallPage {
-            chrome: Chrome::new(state, principal, "Install a plugin", "plugins"),
+            chrome: Chrome::new(state, admin, "Install a plugin", "plugins"),
             warning: posture::IN_PROCESS_WARNING,
             error: None,
             npm: String::new(),
@@ -209,14 +209,14 @@ impl InstallPage {
     }
 }
 
-pub async fn install_page(state: web::Data<AppState>, principal: Principal) -> HttpResponse {
-    render(StatusCode::OK, &InstallPage::new(&state, &principal))
+pub async fn install_page(admin: Admin, state: web::Data<AppState>) -> HttpResponse {
+    render(StatusCode::OK, &InstallPage::new(&state, &admin))
 }
 
 /// After an install: the review page, or the install page again with the reason.
 async fn installed(
     state: &AppState,
-    principal: &Principal,
+    admin: &Admin,
     result: Result<InstallSource, ApiError>,
     tab: Tab,
     fill: impl FnOnce(&mut InstallPage),
@@ -231,7 +231,7 @@ async fn installed(
             outcome.id
         )),
         Err(e) => {
-            let mut page = InstallPage::new(state, principal);
+            let mut page = InstallPage::new(state, admin);
             fill(&mut page);
             page.error = Some((tab, e.message.clone()));
             render(e.status, &page)
@@ -247,10 +247,10 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 pub async fn install_npm(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
-    principal: Principal,
-    form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
+    let AdminForm { admin, form } = post;
     let spec = field(&form, "spec").to_owned();
     let source = NpmSpec::parse(&spec).map(InstallSource::Npm).map_err(|e| {
         ApiError::new(
@@ -259,14 +259,14 @@ pub async fn install_npm(
             e.to_string(),
         )
     });
-    installed(&state, &principal, source, Tab::Npm, |p| p.npm = spec).await
+    installed(&state, &admin, source, Tab::Npm, |p| p.npm = spec).await
 }
 
 pub async fn install_git(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
-    principal: Principal,
-    form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
+    let AdminForm { admin, form } = post;
     let url = field(&form, "url").to_owned();
     let reference = field(&form, "ref").to_owned();
     let source = GitSpec::parse(&url)
@@ -283,7 +283,7 @@ pub async fn install_git(
                 e.to_string(),
             )
         });
-    installed(&state, &principal, source, Tab::Git, |p| {
+    installed(&state, &admin, source, Tab::Git, |p| {
         p.git_url = url;
         p.git_ref = reference;
     })
@@ -291,24 +291,24 @@ pub async fn install_git(
 }
 
 pub async fn install_local(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
-    principal: Principal,
-    form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
+    let AdminForm { admin, form } = post;
     let path = field(&form, "path").to_owned();
     let source = api::plugins::local_source(&path);
-    installed(&state, &principal, source, Tab::Local, |p| p.path = path).await
+    installed(&state, &admin, source, Tab::Local, |p| p.path = path).await
 }
 
 pub async fn upload(
+    admin: Admin,
     state: web::Data<AppState>,
-    principal: Principal,
     multipart: Multipart,
 ) -> HttpResponse {
     let source = api::plugins::read_upload(&state, multipart)
         .await
         .map(|(name, bytes)| InstallSource::Upload { name, bytes });
-    installed(&state, &principal, source, Tab::Upload, |_| {}).await
+    installed(&state, &admin, source, Tab::Upload, |_| {}).await
 }
 
 // --- review, enable, and the rest ------------------------------------------------------------
@@ -335,7 +335,7 @@ impl ReviewPage {
 
 async fn review_page(
     state: &AppState,
-    principal: &Principal,
+    admin: &Admin,
     id: &str,
     notice: Option<&str>,
     error: Option<(StatusCode, String)>,
@@ -361,7 +361,7 @@ async fn review_page(
     let page = ReviewPage {
         chrome: Chrome::new(
             state,
-            principal,
+            admin,
             format!("Review {}", detail.plugin.name),
             "plugins",
         )
@@ -377,14 +377,14 @@ async fn review_page(
 }
 
 pub async fn review(
+    admin: Admin,
     state: web::Data<AppState>,
-    principal: Principal,
     id: web::Path<String>,
     query: web::Query<Notice>,
 ) -> HttpResponse {
     review_page(
         &state,
-        &principal,
+        &admin,
         &id,
         query.notice.as_deref(),
         None,
@@ -394,11 +394,11 @@ pub async fn review(
 }
 
 pub async fn enable(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
-    principal: Principal,
     id: web::Path<String>,
-    form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
+    let AdminForm { admin, form } = post;
     let builtin = plugins::is_builtin(&id);
     let accept_consent = builtin
         || form
@@ -434,15 +434,7 @@ pub async fn enable(
             if builtin {
                 return error_page(status, &message);
             }
-            review_page(
-                &state,
-                &principal,
-                &id,
-                None,
-                Some((status, message)),
-                ticked,
-            )
-            .await
+            review_page(&state, &admin, &id, None, Some((status, message)), ticked).await
         }
     }
 }
@@ -461,15 +453,20 @@ fn after(id: &str, result: Result<(), LifecycleError>, notice: &str) -> HttpResp
     }
 }
 
-pub async fn disable(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+pub async fn disable(
+    _post: AdminForm<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
     after(&id, state.plugins.disable(&id).await, "disabled")
 }
 
 pub async fn rollback(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
+    let form = post.form;
     let version = field(&form, "version");
     if version.is_empty() {
         return error_page(
@@ -485,10 +482,11 @@ pub async fn rollback(
 }
 
 pub async fn upgrade(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
+    let form = post.form;
     let text = field(&form, "source");
     let source = if text.is_empty() {
         None
@@ -517,10 +515,11 @@ pub async fn upgrade(
 }
 
 pub async fn uninstall(
+    post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
+    let form = post.form;
     let options = UninstallOptions {
         purge_files: form.iter().any(|(k, v)| k == "purge_files" && v == "yes"),
         purge_data: form.iter().any(|(k, v)| k == "purge_data" && v == "yes"),

@@ -8,7 +8,7 @@ use nitejar_core::store::{PluginEventRow, StoreError};
 
 use super::{error_page, format_ms, render, Chrome};
 use crate::api::receipts::ReceiptQuery;
-use crate::auth::Principal;
+use crate::auth::Admin;
 use crate::serve::AppState;
 
 /// Receipt kinds, for the filter.
@@ -130,8 +130,8 @@ fn query_string(pairs: &[(&str, &str)]) -> String {
 }
 
 pub async fn page(
+    admin: Admin,
     state: web::Data<AppState>,
-    principal: Principal,
     query: web::Query<ReceiptQuery>,
 ) -> HttpResponse {
     let filter = query.filter();
@@ -177,7 +177,7 @@ pub async fn page(
     });
     let paged = query.cursor.as_deref().is_some_and(|c| !c.is_empty());
     let view = ReceiptsPage {
-        chrome: Chrome::new(&state, &principal, "Receipts", "receipts"),
+        chrome: Chrome::new(&state, &admin, "Receipts", "receipts"),
         plugins: options(plugins.iter().map(String::as_str), &plugin),
         kinds: options(KINDS.iter().copied(), &kind),
         statuses: options(STATUSES.iter().copied(), &status),

@@ -6,7 +6,7 @@ use askama::Template;
 
 use super::{format_ms, render, Chrome};
 use crate::api::runtime::{summary, RuntimeSummary};
-use crate::auth::Principal;
+use crate::auth::Admin;
 use crate::serve::AppState;
 
 #[derive(Template)]
@@ -25,7 +25,7 @@ struct LibraryLine {
     active: bool,
 }
 
-pub async fn page(state: web::Data<AppState>, principal: Principal) -> HttpResponse {
+pub async fn page(admin: Admin, state: web::Data<AppState>) -> HttpResponse {
     let r = summary(&state);
     let libraries = r
         .loaded_libraries
@@ -39,7 +39,7 @@ pub async fn page(state: web::Data<AppState>, principal: Principal) -> HttpRespo
         })
         .collect();
     let page = RuntimePage {
-        chrome: Chrome::new(&state, &principal, "Runtime", "runtime"),
+        chrome: Chrome::new(&state, &admin, "Runtime", "runtime"),
         r,
         libraries,
     };

@@ -14,10 +14,10 @@ use nitejar_core::skills::{
     AdminSkillInput, AdminSkillUpdate, PortableSkill, SkillError, SkillFileInput, SkillSourceKind,
 };
 
-use super::skills::{read_form, skill_error_page, SkillLink};
+use super::skills::{skill_error_page, SkillLink};
 use super::{path_segment, redirect, render, Chrome};
 use crate::api::skills::status_and_code;
-use crate::auth::Principal;
+use crate::auth::{Admin, AdminForm};
 use crate::serve::AppState;
 
 /// A supporting-file row of the form.
@@ -192,7 +192,7 @@ fn limits_text(state: &AppState) -> String {
 
 fn form_page(
     state: &AppState,
-    principal: &Principal,
+    admin: &Admin,
     existing: Option<SkillLink>,
     v: Values,
     status: StatusCode,
@@ -203,7 +203,7 @@ fn form_page(
         None => "New skill".to_owned(),
     };
     let page = FormPage {
-        chrome: Chrome::new(state, principal, title, "skills"),
+        chrome: Chrome::new(state, admin, title, "skills"),
         existing,
         v: v.with_empty_row(),
         problems,
@@ -215,7 +215,7 @@ fn form_page(
 /// A refused form: shown again with the reason when the operator can fix it, else an error page.
 fn refused(
     state: &AppState,
-    principal: &Principal,
+    admin: &Admin,
     existing: Option<SkillLink>,
     v: Values,
     e: SkillError,
@@ -223,7 +223,7 @@ fn refused(
     match status_and_code(&e).0 {
         StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT => form_page(
             state,
-            principal,
+            admin,
             existing,
             v,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -233,41 +233,37 @@ fn refused(
     }
 }
 
-pub async fn new_form(state: web::Data<AppState>, principal: Principal) -> HttpResponse {
+pub async fn new_form(admin: Admin, state: web::Data<AppState>) -> HttpResponse {
     let v = Values {
         category: "general".into(),
         enabled: true,
         ..Values::default()
     };
-    form_page(&state, &principal, None, v, StatusCode::OK, Vec::new())
+    form_page(&state, &admin, None, v, StatusCode::OK, Vec::new())
 }
 
 pub async fn create(
+    post: AdminForm<BTreeMap<String, String>>,
     state: web::Data<AppState>,
-    principal: Principal,
-    payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(&state, payload).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let AdminForm { admin, form } = post;
     let v = Values::from_form(&form);
     let input = match v.input() {
         Ok(i) => i,
-        Err(e) => return refused(&state, &principal, None, v, e),
+        Err(e) => return refused(&state, &admin, None, v, e),
     };
     match state.skills.create(input).await {
         Ok(d) => redirect(format!(
             "/admin/skills/{}?notice=skill_created",
             path_segment(&d.skill.id)
         )),
-        Err(e) => refused(&state, &principal, None, v, e),
+        Err(e) => refused(&state, &admin, None, v, e),
     }
 }
 
 pub async fn edit_form(
+    admin: Admin,
     state: web::Data<AppState>,
-    principal: Principal,
     id: web::Path<String>,
 ) -> HttpResponse {
     let detail = match state.skills.get(&id).await {
@@ -308,40 +304,29 @@ pub async fn edit_form(
             .collect(),
     };
     let link = SkillLink::of(&skill.id);
-    form_page(
-        &state,
-        &principal,
-        Some(link),
-        v,
-        StatusCode::OK,
-        Vec::new(),
-    )
+    form_page(&state, &admin, Some(link), v, StatusCode::OK, Vec::new())
 }
 
 pub async fn save(
+    post: AdminForm<BTreeMap<String, String>>,
     state: web::Data<AppState>,
-    principal: Principal,
     id: web::Path<String>,
-    payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(&state, payload).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let AdminForm { admin, form } = post;
     let mut v = Values::from_form(&form);
     let link = SkillLink::of(&id);
     // The slug is not editable; show the skill's own.
     v.slug = id.strip_prefix("admin:").unwrap_or(&id).to_owned();
     let update = match v.update() {
         Ok(u) => u,
-        Err(e) => return refused(&state, &principal, Some(link), v, e),
+        Err(e) => return refused(&state, &admin, Some(link), v, e),
     };
     match state.skills.update(&id, update).await {
         Ok(d) => redirect(format!(
             "/admin/skills/{}?notice=saved",
             path_segment(&d.skill.id)
         )),
-        Err(e) => refused(&state, &principal, Some(link), v, e),
+        Err(e) => refused(&state, &admin, Some(link), v, e),
     }
 }
 
@@ -357,14 +342,14 @@ struct ImportPage {
 
 fn import_page(
     state: &AppState,
-    principal: &Principal,
+    admin: &Admin,
     document: String,
     replace: bool,
     status: StatusCode,
     problems: Vec<String>,
 ) -> HttpResponse {
     let page = ImportPage {
-        chrome: Chrome::new(state, principal, "Import a skill", "skills"),
+        chrome: Chrome::new(state, admin, "Import a skill", "skills"),
         document,
         replace,
         problems,
@@ -373,10 +358,10 @@ fn import_page(
     render(status, &page)
 }
 
-pub async fn import_form(state: web::Data<AppState>, principal: Principal) -> HttpResponse {
+pub async fn import_form(admin: Admin, state: web::Data<AppState>) -> HttpResponse {
     import_page(
         &state,
-        &principal,
+        &admin,
         String::new(),
         false,
         StatusCode::OK,
@@ -385,14 +370,10 @@ pub async fn import_form(state: web::Data<AppState>, principal: Principal) -> Ht
 }
 
 pub async fn import(
+    post: AdminForm<BTreeMap<String, String>>,
     state: web::Data<AppState>,
-    principal: Principal,
-    payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(&state, payload).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let AdminForm { admin, form } = post;
     let document = form.get("document").cloned().unwrap_or_default();
     let replace = form.contains_key("replace");
     let result = match PortableSkill::from_json(&document) {
@@ -409,7 +390,7 @@ pub async fn import(
                 let status = StatusCode::UNPROCESSABLE_ENTITY;
                 import_page(
                     &state,
-                    &principal,
+                    &admin,
                     document,
                     replace,
                     status,

@@ -14,9 +14,8 @@ use nitejar_core::skills::{
 use serde::Deserialize;
 
 use super::{error_page, path_segment, redirect, render, Chrome};
-use crate::api::body;
 use crate::api::skills::{status_and_code, ListQuery};
-use crate::auth::Principal;
+use crate::auth::{Admin, AdminForm};
 use crate::serve::AppState;
 
 /// Files larger than this are listed on a skill's page but not shown there (the export has them).
@@ -143,8 +142,8 @@ pub(super) fn skill_error_page(e: &SkillError) -> HttpResponse {
 }
 
 pub async fn list(
+    admin: Admin,
     state: web::Data<AppState>,
-    principal: Principal,
     query: web::Query<ListParams>,
 ) -> HttpResponse {
     let params = ListQuery {
@@ -161,7 +160,7 @@ pub async fn list(
         })
         .collect();
     let chrome =
-        Chrome::new(&state, &principal, "Skills", "skills").with_notice(query.notice.as_deref());
+        Chrome::new(&state, &admin, "Skills", "skills").with_notice(query.notice.as_deref());
     let filter = match params.filter() {
         Ok(f) => f,
         Err(e) => {
@@ -339,7 +338,7 @@ async fn file_views(state: &AppState, skill: &Skill) -> Vec<FileView> {
 /// A skill's page; `status` is 200, or the refusal of a form on it (shown with `problems`).
 pub(super) async fn detail_page(
     state: &AppState,
-    principal: &Principal,
+    admin: &Admin,
     detail: SkillDetail,
     notice: Option<&str>,
     status_code: StatusCode,
@@ -355,7 +354,7 @@ pub(super) async fn detail_page(
     } = detail;
     let (status, status_class) = status(&skill);
     let page = DetailPage {
-        chrome: Chrome::new(state, principal, skill.name.clone(), "skills").with_notice(notice),
+        chrome: Chrome::new(state, admin, skill.name.clone(), "skills").with_notice(notice),
         precedence: PRECEDENCE_TEXT,
         export_href: format!("/api/admin/skills/{}/export", path_segment(&skill.id)),
         link: SkillLink::of(&skill.id),
@@ -403,8 +402,8 @@ pub struct Notice {
 }
 
 pub async fn detail(
+    admin: Admin,
     state: web::Data<AppState>,
-    principal: Principal,
     id: web::Path<String>,
     query: web::Query<Notice>,
 ) -> HttpResponse {
@@ -412,7 +411,7 @@ pub async fn detail(
         Ok(detail) => {
             detail_page(
                 &state,
-                &principal,
+                &admin,
                 detail,
                 query.notice.as_deref(),
                 StatusCode::OK,
@@ -440,34 +439,28 @@ async fn switch(state: &AppState, id: &str, enabled: bool) -> HttpResponse {
     }
 }
 
-pub async fn enable(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+pub async fn enable(
+    _post: AdminForm<BTreeMap<String, String>>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
     switch(&state, &id, true).await
 }
 
-pub async fn disable(state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+pub async fn disable(
+    _post: AdminForm<BTreeMap<String, String>>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
     switch(&state, &id, false).await
 }
 
-/// Reads a form body (skill forms may be large: see `api::body`).
-pub(super) async fn read_form(
-    state: &AppState,
-    payload: web::Payload,
-) -> Result<BTreeMap<String, String>, HttpResponse> {
-    match body::read(payload, body::admin_body_limit(&state.config)).await {
-        Ok(bytes) => Ok(body::form_pairs(&bytes).into_iter().collect()),
-        Err(e) => Err(error_page(e.status, &e.message)),
-    }
-}
-
 pub async fn delete(
+    post: AdminForm<BTreeMap<String, String>>,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    payload: web::Payload,
 ) -> HttpResponse {
-    let form = match read_form(&state, payload).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let form = post.form;
     if form.get("confirm").map(String::as_str) != Some("yes") {
         return error_page(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -487,30 +480,27 @@ pub async fn delete(
 /// Shows a skill's page again with a refused form's values and the reason.
 async fn refused(
     state: &AppState,
-    principal: &Principal,
+    admin: &Admin,
     id: &str,
     status: StatusCode,
     form: AssignmentForm,
     problem: String,
 ) -> HttpResponse {
     match state.skills.get(id).await {
-        Ok(detail) => {
-            detail_page(state, principal, detail, None, status, form, vec![problem]).await
-        }
+        Ok(detail) => detail_page(state, admin, detail, None, status, form, vec![problem]).await,
         Err(e) => skill_error_page(&e),
     }
 }
 
 pub async fn assign(
+    post: AdminForm<BTreeMap<String, String>>,
     state: web::Data<AppState>,
-    principal: Principal,
     id: web::Path<String>,
-    payload: web::Payload,
 ) -> HttpResponse {
-    let fields = match read_form(&state, payload).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let AdminForm {
+        admin,
+        form: fields,
+    } = post;
     let form = AssignmentForm {
         scope: fields.get("scope").cloned().unwrap_or_default(),
         priority: fields.get("priority").cloned().unwrap_or_default(),
@@ -521,7 +511,7 @@ pub async fn assign(
         Err(e) => {
             let message = e.to_string();
             let status = StatusCode::UNPROCESSABLE_ENTITY;
-            return refused(&state, &principal, &id, status, form, message).await;
+            return refused(&state, &admin, &id, status, form, message).await;
         }
     };
     let priority = match form.priority.trim() {
@@ -531,7 +521,7 @@ pub async fn assign(
             Err(_) => {
                 let message = format!("priority: `{p}` is not a whole number");
                 let status = StatusCode::UNPROCESSABLE_ENTITY;
-                return refused(&state, &principal, &id, status, form, message).await;
+                return refused(&state, &admin, &id, status, form, message).await;
             }
         },
     };
@@ -547,22 +537,21 @@ pub async fn assign(
 }
 
 pub async fn unassign(
+    post: AdminForm<BTreeMap<String, String>>,
     state: web::Data<AppState>,
-    principal: Principal,
     id: web::Path<String>,
-    payload: web::Payload,
 ) -> HttpResponse {
-    let fields = match read_form(&state, payload).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let AdminForm {
+        admin,
+        form: fields,
+    } = post;
     let text = fields.get("scope").cloned().unwrap_or_default();
     let scope: Scope = match text.parse() {
         Ok(s) => s,
         Err(e) => {
             let status = StatusCode::UNPROCESSABLE_ENTITY;
             let form = AssignmentForm::default();
-            return refused(&state, &principal, &id, status, form, e.to_string()).await;
+            return refused(&state, &admin, &id, status, form, e.to_string()).await;
         }
     };
     match state.skills.unassign(&id, &scope).await {
@@ -570,7 +559,7 @@ pub async fn unassign(
         Ok(false) => {
             let message = format!("This skill has no assignment at scope `{scope}`.");
             let (status, form) = (StatusCode::NOT_FOUND, AssignmentForm::default());
-            refused(&state, &principal, &id, status, form, message).await
+            refused(&state, &admin, &id, status, form, message).await
         }
         Err(e) => skill_error_page(&e),
     }

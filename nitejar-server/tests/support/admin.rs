@@ -128,6 +128,11 @@ pub struct Session {
 impl Session {
     /// Signs in through the sign-in form, as a browser would.
     pub async fn sign_in(server: &Server) -> Session {
+        Session::sign_in_with(server, ADMIN_TOKEN).await
+    }
+
+    /// Signs in with `token` through the sign-in form.
+    pub async fn sign_in_with(server: &Server, token: &str) -> Session {
         let origin = server.url("");
         let page = read(
             client()
@@ -150,7 +155,7 @@ impl Session {
                 .header("origin", &origin)
                 .body(form_body(&[
                     ("_csrf", &form_csrf),
-                    ("token", ADMIN_TOKEN),
+                    ("token", token),
                     ("next", "/admin/plugins"),
                 ]))
                 .send()

@@ -18,6 +18,7 @@ pub use nitejar_suite::local_http::{LocalHttp, Received, Reply};
 pub mod admin;
 pub mod browser;
 pub mod packages;
+pub mod raw;
 
 /// The key every test server and test store use (the DESIGN test vector's key).
 pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
