@@ -62,7 +62,7 @@ fn stage(bytes: Vec<u8>, limits: Limits) -> (tempfile::TempDir, InstallError) {
     let data = tempfile::tempdir().unwrap();
     let installer = Installer::new(Layout::new(data.path())).with_limits(limits);
     let err = installer
-        .stage(&InstallSource::Upload {
+        .stage(InstallSource::Upload {
             name: "evil.tgz".into(),
             bytes,
         })

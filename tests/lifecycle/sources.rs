@@ -1,6 +1,7 @@
-//! One pipeline, four sources: a local path, an uploaded .tgz (with and without `package/`), npm
-//! (a local registry speaking the real protocol, correct and wrong integrity) and git (a real
-//! repository in a temp dir, over file:// and over smart HTTP).
+//! One pipeline, four sources: a local path, an uploaded .tgz (with and without `package/`, in
+//! memory or in a file the server received it into), npm (a local registry speaking the real
+//! protocol, correct and wrong integrity) and git (a real repository in a temp dir, over file://
+//! and over smart HTTP).
 
 use std::sync::Arc;
 
@@ -118,6 +119,86 @@ async fn path_and_upload(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(b.digest, outcome.digest);
+}
+
+/// An upload the server has written to a file installs from that file and is recorded exactly as
+/// the same upload in memory: same kind, same reference, same digest, same stored package. The file
+/// stays the caller's: the installer neither moves nor removes it, whatever the outcome.
+async fn upload_from_a_file(db: TestDb) {
+    let bytes = tgz(&greeter(1));
+    let env = Env::new(&db, |_| {}).await;
+    let in_memory = env
+        .manager
+        .install(InstallSource::Upload {
+            name: "g.tgz".into(),
+            bytes: bytes.clone(),
+        })
+        .await
+        .unwrap();
+    let row_memory = env.store.get_plugin(GREETER).await.unwrap().unwrap();
+    let receipt_memory = env.receipts_of(GREETER, "install").await[0].1.clone();
+    purge(&env).await;
+
+    let env2 = Env::new(&db, |_| {}).await;
+    let received = tempfile::NamedTempFile::new_in(env2.data.path()).unwrap();
+    std::fs::write(received.path(), &bytes).unwrap();
+    let from_file = env2
+        .manager
+        .install(InstallSource::UploadFile {
+            name: "g.tgz".into(),
+            path: received.path().to_path_buf(),
+        })
+        .await
+        .unwrap();
+    assert_installed_disabled(&env2, "1.0.0", "upload").await;
+    let row_file = env2.store.get_plugin(GREETER).await.unwrap().unwrap();
+    assert_eq!(row_file.source_kind, row_memory.source_kind);
+    assert_eq!(row_file.source_ref.as_deref(), Some("g.tgz"));
+    assert_eq!(row_file.source_ref, row_memory.source_ref);
+    assert_eq!(
+        (from_file.source_kind, from_file.source_ref.as_str()),
+        (in_memory.source_kind, in_memory.source_ref.as_str())
+    );
+    assert_eq!(from_file.digest, in_memory.digest);
+    let receipt_file = env2.receipts_of(GREETER, "install").await[0].1.clone();
+    for key in ["source", "sourceKind", "sourceRef", "digest"] {
+        assert_eq!(receipt_file[key], receipt_memory[key], "receipt {key}");
+    }
+    assert_eq!(receipt_file["source"], "upload g.tgz");
+    let artifact = env2
+        .store
+        .get_plugin_artifact(GREETER, "1.0.0")
+        .await
+        .unwrap()
+        .expect("artifact");
+    assert_eq!(
+        artifact.bytes, bytes,
+        "the stored package is the uploaded file"
+    );
+    assert_eq!(std::fs::read(received.path()).unwrap(), bytes);
+
+    // Not an archive: refused as such, nothing installed, and the file is still the caller's.
+    purge(&env2).await;
+    let env3 = Env::new(&db, |_| {}).await;
+    let garbage = tempfile::NamedTempFile::new_in(env3.data.path()).unwrap();
+    std::fs::write(garbage.path(), vec![0x5a; 1024 * 1024]).unwrap();
+    let err = env3
+        .manager
+        .install(InstallSource::UploadFile {
+            name: "junk.tgz".into(),
+            path: garbage.path().to_path_buf(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LifecycleError::Install(nitejar_core::install::InstallError::NotAnArchive(_))
+        ),
+        "{err}"
+    );
+    assert!(env3.store.get_plugin(GREETER).await.unwrap().is_none());
+    assert!(garbage.path().is_file());
 }
 
 async fn purge(env: &Env) {
@@ -347,7 +428,7 @@ async fn from_git(db: TestDb) {
     );
 }
 
-on_both_backends!(path_and_upload, from_npm, from_git);
+on_both_backends!(path_and_upload, upload_from_a_file, from_npm, from_git);
 
 /// `git http-backend` behind the local HTTP server: the smart-HTTP transport over reqwest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

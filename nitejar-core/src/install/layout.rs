@@ -3,6 +3,7 @@
 //! ```text
 //! $NITEJAR_DATA_DIR
 //!   plugins/_staging/<random>/          an install in progress (removed when it ends, either way)
+//!   plugins/_staging/upload-<random>    an uploaded package the server is receiving or installing
 //!   plugins/_cache/                     git clones and downloads in progress
 //!   plugins/_runtime/libraries.json     what the running server has loaded (for `doctor`)
 //!   plugins/<id>/current -> versions/<version>

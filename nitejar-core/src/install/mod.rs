@@ -7,13 +7,14 @@
 //! ```
 //!
 //! [`Installer::stage`] does the part that needs no database: it fetches a source ([`InstallSource`]:
-//! a local path, a `.tgz`, an npm package, a git repository), unpacks or copies it into a staging
-//! directory under the package rules ([`Limits`]; see [`archive`] for what a hostile archive cannot
-//! do), finds the package root (the archive root, or its single top directory such as npm's
-//! `package/`), validates `nitejar.plugin.json` for this server, and computes the content digest
-//! ([`digest`]). The result, a [`StagedPackage`], is moved into its version directory with
-//! [`StagedPackage::commit`], which never replaces an existing version directory. Dropping a staged
-//! package removes its staging directory: a failed install leaves nothing on disk.
+//! a local path, a `.tgz`, an upload (in memory or in a server-owned file), an npm package, a git
+//! repository), unpacks or copies it into a staging directory under the package rules ([`Limits`];
+//! see [`archive`] for what a hostile archive cannot do), finds the package root (the archive root,
+//! or its single top directory such as npm's `package/`), validates `nitejar.plugin.json` for this
+//! server, and computes the content digest ([`digest`]). The result, a [`StagedPackage`], is moved
+//! into its version directory with [`StagedPackage::commit`], which never replaces an existing
+//! version directory. Dropping a staged package removes its staging directory: a failed install
+//! leaves nothing on disk.
 //!
 //! Everything here blocks (file I/O, libgit2, a blocking HTTP client): call it from a blocking
 //! thread. The lifecycle ([`crate::lifecycle`]) does.
@@ -268,8 +269,10 @@ impl Installer {
         &self.limits
     }
 
-    /// Fetches `source` into a new staging directory and checks it (see the module docs).
-    pub fn stage(&self, source: &InstallSource) -> Result<StagedPackage, InstallError> {
+    /// Fetches `source` into a new staging directory and checks it (see the module docs). The
+    /// source is taken by value so that uploaded bytes become the stored artifact without a copy.
+    pub fn stage(&self, source: InstallSource) -> Result<StagedPackage, InstallError> {
+        let source_kind = source.kind();
         let staging_root = self.layout.staging_dir();
         std::fs::create_dir_all(&staging_root)
             .map_err(InstallError::io("create", &staging_root))?;
@@ -282,7 +285,7 @@ impl Installer {
             ))?;
         let unpacked = staging.path().join("package");
         std::fs::create_dir(&unpacked).map_err(InstallError::io("create", &unpacked))?;
-        let (listing, archive, source_ref) = match source {
+        let (listing, packed, source_ref) = match source {
             InstallSource::Path(dir) => {
                 if !dir.is_dir() {
                     return Err(InstallError::Source(format!(
@@ -290,36 +293,46 @@ impl Installer {
                         dir.display()
                     )));
                 }
-                let listing = tree::copy_tree(dir, &unpacked, &self.limits)?;
-                let shown = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-                (listing, None, shown.display().to_string())
+                let listing = tree::copy_tree(&dir, &unpacked, &self.limits)?;
+                let shown = dir.canonicalize().unwrap_or(dir);
+                (listing, Packed::Repack, shown.display().to_string())
             }
             InstallSource::Archive(file) => {
-                let bytes = std::fs::read(file).map_err(InstallError::io("read", file))?;
+                // Read once and unpacked from memory: the file is the operator's, and the stored
+                // artifact must be the very bytes that were validated even if it changes meanwhile.
+                let bytes = std::fs::read(&file).map_err(InstallError::io("read", &file))?;
                 let listing = archive::unpack_tgz(bytes.as_slice(), &unpacked, &self.limits)?;
                 let name = file
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| file.display().to_string());
-                (listing, Some(bytes), name)
+                (listing, Packed::Bytes(bytes), name)
             }
             InstallSource::Upload { name, bytes } => {
                 let listing = archive::unpack_tgz(bytes.as_slice(), &unpacked, &self.limits)?;
-                (listing, Some(bytes.clone()), name.clone())
+                (listing, Packed::Bytes(bytes), name)
+            }
+            InstallSource::UploadFile { name, path } => {
+                // Streamed from the file (unpack_tgz buffers its input itself): a garbage or
+                // oversized upload is refused at its first bad byte without being read into memory.
+                let file = std::fs::File::open(&path).map_err(InstallError::io("open", &path))?;
+                let listing = archive::unpack_tgz(file, &unpacked, &self.limits)?;
+                (listing, Packed::File(path), name)
             }
             InstallSource::Npm(spec) => {
-                let tarball = npm::fetch(spec, &self.npm, &self.limits)?;
+                let tarball = npm::fetch(&spec, &self.npm, &self.limits)?;
                 let listing =
                     archive::unpack_tgz(tarball.bytes.as_slice(), &unpacked, &self.limits)?;
                 let reference =
                     format!("{}@{} ({})", spec.name, tarball.version, tarball.integrity);
-                (listing, Some(tarball.bytes), reference)
+                (listing, Packed::Bytes(tarball.bytes), reference)
             }
             InstallSource::Git(spec) => {
-                let checkout = git::fetch(spec, &self.layout.cache_dir(), &unpacked, &self.limits)?;
+                let checkout =
+                    git::fetch(&spec, &self.layout.cache_dir(), &unpacked, &self.limits)?;
                 (
                     checkout.listing,
-                    None,
+                    Packed::Repack,
                     format!("{}#{}", spec.url, checkout.commit),
                 )
             }
@@ -329,9 +342,15 @@ impl Installer {
             .map_err(|errors| InstallError::Manifest { errors })?;
         let digest = listing.digest();
         let signature = std::fs::read_to_string(root.join(SIGNATURE_FILE)).ok();
-        let archive = match archive {
-            Some(bytes) => bytes,
-            None => archive::tgz_of_dir(&root).map_err(InstallError::io("pack", &root))?,
+        let archive = match packed {
+            Packed::Bytes(bytes) => bytes,
+            // Read a second time, now that it is known to be a valid package: the one copy a valid
+            // package costs (it is stored in `plugin_artifacts`). Safe because the file is the
+            // server's own, in `plugins/_staging`: nobody can change it between the two reads.
+            Packed::File(path) => std::fs::read(&path).map_err(InstallError::io("read", &path))?,
+            Packed::Repack => {
+                archive::tgz_of_dir(&root).map_err(InstallError::io("pack", &root))?
+            }
         };
         Ok(StagedPackage {
             _staging: staging,
@@ -339,7 +358,7 @@ impl Installer {
             manifest,
             digest,
             listing,
-            source_kind: source.kind(),
+            source_kind,
             source_ref,
             archive,
             signature,
@@ -348,12 +367,27 @@ impl Installer {
 
     /// Unpacks a stored artifact (from `plugin_artifacts`) into a new staging directory, for a
     /// machine that has not got the version on disk yet.
-    pub fn stage_artifact(&self, bytes: &[u8], name: &str) -> Result<StagedPackage, InstallError> {
-        self.stage(&InstallSource::Upload {
+    pub fn stage_artifact(
+        &self,
+        bytes: Vec<u8>,
+        name: &str,
+    ) -> Result<StagedPackage, InstallError> {
+        self.stage(InstallSource::Upload {
             name: name.to_string(),
-            bytes: bytes.to_vec(),
+            bytes,
         })
     }
+}
+
+/// Where the `.tgz` kept in `plugin_artifacts` comes from, decided while fetching and produced
+/// only once the package is valid.
+enum Packed {
+    /// The fetched archive itself.
+    Bytes(Vec<u8>),
+    /// A server-owned archive file, read after validation.
+    File(PathBuf),
+    /// No archive was fetched (a directory, a git checkout): packed from the staged root.
+    Repack,
 }
 
 /// The package root: the unpack directory when the manifest is there, or its single top-level

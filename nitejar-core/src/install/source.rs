@@ -19,6 +19,27 @@ pub enum InstallSource {
         /// The archive.
         bytes: Vec<u8>,
     },
+    /// An uploaded `.tgz` the server has already written to a file it owns (under
+    /// `plugins/_staging`): recorded exactly like [`Upload`](Self::Upload), but unpacked by
+    /// streaming from the file, so a garbage or oversized upload is refused without being read into
+    /// memory.
+    ///
+    /// ```no_run
+    /// # use nitejar_core::install::{InstallSource, Installer, Layout};
+    /// let installer = Installer::new(Layout::new("/var/lib/nitejar"));
+    /// let staged = installer.stage(InstallSource::UploadFile {
+    ///     name: "jira-1.0.0.tgz".into(),
+    ///     path: "/var/lib/nitejar/plugins/_staging/upload-x1y2z3".into(),
+    /// })?;
+    /// assert_eq!(staged.source_kind, "upload");
+    /// # Ok::<(), nitejar_core::install::InstallError>(())
+    /// ```
+    UploadFile {
+        /// The file name it was uploaded as.
+        name: String,
+        /// Where the server wrote it. The caller owns the file and removes it after the install.
+        path: PathBuf,
+    },
     /// A package in an npm registry.
     Npm(NpmSpec),
     /// A git repository.
@@ -32,6 +53,11 @@ impl fmt::Debug for InstallSource {
                 .debug_struct("Upload")
                 .field("name", name)
                 .field("bytes", &bytes.len())
+                .finish(),
+            InstallSource::UploadFile { name, path } => f
+                .debug_struct("UploadFile")
+                .field("name", name)
+                .field("path", path)
                 .finish(),
             InstallSource::Path(p) => f.debug_tuple("Path").field(p).finish(),
             InstallSource::Archive(p) => f.debug_tuple("Archive").field(p).finish(),
@@ -107,7 +133,9 @@ impl InstallSource {
     pub fn kind(&self) -> &'static str {
         match self {
             InstallSource::Path(_) => "local",
-            InstallSource::Archive(_) | InstallSource::Upload { .. } => "upload",
+            InstallSource::Archive(_)
+            | InstallSource::Upload { .. }
+            | InstallSource::UploadFile { .. } => "upload",
             InstallSource::Npm(_) => "npm",
             InstallSource::Git(_) => "git",
         }
@@ -118,7 +146,9 @@ impl fmt::Display for InstallSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InstallSource::Path(p) | InstallSource::Archive(p) => write!(f, "{}", p.display()),
-            InstallSource::Upload { name, .. } => write!(f, "upload {name}"),
+            InstallSource::Upload { name, .. } | InstallSource::UploadFile { name, .. } => {
+                write!(f, "upload {name}")
+            }
             InstallSource::Npm(spec) => write!(f, "{spec}"),
             InstallSource::Git(spec) => write!(f, "{spec}"),
         }

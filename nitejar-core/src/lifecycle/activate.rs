@@ -79,7 +79,7 @@ impl PluginManager {
         let installer = self.installer.clone();
         let name = format!("{}-{}.tgz", version.plugin_id, version.version);
         let staged = Self::blocking(move || {
-            let staged = installer.stage_artifact(&artifact.bytes, &name)?;
+            let staged = installer.stage_artifact(artifact.bytes, &name)?;
             let dir = staged.commit(installer.layout())?;
             Ok::<_, crate::install::InstallError>(dir)
         })

@@ -179,7 +179,7 @@ impl PluginManager {
         known: &mut Option<(String, String)>,
     ) -> Result<Judged, LifecycleError> {
         let installer = self.installer.clone();
-        let staged = Self::blocking(move || installer.stage(&source)).await??;
+        let staged = Self::blocking(move || installer.stage(source)).await??;
         *known = Some((staged.id().to_string(), staged.version().to_string()));
         let check = self
             .options

@@ -5,6 +5,9 @@
 //!
 //! [`PluginManager`]: nitejar_core::lifecycle::PluginManager
 
+use std::io::{self, Write};
+use std::path::Path;
+
 use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -14,6 +17,7 @@ use nitejar_core::lifecycle::{Acknowledge, EnableRequest, UninstallOptions};
 use nitejar_core::store::PageRequest;
 use serde::Deserialize;
 use serde_json::json;
+use tempfile::NamedTempFile;
 
 use super::error::ApiError;
 use super::receipts::{store_error, ReceiptView};
@@ -108,11 +112,31 @@ async fn install(state: &AppState, source: InstallSource) -> Result<HttpResponse
 /// The multipart field an uploaded package is sent in.
 pub const UPLOAD_FIELD: &str = "package";
 
-/// Reads the `package` file of a multipart upload, refusing more than the install limit.
+/// An uploaded package, received into a file of its own in the staging directory
+/// (`plugins/_staging/upload-<random>`, readable by the server's user only). Dropping it removes
+/// the file, so keep it until the install has finished, whatever its outcome.
+pub struct UploadedPackage {
+    /// The file name it was uploaded as, without any directory.
+    pub name: String,
+    file: NamedTempFile,
+}
+
+impl UploadedPackage {
+    /// The install source for the received file; valid while `self` lives.
+    pub fn source(&self) -> InstallSource {
+        InstallSource::UploadFile {
+            name: self.name.clone(),
+            path: self.file.path().to_path_buf(),
+        }
+    }
+}
+
+/// Receives the `package` file of a multipart upload into the staging directory, refusing more
+/// than the install limit before writing the chunk past it: an upload is never held in memory.
 pub async fn read_upload(
     state: &AppState,
     mut multipart: Multipart,
-) -> Result<(String, Vec<u8>), ApiError> {
+) -> Result<UploadedPackage, ApiError> {
     let limit = state.plugins.options().limits.max_archive_bytes;
     let unreadable = |e: actix_multipart::MultipartError| {
         ApiError::bad_request(
@@ -135,26 +159,38 @@ pub async fn read_upload(
             .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n).to_owned())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "upload.tgz".to_owned());
-        let mut bytes = Vec::new();
+        let staging = state.plugins.layout().staging_dir();
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| staging_failed(&staging, "create the staging directory", e))?;
+        let mut file = tempfile::Builder::new()
+            .prefix("upload-")
+            .tempfile_in(&staging)
+            .map_err(|e| staging_failed(&staging, "create a file for the upload in", e))?;
+        let mut received: u64 = 0;
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(unreadable)?;
-            if (bytes.len() + chunk.len()) as u64 > limit {
+            received += chunk.len() as u64;
+            if received > limit {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
                     format!("the package is larger than the limit of {limit} bytes (NITEJAR_PLUGIN_MAX_BYTES)"),
                 ));
             }
-            bytes.extend_from_slice(&chunk);
+            // A plain blocking write on the server thread, on purpose: it lands in the page cache
+            // and takes microseconds for a chunk, where a hop to a blocking thread per chunk would
+            // cost more than the write. Nothing is fsynced: the file only lives for this install.
+            file.write_all(&chunk)
+                .map_err(|e| staging_failed(&staging, "write the upload to", e))?;
         }
-        if bytes.is_empty() {
+        if received == 0 {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "empty_upload",
                 "the uploaded file is empty; choose a plugin package (.tgz)",
             ));
         }
-        return Ok((name, bytes));
+        return Ok(UploadedPackage { name, file });
     }
     Err(ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -163,13 +199,36 @@ pub async fn read_upload(
     ))
 }
 
+/// Why an upload could not be received into `staging`: a full disk is the operator's to fix and
+/// says so (507); anything else is a server failure naming the directory (500).
+fn staging_failed(staging: &Path, action: &str, e: io::Error) -> ApiError {
+    if e.kind() == io::ErrorKind::StorageFull {
+        tracing::error!(
+            "plugin upload: could not {action} {}: {e}",
+            staging.display()
+        );
+        return ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            format!(
+                "the disk holding {} is full, so the upload could not be received; free space there (or point NITEJAR_PLUGINS_DIR at a larger disk) and upload again",
+                staging.display()
+            ),
+        );
+    }
+    ApiError::internal(format!("could not {action} {}: {e}", staging.display()))
+}
+
 pub async fn upload(
     _admin: Admin,
     state: web::Data<AppState>,
     multipart: Multipart,
 ) -> Result<HttpResponse, ApiError> {
-    let (name, bytes) = read_upload(&state, multipart).await?;
-    install(&state, InstallSource::Upload { name, bytes }).await
+    let upload = read_upload(&state, multipart).await?;
+    let answer = install(&state, upload.source()).await;
+    // Only now, the install finished either way, may the received file go.
+    drop(upload);
+    answer
 }
 
 #[derive(Deserialize)]

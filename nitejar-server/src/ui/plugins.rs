@@ -305,10 +305,15 @@ pub async fn upload(
     state: web::Data<AppState>,
     multipart: Multipart,
 ) -> HttpResponse {
-    let source = api::plugins::read_upload(&state, multipart)
-        .await
-        .map(|(name, bytes)| InstallSource::Upload { name, bytes });
-    installed(&state, &admin, source, Tab::Upload, |_| {}).await
+    let upload = api::plugins::read_upload(&state, multipart).await;
+    let source = upload
+        .as_ref()
+        .map(api::plugins::UploadedPackage::source)
+        .map_err(Clone::clone);
+    let page = installed(&state, &admin, source, Tab::Upload, |_| {}).await;
+    // Only now, the install finished either way, may the received file go.
+    drop(upload);
+    page
 }
 
 // --- review, enable, and the rest ------------------------------------------------------------

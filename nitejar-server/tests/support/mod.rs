@@ -117,6 +117,11 @@ impl Server {
         panic!("nitejar did not start within 30 s:\n{}", self.log());
     }
 
+    /// The server's process id (to read its `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
