@@ -6,7 +6,7 @@
 //! boot all call it. The database is the source of truth for what *should* run (`plugins.enabled`,
 //! `plugins.current_version`); the runtime holds what *does* run in this process; the data directory
 //! holds the immutable version directories and the `current` pointer (see
-//! [`Layout`](crate::install::Layout)). Every operation leaves a receipt, refusals included, and a
+//! [`Layout`]). Every operation leaves a receipt, refusals included, and a
 //! line in `logs/plugins/<id>.log`.
 //!
 //! Invariants:

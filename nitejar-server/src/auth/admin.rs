@@ -65,7 +65,7 @@ pub struct MetricsReader;
 
 /// The sign-in form, checked: from this site, with the sign-in page's CSRF token, from an address
 /// that is not locked out. The handler compares the token and reports a wrong one with
-/// [`record_failure`].
+/// `record_failure`.
 #[derive(Debug)]
 pub struct SignInForm<T> {
     /// The client address (for the throttle).

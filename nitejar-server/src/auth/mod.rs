@@ -253,7 +253,7 @@ impl AdminAuth {
         }
     }
 
-    /// The client address of a request (see [`client`]).
+    /// The client address of a request: the peer, or per `X-Forwarded-For` behind a trusted proxy.
     pub fn client_addr(&self, req: &HttpRequest) -> IpAddr {
         let forwarded: Vec<&str> = req
             .headers()

@@ -10,7 +10,7 @@
 //! also hides whether a guess was right.
 //!
 //! IPv6 clients are counted per /64 (one host usually holds a whole /64), IPv4 per address. The
-//! table is bounded; past [`MAX_TRACKED`] addresses the quietest are forgotten first.
+//! table is bounded; past `MAX_TRACKED` (65 536) addresses the quietest are forgotten first.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
