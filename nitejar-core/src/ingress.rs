@@ -2,12 +2,17 @@
 //! runner.
 //!
 //! The pipeline, for `POST /api/webhooks/plugins/{type}/{integration_id}`:
-//! find the integration row (404) → its type matches the URL (400) → it is enabled (403) → a plugin
-//! provides the type (503) → decrypt its config → `parse_webhook` (401 on a bad signature) → ignored
-//! deliveries answer 200 → the idempotency keys and the work item are stored in one transaction (a
-//! duplicate delivery answers 200 and creates nothing, even under concurrency) → `work_item.pre_create`
-//! (may block, or change session key, title, payload) → … → `work_item.post_create` → the work item is
-//! handed to the runner.
+//! the database takes writes (else 503 at once, with `Retry-After`) → find the integration row (404)
+//! → its type matches the URL (400) → it is enabled (403) → a plugin provides the type (503) →
+//! decrypt its config → `parse_webhook` (401 on a bad signature) → ignored deliveries answer 200 →
+//! `work_item.pre_create` (may block, or change session key, title, payload) → **accepted**: the work
+//! item, its idempotency keys, its queued run and its ingress receipt are stored in ONE transaction
+//! (a duplicate delivery answers 200 and creates nothing, even under concurrency) → `accepted` is
+//! answered only after that commit → `work_item.post_create` → the run queue is woken.
+//!
+//! Concurrent deliveries share a transaction (group commit). A batch the database refuses because
+//! of one item (a value a column cannot hold, a constraint) is split until that item fails alone;
+//! a batch refused because the database is failing answers 503 for all of it.
 //!
 //! Every outcome is a `webhook_ingress` receipt whose detail holds the reason code. The HTTP layer is
 //! not here (this crate has no HTTP framework): [`IngressOutcome`] carries the status to answer.
@@ -22,11 +27,12 @@ use serde_json::{json, Value};
 
 use crate::hooks::DispatchContext;
 use crate::receipts::{Receipt, ReceiptKind, ReceiptStatus};
-use crate::runner::RunRequest;
 use crate::runtime::{IntegrationCallError, Runtime};
-use crate::store::{IntegrationRow, NewWorkItem, Store, WorkItemRow};
+use crate::store::{
+    new_id, AcceptedItem, IntegrationRow, NewRun, NewWorkItem, Store, StoredReceipt, WorkItemRow,
+};
 use crate::ttl::TtlMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// What the webhook route answers, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -40,37 +46,54 @@ pub struct IngressOutcome {
     /// The work item created, when one was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub work_item_id: Option<String>,
+    /// Seconds after which to try again (a `Retry-After`), for refusals that will pass later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl IngressOutcome {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    /// An outcome with a status, a stable reason code and a sentence.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         IngressOutcome {
             status,
             code,
             message: message.into(),
             work_item_id: None,
+            retry_after: None,
+        }
+    }
+
+    fn store_unavailable(message: impl Into<String>) -> Self {
+        IngressOutcome {
+            retry_after: Some(RETRY_AFTER_SECS),
+            ..IngressOutcome::new(503, "store_unavailable", message)
         }
     }
 }
 
-/// Where accepted work items go.
-pub trait WorkSink: Send + Sync + 'static {
-    /// Takes a work item to run. Must not wait for the run.
-    fn submit(&self, request: RunRequest);
+/// How long a provider is asked to wait while the database is failing.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// Why the group commit did not store an item.
+#[derive(Clone, Debug)]
+struct Rejected {
+    /// The database failed (not this item).
+    fault: bool,
+    message: String,
 }
 
+/// What the group commit answers for one item.
+type Stored = Result<Option<WorkItemRow>, Rejected>;
+
 /// A work item waiting for the group commit, with where to send the answer.
-type PendingItem = (
-    Vec<String>,
-    NewWorkItem,
-    oneshot::Sender<Result<Option<WorkItemRow>, String>>,
-);
+type PendingItem = (AcceptedItem, oneshot::Sender<Stored>);
 
 /// Runs the ingress pipeline.
 pub struct Ingress {
     runtime: Arc<Runtime>,
     store: Arc<dyn Store>,
-    work: Arc<dyn WorkSink>,
+    /// Woken after a run is queued.
+    queued: Arc<Notify>,
     writer: mpsc::Sender<PendingItem>,
     /// Integration rows recently read: a burst of deliveries reads its row once a second.
     rows: TtlMap<IntegrationRow>,
@@ -85,15 +108,16 @@ const ROW_TTL: Duration = Duration::from_secs(1);
 const GROUP_COMMIT_MAX: usize = 256;
 
 impl Ingress {
-    /// An ingress that hands accepted work items to `work`. Must be called inside a Tokio runtime: it
-    /// starts the task that writes work items.
-    pub fn new(runtime: Arc<Runtime>, store: Arc<dyn Store>, work: Arc<dyn WorkSink>) -> Self {
+    /// An ingress that queues a run for every accepted work item and notifies `queued` (the run
+    /// queue's waker). Must be called inside a Tokio runtime: it starts the task that writes work
+    /// items.
+    pub fn new(runtime: Arc<Runtime>, store: Arc<dyn Store>, queued: Arc<Notify>) -> Self {
         let (writer, rx) = mpsc::channel(GROUP_COMMIT_MAX * 4);
         tokio::spawn(group_commit(store.clone(), rx));
         Ingress {
             runtime,
             store,
-            work,
+            queued,
             writer,
             rows: TtlMap::new(ROW_TTL, 10_000),
             parse_timeout: Duration::from_secs(10),
@@ -121,20 +145,16 @@ impl Ingress {
         Ok(row)
     }
 
-    /// Creates a work item with its keys through the group commit: concurrent deliveries share one
+    /// Stores an accepted item through the group commit: concurrent deliveries share one
     /// transaction, which is what lets one SQLite file accept thousands of webhooks a second.
-    async fn create_once(
-        &self,
-        keys: Vec<String>,
-        item: NewWorkItem,
-    ) -> Result<Option<WorkItemRow>, String> {
+    async fn accept(&self, item: AcceptedItem) -> Stored {
+        let stopped = || Rejected {
+            fault: true,
+            message: "the work item writer stopped".into(),
+        };
         let (tx, rx) = oneshot::channel();
-        self.writer
-            .send((keys, item, tx))
-            .await
-            .map_err(|_| "the work item writer stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the work item writer stopped".to_string())?
+        self.writer.send((item, tx)).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 
     /// Handles one webhook delivery.
@@ -145,9 +165,50 @@ impl Ingress {
         request: WebhookRequest,
     ) -> IngressOutcome {
         let started = Instant::now();
-        let (outcome, plugin) = self
-            .pipeline(integration_type, integration_id, request)
+        let (outcome, plugin, stored) = self
+            .pipeline(integration_type, integration_id, request, started)
             .await;
+        if let Some(mut receipt) = stored {
+            // Stored with the work item; the sinks that only watch (metrics) still see it.
+            receipt.duration_us = started.elapsed().as_micros() as u64;
+            self.runtime.sink().stored(vec![receipt]).await;
+            return outcome;
+        }
+        self.record(integration_type, integration_id, &outcome, plugin, started)
+            .await;
+        outcome
+    }
+
+    /// Records the receipt of a delivery refused before the pipeline ran (by the HTTP layer: a body
+    /// over the limit).
+    pub async fn refused(
+        &self,
+        integration_type: &str,
+        integration_id: &str,
+        outcome: &IngressOutcome,
+    ) {
+        let plugin = self
+            .runtime
+            .registry()
+            .integration(integration_type)
+            .map(|e| (e.plugin.id.clone(), e.plugin.version.clone()));
+        self.record(
+            integration_type,
+            integration_id,
+            outcome,
+            plugin,
+            Instant::now(),
+        )
+        .await;
+    }
+
+    fn receipt(
+        integration_type: &str,
+        integration_id: &str,
+        outcome: &IngressOutcome,
+        plugin: Option<(Arc<str>, Arc<str>)>,
+        started: Instant,
+    ) -> Receipt {
         let status = match outcome.code {
             "accepted" | "duplicate" | "ignored" => ReceiptStatus::Ok,
             "blocked_by_hook" => ReceiptStatus::Blocked,
@@ -155,12 +216,13 @@ impl Ingress {
             | "bad_request"
             | "integration_not_found"
             | "type_mismatch"
-            | "integration_disabled" => ReceiptStatus::Blocked,
+            | "integration_disabled"
+            | "body_too_large" => ReceiptStatus::Blocked,
             "parse_timeout" => ReceiptStatus::Timeout,
             _ => ReceiptStatus::Error,
         };
-        let (plugin_id, version) = match &plugin {
-            Some((id, v)) => (id.clone(), Some(v.clone())),
+        let (plugin_id, version) = match plugin {
+            Some((id, v)) => (id, Some(v)),
             None => (Arc::from(format!("integration:{integration_type}")), None),
         };
         let mut receipt = Receipt::new(plugin_id, version, ReceiptKind::WebhookIngress, status)
@@ -173,16 +235,33 @@ impl Ingress {
             }));
         receipt.work_item_id = outcome.work_item_id.as_deref().map(Arc::from);
         receipt.duration_us = started.elapsed().as_micros() as u64;
-        self.runtime.sink().submit(vec![receipt]).await;
-        outcome
+        receipt
     }
 
+    async fn record(
+        &self,
+        integration_type: &str,
+        integration_id: &str,
+        outcome: &IngressOutcome,
+        plugin: Option<(Arc<str>, Arc<str>)>,
+        started: Instant,
+    ) {
+        let receipt = Self::receipt(integration_type, integration_id, outcome, plugin, started);
+        self.runtime.sink().submit(vec![receipt]).await;
+    }
+
+    /// The pipeline; the third value is the ingress receipt when it was stored with the work item.
     async fn pipeline(
         &self,
         kind: &str,
         integration_id: &str,
         request: WebhookRequest,
-    ) -> (IngressOutcome, Option<(Arc<str>, Arc<str>)>) {
+        started: Instant,
+    ) -> (
+        IngressOutcome,
+        Option<(Arc<str>, Arc<str>)>,
+        Option<Receipt>,
+    ) {
         let registry = self.runtime.registry();
         let entry = registry.integration(kind);
         let plugin = entry.map(|e| (e.plugin.id.clone(), e.plugin.version.clone()));
@@ -190,49 +269,70 @@ impl Ingress {
             .map(|e| e.descriptor.sensitive_fields.clone())
             .unwrap_or_default();
         drop(registry);
+        match self
+            .steps(kind, integration_id, request, &plugin, &sensitive, started)
+            .await
+        {
+            Ok((outcome, receipt)) => (outcome, plugin, Some(receipt)),
+            Err(outcome) => (outcome, plugin, None),
+        }
+    }
+
+    /// Every step up to the accepted work item; `Err` is any other outcome.
+    async fn steps(
+        &self,
+        kind: &str,
+        integration_id: &str,
+        request: WebhookRequest,
+        plugin: &Option<(Arc<str>, Arc<str>)>,
+        sensitive: &[String],
+        started: Instant,
+    ) -> Result<(IngressOutcome, Receipt), IngressOutcome> {
+        // Nothing can be accepted while the database refuses writes: say so at once, rather than
+        // after parsing and a write that waits for a lock or a disk.
+        if !self.store.health().try_write() {
+            let why = self
+                .store
+                .health()
+                .failing()
+                .map(|f| f.error)
+                .unwrap_or_default();
+            return Err(IngressOutcome::store_unavailable(format!(
+                "the database is not taking writes ({why}); try again later"
+            )));
+        }
         let row = match self.integration_row(integration_id).await {
             Ok(Some(row)) => row,
             Ok(None) => {
-                return (
-                    IngressOutcome::new(
-                        404,
-                        "integration_not_found",
-                        format!("no integration `{integration_id}`"),
-                    ),
-                    plugin,
-                )
+                return Err(IngressOutcome::new(
+                    404,
+                    "integration_not_found",
+                    format!("no integration `{integration_id}`"),
+                ))
             }
-            Err(e) => {
-                return (
-                    IngressOutcome::new(500, "store_error", e.to_string()),
-                    plugin,
-                )
-            }
+            Err(e) => return Err(IngressOutcome::store_unavailable(e)),
         };
         if row.integration_type != kind {
             let msg = format!(
                 "integration `{integration_id}` is of type `{}`, not `{kind}`; use its own webhook URL",
                 row.integration_type
             );
-            return (IngressOutcome::new(400, "type_mismatch", msg), plugin);
+            return Err(IngressOutcome::new(400, "type_mismatch", msg));
         }
         if !row.enabled {
             let msg = format!("integration `{integration_id}` is disabled");
-            return (
-                IngressOutcome::new(403, "integration_disabled", msg),
-                plugin,
-            );
+            return Err(IngressOutcome::new(403, "integration_disabled", msg));
         }
         if plugin.is_none() {
             let msg =
                 format!("no active plugin provides integration type `{kind}`; enable its plugin");
-            return (IngressOutcome::new(503, "type_unavailable", msg), plugin);
+            return Err(IngressOutcome::new(503, "type_unavailable", msg));
         }
-        let config = match row.decrypted_config(self.store.cipher(), &sensitive) {
+        let config = match row.decrypted_config(self.store.cipher(), sensitive) {
             Ok(c) => c,
             Err(e) => {
                 let msg = format!("the integration's config cannot be read: {e}");
-                return (IngressOutcome::new(500, "config_unreadable", msg), plugin);
+                return Err(IngressOutcome::new(500, "config_unreadable", msg));
             }
         };
         let instance = IntegrationInstance {
@@ -242,7 +342,6 @@ impl Ingress {
             config: Value::Object(config),
         };
         let ctx = DispatchContext::default();
-        let parse_instance = instance.clone();
         let parsed = self
             .runtime
             .call_integration(
@@ -250,27 +349,22 @@ impl Ingress {
                 "parse_webhook",
                 &ctx,
                 self.parse_timeout,
-                move |i, host| i.parse_webhook(&request, &parse_instance, host),
+                move |i, host| i.parse_webhook(&request, &instance, host),
             )
             .await;
         let parsed = match parsed {
             Ok(p) => p,
             Err(IntegrationCallError::Failed(IntegrationError::Unauthorized(m))) => {
-                return (IngressOutcome::new(401, "bad_signature", m), plugin)
+                return Err(IngressOutcome::new(401, "bad_signature", m))
             }
             Err(IntegrationCallError::Failed(IntegrationError::BadRequest(m))) => {
-                return (IngressOutcome::new(400, "bad_request", m), plugin)
+                return Err(IngressOutcome::new(400, "bad_request", m))
             }
             Err(IntegrationCallError::Timeout(ms)) => {
                 let msg = format!("the integration did not parse the webhook within {ms} ms");
-                return (IngressOutcome::new(504, "parse_timeout", msg), plugin);
+                return Err(IngressOutcome::new(504, "parse_timeout", msg));
             }
-            Err(e) => {
-                return (
-                    IngressOutcome::new(500, "parse_failed", e.to_string()),
-                    plugin,
-                )
-            }
+            Err(e) => return Err(IngressOutcome::new(500, "parse_failed", e.to_string())),
         };
         let item = match (parsed.should_process, parsed.work_item) {
             (true, Some(item)) => item,
@@ -278,7 +372,7 @@ impl Ingress {
                 let reason = parsed
                     .ignored_reason
                     .unwrap_or_else(|| "the integration did not ask for a work item".into());
-                return (IngressOutcome::new(200, "ignored", reason), plugin);
+                return Err(IngressOutcome::new(200, "ignored", reason));
             }
         };
 
@@ -299,32 +393,51 @@ impl Ingress {
             .await;
         if let Some(b) = pre.blocked {
             let msg = format!("blocked by `{}`: {}", b.plugin_id, b.reason);
-            return (IngressOutcome::new(200, "blocked_by_hook", msg), plugin);
+            return Err(IngressOutcome::new(200, "blocked_by_hook", msg));
         }
         let item = pre.payload;
-        let new = NewWorkItem {
-            id: None,
-            integration_id: Some(row.id.clone()),
-            session_key: item.session_key.clone(),
-            source: item.source.clone(),
-            source_ref: item.source_ref.clone(),
-            status: None,
-            title: item.title.clone(),
-            payload: Some(item.payload.to_string()),
+        // The id is chosen here so that the receipt stored with the item can name it.
+        let id = new_id();
+        let mut accepted = IngressOutcome::new(200, "accepted", "work item created");
+        accepted.work_item_id = Some(id.clone());
+        let receipt = Self::receipt(kind, integration_id, &accepted, plugin.clone(), started);
+        let new = AcceptedItem {
+            keys: parsed.idempotency_keys.clone(),
+            item: NewWorkItem {
+                id: Some(id),
+                integration_id: Some(row.id.clone()),
+                session_key: item.session_key.clone(),
+                source: item.source.clone(),
+                source_ref: item.source_ref.clone(),
+                status: None,
+                title: item.title.clone(),
+                payload: Some(item.payload.to_string()),
+            },
+            run: Some(NewRun {
+                response_context: parsed.response_context.as_ref().map(Value::to_string),
+            }),
+            receipt: Some(StoredReceipt::new(receipt.clone())),
         };
-        let created = match self.create_once(parsed.idempotency_keys.clone(), new).await {
+        let created = match self.accept(new).await {
             Ok(Some(w)) => w,
             Ok(None) => {
                 let msg = "this delivery was received before; nothing new was created";
-                return (IngressOutcome::new(200, "duplicate", msg), plugin);
+                return Err(IngressOutcome::new(200, "duplicate", msg));
             }
-            Err(e) => {
-                return (
-                    IngressOutcome::new(500, "store_error", e.to_string()),
-                    plugin,
-                )
+            Err(Rejected {
+                fault: true,
+                message,
+            }) => {
+                return Err(IngressOutcome::store_unavailable(format!(
+                    "the delivery could not be stored ({message}); try again later"
+                )))
             }
+            Err(Rejected {
+                fault: false,
+                message,
+            }) => return Err(IngressOutcome::new(500, "store_error", message)),
         };
+        self.queued.notify_one();
         let ctx = DispatchContext::for_work_item(created.id.as_str());
         self.runtime
             .dispatch(
@@ -340,15 +453,7 @@ impl Ingress {
                 },
             )
             .await;
-        let id = created.id.clone();
-        self.work.submit(RunRequest {
-            work_item: created,
-            integration: instance,
-            response_context: parsed.response_context,
-        });
-        let mut outcome = IngressOutcome::new(200, "accepted", "work item created");
-        outcome.work_item_id = Some(id);
-        (outcome, plugin)
+        Ok((accepted, receipt))
     }
 }
 
@@ -362,22 +467,39 @@ async fn group_commit(store: Arc<dyn Store>, mut rx: mpsc::Receiver<PendingItem>
                 Err(_) => break,
             }
         }
-        let (items, replies): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .map(|(keys, item, reply)| ((keys, item), reply))
-            .unzip();
-        match store.create_work_items_once(items).await {
-            Ok(rows) => {
-                for (row, reply) in rows.into_iter().zip(replies) {
-                    let _ = reply.send(Ok(row));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
-                }
-            }
+        let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let results = store_batch(&*store, &items).await;
+        for (result, reply) in results.into_iter().zip(replies) {
+            let _ = reply.send(result);
         }
     }
+}
+
+/// Stores `items` in one transaction; when the database refuses the batch because of what it holds
+/// (not because it is failing), each half is tried on its own, down to the one item at fault.
+fn store_batch<'a>(
+    store: &'a dyn Store,
+    items: &'a [AcceptedItem],
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Stored>> + Send + 'a>> {
+    Box::pin(async move {
+        match store.accept_work_items(items).await {
+            Ok(rows) => rows.into_iter().map(Ok).collect(),
+            Err(e) if !e.is_fault() && items.len() > 1 => {
+                let (left, right) = items.split_at(items.len() / 2);
+                let mut out = store_batch(store, left).await;
+                out.extend(store_batch(store, right).await);
+                out
+            }
+            Err(e) => {
+                if !e.is_fault() {
+                    tracing::error!("a webhook delivery could not be stored: {e}");
+                }
+                let rejected = Rejected {
+                    fault: e.is_fault(),
+                    message: e.to_string(),
+                };
+                vec![Err(rejected); items.len()]
+            }
+        }
+    })
 }

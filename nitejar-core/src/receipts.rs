@@ -32,6 +32,8 @@ pub enum ReceiptKind {
     AutoDisable,
     WebhookIngress,
     Startup,
+    /// A run of a work item: abandoned by a server that stopped, or given up.
+    Run,
 }
 
 impl ReceiptKind {
@@ -52,6 +54,7 @@ impl ReceiptKind {
             ReceiptKind::AutoDisable => "auto_disable",
             ReceiptKind::WebhookIngress => "webhook_ingress",
             ReceiptKind::Startup => "startup",
+            ReceiptKind::Run => "run",
         }
     }
 }
@@ -185,6 +188,14 @@ pub trait ReceiptSink: Send + Sync + 'static {
     fn flush(&self) -> SubmitFuture<'_> {
         Box::pin(async {})
     }
+
+    /// Receipts the caller stored itself, in its own transaction (an accepted webhook delivery's
+    /// receipt is written with the work item): sinks that store skip them, sinks that watch
+    /// (metrics, the crash-loop guard) see them like any other.
+    fn stored(&self, batch: Vec<Receipt>) -> SubmitFuture<'_> {
+        drop(batch);
+        Box::pin(async {})
+    }
 }
 
 /// Keeps receipts in memory. For tests, benches and embedding hosts that read receipts themselves.
@@ -229,5 +240,10 @@ impl ReceiptSink for MemorySink {
     fn submit(&self, mut batch: Vec<Receipt>) -> SubmitFuture<'_> {
         self.lock().append(&mut batch);
         Box::pin(std::future::ready(()))
+    }
+
+    /// Kept like submitted ones: this sink is where its owner reads receipts.
+    fn stored(&self, batch: Vec<Receipt>) -> SubmitFuture<'_> {
+        self.submit(batch)
     }
 }

@@ -81,6 +81,12 @@ pub struct Config {
     pub webhook_max_bytes: usize,
     /// `NITEJAR_RUN_CONCURRENCY`: runs in parallel at most (default 4).
     pub run_concurrency: usize,
+    /// `NITEJAR_RUN_LEASE_MS`: how long a claimed run stays this server's without renewal; a run of
+    /// a server that died is claimed again after this (default 30 000).
+    pub run_lease: Duration,
+    /// `NITEJAR_RUN_DRAIN_MS`: how long a shutdown waits for runs in progress; the rest stay queued
+    /// for the next start (default 20 000).
+    pub run_drain: Duration,
     /// `NITEJAR_MODEL_BASE_URL`: an OpenAI-compatible endpoint; unset means the offline model.
     pub model_base_url: Option<String>,
     /// `NITEJAR_MODEL_API_KEY`.
@@ -191,6 +197,8 @@ impl Config {
             encryption_key: plain("ENCRYPTION_KEY"),
             webhook_max_bytes: number("WEBHOOK_MAX_BYTES", 1024 * 1024)?,
             run_concurrency: number("RUN_CONCURRENCY", 4)?,
+            run_lease: Duration::from_millis(number("RUN_LEASE_MS", 30_000u64)?.max(300)),
+            run_drain: Duration::from_millis(number("RUN_DRAIN_MS", 20_000)?),
             model_base_url,
             model_api_key: var("MODEL_API_KEY"),
             model,

@@ -13,6 +13,7 @@ mod admin_cmd;
 mod api;
 pub mod auth;
 mod config;
+mod data_dir;
 mod integrations;
 mod metrics;
 mod plugin_cmd;

@@ -297,6 +297,13 @@ impl ReceiptSink for MetricsSink {
     fn flush(&self) -> SubmitFuture<'_> {
         self.inner.flush()
     }
+
+    fn stored(&self, batch: Vec<Receipt>) -> SubmitFuture<'_> {
+        for r in &batch {
+            self.metrics.observe(r);
+        }
+        self.inner.stored(batch)
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use nitejar_core::lifecycle::PluginManager;
 use nitejar_core::permissions::PermissionGate;
 use nitejar_core::receipts::ReceiptSink;
 use nitejar_core::runner::model::{ModelProvider, OfflineModel, OpenAiCompatible};
-use nitejar_core::runner::queue::RunQueue;
+use nitejar_core::runner::queue::{RunQueue, RunQueueConfig};
 use nitejar_core::runner::tools::{CurrentTime, ToolSet};
 use nitejar_core::runner::{Runner, RunnerConfig};
 use nitejar_core::runtime::Runtime;
@@ -23,6 +23,7 @@ use nitejar_core::store::{self, DbReceiptSink, SinkOptions, Store};
 
 use crate::auth::{AdminAuth, TokenOrigin};
 use crate::config::Config;
+use crate::data_dir::{self, DataDirLock};
 use crate::metrics::{Metrics, MetricsSink};
 use crate::{access_log, api, auth, plugin_cmd, routes};
 
@@ -49,6 +50,8 @@ pub struct AppState {
     pub plugins: Arc<PluginManager>,
     /// The skill index and its operations (the skills API and pages).
     pub skills: Arc<Skills>,
+    /// The runs of this process (and the queue behind them).
+    pub runs: Arc<RunQueue>,
     /// Set once the registry is built (`/readyz`).
     pub ready: AtomicBool,
 }
@@ -71,6 +74,8 @@ pub(crate) struct Engine {
     queue: Arc<RunQueue>,
     sink: Arc<DbReceiptSink>,
     store: Arc<dyn Store>,
+    /// Held until the process ends: one server per data directory.
+    _lock: DataDirLock,
 }
 
 async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
@@ -82,6 +87,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         queue,
         sink,
         store,
+        _lock,
     } = assemble(config.clone()).await?;
     let max_body = config.webhook_max_bytes;
     let (bind, port) = (args.bind, args.port);
@@ -109,13 +115,25 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     );
     server.run().await.context("server stopped with an error")?;
 
-    tracing::info!("shutting down: finishing runs and writing receipts");
-    if tokio::time::timeout(Duration::from_secs(20), queue.drain())
-        .await
-        .is_err()
-    {
-        tracing::warn!("runs still going after 20 s; stopping without them");
+    tracing::info!(
+        "shutting down: no new runs; finishing the runs in progress (up to {} s), then writing \
+         receipts",
+        config.run_drain.as_secs()
+    );
+    let left = queue.shutdown(config.run_drain).await;
+    if left.released > 0 {
+        tracing::warn!(
+            "{} runs were still going after {} s; they are run again from the start by the next \
+             server to claim them",
+            left.released,
+            config.run_drain.as_secs()
+        );
     }
+    tracing::info!(
+        "runs left in the queue for the next start: {} (finished during shutdown: {})",
+        left.queued,
+        left.in_progress - left.released
+    );
     let report = sink.shutdown().await;
     tracing::info!(
         "receipts written: {}, lost: {}",
@@ -130,6 +148,8 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
 /// the HTTP server serves.
 pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
     config.prepare_dirs()?;
+    let lock = data_dir::lock(&config.data_dir)?;
+    let server_id = data_dir::server_id(&config.data_dir)?;
     let (key, origin) = load_or_create_key(config.encryption_key.as_deref(), &config.data_dir)
         .context("ENCRYPTION_KEY")?;
     match &origin {
@@ -213,7 +233,7 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
                 .with(UseSkill::new(skills.clone())),
             RunnerConfig {
                 // Like the integration rows and the skill index: re-read within a second.
-                agents_ttl: std::time::Duration::from_secs(1),
+                agents_ttl: Duration::from_secs(1),
                 ..RunnerConfig::default()
             },
         )
@@ -224,8 +244,18 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
         .await
         .context("could not create the default agent")?;
     tracing::info!("default agent: {} ({})", agent.name, agent.id);
-    let queue = RunQueue::new(runner, config.run_concurrency);
-    let ingress = Ingress::new(runtime.clone(), store.clone(), queue.clone());
+    let queue = RunQueue::start(
+        runner,
+        store.clone(),
+        server_id,
+        RunQueueConfig {
+            concurrency: config.run_concurrency,
+            lease: config.run_lease,
+            ..RunQueueConfig::default()
+        },
+    )
+    .await;
+    let ingress = Ingress::new(runtime.clone(), store.clone(), queue.waker());
 
     let state = web::Data::new(AppState {
         runtime: runtime.clone(),
@@ -236,6 +266,7 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
         metrics,
         plugins,
         skills,
+        runs: queue.clone(),
         ready: AtomicBool::new(false),
     });
     Ok(Engine {
@@ -243,6 +274,7 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
         queue,
         sink,
         store,
+        _lock: lock,
     })
 }
 

@@ -144,6 +144,11 @@ impl ReceiptSink for GuardedSink {
     fn flush(&self) -> SubmitFuture<'_> {
         self.inner.flush()
     }
+
+    /// Ingress receipts stored with their work items: not plugin calls, nothing for the guard.
+    fn stored(&self, batch: Vec<Receipt>) -> SubmitFuture<'_> {
+        self.inner.stored(batch)
+    }
 }
 
 impl PluginManager {

@@ -117,22 +117,28 @@ pub struct RunRequest {
     pub response_context: Option<Value>,
 }
 
-/// How a job ended.
+/// Where a job is, or how it ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
+    /// In progress.
+    Running,
     Completed,
     Blocked,
     Failed,
+    /// Its server stopped before it finished; the work item was answered by a later job.
+    Abandoned,
 }
 
 impl JobStatus {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobStatus::Running => "RUNNING",
             JobStatus::Completed => "COMPLETED",
             JobStatus::Blocked => "BLOCKED",
             JobStatus::Failed => "FAILED",
+            JobStatus::Abandoned => "ABANDONED",
         }
     }
 }
@@ -261,19 +267,53 @@ impl Runner {
             .await?;
         let mut reports = Vec::with_capacity(agents.len());
         for agent in agents {
-            reports.push(self.run_job(&agent, request).await?);
+            reports.push(self.run_job(&agent, request, None).await?);
         }
         Ok(reports)
     }
 
-    async fn run_job(&self, agent: &AgentRow, request: &RunRequest) -> Result<RunReport, RunError> {
+    /// Runs a work item claimed from the run queue as `run` = (seq, lease owner): one job per agent
+    /// handling its integration, except the agents in `answered` (their jobs finished in an earlier
+    /// attempt). The run leaves the queue in the transaction that finishes its last job.
+    pub async fn run_claimed(
+        &self,
+        request: &RunRequest,
+        answered: &std::collections::HashSet<String>,
+        run: (i64, &str),
+    ) -> Result<Vec<RunReport>, RunError> {
+        let agents: Vec<AgentRow> = self
+            .agents_for(request.work_item.integration_id.as_deref().unwrap_or(""))
+            .await?
+            .into_iter()
+            .filter(|a| !answered.contains(&a.id))
+            .collect();
+        if agents.is_empty() {
+            // Every agent answered before the process that ran it stopped.
+            self.store.finish_run(run.0, run.1).await?;
+            return Ok(Vec::new());
+        }
+        let last = agents.len() - 1;
+        let mut reports = Vec::with_capacity(agents.len());
+        for (i, agent) in agents.iter().enumerate() {
+            let finishes = (i == last).then_some(run);
+            reports.push(self.run_job(agent, request, finishes).await?);
+        }
+        Ok(reports)
+    }
+
+    async fn run_job(
+        &self,
+        agent: &AgentRow,
+        request: &RunRequest,
+        finishes: Option<(i64, &str)>,
+    ) -> Result<RunReport, RunError> {
         let started_ms = now_ms();
         let job = self
             .store
             .create_job(NewJob {
                 work_item_id: request.work_item.id.clone(),
                 agent_id: agent.id.clone(),
-                status: Some("RUNNING".into()),
+                status: Some(JobStatus::Running.as_str().into()),
                 started_at: Some(started_ms),
                 ..Default::default()
             })
@@ -313,9 +353,10 @@ impl Runner {
             run_started.elapsed(),
             json!({ "work_item.id": request.work_item.id, "integration.type": request.integration.kind }),
         ));
-        // One transaction for the spans and the job's end.
+        // One transaction for the spans, the job's end and, for the run's last job, the run's
+        // removal from the queue.
         self.store
-            .finish_job(
+            .finish_job_and_run(
                 &job.id,
                 JobUpdate {
                     status: Some(report.status.as_str().into()),
@@ -324,6 +365,7 @@ impl Runner {
                     ..Default::default()
                 },
                 &spans,
+                finishes,
             )
             .await?;
         Ok(report)

@@ -101,6 +101,50 @@ impl StoreError {
     pub(crate) fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
         move |source| StoreError::Query { op, source }
     }
+
+    /// Whether the database itself failed — unreachable, full, read-only, locked, out of resources —
+    /// rather than refused what was written. A fault says nothing about the rows: the same write is
+    /// worth trying again once the database is back, and trying it row by row would fail the same way.
+    pub fn is_fault(&self) -> bool {
+        match self {
+            StoreError::Open { source, .. }
+            | StoreError::Query { source, .. }
+            | StoreError::Adopt { source, .. } => is_fault(source),
+            _ => false,
+        }
+    }
+}
+
+/// See [`StoreError::is_fault`].
+pub(crate) fn is_fault(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // The primary result code is the low byte of the extended one.
+                let code = db
+                    .code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .map(|c| c & 0xff);
+                // BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+                return code
+                    .is_none_or(|c| matches!(c, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 15 | 26));
+            }
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                // SQLSTATE classes: connection, transaction rollback (serialization, deadlock),
+                // insufficient resources (disk full), operator intervention, system error, internal.
+                let class = pg.code().get(..2).unwrap_or("");
+                return matches!(class, "08" | "40" | "53" | "57" | "58" | "XX");
+            }
+            false
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
 }
 
 /// `url` with the password of its user-info part (if any) replaced by `***`, fit for messages and logs.

@@ -25,15 +25,9 @@ const EVENT_COLUMNS: [&str; 12] = [
     "execution_mode",
 ];
 
-/// Postgres refuses NUL in text; a receipt must not be refused for one, so NUL becomes U+FFFD in the
-/// free-text columns (ids are validated elsewhere and never contain one; detail JSON escapes it).
-fn text(value: &str) -> std::borrow::Cow<'_, str> {
-    if value.contains('\0') {
-        std::borrow::Cow::Owned(value.replace('\0', "\u{FFFD}"))
-    } else {
-        std::borrow::Cow::Borrowed(value)
-    }
-}
+// Postgres refuses NUL in text; a receipt must not be refused for one, so NUL becomes U+FFFD in the
+// free-text columns (ids are validated elsewhere and never contain one; detail JSON escapes it).
+use super::sql::storable as text;
 
 /// The `spans` row of a hook or integration receipt; `None` for other kinds. The span shares the
 /// receipt's id, so that a retried batch cannot write it twice either.
@@ -101,6 +95,18 @@ where
             return Ok(());
         }
         let mut tx = self.begin_write(OP).await?;
+        Self::insert_receipt_rows(&mut tx, receipts, self.params).await?;
+        tx.commit().await.map_err(StoreError::query(OP))
+    }
+
+    /// Inserts receipts (and the spans of hook and integration receipts) inside a transaction the
+    /// caller owns: the receipt writer's, or the one that accepts a webhook delivery.
+    pub(crate) async fn insert_receipt_rows(
+        tx: &mut super::sql::WriteTx<DB>,
+        receipts: &[StoredReceipt],
+        params: super::sql::Params,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "insert receipts into plugin_events";
         let mut rest = receipts;
         for size in chunk_sizes(receipts.len(), MAX_ROWS_PER_STATEMENT) {
             let (chunk, tail) = rest.split_at(size);
@@ -110,7 +116,7 @@ where
                 &EVENT_COLUMNS,
                 size,
                 "ON CONFLICT (id) DO NOTHING",
-                self.params,
+                params,
             );
             // Owned per-row values first: the query borrows them until it has run.
             let rows: Vec<_> = chunk
@@ -150,13 +156,12 @@ where
                     .bind(row.11);
             }
             query
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(StoreError::query(OP))?;
         }
         let spans: Vec<SpanRow> = receipts.iter().filter_map(span_of).collect();
-        Self::insert_span_rows(&mut tx, &spans, self.params).await?;
-        tx.commit().await.map_err(StoreError::query(OP))
+        Self::insert_span_rows(tx, &spans, params).await
     }
 
     pub(crate) async fn sql_list_plugin_events(

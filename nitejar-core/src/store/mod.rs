@@ -47,10 +47,12 @@ mod admin;
 mod adopt;
 mod error;
 mod events;
+mod health;
 mod integrations;
 mod lifecycle;
 mod plugins;
 mod postgres;
+mod queue;
 mod receipts;
 mod rows;
 mod runs;
@@ -64,6 +66,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use health::{Failing, StoreHealth, PROBE_EVERY};
 pub use lifecycle::PluginAlertRow;
 pub use postgres::PostgresStore;
 pub use receipts::{DbReceiptSink, SinkOptions, SinkShutdown};
@@ -132,6 +135,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The cipher integration configs are encrypted with (to decrypt a config for a plugin call).
     fn cipher(&self) -> &Cipher;
+
+    /// Whether writes are going through (see [`StoreHealth`]).
+    fn health(&self) -> &StoreHealth;
 
     // --- integrations -------------------------------------------------------------------------------
 
@@ -299,6 +305,72 @@ pub trait Store: Send + Sync + 'static {
         update: JobUpdate,
         spans: &'a [SpanRow],
     ) -> StoreFuture<'a, JobRow>;
+
+    // --- the run queue ------------------------------------------------------------------------------
+
+    /// Accepts work items from webhooks in ONE transaction (group commit): each with its idempotency
+    /// keys, its queued run and its ingress receipt. `None` for an item any of whose keys exists
+    /// already (nothing of it is stored: no item, run or receipt), the row for the others, in order.
+    fn accept_work_items<'a>(
+        &'a self,
+        items: &'a [AcceptedItem],
+    ) -> StoreFuture<'a, Vec<Option<WorkItemRow>>>;
+
+    /// Claims up to `claim.limit` runs: available by `claim.now`, not leased (or leased until before
+    /// `claim.now`: their server stopped renewing), and the oldest of their session (runs of one
+    /// session are answered in order, one at a time). Oldest first. Each gets a lease for
+    /// `claim.owner` until `claim.lease_until` and one more attempt. On Postgres, servers claiming at
+    /// once skip each other's rows (`FOR UPDATE SKIP LOCKED`): each run goes to one of them.
+    fn claim_runs<'a>(&'a self, claim: RunClaim<'a>) -> StoreFuture<'a, Vec<ClaimedRun>>;
+
+    /// Extends the leases `owner` holds on runs `seqs` until `until`; returns how many it still held.
+    fn renew_run_leases<'a>(
+        &'a self,
+        owner: &'a str,
+        seqs: &'a [i64],
+        until: i64,
+    ) -> StoreFuture<'a, u64>;
+
+    /// Puts run `seq`, leased by `owner`, back in the queue, available again at `available_at`, with
+    /// the reason; `false` when `owner` no longer held it.
+    fn requeue_run<'a>(
+        &'a self,
+        seq: i64,
+        owner: &'a str,
+        available_at: i64,
+        error: &'a str,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Ends the leases of `owner` (`None`: of everyone), so that their runs are claimed again at
+    /// once: at shutdown for the runs a server did not finish, at start for the runs of a server
+    /// that died. Returns how many.
+    fn release_run_leases<'a>(&'a self, owner: Option<&'a str>) -> StoreFuture<'a, u64>;
+
+    /// Removes run `seq`, leased by `owner`, from the queue (done, or given up); the next run of its
+    /// session becomes claimable. `false` when `owner` no longer held it.
+    fn finish_run<'a>(&'a self, seq: i64, owner: &'a str) -> StoreFuture<'a, bool>;
+
+    /// [`Store::finish_job`] and, in the same transaction, [`Store::finish_run`] when `run` is given
+    /// (the run's last job): the job's end and the run's removal are never seen one without the
+    /// other.
+    fn finish_job_and_run<'a>(
+        &'a self,
+        id: &'a str,
+        update: JobUpdate,
+        spans: &'a [SpanRow],
+        run: Option<(i64, &'a str)>,
+    ) -> StoreFuture<'a, JobRow>;
+
+    /// The jobs of a work item, oldest first.
+    fn jobs_of_work_item<'a>(&'a self, work_item_id: &'a str) -> StoreFuture<'a, Vec<JobRow>>;
+
+    /// Runs queued (waiting, leased or retrying).
+    fn count_runs(&self) -> StoreFuture<'_, u64>;
+
+    /// Marks as claimable the oldest run of every session that is not marked (two servers adding and
+    /// finishing runs of one session at the same moment on Postgres can leave one unmarked).
+    /// Returns how many it marked.
+    fn repair_run_heads(&self) -> StoreFuture<'_, u64>;
 
     /// Every agent, oldest first.
     fn list_agents(&self) -> StoreFuture<'_, Vec<AgentRow>>;

@@ -53,6 +53,7 @@ impl SqlStore<Postgres> {
             backend: Backend::Postgres,
             begin_write: "BEGIN",
             params: Params::Numbered,
+            health: Default::default(),
         })
     }
 }

@@ -299,6 +299,53 @@ pub struct NewWorkItem {
     pub payload: Option<String>,
 }
 
+/// A work item accepted from a webhook, with everything that makes "accepted" true, written in one
+/// transaction by [`Store::accept_work_items`](super::Store::accept_work_items).
+#[derive(Clone, Debug)]
+pub struct AcceptedItem {
+    /// Its idempotency keys: an item any of whose keys exists already is not stored at all.
+    pub keys: Vec<String>,
+    /// The work item (give it an `id` to know it before the commit, e.g. for `receipt`).
+    pub item: NewWorkItem,
+    /// The run to queue for it, if it is to be answered.
+    pub run: Option<NewRun>,
+    /// Its ingress receipt, stored with it (and only if it is stored).
+    pub receipt: Option<StoredReceipt>,
+}
+
+/// A run to queue with a work item.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewRun {
+    /// What `parse_webhook` handed back for `post_response` (JSON).
+    pub response_context: Option<String>,
+}
+
+/// A claim on queued runs (see [`Store::claim_runs`](super::Store::claim_runs)).
+#[derive(Clone, Copy, Debug)]
+pub struct RunClaim<'a> {
+    /// Who claims: the lease owner written on each run.
+    pub owner: &'a str,
+    /// Runs to claim at most.
+    pub limit: usize,
+    /// Now, in Unix milliseconds: runs available by then, and leases expired by then, are claimable.
+    pub now: i64,
+    /// When the new leases end unless renewed.
+    pub lease_until: i64,
+}
+
+/// A run claimed by [`Store::claim_runs`](super::Store::claim_runs), with its work item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedRun {
+    /// Its place in the queue.
+    pub seq: i64,
+    /// Claims so far, this one included.
+    pub attempts: i64,
+    /// What `parse_webhook` handed back for `post_response` (JSON).
+    pub response_context: Option<String>,
+    /// The work item to answer.
+    pub work_item: WorkItemRow,
+}
+
 /// One row of `work_items`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkItemRow {

@@ -4,17 +4,19 @@ use std::collections::BTreeSet;
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
-use super::sql::{chunk_sizes, col, multi_row_insert, Params, SqlStore};
+use super::sql::{chunk_sizes, col, multi_row_insert, storable, Params, SqlStore, WriteTx};
 use super::{
-    new_id, AgentRow, JobRow, JobUpdate, NewAgent, NewJob, NewWorkItem, SpanRow, StoreError,
-    WorkItemRow,
+    new_id, AcceptedItem, AgentRow, JobRow, JobUpdate, NewAgent, NewJob, NewWorkItem, SpanRow,
+    StoreError, WorkItemRow,
 };
 use crate::receipts::now_ms;
 
 const AGENT_COLUMNS: &str = "id, name, handle, config, status, created_at, updated_at";
-const WORK_ITEM_COLUMNS: &str = "id, integration_id, session_key, source, source_ref, status, \
+pub(crate) const WORK_ITEM_COLUMNS: &str =
+    "id, integration_id, session_key, source, source_ref, status, \
                                  title, payload, created_at, updated_at";
-const JOB_COLUMNS: &str = "id, work_item_id, agent_id, parent_job_id, root_job_id, run_kind, \
+pub(crate) const JOB_COLUMNS: &str =
+    "id, work_item_id, agent_id, parent_job_id, root_job_id, run_kind, \
                            origin_tool_name, status, error_text, started_at, completed_at, \
                            created_at, updated_at";
 pub(crate) const SPAN_COLUMNS: [&str; 13] = [
@@ -49,14 +51,15 @@ const WORK_ITEM_INSERT_COLUMNS: [&str; 10] = [
 
 /// Whether a batch can take the few-statements path: no item has more than one distinct key, or no
 /// key is wanted by two items.
-fn batchable(items: &[(Vec<String>, NewWorkItem)]) -> bool {
+fn batchable(items: &[AcceptedItem]) -> bool {
     let distinct = |keys: &[String]| keys.iter().collect::<BTreeSet<_>>().len();
-    if items.iter().all(|(keys, _)| distinct(keys) <= 1) {
+    if items.iter().all(|a| distinct(&a.keys) <= 1) {
         return true;
     }
     let mut seen = BTreeSet::new();
-    items.iter().all(|(keys, _)| {
-        keys.iter()
+    items.iter().all(|a| {
+        a.keys
+            .iter()
             .collect::<BTreeSet<_>>()
             .into_iter()
             .all(|k| seen.insert(k.as_str()))
@@ -107,7 +110,10 @@ where
         })
     }
 
-    fn work_item_row(row: &DB::Row, op: &'static str) -> Result<WorkItemRow, StoreError> {
+    pub(crate) fn work_item_row(
+        row: &DB::Row,
+        op: &'static str,
+    ) -> Result<WorkItemRow, StoreError> {
         Ok(WorkItemRow {
             id: col(row, "id", op)?,
             integration_id: col(row, "integration_id", op)?,
@@ -122,7 +128,7 @@ where
         })
     }
 
-    fn job_row(row: &DB::Row, op: &'static str) -> Result<JobRow, StoreError> {
+    pub(crate) fn job_row(row: &DB::Row, op: &'static str) -> Result<JobRow, StoreError> {
         Ok(JobRow {
             id: col(row, "id", op)?,
             work_item_id: col(row, "work_item_id", op)?,
@@ -242,7 +248,7 @@ where
 
     /// Inserts every key in `tx`; `false` as soon as one exists already (the caller rolls back).
     async fn insert_keys(
-        tx: &mut sqlx::Transaction<'static, DB>,
+        tx: &mut super::sql::WriteTx<DB>,
         keys: &[String],
         work_item_id: Option<&str>,
         op: &'static str,
@@ -291,10 +297,29 @@ where
         &self,
         items: Vec<(Vec<String>, NewWorkItem)>,
     ) -> Result<Vec<Option<WorkItemRow>>, StoreError> {
-        if batchable(&items) {
-            self.create_work_items_batched(items).await
+        let items = items
+            .into_iter()
+            .map(|(keys, item)| AcceptedItem {
+                keys,
+                item,
+                run: None,
+                receipt: None,
+            })
+            .collect::<Vec<_>>();
+        self.sql_accept_work_items(&items).await
+    }
+
+    /// Inserts the work items of `items` with their keys inside `tx`; `None` for an item that lost a
+    /// key (nothing of it is left), its row otherwise.
+    pub(crate) async fn insert_work_items(
+        tx: &mut WriteTx<DB>,
+        items: &[AcceptedItem],
+        params: Params,
+    ) -> Result<Vec<Option<WorkItemRow>>, StoreError> {
+        if batchable(items) {
+            Self::insert_work_items_batched(tx, items, params).await
         } else {
-            self.create_work_items_one_by_one(items).await
+            Self::insert_work_items_one_by_one(tx, items).await
         }
     }
 
@@ -302,31 +327,31 @@ where
     /// `ON CONFLICT DO NOTHING RETURNING` insert, then the items that lost a key deleted again (their
     /// keys go with them). Exact when no item has more than one key, or no two items share one (see
     /// [`batchable`]): then a losing item never holds a key another item of the batch wanted.
-    async fn create_work_items_batched(
-        &self,
-        items: Vec<(Vec<String>, NewWorkItem)>,
+    async fn insert_work_items_batched(
+        tx: &mut WriteTx<DB>,
+        items: &[AcceptedItem],
+        params: Params,
     ) -> Result<Vec<Option<WorkItemRow>>, StoreError> {
         const OP: &str = "insert work items with idempotency keys";
         let now = now_ms();
-        let mut ids = Vec::with_capacity(items.len());
+        let ids: Vec<String> = items
+            .iter()
+            .map(|a| a.item.id.clone().unwrap_or_else(new_id))
+            .collect();
         // (key, index of the item): sorted by key so that concurrent batches on Postgres take the
         // keys' locks in one order; stable, so the earlier item of the batch wins a shared key.
-        let mut keys: Vec<(String, usize)> = Vec::new();
-        let mut news = Vec::with_capacity(items.len());
-        for (i, (item_keys, new)) in items.into_iter().enumerate() {
-            ids.push(new.id.clone().unwrap_or_else(new_id));
-            let distinct: BTreeSet<String> = item_keys.into_iter().collect();
+        let mut keys: Vec<(&str, usize)> = Vec::new();
+        for (i, a) in items.iter().enumerate() {
+            let distinct: BTreeSet<&str> = a.keys.iter().map(String::as_str).collect();
             keys.extend(distinct.into_iter().map(|k| (k, i)));
-            news.push(new);
         }
-        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        keys.sort_by(|a, b| a.0.cmp(b.0));
 
-        let mut tx = self.begin_write(OP).await?;
         let mut rows: std::collections::HashMap<String, WorkItemRow> =
-            std::collections::HashMap::with_capacity(news.len());
-        let mut rest: &[NewWorkItem] = &news;
+            std::collections::HashMap::with_capacity(items.len());
+        let mut rest: &[AcceptedItem] = items;
         let mut first = 0;
-        for size in chunk_sizes(news.len(), MAX_ROWS_PER_STATEMENT) {
+        for size in chunk_sizes(items.len(), MAX_ROWS_PER_STATEMENT) {
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
             let sql = multi_row_insert(
@@ -334,25 +359,38 @@ where
                 &WORK_ITEM_INSERT_COLUMNS,
                 size,
                 &format!("RETURNING {WORK_ITEM_COLUMNS}"),
-                self.params,
+                params,
             );
+            let texts: Vec<[std::borrow::Cow<'_, str>; 5]> = chunk
+                .iter()
+                .map(|a| {
+                    [
+                        storable(&a.item.session_key),
+                        storable(&a.item.source),
+                        storable(&a.item.source_ref),
+                        storable(&a.item.title),
+                        storable(a.item.payload.as_deref().unwrap_or("")),
+                    ]
+                })
+                .collect();
             let mut query = sqlx::query(&sql);
-            for (offset, new) in chunk.iter().enumerate() {
+            for (offset, (a, text)) in chunk.iter().zip(&texts).enumerate() {
+                let new = &a.item;
                 query = query
                     .bind(ids[first + offset].as_str())
                     .bind(new.integration_id.as_deref())
-                    .bind(new.session_key.as_str())
-                    .bind(new.source.as_str())
-                    .bind(new.source_ref.as_str())
+                    .bind(text[0].as_ref())
+                    .bind(text[1].as_ref())
+                    .bind(text[2].as_ref())
                     .bind(new.status.as_deref().unwrap_or("NEW"))
-                    .bind(new.title.as_str())
-                    .bind(new.payload.as_deref())
+                    .bind(text[3].as_ref())
+                    .bind(new.payload.as_ref().map(|_| text[4].as_ref()))
                     .bind(now)
                     .bind(now);
             }
             first += size;
             for row in query
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut **tx)
                 .await
                 .map_err(StoreError::query(OP))?
             {
@@ -364,7 +402,7 @@ where
         // Key → the item that holds it now (inserted by this statement).
         let mut won: std::collections::HashMap<String, String> =
             std::collections::HashMap::with_capacity(keys.len());
-        let mut rest: &[(String, usize)] = &keys;
+        let mut rest: &[(&str, usize)] = &keys;
         for size in chunk_sizes(keys.len(), MAX_ROWS_PER_STATEMENT) {
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
@@ -373,14 +411,14 @@ where
                 &["key", "work_item_id", "created_at"],
                 size,
                 "ON CONFLICT (key) DO NOTHING RETURNING key, work_item_id",
-                self.params,
+                params,
             );
             let mut query = sqlx::query(&sql);
             for (key, i) in chunk {
-                query = query.bind(key.as_str()).bind(ids[*i].as_str()).bind(now);
+                query = query.bind(*key).bind(ids[*i].as_str()).bind(now);
             }
             for row in query
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut **tx)
                 .await
                 .map_err(StoreError::query(OP))?
             {
@@ -389,7 +427,7 @@ where
         }
         let mut lost = vec![false; ids.len()];
         for (key, i) in &keys {
-            if won.get(key) != Some(&ids[*i]) {
+            if won.get(*key) != Some(&ids[*i]) {
                 lost[*i] = true;
             }
         }
@@ -403,18 +441,17 @@ where
             // Their keys, if any were inserted, go with them (ON DELETE CASCADE).
             let sql = format!(
                 "DELETE FROM work_items WHERE id IN {}",
-                super::sql::placeholders(1, chunk.len(), self.params)
+                super::sql::placeholders(1, chunk.len(), params)
             );
             let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(*id);
             }
             query
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(StoreError::query(OP))?;
         }
-        tx.commit().await.map_err(StoreError::query(OP))?;
         let mut out = Vec::with_capacity(ids.len());
         for (id, lost) in ids.iter().zip(lost) {
             if lost {
@@ -432,59 +469,59 @@ where
 
     /// One item at a time, each under a savepoint: for batches where items share keys and one has
     /// several (a losing item's other keys must not block later items).
-    async fn create_work_items_one_by_one(
-        &self,
-        items: Vec<(Vec<String>, NewWorkItem)>,
+    async fn insert_work_items_one_by_one(
+        tx: &mut WriteTx<DB>,
+        items: &[AcceptedItem],
     ) -> Result<Vec<Option<WorkItemRow>>, StoreError> {
         const OP: &str = "insert work items with idempotency keys";
-        let mut tx = self.begin_write(OP).await?;
         let mut out = Vec::with_capacity(items.len());
         let sql = format!(
             "INSERT INTO work_items (id, integration_id, session_key, source, source_ref, status, \
              title, payload, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {WORK_ITEM_COLUMNS}"
         );
-        for (keys, new) in items {
+        for a in items {
+            let (keys, new) = (&a.keys, &a.item);
             let id = new.id.clone().unwrap_or_else(new_id);
+            let payload = new.payload.as_deref().map(storable);
             // A savepoint per item: when its second key conflicts, its first key goes too, and the
             // other items of the batch stay.
             sqlx::query("SAVEPOINT work_item")
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(StoreError::query(OP))?;
             // The item first: its keys refer to it.
             let row = sqlx::query(&sql)
                 .bind(id.as_str())
-                .bind(new.integration_id)
-                .bind(new.session_key)
-                .bind(new.source)
-                .bind(new.source_ref)
-                .bind(new.status.unwrap_or_else(|| "NEW".to_owned()))
-                .bind(new.title)
-                .bind(new.payload)
+                .bind(new.integration_id.as_deref())
+                .bind(storable(&new.session_key).as_ref())
+                .bind(storable(&new.source).as_ref())
+                .bind(storable(&new.source_ref).as_ref())
+                .bind(new.status.as_deref().unwrap_or("NEW"))
+                .bind(storable(&new.title).as_ref())
+                .bind(payload.as_deref())
                 .bind(now_ms())
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await
                 .map_err(already_exists(OP, "work item", &id))?;
-            if !Self::insert_keys(&mut tx, &keys, Some(&id), OP).await? {
+            if !Self::insert_keys(tx, keys, Some(&id), OP).await? {
                 sqlx::query("ROLLBACK TO SAVEPOINT work_item")
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err(StoreError::query(OP))?;
                 sqlx::query("RELEASE SAVEPOINT work_item")
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err(StoreError::query(OP))?;
                 out.push(None);
                 continue;
             }
             sqlx::query("RELEASE SAVEPOINT work_item")
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(StoreError::query(OP))?;
             out.push(Some(Self::work_item_row(&row, OP)?));
         }
-        tx.commit().await.map_err(StoreError::query(OP))?;
         Ok(out)
     }
 
@@ -605,7 +642,7 @@ where
         Self::update_job_in(&mut conn, id, update).await
     }
 
-    async fn update_job_in(
+    pub(crate) async fn update_job_in(
         conn: &mut DB::Connection,
         id: &str,
         update: JobUpdate,
@@ -676,7 +713,7 @@ where
 
     /// Inserts spans inside a transaction the caller owns (the receipt writer shares its own).
     pub(crate) async fn insert_span_rows(
-        tx: &mut sqlx::Transaction<'static, DB>,
+        tx: &mut super::sql::WriteTx<DB>,
         spans: &[SpanRow],
         params: Params,
     ) -> Result<(), StoreError> {

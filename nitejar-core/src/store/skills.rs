@@ -223,7 +223,7 @@ where
     }
 
     async fn replace_files(
-        tx: &mut sqlx::Transaction<'static, DB>,
+        tx: &mut super::sql::WriteTx<DB>,
         skill_id: &str,
         files: &[SkillFileRow],
         op: &'static str,

@@ -11,10 +11,12 @@
 //! Rust does not carry a trait's where-clauses over to its users, so every generic `impl` block repeats
 //! the sqlx bounds it needs (the list in [`SqlStore`]'s own impl below is the reference).
 
-use std::borrow::Cow;
+use std::sync::Arc;
 
+use sqlx::pool::PoolConnection;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
+use super::health::StoreHealth;
 use super::{Backend, StoreError};
 use crate::crypto::Cipher;
 
@@ -29,6 +31,8 @@ pub struct SqlStore<DB: Database> {
     pub(crate) begin_write: &'static str,
     /// How multi-row inserts write their parameters.
     pub(crate) params: Params,
+    /// Whether writes are going through (see [`StoreHealth`]).
+    pub(crate) health: Arc<StoreHealth>,
 }
 
 /// Parameter style of generated multi-row inserts.
@@ -64,15 +68,116 @@ where
     for<'q> Option<i64>: Encode<'q, DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
 {
-    /// Opens a write transaction.
-    pub(crate) async fn begin_write(
-        &self,
-        op: &'static str,
-    ) -> Result<sqlx::Transaction<'static, DB>, StoreError> {
-        self.pool
-            .begin_with(Cow::Borrowed(self.begin_write))
-            .await
-            .map_err(StoreError::query(op))
+    /// Opens a write transaction on a connection of its own (see [`WriteTx`]).
+    pub(crate) async fn begin_write(&self, op: &'static str) -> Result<WriteTx<DB>, StoreError> {
+        let mut conn = match self.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(source) => {
+                self.health.failed_with(&source, op);
+                return Err(StoreError::Query { op, source });
+            }
+        };
+        if let Err(source) = sqlx::query(self.begin_write).execute(&mut *conn).await {
+            // Whatever state the connection is in, it is not handed to anyone else.
+            drop(conn.detach());
+            self.health.failed_with(&source, op);
+            return Err(StoreError::Query { op, source });
+        }
+        Ok(WriteTx {
+            conn: Some(conn),
+            op,
+            health: self.health.clone(),
+        })
+    }
+}
+
+/// A write transaction: `BEGIN` (SQLite: `BEGIN IMMEDIATE`) … `COMMIT`, sent as plain statements on a
+/// connection taken from the pool for the purpose.
+///
+/// A transaction that does not end in a successful `COMMIT` or `ROLLBACK` — a failed statement, a
+/// failed commit, a caller returning early — takes its connection out of the pool and closes it (the
+/// database rolls back what it had). A connection whose last write failed is therefore never handed
+/// to the next caller. (sqlx's own transactions count their depth on the connection; a `BEGIN` that
+/// failed, on a full disk or a read-only file, left that count off by one, and every later
+/// transaction on that pooled connection failed with "attempted to call begin_with at non-zero
+/// transaction depth" until a restart.) Commits feed [`StoreHealth`].
+pub(crate) struct WriteTx<DB: Database> {
+    /// `Some` until `commit` or `rollback` takes it.
+    conn: Option<PoolConnection<DB>>,
+    op: &'static str,
+    health: Arc<StoreHealth>,
+}
+
+impl<DB: Database> std::ops::Deref for WriteTx<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        // Only `commit` and `rollback` take the connection, and they consume the transaction.
+        self.conn
+            .as_ref()
+            .expect("an open transaction has its connection")
+    }
+}
+
+impl<DB: Database> std::ops::DerefMut for WriteTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        self.conn
+            .as_mut()
+            .expect("an open transaction has its connection")
+    }
+}
+
+impl<DB: Database> Drop for WriteTx<DB> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Ended without COMMIT or ROLLBACK: close the connection rather than pool it mid-way.
+            drop(conn.detach());
+        }
+    }
+}
+
+impl<DB> WriteTx<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    /// Commits; on failure the connection is closed.
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.end("COMMIT").await
+    }
+
+    /// Rolls back; on failure the connection is closed.
+    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(&mut self, statement: &'static str) -> Result<(), sqlx::Error> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        match sqlx::query(statement).execute(&mut *conn).await {
+            Ok(_) => {
+                self.health.succeeded();
+                Ok(())
+            }
+            Err(source) => {
+                drop(conn.detach());
+                self.health.failed_with(&source, self.op);
+                Err(source)
+            }
+        }
+    }
+}
+
+/// Text as a text column can hold it on every backend: U+0000 (which Postgres refuses in `text`)
+/// becomes U+FFFD on both, so the same message is stored the same way wherever it goes. JSON columns
+/// need nothing: serde writes U+0000 as `\u0000`.
+pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -157,6 +262,9 @@ macro_rules! impl_store {
             }
             fn cipher(&self) -> &$crate::crypto::Cipher {
                 &self.cipher
+            }
+            fn health(&self) -> &$crate::store::StoreHealth {
+                &self.health
             }
             fn create_integration<'a>(
                 &'a self,
@@ -317,6 +425,59 @@ macro_rules! impl_store {
                 items: Vec<(Vec<String>, NewWorkItem)>,
             ) -> StoreFuture<'_, Vec<Option<WorkItemRow>>> {
                 Box::pin(self.sql_create_work_items_once(items))
+            }
+            fn accept_work_items<'a>(
+                &'a self,
+                items: &'a [AcceptedItem],
+            ) -> StoreFuture<'a, Vec<Option<WorkItemRow>>> {
+                Box::pin(self.sql_accept_work_items(items))
+            }
+            fn claim_runs<'a>(&'a self, claim: RunClaim<'a>) -> StoreFuture<'a, Vec<ClaimedRun>> {
+                Box::pin(self.sql_claim_runs(claim))
+            }
+            fn renew_run_leases<'a>(
+                &'a self,
+                owner: &'a str,
+                seqs: &'a [i64],
+                until: i64,
+            ) -> StoreFuture<'a, u64> {
+                Box::pin(self.sql_renew_run_leases(owner, seqs, until))
+            }
+            fn requeue_run<'a>(
+                &'a self,
+                seq: i64,
+                owner: &'a str,
+                available_at: i64,
+                error: &'a str,
+            ) -> StoreFuture<'a, bool> {
+                Box::pin(self.sql_requeue_run(seq, owner, available_at, error))
+            }
+            fn release_run_leases<'a>(&'a self, owner: Option<&'a str>) -> StoreFuture<'a, u64> {
+                Box::pin(self.sql_release_run_leases(owner))
+            }
+            fn finish_run<'a>(&'a self, seq: i64, owner: &'a str) -> StoreFuture<'a, bool> {
+                Box::pin(self.sql_finish_run(seq, owner))
+            }
+            fn finish_job_and_run<'a>(
+                &'a self,
+                id: &'a str,
+                update: JobUpdate,
+                spans: &'a [SpanRow],
+                run: Option<(i64, &'a str)>,
+            ) -> StoreFuture<'a, JobRow> {
+                Box::pin(self.sql_finish_job_and_run(id, update, spans, run))
+            }
+            fn jobs_of_work_item<'a>(
+                &'a self,
+                work_item_id: &'a str,
+            ) -> StoreFuture<'a, Vec<JobRow>> {
+                Box::pin(self.sql_jobs_of_work_item(work_item_id))
+            }
+            fn count_runs(&self) -> StoreFuture<'_, u64> {
+                Box::pin(self.sql_count_runs())
+            }
+            fn repair_run_heads(&self) -> StoreFuture<'_, u64> {
+                Box::pin(self.sql_repair_run_heads())
             }
             fn finish_job<'a>(
                 &'a self,

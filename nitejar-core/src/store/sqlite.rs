@@ -76,6 +76,7 @@ impl SqlStore<Sqlite> {
             backend: Backend::Sqlite,
             begin_write: "BEGIN IMMEDIATE",
             params: Params::Anonymous,
+            health: Default::default(),
         })
     }
 }

@@ -24,12 +24,18 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the database did not answer within 2 s".to_owned()),
     };
+    // Reads working is not enough: a full disk or a read-only file refuses every delivery.
+    let writes = state.store.health().failing();
     let registry = state.ready.load(Ordering::Acquire);
-    let ready = database.is_ok() && registry;
+    let ready = database.is_ok() && writes.is_none() && registry;
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {
             "database": match &database { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e}) },
+            "writes": match &writes {
+                None => json!({"ok": true}),
+                Some(f) => json!({"ok": false, "failingForMs": f.for_.as_millis() as u64, "error": f.error}),
+            },
             "registry": { "ok": registry, "activePlugins": state.runtime.registry().plugins().count() },
         }
     });

@@ -7,6 +7,14 @@ use crate::auth::MetricsReader;
 use crate::serve::AppState;
 
 pub(crate) async fn metrics(_reader: MetricsReader, state: web::Data<AppState>) -> HttpResponse {
+    // A count of the queue table: runs waiting, retrying or in progress on any server.
+    let queued = match state.store.count_runs().await {
+        Ok(n) => n as f64,
+        Err(e) => {
+            tracing::warn!("could not count queued runs for /metrics: {e}");
+            f64::NAN
+        }
+    };
     let registry = state.runtime.registry();
     let libraries = nitejar_core::loader::loaded_libraries();
     let library_bytes: u64 = libraries.iter().map(|l| l.size_bytes).sum();
@@ -25,6 +33,16 @@ pub(crate) async fn metrics(_reader: MetricsReader, state: web::Data<AppState>) 
             "nitejar_loaded_library_bytes",
             "Size on disk of the mapped plugin libraries.",
             library_bytes as f64,
+        ),
+        (
+            "nitejar_runs_queued",
+            "Runs accepted and not finished yet (waiting, retrying or in progress, on any server).",
+            queued,
+        ),
+        (
+            "nitejar_runs_in_progress",
+            "Runs in progress in this server.",
+            state.runs.in_progress() as f64,
         ),
         (
             "nitejar_admin_auth_locked_out_addresses",

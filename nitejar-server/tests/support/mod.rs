@@ -19,6 +19,7 @@ pub mod admin;
 pub mod browser;
 pub mod packages;
 pub mod raw;
+pub mod tmpfs;
 
 /// The key every test server and test store use (the DESIGN test vector's key).
 pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -79,12 +80,20 @@ pub struct Server {
 impl Server {
     /// Starts `nitejar serve` on `data` with extra environment, and waits until `/healthz` answers.
     pub fn start(data: &DataDir, env: &[(&str, String)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nitejar"));
+        cmd.arg("serve");
+        Server::start_command(cmd, data, env)
+    }
+
+    pub(crate) fn start_command(
+        mut cmd: Command,
+        data: &DataDir,
+        env: &[(&str, String)],
+    ) -> Server {
         let port = free_port();
         let log = data.path.join(format!("server-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nitejar"));
-        cmd.arg("serve")
-            .env_clear()
+        cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PORT", port.to_string())
             .env("NITEJAR_BIND", "127.0.0.1")
@@ -129,6 +138,13 @@ impl Server {
     /// What the server logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL (no shutdown at all) and waits for it to be gone.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
     }
 
     /// Stops the server with SIGTERM and waits for it (graceful shutdown).
