@@ -66,7 +66,7 @@ use std::sync::Arc;
 pub use error::StoreError;
 pub use lifecycle::PluginAlertRow;
 pub use postgres::PostgresStore;
-pub use receipts::{DbReceiptSink, SinkOptions, SinkShutdown};
+pub use receipts::{DbReceiptSink, SinkBacklog, SinkOptions, SinkShutdown};
 pub use rows::*;
 pub use skill_assignments::{AssignmentFilter, NewSkillAssignment, SkillAssignmentRow};
 pub use skills::{SkillFileRow, SkillFileStat, SkillRow};
