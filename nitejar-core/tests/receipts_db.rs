@@ -4,11 +4,12 @@ mod testdb;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nitejar_core::receipts::{Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
 use nitejar_core::store::{
-    DbReceiptSink, PageRequest, PluginEventRow, SinkOptions, Store, StoreError, StoredReceipt,
+    DbReceiptSink, PageRequest, PluginEventRow, SinkBacklog, SinkOptions, Store, StoreError,
+    StoredReceipt,
 };
 use nitejar_sdk::HookName;
 use serde_json::json;
@@ -20,6 +21,11 @@ on_both_backends!(
     events_page_newest_first_by_created_at_then_id,
     hook_and_integration_receipts_write_spans,
     a_database_error_is_retried_and_submitters_wait,
+    recovery_is_prompt_with_the_default_retry_timings,
+    receipts_past_overflow_max_are_counted_as_lost,
+    backlog_reports_a_failing_database_until_it_recovers,
+    flush_waits_for_what_went_to_the_overflow,
+    shutdown_writes_the_overflow,
     shutdown_deadline_counts_what_could_not_be_stored,
 );
 
@@ -287,50 +293,284 @@ async fn hook_and_integration_receipts_write_spans(db: TestDb) {
 fn retry_fast() -> SinkOptions {
     SinkOptions {
         capacity: 1,
+        max_wait: Duration::from_millis(200),
         retry_initial: Duration::from_millis(20),
         retry_max: Duration::from_millis(100),
         ..SinkOptions::default()
     }
 }
 
-async fn a_database_error_is_retried_and_submitters_wait(db: TestDb) {
-    let store = db.open().await;
-    let sink = DbReceiptSink::start(store.clone(), retry_fast());
-    // A real failure: the table is gone for a while.
+/// A real failure: the table is gone until [`heal`] brings it back.
+async fn break_table(db: &TestDb) {
     db.exec("ALTER TABLE plugin_events RENAME TO plugin_events_away")
         .await;
+}
+
+async fn heal(db: &TestDb) {
+    db.exec("ALTER TABLE plugin_events_away RENAME TO plugin_events")
+        .await;
+}
+
+/// Waits until the sink has seen a write fail (its writer now retries, holding what it took), and
+/// returns when the first failure happened.
+async fn writes_fail(sink: &DbReceiptSink) -> Instant {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(since) = sink.backlog().failing_since {
+                return since;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the writer reports the failing write")
+}
+
+/// The sequence numbers of every stored receipt, in order, asserting that none is stored twice.
+async fn stored_numbers(store: &dyn Store) -> Vec<u64> {
+    let mut numbers = Vec::new();
+    for plugin in PLUGINS {
+        for event in all_events(store, plugin, 500).await {
+            numbers.push(event.detail().and_then(|d| d["n"].as_u64()).expect("n"));
+        }
+    }
+    numbers.sort_unstable();
+    let distinct: HashSet<u64> = numbers.iter().copied().collect();
+    assert_eq!(distinct.len(), numbers.len(), "a receipt stored twice");
+    numbers
+}
+
+async fn a_database_error_is_retried_and_submitters_wait(db: TestDb) {
+    let store = db.open().await;
+    let options = retry_fast();
+    let max_wait = options.max_wait;
+    let sink = DbReceiptSink::start(store.clone(), options);
+    break_table(&db).await;
     sink.submit((0..10).map(numbered).collect()).await;
+    writes_fail(&sink).await;
     let flushing = tokio::spawn({
         let sink = sink.clone();
         async move { sink.flush().await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!flushing.is_finished(), "flush waits while writes fail");
-    // The queue (capacity 1) is full: a submitter waits instead of dropping.
+
+    // The queue (capacity 1) is full: a submitter waits for room, up to max_wait, and then leaves its
+    // batch in the overflow instead of dropping it or waiting for the database.
     let blocked = tokio::spawn({
         let sink = sink.clone();
         async move {
+            let started = Instant::now();
             sink.submit((10..20).map(numbered).collect()).await;
+            let first = started.elapsed();
+            let started = Instant::now();
             sink.submit((20..30).map(numbered).collect()).await;
+            (first, started.elapsed())
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(max_wait / 2).await;
     assert!(!blocked.is_finished(), "submit applies back-pressure");
+    let (first, second) = tokio::time::timeout(Duration::from_secs(20), blocked)
+        .await
+        .expect("submitters go on while the database fails")
+        .expect("join");
+    eprintln!("submits waited {first:?} and {second:?} (max_wait {max_wait:?})");
+    for waited in [first, second] {
+        assert!(waited >= max_wait, "waited {waited:?}, less than max_wait");
+        assert!(
+            waited < max_wait + Duration::from_secs(1),
+            "waited {waited:?}, far past max_wait"
+        );
+    }
+    let backlog = sink.backlog();
+    assert_eq!(backlog.overflow, 20, "both batches wait in the overflow");
+    assert_eq!(backlog.queued_batches, 1, "the first flush");
+    assert_eq!(sink.lost(), 0);
 
-    db.exec("ALTER TABLE plugin_events_away RENAME TO plugin_events")
-        .await;
+    // A flush called now also waits for what went to the overflow.
+    let flushing_all = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.flush().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!flushing_all.is_finished(), "flush waits while writes fail");
+
+    heal(&db).await;
     tokio::time::timeout(Duration::from_secs(20), flushing)
         .await
         .expect("flush finishes once the table is back")
         .expect("join");
-    tokio::time::timeout(Duration::from_secs(20), blocked)
+    tokio::time::timeout(Duration::from_secs(20), flushing_all)
         .await
-        .expect("submitters go on")
+        .expect("flush finishes once the table is back")
         .expect("join");
-    sink.flush().await;
-    assert_eq!(store.count_plugin_events(None).await.expect("count"), 30);
+    assert_eq!(
+        stored_numbers(&*store).await,
+        (0..30).collect::<Vec<_>>(),
+        "the flush returned after every receipt submitted during the fault was stored, once"
+    );
+    assert_eq!(sink.backlog().overflow, 0);
     let summary = sink.shutdown().await;
     assert_eq!((summary.written, summary.lost), (30, 0));
+}
+
+async fn recovery_is_prompt_with_the_default_retry_timings(db: TestDb) {
+    let store = db.open().await;
+    let options = SinkOptions {
+        capacity: 1,
+        max_wait: Duration::from_millis(200),
+        ..SinkOptions::default()
+    };
+    assert_eq!(options.retry_max, Duration::from_secs(1));
+    let sink = DbReceiptSink::start(store.clone(), options);
+    break_table(&db).await;
+    sink.submit((0..10).map(numbered).collect()).await;
+    let since = writes_fail(&sink).await;
+    sink.submit((10..20).map(numbered).collect()).await; // queued
+    sink.submit((20..30).map(numbered).collect()).await; // spilled
+    assert_eq!(sink.backlog().overflow, 10);
+    // Let the backoff reach its cap: retries at 0.1, 0.3, 0.7, 1.5 s, then every second. With a cap
+    // of 5 s the writer, healed at 3.6 s, would sleep until 6.3 s.
+    tokio::time::sleep_until((since + Duration::from_millis(3_600)).into()).await;
+    heal(&db).await;
+    let healed = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while store.count_plugin_events(None).await.expect("count") < 30 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the backlog is written once the table is back");
+    let took = healed.elapsed();
+    eprintln!("backlog written {took:?} after the database healed");
+    assert!(
+        took < Duration::from_millis(1_500),
+        "the backlog took {took:?} to be written"
+    );
+    assert_eq!(stored_numbers(&*store).await, (0..30).collect::<Vec<_>>());
+    let summary = sink.shutdown().await;
+    assert_eq!((summary.written, summary.lost), (30, 0));
+}
+
+async fn receipts_past_overflow_max_are_counted_as_lost(db: TestDb) {
+    let store = db.open().await;
+    let sink = DbReceiptSink::start(
+        store.clone(),
+        SinkOptions {
+            max_wait: Duration::from_millis(50),
+            overflow_max: 25,
+            ..retry_fast()
+        },
+    );
+    break_table(&db).await;
+    sink.submit((0..10).map(numbered).collect()).await; // taken by the writer
+    writes_fail(&sink).await;
+    for start in (10..50).step_by(10) {
+        // 10..20 is queued; 20..30 and 30..40 are spilled whole; of 40..50, five fit.
+        sink.submit((start..start + 10).map(numbered).collect())
+            .await;
+    }
+    assert_eq!(sink.lost(), 5);
+    assert_eq!(sink.backlog().overflow, 25);
+
+    heal(&db).await;
+    sink.flush().await;
+    assert_eq!(
+        stored_numbers(&*store).await,
+        (0..45).collect::<Vec<_>>(),
+        "all but the receipts past overflow_max"
+    );
+    let summary = sink.shutdown().await;
+    assert_eq!((summary.written, summary.lost), (45, 5));
+}
+
+async fn backlog_reports_a_failing_database_until_it_recovers(db: TestDb) {
+    let store = db.open().await;
+    let sink = DbReceiptSink::start(store.clone(), retry_fast());
+    assert_eq!(sink.backlog(), SinkBacklog::default());
+
+    break_table(&db).await;
+    let broken = Instant::now();
+    sink.submit((0..10).map(numbered).collect()).await;
+    let since = writes_fail(&sink).await;
+    assert!(since >= broken);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = sink.backlog();
+    assert_eq!(
+        during.failing_since,
+        Some(since),
+        "the first failure of the run, not the latest"
+    );
+    let error = during.last_error.expect("the error of the failing write");
+    assert!(error.contains("plugin_events"), "{error}");
+
+    heal(&db).await;
+    sink.flush().await;
+    let after = sink.backlog();
+    assert_eq!(after.failing_since, None, "cleared by the next write");
+    assert_eq!((after.queued_batches, after.overflow), (0, 0));
+    assert_eq!(after.last_error.as_deref(), Some(error.as_str()));
+    let summary = sink.shutdown().await;
+    assert_eq!((summary.written, summary.lost), (10, 0));
+}
+
+async fn flush_waits_for_what_went_to_the_overflow(db: TestDb) {
+    let store = db.open().await;
+    // Small transactions, so that the overflow takes several to drain and a flush arrives while part
+    // of it is still there.
+    let sink = DbReceiptSink::start(
+        store.clone(),
+        SinkOptions {
+            max_wait: Duration::from_millis(20),
+            max_batch: 4,
+            ..retry_fast()
+        },
+    );
+    break_table(&db).await;
+    sink.submit(vec![numbered(0)]).await;
+    writes_fail(&sink).await;
+    for n in 1..=25 {
+        sink.submit(vec![numbered(n)]).await; // 1 is queued, the rest spilled
+    }
+    assert_eq!(sink.backlog().overflow, 24);
+    let flushing = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.flush().await }
+    });
+    heal(&db).await;
+    tokio::time::timeout(Duration::from_secs(20), flushing)
+        .await
+        .expect("flush finishes once the table is back")
+        .expect("join");
+    assert_eq!(stored_numbers(&*store).await, (0..=25).collect::<Vec<_>>());
+    let summary = sink.shutdown().await;
+    assert_eq!((summary.written, summary.lost), (26, 0));
+}
+
+async fn shutdown_writes_the_overflow(db: TestDb) {
+    let store = db.open().await;
+    // Small transactions: the shutdown command is taken while most of the overflow is still there.
+    let sink = DbReceiptSink::start(
+        store.clone(),
+        SinkOptions {
+            max_wait: Duration::from_millis(20),
+            max_batch: 4,
+            ..retry_fast()
+        },
+    );
+    break_table(&db).await;
+    sink.submit(vec![numbered(0)]).await;
+    writes_fail(&sink).await;
+    for n in 1..=25 {
+        sink.submit(vec![numbered(n)]).await; // 1 is queued, the rest spilled
+    }
+    assert_eq!(sink.backlog().overflow, 24);
+    heal(&db).await;
+    // No flush: shutdown alone writes the queue and the overflow.
+    let summary = sink.shutdown().await;
+    assert_eq!((summary.written, summary.lost), (26, 0));
+    assert_eq!(stored_numbers(&*store).await, (0..=25).collect::<Vec<_>>());
+    assert_eq!(sink.backlog().overflow, 0);
 }
 
 async fn shutdown_deadline_counts_what_could_not_be_stored(db: TestDb) {
@@ -342,14 +582,15 @@ async fn shutdown_deadline_counts_what_could_not_be_stored(db: TestDb) {
             ..retry_fast()
         },
     );
-    db.exec("ALTER TABLE plugin_events RENAME TO plugin_events_away")
-        .await;
+    break_table(&db).await;
     sink.submit((0..30).map(numbered).collect()).await;
+    writes_fail(&sink).await;
+    sink.submit((30..40).map(numbered).collect()).await; // queued
+    sink.submit((40..50).map(numbered).collect()).await; // spilled
     let summary = tokio::time::timeout(Duration::from_secs(20), sink.shutdown())
         .await
         .expect("shutdown is bounded by its deadline");
-    assert_eq!((summary.written, summary.lost), (0, 30));
-    db.exec("ALTER TABLE plugin_events_away RENAME TO plugin_events")
-        .await;
+    assert_eq!((summary.written, summary.lost), (0, 50));
+    heal(&db).await;
     assert_eq!(store.count_plugin_events(None).await.expect("count"), 0);
 }

@@ -69,7 +69,7 @@ pub use error::StoreError;
 pub use health::{Failing, StoreHealth, PROBE_EVERY};
 pub use lifecycle::PluginAlertRow;
 pub use postgres::PostgresStore;
-pub use receipts::{DbReceiptSink, SinkOptions, SinkShutdown};
+pub use receipts::{DbReceiptSink, SinkBacklog, SinkOptions, SinkShutdown};
 pub use rows::*;
 pub use skill_assignments::{AssignmentFilter, NewSkillAssignment, SkillAssignmentRow};
 pub use skills::{SkillFileRow, SkillFileStat, SkillRow};
