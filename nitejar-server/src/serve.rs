@@ -52,6 +52,8 @@ pub struct AppState {
     pub skills: Arc<Skills>,
     /// The runs of this process (and the queue behind them).
     pub runs: Arc<RunQueue>,
+    /// The receipt writer (its backlog, for `/readyz`).
+    pub receipts: Arc<DbReceiptSink>,
     /// Set once the registry is built (`/readyz`).
     pub ready: AtomicBool,
 }
@@ -267,6 +269,7 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
         plugins,
         skills,
         runs: queue.clone(),
+        receipts: sink.clone(),
         ready: AtomicBool::new(false),
     });
     Ok(Engine {

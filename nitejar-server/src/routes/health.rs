@@ -18,6 +18,18 @@ pub(crate) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+/// The receipt writer's backlog: receipts wait (in its queue, or past its back-pressure in memory)
+/// while the database refuses them, and are written when it is back.
+fn receipts_check(state: &AppState) -> serde_json::Value {
+    let backlog = state.receipts.backlog();
+    json!({
+        "ok": backlog.failing_since.is_none(),
+        "queuedBatches": backlog.queued_batches,
+        "overflow": backlog.overflow,
+        "error": backlog.failing_since.and(backlog.last_error),
+    })
+}
+
 pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => Ok(()),
@@ -36,6 +48,7 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                 None => json!({"ok": true}),
                 Some(f) => json!({"ok": false, "failingForMs": f.for_.as_millis() as u64, "error": f.error}),
             },
+            "receipts": receipts_check(&state),
             "registry": { "ok": registry, "activePlugins": state.runtime.registry().plugins().count() },
         }
     });
