@@ -2,11 +2,12 @@
 //! has its documented effect. Driven with a scripted model provider and a recording integration on a
 //! real SQLite store.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nitejar_core::crypto::{Cipher, Key};
-use nitejar_core::receipts::MemorySink;
+use nitejar_core::receipts::{MemorySink, Receipt, ReceiptKind, ReceiptStatus};
 use nitejar_core::registry::{ActivePlugin, PluginMeta, PluginOrigin};
 use nitejar_core::runner::model::{
     ChatRequest, ChatResponse, ModelFuture, ModelProvider, ToolCall,
@@ -18,7 +19,7 @@ use nitejar_core::runner::{JobStatus, RunRequest, Runner, RunnerConfig};
 use nitejar_core::runtime::Runtime;
 use nitejar_core::store::{self, NewWorkItem, Store};
 use nitejar_sdk::hooks::*;
-use nitejar_sdk::integration::{PostResponseOptions, PostResponseResult};
+use nitejar_sdk::integration::{PostResponseOptions, PostResponseResult, ResponseMode};
 use nitejar_sdk::{
     HookResult, Host, Integration, IntegrationDescriptor, IntegrationError, IntegrationInstance,
     Plugin, WebhookParseResult, WebhookRequest,
@@ -77,14 +78,40 @@ fn tool_call(name: &str, args: Value) -> ChatResponse {
     }
 }
 
-/// An integration that records what it was asked to deliver.
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<String>>>);
+/// What [`Recorder`] does with one `post_response` call.
+#[derive(Clone)]
+enum Answer {
+    /// Answers with this result.
+    Result(PostResponseResult),
+    /// Panics.
+    Panic,
+    /// Sleeps this long, then says it was sent.
+    Hang(Duration),
+}
+
+/// An integration that records what it was asked to deliver, and answers from a script (sent,
+/// once the script is used up).
+#[derive(Clone)]
+struct Recorder {
+    mode: ResponseMode,
+    calls: Arc<Mutex<Vec<(String, PostResponseOptions)>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
+}
+
+impl Recorder {
+    fn new(mode: ResponseMode) -> Self {
+        Recorder {
+            mode,
+            calls: Arc::default(),
+            script: Arc::default(),
+        }
+    }
+}
 
 impl Integration for Recorder {
     fn descriptor(&self) -> IntegrationDescriptor {
         IntegrationDescriptor {
-            response_mode: nitejar_sdk::integration::ResponseMode::Final,
+            response_mode: self.mode,
             ..IntegrationDescriptor::new("recorder", "Recorder", "records deliveries")
         }
     }
@@ -102,11 +129,23 @@ impl Integration for Recorder {
         _: &str,
         content: &str,
         _: Option<&Value>,
-        _: &PostResponseOptions,
+        options: &PostResponseOptions,
         _: &dyn Host,
     ) -> Result<PostResponseResult, IntegrationError> {
-        self.0.lock().unwrap().push(content.to_string());
-        Ok(PostResponseResult::sent(Some("ref-1".into())))
+        self.calls
+            .lock()
+            .unwrap()
+            .push((content.to_string(), options.clone()));
+        let answer = self.script.lock().unwrap().pop_front();
+        match answer {
+            None => Ok(PostResponseResult::sent(Some("ref-1".into()))),
+            Some(Answer::Result(result)) => Ok(result),
+            Some(Answer::Panic) => panic!("the recorder was told to panic"),
+            Some(Answer::Hang(time)) => {
+                std::thread::sleep(time);
+                Ok(PostResponseResult::sent(Some("late".into())))
+            }
+        }
     }
 }
 
@@ -129,18 +168,25 @@ impl Tool for EchoInput {
 struct Fixture {
     runtime: Arc<Runtime>,
     store: Arc<dyn Store>,
+    sink: Arc<MemorySink>,
     delivered: Recorder,
     _dir: tempfile::TempDir,
 }
 
+/// A fixture whose integration posts only the final answer.
 async fn fixture() -> Fixture {
+    fixture_with(ResponseMode::Final).await
+}
+
+async fn fixture_with(mode: ResponseMode) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nitejar.db");
     let store = store::open(db.to_str().unwrap(), Cipher::new(&Key::generate().unwrap()))
         .await
         .unwrap();
-    let runtime = Arc::new(Runtime::builder().sink(MemorySink::new()).build());
-    let delivered = Recorder::default();
+    let sink = MemorySink::new();
+    let runtime = Arc::new(Runtime::builder().sink(sink.clone()).build());
+    let delivered = Recorder::new(mode);
     runtime
         .activate(ActivePlugin::from_plugin(
             PluginMeta::new("com.test.recorder", "1.0.0", PluginOrigin::Builtin),
@@ -150,6 +196,7 @@ async fn fixture() -> Fixture {
     Fixture {
         runtime,
         store,
+        sink,
         delivered,
         _dir: dir,
     }
@@ -166,15 +213,13 @@ impl Fixture {
     }
 
     async fn run(&self, model: Arc<Scripted>, message: &str) -> nitejar_core::runner::RunReport {
-        let runner = Runner::new(
-            self.runtime.clone(),
-            self.store.clone(),
-            model,
-            ToolSet::new().with(CurrentTime).with(EchoInput),
-            RunnerConfig::default(),
-        );
-        let work_item = self
-            .store
+        let work_item = self.work_item(message).await;
+        self.run_item(model, &work_item, RunnerConfig::default())
+            .await
+    }
+
+    async fn work_item(&self, message: &str) -> nitejar_core::store::WorkItemRow {
+        self.store
             .create_work_item(NewWorkItem {
                 integration_id: Some("int-1".into()),
                 session_key: "recorder:1".into(),
@@ -185,9 +230,25 @@ impl Fixture {
                 ..Default::default()
             })
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs a work item (again, if it ran before: a new job, as after a crash).
+    async fn run_item(
+        &self,
+        model: Arc<Scripted>,
+        work_item: &nitejar_core::store::WorkItemRow,
+        config: RunnerConfig,
+    ) -> nitejar_core::runner::RunReport {
+        let runner = Runner::new(
+            self.runtime.clone(),
+            self.store.clone(),
+            model,
+            ToolSet::new().with(CurrentTime).with(EchoInput),
+            config,
+        );
         let request = RunRequest {
-            work_item,
+            work_item: work_item.clone(),
             integration: IntegrationInstance {
                 id: "int-1".into(),
                 kind: "recorder".into(),
@@ -205,11 +266,41 @@ impl Fixture {
             report.status.as_str(),
             "the job row records the outcome"
         );
+        assert_eq!(
+            job.error_text, report.error,
+            "the job row records the error"
+        );
         report
     }
 
+    /// What `post_response` was given, call by call.
     fn delivered(&self) -> Vec<String> {
-        self.delivered.0.lock().unwrap().clone()
+        self.posts()
+            .into_iter()
+            .map(|(content, _)| content)
+            .collect()
+    }
+
+    fn posts(&self) -> Vec<(String, PostResponseOptions)> {
+        self.delivered.calls.lock().unwrap().clone()
+    }
+
+    /// The answers `post_response` gives, in order; sent once they are used up.
+    fn script(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.delivered.script.lock().unwrap().extend(answers);
+    }
+
+    /// The receipts of `post_response` calls, oldest first.
+    fn post_receipts(&self) -> Vec<Receipt> {
+        self.sink
+            .receipts()
+            .into_iter()
+            .filter(|r| {
+                r.kind == ReceiptKind::Integration
+                    && r.detail.as_ref().and_then(|d| d["operation"].as_str())
+                        == Some("post_response")
+            })
+            .collect()
     }
 }
 
@@ -491,4 +582,223 @@ async fn the_agents_of_an_integration_are_reread_after_agents_ttl() {
         names(caching.agents_for(&integration.id).await.unwrap()),
         ["Support"]
     );
+}
+
+/// Retries that wait milliseconds, not seconds.
+fn fast_retries(attempts: u32) -> RunnerConfig {
+    RunnerConfig {
+        delivery_attempts: attempts,
+        delivery_backoff: Duration::from_millis(5),
+        ..RunnerConfig::default()
+    }
+}
+
+fn detail(receipt: &Receipt) -> &Value {
+    receipt
+        .detail
+        .as_ref()
+        .expect("integration receipts have detail")
+}
+
+fn keys(f: &Fixture) -> Vec<Option<String>> {
+    f.posts()
+        .into_iter()
+        .map(|(_, options)| options.idempotency_key)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_retryable_delivery_failure_is_tried_again_with_the_same_key() {
+    let f = fixture().await;
+    let pre_deliver = Arc::new(Mutex::new(0));
+    let post_deliver = Arc::new(Mutex::new(Vec::new()));
+    let (pre, post) = (pre_deliver.clone(), post_deliver.clone());
+    f.hooks(
+        Plugin::builder()
+            .on(move |_c, _r: &ResponsePreDeliver| {
+                *pre.lock().unwrap() += 1;
+                HookResult::proceed()
+            })
+            .on(move |_c, r: &ResponsePostDeliver| {
+                post.lock().unwrap().push(r.result.clone());
+                HookResult::proceed()
+            })
+            .build(),
+    );
+    f.script([Answer::Result(PostResponseResult::failed(
+        "Too Many Requests: retry after 1",
+        true,
+    ))]);
+    let item = f.work_item("hi").await;
+    let report = f
+        .run_item(Scripted::new(vec![text("hello")]), &item, fast_retries(3))
+        .await;
+
+    assert_eq!(report.status, JobStatus::Completed, "{report:?}");
+    assert_eq!(f.delivered(), ["hello", "hello"]);
+    let keys = keys(&f);
+    assert!(keys[0].is_some());
+    assert_eq!(keys[0], keys[1], "both attempts carry one key");
+    assert_eq!(report.deliveries.len(), 2, "the report has every attempt");
+
+    let receipts = f.post_receipts();
+    assert_eq!(receipts.len(), 2, "{receipts:?}");
+    assert_eq!(receipts[0].status, ReceiptStatus::Error);
+    assert_eq!(
+        detail(&receipts[0])["error"],
+        json!("Too Many Requests: retry after 1")
+    );
+    assert_eq!(detail(&receipts[0])["retryable"], json!(true));
+    assert_eq!(detail(&receipts[0])["attempt"], json!(1));
+    assert_eq!(receipts[1].status, ReceiptStatus::Ok);
+    assert_eq!(detail(&receipts[1])["attempt"], json!(2));
+    for receipt in &receipts {
+        assert_eq!(detail(receipt)["idempotency_key"], json!(keys[0]));
+        assert_eq!(detail(receipt)["type"], json!("recorder"));
+    }
+
+    assert_eq!(
+        *pre_deliver.lock().unwrap(),
+        1,
+        "response.pre_deliver runs once"
+    );
+    let seen = post_deliver.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "response.post_deliver runs once");
+    assert!(seen[0].success, "with the final result: {seen:?}");
+}
+
+#[tokio::test]
+async fn a_delivery_failure_that_is_not_retryable_fails_the_job_at_once() {
+    let f = fixture().await;
+    f.script([Answer::Result(PostResponseResult::failed(
+        "Forbidden: bot was blocked by the user",
+        false,
+    ))]);
+    let item = f.work_item("hi").await;
+    let report = f
+        .run_item(Scripted::new(vec![text("hello")]), &item, fast_retries(3))
+        .await;
+
+    assert_eq!(report.status, JobStatus::Failed);
+    let error = report.error.unwrap_or_default();
+    assert!(error.contains("bot was blocked by the user"), "{error}");
+    assert_eq!(f.delivered().len(), 1, "one attempt");
+
+    let receipts = f.post_receipts();
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(
+        receipts[0].status,
+        ReceiptStatus::Error,
+        "the receipt does not say ok for a message that never went out"
+    );
+    assert_eq!(
+        detail(&receipts[0])["error"],
+        json!("Forbidden: bot was blocked by the user")
+    );
+    assert_eq!(detail(&receipts[0])["retryable"], json!(false));
+    assert_eq!(detail(&receipts[0])["attempt"], json!(1));
+    assert_eq!(detail(&receipts[0])["operation"], json!("post_response"));
+}
+
+#[tokio::test]
+async fn a_delivery_that_keeps_failing_fails_the_job_after_its_attempts() {
+    let f = fixture().await;
+    // More failures than attempts, so only the limit can stop the retries.
+    f.script(std::iter::repeat_n(
+        Answer::Result(PostResponseResult::failed("Bad Gateway", true)),
+        9,
+    ));
+    let item = f.work_item("hi").await;
+    let report = f
+        .run_item(Scripted::new(vec![text("hello")]), &item, fast_retries(4))
+        .await;
+
+    assert_eq!(report.status, JobStatus::Failed);
+    let error = report.error.unwrap_or_default();
+    assert!(error.contains("Bad Gateway"), "{error}");
+    assert!(error.contains("4 attempts"), "{error}");
+    assert_eq!(f.delivered().len(), 4, "exactly delivery_attempts attempts");
+    let receipts = f.post_receipts();
+    let attempts: Vec<_> = receipts
+        .iter()
+        .map(|r| detail(r)["attempt"].clone())
+        .collect();
+    assert_eq!(attempts, [json!(1), json!(2), json!(3), json!(4)]);
+    assert!(receipts.iter().all(|r| r.status == ReceiptStatus::Error));
+}
+
+#[tokio::test]
+async fn a_panicking_or_timed_out_delivery_is_not_tried_again() {
+    // The post may have gone out before the integration panicked or was given up on.
+    let f = fixture().await;
+    f.script([Answer::Panic]);
+    let item = f.work_item("hi").await;
+    let report = f
+        .run_item(Scripted::new(vec![text("hello")]), &item, fast_retries(3))
+        .await;
+    assert_eq!(report.status, JobStatus::Failed);
+    assert_eq!(f.delivered().len(), 1);
+
+    let f = fixture().await;
+    f.script([Answer::Hang(Duration::from_millis(500))]);
+    let item = f.work_item("hi").await;
+    let config = RunnerConfig {
+        integration_timeout: Duration::from_millis(100),
+        ..fast_retries(3)
+    };
+    let report = f
+        .run_item(Scripted::new(vec![text("hello")]), &item, config)
+        .await;
+    assert_eq!(report.status, JobStatus::Failed);
+    assert_eq!(f.delivered().len(), 1);
+    let receipts = f.post_receipts();
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(receipts[0].status, ReceiptStatus::Timeout);
+}
+
+#[tokio::test]
+async fn the_idempotency_key_is_the_same_on_every_run_of_a_work_item() {
+    let f = fixture().await;
+    let item = f.work_item("hi").await;
+    let first = f
+        .run_item(
+            Scripted::new(vec![text("one")]),
+            &item,
+            RunnerConfig::default(),
+        )
+        .await;
+    // A retried run, as after a crash: a new job of the same agent, maybe worded differently.
+    let second = f
+        .run_item(
+            Scripted::new(vec![text("one, again")]),
+            &item,
+            RunnerConfig::default(),
+        )
+        .await;
+    assert_ne!(first.job_id, second.job_id);
+    assert_eq!(first.agent_id, second.agent_id);
+    let expected = format!("{}:{}:0", item.id, first.agent_id);
+    assert_eq!(keys(&f), [Some(expected.clone()), Some(expected)]);
+}
+
+#[tokio::test]
+async fn each_delivery_of_a_job_has_its_own_key_however_often_it_was_tried() {
+    let f = fixture_with(ResponseMode::Streaming).await;
+    f.script([Answer::Result(PostResponseResult::failed("timeout", true))]);
+    let item = f.work_item("hi").await;
+    let model = Scripted::new(vec![
+        ChatResponse {
+            content: Some("looking it up".into()),
+            ..tool_call("current_time", json!({}))
+        },
+        text("it is noon"),
+    ]);
+    let report = f.run_item(model, &item, fast_retries(3)).await;
+    assert_eq!(report.status, JobStatus::Completed, "{report:?}");
+    assert_eq!(
+        f.delivered(),
+        ["looking it up", "looking it up", "it is noon"]
+    );
+    let key = |n: usize| Some(format!("{}:{}:{n}", item.id, report.agent_id));
+    assert_eq!(keys(&f), [key(0), key(0), key(1)]);
 }

@@ -34,7 +34,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use nitejar_sdk::hooks::HookEvent;
 use nitejar_sdk::{Host, Integration, IntegrationError};
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use crate::builtin::{builtins, BuiltinError};
 use crate::hooks::{ChainRun, DispatchContext, Dispatched, DEFAULT_CHAIN_BUDGET};
@@ -223,7 +223,9 @@ impl Runtime {
     /// Calls an operation of the integration of type `kind` through the execution host (the
     /// plugin's policy, `timeout`, its call slots and quarantine) and records an `integration`
     /// receipt: `ok`, `error` (the integration's error, a panic, a quarantine) or `timeout`, with
-    /// `{"type", "operation", "error"?}` as detail.
+    /// `{"type", "operation", "error"?}` as detail. Every answer the integration returns counts as
+    /// `ok`; [`call_integration_judged`](Self::call_integration_judged) is the variant for answers
+    /// that can report a failure themselves.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -245,6 +247,51 @@ impl Runtime {
         operation: &str,
         ctx: &DispatchContext,
         timeout: Duration,
+        f: F,
+    ) -> Result<T, IntegrationCallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Integration, &dyn Host) -> Result<T, IntegrationError> + Send + 'static,
+    {
+        self.call_integration_judged(kind, operation, ctx, timeout, CallReceipt::new(), f)
+            .await
+    }
+
+    /// [`call_integration`](Self::call_integration) for an operation whose answer can itself say
+    /// that it failed, such as `post_response` answering
+    /// `PostResponseResult { success: false, .. }`: the receipt's judge reads the answer, and an
+    /// answer it finds wanting is recorded as `error`, with the judge's reason as `error` and its
+    /// detail beside it. The answer is still returned as `Ok`: the caller decides what a failure
+    /// means. The receipt's own detail (an attempt number, a key) is added to every outcome.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use nitejar_core::hooks::DispatchContext;
+    /// use nitejar_core::runtime::{AnswerFailure, CallReceipt, Runtime};
+    /// use nitejar_sdk::integration::ConnectionTest;
+    ///
+    /// // A connection test that answers `ok: false` did not pass, whatever the call itself did.
+    /// fn judge(test: &ConnectionTest) -> Option<AnswerFailure> {
+    ///     (!test.ok).then(|| AnswerFailure::new(test.error.clone().unwrap_or_default()))
+    /// }
+    /// let runtime = Runtime::builder().build();
+    /// let receipt = CallReceipt::judged_by(judge).with_detail("requested_by", "admin");
+    /// let answer = runtime
+    ///     .call_integration_judged("nope", "test_connection", &DispatchContext::default(),
+    ///         Duration::from_secs(1), receipt,
+    ///         |integration, host| integration.test_connection(&serde_json::json!({}), host))
+    ///     .await;
+    /// assert!(answer.is_err(), "no plugin contributes the type `nope`");
+    /// # });
+    /// ```
+    pub async fn call_integration_judged<T, F>(
+        &self,
+        kind: &str,
+        operation: &str,
+        ctx: &DispatchContext,
+        timeout: Duration,
+        receipt: CallReceipt<T>,
         f: F,
     ) -> Result<T, IntegrationCallError>
     where
@@ -288,17 +335,32 @@ impl Runtime {
                 Err(IntegrationCallError::Quarantined(message)),
             ),
         };
-        let mut detail = json!({ "type": kind, "operation": operation });
-        if let (Err(e), Some(d)) = (&result, detail.as_object_mut()) {
-            d.insert("error".into(), json!(e.to_string()));
-        }
+        let mut detail = receipt.detail;
+        let status = match &result {
+            Err(e) => {
+                detail.insert("error".into(), json!(e.to_string()));
+                status
+            }
+            Ok(answer) => match (receipt.judge)(answer) {
+                None => status,
+                Some(failure) => {
+                    detail.extend(failure.detail);
+                    detail.insert("error".into(), json!(failure.reason));
+                    ReceiptStatus::Error
+                }
+            },
+        };
+        // Last, so no caller's or judge's detail can overwrite what every integration receipt says
+        // (metrics and the receipts page group by `operation`).
+        detail.insert("type".into(), json!(kind));
+        detail.insert("operation".into(), json!(operation));
         let mut receipt = Receipt::new(
             plugin.id.clone(),
             Some(plugin.version.clone()),
             ReceiptKind::Integration,
             status,
         )
-        .with_detail(detail);
+        .with_detail(Value::Object(detail));
         receipt.work_item_id = ctx.work_item_id.clone();
         receipt.job_id = ctx.job_id.clone();
         receipt.duration_us = waited.as_micros() as u64;
@@ -329,6 +391,78 @@ impl Runtime {
     fn lock_active(&self) -> std::sync::MutexGuard<'_, BTreeMap<Arc<str>, ActivePlugin>> {
         // The map is only replaced whole under this lock; a panic elsewhere cannot corrupt it.
         self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What the receipt of an integration call says beyond its outcome: detail of the caller's, and a
+/// judge that reads the integration's answer (see [`Runtime::call_integration_judged`]).
+pub struct CallReceipt<T> {
+    detail: Map<String, Value>,
+    judge: fn(&T) -> Option<AnswerFailure>,
+}
+
+impl<T> CallReceipt<T> {
+    /// No added detail; every answer the integration returns is `ok`.
+    pub fn new() -> Self {
+        CallReceipt {
+            detail: Map::new(),
+            judge: |_| None,
+        }
+    }
+
+    /// Answers for which `judge` gives a failure are recorded as `error`.
+    pub fn judged_by(judge: fn(&T) -> Option<AnswerFailure>) -> Self {
+        CallReceipt {
+            judge,
+            ..CallReceipt::new()
+        }
+    }
+
+    /// Adds a field to the receipt's detail, whatever the outcome. `type` and `operation` are the
+    /// runtime's and cannot be overwritten; `error` is replaced by the failure's, if there is one.
+    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.detail.insert(key.to_string(), value.into());
+        self
+    }
+}
+
+impl<T> Default for CallReceipt<T> {
+    fn default() -> Self {
+        CallReceipt::new()
+    }
+}
+
+impl<T> std::fmt::Debug for CallReceipt<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallReceipt")
+            .field("detail", &self.detail)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a judge (see [`CallReceipt::judged_by`]) finds an answer wanting: the receipt's `error`, and
+/// detail that helps an operator read it (whether it is worth retrying, …).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnswerFailure {
+    /// What went wrong, in the integration's words.
+    pub reason: String,
+    /// Added to the receipt's detail; `type` and `operation` cannot be overwritten.
+    pub detail: Map<String, Value>,
+}
+
+impl AnswerFailure {
+    /// A failure with this reason and no further detail.
+    pub fn new(reason: impl Into<String>) -> Self {
+        AnswerFailure {
+            reason: reason.into(),
+            detail: Map::new(),
+        }
+    }
+
+    /// Adds a field to the receipt's detail.
+    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.detail.insert(key.to_string(), value.into());
+        self
     }
 }
 

@@ -203,7 +203,16 @@ pub struct PostResponseOptions {
     /// The run stopped at a limit before it finished.
     #[serde(default)]
     pub hit_limit: bool,
-    /// A key the provider can use to drop a duplicate delivery.
+    /// A key the provider can use to drop a duplicate delivery: pass it on where the provider takes
+    /// one (an `Idempotency-Key` header, a client message id).
+    ///
+    /// The reference runner sends `<work_item_id>:<agent_id>:<n>`, `n` counting the deliveries of
+    /// the agent's run from 0. It is the same on every attempt at a delivery (a failure reported
+    /// `retryable` is tried again) and on every run of the same work item by the same agent,
+    /// including a run retried after a crash: a key the provider has seen means the message already
+    /// went out. It names a position in the answer, not its content, which a retried run may word
+    /// differently. An integration whose provider takes no key should say so, and that a retried
+    /// run can then post twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }
@@ -224,7 +233,10 @@ pub struct PostResponseResult {
     pub success: bool,
     #[serde(default)]
     pub outcome: DeliveryOutcome,
-    /// Whether trying again may succeed.
+    /// Whether trying again may succeed without posting twice: the reference runner tries a
+    /// delivery again (with the same idempotency key) only when this is set. Leave it unset when
+    /// the provider may already have the message (a timeout after the request went out, part of a
+    /// split answer sent) and cannot drop a duplicate by its key.
     #[serde(default)]
     pub retryable: bool,
     /// The provider's id of what was posted (message id, comment id).

@@ -1,6 +1,6 @@
 //! The few GitHub REST calls the integration makes, through the host's HTTP service.
 
-use nitejar_sdk::{Host, HttpRequest, HttpResponse};
+use nitejar_sdk::{Host, HostError, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -16,9 +16,14 @@ pub const COMMENT_LIMIT: usize = 65_536;
 /// Why a REST call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
-    /// The host refused or could not make the request.
+    /// The host refused or could not make the request, or brought back no answer.
     #[error("GitHub {action}: the request could not be made: {detail}")]
-    Host { action: String, detail: String },
+    Host {
+        action: String,
+        detail: String,
+        /// What kind of failure it was: whether GitHub may have acted on the request.
+        cause: Unanswered,
+    },
     /// GitHub answered with an error status.
     #[error("GitHub {action} failed (HTTP {status}): {message}")]
     Status {
@@ -37,11 +42,38 @@ pub enum ApiError {
     },
 }
 
+/// Why the host brought back no answer from GitHub, as far as it matters for trying again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The host would not make the request (a permission, a service it does not offer): it never
+    /// left, and trying again meets the same refusal.
+    Refused,
+    /// No answer in time: GitHub may have received the request and acted on it.
+    TimedOut,
+    /// A network failure: name resolution, a refused or reset connection, TLS. Usually the request
+    /// never reached GitHub; the host cannot tell a connection lost after GitHub read the request.
+    Network,
+}
+
+impl Unanswered {
+    fn of(error: &HostError) -> Self {
+        match error {
+            HostError::Denied { .. } | HostError::Unavailable(_) => Unanswered::Refused,
+            HostError::Timeout | HostError::Cancelled => Unanswered::TimedOut,
+            HostError::Failed(_) => Unanswered::Network,
+        }
+    }
+}
+
 impl ApiError {
-    /// Whether trying again later may succeed.
+    /// Whether trying the same request again may succeed without GitHub acting on it twice: a rate
+    /// limit (429, or 403 with the rate-limit signs), a server error (5xx), a network failure. Not
+    /// a timeout (the comment may have been created), not a refusal by the host, not another 4xx
+    /// (the same request meets the same answer). A 5xx may still come after GitHub created the
+    /// comment; that is rare, and GitHub gives no way to tell.
     pub fn retryable(&self) -> bool {
         match self {
-            ApiError::Host { .. } => true,
+            ApiError::Host { cause, .. } => *cause == Unanswered::Network,
             ApiError::Status {
                 status,
                 rate_limited,
@@ -49,6 +81,17 @@ impl ApiError {
             } => *rate_limited || *status == 429 || *status >= 500,
             ApiError::Decode { status, .. } => *status >= 500,
         }
+    }
+
+    /// Whether no answer came in time (GitHub may have acted on the request).
+    pub fn timed_out(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Host {
+                cause: Unanswered::TimedOut,
+                ..
+            }
+        )
     }
 
     /// Whether GitHub refused the credentials (a revoked token, a wrong key).
@@ -102,6 +145,7 @@ impl<'a> RestApi<'a> {
         let response = self.host.http(&request).map_err(|e| ApiError::Host {
             action: action.into(),
             detail: e.to_string(),
+            cause: Unanswered::of(&e),
         })?;
         if !response.is_success() {
             return Err(status_error(action, &response));

@@ -9,6 +9,22 @@
 //! - **Out**: the App JWT ([`auth`]) buys an installation token (cached until five minutes before
 //!   it expires), which posts the answer as an issue or pull-request comment ([`api`]).
 //!
+//! ## Duplicates
+//!
+//! GitHub's create-comment endpoint takes no idempotency key, so the
+//! [`PostResponseOptions::idempotency_key`] the host passes is not used and GitHub cannot drop a
+//! repeated answer. A failure is marked `retryable` only when trying again cannot post twice as far
+//! as GitHub lets anyone know: a rate limit (429, or 403 with the rate-limit signs), a server error
+//! (5xx), a network failure, or a timeout while minting the installation token (which posts
+//! nothing), and only while no comment of a split answer has been posted (another attempt starts
+//! from the first). A timeout while posting, any other 4xx, and a refusal by the host are final.
+//! Two windows remain:
+//!
+//! - **a crash**: GitHub created the comment, but the process died before the job recorded the
+//!   delivery. The run is retried after the restart and comments again;
+//! - **a 5xx or a dropped connection after GitHub created the comment**, which the next attempt
+//!   posts again. Rare, and indistinguishable from a comment that was not created.
+//!
 //! The API base is read from `NITEJAR_GITHUB_API_BASE` (default `https://api.github.com`; GitHub
 //! Enterprise Server: `https://<host>/api/v3`) when the plugin is built, i.e. once at startup.
 
@@ -121,7 +137,7 @@ impl GitHub {
         let minted = self
             .rest(host)
             .installation_token(&jwt, installation_id)
-            .map_err(DeliveryError::Api)?;
+            .map_err(DeliveryError::Token)?;
         let expires_at = minted
             .expires_at
             .as_deref()
@@ -152,6 +168,9 @@ impl Default for GitHub {
 
 /// A failure while delivering, before it becomes a [`PostResponseResult`].
 enum DeliveryError {
+    /// Minting the installation token failed: nothing was posted by that request.
+    Token(ApiError),
+    /// Posting a comment failed.
     Api(ApiError),
     Config(String),
 }
@@ -331,11 +350,17 @@ impl Integration for GitHub {
     }
 }
 
+/// The result of a delivery that stopped at `error`, after the comments up to `posted` went out.
 fn delivery_failure(error: DeliveryError, posted: Option<u64>) -> PostResponseResult {
-    let mut result = match error {
-        DeliveryError::Api(e) => PostResponseResult::failed(e.to_string(), e.retryable()),
-        DeliveryError::Config(message) => PostResponseResult::failed(message, false),
+    let (message, retryable) = match error {
+        // A token request that timed out is safe to repeat: a second token is all it can cost.
+        DeliveryError::Token(e) => (e.to_string(), e.retryable() || e.timed_out()),
+        DeliveryError::Api(e) => (e.to_string(), e.retryable()),
+        DeliveryError::Config(message) => (message, false),
     };
+    // Another attempt starts again from the first part of a split answer: once one is posted,
+    // trying again would post it twice.
+    let mut result = PostResponseResult::failed(message, retryable && posted.is_none());
     result.provider_ref = posted.map(|id| id.to_string());
     result
 }
@@ -343,4 +368,114 @@ fn delivery_failure(error: DeliveryError, posted: Option<u64>) -> PostResponseRe
 /// The plugin: the GitHub integration, reading its API base from the environment.
 pub fn plugin() -> Plugin {
     Plugin::builder().integration(GitHub::from_env()).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use nitejar_sdk::testing::{instance, TestHost};
+    use nitejar_sdk::{HostError, HttpRequest, HttpResponse};
+    use serde_json::json;
+
+    use super::*;
+
+    type Handler =
+        Box<dyn Fn(&HttpRequest, usize) -> Result<HttpResponse, HostError> + Send + Sync>;
+
+    fn answer(status: u16, body: Value) -> Result<HttpResponse, HostError> {
+        Ok(HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        })
+    }
+
+    fn token() -> Result<HttpResponse, HostError> {
+        answer(201, json!({ "token": "ghs_test" }))
+    }
+
+    /// Posts `content` to a GitHub whose every request `handler` answers, with the number of
+    /// comments asked for before it.
+    fn post(content: &str, handler: Handler) -> PostResponseResult {
+        let comments = Arc::new(AtomicUsize::new(0));
+        let host = TestHost::new().with_http_handler(move |request| {
+            let n = if request.url.ends_with("/comments") {
+                comments.fetch_add(1, Ordering::SeqCst)
+            } else {
+                0
+            };
+            handler(request, n)
+        });
+        let config = json!({
+            "appId": "12345",
+            "privateKey": include_str!("../../tests/fixtures/github/app-key.pem"),
+        });
+        GitHub::with_api_base("https://github.test")
+            .post_response(
+                &instance("github", config),
+                "wi-1",
+                content,
+                Some(&json!({ "owner": "o", "repo": "r", "issueNumber": 1, "installationId": 9 })),
+                &PostResponseOptions::default(),
+                &host,
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_failure_after_part_of_the_answer_was_posted_is_not_retried() {
+        let long = "x".repeat(COMMENT_LIMIT + 10);
+        let result = post(
+            &long,
+            Box::new(|request, n| match (request.url.ends_with("/comments"), n) {
+                (false, _) => token(),
+                (true, 0) => answer(201, json!({ "id": 11 })),
+                (true, _) => answer(502, json!({ "message": "Server Error" })),
+            }),
+        );
+        assert!(!result.success);
+        // A 502 on the first comment is worth another attempt; here it would repeat comment 11.
+        assert!(!result.retryable, "{result:?}");
+        assert_eq!(result.provider_ref.as_deref(), Some("11"));
+
+        let result = post(
+            "short",
+            Box::new(|request, _| match request.url.ends_with("/comments") {
+                false => token(),
+                true => answer(502, json!({ "message": "Server Error" })),
+            }),
+        );
+        assert!(result.retryable, "nothing was posted: {result:?}");
+    }
+
+    #[test]
+    fn a_timeout_is_retried_only_where_it_cannot_have_posted() {
+        let minting = post(
+            "hi",
+            Box::new(|request, _| match request.url.ends_with("/comments") {
+                false => Err(HostError::Timeout),
+                true => answer(201, json!({ "id": 1 })),
+            }),
+        );
+        assert!(!minting.success);
+        assert!(
+            minting.retryable,
+            "a token costs nothing twice: {minting:?}"
+        );
+
+        let posting = post(
+            "hi",
+            Box::new(|request, _| match request.url.ends_with("/comments") {
+                false => token(),
+                true => Err(HostError::Timeout),
+            }),
+        );
+        assert!(!posting.success);
+        assert!(
+            !posting.retryable,
+            "the comment may exist, and GitHub cannot drop a second: {posting:?}"
+        );
+    }
 }

@@ -5,7 +5,7 @@
 //! The token is part of the URL, so nothing here ever puts a URL in an error or a log line, and
 //! errors coming back from the host are scrubbed of the token.
 
-use nitejar_sdk::{Host, HttpRequest};
+use nitejar_sdk::{Host, HostError, HttpRequest};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -15,9 +15,14 @@ pub const DEFAULT_API_BASE: &str = "https://api.telegram.org";
 /// Why a Bot API call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
-    /// The host refused or could not make the request.
+    /// The host refused or could not make the request, or brought back no answer.
     #[error("Telegram {method}: the request could not be made: {detail}")]
-    Host { method: String, detail: String },
+    Host {
+        method: String,
+        detail: String,
+        /// What kind of failure it was: whether Telegram may have acted on the request.
+        cause: Unanswered,
+    },
     /// Telegram answered with an error.
     #[error("Telegram {method} failed ({code}): {description}")]
     Telegram {
@@ -36,11 +41,38 @@ pub enum ApiError {
     },
 }
 
+/// Why the host brought back no answer from Telegram, as far as it matters for trying again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The host would not make the request (a permission, a service it does not offer): it never
+    /// left, and trying again meets the same refusal.
+    Refused,
+    /// No answer in time: Telegram may have received the request and acted on it.
+    TimedOut,
+    /// A network failure: name resolution, a refused or reset connection, TLS. Usually the request
+    /// never reached Telegram; the host cannot tell a connection lost after Telegram read it.
+    Network,
+}
+
+impl Unanswered {
+    fn of(error: &HostError) -> Self {
+        match error {
+            HostError::Denied { .. } | HostError::Unavailable(_) => Unanswered::Refused,
+            HostError::Timeout | HostError::Cancelled => Unanswered::TimedOut,
+            HostError::Failed(_) => Unanswered::Network,
+        }
+    }
+}
+
 impl ApiError {
-    /// Whether trying again later may succeed (rate limits, server errors, timeouts).
+    /// Whether trying the same request again may succeed without Telegram acting on it twice: a
+    /// rate limit (429), a server error (5xx), a network failure. Not a timeout (the message may
+    /// have gone out), not a refusal by the host, not another 4xx (the same request meets the same
+    /// answer). A 5xx may still come after Telegram posted the message; that is rare, and Telegram
+    /// gives no way to tell.
     pub fn retryable(&self) -> bool {
         match self {
-            ApiError::Host { .. } => true,
+            ApiError::Host { cause, .. } => *cause == Unanswered::Network,
             ApiError::Telegram { code, .. } => *code == 429 || *code >= 500,
             ApiError::Decode { status, .. } => *status >= 500,
         }
@@ -115,6 +147,7 @@ impl<'a> BotApi<'a> {
             .map_err(|e| ApiError::Host {
                 method: method.into(),
                 detail: self.scrub(&e.to_string()),
+                cause: Unanswered::of(&e),
             })?;
         let envelope: Envelope = response.json().map_err(|e| ApiError::Decode {
             method: method.into(),
@@ -143,5 +176,40 @@ impl<'a> BotApi<'a> {
             return text.to_string();
         }
         text.replace(self.token, "<bot token>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nitejar_sdk::testing::TestHost;
+    use serde_json::json;
+
+    use super::*;
+
+    /// The error of a call whose request the host failed with `error`.
+    fn unanswered(error: HostError) -> ApiError {
+        let host = TestHost::new().with_http_handler(move |_| Err(error.clone()));
+        BotApi::new("https://telegram.test", "1:token", &host)
+            .call("sendMessage", &json!({ "chat_id": 1, "text": "hi" }))
+            .unwrap_err()
+    }
+
+    #[test]
+    fn only_a_network_failure_of_the_host_is_worth_another_attempt() {
+        assert!(unanswered(HostError::Failed("connection refused".into())).retryable());
+        for error in [
+            // Telegram may have posted the message before the answer was given up on.
+            HostError::Timeout,
+            HostError::Cancelled,
+            // The request never left, and would not the next time either.
+            HostError::Denied {
+                permission: "network".into(),
+                reason: "api.telegram.org is not declared".into(),
+            },
+            HostError::Unavailable("no HTTP service".into()),
+        ] {
+            let failure = unanswered(error.clone());
+            assert!(!failure.retryable(), "{error:?}: {failure}");
+        }
     }
 }

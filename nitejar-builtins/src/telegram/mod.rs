@@ -11,6 +11,20 @@
 //!   plain-text fallback when Telegram refuses the HTML. A 👀 reaction marks a message as received
 //!   and is removed once the answer is out.
 //!
+//! ## Duplicates
+//!
+//! The Bot API's `sendMessage` takes no idempotency key, so the
+//! [`PostResponseOptions::idempotency_key`] the host passes is not used and Telegram cannot drop a
+//! repeated answer. A failure is marked `retryable` only when trying again cannot post twice as far
+//! as Telegram lets anyone know: a rate limit (429), a server error (5xx) or a network failure, and
+//! only while no message of the answer has gone out (another attempt starts from the first
+//! message). A timeout, any other 4xx, and a refusal by the host are final. Two windows remain:
+//!
+//! - **a crash**: Telegram accepted the message, but the process died before the job recorded the
+//!   delivery. The run is retried after the restart and posts the answer again;
+//! - **a 5xx or a dropped connection after Telegram posted the message**, which the next attempt
+//!   posts again. Rare, and indistinguishable from a message that did not go out.
+//!
 //! The API base is read from `NITEJAR_TELEGRAM_API_BASE` (default `https://api.telegram.org`) when
 //! the plugin is built, i.e. once at startup, so a local Bot API server or a test double can stand in.
 
@@ -173,8 +187,10 @@ impl Integration for Telegram {
                     } else {
                         String::new()
                     };
-                    let mut failed =
-                        PostResponseResult::failed(format!("{e}{sent}"), e.retryable());
+                    // Another attempt starts again from the first message: once one is out,
+                    // trying again would post it twice.
+                    let retryable = index == 0 && e.retryable();
+                    let mut failed = PostResponseResult::failed(format!("{e}{sent}"), retryable);
                     failed.provider_ref = last_message_id.map(|id: i64| id.to_string());
                     return Ok(failed);
                 }
@@ -369,4 +385,63 @@ fn generate_secret() -> Result<String, IntegrationError> {
 /// The plugin: the Telegram integration, reading its API base from the environment.
 pub fn plugin() -> Plugin {
     Plugin::builder().integration(Telegram::from_env()).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use nitejar_sdk::testing::{instance, TestHost};
+    use nitejar_sdk::{HostError, HttpResponse};
+
+    use super::*;
+
+    fn answer(status: u16, body: Value) -> Result<HttpResponse, HostError> {
+        Ok(HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        })
+    }
+
+    #[test]
+    fn a_failure_after_part_of_the_answer_went_out_is_not_retried() {
+        let sends = Arc::new(AtomicUsize::new(0));
+        let counted = sends.clone();
+        let host = TestHost::new().with_http_handler(move |request| {
+            if !request.url.ends_with("/sendMessage") {
+                return answer(200, json!({ "ok": true, "result": true }));
+            }
+            match counted.fetch_add(1, Ordering::SeqCst) {
+                0 => answer(200, json!({ "ok": true, "result": { "message_id": 7 } })),
+                _ => answer(
+                    502,
+                    json!({ "ok": false, "error_code": 502, "description": "Bad Gateway" }),
+                ),
+            }
+        });
+        let long = "word ".repeat(MESSAGE_LIMIT / 4);
+        let result = Telegram::with_api_base("https://telegram.test")
+            .post_response(
+                &instance("telegram", json!({ "botToken": "1:token" })),
+                "wi-1",
+                &long,
+                Some(&json!({ "chatId": 1, "messageId": 2 })),
+                &PostResponseOptions::default(),
+                &host,
+            )
+            .unwrap();
+        assert_eq!(
+            sends.load(Ordering::SeqCst),
+            2,
+            "the answer is two messages"
+        );
+        assert!(!result.success);
+        // A 502 on the first message is worth another attempt; here it would repeat message 7.
+        assert!(!result.retryable, "{result:?}");
+        assert_eq!(result.provider_ref.as_deref(), Some("7"));
+        let error = result.error.unwrap_or_default();
+        assert!(error.contains("1 of 2 messages were sent"), "{error}");
+    }
 }

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::hooks::{BlockedBy, DispatchContext};
 use crate::receipts::now_ms;
+use crate::runtime::{AnswerFailure, CallReceipt};
 use crate::skills::{RunScope, USE_SKILL};
 use crate::store::{AgentRow, SpanRow};
 
@@ -312,8 +313,11 @@ impl JobRun<'_> {
         post.payload.output
     }
 
-    /// Delivers content through the integration with its hooks. Returns `false` when the run should
-    /// stop (the delivery was blocked or failed).
+    /// Delivers content through the integration with its hooks: `response.pre_deliver` once, then
+    /// `post_response` until it succeeds, fails for good or runs out of
+    /// [`RunnerConfig::delivery_attempts`](super::RunnerConfig::delivery_attempts), then
+    /// `response.post_deliver` once with the final result. Returns `false` when the run should stop
+    /// (the delivery was blocked or failed).
     async fn deliver(&mut self, content: &str, hit_limit: bool) -> bool {
         let runner = self.runner;
         let instance = &self.request.integration;
@@ -338,30 +342,32 @@ impl JobRun<'_> {
             return false;
         }
         let content = pre.payload.content;
-        let (inst, rc, work_item_id, text) = (
-            instance.clone(),
-            self.request.response_context.clone(),
-            self.request.work_item.id.clone(),
-            content.clone(),
-        );
         let options = PostResponseOptions {
             hit_limit,
-            idempotency_key: Some(format!("{}:{}", self.job_id, self.report.deliveries.len())),
+            idempotency_key: Some(self.idempotency_key()),
         };
-        let result = runner
-            .runtime
-            .call_integration(
-                &instance.kind,
-                "post_response",
-                &self.ctx,
-                runner.config.integration_timeout,
-                move |i, host| {
-                    i.post_response(&inst, &work_item_id, &text, rc.as_ref(), &options, host)
-                },
-            )
-            .await
-            .unwrap_or_else(|e| PostResponseResult::failed(e.to_string(), false));
-        self.report.deliveries.push(result.clone());
+        let attempts = runner.config.delivery_attempts.max(1);
+        let mut backoff = runner.config.delivery_backoff;
+        let mut attempt = 1;
+        let result = loop {
+            let result = self.attempt_delivery(&content, &options, attempt).await;
+            self.report.deliveries.push(result.clone());
+            // A timed-out or panicked call arrives here as not retryable: the provider may have
+            // taken the message before the call was given up on.
+            if result.success || !result.retryable || attempt >= attempts {
+                break result;
+            }
+            tracing::warn!(
+                work_item_id = %self.request.work_item.id,
+                job_id = %self.job_id,
+                attempt,
+                "delivery failed, trying again in {backoff:?}: {}",
+                result.error.as_deref().unwrap_or("no reason given"),
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = backoff.saturating_mul(2);
+            attempt += 1;
+        };
         runner
             .runtime
             .dispatch(
@@ -378,8 +384,13 @@ impl JobRun<'_> {
             self.report.final_content = Some(content);
             true
         } else {
+            let tried = if attempt > 1 {
+                format!(" (after {attempt} attempts)")
+            } else {
+                String::new()
+            };
             self.fail(format!(
-                "delivery failed: {}",
+                "delivery failed{tried}: {}",
                 result
                     .error
                     .as_deref()
@@ -388,4 +399,65 @@ impl JobRun<'_> {
             false
         }
     }
+
+    /// The key of the delivery about to be made: `<work_item_id>:<agent_id>:<n>`, `n` counting this
+    /// job's deliveries from 0. A retried run of the work item (a new job) gives its n-th delivery
+    /// the same key, so a provider that honours keys drops what the crashed run already posted.
+    fn idempotency_key(&self) -> String {
+        // A failed delivery ends the run, so the deliveries made so far are the successful ones;
+        // counting attempts instead would shift the key after a retried delivery.
+        let made = self.report.deliveries.iter().filter(|d| d.success).count();
+        format!("{}:{}:{made}", self.request.work_item.id, self.agent.id)
+    }
+
+    /// One `post_response` call, with a receipt that says `error` when the integration answers
+    /// that it did not deliver. An integration that gives no answer (an error, a panic, a timeout)
+    /// counts as a failure not worth retrying.
+    async fn attempt_delivery(
+        &self,
+        content: &str,
+        options: &PostResponseOptions,
+        attempt: u32,
+    ) -> PostResponseResult {
+        let runner = self.runner;
+        let (inst, rc, work_item_id, text, opts) = (
+            self.request.integration.clone(),
+            self.request.response_context.clone(),
+            self.request.work_item.id.clone(),
+            content.to_string(),
+            options.clone(),
+        );
+        let mut receipt = CallReceipt::judged_by(undelivered).with_detail("attempt", attempt);
+        if let Some(key) = &options.idempotency_key {
+            receipt = receipt.with_detail("idempotency_key", key.as_str());
+        }
+        runner
+            .runtime
+            .call_integration_judged(
+                &self.request.integration.kind,
+                "post_response",
+                &self.ctx,
+                runner.config.integration_timeout,
+                receipt,
+                move |i, host| {
+                    i.post_response(&inst, &work_item_id, &text, rc.as_ref(), &opts, host)
+                },
+            )
+            .await
+            .unwrap_or_else(|e| PostResponseResult::failed(e.to_string(), false))
+    }
+}
+
+/// The receipt's reading of a `post_response` answer: one that says it was not delivered is a
+/// failure, with whether the integration thinks trying again may help.
+fn undelivered(result: &PostResponseResult) -> Option<AnswerFailure> {
+    (!result.success).then(|| {
+        AnswerFailure::new(
+            result
+                .error
+                .as_deref()
+                .unwrap_or("the integration reported a failure"),
+        )
+        .with_detail("retryable", result.retryable)
+    })
 }

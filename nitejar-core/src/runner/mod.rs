@@ -93,6 +93,13 @@ pub struct RunnerConfig {
     /// How long the agents of an integration, once read, serve later runs (zero, the default: read
     /// for every run). An assignment changed elsewhere reaches runs within this time.
     pub agents_ttl: Duration,
+    /// Attempts at one delivery at most, the first included (default 3). Only a failure the
+    /// integration marks `retryable` is tried again; every attempt carries the same idempotency key.
+    /// Zero counts as one.
+    pub delivery_attempts: u32,
+    /// The wait before the second attempt at a delivery, doubled before each further one (default
+    /// 1 s). The run, and the session's queue behind it, waits this long.
+    pub delivery_backoff: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -101,6 +108,8 @@ impl Default for RunnerConfig {
             max_turns: 8,
             integration_timeout: Duration::from_secs(30),
             agents_ttl: Duration::ZERO,
+            delivery_attempts: 3,
+            delivery_backoff: Duration::from_secs(1),
         }
     }
 }
