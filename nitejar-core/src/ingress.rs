@@ -344,13 +344,7 @@ impl Ingress {
         let ctx = DispatchContext::default();
         let parsed = self
             .runtime
-            .call_integration(
-                kind,
-                "parse_webhook",
-                &ctx,
-                self.parse_timeout,
-                move |i, host| i.parse_webhook(&request, &instance, host),
-            )
+            .parse_webhook(kind, &ctx, self.parse_timeout, request, instance)
             .await;
         let parsed = match parsed {
             Ok(p) => p,

@@ -14,6 +14,10 @@
 //! 4. delivery of the answer through the integration: `response.pre_deliver` (may change the
 //!    content or block: nothing is sent), `post_response`, `response.post_deliver`;
 //! 5. the job ends `COMPLETED` (or `FAILED` with its error), and its spans are written.
+//!
+//! Work items from webhooks reach [`Runner::run_claimed`] through the run queue ([`queue`]), which
+//! claims them from the database with a lease; the transaction that finishes a run's last job also
+//! removes the run from the queue, so a run is never both finished and queued, or neither.
 
 mod job;
 pub mod model;

@@ -47,6 +47,22 @@ where
         row.map(|r| col(&r, "value", OP)).transpose()
     }
 
+    pub(crate) async fn sql_probe_write(&self) -> Result<(), StoreError> {
+        const OP: &str = "probe a write";
+        // A row that changes, so that the write reaches the disk (an empty transaction would not).
+        let mut tx = self.begin_write(OP).await?;
+        sqlx::query(
+            "INSERT INTO admin_settings (key, value, updated_at) VALUES ('store_write_probe', $1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(crate::receipts::now_ms().to_string())
+        .bind(crate::receipts::now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query(OP))?;
+        tx.commit().await.map_err(StoreError::query(OP))
+    }
+
     pub(crate) async fn sql_insert_admin_setting(
         &self,
         key: &str,

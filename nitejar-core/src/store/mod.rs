@@ -139,6 +139,11 @@ pub trait Store: Send + Sync + 'static {
     /// Whether writes are going through (see [`StoreHealth`]).
     fn health(&self) -> &StoreHealth;
 
+    /// Writes one small row (the `admin_settings` entry `store_write_probe`) to find out whether the
+    /// database takes writes again; the outcome updates [`Store::health`]. Called while it is
+    /// failing and nothing else writes (an idle server must not stay "not ready" forever).
+    fn probe_write(&self) -> StoreFuture<'_, ()>;
+
     // --- integrations -------------------------------------------------------------------------------
 
     /// Creates an integration row. `sensitive_fields` (from the integration type's descriptor) name the

@@ -54,6 +54,7 @@ impl SqlStore<Postgres> {
             begin_write: "BEGIN",
             params: Params::Numbered,
             health: Default::default(),
+            write_gate: None,
         })
     }
 }

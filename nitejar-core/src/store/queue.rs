@@ -230,11 +230,13 @@ where
             for seq in chunk {
                 query = query.bind(*seq);
             }
+            let mut tx = self.begin_write(OP).await?;
             renewed += query
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(StoreError::query(OP))?
                 .len() as u64;
+            tx.commit().await.map_err(StoreError::query(OP))?;
         }
         Ok(renewed)
     }
@@ -246,6 +248,8 @@ where
         available_at: i64,
         error: &str,
     ) -> Result<bool, StoreError> {
+        const OP: &str = "put a run back in the queue";
+        let mut tx = self.begin_write(OP).await?;
         let done = sqlx::query(
             "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, available_at = $3, \
              last_error = $4, updated_at = $5 WHERE seq = $1 AND lease_owner = $2 RETURNING seq",
@@ -255,9 +259,10 @@ where
         .bind(available_at)
         .bind(super::sql::storable(error).as_ref())
         .bind(now_ms())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(StoreError::query("put a run back in the queue"))?;
+        .map_err(StoreError::query(OP))?;
+        tx.commit().await.map_err(StoreError::query(OP))?;
         Ok(done.is_some())
     }
 
@@ -266,6 +271,7 @@ where
         owner: Option<&str>,
     ) -> Result<u64, StoreError> {
         const OP: &str = "release run leases";
+        let mut tx = self.begin_write(OP).await?;
         let done =
             match owner {
                 Some(owner) => sqlx::query(
@@ -274,17 +280,19 @@ where
                 )
                 .bind(owner)
                 .bind(now_ms())
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await,
                 None => sqlx::query(
                     "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
                      WHERE lease_owner IS NOT NULL RETURNING seq",
                 )
                 .bind(now_ms())
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await,
             };
-        Ok(done.map_err(StoreError::query(OP))?.len() as u64)
+        let released = done.map_err(StoreError::query(OP))?.len() as u64;
+        tx.commit().await.map_err(StoreError::query(OP))?;
+        Ok(released)
     }
 
     /// Removes run `seq` if `owner` holds it, and marks the next run of its session as claimable.

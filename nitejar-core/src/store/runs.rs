@@ -612,6 +612,8 @@ where
              origin_tool_name, status, started_at, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {JOB_COLUMNS}"
         );
+        // Through a write transaction: on SQLite it waits its turn for the write lock in order.
+        let mut tx = self.begin_write(OP).await?;
         let row = sqlx::query(&sql)
             .bind(id.as_str())
             .bind(new.work_item_id)
@@ -623,9 +625,10 @@ where
             .bind(new.status.unwrap_or_else(|| "PENDING".to_owned()))
             .bind(new.started_at)
             .bind(now_ms())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(already_exists(OP, "job", &id))?;
+        tx.commit().await.map_err(StoreError::query(OP))?;
         Self::job_row(&row, OP)
     }
 
@@ -634,12 +637,11 @@ where
         id: &str,
         update: JobUpdate,
     ) -> Result<JobRow, StoreError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(StoreError::query("update job"))?;
-        Self::update_job_in(&mut conn, id, update).await
+        const OP: &str = "update job";
+        let mut tx = self.begin_write(OP).await?;
+        let job = Self::update_job_in(&mut tx, id, update).await?;
+        tx.commit().await.map_err(StoreError::query(OP))?;
+        Ok(job)
     }
 
     pub(crate) async fn update_job_in(

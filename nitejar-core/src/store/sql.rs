@@ -33,6 +33,11 @@ pub struct SqlStore<DB: Database> {
     pub(crate) params: Params,
     /// Whether writes are going through (see [`StoreHealth`]).
     pub(crate) health: Arc<StoreHealth>,
+    /// SQLite: the one write lock of the database, taken in this process first (in order, without
+    /// sleeping). SQLite lets one connection write at a time; a connection that finds the lock
+    /// taken polls for it with growing sleeps (1, 2, 5, 10 ms …), which left the webhook writer
+    /// asleep while the lock was free. `None` on Postgres, which takes concurrent writers.
+    pub(crate) write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Parameter style of generated multi-row inserts.
@@ -70,6 +75,10 @@ where
 {
     /// Opens a write transaction on a connection of its own (see [`WriteTx`]).
     pub(crate) async fn begin_write(&self, op: &'static str) -> Result<WriteTx<DB>, StoreError> {
+        let gate = match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        };
         let mut conn = match self.pool.acquire().await {
             Ok(conn) => conn,
             Err(source) => {
@@ -87,6 +96,7 @@ where
             conn: Some(conn),
             op,
             health: self.health.clone(),
+            _gate: gate,
         })
     }
 }
@@ -106,6 +116,8 @@ pub(crate) struct WriteTx<DB: Database> {
     conn: Option<PoolConnection<DB>>,
     op: &'static str,
     health: Arc<StoreHealth>,
+    /// Held until the transaction ends (SQLite; see [`SqlStore::write_gate`]).
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl<DB: Database> std::ops::Deref for WriteTx<DB> {
@@ -265,6 +277,9 @@ macro_rules! impl_store {
             }
             fn health(&self) -> &$crate::store::StoreHealth {
                 &self.health
+            }
+            fn probe_write(&self) -> StoreFuture<'_, ()> {
+                Box::pin(self.sql_probe_write())
             }
             fn create_integration<'a>(
                 &'a self,

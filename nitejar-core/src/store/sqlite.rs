@@ -77,6 +77,7 @@ impl SqlStore<Sqlite> {
             begin_write: "BEGIN IMMEDIATE",
             params: Params::Anonymous,
             health: Default::default(),
+            write_gate: Some(Default::default()),
         })
     }
 }

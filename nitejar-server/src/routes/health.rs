@@ -36,7 +36,12 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the database did not answer within 2 s".to_owned()),
     };
-    // Reads working is not enough: a full disk or a read-only file refuses every delivery.
+    // Reads working is not enough: a full disk or a read-only file refuses every delivery. While
+    // writes are failing, try one now and then (an idle server has nothing else that would notice
+    // the database is back).
+    if state.store.health().failing().is_some() && state.store.health().try_write() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), state.store.probe_write()).await;
+    }
     let writes = state.store.health().failing();
     let registry = state.ready.load(Ordering::Acquire);
     let ready = database.is_ok() && writes.is_none() && registry;
