@@ -497,3 +497,57 @@ fn store_batch<'a>(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{Cipher, Key};
+
+    fn item(id: &str, key: &str) -> AcceptedItem {
+        AcceptedItem {
+            keys: vec![key.to_owned()],
+            item: NewWorkItem {
+                id: Some(id.to_owned()),
+                integration_id: Some("int".into()),
+                session_key: format!("session-{id}"),
+                source: "test".into(),
+                source_ref: String::new(),
+                status: None,
+                title: id.to_owned(),
+                payload: None,
+            },
+            run: Some(NewRun::default()),
+            receipt: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_refused_for_one_item_fails_that_item_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = Key::parse(&"ab".repeat(32)).expect("key");
+        let store = crate::store::open(
+            &dir.path().join("t.db").display().to_string(),
+            Cipher::new(&key),
+        )
+        .await
+        .expect("store");
+        // A work item with this id exists: inserting it again breaks a constraint (not a fault).
+        let first = store_batch(&*store, &[item("taken", "k0")]).await;
+        assert!(matches!(first.as_slice(), [Ok(Some(_))]));
+        let batch = [
+            item("a", "k1"),
+            item("b", "k2"),
+            item("taken", "k3"),
+            item("c", "k4"),
+            item("d", "k5"),
+        ];
+        let results = store_batch(&*store, &batch).await;
+        let stored: Vec<bool> = results.iter().map(|r| matches!(r, Ok(Some(_)))).collect();
+        assert_eq!(stored, [true, true, false, true, true]);
+        match &results[2] {
+            Err(rejected) => assert!(!rejected.fault, "{}", rejected.message),
+            other => panic!("the offending item: {other:?}"),
+        }
+        assert_eq!(store.count_runs().await.expect("count"), 5);
+    }
+}
