@@ -21,5 +21,8 @@ mod trust;
 #[path = "lifecycle/versions.rs"]
 mod versions;
 
+#[path = "lifecycle/consent.rs"]
+mod consent;
+
 #[path = "lifecycle/boot.rs"]
 mod boot;

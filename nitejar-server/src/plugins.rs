@@ -9,7 +9,7 @@ use nitejar_core::install::InstallError;
 use nitejar_core::lifecycle::LifecycleError;
 use nitejar_core::registry::PluginOrigin;
 use nitejar_core::store::{PluginRow, StoreError};
-use nitejar_core::trust::consent::consent_text;
+use nitejar_core::trust::consent::{consent_diff, consent_set, consent_text, ConsentDiff};
 use nitejar_sdk::manifest::Manifest;
 use serde::Serialize;
 use serde_json::json;
@@ -244,6 +244,22 @@ pub struct VersionView {
     pub installed_at: i64,
     /// The `current` pointer names it.
     pub current: bool,
+    /// The consent on record for this version, if any: it cannot run without one.
+    pub consent: Option<VersionConsent>,
+    /// What this version declares and contributes beyond (`added`) and short of (`removed`) the
+    /// current version's consent.
+    pub diff_from_current: ConsentDiff,
+}
+
+/// The consent on record for one version.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionConsent {
+    /// `accepted`, `carried_over` or `existing`.
+    pub basis: String,
+    pub accepted_at: i64,
+    /// What it covers: permission acknowledgements and `hook:`, `integration:`, `skill:` entries.
+    pub consented: Vec<String>,
 }
 
 /// The detail of one plugin: its view, installed versions and, for a third-party plugin that is
@@ -267,15 +283,36 @@ pub async fn detail(state: &AppState, id: &str) -> Result<Option<PluginDetail>, 
     };
     let plugin = view_of(state, id, row.as_ref(), manifest.as_ref()).await?;
     let current = row.as_ref().and_then(|r| r.current_version.as_deref());
-    let mut versions: Vec<VersionView> = state
-        .store
-        .list_plugin_versions(id)
-        .await?
-        .into_iter()
+    let rows = state.store.list_plugin_versions(id).await?;
+    let consents = state.store.list_consents(id).await?;
+    let consent_of = |v: &nitejar_core::store::PluginVersionRow| {
+        consents
+            .iter()
+            .find(|c| c.version == v.version && c.checksum == v.checksum)
+    };
+    let set_of = |v: &nitejar_core::store::PluginVersionRow| {
+        serde_json::from_str::<Manifest>(&v.manifest_json)
+            .map(|m| consent_set(&m))
+            .unwrap_or_default()
+    };
+    let baseline: std::collections::BTreeSet<String> = rows
+        .iter()
+        .find(|v| current == Some(v.version.as_str()))
+        .and_then(consent_of)
+        .map(|c| c.consented.iter().cloned().collect())
+        .unwrap_or_default();
+    let mut versions: Vec<VersionView> = rows
+        .iter()
         .map(|v| VersionView {
             current: current == Some(v.version.as_str()),
-            version: v.version,
-            checksum: v.checksum,
+            consent: consent_of(v).map(|c| VersionConsent {
+                basis: c.basis.clone(),
+                accepted_at: c.accepted_at,
+                consented: c.consented.clone(),
+            }),
+            diff_from_current: consent_diff(&baseline, &set_of(v)),
+            version: v.version.clone(),
+            checksum: v.checksum.clone(),
             installed_at: v.installed_at,
         })
         .collect();
@@ -351,7 +388,9 @@ impl From<LifecycleError> for ApiError {
             return ApiError::internal(e);
         }
         let details = match &e {
-            LifecycleError::ConsentRequired { text, .. } => Some(json!({ "consentText": text })),
+            LifecycleError::ConsentRequired { text, diff, .. } => {
+                Some(json!({ "consentText": text, "diff": diff }))
+            }
             LifecycleError::AcknowledgementMissing { missing, .. } => {
                 Some(json!({ "missing": missing }))
             }

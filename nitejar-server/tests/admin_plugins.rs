@@ -700,3 +700,117 @@ async fn the_admin_ui_installs_reviews_and_enables_with_consent() {
     assert_eq!(gone.status, 303);
     assert_eq!(gone.header("location"), "/admin/plugins?notice=uninstalled");
 }
+
+/// An upgrade that asks for more than was consented: 428 with the difference over the API, nothing
+/// installed; in the admin, a page that shows the difference and completes the upgrade once the
+/// operator consents; the versions list says which version has a consent on record.
+#[tokio::test]
+async fn an_upgrade_asking_for_more_shows_the_difference_and_waits_for_consent() {
+    let data = DataDir::new();
+    let packages = data.path.join("packages");
+    let v1 = package_dir(
+        &packages,
+        "v1",
+        "tests/fixtures/plugins/greeter-v1",
+        "greeter_v1",
+        |_| {},
+    );
+    let v2 = package_dir(
+        &packages,
+        "v2",
+        "tests/fixtures/plugins/greeter-v2",
+        "greeter_v2",
+        |m| m["permissions"] = json!({"allowProcessSpawn": true, "secrets": ["API_TOKEN"]}),
+    );
+    let server = start_admin(
+        &data,
+        &[("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into())],
+    );
+    let installed = api(
+        &server,
+        Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({"path": v1.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let enabled = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{GREETER}/enable"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+
+    let refused = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{GREETER}/upgrade"),
+        Some(&json!({"source": v2.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(refused.status, 428, "{}", refused.text);
+    let body = refused.json();
+    assert_eq!(body["error"]["code"], "consent_required");
+    assert_eq!(
+        body["error"]["details"]["diff"]["added"],
+        json!(["process.spawn", "secret:API_TOKEN"])
+    );
+    let detail = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{GREETER}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        detail["versions"].as_array().map(Vec::len),
+        Some(1),
+        "nothing of 2.0.0"
+    );
+    assert_eq!(detail["versions"][0]["consent"]["basis"], "accepted");
+
+    // In the admin: the upgrade form without consent leads to the consent page…
+    let session = Session::sign_in(&server).await;
+    let page = session
+        .post_form(
+            &server,
+            &format!("/admin/plugins/{GREETER}/upgrade"),
+            &[("source", v2.to_string_lossy().as_ref())],
+        )
+        .await;
+    assert_eq!(page.status, 428, "{}", page.text);
+    assert!(page.text.contains("id=\"consent-diff\""), "{}", page.text);
+    assert!(page.text.contains("<code>process.spawn</code>"));
+    assert!(page.text.contains("In-process (No hard sandbox)"));
+    // …whose form, ticked, upgrades.
+    let source = hidden_value(&page.text, "source").expect("the source goes along");
+    let done = session
+        .post_form(
+            &server,
+            &format!("/admin/plugins/{GREETER}/upgrade"),
+            &[
+                ("source", &source),
+                ("accept_consent", "yes"),
+                ("ack_new", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let detail = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{GREETER}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(detail["version"], "2.0.0");
+    assert_eq!(detail["versions"][0]["consent"]["basis"], "accepted");
+    let page = session
+        .get(&server, &format!("/admin/plugins/{GREETER}"))
+        .await;
+    assert!(page.text.contains("<th>Consent</th>"), "{}", page.text);
+}

@@ -73,7 +73,7 @@ async fn upgrade_rollback_upgrade(db: TestDb) {
     );
     unchanged().await;
 
-    env.manager.rollback(GREETER, "1.0.0").await.unwrap();
+    env.manager.rollback(GREETER, "1.0.0", false).await.unwrap();
     assert_eq!(answer(&env).await, "hi (greeter v1)");
     assert_eq!(
         env.manager.layout().current_version(GREETER).as_deref(),
@@ -92,7 +92,11 @@ async fn upgrade_rollback_upgrade(db: TestDb) {
         .await
         .unwrap_err();
     assert!(matches!(err, LifecycleError::NotAnUpgrade { .. }), "{err}");
-    let err = env.manager.rollback(GREETER, "9.9.9").await.unwrap_err();
+    let err = env
+        .manager
+        .rollback(GREETER, "9.9.9", false)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("installed versions: 1.0.0, 2.0.0"),
         "{err}"

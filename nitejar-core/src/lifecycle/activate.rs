@@ -180,6 +180,8 @@ impl PluginManager {
         version: &PluginVersionRow,
     ) -> Result<Verdict, LifecycleError> {
         let id = row.id.as_str();
+        // Nothing of a version runs without the operator's consent to it on record.
+        self.require_consent(version).await?;
         let dir = self.version_dir(version).await?;
         self.verify_digest(version, &dir).await?;
         let (verdict, _) = self.judge_enable(id, &version.checksum, &dir)?;

@@ -183,7 +183,10 @@ impl PluginManager {
             return;
         }
         let result = match self.current_version_row(&row).await {
-            Ok(v) => self.activate_version(&row, &v).await,
+            Ok(v) => {
+                self.consent_existing(&v).await;
+                self.activate_version(&row, &v).await
+            }
             Err(e) => Err(e),
         };
         match result {

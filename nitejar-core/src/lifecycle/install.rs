@@ -7,12 +7,15 @@ use semver::Version;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::consent::ConsentBasis;
 use super::operations::{Acknowledge, EnableRequest};
 use super::{LifecycleError, PluginManager};
 use crate::install::{InstallSource, NpmSpec, StagedPackage};
 use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
 use crate::store::{PluginArtifact, PluginRow, PluginVersionRow};
-use crate::trust::consent::{added_permissions, consent_text};
+use crate::trust::consent::{
+    added_permissions, consent_diff, consent_set, upgrade_consent_text, ConsentDiff,
+};
 use crate::trust::{disclose, DisclosedPermission, SignatureCheck, Verdict};
 
 /// What `install` did.
@@ -59,6 +62,9 @@ pub struct UpgradeOutcome {
     pub digest: String,
     /// Permissions the new version declares that the old one did not.
     pub added_permissions: Vec<DisclosedPermission>,
+    /// What the new version adds to and drops from the consented set (permissions, hooks,
+    /// integration types, skills).
+    pub consent_diff: ConsentDiff,
     /// Whether the new version is active in this process's runtime (the plugin is enabled).
     pub activated: bool,
 }
@@ -305,10 +311,12 @@ impl PluginManager {
 
     /// Installs a new version beside the current one and makes it current. Without a source, the
     /// plugin's own source is fetched again (npm: the `latest` tag; git: the default branch; a
-    /// local path: the same path). When the plugin is enabled, the new version is activated before
-    /// `current` flips (a failure leaves the old version running) and consent is asked again only
-    /// for the permissions the old version did not declare. The old version stays installed (and
-    /// loaded) for [`rollback`](Self::rollback).
+    /// local path: the same path). A version that adds anything to what the current version's
+    /// consent covers (a permission, a hook, an integration type, a skill) is refused — staged,
+    /// judged, and nothing of it registered — until `request` accepts the difference; one that adds
+    /// nothing carries the consent over. When the plugin is enabled, the new version is activated
+    /// before `current` flips (a failure leaves the old version running). The old version stays
+    /// installed (and loaded) for [`rollback`](Self::rollback).
     pub async fn upgrade(
         &self,
         id: &str,
@@ -398,32 +406,45 @@ impl PluginManager {
             })?;
         let new_manifest = judged.staged.manifest.manifest.clone();
         let added = added_permissions(&old_manifest.permissions, &new_manifest.permissions);
+        // Consent before anything of the new version is registered: against what the current
+        // version's consent covers (its permissions, hooks, integration types, skills).
+        let current_row = self.current_version_row(&row).await?;
+        let baseline = self.consent_of(&current_row).await?;
+        let diff = consent_diff(
+            &Self::consented_set(baseline.as_ref()),
+            &consent_set(&new_manifest),
+        );
+        let text = upgrade_consent_text(&new_manifest, self.options.policy.mode(), &diff);
+        let consent = if baseline.is_none() && !row.enabled {
+            // Never enabled: like an install, the version cannot run until enable asks consent.
+            None
+        } else if diff.adds_nothing() {
+            Some(ConsentBasis::CarriedOver)
+        } else if request.accept_consent {
+            Some(ConsentBasis::Accepted)
+        } else {
+            return Err(LifecycleError::ConsentRequired {
+                id: id.to_string(),
+                text,
+                diff: Some(diff),
+            });
+        };
         self.register(&judged, None, false).await?;
         let new_version = self
             .store
             .get_plugin_version(id, &new)
             .await?
             .ok_or_else(|| LifecycleError::NotInstalled(format!("{id}@{new}")))?;
+        if let Some(basis) = consent {
+            let accepted = (basis == ConsentBasis::Accepted).then_some(text.as_str());
+            self.record_consent(&new_version, basis, accepted).await?;
+        }
+        self.record_acknowledgements(id, &new_manifest, &request.acknowledge, &added)
+            .await?;
         let mut activated = false;
         if row.enabled {
-            if !added.is_empty() && !request.accept_consent {
-                let mut text = consent_text(&new_manifest, self.options.policy.mode());
-                text.push_str("New in this version:\n");
-                for p in &added {
-                    text.push_str(&format!("  + {}\n", p.ack));
-                }
-                return Err(LifecycleError::ConsentRequired {
-                    id: id.to_string(),
-                    text,
-                });
-            }
-            self.record_acknowledgements(id, &new_manifest, &request.acknowledge, &added)
-                .await?;
             self.activate_version(&row, &new_version).await?;
             activated = true;
-        } else {
-            self.record_acknowledgements(id, &new_manifest, &request.acknowledge, &added)
-                .await?;
         }
         self.make_current(
             &row,
@@ -438,6 +459,7 @@ impl PluginManager {
             to: new,
             digest: judged.staged.digest.clone(),
             added_permissions: added,
+            consent_diff: diff,
             activated,
         })
     }

@@ -24,6 +24,7 @@
 
 mod activate;
 mod boot;
+mod consent;
 pub mod crash;
 mod doctor;
 mod install;
@@ -94,12 +95,15 @@ pub enum LifecycleError {
         refusal: Refusal,
     },
     /// Consent was not given.
-    #[error("enabling `{id}` needs your explicit consent; read this, then run again with --accept-consent (API: \"acceptConsent\": true):\n\n{text}")]
+    #[error("`{id}` needs your explicit consent to this version; read this, then run again with --accept-consent (API: \"acceptConsent\": true):\n\n{text}")]
     ConsentRequired {
         /// The plugin.
         id: String,
         /// The consent text.
         text: String,
+        /// For an upgrade or a rollback: what the version adds to (and drops from) what was
+        /// consented before.
+        diff: Option<crate::trust::consent::ConsentDiff>,
     },
     /// Declared permissions are not acknowledged.
     #[error("`{id}`: {mode} mode requires every declared permission to be acknowledged; not acknowledged: {}. Run again with --ack-all, or --ack <permission> for each", missing.join(", "))]

@@ -5,10 +5,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::consent::{manifest_of, ConsentBasis};
 use super::{LifecycleError, PluginManager};
 use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
 use crate::store::{PluginRow, PluginVersionRow};
-use crate::trust::consent::{consent_digest, consent_text};
+use crate::trust::consent::{
+    consent_diff, consent_digest, consent_set, consent_text, upgrade_consent_text,
+};
 use crate::trust::{TrustBasis, Verdict};
 
 /// Which declared permissions the operator acknowledges with this request.
@@ -152,9 +155,12 @@ impl PluginManager {
             return Err(LifecycleError::ConsentRequired {
                 id: id.to_string(),
                 text,
+                diff: None,
             });
         }
         self.record_acknowledgements(id, &manifest, &request.acknowledge, &[])
+            .await?;
+        self.record_consent(&version, ConsentBasis::Accepted, Some(&text))
             .await?;
         let acknowledged = self.acknowledgements(id, &manifest).await?;
         let (verdict, active) = if self.options.safe_mode {
@@ -265,12 +271,19 @@ impl PluginManager {
         Ok(row.current_version)
     }
 
-    /// Makes an installed version current again. When the plugin is enabled the version is
-    /// activated first (instantly when it was loaded before in this process); its permissions must
-    /// be acknowledged as at enable.
-    pub async fn rollback(&self, id: &str, to: &str) -> Result<(), LifecycleError> {
+    /// Makes an installed version current again. The version needs its consent on record: one
+    /// without (it was never enabled, or an upgrade to it was refused) is refused with the consent
+    /// text and what it adds to the current version's consent, unless `accept_consent` gives it now.
+    /// When the plugin is enabled the version is activated first (instantly when it was loaded
+    /// before in this process); its permissions must be acknowledged as at enable.
+    pub async fn rollback(
+        &self,
+        id: &str,
+        to: &str,
+        accept_consent: bool,
+    ) -> Result<(), LifecycleError> {
         let _op = self.ops.lock().await;
-        let result = self.rollback_inner(id, to).await;
+        let result = self.rollback_inner(id, to, accept_consent).await;
         match &result {
             Ok(from) => {
                 self.receipt(
@@ -290,7 +303,12 @@ impl PluginManager {
         result.map(|_| ())
     }
 
-    async fn rollback_inner(&self, id: &str, to: &str) -> Result<Option<String>, LifecycleError> {
+    async fn rollback_inner(
+        &self,
+        id: &str,
+        to: &str,
+        accept_consent: bool,
+    ) -> Result<Option<String>, LifecycleError> {
         if builtin(id).is_some() {
             return Err(LifecycleError::Builtin {
                 id: id.to_string(),
@@ -314,6 +332,26 @@ impl PluginManager {
         };
         let dir = self.version_dir(&version).await?;
         self.verify_digest(&version, &dir).await?;
+        if self.consent_of(&version).await?.is_none() {
+            let manifest = manifest_of(id, &version)?;
+            let mode = self.options.policy.mode();
+            let current = self.current_version_row(&row).await.ok();
+            let before = match &current {
+                Some(c) => Self::consented_set(self.consent_of(c).await?.as_ref()),
+                None => Default::default(),
+            };
+            let diff = consent_diff(&before, &consent_set(&manifest));
+            let text = upgrade_consent_text(&manifest, mode, &diff);
+            if !accept_consent {
+                return Err(LifecycleError::ConsentRequired {
+                    id: id.to_string(),
+                    text,
+                    diff: Some(diff),
+                });
+            }
+            self.record_consent(&version, ConsentBasis::Accepted, Some(&text))
+                .await?;
+        }
         let verdict = if row.enabled && !self.options.safe_mode {
             self.activate_version(&row, &version).await?
         } else {

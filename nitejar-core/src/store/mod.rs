@@ -222,6 +222,19 @@ pub trait Store: Send + Sync + 'static {
         plugin_id: &'a str,
     ) -> StoreFuture<'a, Vec<DisclosureAckRow>>;
 
+    /// Records the consent to one version (replacing an earlier one for the same version).
+    fn put_consent<'a>(&'a self, consent: &'a ConsentRow) -> StoreFuture<'a, ()>;
+
+    /// The consent to one version, if there is one.
+    fn get_consent<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        version: &'a str,
+    ) -> StoreFuture<'a, Option<ConsentRow>>;
+
+    /// Every consent of a plugin, oldest first.
+    fn list_consents<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, Vec<ConsentRow>>;
+
     /// Stores the package bytes of one plugin version (replacing any stored before).
     fn put_plugin_artifact<'a>(&'a self, artifact: &'a PluginArtifact) -> StoreFuture<'a, ()>;
 

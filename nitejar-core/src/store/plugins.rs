@@ -3,7 +3,9 @@
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::sql::{col, SqlStore};
-use super::{DisclosureAckRow, PluginArtifact, PluginRow, PluginVersionRow, StoreError};
+use super::{
+    ConsentRow, DisclosureAckRow, PluginArtifact, PluginRow, PluginVersionRow, StoreError,
+};
 
 const PLUGIN_COLUMNS: &str = "id, name, enabled, trust_level, source_kind, source_ref, \
      current_version, current_checksum, current_install_path, manifest_json, config_json, \
@@ -219,6 +221,92 @@ where
         .await
         .map_err(StoreError::query("record disclosure acknowledgement"))?;
         Ok(())
+    }
+
+    pub(crate) async fn sql_put_consent(&self, c: &ConsentRow) -> Result<(), StoreError> {
+        const OP: &str = "record consent";
+        let consented = serde_json::to_string(&c.consented).map_err(|e| StoreError::Malformed {
+            entity: "plugin_consents",
+            id: format!("{}@{}", c.plugin_id, c.version),
+            column: "consented_json",
+            reason: e.to_string(),
+        })?;
+        let mut tx = self.begin_write(OP).await?;
+        sqlx::query(
+            "INSERT INTO plugin_consents (plugin_id, version, checksum, consented_json, \
+             consent_digest, basis, accepted_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (plugin_id, version) DO UPDATE SET checksum = excluded.checksum, \
+             consented_json = excluded.consented_json, consent_digest = excluded.consent_digest, \
+             basis = excluded.basis, accepted_at = excluded.accepted_at",
+        )
+        .bind(c.plugin_id.as_str())
+        .bind(c.version.as_str())
+        .bind(c.checksum.as_str())
+        .bind(consented.as_str())
+        .bind(c.consent_digest.as_str())
+        .bind(c.basis.as_str())
+        .bind(c.accepted_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query(OP))?;
+        tx.commit().await.map_err(StoreError::query(OP))
+    }
+
+    fn consent_row(row: &DB::Row, op: &'static str) -> Result<ConsentRow, StoreError> {
+        let plugin_id: String = col(row, "plugin_id", op)?;
+        let version: String = col(row, "version", op)?;
+        let json: String = col(row, "consented_json", op)?;
+        let consented = serde_json::from_str(&json).map_err(|e| StoreError::Malformed {
+            entity: "plugin_consents",
+            id: format!("{plugin_id}@{version}"),
+            column: "consented_json",
+            reason: e.to_string(),
+        })?;
+        Ok(ConsentRow {
+            plugin_id,
+            version,
+            checksum: col(row, "checksum", op)?,
+            consented,
+            consent_digest: col(row, "consent_digest", op)?,
+            basis: col(row, "basis", op)?,
+            accepted_at: col(row, "accepted_at", op)?,
+        })
+    }
+
+    pub(crate) async fn sql_get_consent(
+        &self,
+        plugin_id: &str,
+        version: &str,
+    ) -> Result<Option<ConsentRow>, StoreError> {
+        const OP: &str = "read consent";
+        let row = sqlx::query(
+            "SELECT plugin_id, version, checksum, consented_json, consent_digest, basis, \
+             CAST(accepted_at AS BIGINT) AS accepted_at FROM plugin_consents \
+             WHERE plugin_id = $1 AND version = $2",
+        )
+        .bind(plugin_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query(OP))?;
+        row.map(|r| Self::consent_row(&r, OP)).transpose()
+    }
+
+    pub(crate) async fn sql_list_consents(
+        &self,
+        plugin_id: &str,
+    ) -> Result<Vec<ConsentRow>, StoreError> {
+        const OP: &str = "list consents";
+        let rows = sqlx::query(
+            "SELECT plugin_id, version, checksum, consented_json, consent_digest, basis, \
+             CAST(accepted_at AS BIGINT) AS accepted_at FROM plugin_consents \
+             WHERE plugin_id = $1 ORDER BY accepted_at, version",
+        )
+        .bind(plugin_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query(OP))?;
+        rows.iter().map(|r| Self::consent_row(r, OP)).collect()
     }
 
     pub(crate) async fn sql_list_disclosure_acks(

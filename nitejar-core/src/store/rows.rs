@@ -216,6 +216,27 @@ pub struct DisclosureAckRow {
     pub acknowledged_at: Option<i64>,
 }
 
+/// One row of `plugin_consents`: the operator's consent to one version of a plugin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentRow {
+    /// The plugin.
+    pub plugin_id: String,
+    /// The version consented to.
+    pub version: String,
+    /// Its content digest: a consent holds for exactly these bytes.
+    pub checksum: String,
+    /// What was consented: permission acknowledgement strings and contributions
+    /// (`hook:<event>`, `integration:<type>`, `skill:<id>`), sorted.
+    pub consented: Vec<String>,
+    /// `sha256:` of the consent text accepted; empty when not accepted as a text.
+    pub consent_digest: String,
+    /// `accepted`, `carried_over` (an upgrade that adds nothing) or `existing` (enabled before
+    /// consents were recorded per version).
+    pub basis: String,
+    /// When (Unix milliseconds).
+    pub accepted_at: i64,
+}
+
 /// The package bytes of one plugin version (`plugin_artifacts`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginArtifact {

@@ -441,6 +441,19 @@ macro_rules! impl_store {
             ) -> StoreFuture<'_, Vec<Option<WorkItemRow>>> {
                 Box::pin(self.sql_create_work_items_once(items))
             }
+            fn put_consent<'a>(&'a self, consent: &'a ConsentRow) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_put_consent(consent))
+            }
+            fn get_consent<'a>(
+                &'a self,
+                plugin_id: &'a str,
+                version: &'a str,
+            ) -> StoreFuture<'a, Option<ConsentRow>> {
+                Box::pin(self.sql_get_consent(plugin_id, version))
+            }
+            fn list_consents<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, Vec<ConsentRow>> {
+                Box::pin(self.sql_list_consents(plugin_id))
+            }
             fn accept_work_items<'a>(
                 &'a self,
                 items: &'a [AcceptedItem],

@@ -117,6 +117,64 @@ pub fn added_permissions(old: &Permissions, new: &Permissions) -> Vec<DisclosedP
         .collect()
 }
 
+/// Everything a version asks the operator to accept, as one sorted set: the acknowledgement string
+/// of each declared permission, and what it contributes — `hook:<event>`, `integration:<type>`,
+/// `skill:<id>`. Consent is to this set: an upgrade that adds to it is reviewed again, whatever it
+/// adds (a new hook can read every payload of its event; a new integration type receives messages).
+pub fn consent_set(manifest: &Manifest) -> BTreeSet<String> {
+    let mut set = ack_strings(&manifest.permissions);
+    let c = &manifest.contributes;
+    set.extend(c.hooks.iter().map(|h| format!("hook:{h}")));
+    set.extend(c.integrations.iter().map(|t| format!("integration:{t}")));
+    set.extend(c.skills.iter().map(|k| format!("skill:{k}")));
+    set
+}
+
+/// What one consented set adds to and drops from another.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConsentDiff {
+    /// In the new set only: needs consent.
+    pub added: Vec<String>,
+    /// In the old set only.
+    pub removed: Vec<String>,
+}
+
+impl ConsentDiff {
+    /// Whether the new set asks for nothing the old one did not.
+    pub fn adds_nothing(&self) -> bool {
+        self.added.is_empty()
+    }
+
+    /// `+ x` and `− y` lines, for texts and terminals.
+    pub fn lines(&self) -> String {
+        let mut out = String::new();
+        for a in &self.added {
+            out.push_str(&format!("  + {a}\n"));
+        }
+        for r in &self.removed {
+            out.push_str(&format!("  \u{2212} {r}\n"));
+        }
+        out
+    }
+}
+
+/// `new` against `old` (sets from [`consent_set`]).
+pub fn consent_diff(old: &BTreeSet<String>, new: &BTreeSet<String>) -> ConsentDiff {
+    ConsentDiff {
+        added: new.difference(old).cloned().collect(),
+        removed: old.difference(new).cloned().collect(),
+    }
+}
+
+/// The consent text for making `manifest` current in place of a version whose consent covered
+/// less: the whole text, then what changed.
+pub fn upgrade_consent_text(manifest: &Manifest, mode: TrustMode, diff: &ConsentDiff) -> String {
+    let mut text = consent_text(manifest, mode);
+    text.push_str("Compared with what was consented to before:\n");
+    text.push_str(&diff.lines());
+    text
+}
+
 /// The consent text for enabling `manifest` under `mode`: what the operator accepts with
 /// `--accept-consent` (the API's `acceptConsent`). Stable for a given manifest and mode, so its
 /// hash in the enable receipt identifies exactly what was accepted.
@@ -139,6 +197,30 @@ pub fn consent_text(manifest: &Manifest, mode: TrustMode) -> String {
         );
         for p in &disclosed {
             text.push_str(&format!("  - {} — {}\n", p.ack, p.description));
+        }
+    }
+    let c = &manifest.contributes;
+    let mut contributions = Vec::new();
+    if !c.hooks.is_empty() {
+        contributions.push(format!(
+            "handlers on {} (they see and may change what those events carry)",
+            c.hooks.join(", ")
+        ));
+    }
+    if !c.integrations.is_empty() {
+        contributions.push(format!(
+            "the integration type{} {} (it receives the messages of those channels)",
+            if c.integrations.len() == 1 { "" } else { "s" },
+            c.integrations.join(", ")
+        ));
+    }
+    if !c.skills.is_empty() {
+        contributions.push(format!("the skills {}", c.skills.join(", ")));
+    }
+    if !contributions.is_empty() {
+        text.push_str("It contributes:\n");
+        for line in contributions {
+            text.push_str(&format!("  - {line}\n"));
         }
     }
     text.push_str(
@@ -179,6 +261,41 @@ mod tests {
                 "fs.write:/tmp/out",
                 "process.spawn"
             ]
+        );
+    }
+
+    fn manifest(json: &str) -> Manifest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_consented_set_covers_permissions_and_contributions() {
+        let old = manifest(
+            r#"{"schemaVersion":1,"id":"com.acme.x","name":"X","version":"1.0.0",
+                "engine":{"nitejar":"*"},"permissions":{"network":["api.x.com"]},
+                "contributes":{"hooks":["tool.pre_exec"]}}"#,
+        );
+        let new = manifest(
+            r#"{"schemaVersion":1,"id":"com.acme.x","name":"X","version":"2.0.0",
+                "engine":{"nitejar":"*"},"permissions":{"network":["api.x.com"]},
+                "contributes":{"hooks":["model.pre_call"],"integrations":["jira"],"skills":["triage"]}}"#,
+        );
+        let diff = consent_diff(&consent_set(&old), &consent_set(&new));
+        assert_eq!(
+            diff.added,
+            ["hook:model.pre_call", "integration:jira", "skill:triage"]
+        );
+        assert_eq!(diff.removed, ["hook:tool.pre_exec"]);
+        assert!(!diff.adds_nothing());
+        assert!(
+            consent_diff(&consent_set(&new), &consent_set(&old)).added == ["hook:tool.pre_exec"]
+        );
+        let text = upgrade_consent_text(&new, TrustMode::SelfHostOpen, &diff);
+        assert!(
+            text.contains("  + integration:jira") && text.contains("\u{2212} hook:tool.pre_exec")
+        );
+        assert!(
+            text.contains("the integration type jira (it receives the messages of those channels)")
         );
     }
 

@@ -432,9 +432,14 @@ pub async fn upgrade(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct RollbackBody {
     /// The installed version to make current.
     version: String,
+    /// Consent to that version, when none is on record for it (428 `consent_required` otherwise,
+    /// with the consent text and what the version adds).
+    #[serde(default)]
+    accept_consent: bool,
 }
 
 pub async fn rollback(
@@ -451,7 +456,10 @@ pub async fn rollback(
             "give the installed version to roll back to",
         ));
     }
-    state.plugins.rollback(&id, version).await?;
+    state
+        .plugins
+        .rollback(&id, version, body.accept_consent)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "id": id.as_str(), "version": version })))
 }
 

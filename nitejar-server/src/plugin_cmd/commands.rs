@@ -195,7 +195,11 @@ async fn dispatch(engine: &Engine, command: PluginCommand, out: &Out) -> ExitCod
                 Err(e) => failed(out, &e),
             }
         }
-        PluginCommand::Rollback { id, to } => match manager.rollback(&id, &to).await {
+        PluginCommand::Rollback {
+            id,
+            to,
+            accept_consent,
+        } => match manager.rollback(&id, &to, accept_consent).await {
             Ok(()) => out.ok(json!({ "id": id, "version": to }), || {
                 println!("{id} is at {to} again")
             }),

@@ -84,6 +84,10 @@ pub enum PluginCommand {
         /// The version to switch to.
         #[arg(long)]
         to: String,
+        /// Consent to that version when none is on record for it (it was never enabled, or an
+        /// upgrade to it was refused); the command shows the text and what it adds otherwise.
+        #[arg(long)]
+        accept_consent: bool,
     },
     /// Disable a plugin and remove its `current` pointer; files and data stay unless asked.
     Uninstall {

@@ -9,6 +9,7 @@ use askama::Template;
 use nitejar_core::install::{GitSpec, InstallSource, NpmSpec};
 use nitejar_core::lifecycle::{Acknowledge, EnableRequest, LifecycleError, UninstallOptions};
 use nitejar_core::store::{PageRequest, PluginVersionRow};
+use nitejar_core::trust::consent::ConsentDiff;
 use nitejar_core::trust::TrustMode;
 use serde::Deserialize;
 
@@ -39,6 +40,8 @@ struct VersionLine {
     installed: String,
     checksum: String,
     current: bool,
+    /// Whether a consent is on record for it (it cannot run without one).
+    consent: String,
 }
 
 #[derive(Template)]
@@ -136,10 +139,20 @@ pub async fn detail(
         Ok(page) => page.items.iter().map(ReceiptLine::from).collect(),
         Err(e) => return store_failure(e),
     };
+    let consents = state.store.list_consents(&id).await.unwrap_or_default();
     let versions: Vec<VersionLine> = versions
         .into_iter()
         .rev()
         .map(|v| VersionLine {
+            consent: match consents
+                .iter()
+                .find(|c| c.version == v.version && c.checksum == v.checksum)
+            {
+                Some(c) if c.basis == "carried_over" => "consented (carried over)".into(),
+                Some(c) if c.basis == "existing" => "consented (enabled before)".into(),
+                Some(_) => "consented".into(),
+                None => "no consent".into(),
+            },
             current: p.version.as_deref() == Some(v.version.as_str()),
             installed: format_ms(v.installed_at),
             checksum: v.checksum.chars().take(16).collect(),
@@ -471,19 +484,79 @@ pub async fn rollback(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let form = post.form;
-    let version = field(&form, "version");
+    let form = &post.form;
+    let version = field(form, "version");
     if version.is_empty() {
         return error_page(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Choose the installed version to roll back to.",
         );
     }
-    after(
-        &id,
-        state.plugins.rollback(&id, version).await,
-        "rolled_back",
-    )
+    let accept = form
+        .iter()
+        .any(|(k, v)| k == "accept_consent" && v == "yes");
+    match state.plugins.rollback(&id, version, accept).await {
+        Err(LifecycleError::ConsentRequired { text, diff, .. }) => consent_page(
+            &state,
+            &post.admin,
+            ConsentAsk {
+                id: id.to_string(),
+                heading: format!("Consent to {id} {version}"),
+                action: format!("/admin/plugins/{id}/rollback"),
+                hidden: vec![("version".into(), version.to_owned())],
+                button: format!("Consent and roll back to {version}"),
+                ack_new: false,
+                text,
+                diff: diff.unwrap_or_default(),
+            },
+        ),
+        result => after(&id, result, "rolled_back"),
+    }
+}
+
+/// What a consent page asks for, and where it posts the answer.
+struct ConsentAsk {
+    id: String,
+    heading: String,
+    action: String,
+    hidden: Vec<(String, String)>,
+    button: String,
+    ack_new: bool,
+    text: String,
+    diff: ConsentDiff,
+}
+
+#[derive(Template)]
+#[template(path = "plugin_consent.html")]
+struct ConsentPage {
+    chrome: Chrome,
+    warning: &'static str,
+    id: String,
+    heading: String,
+    action: String,
+    hidden: Vec<(String, String)>,
+    button: String,
+    ack_new: bool,
+    text: String,
+    diff: ConsentDiff,
+}
+
+/// The page that asks consent to a version (an upgrade or a rollback that needs it), with what it
+/// adds to and drops from what was consented before, and the same action again.
+fn consent_page(state: &AppState, admin: &Admin, ask: ConsentAsk) -> HttpResponse {
+    let page = ConsentPage {
+        chrome: Chrome::new(state, admin, ask.heading.clone(), "plugins"),
+        warning: posture::IN_PROCESS_WARNING,
+        id: ask.id,
+        heading: ask.heading,
+        action: ask.action,
+        hidden: ask.hidden,
+        button: ask.button,
+        ack_new: ask.ack_new,
+        text: ask.text,
+        diff: ask.diff,
+    };
+    render(StatusCode::PRECONDITION_REQUIRED, &page)
 }
 
 pub async fn upgrade(
@@ -491,8 +564,9 @@ pub async fn upgrade(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let form = post.form;
-    let text = field(&form, "source");
+    let form = &post.form;
+    let text = field(form, "source");
+    let source_text = text.to_owned();
     let source = if text.is_empty() {
         None
     } else {
@@ -511,12 +585,23 @@ pub async fn upgrade(
             Acknowledge::None
         },
     };
-    let result = state
-        .plugins
-        .upgrade(&id, source, request)
-        .await
-        .map(|_| ());
-    after(&id, result, "upgraded")
+    match state.plugins.upgrade(&id, source, request).await {
+        Err(LifecycleError::ConsentRequired { text, diff, .. }) => consent_page(
+            &state,
+            &post.admin,
+            ConsentAsk {
+                id: id.to_string(),
+                heading: format!("Consent to the new version of {id}"),
+                action: format!("/admin/plugins/{id}/upgrade"),
+                hidden: vec![("source".into(), source_text)],
+                button: "Consent and upgrade".into(),
+                ack_new: true,
+                text,
+                diff: diff.unwrap_or_default(),
+            },
+        ),
+        result => after(&id, result.map(|_| ()), "upgraded"),
+    }
 }
 
 pub async fn uninstall(
