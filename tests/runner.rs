@@ -256,6 +256,7 @@ impl Fixture {
                 config: json!({}),
             },
             response_context: None,
+            owner: None,
         };
         let mut reports = runner.run(&request).await.unwrap();
         assert_eq!(reports.len(), 1, "the default agent runs it");
@@ -512,6 +513,7 @@ async fn a_failing_model_fails_the_job_with_its_error() {
                 ..Default::default()
             },
             response_context: None,
+            owner: None,
         })
         .await
         .unwrap();

@@ -40,6 +40,43 @@ pub struct BuiltinPlugin {
 #[linkme::distributed_slice]
 pub static BUILTIN_PLUGINS: [BuiltinPlugin];
 
+#[derive(Deserialize)]
+struct Provides {
+    id: String,
+    #[serde(default)]
+    contributes: ProvidesTypes,
+}
+
+#[derive(Default, Deserialize)]
+struct ProvidesTypes {
+    #[serde(default)]
+    integrations: Vec<String>,
+}
+
+/// The built-in that provides integration type `kind`, if one does (a third-party plugin never
+/// claims a built-in's type).
+pub fn provider_of(kind: &str) -> Option<String> {
+    builtins().into_iter().find_map(|b| {
+        let p: Provides = serde_json::from_str(b.manifest).ok()?;
+        p.contributes
+            .integrations
+            .iter()
+            .any(|t| t == kind)
+            .then_some(p.id)
+    })
+}
+
+/// The plugin that serves an integration row: the one recorded on it, or — for a row written by an
+/// earlier release, which records none — the built-in that provides its type. `None`: nobody until
+/// an operator gives the row to a plugin. Rows follow their plugin, never a type name: another
+/// plugin declaring the same type gets none of them (and none of their secrets).
+pub fn integration_owner(row: &crate::store::IntegrationRow) -> Option<String> {
+    row.plugin_id
+        .clone()
+        .filter(|p| !p.is_empty())
+        .or_else(|| provider_of(&row.integration_type))
+}
+
 /// Why a built-in could not be registered. Always a defect of the binary, never of an operator's
 /// data, but it is reported rather than panicking so that the other built-ins still load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

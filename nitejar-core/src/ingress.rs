@@ -328,6 +328,22 @@ impl Ingress {
                 format!("no active plugin provides integration type `{kind}`; enable its plugin");
             return Err(IngressOutcome::new(503, "type_unavailable", msg));
         }
+        // The row's own plugin, or nobody: its config and secrets are never decrypted for another
+        // plugin that happens to declare the same type.
+        let owner = crate::builtin::integration_owner(&row);
+        let active = plugin.as_ref().map(|(id, _)| id.to_string());
+        if owner != active {
+            let refused = IntegrationCallError::NotServed {
+                kind: kind.to_string(),
+                owner,
+                active,
+            };
+            return Err(IngressOutcome::new(
+                503,
+                "integration_not_served",
+                refused.to_string(),
+            ));
+        }
         let config = match row.decrypted_config(self.store.cipher(), sensitive) {
             Ok(c) => c,
             Err(e) => {
@@ -344,7 +360,14 @@ impl Ingress {
         let ctx = DispatchContext::default();
         let parsed = self
             .runtime
-            .parse_webhook(kind, &ctx, self.parse_timeout, request, instance)
+            .parse_webhook(
+                owner.as_deref(),
+                kind,
+                &ctx,
+                self.parse_timeout,
+                request,
+                instance,
+            )
             .await;
         let parsed = match parsed {
             Ok(p) => p,

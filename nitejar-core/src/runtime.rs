@@ -298,8 +298,40 @@ impl Runtime {
         T: Send + 'static,
         F: FnOnce(&dyn Integration, &dyn Host) -> Result<T, IntegrationError> + Send + 'static,
     {
-        self.call_with(kind, operation, ctx, timeout, receipt, false, f)
+        self.call_with(None, kind, operation, ctx, timeout, receipt, false, f)
             .await
+    }
+
+    /// [`call_integration_judged`](Self::call_integration_judged) for an integration row that
+    /// belongs to plugin `owner` (see [`crate::builtin::integration_owner`]): refused with
+    /// [`IntegrationCallError::NotServed`] unless `owner` is the plugin that provides the type in the
+    /// same registry snapshot the call uses.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_owned_integration<T, F>(
+        &self,
+        owner: Option<&str>,
+        kind: &str,
+        operation: &str,
+        ctx: &DispatchContext,
+        timeout: Duration,
+        receipt: CallReceipt<T>,
+        f: F,
+    ) -> Result<T, IntegrationCallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Integration, &dyn Host) -> Result<T, IntegrationError> + Send + 'static,
+    {
+        self.call_with(
+            Some(owner),
+            kind,
+            operation,
+            ctx,
+            timeout,
+            receipt,
+            false,
+            f,
+        )
+        .await
     }
 
     /// `parse_webhook` of a delivery. A built-in's parse runs on the caller's thread: it reads the
@@ -308,6 +340,7 @@ impl Runtime {
     /// other integration call. The hop saved is a large part of a delivery's cost under load.
     pub async fn parse_webhook(
         &self,
+        owner: Option<&str>,
         kind: &str,
         ctx: &DispatchContext,
         timeout: Duration,
@@ -315,6 +348,7 @@ impl Runtime {
         instance: nitejar_sdk::IntegrationInstance,
     ) -> Result<nitejar_sdk::WebhookParseResult, IntegrationCallError> {
         self.call_with(
+            Some(owner),
             kind,
             "parse_webhook",
             ctx,
@@ -329,6 +363,7 @@ impl Runtime {
     #[allow(clippy::too_many_arguments)]
     async fn call_with<T, F>(
         &self,
+        owner: Option<Option<&str>>,
         kind: &str,
         operation: &str,
         ctx: &DispatchContext,
@@ -342,7 +377,18 @@ impl Runtime {
         F: FnOnce(&dyn Integration, &dyn Host) -> Result<T, IntegrationError> + Send + 'static,
     {
         let registry = self.registry.load_full();
-        let Some(entry) = registry.integration(kind) else {
+        let entry = registry.integration(kind);
+        if let Some(owner) = owner {
+            let active = entry.map(|e| e.plugin.id.to_string());
+            if owner.is_none() || active.as_deref() != owner {
+                return Err(IntegrationCallError::NotServed {
+                    kind: kind.to_string(),
+                    owner: owner.map(str::to_string),
+                    active,
+                });
+            }
+        }
+        let Some(entry) = entry else {
             return Err(IntegrationCallError::UnknownType(kind.to_string()));
         };
         let plugin = entry.plugin.clone();
@@ -532,4 +578,29 @@ pub enum IntegrationCallError {
     /// Its plugin is quarantined.
     #[error("{0}")]
     Quarantined(String),
+    /// The integration belongs to another plugin than the one that provides its type now (or to
+    /// none): its rows and secrets are not handed to whoever declares the same type name.
+    #[error("{}", match (owner, active) {
+        (Some(owner), Some(active)) => format!(
+            "this `{kind}` integration belongs to plugin `{owner}`, which is not active; `{active}` \
+             provides the type now but is not given this integration: enable `{owner}`, or move the \
+             integration to `{active}` in the admin"
+        ),
+        (Some(owner), None) => format!(
+            "this `{kind}` integration belongs to plugin `{owner}`, which is not active; enable it"
+        ),
+        (None, Some(active)) => format!(
+            "this `{kind}` integration belongs to no plugin; give it to `{active}` in the admin \
+             (that hands it the integration's configuration and secrets)"
+        ),
+        (None, None) => format!("no active plugin contributes integration type `{kind}`"),
+    })]
+    NotServed {
+        /// The integration type.
+        kind: String,
+        /// The plugin the integration belongs to.
+        owner: Option<String>,
+        /// The plugin that provides the type now.
+        active: Option<String>,
+    },
 }

@@ -217,6 +217,7 @@ impl World {
                 work_item,
                 integration: integration.clone(),
                 response_context: None,
+                owner: None,
             })
             .await
             .unwrap();
@@ -392,18 +393,39 @@ async fn use_skill_hits_and_misses_inside_a_run() {
     let answer = w.sent.lock().unwrap().last().cloned().unwrap();
     assert_eq!(answer, "Tool use_skill returned: - [ ] tests pass\n");
 
-    // A plugin skill not assigned to the run is still reachable through the index.
+    // A skill not assigned to the run's scope is not there for it, by name or by id, and the
+    // answer names only the run's own skills.
+    for query in ["triage", "plugin:com.example.helper/triage"] {
+        w.run(&chat, &format!("/tool use_skill {{\"name\":\"{query}\"}}"))
+            .await;
+        let answer = w.sent.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(
+            answer,
+            format!(
+                "Tool use_skill returned: There is no skill called `{query}` for this run. \
+                 Skills for this run: deploy."
+            )
+        );
+    }
+    // Once assigned (here: to its integration type), it is.
+    w.assign(
+        "plugin:com.example.helper/triage",
+        "integration_type:testchat",
+        0,
+        true,
+    )
+    .await;
     w.run(&chat, "/tool use_skill {\"name\":\"triage\"}").await;
     let answer = w.sent.lock().unwrap().last().cloned().unwrap();
     assert!(answer.contains("Sort tickets by severity."), "{answer}");
 
-    // Miss: the run's skills first, then the others.
+    // Miss.
     w.run(&chat, "/tool use_skill {\"name\":\"nope\"}").await;
     let answer = w.sent.lock().unwrap().last().cloned().unwrap();
     assert_eq!(
         answer,
-        "Tool use_skill returned: There is no skill called `nope`. Skills for this run: deploy. \
-         Other skills: Triage."
+        "Tool use_skill returned: There is no skill called `nope` for this run. Skills for this \
+         run: deploy, Triage."
     );
     let results = w.seen.tool_results.lock().unwrap().clone();
     assert!(!results.last().unwrap().success);
@@ -415,7 +437,7 @@ async fn use_skill_hits_and_misses_inside_a_run() {
         .into_iter()
         .filter(|r| r.kind == ReceiptKind::Skill)
         .collect();
-    assert_eq!(receipts.len(), 4);
+    assert_eq!(receipts.len(), 6);
     let line = |i: usize| {
         let r = &receipts[i];
         (
@@ -438,8 +460,11 @@ async fn use_skill_hits_and_misses_inside_a_run() {
         receipts[1].detail.as_ref().unwrap()["file"],
         "refs/checklist.md"
     );
+    assert_eq!(line(2).2, ReceiptStatus::Error);
+    assert_eq!(receipts[2].detail.as_ref().unwrap()["query"], "triage");
+    assert_eq!(line(3).2, ReceiptStatus::Error);
     assert_eq!(
-        line(2),
+        line(4),
         (
             "com.example.helper".into(),
             "2.1.0".into(),
@@ -447,19 +472,21 @@ async fn use_skill_hits_and_misses_inside_a_run() {
             Some(json!("plugin:com.example.helper/triage"))
         )
     );
-    assert_eq!(line(3).2, ReceiptStatus::Error);
-    assert_eq!(receipts[3].detail.as_ref().unwrap()["query"], "nope");
+    assert_eq!(line(5).2, ReceiptStatus::Error);
+    assert_eq!(receipts[5].detail.as_ref().unwrap()["query"], "nope");
     assert!(receipts
         .iter()
         .all(|r| r.work_item_id.is_some() && r.job_id.is_some()));
 
-    // A skill switched off by the operator is refused, and says so.
+    // A skill switched off by the operator leaves every run.
     w.skills.set_enabled("deploy", false).await.unwrap();
     w.run(&chat, "/tool use_skill {\"name\":\"repo:deploy\"}")
         .await;
     let answer = w.sent.lock().unwrap().last().cloned().unwrap();
-    assert_eq!(
-        answer,
-        "Tool use_skill returned: skill `deploy` is switched off by the operator"
+    assert!(
+        answer.starts_with(
+            "Tool use_skill returned: There is no skill called `repo:deploy` for this run."
+        ),
+        "{answer}"
     );
 }

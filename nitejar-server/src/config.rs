@@ -258,10 +258,31 @@ impl Config {
     }
 
     /// Creates the data and plugin directories.
+    /// Creates the data and plugin directories. The data directory holds the database, the
+    /// encryption key and every plugin's data: it is the owner's alone (`0700`), narrowed if an
+    /// earlier start or an operator left it open to others.
     pub fn prepare_dirs(&self) -> anyhow::Result<()> {
         for dir in [&self.data_dir, &self.plugins_dir] {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("could not create {}", dir.display()))?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let dir = &self.data_dir;
+            let mode = std::fs::metadata(dir)
+                .with_context(|| format!("could not read {}", dir.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("could not make {} private (0700)", dir.display()))?;
+                tracing::warn!(
+                    "the data directory {} was open to other users (mode {:o}); narrowed to 700",
+                    dir.display(),
+                    mode & 0o777
+                );
+            }
         }
         Ok(())
     }

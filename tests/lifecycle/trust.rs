@@ -231,9 +231,30 @@ async fn signatures_and_allowlist(db: TestDb) {
         .await
         .unwrap_err();
     assert!(
-        err.to_string().contains("refuses local-path installs"),
+        err.to_string()
+            .contains("refuses sources on the server's own disk"),
         "{err}"
     );
+    // Nor a git repository on the server's disk, which is refused before anything is read: a
+    // `file://` repository that does not even exist gets the same answer.
+    for url in [
+        format!("file://{}", dir.path().display()),
+        "git+file:///nonexistent/repo.git".to_string(),
+    ] {
+        let err = env
+            .manager
+            .install(InstallSource::Git(nitejar_core::install::GitSpec {
+                url: url.clone(),
+                reference: None,
+            }))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("refuses sources on the server's own disk"),
+            "{url}: {err}"
+        );
+    }
 }
 
 async fn purge(env: &Env) {

@@ -129,6 +129,20 @@ impl InstallSource {
         NpmSpec::parse(text).map(InstallSource::Npm)
     }
 
+    /// Whether fetching it reads the server's own filesystem: a local directory or archive, or a git
+    /// repository at a `file://` URL. `saas_locked` refuses these before fetching anything.
+    pub fn reads_server_files(&self) -> bool {
+        match self {
+            InstallSource::Path(_) | InstallSource::Archive(_) => true,
+            InstallSource::Git(spec) => {
+                let url = spec.url.trim().to_ascii_lowercase();
+                let url = url.strip_prefix("git+").unwrap_or(&url);
+                !(url.starts_with("https://") || url.starts_with("http://"))
+            }
+            _ => false,
+        }
+    }
+
     /// `local`, `upload`, `npm` or `git`: the `plugins.source_kind` of what this installs.
     pub fn kind(&self) -> &'static str {
         match self {

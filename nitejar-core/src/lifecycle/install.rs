@@ -184,6 +184,24 @@ impl PluginManager {
         source: InstallSource,
         known: &mut Option<(String, String)>,
     ) -> Result<Judged, LifecycleError> {
+        // saas_locked: nothing is read from the server's own disk, not even to look at it.
+        if self.options.policy.mode() == crate::trust::TrustMode::SaasLocked
+            && source.reads_server_files()
+        {
+            return Err(LifecycleError::Trust {
+                id: source.to_string(),
+                action: "install",
+                refusal: crate::trust::Refusal {
+                    reason: format!(
+                        "the server runs in saas_locked mode, which refuses sources on the server's \
+                         own disk (`{source}`)"
+                    ),
+                    fix: "only built-ins and platform-signed plugins from npm or git over https \
+                          can be installed here"
+                        .into(),
+                },
+            });
+        }
         let installer = self.installer.clone();
         let staged = Self::blocking(move || installer.stage(source)).await??;
         *known = Some((staged.id().to_string(), staged.version().to_string()));

@@ -91,7 +91,6 @@ impl JobRun<'_> {
 
     pub(super) async fn execute(&mut self) {
         let runner = self.runner;
-        let kind = self.request.integration.kind.clone();
         let timeout = runner.config.integration_timeout;
 
         // Acknowledge receipt (a reaction, a typing indicator); a failure here never stops the run.
@@ -99,13 +98,11 @@ impl JobRun<'_> {
             self.request.integration.clone(),
             self.request.response_context.clone(),
         );
-        let _ = runner
-            .runtime
+        let _ = self
             .call_integration(
-                &kind,
                 "acknowledge_receipt",
-                &self.ctx,
                 timeout,
+                CallReceipt::new(),
                 move |i, host| i.acknowledge_receipt(&instance, rc.as_ref(), host),
             )
             .await;
@@ -431,20 +428,55 @@ impl JobRun<'_> {
         if let Some(key) = &options.idempotency_key {
             receipt = receipt.with_detail("idempotency_key", key.as_str());
         }
-        runner
-            .runtime
-            .call_integration_judged(
-                &self.request.integration.kind,
-                "post_response",
-                &self.ctx,
-                runner.config.integration_timeout,
-                receipt,
-                move |i, host| {
-                    i.post_response(&inst, &work_item_id, &text, rc.as_ref(), &opts, host)
-                },
-            )
-            .await
-            .unwrap_or_else(|e| PostResponseResult::failed(e.to_string(), false))
+        self.call_integration(
+            "post_response",
+            runner.config.integration_timeout,
+            receipt,
+            move |i, host| i.post_response(&inst, &work_item_id, &text, rc.as_ref(), &opts, host),
+        )
+        .await
+        .unwrap_or_else(|e| PostResponseResult::failed(e.to_string(), false))
+    }
+
+    /// Calls the run's integration: through its own plugin only, when the request names it.
+    async fn call_integration<T, F>(
+        &self,
+        operation: &str,
+        timeout: std::time::Duration,
+        receipt: CallReceipt<T>,
+        f: F,
+    ) -> Result<T, crate::runtime::IntegrationCallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(
+                &dyn nitejar_sdk::Integration,
+                &dyn nitejar_sdk::Host,
+            ) -> Result<T, nitejar_sdk::IntegrationError>
+            + Send
+            + 'static,
+    {
+        let runtime = &self.runner.runtime;
+        let kind = &self.request.integration.kind;
+        match &self.request.owner {
+            Some(owner) => {
+                runtime
+                    .call_owned_integration(
+                        Some(owner),
+                        kind,
+                        operation,
+                        &self.ctx,
+                        timeout,
+                        receipt,
+                        f,
+                    )
+                    .await
+            }
+            None => {
+                runtime
+                    .call_integration_judged(kind, operation, &self.ctx, timeout, receipt, f)
+                    .await
+            }
+        }
     }
 }
 

@@ -128,6 +128,10 @@ pub struct RunRequest {
     pub integration: IntegrationInstance,
     /// What `parse_webhook` handed back for `post_response`.
     pub response_context: Option<Value>,
+    /// The plugin the integration belongs to (see [`crate::builtin::integration_owner`]): its calls
+    /// are refused unless that plugin provides the type. `None` calls whichever plugin provides it
+    /// (for hosts and tests that run work items directly; the run queue always sets it).
+    pub owner: Option<String>,
 }
 
 /// Where a job is, or how it ended.

@@ -433,16 +433,25 @@ impl Inner {
             Err(e) => return Ended::Retry(format!("could not read integration: {e}")),
         };
         let kind = row.integration_type.clone();
+        let owner = crate::builtin::integration_owner(&row);
         let sensitive = {
             let registry = self.runtime.registry();
-            match registry.integration(&kind) {
-                Some(e) => e.descriptor.sensitive_fields.clone(),
-                None => {
-                    return Ended::Retry(format!(
-                        "no active plugin provides integration type `{kind}`; enable its plugin"
-                    ))
-                }
+            let entry = registry.integration(&kind);
+            let active = entry.map(|e| e.plugin.id.to_string());
+            // Only the row's own plugin answers it (and sees its secrets); it may come back.
+            if active.is_none() || active != owner {
+                return Ended::Retry(
+                    crate::runtime::IntegrationCallError::NotServed {
+                        kind: kind.clone(),
+                        owner,
+                        active,
+                    }
+                    .to_string(),
+                );
             }
+            entry
+                .map(|e| e.descriptor.sensitive_fields.clone())
+                .unwrap_or_default()
         };
         let config = match row.decrypted_config(self.store.cipher(), &sensitive) {
             Ok(c) => c,
@@ -460,6 +469,7 @@ impl Inner {
                 .response_context
                 .as_deref()
                 .and_then(|c| serde_json::from_str(c).ok()),
+            owner,
         };
 
         // Jobs of earlier attempts: the finished ones are not run again; the ones left RUNNING by a

@@ -97,7 +97,7 @@ impl UseSkill {
             }
         };
         let Some(skill) = find(&index, ctx, query) else {
-            let message = miss_message(&index, ctx, query);
+            let message = miss_message(ctx, query);
             self.skills
                 .record_use(
                     ids,
@@ -160,34 +160,29 @@ impl UseSkill {
     }
 }
 
-/// Exact id, then a skill of this run by name or id (case-insensitive), then the index.
+/// A skill of this run — assigned to its agent, its team, its integration type or globally — by
+/// id, then by name or id case-insensitively. Skills outside the run's scope are not found: scopes
+/// are what an operator uses to keep a skill (and its supporting files) away from an agent.
 fn find<'i>(index: &'i SkillIndex, ctx: &ToolContext, query: &str) -> Option<&'i Skill> {
-    if let Some(s) = index.get(query) {
-        return Some(s);
-    }
     ctx.skills
         .iter()
-        .find(|s| s.name.trim().eq_ignore_ascii_case(query) || s.id.eq_ignore_ascii_case(query))
+        .find(|s| s.id == query)
+        .or_else(|| {
+            ctx.skills.iter().find(|s| {
+                s.name.trim().eq_ignore_ascii_case(query) || s.id.eq_ignore_ascii_case(query)
+            })
+        })
         .and_then(|s| index.get(&s.id))
-        .or_else(|| index.lookup(query))
 }
 
-fn miss_message(index: &SkillIndex, ctx: &ToolContext, query: &str) -> String {
-    let run: Vec<String> = ctx.skills.iter().map(|s| s.name.clone()).collect();
-    let others: Vec<String> = index
-        .available_names()
-        .into_iter()
-        .filter(|n| !run.iter().any(|r| r.eq_ignore_ascii_case(n)))
-        .collect();
-    let mut message = format!("There is no skill called `{query}`.");
-    if run.is_empty() && others.is_empty() {
-        message.push_str(" No skills are available.");
-    }
-    if !run.is_empty() {
+/// The answer to a name this run has no skill for: only the skills of this run are named.
+fn miss_message(ctx: &ToolContext, query: &str) -> String {
+    let run: Vec<&str> = ctx.skills.iter().map(|s| s.name.as_str()).collect();
+    let mut message = format!("There is no skill called `{query}` for this run.");
+    if run.is_empty() {
+        message.push_str(" This run has no skills.");
+    } else {
         message.push_str(&format!(" Skills for this run: {}.", run.join(", ")));
-    }
-    if !others.is_empty() {
-        message.push_str(&format!(" Other skills: {}.", others.join(", ")));
     }
     message
 }

@@ -42,6 +42,11 @@ impl SqlStore<Sqlite> {
                     })?;
                 }
             }
+            private_file(options.get_filename()).map_err(|e| StoreError::Open {
+                backend: "sqlite",
+                target: target.clone(),
+                source: sqlx::Error::Io(e),
+            })?;
             super::adopt::adopt(&options, &target).await?;
         }
         // Every connection of an in-memory database is a database of its own: keep exactly one, forever.
@@ -80,6 +85,47 @@ impl SqlStore<Sqlite> {
             write_gate: Some(Default::default()),
         })
     }
+}
+
+/// The database holds every integration's (encrypted) secrets and the admin sessions: only its
+/// owner may read it. A new file is created `0600`; an existing one readable by others is narrowed
+/// to `0600`, with its `-wal` and `-shm` files (SQLite gives those the mode of the database file).
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+            return Ok(());
+        }
+        let mut suffixed = path.as_os_str().to_owned();
+        let base = suffixed.clone();
+        for suffix in ["", "-wal", "-shm"] {
+            suffixed.clone_from(&base);
+            suffixed.push(suffix);
+            let file = Path::new(&suffixed);
+            let Ok(meta) = std::fs::metadata(file) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode & 0o700))?;
+                tracing::warn!(
+                    "{} was readable by other users (mode {:o}); narrowed to {:o}",
+                    file.display(),
+                    mode & 0o777,
+                    mode & 0o700
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Connect options for `url`, and how to name the database in messages.
