@@ -70,16 +70,25 @@ fn a_matching_secret_is_accepted_and_a_wrong_or_missing_one_is_unauthorized() {
         assert!(matches!(err, IntegrationError::Unauthorized(_)), "{err:?}");
     }
 
-    // Without a configured secret, updates are accepted as the TypeScript version did.
+    // Without a configured secret nothing is accepted (the earlier TypeScript version accepted
+    // everything): the integration waits for a setup that registers and stores one.
     let open = json!({ "botToken": TOKEN });
-    let result = telegram()
-        .parse_webhook(
-            &webhook("telegram", body, &[]),
-            &instance("telegram", open),
-            &TestHost::new(),
-        )
-        .unwrap();
-    assert!(result.should_process);
+    for headers in [
+        vec![],
+        vec![("x-telegram-bot-api-secret-token", "s3cret-Token_for-tests")],
+    ] {
+        let err = telegram()
+            .parse_webhook(
+                &webhook("telegram", body.clone(), &headers),
+                &instance("telegram", open.clone()),
+                &TestHost::new(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, IntegrationError::Unauthorized(m) if m.contains("setup needed")),
+            "{err:?}"
+        );
+    }
 }
 
 #[test]

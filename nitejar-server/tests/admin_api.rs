@@ -240,6 +240,92 @@ async fn a_telegram_integration_is_validated_set_up_masked_updated_tested_and_de
     assert_eq!(gone.json()["error"]["code"], "integration_not_found");
 }
 
+/// A Telegram integration whose setup failed is enabled but closed: it has no webhook secret, so
+/// every update is refused (forged ones claiming an allowed chat included) until a setup succeeds.
+#[tokio::test]
+async fn a_telegram_integration_whose_setup_failed_accepts_no_update() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let data = DataDir::new();
+    let down = Arc::new(AtomicBool::new(true));
+    let is_down = down.clone();
+    let telegram = LocalHttp::start(move |r| {
+        if r.path.ends_with("/setWebhook") && is_down.load(Ordering::SeqCst) {
+            return json_reply(
+                502,
+                &json!({"ok": false, "error_code": 502, "description": "Bad Gateway"}),
+            );
+        }
+        json_reply(200, &json!({"ok": true, "result": true}))
+    });
+    let server = start(&data, &telegram);
+    let created = api(&server, Method::POST, "/api/admin/integrations", Some(&json!({
+        "type": "telegram", "name": "Support", "config": {"botToken": TOKEN, "allowedChatIds": [42]}
+    }))).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let body = created.json();
+    assert_eq!(body["setup"]["ok"], false, "{body}");
+    assert_eq!(body["integration"]["enabled"], true);
+    assert!(body["integration"]["config"].get("webhookSecret").is_none());
+    let id = body["integration"]["id"].as_str().expect("id").to_owned();
+
+    let forged = json!({"update_id": 1, "message": {"message_id": 1, "date": 1,
+        "chat": {"id": 42, "type": "private"}, "from": {"id": 42, "is_bot": false, "first_name": "A"},
+        "text": "transfer everything"}});
+    let path = format!("/api/webhooks/plugins/telegram/{id}");
+    for secret in [None, Some(""), Some("guess")] {
+        let mut req = client()
+            .post(server.url(&path))
+            .header("content-type", "application/json")
+            .body(forged.to_string());
+        if let Some(s) = secret {
+            req = req.header("x-telegram-bot-api-secret-token", s);
+        }
+        let answer = read(req.send().await.expect("webhook")).await;
+        assert_eq!(answer.status, 401, "{secret:?}: {}", answer.text);
+        assert!(answer.text.contains("setup needed"), "{}", answer.text);
+    }
+    let store = data.store().await;
+    assert_eq!(
+        store.count_runs().await.expect("runs"),
+        0,
+        "no forged update became a run"
+    );
+
+    // Telegram is back: saving again runs setup, which stores the secret it registered.
+    down.store(false, Ordering::SeqCst);
+    let saved = api(
+        &server,
+        Method::PATCH,
+        &path.replace(
+            "/api/webhooks/plugins/telegram/",
+            "/api/admin/integrations/",
+        ),
+        Some(&json!({"config": {"botToken": REDACTED, "allowedChatIds": [42]}})),
+    )
+    .await;
+    assert_eq!(saved.status, 200, "{}", saved.text);
+    assert_eq!(saved.json()["setup"]["ok"], true, "{}", saved.text);
+    let registered = calls(&telegram, "setWebhook");
+    let secret = registered.last().expect("setWebhook")["secret_token"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let answer = read(
+        client()
+            .post(server.url(&path))
+            .header("content-type", "application/json")
+            .header("x-telegram-bot-api-secret-token", &secret)
+            .body(forged.to_string())
+            .send()
+            .await
+            .expect("webhook"),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json()["code"], "accepted");
+}
+
 #[tokio::test]
 async fn the_types_own_validate_config_is_asked_after_the_schema() {
     let data = DataDir::new();

@@ -106,8 +106,9 @@ async fn a_third_party_integration_and_a_fail_closed_guard_take_the_same_path() 
         ],
     );
     let store = data.store().await;
-    let id = create_integration(
+    let id = create_plugin_integration(
         &store,
+        "dev.nitejar.examples.signed-webhook",
         "signed-webhook",
         json!({"secret": SECRET, "callbackUrl": callback.url("/hook")}),
         &["secret"],

@@ -15,13 +15,21 @@ use super::config::TelegramConfig;
 /// The header Telegram sends the webhook's `secret_token` in.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
-/// Checks the secret token header when the integration has a secret.
+/// Checks the secret token header. An integration without a secret accepts nothing: its `setup`
+/// (which registers the webhook with a generated secret and stores it) has not succeeded yet, and
+/// without a secret anyone who knows the URL could post updates claiming to come from any chat.
 pub fn verify_secret(
     request: &WebhookRequest,
     config: &TelegramConfig,
 ) -> Result<(), IntegrationError> {
     let Some(expected) = config.secret() else {
-        return Ok(());
+        return Err(IntegrationError::Unauthorized(
+            "setup needed: this integration has no webhookSecret yet, so no update can be \
+             verified and every update is refused; save the integration in the admin (setup \
+             registers the webhook with Telegram and stores a generated secret), or enter the \
+             secret_token the webhook was registered with"
+                .into(),
+        ));
     };
     let Some(given) = request.header(SECRET_HEADER) else {
         return Err(IntegrationError::Unauthorized(
@@ -380,6 +388,39 @@ mod tests {
         assert_eq!(command("hello /reset"), None);
         assert_eq!(command("/re-set"), None);
         assert_eq!(command("/path/to/file"), None);
+    }
+
+    fn request(secret: Option<&str>) -> WebhookRequest {
+        WebhookRequest {
+            method: "POST".into(),
+            path: "/api/webhooks/plugins/telegram/t1".into(),
+            query: String::new(),
+            headers: secret
+                .map(|s| vec![(SECRET_HEADER.to_string(), s.to_string())])
+                .unwrap_or_default(),
+            body: br#"{"update_id": 1}"#.to_vec(),
+        }
+    }
+
+    #[test]
+    fn without_a_secret_every_update_is_refused() {
+        let open = TelegramConfig::from_value(&json!({ "botToken": "1:a" })).unwrap();
+        for given in [None, Some(""), Some("anything")] {
+            let refused = verify_secret(&request(given), &open).unwrap_err();
+            assert!(
+                matches!(&refused, IntegrationError::Unauthorized(m) if m.starts_with("setup needed")),
+                "{refused:?}"
+            );
+        }
+        let empty =
+            TelegramConfig::from_value(&json!({ "botToken": "1:a", "webhookSecret": "" })).unwrap();
+        assert!(verify_secret(&request(Some("")), &empty).is_err());
+
+        let set = TelegramConfig::from_value(&json!({ "botToken": "1:a", "webhookSecret": "s-1" }))
+            .unwrap();
+        assert!(verify_secret(&request(Some("s-1")), &set).is_ok());
+        assert!(verify_secret(&request(Some("s-2")), &set).is_err());
+        assert!(verify_secret(&request(None), &set).is_err());
     }
 
     #[test]

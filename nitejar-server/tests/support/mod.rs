@@ -170,9 +170,31 @@ impl Drop for Server {
     }
 }
 
-/// Creates an enabled integration row through the store, as the admin API will.
+/// Creates an enabled integration row through the store as an earlier release wrote it: no plugin
+/// recorded, so it belongs to the built-in that provides its type (if any).
 pub async fn create_integration(
     store: &Arc<dyn Store>,
+    kind: &str,
+    config: Value,
+    sensitive: &[&str],
+) -> String {
+    insert_integration(store, None, kind, config, sensitive).await
+}
+
+/// Creates an enabled integration row of plugin `plugin` through the store, as the admin API does.
+pub async fn create_plugin_integration(
+    store: &Arc<dyn Store>,
+    plugin: &str,
+    kind: &str,
+    config: Value,
+    sensitive: &[&str],
+) -> String {
+    insert_integration(store, Some(plugin), kind, config, sensitive).await
+}
+
+async fn insert_integration(
+    store: &Arc<dyn Store>,
+    plugin: Option<&str>,
     kind: &str,
     config: Value,
     sensitive: &[&str],
@@ -181,11 +203,10 @@ pub async fn create_integration(
         panic!("config must be an object");
     };
     let sensitive: Vec<String> = sensitive.iter().map(|s| s.to_string()).collect();
+    let mut new = NewIntegration::new(kind, format!("{kind} test"), config);
+    new.plugin_id = plugin.map(str::to_string);
     store
-        .create_integration(
-            NewIntegration::new(kind, format!("{kind} test"), config),
-            &sensitive,
-        )
+        .create_integration(new, &sensitive)
         .await
         .expect("create integration")
         .id
