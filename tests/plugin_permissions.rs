@@ -204,6 +204,35 @@ async fn guarded_grants_need_acknowledgement() {
     assert_eq!(token.detail.as_deref(), Some("t0ken"));
 }
 
+/// A secret is what is read (`NITEJAR_SECRET_<NAME>`), not how its name is spelled: another spelling
+/// of a declared secret is that secret, judged against its declaration and acknowledgement; a
+/// spelling of an undeclared one is refused under the spelling asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_one_secret_whatever_its_spelling() {
+    let g = gated(&[], |g| {
+        g.require_acknowledgement(true)
+            .acknowledged(["secret:PROBE_TOKEN"])
+    });
+    for spelling in ["probe.token", "probe-token", "Probe_Token"] {
+        let token = g.act(json!({"action": "secret", "name": spelling})).await;
+        assert_eq!(token.detail.as_deref(), Some("t0ken"), "{spelling}");
+    }
+    g.no_denial();
+    let other = g
+        .act(json!({"action": "secret", "name": "other.token"}))
+        .await;
+    assert!(matches!(host_error(&other), HostError::Denied { .. }));
+    assert_denied(&g.denial(), "secret:other.token", "secrets", false);
+
+    // Unacknowledged, every spelling is refused, and the receipt names the declaration.
+    let g = gated(&[], |g| g.require_acknowledgement(true));
+    let token = g
+        .act(json!({"action": "secret", "name": "probe.token"}))
+        .await;
+    assert!(matches!(host_error(&token), HostError::Denied { .. }));
+    assert_denied(&g.denial(), "secret:probe.token", "secrets", true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_read_and_written_under_allowed_paths_only() {
     let g = gated(&[], |g| g);

@@ -10,12 +10,17 @@
 //!   the mask `••••••••` keeps the stored secret.
 //! - Create, update and enable call the type's `setup(instance, webhook_url)` (a provider webhook
 //!   registration, for example) while the row is enabled, and store the `config_changes` it returns.
+//! - A row belongs to the plugin that created it ([`nitejar_core::builtin::integration_owner`]).
+//!   Every call that hands a row's config to plugin code goes to that plugin only: when another
+//!   plugin provides the type now, the row is *not served* until the operator hands it over
+//!   ([`hand_over`]), which names the secrets the new plugin will be given and needs their consent.
 
 use std::time::Duration;
 
 use nitejar_core::crypto::REDACTED;
 use nitejar_core::hooks::DispatchContext;
-use nitejar_core::runtime::IntegrationCallError;
+use nitejar_core::receipts::{Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
+use nitejar_core::runtime::{CallReceipt, IntegrationCallError};
 use nitejar_core::store::{IntegrationRow, IntegrationUpdate, NewIntegration, StoreError};
 use nitejar_sdk::integration::{ConfigValidation, ConnectionTest, SetupResult};
 use nitejar_sdk::{IntegrationDescriptor, IntegrationError, IntegrationInstance};
@@ -68,6 +73,14 @@ pub struct IntegrationView {
     pub webhook_url: String,
     /// Whether an active plugin provides the type (webhooks answer 503 otherwise).
     pub type_available: bool,
+    /// The plugin the integration belongs to: the one recorded on the row, or — for a row of an
+    /// earlier release — the built-in that provides its type; `None` when nobody does.
+    pub owner: Option<String>,
+    /// The plugin that provides the type now, if one does.
+    pub provider: Option<String>,
+    /// Whether the owner is the provider: only then are webhooks accepted and the owner's code
+    /// given the configuration (`integration_not_served` otherwise, until a hand-over).
+    pub served: bool,
     pub display_name: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -103,6 +116,22 @@ pub enum IntegrationOpError {
     Invalid(Vec<Problem>),
     #[error("the name must not be empty")]
     EmptyName,
+    /// The row belongs to another plugin than the type's provider (or to none).
+    #[error("{0}")]
+    NotServed(String),
+    /// A hand-over to a plugin that does not provide the row's type now.
+    #[error("plugin `{to}` cannot take this `{kind}` integration: {}", match provider {
+        Some(p) => format!("the type is provided by `{p}` now"),
+        None => "no active plugin provides the type; enable the plugin first".to_string(),
+    })]
+    HandOverTarget {
+        kind: String,
+        to: String,
+        provider: Option<String>,
+    },
+    /// A hand-over needs the operator's consent to give the new plugin the config and secrets.
+    #[error("handing this integration to `{}` gives that plugin its configuration{}; send acceptHandover: true to consent", .0.to, if .0.secret_fields.is_empty() { String::new() } else { format!(" and its secrets ({})", .0.secret_fields.join(", ")) })]
+    HandOverConsentRequired(HandOver),
     #[error("integration type `{kind}` {operation} failed: {error}")]
     Call {
         kind: String,
@@ -121,6 +150,9 @@ impl IntegrationOpError {
             IntegrationOpError::UnknownType(_) => "integration_type_unavailable",
             IntegrationOpError::Invalid(_) => "invalid_config",
             IntegrationOpError::EmptyName => "invalid_name",
+            IntegrationOpError::NotServed(_) => "integration_not_served",
+            IntegrationOpError::HandOverTarget { .. } => "handover_target_unavailable",
+            IntegrationOpError::HandOverConsentRequired(_) => "handover_consent_required",
             IntegrationOpError::Call { .. } => "integration_call_failed",
             IntegrationOpError::Store(_) => "store_error",
         }
@@ -140,8 +172,66 @@ fn descriptor(state: &AppState, kind: &str) -> Option<IntegrationDescriptor> {
         .map(|e| e.descriptor.clone())
 }
 
+/// Who serves a row: the plugin it belongs to, and the one that provides its type now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ownership {
+    pub owner: Option<String>,
+    pub provider: Option<String>,
+}
+
+impl Ownership {
+    /// The owner provides the type: its webhooks are accepted and its config reaches plugin code.
+    pub fn served(&self) -> bool {
+        self.owner.is_some() && self.owner == self.provider
+    }
+}
+
+/// The ownership of `row` in the registry as it is now.
+pub fn ownership(state: &AppState, row: &IntegrationRow) -> Ownership {
+    Ownership {
+        owner: nitejar_core::builtin::integration_owner(row),
+        provider: state
+            .runtime
+            .registry()
+            .integration(&row.integration_type)
+            .map(|e| e.plugin.id.to_string()),
+    }
+}
+
+/// What handing a row to another plugin gives it: shown to the operator before they consent.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandOver {
+    pub integration_id: String,
+    pub from: Option<String>,
+    pub to: String,
+    /// Stored config fields the new plugin will read in plaintext.
+    pub secret_fields: Vec<String>,
+    /// Every config field it will read.
+    pub config_fields: Vec<String>,
+}
+
+impl HandOver {
+    /// What handing `row` (of `from`) to `to` gives `to`.
+    pub fn of(row: &IntegrationRow, from: Option<String>, to: &str) -> HandOver {
+        let stored = row.config_map().unwrap_or_default();
+        HandOver {
+            integration_id: row.id.clone(),
+            from,
+            to: to.to_owned(),
+            secret_fields: stored
+                .iter()
+                .filter(|(_, v)| v.as_str().is_some_and(nitejar_core::crypto::is_encrypted))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            config_fields: stored.keys().cloned().collect(),
+        }
+    }
+}
+
 /// The view of a row.
 pub fn view(state: &AppState, row: &IntegrationRow, base: &str) -> IntegrationView {
+    let owned = ownership(state, row);
     let descriptor = descriptor(state, &row.integration_type);
     let sensitive = descriptor
         .as_ref()
@@ -160,6 +250,9 @@ pub fn view(state: &AppState, row: &IntegrationRow, base: &str) -> IntegrationVi
         config,
         webhook_url: webhook_url(base, &row.integration_type, &row.id),
         type_available: descriptor.is_some(),
+        served: owned.served(),
+        owner: owned.owner,
+        provider: owned.provider,
         display_name: descriptor.map(|d| d.display_name),
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -187,6 +280,7 @@ pub async fn get(state: &AppState, id: &str) -> Result<IntegrationRow, Integrati
 async fn validate(
     state: &AppState,
     d: &IntegrationDescriptor,
+    row: Option<&IntegrationRow>,
     config: &Map<String, Value>,
 ) -> Result<(), IntegrationOpError> {
     let value = Value::Object(config.clone());
@@ -211,7 +305,7 @@ async fn validate(
     if !problems.is_empty() {
         return Err(IntegrationOpError::Invalid(problems));
     }
-    let checked: ConfigValidation = call(state, &d.kind, "validate_config", move |i, _| {
+    let checked: ConfigValidation = call(state, &d.kind, row, "validate_config", move |i, _| {
         Ok(i.validate_config(&value))
     })
     .await?;
@@ -236,9 +330,12 @@ async fn validate(
     Err(IntegrationOpError::Invalid(problems))
 }
 
+/// Calls the type's provider; for an existing `row` (whose config the call carries), only when the
+/// row belongs to that provider.
 async fn call<T, F>(
     state: &AppState,
     kind: &str,
+    row: Option<&IntegrationRow>,
     operation: &'static str,
     f: F,
 ) -> Result<T, IntegrationOpError>
@@ -248,24 +345,41 @@ where
         + Send
         + 'static,
 {
-    state
-        .runtime
-        .call_integration(
-            kind,
+    let ctx = DispatchContext::default();
+    let answer = match row {
+        Some(row) => {
+            let owner = nitejar_core::builtin::integration_owner(row);
+            state
+                .runtime
+                .call_owned_integration(
+                    owner.as_deref(),
+                    kind,
+                    operation,
+                    &ctx,
+                    CALL_TIMEOUT,
+                    CallReceipt::new(),
+                    f,
+                )
+                .await
+        }
+        None => {
+            state
+                .runtime
+                .call_integration(kind, operation, &ctx, CALL_TIMEOUT, f)
+                .await
+        }
+    };
+    answer.map_err(|error| match error {
+        IntegrationCallError::UnknownType(kind) => IntegrationOpError::UnknownType(kind),
+        error @ IntegrationCallError::NotServed { .. } => {
+            IntegrationOpError::NotServed(error.to_string())
+        }
+        error => IntegrationOpError::Call {
+            kind: kind.to_owned(),
             operation,
-            &DispatchContext::default(),
-            CALL_TIMEOUT,
-            f,
-        )
-        .await
-        .map_err(|error| match error {
-            IntegrationCallError::UnknownType(kind) => IntegrationOpError::UnknownType(kind),
-            error => IntegrationOpError::Call {
-                kind: kind.to_owned(),
-                operation,
-                error,
-            },
-        })
+            error,
+        },
+    })
 }
 
 /// Removes masks from a new config: on create a mask stands for nothing.
@@ -286,7 +400,7 @@ pub async fn create(
         return Err(IntegrationOpError::EmptyName);
     }
     without_masks(&mut input.config);
-    validate(state, &d, &input.config).await?;
+    validate(state, &d, None, &input.config).await?;
     let plugin_id = state
         .runtime
         .registry()
@@ -328,11 +442,16 @@ pub async fn update(
         let d = d
             .as_ref()
             .ok_or_else(|| IntegrationOpError::UnknownType(current.integration_type.clone()))?;
+        // The form is the provider's; the stored values are the owner's.
+        let owned = ownership(state, &current);
+        if !owned.served() {
+            return Err(not_served(&current, owned));
+        }
         // Validate what will be stored: masks stand for the stored secrets.
         let stored = current.decrypted_config(state.store.cipher(), &sensitive)?;
         let mut effective = incoming.clone();
         nitejar_core::crypto::merge_placeholders(&mut effective, &stored, &sensitive);
-        validate(state, d, &effective).await?;
+        validate(state, d, Some(&current), &effective).await?;
     }
     let config_changed = patch.config.is_some();
     let becomes_enabled = patch.enabled == Some(true) && !current.enabled;
@@ -372,6 +491,15 @@ async fn setup(
     d: &IntegrationDescriptor,
     base: &str,
 ) -> Result<(IntegrationRow, SetupReport), IntegrationOpError> {
+    let owned = ownership(state, &row);
+    if !owned.served() {
+        let report = SetupReport {
+            ok: false,
+            error: Some(not_served(&row, owned).to_string()),
+            ..SetupReport::default()
+        };
+        return Ok((row, report));
+    }
     let config = row.decrypted_config(state.store.cipher(), &d.sensitive_fields)?;
     let instance = IntegrationInstance {
         id: row.id.clone(),
@@ -380,10 +508,11 @@ async fn setup(
         config: Value::Object(config),
     };
     let url = webhook_url(base, &row.integration_type, &row.id);
-    let result: Result<SetupResult, _> = call(state, &d.kind, "setup", move |i, host| {
-        i.setup(&instance, &url, host)
-    })
-    .await;
+    let result: Result<SetupResult, _> =
+        call(state, &d.kind, Some(&row), "setup", move |i, host| {
+            i.setup(&instance, &url, host)
+        })
+        .await;
     let done = match result {
         Ok(done) => done,
         Err(e) => {
@@ -452,6 +581,79 @@ pub async fn delete(state: &AppState, id: &str) -> Result<(), IntegrationOpError
     }
 }
 
+fn not_served(row: &IntegrationRow, owned: Ownership) -> IntegrationOpError {
+    IntegrationOpError::NotServed(
+        IntegrationCallError::NotServed {
+            kind: row.integration_type.clone(),
+            owner: owned.owner,
+            active: owned.provider,
+        }
+        .to_string(),
+    )
+}
+
+/// Gives integration `id` to plugin `to`, which must provide its type now. Until then the row is
+/// served by nobody (see [`Ownership`]); after it, `to`'s code reads its configuration and secrets,
+/// which is why `accept` is required: without it the answer is
+/// [`IntegrationOpError::HandOverConsentRequired`], naming what would be handed over. The change is
+/// receipted (`integration` / `handover`) under `to`.
+pub async fn hand_over(
+    state: &AppState,
+    id: &str,
+    to: &str,
+    accept: bool,
+) -> Result<IntegrationRow, IntegrationOpError> {
+    let row = get(state, id).await?;
+    let owned = ownership(state, &row);
+    if owned.provider.as_deref() != Some(to) {
+        return Err(IntegrationOpError::HandOverTarget {
+            kind: row.integration_type.clone(),
+            to: to.to_owned(),
+            provider: owned.provider,
+        });
+    }
+    if owned.owner.as_deref() == Some(to) {
+        return Ok(row);
+    }
+    row.config_map()?;
+    let hand = HandOver::of(&row, owned.owner.clone(), to);
+    if !accept {
+        return Err(IntegrationOpError::HandOverConsentRequired(hand));
+    }
+    let row = state
+        .store
+        .update_integration(
+            id,
+            IntegrationUpdate {
+                plugin_id: Some(Some(to.to_owned())),
+                ..IntegrationUpdate::default()
+            },
+            &[],
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound { .. } => IntegrationOpError::NotFound(id.to_owned()),
+            e => e.into(),
+        })?;
+    state.ingress.forget_integration(id);
+    let receipt = Receipt::new(
+        to.to_owned(),
+        None,
+        ReceiptKind::Integration,
+        ReceiptStatus::Ok,
+    )
+    .with_detail(json!({
+        "operation": "handover",
+        "integration_id": hand.integration_id,
+        "type": row.integration_type,
+        "from": hand.from,
+        "to": hand.to,
+        "secret_fields": hand.secret_fields,
+    }));
+    state.receipts.submit(vec![receipt]).await;
+    Ok(row)
+}
+
 /// Runs the type's `test_connection` with the stored config.
 pub async fn test_connection(
     state: &AppState,
@@ -460,10 +662,18 @@ pub async fn test_connection(
     let row = get(state, id).await?;
     let d = descriptor(state, &row.integration_type)
         .ok_or_else(|| IntegrationOpError::UnknownType(row.integration_type.clone()))?;
+    let owned = ownership(state, &row);
+    if !owned.served() {
+        return Err(not_served(&row, owned));
+    }
     let config = Value::Object(row.decrypted_config(state.store.cipher(), &d.sensitive_fields)?);
-    let result = call(state, &d.kind, "test_connection", move |i, host| {
-        i.test_connection(&config, host)
-    })
+    let result = call(
+        state,
+        &d.kind,
+        Some(&row),
+        "test_connection",
+        move |i, host| i.test_connection(&config, host),
+    )
     .await;
     match result {
         Ok(test) => Ok(test),

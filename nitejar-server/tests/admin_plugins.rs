@@ -814,3 +814,166 @@ async fn an_upgrade_asking_for_more_shows_the_difference_and_waits_for_consent()
         .await;
     assert!(page.text.contains("<th>Consent</th>"), "{}", page.text);
 }
+
+/// Rows follow their plugin, never a type name: the plugin that provides an integration type now is
+/// given none of the integrations of another plugin of that type (nor their secrets) until the
+/// operator hands one over, having been told which secrets it will read.
+#[tokio::test]
+async fn a_plugin_providing_the_same_type_gets_no_rows_until_they_are_handed_over() {
+    const RETIRED: &str = "dev.example.retired";
+    let data = DataDir::new();
+    let callback = LocalHttp::start(|_| json_reply(200, &json!({"ok": true})));
+    let packages = data.path.join("packages");
+    let callback_host = format!("127.0.0.1:{}", callback.port());
+    let package = signed_webhook(&packages, &callback_host);
+    let server = start_admin(
+        &data,
+        &[("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into())],
+    );
+    let installed = api(
+        &server,
+        Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({"path": package.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let enabled = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{ID}/enable"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+
+    // Its own integration, and one of another plugin of the same type (since uninstalled).
+    let created = api(
+        &server,
+        Method::POST,
+        "/api/admin/integrations",
+        Some(&json!({
+            "type": "signed-webhook", "name": "Builds",
+            "config": {"secret": "its own", "callbackUrl": callback.url("/own")}
+        })),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json()["integration"]["owner"], ID);
+    assert_eq!(created.json()["integration"]["served"], true);
+    let store = data.store().await;
+    let id = create_plugin_integration(
+        &store,
+        RETIRED,
+        "signed-webhook",
+        json!({"secret": SECRET, "callbackUrl": callback.url("/theirs")}),
+        &["secret"],
+    )
+    .await;
+    let path = format!("/api/admin/integrations/{id}");
+    let seen = api(&server, Method::GET, &path, None).await.json();
+    assert_eq!(seen["owner"], RETIRED);
+    assert_eq!(seen["provider"], ID);
+    assert_eq!(seen["served"], false);
+
+    let body = json!({"text": "deploy", "id": "d-1"}).to_string();
+    let deliver = || {
+        client()
+            .post(server.url(&format!("/api/webhooks/plugins/signed-webhook/{id}")))
+            .header("content-type", "application/json")
+            .header("x-signature-256", sign(body.as_bytes()))
+            .body(body.clone())
+            .send()
+    };
+    let refused = read(deliver().await.expect("webhook")).await;
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(refused.json()["code"], "integration_not_served");
+    assert!(refused.text.contains(RETIRED), "{}", refused.text);
+    for (method, suffix, body) in [
+        (
+            Method::PATCH,
+            "",
+            Some(
+                json!({"config": {"secret": "••••••••", "callbackUrl": "https://attacker.example/"}}),
+            ),
+        ),
+        (Method::POST, "/test", None),
+    ] {
+        let answer = api(&server, method, &format!("{path}{suffix}"), body.as_ref()).await;
+        assert_eq!(answer.status, 409, "{suffix}: {}", answer.text);
+        assert_eq!(code(&answer), "integration_not_served");
+    }
+    let session = Session::sign_in(&server).await;
+    let page = session
+        .get(&server, &format!("/admin/integrations/{id}"))
+        .await;
+    assert!(page.text.contains("not served"), "{}", page.text);
+    let unticked = session
+        .post_form(
+            &server,
+            &format!("/admin/integrations/{id}/handover"),
+            &[("plugin", ID)],
+        )
+        .await;
+    assert_eq!(unticked.status, 422, "{}", unticked.text);
+    assert!(unticked.text.contains("Nothing was changed"));
+    assert!(page.text.contains("<code>secret</code>"), "{}", page.text);
+    assert!(
+        !page.text.contains("f-callbackUrl"),
+        "no config form for another plugin's row"
+    );
+
+    // Handing over asks for consent, naming the secrets; with it, the provider serves the row.
+    let handover = format!("{path}/handover");
+    let asked = api(
+        &server,
+        Method::POST,
+        &handover,
+        Some(&json!({"plugin": ID})),
+    )
+    .await;
+    assert_eq!(asked.status, 428, "{}", asked.text);
+    assert_eq!(code(&asked), "handover_consent_required");
+    assert_eq!(
+        asked.json()["error"]["details"]["secretFields"],
+        json!(["secret"])
+    );
+    let wrong = api(
+        &server,
+        Method::POST,
+        &handover,
+        Some(&json!({"plugin": RETIRED, "acceptHandover": true})),
+    )
+    .await;
+    assert_eq!(wrong.status, 409, "{}", wrong.text);
+    assert_eq!(code(&wrong), "handover_target_unavailable");
+    assert!(
+        callback.received().is_empty(),
+        "nothing of the row reached the plugin"
+    );
+    let handed = api(
+        &server,
+        Method::POST,
+        &handover,
+        Some(&json!({"plugin": ID, "acceptHandover": true})),
+    )
+    .await;
+    assert_eq!(handed.status, 200, "{}", handed.text);
+    assert_eq!(handed.json()["integration"]["owner"], ID);
+    assert_eq!(handed.json()["integration"]["served"], true);
+    let accepted = read(deliver().await.expect("webhook")).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    assert_eq!(accepted.json()["code"], "accepted");
+
+    let receipts = store
+        .list_plugin_events(ID, nitejar_core::store::PageRequest::first(100))
+        .await
+        .expect("receipts")
+        .items;
+    assert!(
+        receipts.iter().any(|r| r.kind == "integration"
+            && r.detail()
+                .is_some_and(|d| d["operation"] == "handover" && d["from"] == RETIRED)),
+        "{receipts:?}"
+    );
+}

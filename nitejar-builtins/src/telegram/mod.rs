@@ -5,7 +5,9 @@
 //!
 //! - **In**: `setWebhook` (done by [`Integration::setup`]) points the bot at the integration's
 //!   webhook URL with a secret token; each update is checked against it, then `message` and
-//!   `edited_message` become work items ([`parse`]).
+//!   `edited_message` become work items ([`parse`]). An integration without a secret (its setup
+//!   never succeeded, or a row of an earlier release that accepted everything) refuses every
+//!   update until a save runs setup again: fail closed, never open.
 //! - **Out**: a typing action, then the answer as HTML converted from Markdown ([`format`](mod@format)), split
 //!   at Telegram's 4096-character limit, as a reply to the user's message in the same thread, with a
 //!   plain-text fallback when Telegram refuses the HTML. A 👀 reaction marks a message as received

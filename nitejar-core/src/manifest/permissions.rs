@@ -32,11 +32,38 @@ pub(super) fn check(permissions: &Value, declarative: bool, out: &mut Findings) 
             out.error(base, without_entry(key));
         }
     }
+    if let Some(secrets) = permissions.get("secrets").and_then(Value::as_array) {
+        same_secret_twice(secrets, out);
+    }
     if declarative && permissions.get("allowProcessSpawn") == Some(&Value::Bool(true)) {
         out.error(
             "/permissions/allowProcessSpawn",
             without_entry("allowProcessSpawn"),
         );
+    }
+}
+
+/// Two names that read the same environment variable are one secret declared twice: the operator
+/// would consent to two names and the plugin read one value.
+fn same_secret_twice(secrets: &[Value], out: &mut Findings) {
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for (i, name) in secrets.iter().enumerate() {
+        let Some(name) = name.as_str().filter(|n| secret_name(n).is_ok()) else {
+            continue;
+        };
+        let var = crate::permissions::secret_env_var(name);
+        match seen.iter().find(|(v, _)| *v == var) {
+            Some((_, first)) if *first != name => out.error(
+                format!("/permissions/secrets/{i}"),
+                format!(
+                    "{} and {} are one secret: both read {var}; declare it once",
+                    shown(first),
+                    shown(name)
+                ),
+            ),
+            Some(_) => {}
+            None => seen.push((var, name)),
+        }
     }
 }
 

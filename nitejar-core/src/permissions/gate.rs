@@ -58,8 +58,16 @@ impl MapSecrets {
 }
 
 impl SecretSource for MapSecrets {
+    /// By the name, or else by any name that reads the same environment variable (one secret,
+    /// whatever its spelling; see [`secret_env_var`]).
     fn secret(&self, _plugin: &PluginMeta, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
+        self.0.get(name).cloned().or_else(|| {
+            let wanted = secret_env_var(name);
+            self.0
+                .iter()
+                .find(|(k, _)| secret_env_var(k) == wanted)
+                .map(|(_, v)| v.clone())
+        })
     }
 }
 
@@ -311,12 +319,9 @@ impl HostServices for PermissionGate {
         let Some(grant) = self.grant_of(plugin) else {
             return Err(self.no_grant(plugin, Scope::Secrets, permission));
         };
-        let judgement = grant.judge(
-            grant
-                .permissions()
-                .declares_secret(name)
-                .then(|| permission.clone()),
-        );
+        // Judged and read under the declared spelling: the one the operator consented to.
+        let declared = grant.permissions().declared_secret(name).map(str::to_owned);
+        let judgement = grant.judge(declared.as_ref().map(|d| format!("secret:{d}")));
         if !judgement.allowed {
             let reason = if judgement.declared {
                 "declared but not acknowledged by the operator".to_string()
@@ -332,6 +337,7 @@ impl HostServices for PermissionGate {
                 Value::Null,
             ));
         }
+        let name = declared.as_deref().unwrap_or(name);
         self.secrets.secret(plugin, name).ok_or_else(|| {
             HostError::Failed(format!(
                 "secret `{name}` is not set (the server reads it from {})",

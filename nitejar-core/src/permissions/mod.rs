@@ -19,7 +19,10 @@
 //!   a redirect changes host.
 //! - **secrets** (`permissions.secrets`): only declared names. Values come from a
 //!   [`SecretSource`]; the default, [`EnvSecrets`], reads `NITEJAR_SECRET_<NAME>` (the name upper
-//!   cased, every character other than a letter or digit replaced by `_`).
+//!   cased, every character other than a letter or digit replaced by `_`). That variable is the
+//!   secret's identity: two spellings that read the same variable (`api.key`, `API_KEY`) are one
+//!   secret — a manifest may not declare both, and a request under either spelling is judged
+//!   against the one declaration. The consent screen shows the variable each name reads.
 //! - **files** (`permissions.filesystemRead` / `filesystemWrite`): declared paths are absolute or
 //!   relative to the package directory, and allow themselves and everything below. A request path
 //!   is absolute, or relative: a relative path whose first component is a declared
@@ -118,7 +121,23 @@ impl PermissionSet {
 
     /// Whether the secret name is declared.
     pub fn declares_secret(&self, name: &str) -> bool {
-        self.secrets.contains(name)
+        self.declared_secret(name).is_some()
+    }
+
+    /// The declared name that reads the same secret as `name`, if any. Secrets are told apart by
+    /// what is read — the environment variable [`secret_env_var`] names — not by spelling:
+    /// `api.key`, `API_KEY` and `api-key` are one secret, and asking for it under any of these
+    /// spellings is judged against the one declaration (whose acknowledgement is the one that
+    /// counts).
+    pub fn declared_secret(&self, name: &str) -> Option<&str> {
+        if let Some(exact) = self.secrets.get(name) {
+            return Some(exact);
+        }
+        let wanted = secret_env_var(name);
+        self.secrets
+            .iter()
+            .find(|s| secret_env_var(s) == wanted)
+            .map(String::as_str)
     }
 
     /// Whether process spawning is declared.

@@ -73,7 +73,10 @@ pub fn disclose(permissions: &Permissions) -> Vec<DisclosedPermission> {
             "secrets",
             format!("secret:{name}"),
             name.clone(),
-            format!("read the secret {name} through the host"),
+            format!(
+                "read the secret {name} through the host (the server reads it from {})",
+                crate::permissions::secret_env_var(name)
+            ),
         );
     }
     for path in &permissions.filesystem_read {

@@ -1,4 +1,4 @@
-//! `/api/admin/integrations`: create, read, update, delete, test.
+//! `/api/admin/integrations`: create, read, update, delete, test, hand over.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -19,12 +19,17 @@ impl From<IntegrationOpError> for ApiError {
             IntegrationOpError::Invalid(_) | IntegrationOpError::EmptyName => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            IntegrationOpError::NotServed(_) | IntegrationOpError::HandOverTarget { .. } => {
+                StatusCode::CONFLICT
+            }
+            IntegrationOpError::HandOverConsentRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             IntegrationOpError::Call { .. } => StatusCode::BAD_GATEWAY,
             IntegrationOpError::Store(e) => return ApiError::internal(e),
         };
         let error = ApiError::new(status, e.code(), e.to_string());
         match e {
             IntegrationOpError::Invalid(problems) => error.with_details(json!(problems)),
+            IntegrationOpError::HandOverConsentRequired(hand) => error.with_details(json!(hand)),
             _ => error,
         }
     }
@@ -103,4 +108,30 @@ pub async fn test_connection(
 ) -> Result<HttpResponse, ApiError> {
     let test = ops::test_connection(&state, &id).await?;
     Ok(HttpResponse::Ok().json(test))
+}
+
+/// `POST /api/admin/integrations/{id}/handover`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HandOverBody {
+    /// The plugin to give the integration to: the one that provides its type now.
+    plugin: String,
+    /// Consent to give that plugin the integration's configuration and secrets (428
+    /// `handover_consent_required` otherwise, with what would be handed over).
+    #[serde(default)]
+    accept_handover: bool,
+}
+
+pub async fn hand_over(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<HandOverBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let row = ops::hand_over(&state, &id, &body.plugin, body.accept_handover).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "integration": ops::view(&state, &row, &base_url(&state, &req)),
+    })))
 }

@@ -32,6 +32,8 @@ struct Row {
     type_label: String,
     enabled: bool,
     available: bool,
+    served: bool,
+    owner: String,
     webhook_url: String,
     updated: String,
 }
@@ -70,6 +72,12 @@ struct Existing {
     created: String,
     updated: String,
     available: bool,
+    /// Its owner provides the type (see `integrations::Ownership`).
+    served: bool,
+    /// The plugin it belongs to, if any.
+    owner: Option<String>,
+    /// When it is not served and another plugin provides the type: what a hand-over gives it.
+    handover: Option<ops::HandOver>,
 }
 
 #[derive(Deserialize)]
@@ -131,12 +139,15 @@ pub async fn list(
             let d = registry
                 .integration(&r.integration_type)
                 .map(|e| &e.descriptor);
+            let owned = ops::ownership(&state, r);
             Row {
                 id: r.id.clone(),
                 name: r.name.clone(),
                 type_label: type_label(d, &r.integration_type),
                 enabled: r.enabled,
                 available: d.is_some(),
+                served: owned.served(),
+                owner: owned.owner.unwrap_or_else(|| "no plugin".into()),
                 webhook_url: ops::webhook_url(&base, &r.integration_type, &r.id),
                 updated: format_ms(r.updated_at.saturating_mul(1000)),
             }
@@ -361,8 +372,13 @@ fn edit_page(
     let found = descriptor(state, &row.integration_type);
     let view = ops::view(state, row, &base_url(state, req));
     let stored = view.config.as_object().cloned().unwrap_or_default();
+    let handover = match (&view.provider, view.served) {
+        (Some(to), false) => Some(ops::HandOver::of(row, view.owner.clone(), to)),
+        _ => None,
+    };
     let (fields, type_description, plugin) = match &found {
-        Some((d, plugin)) => (
+        // The form is the provider's: shown only for a row it serves.
+        Some((d, plugin)) if view.served => (
             fields(
                 &d.config_schema,
                 d.ui_schema.as_ref(),
@@ -372,10 +388,10 @@ fn edit_page(
             d.description.clone(),
             plugin.clone(),
         ),
-        None => (
+        _ => (
             Vec::new(),
             String::new(),
-            row.plugin_id.clone().unwrap_or_default(),
+            view.owner.clone().unwrap_or_default(),
         ),
     };
     let page = FormPage {
@@ -386,6 +402,9 @@ fn edit_page(
             created: format_ms(row.created_at.saturating_mul(1000)),
             updated: format_ms(row.updated_at.saturating_mul(1000)),
             available: found.is_some(),
+            served: view.served,
+            owner: view.owner.clone(),
+            handover,
         }),
         kind: row.integration_type.clone(),
         type_label: type_label(found.as_ref().map(|(d, _)| d), &row.integration_type),
@@ -393,7 +412,7 @@ fn edit_page(
         plugin,
         name: row.name.clone(),
         enabled: row.enabled,
-        editable: found.is_some(),
+        editable: found.is_some() && view.served,
         fields,
         problems: Vec::new(),
         setup,
@@ -451,6 +470,9 @@ pub async fn update(
                 created: format_ms(row.created_at.saturating_mul(1000)),
                 updated: format_ms(row.updated_at.saturating_mul(1000)),
                 available: true,
+                served: true,
+                owner: Some(plugin.clone()),
+                handover: None,
             }),
             kind: row.integration_type.clone(),
             type_label: d.display_name.clone(),
@@ -532,6 +554,30 @@ pub async fn disable(
     id: web::Path<String>,
 ) -> HttpResponse {
     switch(&state, &post.admin, &req, &id, false).await
+}
+
+#[derive(Deserialize)]
+pub struct HandOverForm {
+    plugin: String,
+    accept: Option<String>,
+}
+
+pub async fn hand_over(
+    post: AdminForm<HandOverForm>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let form = post.form;
+    let accept = form.accept.as_deref() == Some("yes");
+    match ops::hand_over(&state, &id, &form.plugin, accept).await {
+        Ok(row) => redirect(format!("/admin/integrations/{}?notice=handed_over", row.id)),
+        Err(IntegrationOpError::HandOverConsentRequired(_)) => error_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Tick the box that gives the plugin this integration's configuration and secrets to \
+             hand it over. Nothing was changed.",
+        ),
+        Err(e) => ops_error(e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -93,6 +93,9 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "enabled" => "Enabled.",
         "disabled" => "Disabled.",
         "deleted" => "Deleted.",
+        "handed_over" => {
+            "Handed over: the plugin that provides the type now serves this integration."
+        }
         "signed_out" => "You are signed out.",
         "installed" => "Installed. Review it below, then enable it.",
         "uninstalled" => "Uninstalled.",
