@@ -303,6 +303,212 @@ async fn files_are_read_and_written_under_allowed_paths_only() {
     g.denial();
 }
 
+/// A write (and read) root outside the package, `<tmp>/shared`, and a directory next to it that no
+/// grant covers, `<tmp>/outside`.
+struct Places {
+    _dir: tempfile::TempDir,
+    shared: PathBuf,
+    outside: PathBuf,
+}
+
+impl Places {
+    fn new() -> Places {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret.txt"), "not the plugin's").unwrap();
+        Places {
+            _dir: dir,
+            shared,
+            outside,
+        }
+    }
+
+    /// The probe's grant plus `shared` declared readable and writable.
+    fn grant(&self, g: Grant) -> Grant {
+        let shared = self.shared.display().to_string();
+        let permissions = g
+            .permissions()
+            .clone()
+            .filesystem_read([shared.clone()])
+            .filesystem_write([shared]);
+        Grant::new(permissions, g.package_dir())
+    }
+
+    fn in_shared(&self, relative: &str) -> String {
+        self.shared.join(relative).display().to_string()
+    }
+}
+
+fn denial_reason(receipt: &Receipt) -> String {
+    receipt.detail.as_ref().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dangling_link_out_of_a_write_root_is_not_followed() {
+    let places = Places::new();
+    let g = gated(&[], |g| places.grant(g));
+    let target = places.outside.join("new.txt");
+    std::os::unix::fs::symlink(&target, places.shared.join("link")).unwrap();
+
+    let path = places.in_shared("link");
+    let write = g
+        .act(json!({"action": "write_file", "path": path, "contents": "escaped"}))
+        .await;
+    assert!(matches!(host_error(&write), HostError::Denied { .. }));
+    let receipt = g.denial();
+    assert_denied(
+        &receipt,
+        &format!("fs.write:{path}"),
+        "filesystemWrite",
+        false,
+    );
+    assert_eq!(receipt.detail.as_ref().unwrap()["path"], path.as_str());
+    let reason = denial_reason(&receipt);
+    assert!(reason.contains("leads outside"), "{reason}");
+    assert!(!target.exists(), "the write created {}", target.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_an_outside_directory_mid_path_is_refused() {
+    let places = Places::new();
+    let g = gated(&[], |g| places.grant(g));
+    std::os::unix::fs::symlink(&places.outside, places.shared.join("up")).unwrap();
+
+    let secret = places.in_shared("up/secret.txt");
+    let read = g.act(json!({"action": "read_file", "path": secret})).await;
+    assert!(matches!(host_error(&read), HostError::Denied { .. }));
+    assert_denied(
+        &g.denial(),
+        &format!("fs.read:{secret}"),
+        "filesystemRead",
+        false,
+    );
+
+    for path in ["up/secret.txt", "up/new.txt", "up/made/new.txt"] {
+        let path = places.in_shared(path);
+        let write = g
+            .act(json!({"action": "write_file", "path": path, "contents": "escaped"}))
+            .await;
+        assert!(matches!(host_error(&write), HostError::Denied { .. }));
+        assert_denied(
+            &g.denial(),
+            &format!("fs.write:{path}"),
+            "filesystemWrite",
+            false,
+        );
+    }
+    let outside: Vec<_> = std::fs::read_dir(&places.outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, ["secret.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(places.outside.join("secret.txt")).unwrap(),
+        "not the plugin's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_that_stay_inside_the_root_are_followed() {
+    let places = Places::new();
+    let g = gated(&[], |g| places.grant(g));
+    std::fs::create_dir_all(places.shared.join("real")).unwrap();
+    std::fs::write(places.shared.join("real/notes.txt"), "inside").unwrap();
+    std::os::unix::fs::symlink("real/notes.txt", places.shared.join("alias.txt")).unwrap();
+    std::os::unix::fs::symlink("real", places.shared.join("dir")).unwrap();
+
+    let alias = g
+        .act(json!({"action": "read_file", "path": places.in_shared("alias.txt")}))
+        .await;
+    assert_eq!(alias.detail.as_deref(), Some("inside"), "{alias:?}");
+    let written = g
+        .act(json!({"action": "write_file", "path": places.in_shared("dir/more.txt"), "contents": "kept"}))
+        .await;
+    assert!(written.ok, "{written:?}");
+    assert_eq!(
+        std::fs::read_to_string(places.shared.join("real/more.txt")).unwrap(),
+        "kept"
+    );
+    g.no_denial();
+}
+
+/// A directory of the path swapped for a link out of the root, over and over, while the plugin
+/// writes through it: no write may ever land outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_swapped_for_a_link_mid_call_never_leads_out() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let places = Places::new();
+    let g = gated(&[], |g| places.grant(g));
+    let swap = places.shared.join("swap");
+    let link = places.shared.join("swap.link");
+    std::fs::create_dir_all(&swap).unwrap();
+    std::os::unix::fs::symlink(&places.outside, &link).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = Arc::new(AtomicUsize::new(0));
+    let swapper = {
+        let (stop, swaps) = (stop.clone(), swaps.clone());
+        std::thread::spawn(move || {
+            // RENAME_EXCHANGE: `swap` is always there, a directory one instant, a link out the next.
+            while !stop.load(Ordering::Relaxed) {
+                rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    &swap,
+                    rustix::fs::CWD,
+                    &link,
+                    rustix::fs::RenameFlags::EXCHANGE,
+                )
+                .unwrap();
+                swaps.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let path = places.in_shared("swap/out.txt");
+    let escaped = places.outside.join("out.txt");
+    let (mut written, mut denied, mut failed) = (0, 0, Vec::new());
+    let mut landed_outside = false;
+    let until = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < until && !landed_outside {
+        let write = g
+            .act(json!({"action": "write_file", "path": path, "contents": "x"}))
+            .await;
+        let error = write.error.as_deref().unwrap_or_default();
+        match serde_json::from_str::<HostError>(error) {
+            _ if write.ok => written += 1,
+            Ok(HostError::Denied { .. }) => denied += 1,
+            _ => failed.push(error.to_string()),
+        }
+        landed_outside = escaped.exists();
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    let swaps = swaps.load(Ordering::Relaxed);
+
+    assert!(
+        !landed_outside && !escaped.exists(),
+        "a write landed outside the root ({written} written, {denied} denied, {swaps} swaps)"
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(
+        written > 0 && denied > 0,
+        "the race was not exercised: {written} written, {denied} denied, {swaps} swaps"
+    );
+    for receipt in g.sink.take() {
+        if receipt.kind == ReceiptKind::PermissionDenied {
+            let reason = denial_reason(&receipt);
+            assert!(reason.contains("leads outside"), "{reason}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_need_allow_process_spawn() {
     let g = gated(&[], |g| g);

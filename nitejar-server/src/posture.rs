@@ -44,7 +44,7 @@ pub fn host_enforced_controls() -> Vec<&'static str> {
     vec![
         "network: host HTTP requests only to declared hosts (redirects re-checked)",
         "secrets: only declared secret names are readable through the host",
-        "filesystem: host file reads and writes only inside declared paths and the plugin's data directory",
+        "filesystem: host file reads and writes only beneath declared paths and the plugin's data directory, resolved by the kernel beneath that directory (a symbolic link that leads out is refused); a plugin's own file access is not covered",
         "processes: host process spawning only when declared",
         "timeouts: every plugin call has a deadline; hooks have a chain budget",
         "receipts: every plugin action and every denied host call is recorded",

@@ -1,10 +1,24 @@
-//! Resolving a plugin's file path against its declared paths and data directory.
+//! A plugin's file path: which allowed root it falls under, then opening it beneath that root.
+//!
+//! Two steps, kept apart on purpose:
+//!
+//! - [`locate`] decides, from the grant alone and without touching the file system, which root (a
+//!   declared entry or the plugin's data directory) a request falls under and the path relative to
+//!   it. Nothing it returns has been checked against the disk.
+//! - [`open`] (module [`beneath`]) opens that root directory and then the relative path *relative
+//!   to the root's handle*, with the kernel refusing to resolve anything outside it. There is no
+//!   check-then-open-by-name: a symbolic link, dangling or not, or a directory swapped for a link
+//!   while the call runs, cannot lead the open out of the root.
 
 use std::path::{Component, Path, PathBuf};
 
 use nitejar_sdk::HostError;
 
 use super::Grant;
+
+mod beneath;
+
+pub(super) use beneath::open;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Access {
@@ -20,14 +34,35 @@ impl Access {
             Access::Write => "fs.write",
         }
     }
+
+    fn field(self) -> &'static str {
+        match self {
+            Access::Read => "permissions.filesystemRead",
+            Access::Write => "permissions.filesystemWrite",
+        }
+    }
 }
 
-pub(super) struct Resolved {
-    /// Where to read or write (canonical directory, file name appended).
-    pub(super) path: PathBuf,
+/// Where a request falls: an allowed root and the path below it. Only [`open`] touches the disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Located {
+    /// The allowed root: a declared entry (absolute, or joined to the package directory) or the
+    /// plugin's data directory. The operator or the host chose it, so the root itself is opened by
+    /// name; everything below it is resolved beneath it.
+    pub(super) root: PathBuf,
+    /// The rest of the request below `root`: plain names only (no `..`, no root, no `.`); empty
+    /// when the request is the root itself.
+    pub(super) relative: PathBuf,
     /// The acknowledgement string of the declared entry that allows it; `None` for the plugin's own
     /// data directory, which needs no declaration.
     pub(super) declared_entry: Option<String>,
+}
+
+impl Located {
+    /// The request as one path, for messages.
+    pub(super) fn path(&self) -> PathBuf {
+        self.root.join(&self.relative)
+    }
 }
 
 pub(super) enum Refusal {
@@ -37,17 +72,14 @@ pub(super) enum Refusal {
     Failed(HostError),
 }
 
-fn failed(what: &str, path: &Path, e: std::io::Error) -> Refusal {
-    Refusal::Failed(HostError::Failed(format!("{what} {}: {e}", path.display())))
-}
-
-/// Resolves `request` for `access`; see the module docs of [`super`] for the rules.
-pub(super) fn resolve(
+/// Finds the root `request` falls under for `access`; see the module docs of [`super`] for the
+/// rules. Pure: the file system is not consulted.
+pub(super) fn locate(
     grant: &Grant,
     data_dir: &Path,
     request: &str,
     access: Access,
-) -> Result<Resolved, Refusal> {
+) -> Result<Located, Refusal> {
     let asked = Path::new(request);
     if request.is_empty() {
         return Err(Refusal::Denied {
@@ -90,88 +122,36 @@ pub(super) fn resolve(
     } else {
         data_dir.join(asked)
     };
+    let outside = || Refusal::Denied {
+        reason: format!(
+            "{} is outside the plugin's data directory and every path in {}",
+            candidate.display(),
+            access.field()
+        ),
+    };
     let Some((root, entry)) = roots
         .iter()
         .filter(|(root, _)| candidate.starts_with(root))
         .max_by_key(|(root, _)| root.components().count())
     else {
-        let field = match access {
-            Access::Read => "permissions.filesystemRead",
-            Access::Write => "permissions.filesystemWrite",
-        };
+        return Err(outside());
+    };
+    let Ok(relative) = candidate.strip_prefix(root) else {
+        return Err(outside());
+    };
+    // `Path::components` drops `.` and repeated separators inside a path; what is left below a
+    // root must be plain names, which is what the opening step walks.
+    if !relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+    {
         return Err(Refusal::Denied {
-            reason: format!(
-                "{} is outside the plugin's data directory and every path in {field}",
-                candidate.display()
-            ),
+            reason: format!("{} is not a plain path below {}", request, root.display()),
         });
-    };
-    if entry.is_none() {
-        std::fs::create_dir_all(root).map_err(|e| failed("create", root, e))?;
     }
-    let canonical_root = root
-        .canonicalize()
-        .map_err(|e| failed("resolve", root, e))?;
-    let escape = |target: &Path| Refusal::Denied {
-        reason: format!(
-            "{} resolves to {}, outside {}",
-            candidate.display(),
-            target.display(),
-            canonical_root.display()
-        ),
-    };
-    let path = match access {
-        Access::Read => {
-            let target = candidate
-                .canonicalize()
-                .map_err(|e| failed("read", &candidate, e))?;
-            if !target.starts_with(&canonical_root) {
-                return Err(escape(&target));
-            }
-            target
-        }
-        Access::Write => {
-            let (Some(parent), Some(name)) = (candidate.parent(), candidate.file_name()) else {
-                return Err(Refusal::Denied {
-                    reason: format!("{} is not a file path", candidate.display()),
-                });
-            };
-            // The deepest directory that exists must already be inside the allowed tree, so that
-            // creating the missing ones cannot follow a link out of it.
-            let mut existing = parent;
-            while !existing.exists() {
-                match existing.parent() {
-                    Some(p) => existing = p,
-                    None => break,
-                }
-            }
-            let existing = existing
-                .canonicalize()
-                .map_err(|e| failed("resolve", existing, e))?;
-            if !existing.starts_with(&canonical_root) {
-                return Err(escape(&existing));
-            }
-            std::fs::create_dir_all(parent).map_err(|e| failed("create", parent, e))?;
-            let parent = parent
-                .canonicalize()
-                .map_err(|e| failed("resolve", parent, e))?;
-            if !parent.starts_with(&canonical_root) {
-                return Err(escape(&parent));
-            }
-            let target = parent.join(name);
-            if target.exists() {
-                let resolved = target
-                    .canonicalize()
-                    .map_err(|e| failed("resolve", &target, e))?;
-                if !resolved.starts_with(&canonical_root) {
-                    return Err(escape(&resolved));
-                }
-            }
-            target
-        }
-    };
-    Ok(Resolved {
-        path,
+    Ok(Located {
+        root: root.clone(),
+        relative: relative.components().collect(),
         declared_entry: entry.clone(),
     })
 }
@@ -181,65 +161,67 @@ mod tests {
     use super::*;
     use crate::permissions::PermissionSet;
 
-    fn setup() -> (tempfile::TempDir, Grant, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let package = dir.path().join("pkg");
-        std::fs::create_dir_all(package.join("assets")).unwrap();
-        std::fs::write(package.join("assets/a.txt"), "a").unwrap();
-        std::fs::write(dir.path().join("secret.txt"), "s").unwrap();
-        let shared = dir.path().join("shared");
-        std::fs::create_dir_all(&shared).unwrap();
-        let grant = Grant::new(
+    fn grant() -> Grant {
+        Grant::new(
             PermissionSet::new()
-                .filesystem_read(["assets".to_string(), shared.display().to_string()])
-                .filesystem_write([shared.display().to_string()]),
-            &package,
+                .filesystem_read(["assets", "/srv/shared", "/srv/shared/deep"])
+                .filesystem_write(["/srv/shared"]),
+            "/pkg",
+        )
+    }
+
+    fn located(request: &str, access: Access) -> Located {
+        match locate(&grant(), Path::new("/data/p"), request, access) {
+            Ok(l) => l,
+            Err(Refusal::Denied { reason }) => panic!("{request}: denied: {reason}"),
+            Err(Refusal::Failed(e)) => panic!("{request}: {e}"),
+        }
+    }
+
+    fn denied(request: &str, access: Access) -> String {
+        match locate(&grant(), Path::new("/data/p"), request, access) {
+            Err(Refusal::Denied { reason }) => reason,
+            Ok(l) => panic!("{request}: located {l:?}"),
+            Err(Refusal::Failed(e)) => panic!("{request}: {e}"),
+        }
+    }
+
+    #[test]
+    fn package_relative_entries_and_the_data_dir() {
+        let asset = located("assets/img/a.png", Access::Read);
+        assert_eq!(asset.root, Path::new("/pkg/assets"));
+        assert_eq!(asset.relative, Path::new("img/a.png"));
+        assert_eq!(asset.declared_entry.as_deref(), Some("fs.read:assets"));
+
+        let own = located("notes/./today.txt", Access::Write);
+        assert_eq!(own.root, Path::new("/data/p"));
+        assert_eq!(own.relative, Path::new("notes/today.txt"));
+        assert_eq!(own.declared_entry, None);
+        // Not declared for writing: a relative `assets/…` write lands in the data directory.
+        assert_eq!(
+            located("assets/x", Access::Write).path(),
+            Path::new("/data/p/assets/x")
         );
-        let data = dir.path().join("data");
-        (dir, grant, data)
     }
 
     #[test]
-    fn package_relative_and_data_dir_paths() {
-        let (_dir, grant, data) = setup();
-        let r = resolve(&grant, &data, "assets/a.txt", Access::Read)
-            .ok()
-            .unwrap();
-        assert_eq!(std::fs::read_to_string(r.path).unwrap(), "a");
-        assert_eq!(r.declared_entry.as_deref(), Some("fs.read:assets"));
-        let w = resolve(&grant, &data, "notes/today.txt", Access::Write)
-            .ok()
-            .unwrap();
-        assert!(w.path.starts_with(data.canonicalize().unwrap()));
-        assert_eq!(w.declared_entry, None);
+    fn the_longest_declared_root_wins() {
+        let deep = located("/srv/shared/deep/x", Access::Read);
+        assert_eq!(deep.root, Path::new("/srv/shared/deep"));
+        assert_eq!(
+            deep.declared_entry.as_deref(),
+            Some("fs.read:/srv/shared/deep")
+        );
+        let root_itself = located("/srv/shared", Access::Write);
+        assert_eq!(root_itself.relative, Path::new(""));
     }
 
     #[test]
-    fn outside_parent_and_symlink_escapes_are_refused() {
-        let (dir, grant, data) = setup();
-        let outside = dir.path().join("secret.txt");
-        let denied = |r: Result<Resolved, Refusal>| matches!(r, Err(Refusal::Denied { .. }));
-        assert!(denied(resolve(
-            &grant,
-            &data,
-            &outside.display().to_string(),
-            Access::Read
-        )));
-        assert!(denied(resolve(
-            &grant,
-            &data,
-            "../secret.txt",
-            Access::Read
-        )));
-        let shared = dir.path().join("shared");
-        std::os::unix::fs::symlink(&outside, shared.join("link.txt")).unwrap();
-        std::os::unix::fs::symlink(dir.path(), shared.join("up")).unwrap();
-        let link = shared.join("link.txt").display().to_string();
-        assert!(denied(resolve(&grant, &data, &link, Access::Read)));
-        assert!(denied(resolve(&grant, &data, &link, Access::Write)));
-        let through = shared.join("up/new.txt").display().to_string();
-        assert!(denied(resolve(&grant, &data, &through, Access::Write)));
-        let fine = shared.join("sub/ok.txt").display().to_string();
-        assert!(resolve(&grant, &data, &fine, Access::Write).is_ok());
+    fn outside_and_parent_paths_are_refused() {
+        assert!(denied("/srv/sharedx/a", Access::Read).contains("permissions.filesystemRead"));
+        assert!(denied("/etc/passwd", Access::Write).contains("permissions.filesystemWrite"));
+        assert!(denied("../secret.txt", Access::Read).contains("`..`"));
+        assert!(denied("/srv/shared/../../etc", Access::Read).contains("`..`"));
+        assert_eq!(denied("", Access::Read), "an empty path");
     }
 }

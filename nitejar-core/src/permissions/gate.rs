@@ -198,53 +198,54 @@ impl PermissionGate {
         )
     }
 
-    fn resolve_file(
+    /// Opens a file for a plugin: the request located under an allowed root, the grant judged,
+    /// then the file opened beneath that root (see [`files`]).
+    fn open_file(
         &self,
         plugin: &PluginMeta,
         path: &str,
         access: Access,
-    ) -> Result<PathBuf, HostError> {
+    ) -> Result<std::fs::File, HostError> {
         let scope = match access {
             Access::Read => Scope::FilesystemRead,
             Access::Write => Scope::FilesystemWrite,
         };
+        let permission = || format!("{}:{path}", access.prefix());
         let Some(grant) = self.grant_of(plugin) else {
-            return Err(self.no_grant(plugin, scope, format!("{}:{path}", access.prefix())));
+            return Err(self.no_grant(plugin, scope, permission()));
         };
-        let data_dir = self.plugin_data_dir(&plugin.id);
-        match files::resolve(&grant, &data_dir, path, access) {
-            Ok(resolved) => {
-                let judgement = match &resolved.declared_entry {
-                    Some(entry) => grant.judge(Some(entry.clone())),
-                    None => Judgement {
-                        declared: true,
-                        acknowledged: true,
-                        allowed: true,
-                    },
-                };
-                if judgement.allowed {
-                    Ok(resolved.path)
-                } else {
-                    Err(self.deny(
-                        plugin,
-                        scope,
-                        format!("{}:{path}", access.prefix()),
-                        judgement,
-                        "declared but not acknowledged by the operator".into(),
-                        json!({ "path": path }),
-                    ))
-                }
-            }
-            Err(Refusal::Denied { reason }) => Err(self.deny(
+        let refuse = |refusal: Refusal| match refusal {
+            Refusal::Denied { reason } => self.deny(
                 plugin,
                 scope,
-                format!("{}:{path}", access.prefix()),
+                permission(),
                 grant.judge(None),
                 reason,
                 json!({ "path": path }),
-            )),
-            Err(Refusal::Failed(e)) => Err(e),
+            ),
+            Refusal::Failed(e) => e,
+        };
+        let data_dir = self.plugin_data_dir(&plugin.id);
+        let located = files::locate(&grant, &data_dir, path, access).map_err(refuse)?;
+        let judgement = match &located.declared_entry {
+            Some(entry) => grant.judge(Some(entry.clone())),
+            None => Judgement {
+                declared: true,
+                acknowledged: true,
+                allowed: true,
+            },
+        };
+        if !judgement.allowed {
+            return Err(self.deny(
+                plugin,
+                scope,
+                permission(),
+                judgement,
+                "declared but not acknowledged by the operator".into(),
+                json!({ "path": path }),
+            ));
         }
+        files::open(&located, access).map_err(refuse)
     }
 }
 
@@ -347,8 +348,11 @@ impl HostServices for PermissionGate {
     }
 
     fn read_file(&self, plugin: &PluginMeta, path: &str) -> Result<Vec<u8>, HostError> {
-        let resolved = self.resolve_file(plugin, path, Access::Read)?;
-        std::fs::read(&resolved).map_err(|e| HostError::Failed(format!("read {path}: {e}")))
+        let mut contents = Vec::new();
+        self.open_file(plugin, path, Access::Read)?
+            .read_to_end(&mut contents)
+            .map_err(|e| HostError::Failed(format!("read {path}: {e}")))?;
+        Ok(contents)
     }
 
     fn write_file(
@@ -357,8 +361,8 @@ impl HostServices for PermissionGate {
         path: &str,
         contents: &[u8],
     ) -> Result<(), HostError> {
-        let resolved = self.resolve_file(plugin, path, Access::Write)?;
-        std::fs::write(&resolved, contents)
+        self.open_file(plugin, path, Access::Write)?
+            .write_all(contents)
             .map_err(|e| HostError::Failed(format!("write {path}: {e}")))
     }
 

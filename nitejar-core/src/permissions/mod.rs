@@ -28,8 +28,17 @@
 //!   is absolute, or relative: a relative path whose first component is a declared
 //!   package-relative entry resolves in the package; any other relative path resolves in the
 //!   plugin's own data directory `<data_dir>/plugins/<id>/data/`, which is always readable and
-//!   writable. `..` is refused; paths are canonicalised, so a symbolic link that leads outside the
-//!   allowed tree is refused.
+//!   writable. `..` is refused. The request is then opened relative to a handle of the allowed
+//!   root it falls under (the longest one), with the kernel resolving it beneath that root:
+//!   `openat2(2)` with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`. A symbolic link that stays
+//!   beneath the root is followed; one that leads out of it, dangling or not, is refused by the
+//!   kernel, and so is a directory swapped for such a link while the call runs (there is no
+//!   check-then-open by name). Missing parent directories of a write are created one at a time
+//!   beneath the root. Where `openat2` is unavailable (Linux before 5.6, a seccomp profile that
+//!   refuses it) the path is opened one component at a time with `O_NOFOLLOW` instead, and every
+//!   symbolic link below the root is refused; which mode applies is logged at the first file call.
+//!   A refusal by the kernel is a denial with a receipt. This covers the host file services only:
+//!   a plugin's own `std::fs` calls run in the server process and are not checked.
 //! - **processes** (`permissions.allowProcessSpawn`): all or nothing. The child gets a cleared
 //!   environment (`PATH` plus what the request sets), the plugin's data directory as its default
 //!   working directory, and the call's deadline.
