@@ -1,6 +1,7 @@
 //! The permission gate with a real plugin library: every host service allowed only as declared,
 //! each denial a receipt.
 
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,15 @@ struct Gated {
 /// The probe, installed with `network` declared as given, `PROBE_TOKEN` declared, `assets`
 /// readable, no process spawning; `adjust` may change the grant.
 fn gated(network: &[String], adjust: impl FnOnce(Grant) -> Grant) -> Gated {
+    gated_with(network, |gate| gate, adjust)
+}
+
+/// [`gated`], with `configure` applied to the gate as it is built.
+fn gated_with(
+    network: &[String],
+    configure: impl FnOnce(PermissionGate) -> PermissionGate,
+    adjust: impl FnOnce(Grant) -> Grant,
+) -> Gated {
     let data = tempfile::tempdir().unwrap();
     let package = install_package(data.path(), "tests/fixtures/plugins/probe", "probe", |m| {
         m["permissions"]["network"] = json!(network);
@@ -37,12 +47,12 @@ fn gated(network: &[String], adjust: impl FnOnce(Grant) -> Grant) -> Gated {
         .unwrap()
         .manifest;
     let sink = MemorySink::new();
-    let gate = Arc::new(
+    let gate = Arc::new(configure(
         PermissionGate::new(data.path(), sink.clone()).with_secrets(Arc::new(MapSecrets::new([
             ("PROBE_TOKEN", "t0ken"),
             ("OTHER_TOKEN", "not yours"),
         ]))),
-    );
+    ));
     let permissions = PermissionSet::from(&manifest.permissions);
     let active = loader::load(&PluginPackage::new(&package, manifest), gate.clone()).unwrap();
     gate.grant(active.meta(), adjust(Grant::new(permissions, &package)));
@@ -529,4 +539,250 @@ async fn processes_need_allow_process_spawn() {
         .await;
     assert_eq!(ran.detail.as_deref(), Some("hi\n"));
     g.no_denial();
+}
+
+/// A host name other than `localhost` that the system resolver maps to 127.0.0.1 and nothing else,
+/// from `/etc/hosts` (no DNS involved): the machine's own name usually is one. The egress check
+/// runs on the system resolver's answer, as in production.
+fn loopback_name() -> String {
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let loopback = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    hosts
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let address: IpAddr = fields.next()?.parse().ok()?;
+            Some((
+                address,
+                fields.map(str::to_ascii_lowercase).collect::<Vec<_>>(),
+            ))
+        })
+        .filter(|(address, _)| address.is_loopback())
+        .flat_map(|(_, names)| names)
+        .filter(|name| name != "localhost" && !name.ends_with(".localhost"))
+        .find(|name| {
+            let resolved: Vec<IpAddr> = (name.as_str(), 80)
+                .to_socket_addrs()
+                .map(|addrs| addrs.map(|a| a.ip()).collect())
+                .unwrap_or_default();
+            !resolved.is_empty() && resolved.iter().all(|ip| loopback.contains(ip))
+        })
+        .expect(
+            "these tests need a name other than localhost that /etc/hosts maps to 127.0.0.1 \
+             (e.g. `127.0.0.1 <hostname>`)",
+        )
+}
+
+fn name_url(name: &str, server: &LocalHttp, path: &str) -> String {
+    format!("http://{name}:{}{path}", server.port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_names_that_resolve_to_loopback_are_denied() {
+    let server = LocalHttp::start(|_| Reply::text(200, "should not be reached"));
+    let name = loopback_name();
+    let g = gated(&[format!("{name}:{}", server.port())], |g| g);
+
+    let refused = g
+        .act(json!({"action": "http", "url": name_url(&name, &server, "/admin")}))
+        .await;
+    let permission = format!("network:{name}:{}", server.port());
+    let HostError::Denied {
+        permission: p,
+        reason,
+    } = host_error(&refused)
+    else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(p, permission);
+    assert!(
+        reason.contains(&format!("{name} resolves to 127.0.0.1 (loopback)")),
+        "{reason}"
+    );
+    let receipt = g.denial();
+    assert_denied(&receipt, &permission, "network", true);
+    let d = receipt.detail.unwrap();
+    assert_eq!(d["addresses"], json!(["127.0.0.1"]));
+    assert_eq!(d["url"], name_url(&name, &server, "/admin"));
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .contains("a declared host name reaches public addresses only"),
+        "{d}"
+    );
+    assert!(server.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_private_networks_are_reachable_by_declared_names() {
+    let server = LocalHttp::start(|r| Reply::text(200, &format!("internal {}", r.path)));
+    let name = loopback_name();
+    let g = gated_with(
+        &[format!("{name}:{}", server.port())],
+        |gate| gate.with_private_networks(["127.0.0.0/8".parse().unwrap()]),
+        |g| g,
+    );
+
+    let served = g
+        .act(json!({"action": "http", "url": name_url(&name, &server, "/status")}))
+        .await;
+    assert_eq!(served.detail.as_deref(), Some("200 internal /status"));
+    assert_eq!(server.received().len(), 1);
+    g.no_denial();
+
+    // A listed range is no declaration: an undeclared name is still refused.
+    let other = LocalHttp::start(|_| Reply::text(200, "should not be reached"));
+    let undeclared = g
+        .act(json!({"action": "http", "url": name_url(&name, &other, "/")}))
+        .await;
+    assert!(matches!(host_error(&undeclared), HostError::Denied { .. }));
+    g.denial();
+    assert!(other.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_localhost_reaches_loopback() {
+    let server = LocalHttp::start(|r| Reply::text(200, &format!("local {}", r.path)));
+    let g = gated(&[format!("localhost:{}", server.port())], |g| g);
+
+    let served = g
+        .act(json!({"action": "http", "url": name_url("localhost", &server, "/dev")}))
+        .await;
+    assert_eq!(served.detail.as_deref(), Some("200 local /dev"));
+    assert_eq!(server.received().len(), 1);
+    g.no_denial();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_spellings_of_a_declared_address_are_that_address() {
+    let server = LocalHttp::start(|r| Reply::text(200, &format!("hello {}", r.path)));
+    let port = server.port();
+    let g = gated(&[format!("127.0.0.1:{port}")], |g| g);
+
+    for spelling in ["2130706433", "0x7f.1", "127.1", "0x7f000001"] {
+        let served = g
+            .act(json!({"action": "http", "url": format!("http://{spelling}:{port}/x")}))
+            .await;
+        assert_eq!(served.detail.as_deref(), Some("200 hello /x"), "{spelling}");
+    }
+    assert_eq!(server.received().len(), 4);
+    g.no_denial();
+
+    // An IPv4-mapped IPv6 literal is another host as far as the rules go: not declared.
+    let mapped = g
+        .act(json!({"action": "http", "url": format!("http://[::ffff:127.0.0.1]:{port}/x")}))
+        .await;
+    assert!(matches!(host_error(&mapped), HostError::Denied { .. }));
+    assert_denied(
+        &g.denial(),
+        &format!("network:[::ffff:7f00:1]:{port}"),
+        "network",
+        false,
+    );
+    assert_eq!(server.received().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_a_name_that_resolves_to_loopback_is_denied() {
+    let name = loopback_name();
+    let inner = LocalHttp::start(|_| Reply::text(200, "should not be reached"));
+    let target = name_url(&name, &inner, "/latest/meta-data");
+    let allowed = LocalHttp::start(move |_| Reply::redirect(&target));
+    let g = gated(
+        &[
+            format!("127.0.0.1:{}", allowed.port()),
+            format!("{name}:{}", inner.port()),
+        ],
+        |g| g,
+    );
+
+    let away = g
+        .act(json!({"action": "http", "url": allowed.url("/away")}))
+        .await;
+    assert!(matches!(host_error(&away), HostError::Denied { .. }));
+    let receipt = g.denial();
+    assert_denied(
+        &receipt,
+        &format!("network:{name}:{}", inner.port()),
+        "network",
+        true,
+    );
+    let d = receipt.detail.unwrap();
+    assert_eq!(d["redirected_from"], allowed.url("/away"));
+    assert_eq!(d["addresses"], json!(["127.0.0.1"]));
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "after a redirect from {}: {name} resolves to 127.0.0.1",
+            allowed.url("/away")
+        )),
+        "{reason}"
+    );
+    assert_eq!(allowed.received().len(), 1);
+    assert!(inner.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_keep_no_credentials_or_queries_of_urls() {
+    let other = LocalHttp::start(|_| Reply::text(200, "should not be reached"));
+    let target = format!(
+        "http://user:hunter2@127.0.0.1:{}/landing?token=secret#secret",
+        other.port()
+    );
+    let allowed = LocalHttp::start(move |_| Reply::redirect(&target));
+    let name = loopback_name();
+    let g = gated(
+        &[
+            format!("127.0.0.1:{}", allowed.port()),
+            format!("{name}:{}", other.port()),
+        ],
+        |g| g,
+    );
+    let leaks = |receipt: &Receipt, test: &ConnectionTest| {
+        let text = format!(
+            "{}{}",
+            serde_json::to_string(receipt).unwrap(),
+            test.error.as_deref().unwrap_or_default()
+        );
+        assert!(
+            !text.contains("secret") && !text.contains("hunter2"),
+            "{text}"
+        );
+    };
+
+    // Not declared.
+    let undeclared = g
+        .act(json!({"action": "http", "url": format!(
+            "http://admin:hunter2@127.0.0.1:{}/steal?token=secret#secret", other.port()
+        )}))
+        .await;
+    let receipt = g.denial();
+    leaks(&receipt, &undeclared);
+    assert_eq!(receipt.detail.as_ref().unwrap()["url"], other.url("/steal"));
+
+    // Declared, resolving to loopback.
+    let resolved = g
+        .act(json!({"action": "http", "url": format!(
+            "http://admin:hunter2@{name}:{}/steal?token=secret", other.port()
+        )}))
+        .await;
+    let receipt = g.denial();
+    leaks(&receipt, &resolved);
+    assert_eq!(
+        receipt.detail.as_ref().unwrap()["url"],
+        name_url(&name, &other, "/steal")
+    );
+
+    // A redirect, from a URL with a query to one with credentials.
+    let redirected = g
+        .act(json!({"action": "http", "url": allowed.url("/away?session=secret")}))
+        .await;
+    let receipt = g.denial();
+    leaks(&receipt, &redirected);
+    let d = receipt.detail.as_ref().unwrap();
+    assert_eq!(d["redirected_from"], allowed.url("/away"));
+    assert_eq!(d["url"], other.url("/landing"));
+    assert!(other.received().is_empty());
 }

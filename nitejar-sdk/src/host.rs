@@ -169,7 +169,10 @@ pub enum HostError {
 /// call's deadline to each service call.
 pub trait Host: Send + Sync {
     /// Makes an HTTP request. Only hosts in `permissions.network` are reached; redirects are checked
-    /// again at every hop.
+    /// again at every hop. A declared host *name* reaches public addresses only: when it resolves to
+    /// a loopback, private, link-local or other non-public address the call is
+    /// [`HostError::Denied`], unless the operator allows that private range. An IP address declared
+    /// literally is reached by URLs written with it; `localhost` is the loopback interface.
     fn http(&self, request: &HttpRequest) -> Result<HttpResponse, HostError>;
     /// Reads a secret by a name declared in `permissions.secrets`.
     fn secret(&self, name: &str) -> Result<String, HostError>;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use ipnet::IpNet;
 use nitejar_core::skills::{SkillLimits, SkillsConfig};
 use nitejar_core::trust::{TrustMode, TrustPolicy};
 
@@ -134,7 +135,12 @@ pub struct Config {
     pub auth_throttle: ThrottlePolicy,
     /// `NITEJAR_TRUSTED_PROXIES`: addresses or CIDR ranges of reverse proxies whose
     /// `X-Forwarded-For` names the client (default none: the header is ignored).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub trusted_proxies: Vec<IpNet>,
+    /// `NITEJAR_EGRESS_ALLOW_PRIVATE`: private CIDR ranges (comma-separated, like
+    /// `10.0.0.0/8,fd00::/8`) that host names a plugin declares in `permissions.network` may
+    /// resolve into — the operator's internal services. By default a declared name reaches public
+    /// addresses only (see `nitejar_core::permissions`).
+    pub egress_allow_private: Vec<IpNet>,
 }
 
 /// A configured secret: kept out of `Debug` output and logs.
@@ -227,6 +233,10 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("NITEJAR_TRUSTED_PROXIES: {e}"))?,
                 None => Vec::new(),
             },
+            egress_allow_private: match var("EGRESS_ALLOW_PRIVATE") {
+                Some(text) => parse_private_networks(&text)?,
+                None => Vec::new(),
+            },
         })
     }
 
@@ -288,6 +298,26 @@ impl Config {
     }
 }
 
+/// Parses `NITEJAR_EGRESS_ALLOW_PRIVATE`: CIDR ranges (a bare address is a range of one),
+/// separated by commas.
+fn parse_private_networks(text: &str) -> anyhow::Result<Vec<IpNet>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "NITEJAR_EGRESS_ALLOW_PRIVATE: `{entry}` is not a CIDR range; write ranges \
+                         like 10.0.0.0/8 or fd00::/8, separated by commas"
+                    )
+                })
+        })
+        .collect()
+}
+
 fn auth_throttle() -> anyhow::Result<ThrottlePolicy> {
     let default = ThrottlePolicy::default();
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -339,5 +369,28 @@ fn skills_dirs() -> Vec<PathBuf> {
                 Vec::new()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_networks_are_cidr_ranges_separated_by_commas() {
+        let nets = parse_private_networks(" 10.0.0.0/8, fd00::/8,,192.168.1.7 ").unwrap();
+        let shown: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "fd00::/8", "192.168.1.7/32"]);
+
+        let err = parse_private_networks("10.0.0.0/8, 10.0.0.0/33").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "NITEJAR_EGRESS_ALLOW_PRIVATE: `10.0.0.0/33` is not a CIDR range; write ranges like \
+             10.0.0.0/8 or fd00::/8, separated by commas"
+        );
+        assert!(parse_private_networks("internal.example.com")
+            .unwrap_err()
+            .to_string()
+            .contains("`internal.example.com`"));
     }
 }

@@ -42,7 +42,7 @@ pub fn effective_limitations() -> Vec<&'static str> {
 /// What the host does enforce, for `hostEnforcedControls`.
 pub fn host_enforced_controls() -> Vec<&'static str> {
     vec![
-        "network: host HTTP requests only to declared hosts (redirects re-checked)",
+        "network: host HTTP requests only to declared hosts (redirects re-checked); a declared host name reaches public addresses only, unless the operator allows a private range",
         "secrets: only declared secret names are readable through the host",
         "filesystem: host file reads and writes only beneath declared paths and the plugin's data directory, resolved by the kernel beneath that directory (a symbolic link that leads out is refused); a plugin's own file access is not covered",
         "processes: host process spawning only when declared",

@@ -184,7 +184,21 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
             inner,
         })
     };
-    let gate = Arc::new(PermissionGate::new(&config.data_dir, counted(sink.clone())));
+    if !config.egress_allow_private.is_empty() {
+        let ranges: Vec<String> = config
+            .egress_allow_private
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::info!(
+            "plugin egress: declared host names may also reach {} (NITEJAR_EGRESS_ALLOW_PRIVATE)",
+            ranges.join(", ")
+        );
+    }
+    let gate = Arc::new(
+        PermissionGate::new(&config.data_dir, counted(sink.clone()))
+            .with_private_networks(config.egress_allow_private.clone()),
+    );
     // The crash-loop guard sees every receipt of plugin calls first (see nitejar_core::lifecycle).
     let crash_guard = plugin_cmd::setup::crash_guard(&config);
     let runtime = Arc::new(

@@ -9,13 +9,15 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use nitejar_sdk::host::{HttpRequest, HttpResponse, LogLevel, ProcessOutput, ProcessRequest};
 use nitejar_sdk::HostError;
 use serde_json::{json, Value};
 
+use super::egress::{EgressPolicy, EgressRefusal};
 use super::files::{self, Access, Refusal};
-use super::net::{HttpClient, RedirectHop};
-use super::{secret_env_var, Grant, Judgement, Scope};
+use super::net::{redacted_url, HttpClient, RedirectHop};
+use super::{secret_env_var, Grant, Judgement, NetworkRule, Scope};
 use crate::host::{CallScope, HostServices};
 use crate::receipts::{Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
 use crate::registry::PluginMeta;
@@ -107,8 +109,24 @@ impl PermissionGate {
             grants: RwLock::new(HashMap::new()),
             secrets: Arc::new(EnvSecrets),
             sink,
-            http: HttpClient::new(),
+            http: HttpClient::new(EgressPolicy::default()),
         }
+    }
+
+    /// Lets declared host names resolve into these private ranges too (the operator's internal
+    /// services). Without it a declared name reaches public addresses only; see the
+    /// [module docs](super). The server reads the ranges from `NITEJAR_EGRESS_ALLOW_PRIVATE`.
+    ///
+    /// ```
+    /// use nitejar_core::permissions::PermissionGate;
+    /// use nitejar_core::receipts::MemorySink;
+    ///
+    /// let gate = PermissionGate::new("./data", MemorySink::new())
+    ///     .with_private_networks(["10.20.0.0/16".parse().unwrap(), "fd00::/8".parse().unwrap()]);
+    /// ```
+    pub fn with_private_networks(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
+        self.http = HttpClient::new(EgressPolicy::new(networks.into_iter().collect()));
+        self
     }
 
     /// Reads secret values from `source`.
@@ -285,34 +303,85 @@ impl HostServices for PermissionGate {
         request: &HttpRequest,
     ) -> Result<HttpResponse, HostError> {
         let grant = self.grant_of(plugin);
+        let rule_of = |hop: &RedirectHop<'_>| -> Option<NetworkRule> {
+            let grant = grant.as_ref()?;
+            grant
+                .permissions()
+                .network_rule(hop.host, hop.port)
+                .cloned()
+        };
+        let permission = |hop: &RedirectHop<'_>| format!("network:{}:{}", hop.host, hop.port);
+        // What a network receipt shows of the request: never more of a URL than `redacted_url`.
+        let detail = |hop: &RedirectHop<'_>| {
+            let mut detail = json!({ "method": request.method, "url": redacted_url(hop.url) });
+            if let (Some(from), Some(o)) = (hop.redirected_from, detail.as_object_mut()) {
+                o.insert("redirected_from".into(), json!(redacted_url(from)));
+            }
+            detail
+        };
         let check = |hop: &RedirectHop<'_>| -> Result<(), HostError> {
-            let permission = format!("network:{}:{}", hop.host, hop.port);
             let Some(grant) = &grant else {
-                return Err(self.no_grant(plugin, Scope::Network, permission));
+                return Err(self.no_grant(plugin, Scope::Network, permission(hop)));
             };
-            let rule = grant.permissions().network_rule(hop.host, hop.port);
-            let judgement = grant.judge(rule.map(|r| format!("network:{}", r.declared())));
+            let rule = rule_of(hop);
+            let judgement = grant.judge(rule.as_ref().map(|r| format!("network:{}", r.declared())));
             if judgement.allowed {
                 return Ok(());
             }
             let reason = match (rule, hop.redirected_from) {
                 (Some(_), _) => "declared but not acknowledged by the operator".to_string(),
                 (None, Some(from)) => format!(
-                    "a redirect from {from} leads to {}:{}, which permissions.network does not declare",
-                    hop.host, hop.port
+                    "a redirect from {} leads to {}:{}, which permissions.network does not declare",
+                    redacted_url(from),
+                    hop.host,
+                    hop.port
                 ),
                 (None, None) => format!(
                     "{}:{} is not declared in permissions.network",
                     hop.host, hop.port
                 ),
             };
-            let mut extra = json!({ "method": request.method, "url": hop.url });
-            if let (Some(from), Some(o)) = (hop.redirected_from, extra.as_object_mut()) {
-                o.insert("redirected_from".into(), json!(from));
-            }
-            Err(self.deny(plugin, Scope::Network, permission, judgement, reason, extra))
+            Err(self.deny(
+                plugin,
+                Scope::Network,
+                permission(hop),
+                judgement,
+                reason,
+                detail(hop),
+            ))
         };
-        self.http.fetch(request, deadline, check)
+        // The hop is declared (`check` let it through), but its name resolved to an address a
+        // declared name may not reach.
+        let refused = |hop: &RedirectHop<'_>, refusal: &EgressRefusal| -> HostError {
+            let declared = rule_of(hop).map(|r| format!("network:{}", r.declared()));
+            let judgement = match &grant {
+                Some(grant) => grant.judge(declared),
+                None => Judgement {
+                    declared: false,
+                    acknowledged: false,
+                    allowed: false,
+                },
+            };
+            let reason = match hop.redirected_from {
+                Some(from) => format!("after a redirect from {}: {refusal}", redacted_url(from)),
+                None => refusal.to_string(),
+            };
+            let mut extra = detail(hop);
+            if let Some(o) = extra.as_object_mut() {
+                let addresses: Vec<String> =
+                    refusal.addresses.iter().map(ToString::to_string).collect();
+                o.insert("addresses".into(), json!(addresses));
+            }
+            self.deny(
+                plugin,
+                Scope::Network,
+                permission(hop),
+                judgement,
+                reason,
+                extra,
+            )
+        };
+        self.http.fetch(request, deadline, check, refused)
     }
 
     fn secret(&self, plugin: &PluginMeta, name: &str) -> Result<String, HostError> {

@@ -12,11 +12,26 @@
 //!
 //! # Rules
 //!
-//! - **network** (`permissions.network`): entries are `host`, `*.host` (any subdomain, not the
-//!   host itself), `host:port`, `[v6]:port`. Without a port an entry allows the default ports, 80
-//!   and 443. Host names compare case-insensitively. Every redirect is followed by the host and
-//!   checked again before it is requested; credentials (`authorization`, `cookie`) are dropped when
-//!   a redirect changes host.
+//! - **network** (`permissions.network`), for requests through the host HTTP service: entries are
+//!   `host`, `*.host` (any subdomain, not the host itself), `host:port`, `[v6]:port`. Without a
+//!   port an entry allows the default ports, 80 and 443. Host names compare case-insensitively;
+//!   addresses compare in the spelling the `url` crate normalises a URL to (`http://2130706433/`
+//!   is `127.0.0.1`), declared entries too. Every redirect is followed by the host and checked
+//!   again before it is requested; credentials (`authorization`, `cookie`) are dropped when a
+//!   redirect changes host.
+//!
+//!   A declared host **name** reaches **public addresses only**: the host resolves it itself and
+//!   refuses it — a denial like any other, with the addresses in the receipt — when any address
+//!   it resolves to is loopback, private, link-local (cloud metadata), unique-local, CGNAT,
+//!   multicast, reserved or another non-public range, or an IPv6 form of one. The addresses
+//!   checked are the ones connected to, and each redirect hop is resolved again. The exceptions:
+//!   an IP address declared literally is reachable by an IP-literal URL; `localhost` and
+//!   `*.localhost` mean the loopback addresses (never DNS); and private ranges the operator lists
+//!   ([`PermissionGate::with_private_networks`], `NITEJAR_EGRESS_ALLOW_PRIVATE` in the server) are
+//!   reachable by declared names. The host client uses no proxy from the environment. See
+//!   `egress.rs` for the details.
+//!
+//!   Receipts show URLs without user name, password, query or fragment.
 //! - **secrets** (`permissions.secrets`): only declared names. Values come from a
 //!   [`SecretSource`]; the default, [`EnvSecrets`], reads `NITEJAR_SECRET_<NAME>` (the name upper
 //!   cased, every character other than a letter or digit replaced by `_`). That variable is the
@@ -43,6 +58,9 @@
 //!   environment (`PATH` plus what the request sets), the plugin's data directory as its default
 //!   working directory, and the call's deadline.
 //!
+//! None of this covers what plugin code does without the host services: a plugin that opens its
+//! own sockets is not checked (plugins run in-process; there is no kernel enforcement yet).
+//!
 //! Acknowledgement strings, as the operator grants them: `network:<entry>`, `secret:<NAME>`,
 //! `fs.read:<entry>`, `fs.write:<entry>`, `process.spawn` — one per declared entry. When a grant
 //! requires acknowledgement (guarded trust mode), a declared but unacknowledged permission is
@@ -51,6 +69,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+mod egress;
 mod files;
 mod gate;
 mod net;
@@ -216,10 +235,17 @@ impl NetworkRule {
         if host.is_empty() || host.contains('/') {
             return invalid();
         }
+        // Hosts in the spelling the `url` crate gives a request's host, so that both sides of
+        // the comparison agree (`[0:0:0:0:0:0:0:1]` is `[::1]`, an IDN is its punycode).
         let host = match host.strip_prefix("*.") {
-            Some(suffix) if !suffix.is_empty() => HostPattern::Subdomains(format!(".{suffix}")),
-            Some(_) => return invalid(),
-            None => HostPattern::Exact(host),
+            Some(suffix) => match url::Host::parse(suffix) {
+                Ok(url::Host::Domain(domain)) => HostPattern::Subdomains(format!(".{domain}")),
+                _ => return invalid(),
+            },
+            None => match url::Host::parse(&host) {
+                Ok(parsed) => HostPattern::Exact(parsed.to_string()),
+                Err(_) => return invalid(),
+            },
         };
         NetworkRule {
             declared,
@@ -392,7 +418,25 @@ mod tests {
         assert!(v6.allows("[::1]", 9000));
         assert!(!v6.allows("[::1]", 9001));
 
-        for bad in ["", "*.", "host:http", "[::1", "a/b"] {
+        // Declared addresses are compared in the spelling a URL's host has.
+        let long = NetworkRule::parse("[0:0:0:0:0:0:0:1]:9000");
+        assert!(long.allows("[::1]", 9000));
+        let mapped = NetworkRule::parse("[::ffff:127.0.0.1]");
+        assert!(mapped.allows("[::ffff:7f00:1]", 80));
+        assert!(!mapped.allows("127.0.0.1", 80));
+        let idn = NetworkRule::parse("*.bücher.example");
+        assert!(idn.allows("shop.xn--bcher-kva.example", 443));
+
+        for bad in [
+            "",
+            "*.",
+            "host:http",
+            "[::1",
+            "a/b",
+            "*.[::1]",
+            "a b",
+            "1.2.3.256",
+        ] {
             let r = NetworkRule::parse(bad);
             assert!(!r.allows(bad, 443), "{bad}");
         }

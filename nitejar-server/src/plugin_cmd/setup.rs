@@ -155,7 +155,10 @@ impl Engine {
                 )
             })?;
         let sink = DbReceiptSink::start(store.clone(), SinkOptions::default());
-        let gate = Arc::new(PermissionGate::new(&config.data_dir, sink.clone()));
+        let gate = Arc::new(
+            PermissionGate::new(&config.data_dir, sink.clone())
+                .with_private_networks(config.egress_allow_private.clone()),
+        );
         let runtime = Arc::new(
             Runtime::builder()
                 .sink(sink.clone())
