@@ -43,11 +43,13 @@ pub fn effective_limitations() -> Vec<&'static str> {
 pub fn host_enforced_controls() -> Vec<&'static str> {
     vec![
         "network: host HTTP requests only to declared hosts (redirects re-checked); a declared host name reaches public addresses only, unless the operator allows a private range",
-        "secrets: only declared secret names are readable through the host",
+        "secrets: only declared secret names are readable through the host; a secret is the environment variable it reads, whatever its spelling",
         "filesystem: host file reads and writes only beneath declared paths and the plugin's data directory, resolved by the kernel beneath that directory (a symbolic link that leads out is refused); a plugin's own file access is not covered",
         "processes: host process spawning only when declared",
         "timeouts: every plugin call has a deadline; hooks have a chain budget",
         "receipts: every plugin action and every denied host call is recorded",
+        "consent: a plugin version runs only with the operator's consent on record; an upgrade or a rollback that adds a permission, hook, integration type or skill waits for it",
+        "integrations: an integration's configuration and secrets reach only the plugin it belongs to; another plugin of the same type is given it only by an operator's hand-over",
     ]
 }
 
