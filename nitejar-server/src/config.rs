@@ -110,6 +110,10 @@ pub struct Config {
     pub trust: TrustPolicy,
     /// `NITEJAR_SAFE_MODE=1`: load built-ins only.
     pub safe_mode: bool,
+    /// `NITEJAR_ACCEPT_NEW_ENCRYPTION_KEY=true`: start with an `ENCRYPTION_KEY` other than the one
+    /// the database's secrets were written with (the old key is lost); those secrets have to be
+    /// entered again. Without it such a key stops the server at start.
+    pub accept_new_encryption_key: bool,
     /// `NITEJAR_NPM_REGISTRY` (default https://registry.npmjs.org).
     pub npm_registry: String,
     /// `NITEJAR_NPM_TOKEN`: a bearer token for the registry.
@@ -214,6 +218,7 @@ impl Config {
             public_url: public_url()?,
             trust: trust_policy()?,
             safe_mode: flag("SAFE_MODE")?,
+            accept_new_encryption_key: flag("ACCEPT_NEW_ENCRYPTION_KEY")?,
             npm_registry: var("NPM_REGISTRY")
                 .unwrap_or_else(|| nitejar_core::install::npm::DEFAULT_REGISTRY.to_string()),
             npm_token: var("NPM_TOKEN"),
@@ -274,8 +279,16 @@ impl Config {
     pub fn prepare_dirs(&self) -> anyhow::Result<()> {
         for dir in [&self.data_dir, &self.plugins_dir] {
             std::fs::create_dir_all(dir)
+                .map_err(|e| not_ours(dir, e))
                 .with_context(|| format!("could not create {}", dir.display()))?;
         }
+        // A directory the server cannot write (a host directory mounted into the container that
+        // belongs to another user) is named now, with the fix, not at the first write.
+        let probe = self.data_dir.join(".nitejar-write-test");
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| not_ours(&self.data_dir, e))
+            .with_context(|| format!("could not write in {}", self.data_dir.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -296,6 +309,31 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `e`, with the way out when it is a permission problem: which user the server runs as, and what
+/// to do about a directory owned by another.
+fn not_ours(dir: &std::path::Path, e: std::io::Error) -> anyhow::Error {
+    if e.kind() != std::io::ErrorKind::PermissionDenied {
+        return e.into();
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(me) = std::fs::metadata("/proc/self") {
+            let owner = std::fs::metadata(dir)
+                .map(|m| format!(" (it belongs to uid {})", m.uid()))
+                .unwrap_or_default();
+            return anyhow::anyhow!(
+                "{e}: this server runs as uid {uid} and cannot write in {}{owner}; give the \
+                 directory to that user (`chown -R {uid} <dir>` on the host, for a directory \
+                 mounted into the container), or use a volume",
+                dir.display(),
+                uid = me.uid()
+            );
+        }
+    }
+    e.into()
 }
 
 /// Parses `NITEJAR_EGRESS_ALLOW_PRIVATE`: CIDR ranges (a bare address is a range of one),

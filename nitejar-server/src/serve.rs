@@ -171,6 +171,21 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
                 store::Backend::of_url(&config.database_url).as_str()
             )
         })?;
+    match store::check_encryption_key(store.as_ref(), &key, config.accept_new_encryption_key)
+        .await?
+    {
+        store::KeyCheck::Matches => {}
+        store::KeyCheck::Recorded => {
+            tracing::info!("encryption key: its fingerprint is recorded in the database")
+        }
+        store::KeyCheck::Replaced { unreadable } => tracing::warn!(
+            "encryption key: a NEW key is recorded (NITEJAR_ACCEPT_NEW_ENCRYPTION_KEY); the secrets \
+             of {} integration(s) were written with the old key and cannot be read: enter them \
+             again in the admin ({})",
+            unreadable.len(),
+            unreadable.join(", ")
+        ),
+    }
     let (auth, token_origin) = AdminAuth::init(store.clone(), &config, &key)
         .await
         .context("admin token")?;

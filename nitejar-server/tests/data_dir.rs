@@ -65,3 +65,43 @@ fn the_data_directory_and_database_are_private_and_held_by_one_server() {
         "{stderr}"
     );
 }
+
+/// A data directory the server cannot write (a host directory mounted into the container, owned by
+/// another user) stops it at start with the uid it runs as and the fix — not a bare "Permission
+/// denied" from somewhere later.
+#[test]
+fn a_data_directory_of_another_user_is_named_with_the_fix() {
+    use std::os::unix::fs::MetadataExt as _;
+    let data = DataDir::new();
+    let mine = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+    let mut cmd = if mine == 0 {
+        // Root writes anywhere: run the server as `nobody` against a directory root keeps.
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_nitejar"));
+        c
+    } else {
+        std::fs::set_permissions(&data.path, std::fs::Permissions::from_mode(0o500))
+            .expect("chmod");
+        std::process::Command::new(env!("CARGO_BIN_EXE_nitejar"))
+    };
+    let out = cmd
+        .arg("serve")
+        .env_clear()
+        .env("PORT", free_port().to_string())
+        .env("NITEJAR_BIND", "127.0.0.1")
+        .env("NITEJAR_DATA_DIR", &data.path)
+        .env("ENCRYPTION_KEY", KEY_HEX)
+        .output()
+        .expect("run the server");
+    std::fs::set_permissions(&data.path, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let uid = if mine == 0 { 65534 } else { mine };
+    assert!(
+        stderr.contains(&format!(
+            "this server runs as uid {uid} and cannot write in"
+        )) && stderr.contains(&format!("chown -R {uid}")),
+        "{stderr}"
+    );
+}

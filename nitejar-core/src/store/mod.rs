@@ -49,6 +49,7 @@ mod error;
 mod events;
 mod health;
 mod integrations;
+mod key_check;
 mod lifecycle;
 mod plugins;
 mod postgres;
@@ -67,6 +68,9 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use health::{Failing, StoreHealth, PROBE_EVERY};
+pub use key_check::{
+    check_encryption_key, key_fingerprint, KeyCheck, KeyCheckError, FINGERPRINT_SETTING,
+};
 pub use lifecycle::PluginAlertRow;
 pub use postgres::PostgresStore;
 pub use receipts::{DbReceiptSink, SinkBacklog, SinkOptions, SinkShutdown};
