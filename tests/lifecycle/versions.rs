@@ -8,7 +8,9 @@ use nitejar_core::lifecycle::{EnableRequest, LifecycleError, PluginState, Uninst
 use nitejar_sdk::hooks::ResponsePreDeliver;
 
 use crate::on_both_backends;
-use crate::support::{greeter, integrations_hash, seed_integrations, tgz, Env, GREETER};
+use crate::support::{
+    greeter, integrations_hash, package_files, seed_integrations, tgz, Env, GREETER,
+};
 use crate::testdb::TestDb;
 
 async fn answer(env: &Env) -> String {
@@ -207,5 +209,66 @@ async fn a_running_server_picks_up_cli_changes(db: TestDb) {
 
 on_both_backends!(
     upgrade_rollback_upgrade,
-    a_running_server_picks_up_cli_changes
+    a_running_server_picks_up_cli_changes,
+    a_failed_upgrade_leaves_nothing_behind
 );
+
+/// An upgrade whose new version fails to load leaves nothing of it: no version row to roll back
+/// to, no version directory, no consent, `current` and the running version unchanged. A fixed build
+/// of the same version at the same library path cannot be loaded by this process (the operating
+/// system hands back the library already opened there), and says so instead of loading the old one.
+async fn a_failed_upgrade_leaves_nothing_behind(db: TestDb) {
+    let env = Env::new(&db, |_| {}).await;
+    env.manager.install(upload(1)).await.unwrap();
+    env.manager
+        .enable(GREETER, EnableRequest::accept_all())
+        .await
+        .unwrap();
+    // 2.0.0's manifest with 1.0.0's library: it loads, then is refused (it embeds 1.0.0).
+    let broken = InstallSource::Upload {
+        name: "greeter-2-broken.tgz".into(),
+        bytes: tgz(&package_files(
+            "tests/fixtures/plugins/greeter-v2",
+            "greeter_v1",
+            |_| {},
+            &[],
+        )),
+    };
+    let refused = env
+        .manager
+        .upgrade(GREETER, Some(broken), EnableRequest::accept_all())
+        .await
+        .expect_err("the broken build does not load");
+    assert!(matches!(refused, LifecycleError::Load { .. }), "{refused}");
+
+    let left_clean = || async {
+        let versions: Vec<String> = env
+            .store
+            .list_plugin_versions(GREETER)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(versions, ["1.0.0"], "no 2.0.0 to roll back to");
+        assert!(!env.manager.layout().version_dir(GREETER, "2.0.0").exists());
+        assert_eq!(
+            env.manager.layout().current_version(GREETER).as_deref(),
+            Some("1.0.0")
+        );
+        assert_eq!(answer(&env).await, "hi (greeter v1)", "v1 still runs");
+    };
+    left_clean().await;
+
+    let fixed = env
+        .manager
+        .upgrade(GREETER, Some(upload(2)), EnableRequest::accept_all())
+        .await
+        .expect_err("another build at the same path needs a restart");
+    assert!(refused_stale(&fixed), "{fixed}");
+    left_clean().await;
+}
+
+fn refused_stale(e: &LifecycleError) -> bool {
+    matches!(e, LifecycleError::StaleLibrary { .. })
+}

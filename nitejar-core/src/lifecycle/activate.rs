@@ -250,6 +250,22 @@ impl PluginManager {
         manifest: &Manifest,
     ) -> Result<ActivePlugin, LifecycleError> {
         let id = row.id.clone();
+        let library = PluginPackage::new(dir, manifest.clone())
+            .library_path()
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
+        if let Some(library) = &library {
+            let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+            let first = opened
+                .entry(library.clone())
+                .or_insert_with(|| version.checksum.clone());
+            if *first != version.checksum {
+                return Err(LifecycleError::StaleLibrary {
+                    id,
+                    version: version.version.clone(),
+                });
+            }
+        }
         let started = Instant::now();
         let marker_path = self.layout().activation_marker(&id);
         let marker = ActivationMarker {

@@ -448,29 +448,43 @@ impl PluginManager {
             });
         };
         self.register(&judged, None, false).await?;
-        let new_version = self
-            .store
-            .get_plugin_version(id, &new)
-            .await?
-            .ok_or_else(|| LifecycleError::NotInstalled(format!("{id}@{new}")))?;
-        if let Some(basis) = consent {
-            let accepted = (basis == ConsentBasis::Accepted).then_some(text.as_str());
-            self.record_consent(&new_version, basis, accepted).await?;
-        }
-        self.record_acknowledgements(id, &new_manifest, &request.acknowledge, &added)
+        // From here on a failure takes the new version out again — row, artifact, consent and
+        // directory — so that it neither lingers as a version to roll back to nor blocks a fixed
+        // build of the same version; `current` has not moved.
+        let activated = async {
+            let new_version = self
+                .store
+                .get_plugin_version(id, &new)
+                .await?
+                .ok_or_else(|| LifecycleError::NotInstalled(format!("{id}@{new}")))?;
+            if let Some(basis) = consent {
+                let accepted = (basis == ConsentBasis::Accepted).then_some(text.as_str());
+                self.record_consent(&new_version, basis, accepted).await?;
+            }
+            self.record_acknowledgements(id, &new_manifest, &request.acknowledge, &added)
+                .await?;
+            let mut activated = false;
+            if row.enabled {
+                self.activate_version(&row, &new_version).await?;
+                activated = true;
+            }
+            self.make_current(
+                &row,
+                &new_version,
+                &judged.verdict,
+                Some(&judged.staged.source_ref),
+            )
             .await?;
-        let mut activated = false;
-        if row.enabled {
-            self.activate_version(&row, &new_version).await?;
-            activated = true;
+            Ok::<bool, LifecycleError>(activated)
         }
-        self.make_current(
-            &row,
-            &new_version,
-            &judged.verdict,
-            Some(&judged.staged.source_ref),
-        )
-        .await?;
+        .await;
+        let activated = match activated {
+            Ok(activated) => activated,
+            Err(e) => {
+                self.forget_failed_version(id, &new).await;
+                return Err(e);
+            }
+        };
         Ok(UpgradeOutcome {
             id: id.to_string(),
             from: current,
@@ -480,6 +494,25 @@ impl PluginManager {
             consent_diff: diff,
             activated,
         })
+    }
+
+    /// Removes what registering `version` of `id` left, after the upgrade to it failed: its row,
+    /// artifact and consent, then its directory. Best effort: what cannot be removed is logged, and
+    /// `doctor` reports it.
+    async fn forget_failed_version(&self, id: &str, version: &str) {
+        if let Err(e) = self.store.delete_plugin_version(id, version).await {
+            tracing::error!(plugin.id = %id, "could not remove the failed version {version}: {e}");
+        }
+        let dir = self.layout().version_dir(id, version);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::error!(
+                    plugin.id = %id,
+                    "could not remove {} of the failed version: {e}",
+                    dir.display()
+                );
+            }
+        }
     }
 
     /// Points the plugin at `version`: the `current` link, then the row.

@@ -305,6 +305,10 @@ pub struct PluginManager {
     installer: Installer,
     options: ManagerOptions,
     loaded: Mutex<HashMap<(String, String), LoadedVersion>>,
+    /// The digest of the build of every library path this process opened (or tried to open): the
+    /// operating system hands back the first library opened at a path, so another build at the
+    /// same path (a fixed one after a failed upgrade) cannot load until a restart.
+    opened: Mutex<HashMap<String, String>>,
     /// One lifecycle operation at a time in this process.
     ops: tokio::sync::Mutex<()>,
 }
@@ -329,6 +333,7 @@ impl PluginManager {
             installer,
             options,
             loaded: Mutex::new(HashMap::new()),
+            opened: Mutex::new(HashMap::new()),
             ops: tokio::sync::Mutex::new(()),
         });
         if let Some(guard) = crash {

@@ -140,6 +140,35 @@ where
         Ok(done.len() as u64)
     }
 
+    pub(crate) async fn sql_delete_plugin_version(
+        &self,
+        plugin_id: &str,
+        version: &str,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "delete a plugin version";
+        let mut tx = self.begin_write(OP).await?;
+        for table in ["plugin_consents", "plugin_artifacts"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE plugin_id = $1 AND version = $2"
+            ))
+            .bind(plugin_id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(OP))?;
+        }
+        let done = sqlx::query(
+            "DELETE FROM plugin_versions WHERE plugin_id = $1 AND version = $2 RETURNING version",
+        )
+        .bind(plugin_id)
+        .bind(version)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::query(OP))?;
+        tx.commit().await.map_err(StoreError::query(OP))?;
+        Ok(!done.is_empty())
+    }
+
     pub(crate) async fn sql_purge_plugin_data(&self, plugin_id: &str) -> Result<u64, StoreError> {
         const OP: &str = "purge plugin data";
         let mut tx = self.begin_write(OP).await?;

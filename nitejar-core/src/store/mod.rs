@@ -253,6 +253,14 @@ pub trait Store: Send + Sync + 'static {
     /// many versions were deleted.
     fn delete_plugin_versions<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, u64>;
 
+    /// Deletes one version of a plugin: its row, stored artifact and consent, in one transaction
+    /// (an upgrade that failed after registering it). Returns whether a version row was deleted.
+    fn delete_plugin_version<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        version: &'a str,
+    ) -> StoreFuture<'a, bool>;
+
     /// Deletes a plugin's receipts (`plugin_events`) and alerts. Returns how many receipts were
     /// deleted. Only `nitejar plugin uninstall --purge-data` calls this.
     fn purge_plugin_data<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, u64>;

@@ -377,6 +377,13 @@ macro_rules! impl_store {
             fn delete_plugin_versions<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, u64> {
                 Box::pin(self.sql_delete_plugin_versions(plugin_id))
             }
+            fn delete_plugin_version<'a>(
+                &'a self,
+                plugin_id: &'a str,
+                version: &'a str,
+            ) -> StoreFuture<'a, bool> {
+                Box::pin(self.sql_delete_plugin_version(plugin_id, version))
+            }
             fn purge_plugin_data<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, u64> {
                 Box::pin(self.sql_purge_plugin_data(plugin_id))
             }
