@@ -381,6 +381,44 @@ pub fn error_status(e: &LifecycleError) -> (StatusCode, &'static str) {
     }
 }
 
+/// The message of a lifecycle error in the API's terms: where the core's message tells a CLI user
+/// which flag to add, the API says which field to send (the CLI keeps the core's text).
+pub fn api_message(e: &LifecycleError) -> String {
+    use LifecycleError as E;
+    match e {
+        E::NotInstalled(id) => {
+            format!("plugin `{id}` is not installed; GET /api/admin/plugins lists what is")
+        }
+        E::AlreadyInstalled { id, version } => format!(
+            "plugin `{id}` is already installed at version {version}; POST \
+             /api/admin/plugins/{id}/upgrade installs another version"
+        ),
+        E::ConsentRequired { id, .. } => format!(
+            "`{id}` needs your explicit consent to this version: read error.details.consentText \
+             (and details.diff, what it adds), then send the request again with \
+             \"acceptConsent\": true"
+        ),
+        E::AcknowledgementMissing { id, mode, missing } => format!(
+            "`{id}`: {mode} mode requires every declared permission to be acknowledged; not \
+             acknowledged: {}. Send the request again with \"acknowledgeAll\": true, or list \
+             them in \"acknowledge\"",
+            missing.join(", ")
+        ),
+        E::NotAnUpgrade { current, new, .. } if current == new => e.to_string(),
+        E::NotAnUpgrade {
+            id, current, new, ..
+        } => format!(
+            "`{id}` is at {current}; the package is {new}. To go back to an installed version, \
+             POST /api/admin/plugins/{id}/rollback with {{\"version\": …}}"
+        ),
+        E::SourceRequired { id, kind } => format!(
+            "`{id}` was installed from {kind}; give the new package: POST \
+             /api/admin/plugins/{id}/upgrade with \"source\", or upload it"
+        ),
+        e => e.to_string(),
+    }
+}
+
 impl From<LifecycleError> for ApiError {
     fn from(e: LifecycleError) -> ApiError {
         let (status, code) = error_status(&e);
@@ -402,7 +440,7 @@ impl From<LifecycleError> for ApiError {
             }
             _ => None,
         };
-        let error = ApiError::new(status, code, e.to_string());
+        let error = ApiError::new(status, code, api_message(&e));
         match details {
             Some(d) => error.with_details(d),
             None => error,

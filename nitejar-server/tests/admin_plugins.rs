@@ -128,6 +128,13 @@ async fn upload_review_consent_enable_use_disable_and_uninstall_over_the_api() {
     let refused = api(&server, Method::POST, &path, None).await;
     assert_eq!(refused.status, 428, "{}", refused.text);
     assert_eq!(code(&refused), "consent_required");
+    // In the API's terms: the field to send, not the CLI flag.
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("\"acceptConsent\": true"), "{message}");
+    assert!(!message.contains("--accept-consent"), "{message}");
     assert!(refused.json()["error"]["details"]["consentText"]
         .as_str()
         .unwrap()
@@ -393,6 +400,7 @@ async fn upgrade_keeps_the_old_version_for_rollback() {
     .await;
     assert_eq!(not_up.status, 409, "{}", not_up.text);
     assert_eq!(code(&not_up), "not_an_upgrade");
+    assert!(not_up.text.contains("Nothing to do"), "{}", not_up.text);
     let unknown_field = api(
         &server,
         Method::POST,
