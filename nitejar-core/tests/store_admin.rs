@@ -121,20 +121,52 @@ async fn events_are_filtered_and_paged_across_plugins(db: TestDb) {
         ReceiptStatus::Ok,
         2000,
     ));
+    // Two deliveries naming integrations whose ids a LIKE pattern would confuse (`_`, `%`).
+    for (id, at) in [("in_1", 900), ("in%1", 901), ("inx1", 902)] {
+        let mut r = receipt(
+            "com.example.c",
+            ReceiptKind::WebhookIngress,
+            ReceiptStatus::Ok,
+            at,
+        );
+        r.receipt.detail = Some(serde_json::json!({ "integration_id": id, "reason": "accepted" }));
+        receipts.push(r);
+    }
     store.insert_receipts(&receipts).await.expect("insert");
+    for id in ["in_1", "in%1", "inx1"] {
+        let only = EventFilter {
+            integration_id: Some(id.into()),
+            ..EventFilter::default()
+        };
+        let page = store
+            .list_events(&only, PageRequest::first(100))
+            .await
+            .expect("by integration");
+        let named: Vec<String> = page
+            .items
+            .iter()
+            .map(|e| {
+                e.detail().expect("detail")["integration_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(named, [id], "receipts of integration {id}");
+    }
 
     let all = store
         .list_events(&EventFilter::default(), PageRequest::first(100))
         .await
         .expect("all");
-    assert_eq!(all.items.len(), 11);
+    assert_eq!(all.items.len(), 14);
     assert_eq!(all.items[0].kind, "webhook_ingress", "newest first");
     assert!(all.next_cursor.is_none());
 
     let hooks_of_a = EventFilter {
         plugin_id: Some("com.example.a".into()),
         kind: Some("hook".into()),
-        status: None,
+        ..EventFilter::default()
     };
     let page = store
         .list_events(&hooks_of_a, PageRequest::first(100))
@@ -173,5 +205,6 @@ async fn events_are_filtered_and_paged_across_plugins(db: TestDb) {
     }
     let mut expected: Vec<i64> = (1000..1010).rev().collect();
     expected.insert(0, 2000);
+    expected.extend([902, 901, 900]);
     assert_eq!(seen, expected);
 }

@@ -255,13 +255,28 @@ where
             .map(EventCursor::decode)
             .transpose()?;
         let columns = EVENT_COLUMNS.join(", ");
+        // Receipts name their integration in the detail; the detail is compact JSON written by
+        // this code, so the pair `"integration_id":"<id>"` is a substring of it (LIKE-escaped).
         let filters = "($1 IS NULL OR plugin_id = $1) AND ($2 IS NULL OR kind = $2) \
-                       AND ($3 IS NULL OR status = $3)";
+                       AND ($3 IS NULL OR status = $3) \
+                       AND ($4 IS NULL OR detail_json LIKE $4 ESCAPE '\\')";
         let (after, limit_param) = if cursor.is_some() {
-            ("AND (created_at, id) < ($4, $5)", "$6")
+            ("AND (created_at, id) < ($5, $6)", "$7")
         } else {
-            ("", "$4")
+            ("", "$5")
         };
+        let integration = filter.integration_id.as_deref().map(|id| {
+            // As stored (JSON-quoted), then LIKE-escaped.
+            let quoted = serde_json::to_string(id).unwrap_or_default();
+            let escaped: String = quoted
+                .chars()
+                .flat_map(|c| match c {
+                    '%' | '_' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            format!("%\"integration_id\":{escaped}%")
+        });
         let sql = format!(
             "SELECT {columns} FROM plugin_events WHERE {filters} {after} \
              ORDER BY created_at DESC, id DESC LIMIT {limit_param}"
@@ -269,7 +284,8 @@ where
         let mut query = sqlx::query(&sql)
             .bind(filter.plugin_id.as_deref())
             .bind(filter.kind.as_deref())
-            .bind(filter.status.as_deref());
+            .bind(filter.status.as_deref())
+            .bind(integration);
         if let Some(c) = &cursor {
             query = query.bind(c.created_at).bind(c.id.as_str());
         }

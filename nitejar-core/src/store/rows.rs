@@ -632,6 +632,9 @@ pub struct EventFilter {
     pub kind: Option<String>,
     /// Only this status (`ok`, `error`, …).
     pub status: Option<String>,
+    /// Only receipts whose detail names this integration (`"integration_id"`): its webhook
+    /// deliveries and hand-overs.
+    pub integration_id: Option<String>,
 }
 
 // --- admin -----------------------------------------------------------------------------------------

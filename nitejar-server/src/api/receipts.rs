@@ -15,6 +15,8 @@ pub struct ReceiptQuery {
     pub plugin: Option<String>,
     pub kind: Option<String>,
     pub status: Option<String>,
+    /// Only receipts naming this integration (its webhook deliveries, hand-overs).
+    pub integration: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -32,6 +34,7 @@ impl ReceiptQuery {
             plugin_id: some(&self.plugin),
             kind: some(&self.kind),
             status: some(&self.status),
+            integration_id: some(&self.integration),
         }
     }
 

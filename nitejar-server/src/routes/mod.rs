@@ -163,6 +163,10 @@ const EVENTS_QUERY: &[(&str, &str)] = &[
         "status",
         "only this status (ok, error, timeout, blocked, denied, ...)",
     ),
+    (
+        "integration",
+        "only receipts naming this integration id (its webhook deliveries, hand-overs)",
+    ),
     ("limit", "page size, 1-500 (default 50)"),
     ("cursor", "nextCursor of the previous page"),
 ];

@@ -50,6 +50,8 @@ pub struct ReceiptLine {
     pub hook: String,
     pub duration: String,
     pub work_item: String,
+    /// The integration the receipt names (webhook deliveries, hand-overs), if any.
+    pub integration: String,
     /// The reason code of a webhook receipt, the operation of an integration call, …
     pub summary: String,
     pub detail: String,
@@ -81,6 +83,11 @@ impl From<&PluginEventRow> for ReceiptLine {
             hook: e.hook_name.clone().unwrap_or_default(),
             duration: e.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
             work_item: e.work_item_id.clone().unwrap_or_default(),
+            integration: detail
+                .as_ref()
+                .and_then(|d| d.get("integration_id").and_then(|v| v.as_str()))
+                .map(str::to_owned)
+                .unwrap_or_default(),
             summary: summary.chars().take(120).collect(),
             detail: detail
                 .map(|d| serde_json::to_string_pretty(&d).unwrap_or_default())
@@ -92,6 +99,13 @@ impl From<&PluginEventRow> for ReceiptLine {
 /// An option of a filter.
 pub struct Opt {
     pub value: String,
+    pub selected: bool,
+}
+
+/// An integration, for the filter.
+pub struct IntegrationOpt {
+    pub id: String,
+    pub label: String,
     pub selected: bool,
 }
 
@@ -112,6 +126,7 @@ struct ReceiptsPage {
     plugins: Vec<Opt>,
     kinds: Vec<Opt>,
     statuses: Vec<Opt>,
+    integrations: Vec<IntegrationOpt>,
     receipts: Vec<ReceiptLine>,
     /// Query string of the next (older) page, when there is one.
     older: Option<String>,
@@ -167,11 +182,25 @@ pub async fn page(
     let plugin = filter.plugin_id.clone().unwrap_or_default();
     let kind = filter.kind.clone().unwrap_or_default();
     let status = filter.status.clone().unwrap_or_default();
+    let integration = filter.integration_id.clone().unwrap_or_default();
+    let integrations = state
+        .store
+        .list_integrations(None)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| IntegrationOpt {
+            selected: r.id == integration,
+            label: format!("{} ({})", r.name, r.integration_type),
+            id: r.id,
+        })
+        .collect();
     let older = page.next_cursor.as_deref().map(|c| {
         query_string(&[
             ("plugin", &plugin),
             ("kind", &kind),
             ("status", &status),
+            ("integration", &integration),
             ("cursor", c),
         ])
     });
@@ -181,10 +210,17 @@ pub async fn page(
         plugins: options(plugins.iter().map(String::as_str), &plugin),
         kinds: options(KINDS.iter().copied(), &kind),
         statuses: options(STATUSES.iter().copied(), &status),
+        integrations,
         receipts: page.items.iter().map(ReceiptLine::from).collect(),
         older,
-        newest: paged
-            .then(|| query_string(&[("plugin", &plugin), ("kind", &kind), ("status", &status)])),
+        newest: paged.then(|| {
+            query_string(&[
+                ("plugin", &plugin),
+                ("kind", &kind),
+                ("status", &status),
+                ("integration", &integration),
+            ])
+        }),
     };
     render(StatusCode::OK, &view)
 }
