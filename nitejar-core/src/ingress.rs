@@ -98,6 +98,8 @@ pub struct Ingress {
     /// Integration rows recently read: a burst of deliveries reads its row once a second.
     rows: TtlMap<IntegrationRow>,
     parse_timeout: Duration,
+    /// The server loads built-ins only: a type nobody provides is explained by that.
+    safe_mode: bool,
 }
 
 /// How long an integration row read from the store serves deliveries before it is read again. Changes
@@ -121,7 +123,16 @@ impl Ingress {
             writer,
             rows: TtlMap::new(ROW_TTL, 10_000),
             parse_timeout: Duration::from_secs(10),
+            safe_mode: false,
         }
+    }
+
+    /// Says so in the answer to a delivery for a type no active plugin provides, when the server
+    /// runs in safe mode (built-ins only): "enable its plugin" would send the operator the wrong
+    /// way for a plugin that is enabled.
+    pub fn in_safe_mode(mut self, on: bool) -> Self {
+        self.safe_mode = on;
+        self
     }
 
     /// Forgets a cached integration row (call after changing it in this process).
@@ -324,8 +335,15 @@ impl Ingress {
             return Err(IngressOutcome::new(403, "integration_disabled", msg));
         }
         if plugin.is_none() {
-            let msg =
-                format!("no active plugin provides integration type `{kind}`; enable its plugin");
+            let msg = if self.safe_mode {
+                format!(
+                    "no active plugin provides integration type `{kind}`: the server runs in safe \
+                     mode (NITEJAR_SAFE_MODE), which loads built-ins only; restart it without \
+                     safe mode"
+                )
+            } else {
+                format!("no active plugin provides integration type `{kind}`; enable its plugin")
+            };
             return Err(IngressOutcome::new(503, "type_unavailable", msg));
         }
         // The row's own plugin, or nobody: its config and secrets are never decrypted for another

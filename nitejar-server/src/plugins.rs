@@ -39,6 +39,8 @@ pub struct PluginView {
     pub active: bool,
     /// `active`, `enabled_not_active`, `disabled`, `error`.
     pub state: &'static str,
+    /// Why an enabled plugin is not loaded, when the server knows (safe mode).
+    pub not_loaded_reason: Option<&'static str>,
     pub last_load_error: Option<String>,
     pub integrations: Vec<String>,
     pub hooks: Vec<String>,
@@ -114,6 +116,10 @@ fn view(
         enabled,
         active: active.is_some(),
         state: state_of(enabled, active.is_some(), error.as_deref()),
+        not_loaded_reason: (enabled && active.is_none() && !builtin && state.config.safe_mode)
+            .then_some(
+                "the server runs in safe mode (NITEJAR_SAFE_MODE): only built-ins are loaded",
+            ),
         last_load_error: error,
         integrations: contributes.integrations,
         hooks: contributes.hooks,

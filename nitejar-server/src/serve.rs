@@ -286,7 +286,8 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
         },
     )
     .await;
-    let ingress = Ingress::new(runtime.clone(), store.clone(), queue.waker());
+    let ingress =
+        Ingress::new(runtime.clone(), store.clone(), queue.waker()).in_safe_mode(config.safe_mode);
 
     let state = web::Data::new(AppState {
         runtime: runtime.clone(),

@@ -377,6 +377,13 @@ async fn upgrade_keeps_the_old_version_for_rollback() {
     )
     .await;
     assert_eq!(detail.json()["version"], "1.0.0", "{}", detail.text);
+    // On the page, going to a newer installed version is not called a roll back.
+    let page = Session::sign_in(&server)
+        .await
+        .get(&server, &format!("/admin/plugins/{GREETER}"))
+        .await;
+    assert!(page.text.contains("Switch to 2.0.0"), "{}", page.text);
+    assert!(!page.text.contains("Roll back to 2.0.0"));
     let missing = api(
         &server,
         Method::POST,
@@ -983,5 +990,100 @@ async fn a_plugin_providing_the_same_type_gets_no_rows_until_they_are_handed_ove
             && r.detail()
                 .is_some_and(|d| d["operation"] == "handover" && d["from"] == RETIRED)),
         "{receipts:?}"
+    );
+}
+
+/// In safe mode an enabled third-party plugin is not loaded, and every surface says why: the API
+/// and the plugin page name safe mode, and a webhook of its type is told to restart without it
+/// rather than to "enable its plugin", which is enabled.
+#[tokio::test]
+async fn safe_mode_is_named_wherever_it_explains_a_state() {
+    let data = DataDir::new();
+    let callback = LocalHttp::start(|_| json_reply(200, &json!({"ok": true})));
+    let package = signed_webhook(
+        &data.path.join("packages"),
+        &format!("127.0.0.1:{}", callback.port()),
+    );
+    let open = [("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".to_string())];
+    let server = start_admin(&data, &open);
+    let installed = api(
+        &server,
+        Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({"path": package.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let enabled = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{ID}/enable"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    let created = api(
+        &server,
+        Method::POST,
+        "/api/admin/integrations",
+        Some(&json!({
+            "type": "signed-webhook", "name": "Builds",
+            "config": {"secret": SECRET, "callbackUrl": callback.url("/hook")}
+        })),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json()["integration"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    server.stop();
+
+    let safe = start_admin(
+        &data,
+        &[open[0].clone(), ("NITEJAR_SAFE_MODE", "1".to_string())],
+    );
+    let plugin = api(
+        &safe,
+        Method::GET,
+        &format!("/api/admin/plugins/{ID}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(plugin["state"], "enabled_not_active", "{plugin}");
+    assert!(
+        plugin["notLoadedReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("safe mode")),
+        "{plugin}"
+    );
+    let page = Session::sign_in(&safe)
+        .await
+        .get(&safe, &format!("/admin/plugins/{ID}"))
+        .await;
+    assert!(
+        page.text.contains("safe mode (NITEJAR_SAFE_MODE)"),
+        "{}",
+        page.text
+    );
+    let body = json!({"text": "deploy"}).to_string();
+    let answer = read(
+        client()
+            .post(safe.url(&format!("/api/webhooks/plugins/signed-webhook/{id}")))
+            .header("content-type", "application/json")
+            .header("x-signature-256", sign(body.as_bytes()))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("webhook"),
+    )
+    .await;
+    assert_eq!(answer.status, 503, "{}", answer.text);
+    assert!(answer.text.contains("safe mode"), "{}", answer.text);
+    assert!(
+        !answer.text.contains("enable its plugin"),
+        "{}",
+        answer.text
     );
 }

@@ -40,6 +40,8 @@ struct VersionLine {
     installed: String,
     checksum: String,
     current: bool,
+    /// Newer than the current version: the button says "Switch to", not "Roll back to".
+    newer: bool,
     /// Whether a consent is on record for it (it cannot run without one).
     consent: String,
 }
@@ -154,6 +156,13 @@ pub async fn detail(
                 None => "no consent".into(),
             },
             current: p.version.as_deref() == Some(v.version.as_str()),
+            newer: match (
+                semver::Version::parse(&v.version),
+                p.version.as_deref().map(semver::Version::parse),
+            ) {
+                (Ok(v), Some(Ok(current))) => v > current,
+                _ => false,
+            },
             installed: format_ms(v.installed_at),
             checksum: v.checksum.chars().take(16).collect(),
             version: v.version,
