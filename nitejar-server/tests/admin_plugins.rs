@@ -1087,3 +1087,115 @@ async fn safe_mode_is_named_wherever_it_explains_a_state() {
         answer.text
     );
 }
+
+/// A browser-only operator upgrades an uploaded plugin by uploading the new package on its page;
+/// a version that asks for more shows the consent page, which takes the package again with the
+/// boxes ticked.
+#[tokio::test]
+async fn the_admin_ui_upgrades_by_upload_with_consent() {
+    let data = DataDir::new();
+    let packages = data.path.join("packages");
+    let v1 = package_dir(
+        &packages,
+        "v1",
+        "tests/fixtures/plugins/greeter-v1",
+        "greeter_v1",
+        |_| {},
+    );
+    let v2 = package_dir(
+        &packages,
+        "v2",
+        "tests/fixtures/plugins/greeter-v2",
+        "greeter_v2",
+        |m| m["permissions"] = json!({"secrets": ["API_TOKEN"]}),
+    );
+    let server = start_admin(
+        &data,
+        &[("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into())],
+    );
+    let installed = upload(&server, "package", "greeter-1.tgz", &tgz(&v1)).await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let enabled = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{GREETER}/enable"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+
+    let session = Session::sign_in(&server).await;
+    let page = session
+        .get(&server, &format!("/admin/plugins/{GREETER}"))
+        .await;
+    assert!(
+        page.text.contains("id=\"upgrade-upload-form\""),
+        "{}",
+        page.text
+    );
+    let send = |boxes: &'static [(&'static str, &'static str)]| {
+        let (server, session, bytes) = (&server, &session, tgz(&v2));
+        async move {
+            let boundary = "----nitejar-upgrade-7d1f";
+            let mut body = Vec::new();
+            for (name, value) in boxes {
+                body.extend_from_slice(
+                    format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                        .as_bytes(),
+                );
+            }
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"package\"; filename=\"greeter-2.tgz\"\r\nContent-Type: application/gzip\r\n\r\n").as_bytes(),
+            );
+            body.extend_from_slice(&bytes);
+            body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            let resp = client()
+                .post(server.url(&format!(
+                    "/admin/plugins/{GREETER}/upgrade/upload?_csrf={}",
+                    session.csrf
+                )))
+                .header("cookie", format!("nitejar_session={}", session.cookie))
+                .header("origin", &session.origin)
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(body)
+                .send()
+                .await
+                .expect("upgrade upload");
+            read(resp).await
+        }
+    };
+    let asked = send(&[]).await;
+    assert_eq!(asked.status, 428, "{}", asked.text);
+    assert!(
+        asked.text.contains("<code>secret:API_TOKEN</code>"),
+        "{}",
+        asked.text
+    );
+    assert!(
+        asked.text.contains("name=\"package\""),
+        "the consent form takes the file again"
+    );
+    let versions = || async {
+        api(
+            &server,
+            Method::GET,
+            &format!("/api/admin/plugins/{GREETER}"),
+            None,
+        )
+        .await
+        .json()["version"]
+            .clone()
+    };
+    assert_eq!(
+        versions().await,
+        "1.0.0",
+        "nothing of 2.0.0 without consent"
+    );
+
+    let done = send(&[("accept_consent", "yes"), ("ack_new", "yes")]).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert_eq!(versions().await, "2.0.0");
+}

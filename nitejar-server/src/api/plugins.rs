@@ -118,8 +118,20 @@ pub const UPLOAD_FIELD: &str = "package";
 pub struct UploadedPackage {
     /// The file name it was uploaded as, without any directory.
     pub name: String,
+    /// Small text fields sent before the file (a form's checkboxes), as name and value.
+    pub fields: Vec<(String, String)>,
     file: NamedTempFile,
 }
+
+impl UploadedPackage {
+    /// Whether the text field `name` was sent with value `value`.
+    pub fn has_field(&self, name: &str, value: &str) -> bool {
+        self.fields.iter().any(|(k, v)| k == name && v == value)
+    }
+}
+
+/// Text fields longer than this are drained, not kept.
+const MAX_TEXT_FIELD: usize = 256;
 
 impl UploadedPackage {
     /// The install source for the received file; valid while `self` lives.
@@ -144,12 +156,25 @@ pub async fn read_upload(
             format!("the upload could not be read: {e}"),
         )
     };
+    let mut fields = Vec::new();
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(unreadable)?;
         if field.name() != Some(UPLOAD_FIELD) {
-            // Drain and ignore other fields (a browser may send the CSRF token or a button).
+            // Keep short text fields (checkboxes), drain the rest (a CSRF token, a button).
+            let name = field.name().unwrap_or_default().to_owned();
+            let mut value = Vec::new();
+            let mut too_long = false;
             while let Some(chunk) = field.next().await {
-                chunk.map_err(unreadable)?;
+                let chunk = chunk.map_err(unreadable)?;
+                too_long |= value.len() + chunk.len() > MAX_TEXT_FIELD;
+                if !too_long {
+                    value.extend_from_slice(&chunk);
+                }
+            }
+            if !too_long && fields.len() < 16 {
+                if let Ok(value) = String::from_utf8(value) {
+                    fields.push((name, value));
+                }
             }
             continue;
         }
@@ -190,7 +215,7 @@ pub async fn read_upload(
                 "the uploaded file is empty; choose a plugin package (.tgz)",
             ));
         }
-        return Ok(UploadedPackage { name, file });
+        return Ok(UploadedPackage { name, fields, file });
     }
     Err(ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,

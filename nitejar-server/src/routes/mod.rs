@@ -243,6 +243,7 @@ fn table() -> Vec<RouteDef> {
         def(Post, "/admin/plugins/{id}/enable", Endpoint::admin(ui::plugins::enable), "admin-ui", "Enable with consent and acknowledgements.", &[], Body::Form, Redirect),
         def(Post, "/admin/plugins/{id}/disable", Endpoint::admin(ui::plugins::disable), "admin-ui", "Disable a plugin.", &[], Body::Form, Redirect),
         def(Post, "/admin/plugins/{id}/upgrade", Endpoint::admin(ui::plugins::upgrade), "admin-ui", "Upgrade from a source (or its own source).", &[], Body::Form, Redirect),
+        def(Post, "/admin/plugins/{id}/upgrade/upload", Endpoint::admin(ui::plugins::upgrade_upload), "admin-ui", "Upgrade from an uploaded package (consent boxes before the file; CSRF token in the query: `?_csrf=`).", &[("_csrf", "the session's CSRF token")], Body::Multipart("package"), Redirect),
         def(Post, "/admin/plugins/{id}/rollback", Endpoint::admin(ui::plugins::rollback), "admin-ui", "Roll back to an installed version.", &[], Body::Form, Redirect),
         def(Post, "/admin/plugins/{id}/uninstall", Endpoint::admin(ui::plugins::uninstall), "admin-ui", "Uninstall a plugin.", &[], Body::Form, Redirect),
         def(Get, "/admin/integrations", Endpoint::admin(ui::integrations::list), "admin-ui", "Integrations.", &[], Body::None, Html),

@@ -517,6 +517,7 @@ pub async fn rollback(
                 ack_new: false,
                 text,
                 diff: diff.unwrap_or_default(),
+                upload: false,
             },
         ),
         result => after(&id, result, "rolled_back"),
@@ -533,6 +534,15 @@ struct ConsentAsk {
     ack_new: bool,
     text: String,
     diff: ConsentDiff,
+    /// The form sends the package file again (an upgrade by upload).
+    upload: bool,
+}
+
+impl ConsentAsk {
+    fn with_upload(mut self) -> Self {
+        self.upload = true;
+        self
+    }
 }
 
 #[derive(Template)]
@@ -548,6 +558,7 @@ struct ConsentPage {
     ack_new: bool,
     text: String,
     diff: ConsentDiff,
+    upload: bool,
 }
 
 /// The page that asks consent to a version (an upgrade or a rollback that needs it), with what it
@@ -564,6 +575,7 @@ fn consent_page(state: &AppState, admin: &Admin, ask: ConsentAsk) -> HttpRespons
         ack_new: ask.ack_new,
         text: ask.text,
         diff: ask.diff,
+        upload: ask.upload,
     };
     render(StatusCode::PRECONDITION_REQUIRED, &page)
 }
@@ -607,7 +619,56 @@ pub async fn upgrade(
                 ack_new: true,
                 text,
                 diff: diff.unwrap_or_default(),
+                upload: false,
             },
+        ),
+        result => after(&id, result.map(|_| ()), "upgraded"),
+    }
+}
+
+/// The upgrade form's upload: the package file, with the consent boxes sent before it. When the
+/// new version needs a consent that was not ticked, the consent page asks to tick it and upload the
+/// package again (nothing of the refused upload is kept).
+pub async fn upgrade_upload(
+    admin: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    multipart: Multipart,
+) -> HttpResponse {
+    let upload = match api::plugins::read_upload(&state, multipart).await {
+        Ok(upload) => upload,
+        Err(e) => return error_page(e.status, &e.message),
+    };
+    let request = EnableRequest {
+        accept_consent: upload.has_field("accept_consent", "yes"),
+        acknowledge: if upload.has_field("ack_new", "yes") {
+            Acknowledge::All
+        } else {
+            Acknowledge::None
+        },
+    };
+    let result = state
+        .plugins
+        .upgrade(&id, Some(upload.source()), request)
+        .await;
+    // Only now, the upgrade finished either way, may the received file go.
+    drop(upload);
+    match result {
+        Err(LifecycleError::ConsentRequired { text, diff, .. }) => consent_page(
+            &state,
+            &admin,
+            ConsentAsk {
+                id: id.to_string(),
+                heading: format!("Consent to the new version of {id}"),
+                action: format!("/admin/plugins/{id}/upgrade/upload"),
+                hidden: Vec::new(),
+                button: "Consent and upload again".into(),
+                ack_new: true,
+                text,
+                diff: diff.unwrap_or_default(),
+                upload: false,
+            }
+            .with_upload(),
         ),
         result => after(&id, result.map(|_| ()), "upgraded"),
     }
