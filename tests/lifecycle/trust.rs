@@ -257,6 +257,42 @@ async fn signatures_and_allowlist(db: TestDb) {
     }
 }
 
+/// The same build installed unsigned, then again signed by a trusted key: the signature is kept and
+/// the plugin is trusted, without an uninstall (guarded mode refused it before).
+async fn a_signed_reinstall_of_an_installed_version_is_recognised(db: TestDb) {
+    let trusted = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let env = Env::new(&db, |o| o.policy = guarded(&[public(&trusted)], "")).await;
+    let first = env.manager.install(upload(&probe())).await.unwrap();
+    assert_eq!(first.trust_level, "untrusted", "{first:?}");
+    let err = env
+        .manager
+        .enable(PROBE, EnableRequest::accept_all())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LifecycleError::Trust { .. }), "{err}");
+
+    let again = env
+        .manager
+        .install(upload(&signed(&probe(), &trusted)))
+        .await
+        .unwrap();
+    assert!(again.already_installed);
+    assert_eq!(again.trust_level, "trusted");
+    let row = env.store.get_plugin(PROBE).await.unwrap().expect("row");
+    assert_eq!(row.trust_level, "trusted");
+    assert!(env
+        .manager
+        .layout()
+        .version_dir(PROBE, "1.0.0")
+        .join("nitejar.plugin.sig")
+        .is_file());
+    env.manager
+        .enable(PROBE, EnableRequest::accept_all())
+        .await
+        .unwrap();
+    assert!(env.runtime.registry().plugin(PROBE).is_some());
+}
+
 async fn purge(env: &Env) {
     let all = nitejar_core::lifecycle::UninstallOptions {
         purge_files: true,
@@ -265,4 +301,8 @@ async fn purge(env: &Env) {
     env.manager.uninstall(PROBE, all).await.unwrap();
 }
 
-on_both_backends!(consent_and_acknowledgements, signatures_and_allowlist);
+on_both_backends!(
+    consent_and_acknowledgements,
+    signatures_and_allowlist,
+    a_signed_reinstall_of_an_installed_version_is_recognised
+);

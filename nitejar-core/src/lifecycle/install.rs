@@ -1,6 +1,6 @@
 //! Install and upgrade: a package through the pipeline, its rows, its version directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use semver::Version;
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::consent::ConsentBasis;
 use super::operations::{Acknowledge, EnableRequest};
 use super::{LifecycleError, PluginManager};
-use crate::install::{InstallSource, NpmSpec, StagedPackage};
+use crate::install::{InstallSource, NpmSpec, StagedPackage, SIGNATURE_FILE};
 use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
 use crate::store::{PluginArtifact, PluginRow, PluginVersionRow};
 use crate::trust::consent::{
@@ -135,6 +135,7 @@ impl PluginManager {
                     && row.current_checksum.as_deref() == Some(&judged.staged.digest)
                 {
                     let dir = self.layout().version_dir(&id, &version);
+                    self.adopt_signature(row, &judged, &dir).await?;
                     return Ok(self.outcome(&judged, dir, true));
                 }
                 return Err(LifecycleError::AlreadyInstalled {
@@ -177,6 +178,52 @@ impl PluginManager {
                 self.layout().current_link(&id),
             ))?;
         Ok(self.outcome(&judged, dir, reused))
+    }
+
+    /// The same contents installed again, now signed: the signature (outside the digest, so the
+    /// version's contents stay as they were) is kept beside the installed version and in its stored
+    /// package, and the plugin's trust level follows — a signed build of an installed version no
+    /// longer needs an uninstall to be recognised.
+    async fn adopt_signature(
+        &self,
+        row: &PluginRow,
+        judged: &Judged,
+        dir: &Path,
+    ) -> Result<(), LifecycleError> {
+        let Some(signature) = &judged.staged.signature else {
+            return Ok(());
+        };
+        let path = dir.join(SIGNATURE_FILE);
+        if std::fs::read_to_string(&path).ok().as_deref() == Some(signature.as_str()) {
+            return Ok(());
+        }
+        if !matches!(judged.check, SignatureCheck::Trusted { .. }) {
+            // A signature that proves nothing here does not replace what is installed.
+            return Ok(());
+        }
+        std::fs::write(&path, signature).map_err(LifecycleError::io("write", &path))?;
+        self.store
+            .put_plugin_artifact(&PluginArtifact {
+                plugin_id: row.id.clone(),
+                version: judged.staged.version().to_string(),
+                bytes: judged.staged.archive.clone(),
+                checksum: judged.staged.digest.clone(),
+                created_at: now_ms(),
+            })
+            .await?;
+        let mut updated = row.clone();
+        updated.trust_level = judged.verdict.trust_level().to_string();
+        // A refusal recorded under the old (unsigned) judgement no longer holds.
+        if updated
+            .last_load_error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused"))
+        {
+            updated.last_load_error = None;
+        }
+        updated.updated_at = now_ms();
+        self.store.upsert_plugin(&updated).await?;
+        Ok(())
     }
 
     async fn stage_and_judge(
