@@ -2,8 +2,12 @@
 # with its data (database, plugins, logs, generated keys) in the /app/data volume.
 #
 #   docker volume create nitejar-data
-#   docker run -d --name nitejar -p 3000:3000 -v nitejar-data:/app/data \
-#     -e ENCRYPTION_KEY=$(openssl rand -hex 32) -e NITEJAR_ADMIN_TOKEN=$(openssl rand -hex 32) nitejar
+#   umask 077; printf 'ENCRYPTION_KEY=%s\nNITEJAR_ADMIN_TOKEN=%s\n' \
+#     "$(openssl rand -hex 32)" "$(openssl rand -hex 32)" > nitejar.env   # once; keep it
+#   docker run -d --name nitejar -p 3000:3000 -v nitejar-data:/app/data --env-file nitejar.env nitejar
+#
+# Upgrade with the same env file: the stored secrets are readable only with the same ENCRYPTION_KEY
+# (a server given another key refuses to start and says so).
 #
 # Plugins are shared libraries built for this image's glibc (Debian 12): build them on bookworm too.
 
@@ -13,7 +17,12 @@ FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 # The whole workspace: Cargo.lock names every member, and --locked keeps the build reproducible.
 COPY . .
-RUN cargo build --release --locked -p nitejar-server --bin nitejar \
+# The registry and the build directory are build caches (BuildKit and buildah/podman keep them
+# between builds): a source change rebuilds the workspace's own crates, not the ~355 dependencies.
+# The binary is copied out of the cache in the same step.
+RUN --mount=type=cache,id=nitejar-cargo-registry,target=/usr/local/cargo/registry \
+    --mount=type=cache,id=nitejar-target,target=/src/target \
+    cargo build --release --locked -p nitejar-server --bin nitejar \
  && strip target/release/nitejar \
  && cp target/release/nitejar /usr/local/bin/nitejar
 

@@ -126,6 +126,9 @@ pub struct Config {
     pub crash_threshold: u32,
     /// … within `NITEJAR_PLUGIN_CRASH_WINDOW_MS` (default 300 000).
     pub crash_window: Duration,
+    /// `NITEJAR_PLUGIN_LOAD_TIMEOUT_MS`: how long loading one plugin may take before it is marked
+    /// `error` and boot, reconcile and the other plugins carry on (default 10 000).
+    pub load_timeout: Duration,
     /// `NITEJAR_SKILLS_DIRS`: roots of repo skills (`<root>/<dir>/SKILL.md`), separated by `:`, in
     /// order of precedence. Default: `./skills` when that directory exists, else none.
     pub skills_dirs: Vec<PathBuf>,
@@ -226,6 +229,7 @@ impl Config {
             plugin_max_files: number("PLUGIN_MAX_FILES", 10_000)?,
             crash_threshold: number("PLUGIN_CRASH_THRESHOLD", 5)?.max(1),
             crash_window: Duration::from_millis(number("PLUGIN_CRASH_WINDOW_MS", 300_000)?),
+            load_timeout: Duration::from_millis(number("PLUGIN_LOAD_TIMEOUT_MS", 10_000)?.max(1)),
             skills_dirs: skills_dirs(),
             skill_max_file_bytes: number(
                 "SKILL_MAX_FILE_BYTES",

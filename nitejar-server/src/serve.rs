@@ -66,7 +66,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("nitejar")
         .build()
         .context("could not start the async runtime")?;
-    rt.block_on(serve(config, args))
+    let served = rt.block_on(serve(config, args));
+    // A plugin thread that never returned (a hung call or load) is abandoned, not waited for.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    served
 }
 
 /// The engine behind the HTTP server, assembled from the configuration.

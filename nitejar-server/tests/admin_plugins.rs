@@ -1199,3 +1199,71 @@ async fn the_admin_ui_upgrades_by_upload_with_consent() {
     assert_eq!(done.status, 303, "{}", done.text);
     assert_eq!(versions().await, "2.0.0");
 }
+
+/// A plugin that hangs while loading does not keep the server from listening, nor from stopping:
+/// boot marks it `error` after NITEJAR_PLUGIN_LOAD_TIMEOUT_MS and carries on.
+#[tokio::test]
+async fn a_plugin_hanging_while_loading_does_not_hold_the_server() {
+    const PROBE: &str = "dev.nitejar.fixtures.probe";
+    let data = DataDir::new();
+    let probe = package_dir(
+        &data.path.join("packages"),
+        "probe",
+        "tests/fixtures/plugins/probe",
+        "probe",
+        |_| {},
+    );
+    let open = ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".to_string());
+    let server = start_admin(&data, &[open.clone()]);
+    let installed = api(
+        &server,
+        Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({"path": probe.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let enabled = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{PROBE}/enable"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    server.stop();
+    // Its config now makes loading it take a minute.
+    let store = data.store().await;
+    let mut row = store.get_plugin(PROBE).await.expect("read").expect("row");
+    row.config_json = Some(r#"{"loadSleepMs": 60000}"#.into());
+    store.upsert_plugin(&row).await.expect("write");
+
+    let started = std::time::Instant::now();
+    let server = start_admin(
+        &data,
+        &[open, ("NITEJAR_PLUGIN_LOAD_TIMEOUT_MS", "500".to_string())],
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let plugin = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{PROBE}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(plugin["state"], "error", "{plugin}");
+    assert!(
+        plugin["lastLoadError"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not finish loading within 500 ms")),
+        "{plugin}"
+    );
+    let stopping = std::time::Instant::now();
+    server.stop();
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(15),
+        "the abandoned loading thread is not waited for: {:?}",
+        stopping.elapsed()
+    );
+}

@@ -245,7 +245,94 @@ async fn crash_loop_auto_disables(db: TestDb) {
     assert!(env.manager.boot().await.loaded.is_empty());
 }
 
+/// A plugin whose loading hangs is an error of that plugin, on time: enabling it answers
+/// `LoadTimedOut` after the limit (and later operations are not held up), and a boot with it enabled
+/// finishes, loads the others and reports it.
+async fn a_plugin_that_hangs_while_loading_is_bounded(db: TestDb) {
+    let limit = Duration::from_millis(400);
+    let env = Env::new(&db, |o| o.load_timeout = limit).await;
+    let probe = package_files("tests/fixtures/plugins/probe", "probe", |_| {}, &[]);
+    env.manager
+        .install(InstallSource::Upload {
+            name: "p.tgz".into(),
+            bytes: tgz(&probe),
+        })
+        .await
+        .unwrap();
+    env.manager
+        .install(InstallSource::Upload {
+            name: "g.tgz".into(),
+            bytes: tgz(&greeter(1)),
+        })
+        .await
+        .unwrap();
+    let mut row = env.store.get_plugin(PROBE).await.unwrap().expect("row");
+    row.config_json = Some(r#"{"loadSleepMs": 3000}"#.into());
+    env.store.upsert_plugin(&row).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let err = env
+        .manager
+        .enable(PROBE, EnableRequest::accept_all())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            nitejar_core::lifecycle::LifecycleError::LoadTimedOut { .. }
+        ),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(env.runtime.registry().plugin(PROBE).is_none());
+    let loads = env.receipts_of(PROBE, "load").await;
+    assert!(
+        loads.iter().any(|(status, _)| status == "timeout"),
+        "{loads:?}"
+    );
+    // The next operation goes through.
+    env.manager
+        .enable(GREETER, EnableRequest::accept_all())
+        .await
+        .unwrap();
+
+    // Enabled with the hang in its config: a boot finishes and loads the rest.
+    let mut row = env.store.get_plugin(PROBE).await.unwrap().expect("row");
+    row.enabled = true;
+    env.store.upsert_plugin(&row).await.unwrap();
+    let env = env.restart(|o| o.load_timeout = limit).await;
+    let started = std::time::Instant::now();
+    let report = env.manager.boot().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        report.loaded,
+        vec![format!("{GREETER}@1.0.0")],
+        "{report:?}"
+    );
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.id == PROBE && e.reason.contains("did not finish loading")),
+        "{report:?}"
+    );
+    let row = env.store.get_plugin(PROBE).await.unwrap().expect("row");
+    assert!(row
+        .last_load_error
+        .as_deref()
+        .is_some_and(|e| e.contains("did not finish loading")));
+}
+
 on_both_backends!(
+    a_plugin_that_hangs_while_loading_is_bounded,
     boot_loads_and_verifies,
     boot_marker_and_safe_mode,
     crash_loop_auto_disables

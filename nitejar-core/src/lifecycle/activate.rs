@@ -285,15 +285,35 @@ impl PluginManager {
             .unwrap_or(serde_json::Value::Null);
         let package = PluginPackage::new(dir, manifest.clone()).with_config(config);
         let services: Arc<dyn crate::host::HostServices> = self.gate.clone();
-        let result = Self::blocking(move || {
-            if package.manifest.entry.is_none() {
-                declarative(&package)
-            } else {
-                loader::load(&package, services)
-            }
-        })
+        let limit = self.options.load_timeout;
+        let result = tokio::time::timeout(
+            limit,
+            Self::blocking(move || {
+                if package.manifest.entry.is_none() {
+                    declarative(&package)
+                } else {
+                    loader::load(&package, services)
+                }
+            }),
+        )
         .await;
         let _ = std::fs::remove_file(&marker_path);
+        let Ok(result) = result else {
+            let error = LifecycleError::LoadTimedOut {
+                id: id.clone(),
+                version: version.version.clone(),
+                after: limit,
+            };
+            self.receipt(
+                &id,
+                Some(&version.version),
+                ReceiptKind::Load,
+                ReceiptStatus::Timeout,
+                json!({ "dir": dir.display().to_string(), "error": error.to_string(), "timeoutMs": limit.as_millis() as u64 }),
+            )
+            .await;
+            return Err(error);
+        };
         let duration_ms = started.elapsed().as_millis() as u64;
         match result? {
             Ok(plugin) => {

@@ -252,7 +252,11 @@ impl PluginManager {
             self.alert(&row.id, version.as_deref(), "tampered", &error.to_string())
                 .await;
         }
-        if !matches!(error, LifecycleError::Load { .. }) {
+        // A load writes its own receipt (ok, error or timeout).
+        if !matches!(
+            error,
+            LifecycleError::Load { .. } | LifecycleError::LoadTimedOut { .. }
+        ) {
             let status = if error.is_refusal() {
                 ReceiptStatus::Denied
             } else {

@@ -193,6 +193,16 @@ pub enum LifecycleError {
         /// The conflict.
         source: RegistryError,
     },
+    /// Loading the plugin's code did not finish in time.
+    #[error("{id}@{version} did not finish loading within {} ms (NITEJAR_PLUGIN_LOAD_TIMEOUT_MS); it is not active, and the thread loading it is abandoned until the server restarts. Check `nitejar plugin logs {id}`, fix or upgrade it", .after.as_millis())]
+    LoadTimedOut {
+        /// The plugin.
+        id: String,
+        /// The version.
+        version: String,
+        /// The limit.
+        after: Duration,
+    },
     /// Another build of the same version is already loaded in this process.
     #[error("another build of {id}@{version} is already loaded in this process; restart the server to load the new one")]
     StaleLibrary {
@@ -272,6 +282,10 @@ pub struct ManagerOptions {
     /// Extra `permissions.network` entries for built-ins, by id (an operator who points a built-in
     /// at another API base grants it that host).
     pub builtin_network: BTreeMap<String, Vec<String>>,
+    /// How long loading a plugin's code (open, instantiate, describe) may take (default 10 s). A
+    /// load past it is an error of that plugin — boot, reconcile and the other plugins carry on —
+    /// and its thread is abandoned (in-process code cannot be stopped).
+    pub load_timeout: Duration,
 }
 
 impl ManagerOptions {
@@ -286,6 +300,7 @@ impl ManagerOptions {
             safe_mode: false,
             crash: CrashLoopConfig::default(),
             builtin_network: BTreeMap::new(),
+            load_timeout: Duration::from_secs(10),
         }
     }
 }

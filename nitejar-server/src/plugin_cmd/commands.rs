@@ -27,7 +27,7 @@ pub(crate) fn run(command: PluginCommand, out: &Out) -> ExitCode {
             )
         }
     };
-    rt.block_on(async {
+    let code = rt.block_on(async {
         let engine = match Engine::open().await {
             Ok(engine) => engine,
             Err(e) => return out.fail(&format!("{e:#}"), Value::Null),
@@ -35,7 +35,10 @@ pub(crate) fn run(command: PluginCommand, out: &Out) -> ExitCode {
         let code = dispatch(&engine, command, out).await;
         engine.close().await;
         code
-    })
+    });
+    // A plugin that hung while loading left a thread behind: it is not waited for.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 fn acknowledge(ack_all: bool, ack: Vec<String>) -> Acknowledge {

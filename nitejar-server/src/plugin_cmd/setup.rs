@@ -33,6 +33,7 @@ pub fn manager_options(config: &Config) -> ManagerOptions {
         ..NpmConfig::default()
     };
     options.safe_mode = config.safe_mode;
+    options.load_timeout = config.load_timeout;
     options.crash = crash_config(config);
     options.builtin_network = builtin_api_hosts();
     options
