@@ -1214,7 +1214,7 @@ async fn a_plugin_hanging_while_loading_does_not_hold_the_server() {
         |_| {},
     );
     let open = ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".to_string());
-    let server = start_admin(&data, &[open.clone()]);
+    let server = start_admin(&data, std::slice::from_ref(&open));
     let installed = api(
         &server,
         Method::POST,
