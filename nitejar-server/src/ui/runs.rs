@@ -1,5 +1,6 @@
 //! `/admin/runs`: work items with their runs' outcomes, filtered and paged; `/admin/runs/{id}`: one
-//! run — its jobs, a timeline of each job's spans drawn as HTML bars, and its receipts.
+//! run — its jobs, a timeline of each job's spans drawn as inline SVG bars (the CSP allows no
+//! inline style, and the pages carry no script), and its receipts.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -28,6 +29,8 @@ struct RunLine {
     id: String,
     time: String,
     integration: String,
+    /// The integration's name, when it still exists.
+    integration_name: String,
     integration_type: String,
     preview: String,
     status: String,
@@ -99,6 +102,7 @@ impl From<&RunView> for RunLine {
             id: v.id.clone(),
             time: format_ms(v.created_at),
             integration: v.integration_id.clone().unwrap_or_default(),
+            integration_name: String::new(),
             integration_type: v.integration_type.clone().unwrap_or_default(),
             preview: v.preview.clone(),
             status: v.status.to_owned(),
@@ -176,16 +180,27 @@ pub async fn page(
     // The form shows the times as the operator typed them.
     let since = query.since.clone().unwrap_or_default();
     let until = query.until.clone().unwrap_or_default();
-    let integrations = state
+    let rows = state
         .store
         .list_integrations(None)
         .await
-        .unwrap_or_default()
-        .into_iter()
+        .unwrap_or_default();
+    let names: std::collections::HashMap<&str, &str> = rows
+        .iter()
+        .map(|r| (r.id.as_str(), r.name.as_str()))
+        .collect();
+    let mut lines: Vec<RunLine> = views.iter().map(RunLine::from).collect();
+    for line in &mut lines {
+        if let Some(name) = names.get(line.integration.as_str()) {
+            line.integration_name = (*name).to_owned();
+        }
+    }
+    let integrations = rows
+        .iter()
         .map(|r| IntegrationOpt {
             selected: r.id == integration,
             label: format!("{} ({})", r.name, r.integration_type),
-            id: r.id,
+            id: r.id.clone(),
         })
         .collect();
     let mut plugins: Vec<String> = state
@@ -224,14 +239,15 @@ pub async fn page(
         statuses: options(runs::STATUSES.iter().copied(), &status),
         since: since.clone(),
         until: until.clone(),
-        runs: views.iter().map(RunLine::from).collect(),
+        runs: lines,
         older,
         newest: paged.then(|| pairs("")),
     };
     render(StatusCode::OK, &view)
 }
 
-/// One bar of a job's timeline. Offsets and widths are percentages of the job's window.
+/// One bar of a job's timeline. Offsets and widths are percentages of the job's window (SVG
+/// lengths).
 struct Bar {
     label: String,
     detail: String,
