@@ -196,10 +196,13 @@ async fn filters_narrow_the_runs(db: TestDb) {
         by(f(None, Some("acme.chat"), None)).await,
         [ids[3].clone(), ids[2].clone()]
     );
-    assert_eq!(by(f(None, None, Some("completed"))).await, [ids[0].clone()]);
-    assert_eq!(by(f(None, None, Some("FAILED"))).await, [ids[1].clone()]);
-    assert_eq!(by(f(None, None, Some("running"))).await, [ids[2].clone()]);
-    assert_eq!(by(f(None, None, Some("queued"))).await, [ids[3].clone()]);
+    assert_eq!(
+        by(f(None, None, Some("completed"))).await,
+        [ids[0].as_str()]
+    );
+    assert_eq!(by(f(None, None, Some("FAILED"))).await, [ids[1].as_str()]);
+    assert_eq!(by(f(None, None, Some("running"))).await, [ids[2].as_str()]);
+    assert_eq!(by(f(None, None, Some("queued"))).await, [ids[3].as_str()]);
     assert!(by(f(Some("int-a"), None, Some("queued"))).await.is_empty());
     assert!(by(f(None, Some("nobody"), None)).await.is_empty());
 
@@ -222,7 +225,7 @@ async fn filters_narrow_the_runs(db: TestDb) {
         until: Some(t2),
         ..Default::default()
     };
-    assert_eq!(by(window).await, [ids[1].clone()]);
+    assert_eq!(by(window).await, [ids[1].as_str()]);
 }
 
 async fn runs_are_keyset_paged_and_a_bad_cursor_is_refused(db: TestDb) {

@@ -181,11 +181,11 @@ async fn runs_show_the_answer_or_the_failure_and_filter_and_page() {
     };
     assert_eq!(
         ids(&finished_runs(&server, "?status=failed").await),
-        [refused.clone()]
+        [refused.as_str()]
     );
     assert_eq!(
         ids(&finished_runs(&server, "?status=completed").await),
-        [answered.clone()]
+        [answered.as_str()]
     );
     assert_eq!(
         ids(&finished_runs(&server, &format!("?integration={integration}")).await).len(),
@@ -200,7 +200,7 @@ async fn runs_show_the_answer_or_the_failure_and_filter_and_page() {
     let created = ok["createdAt"].as_i64().expect("createdAt");
     assert_eq!(
         ids(&finished_runs(&server, &format!("?until={}", created + 1)).await),
-        [answered.clone()]
+        [answered.as_str()]
     );
     assert!(ids(&finished_runs(&server, "?since=2999-01-01T00:00").await).is_empty());
     let bad_time = api(
@@ -215,13 +215,13 @@ async fn runs_show_the_answer_or_the_failure_and_filter_and_page() {
 
     // Keyset pages: one run a page, newest first, then the end.
     let first = finished_runs(&server, "?limit=1").await;
-    assert_eq!(ids(&first), [refused.clone()]);
+    assert_eq!(ids(&first), [refused.as_str()]);
     let cursor = first["nextCursor"]
         .as_str()
         .expect("a next page")
         .to_owned();
     let second = finished_runs(&server, &format!("?limit=1&cursor={cursor}")).await;
-    assert_eq!(ids(&second), [answered.clone()]);
+    assert_eq!(ids(&second), [answered.as_str()]);
     assert!(second["nextCursor"].is_null());
 
     // A cursor this server did not hand out.
