@@ -1,7 +1,8 @@
 //! The admin UI in a real browser (headless Chromium over WebDriver) against a real server process:
 //! sign in, create an integration through the form generated from its type's schema, send it a
-//! webhook, find the receipts; read the runs and why one failed; upload a third-party plugin, review what it declares, consent, enable
-//! it and use its integration type. Screenshots go to `target/browser-screenshots/`.
+//! webhook, find the receipts; read the runs and why one failed; upload a third-party plugin,
+//! review what it declares, consent, enable it and use its integration type. Screenshots go to
+//! `target/browser-screenshots/`.
 
 mod support;
 

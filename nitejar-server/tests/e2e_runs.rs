@@ -168,6 +168,9 @@ async fn runs_show_the_answer_or_the_failure_and_filter_and_page() {
         .unwrap_or_default()
         .contains("chat not found"));
 
+    // The shape an operator's script reads, ids and times masked.
+    insta::assert_json_snapshot!("failed_run", masked(failed.clone()));
+
     // Filters narrow the list.
     let ids = |page: &Value| -> Vec<String> {
         page["items"]
@@ -291,4 +294,31 @@ async fn runs_show_the_answer_or_the_failure_and_filter_and_page() {
     let missing = api(&server, Method::GET, "/api/admin/runs/no-such-item", None).await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"]["code"], "run_not_found");
+}
+
+/// `value` with the ids and times of one run replaced by placeholders.
+fn masked(mut value: Value) -> Value {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    match k.as_str() {
+                        "id" | "integrationId" | "agentId" | "jobId" if v.is_string() => {
+                            *v = json!("[id]")
+                        }
+                        "createdAt" | "startedAt" | "finishedAt" | "at" | "durationMs"
+                            if v.is_i64() =>
+                        {
+                            *v = json!("[ms]")
+                        }
+                        _ => walk(v),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut value);
+    value
 }

@@ -356,9 +356,10 @@ fn timeline(job: &JobView, spans: &[SpanRow], receipts: &[PluginEventRow]) -> Jo
                 .duration_ms
                 .or_else(|| s.end_time.map(|e| e - s.start_time))
                 .unwrap_or(0);
-            let offset = ((s.start_time - start) as f64 / total * 100.0).clamp(0.0, 100.0);
-            // A bar never vanishes, and never runs past the window.
-            let width = (took as f64 / total * 100.0).clamp(0.5, 100.0 - offset.min(99.5));
+            // A bar never vanishes (half a percent at least), and never runs past the window: an
+            // instant at the very end is drawn just inside it.
+            let width = (took as f64 / total * 100.0).clamp(0.5, 100.0);
+            let offset = ((s.start_time - start) as f64 / total * 100.0).clamp(0.0, 100.0 - width);
             let (label, detail) = describe(s, receipts);
             Bar {
                 label,
@@ -470,4 +471,63 @@ pub async fn detail(
         receipts: detail.receipts.iter().map(ReceiptLine::from).collect(),
     };
     render(StatusCode::OK, &view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(name: &str, kind: &str, start: i64, took: i64) -> SpanRow {
+        SpanRow {
+            id: format!("{name}-{start}"),
+            trace_id: "job".into(),
+            parent_span_id: None,
+            name: name.into(),
+            kind: kind.into(),
+            status: "ok".into(),
+            start_time: start,
+            end_time: Some(start + took),
+            duration_ms: Some(took),
+            attributes: Some(r#"{"turn": 1, "model": "m", "provider": "p", "plugin.id": "acme.x", "plugin.hook": "tool.pre_exec"}"#.into()),
+            job_id: Some("job".into()),
+            agent_id: None,
+            created_at: start,
+        }
+    }
+
+    #[test]
+    fn bars_are_placed_as_shares_of_the_job_and_never_vanish_or_overflow() {
+        let job = JobView {
+            id: "job".into(),
+            agent_id: "a".into(),
+            status: "COMPLETED".into(),
+            error: None,
+            started_at: Some(1_000),
+            finished_at: Some(1_200),
+            duration_ms: Some(200),
+        };
+        let spans = [
+            span("model.call", "model", 1_040, 20),
+            span("run", "run", 1_000, 200),
+            span("plugin.hook", "plugin", 1_200, 0),
+            span("tool.call", "tool", 1_100, 100),
+        ];
+        let t = timeline(&job, &spans, &[]);
+        let bars: Vec<(&str, &str, &str)> = t
+            .bars
+            .iter()
+            .map(|b| (b.label.as_str(), b.offset.as_str(), b.width.as_str()))
+            .collect();
+        assert_eq!(
+            bars,
+            [
+                ("job", "0.00", "100.00"),
+                ("model call (turn 1)", "20.00", "10.00"),
+                ("tool ", "50.00", "50.00"),
+                ("hook tool.pre_exec", "99.50", "0.50"),
+            ]
+        );
+        assert_eq!(t.window, "200 ms");
+        assert_eq!(t.bars[3].detail, "acme.x");
+    }
 }
