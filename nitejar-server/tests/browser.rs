@@ -1,7 +1,8 @@
 //! The admin UI in a real browser (headless Chromium over WebDriver) against a real server process:
 //! sign in, create an integration through the form generated from its type's schema, send it a
-//! webhook, find the receipts; upload a third-party plugin, review what it declares, consent, enable
-//! it and use its integration type. Screenshots go to `target/browser-screenshots/`.
+//! webhook, find the receipts; read the runs and why one failed; upload a third-party plugin,
+//! review what it declares, consent, enable it and use its integration type. Screenshots go to
+//! `target/browser-screenshots/`.
 
 mod support;
 
@@ -417,5 +418,177 @@ async fn an_operator_uploads_reviews_consents_enables_and_uses_a_third_party_plu
         assert!(receipts.contains(kind), "{kind} in\n{receipts}");
     }
     screenshot(&browser, "14-plugin-receipts").await;
+    browser.close().await.expect("close");
+}
+
+/// A Bot API double that refuses to post to chat 13 ("chat not found") and answers everything else.
+fn fake_telegram_refusing_chat_13() -> LocalHttp {
+    LocalHttp::start(move |r| {
+        if !r.path.starts_with(&format!("/bot{TOKEN}/")) {
+            return json_reply(
+                401,
+                &json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
+            );
+        }
+        if r.path.ends_with("/sendMessage") {
+            if body_json(r)["chat_id"] == json!(13) {
+                return json_reply(
+                    400,
+                    &json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}),
+                );
+            }
+            return json_reply(
+                200,
+                &json!({"ok": true, "result": {"message_id": 7, "date": 1, "chat": {"id": 42, "type": "private"}}}),
+            );
+        }
+        json_reply(200, &json!({"ok": true, "result": true}))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reads_the_runs_and_sees_why_one_failed() {
+    let data = DataDir::new();
+    let telegram = fake_telegram_refusing_chat_13();
+    let server = start_admin(&data, &[("NITEJAR_TELEGRAM_API_BASE", telegram.url(""))]);
+    let store = data.store().await;
+    let integration = create_integration(
+        &store,
+        "telegram",
+        json!({"botToken": TOKEN, "webhookSecret": "s3cret-token"}),
+        &["botToken", "webhookSecret"],
+    )
+    .await;
+    for (update_id, chat, text) in [(1, 42, "what is the weather"), (2, 13, "is anyone there")] {
+        let update = json!({"update_id": update_id, "message": {"message_id": 5, "date": 1,
+            "from": {"id": chat, "is_bot": false, "first_name": "Ada"},
+            "chat": {"id": chat, "type": "private"}, "text": text}});
+        let resp = reqwest::Client::new()
+            .post(server.url(&format!("/api/webhooks/plugins/telegram/{integration}")))
+            .header("content-type", "application/json")
+            .header("x-telegram-bot-api-secret-token", "s3cret-token")
+            .body(update.to_string())
+            .send()
+            .await
+            .expect("webhook");
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    // Both runs finished.
+    let finished = eventually(15, || {
+        let rt = tokio::runtime::Handle::current();
+        let page = tokio::task::block_in_place(|| {
+            rt.block_on(api(&server, reqwest::Method::GET, "/api/admin/runs", None))
+        })
+        .json();
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 2
+            && items
+                .iter()
+                .all(|r| r["queue"].is_null() && r["jobs"][0]["finishedAt"].is_i64()))
+        .then_some(())
+    })
+    .await;
+    assert!(finished.is_some(), "runs did not finish:\n{}", server.log());
+
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    browser
+        .goto(&server.url("/admin/login"))
+        .await
+        .expect("goto");
+    type_into(&browser, "#token", ADMIN_TOKEN).await;
+    click(&browser, "form button[type=submit]").await;
+
+    // The nav leads to the runs: both messages, one answered, one failed with its reason.
+    click(&browser, "nav a[href='/admin/runs']").await;
+    assert_eq!(
+        browser.current_url().await.expect("url").path(),
+        "/admin/runs"
+    );
+    let list = text_of(&browser).await;
+    assert!(
+        list.contains("what is the weather") && list.contains("is anyone there"),
+        "{list}"
+    );
+    assert!(
+        list.contains("completed") && list.contains("failed"),
+        "{list}"
+    );
+    assert!(list.contains("chat not found"), "the list says why: {list}");
+    screenshot(&browser, "20-runs").await;
+
+    // The status filter.
+    browser
+        .find(Locator::Css("#r-status"))
+        .await
+        .expect("status filter")
+        .select_by_value("failed")
+        .await
+        .expect("select");
+    click(&browser, "form.filters button[type=submit]").await;
+    let filtered = text_of(&browser).await;
+    assert!(
+        filtered.contains("is anyone there") && !filtered.contains("what is the weather"),
+        "{filtered}"
+    );
+    screenshot(&browser, "21-runs-failed").await;
+
+    // The failed run: its reason on top, the job's timeline, the receipts below.
+    click(&browser, "table.runs td.what a").await;
+    assert!(browser
+        .current_url()
+        .await
+        .expect("url")
+        .path()
+        .starts_with("/admin/runs/"));
+    let failure = browser
+        .find(Locator::Css("#run-failure"))
+        .await
+        .expect("the failure is shown")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        failure.contains("delivery failed") && failure.contains("chat not found"),
+        "{failure}"
+    );
+    let bars = browser
+        .find_all(Locator::Css(".timeline-bar"))
+        .await
+        .expect("bars");
+    assert!(
+        bars.len() >= 3,
+        "job, model call and delivery: {}",
+        bars.len()
+    );
+    let page = text_of(&browser).await;
+    assert!(
+        page.contains("model call") && page.contains("delivery (post_response)"),
+        "{page}"
+    );
+    assert!(
+        page.contains("webhook_ingress"),
+        "the receipts are listed: {page}"
+    );
+    screenshot(&browser, "22-run-failed").await;
+    // Tall enough for the whole job in one picture.
+    browser.set_window_size(1280, 2400).await.expect("resize");
+    let job = browser
+        .find(Locator::Css("section.job"))
+        .await
+        .expect("the job");
+    let png = job.screenshot().await.expect("job screenshot");
+    std::fs::write(screenshot_dir().join("22-run-failed-timeline.png"), png).expect("write");
+
+    // The answered run.
+    browser
+        .goto(&server.url("/admin/runs?status=completed"))
+        .await
+        .expect("goto");
+    click(&browser, "table.runs td.what a").await;
+    let page = text_of(&browser).await;
+    assert!(page.contains("delivered"), "{page}");
+    assert!(browser.find(Locator::Css("#run-failure")).await.is_err());
+    screenshot(&browser, "23-run-answered").await;
     browser.close().await.expect("close");
 }

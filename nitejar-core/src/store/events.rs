@@ -259,11 +259,12 @@ where
         // this code, so the pair `"integration_id":"<id>"` is a substring of it (LIKE-escaped).
         let filters = "($1 IS NULL OR plugin_id = $1) AND ($2 IS NULL OR kind = $2) \
                        AND ($3 IS NULL OR status = $3) \
-                       AND ($4 IS NULL OR detail_json LIKE $4 ESCAPE '\\')";
+                       AND ($4 IS NULL OR detail_json LIKE $4 ESCAPE '\\') \
+                       AND ($5 IS NULL OR work_item_id = $5)";
         let (after, limit_param) = if cursor.is_some() {
-            ("AND (created_at, id) < ($5, $6)", "$7")
+            ("AND (created_at, id) < ($6, $7)", "$8")
         } else {
-            ("", "$5")
+            ("", "$6")
         };
         let integration = filter.integration_id.as_deref().map(|id| {
             // As stored (JSON-quoted), then LIKE-escaped.
@@ -285,7 +286,8 @@ where
             .bind(filter.plugin_id.as_deref())
             .bind(filter.kind.as_deref())
             .bind(filter.status.as_deref())
-            .bind(integration);
+            .bind(integration)
+            .bind(filter.work_item_id.as_deref());
         if let Some(c) = &cursor {
             query = query.bind(c.created_at).bind(c.id.as_str());
         }

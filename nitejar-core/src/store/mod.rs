@@ -48,6 +48,7 @@ mod adopt;
 mod error;
 mod events;
 mod health;
+mod history;
 mod integrations;
 mod key_check;
 mod lifecycle;
@@ -428,6 +429,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// The spans of one trace, by start time.
     fn list_spans<'a>(&'a self, trace_id: &'a str) -> StoreFuture<'a, Vec<SpanRow>>;
+
+    /// One page of work items with what their runs did (queue state, jobs), newest first (by
+    /// `created_at`, then `id`), narrowed by `filter`. [`StoreError::BadCursor`] for a cursor this
+    /// store did not hand out.
+    fn list_runs<'a>(
+        &'a self,
+        filter: &'a RunFilter,
+        page: PageRequest,
+    ) -> StoreFuture<'a, Page<RunRow>>;
+
+    /// One work item with what its run did.
+    fn get_run<'a>(&'a self, work_item_id: &'a str) -> StoreFuture<'a, Option<RunRow>>;
 
     // --- skills -------------------------------------------------------------------------------------
 

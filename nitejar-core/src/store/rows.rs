@@ -635,6 +635,62 @@ pub struct EventFilter {
     /// Only receipts whose detail names this integration (`"integration_id"`): its webhook
     /// deliveries and hand-overs.
     pub integration_id: Option<String>,
+    /// Only receipts of this work item (its ingress, hooks and integration calls).
+    pub work_item_id: Option<String>,
+}
+
+// --- runs, as the operator sees them ------------------------------------------------------------------
+
+/// Which work items [`Store::list_runs`](super::Store::list_runs) returns: every field set narrows
+/// the list; none set means every work item.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFilter {
+    /// Only work items that came through this integration.
+    pub integration_id: Option<String>,
+    /// Only work items with a receipt of this plugin: the plugin of the integration it came through
+    /// (its `webhook_ingress` receipt) and every plugin whose hooks or integration calls ran on it.
+    pub plugin_id: Option<String>,
+    /// Only work items in this state, lower case: `queued` (in the run queue, not leased),
+    /// `running` (leased, or a job still `RUNNING`), or the status of any of its jobs
+    /// (`completed`, `failed`, `blocked`, `abandoned`).
+    pub status: Option<String>,
+    /// Only work items created at or after this time (Unix milliseconds).
+    pub since: Option<i64>,
+    /// Only work items created before this time (Unix milliseconds).
+    pub until: Option<i64>,
+}
+
+/// A work item's run while it is in the run queue (a row of `runs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedRunRow {
+    /// Its place in the queue.
+    pub seq: i64,
+    /// The work item.
+    pub work_item_id: String,
+    /// Claims so far.
+    pub attempts: i64,
+    /// The server holding it, while one does.
+    pub lease_owner: Option<String>,
+    /// Until when that server holds it (Unix milliseconds).
+    pub lease_expires_at: Option<i64>,
+    /// Not claimed before this time (Unix milliseconds): a retry waits.
+    pub available_at: i64,
+    /// Why the last attempt did not finish it.
+    pub last_error: Option<String>,
+}
+
+/// A work item with what its run did: the integration type it came through, its place in the run
+/// queue (while it has one) and its jobs, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRow {
+    /// The work item.
+    pub work_item: WorkItemRow,
+    /// The type of its integration (`None` when the integration was deleted).
+    pub integration_type: Option<String>,
+    /// Its run while it is queued or running; `None` once its last job finished.
+    pub queued: Option<QueuedRunRow>,
+    /// Its jobs, oldest first.
+    pub jobs: Vec<JobRow>,
 }
 
 // --- admin -----------------------------------------------------------------------------------------

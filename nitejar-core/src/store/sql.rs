@@ -556,6 +556,16 @@ macro_rules! impl_store {
             fn list_spans<'a>(&'a self, trace_id: &'a str) -> StoreFuture<'a, Vec<SpanRow>> {
                 Box::pin(self.sql_list_spans(trace_id))
             }
+            fn list_runs<'a>(
+                &'a self,
+                filter: &'a RunFilter,
+                page: PageRequest,
+            ) -> StoreFuture<'a, Page<RunRow>> {
+                Box::pin(self.sql_list_runs(filter, page))
+            }
+            fn get_run<'a>(&'a self, work_item_id: &'a str) -> StoreFuture<'a, Option<RunRow>> {
+                Box::pin(self.sql_get_run(work_item_id))
+            }
             fn insert_skill<'a>(
                 &'a self,
                 skill: &'a SkillRow,

@@ -7,6 +7,7 @@ pub mod integrations;
 pub mod openapi;
 pub mod plugins;
 pub mod receipts;
+pub mod runs;
 pub mod runtime;
 pub mod skills;
 

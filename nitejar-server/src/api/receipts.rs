@@ -35,6 +35,7 @@ impl ReceiptQuery {
             kind: some(&self.kind),
             status: some(&self.status),
             integration_id: some(&self.integration),
+            work_item_id: None,
         }
     }
 

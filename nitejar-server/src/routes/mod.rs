@@ -171,6 +171,22 @@ const EVENTS_QUERY: &[(&str, &str)] = &[
     ("cursor", "nextCursor of the previous page"),
 ];
 
+const RUNS_QUERY: &[(&str, &str)] = &[
+    ("integration", "only work items that came through this integration (id)"),
+    (
+        "plugin",
+        "only work items with a receipt of this plugin: the plugin of their integration (its webhook_ingress receipt) or one whose hooks or integration calls ran on them",
+    ),
+    (
+        "status",
+        "only runs in this state: queued, running (leased, or a job still running), or a status of any of their jobs (completed, failed, blocked, abandoned)",
+    ),
+    ("since", "only work items created at or after this time: Unix milliseconds, or a UTC date and time (2026-05-01T12:00)"),
+    ("until", "only work items created before this time (same forms as since)"),
+    ("limit", "page size, 1-500 (default 50)"),
+    ("cursor", "nextCursor of the previous page"),
+];
+
 const SKILLS_QUERY: &[(&str, &str)] = &[
     ("source", "only skills of this source: repo, plugin or admin"),
     (
@@ -225,6 +241,8 @@ fn table() -> Vec<RouteDef> {
         def(Delete, "/api/admin/skills/{id}/assignments", Endpoint::admin(api::skills::unassign), "skills", "Remove the skill's assignment at a scope.", &[("scope", "the assignment's scope (required)")], Body::None, Json("SkillAssignmentDeleted")),
         def(Get, "/api/admin/skills/{id}/export", Endpoint::admin(api::skills::export), "skills", "The skill in the portable JSON format, as a download.", &[], Body::None, Json("SkillExport")),
         def(Get, "/api/admin/receipts", Endpoint::admin(api::receipts::list), "receipts", "Receipts across plugins, newest first, keyset-paged.", EVENTS_QUERY, Body::None, Json("ReceiptPage")),
+        def(Get, "/api/admin/runs", Endpoint::admin(api::runs::list), "runs", "Work items with what their runs did (queue state, jobs, delivery or the reason they failed), newest first, keyset-paged.", RUNS_QUERY, Body::None, Json("RunPage")),
+        def(Get, "/api/admin/runs/{id}", Endpoint::admin(api::runs::get), "runs", "One work item's run: its jobs with their spans (model calls, tools, hooks, delivery) and its receipts.", &[], Body::None, Json("RunDetail")),
         // --- admin UI ------------------------------------------------------------------------------
         def(Get, "/", Endpoint::public(ui::home), "admin-ui", "Redirects to the admin UI.", &[], Body::None, Redirect),
         def(Get, "/admin", Endpoint::public(ui::home), "admin-ui", "Redirects to the plugins page.", &[], Body::None, Redirect),
@@ -270,6 +288,8 @@ fn table() -> Vec<RouteDef> {
         def(Post, "/admin/skills/{id}/assignments", Endpoint::admin(ui::skills::assign), "admin-ui", "Add or change an assignment of a skill.", &[], Body::Form, Redirect),
         def(Post, "/admin/skills/{id}/assignments/remove", Endpoint::admin(ui::skills::unassign), "admin-ui", "Remove an assignment of a skill.", &[], Body::Form, Redirect),
         def(Get, "/admin/receipts", Endpoint::admin(ui::receipts::page), "admin-ui", "Receipts, filtered and paged.", EVENTS_QUERY, Body::None, Html),
+        def(Get, "/admin/runs", Endpoint::admin(ui::runs::page), "admin-ui", "Runs: work items, their jobs and outcomes, filtered and paged.", RUNS_QUERY, Body::None, Html),
+        def(Get, "/admin/runs/{id}", Endpoint::admin(ui::runs::detail), "admin-ui", "One run: its jobs, a timeline of their spans, its receipts.", &[], Body::None, Html),
         def(Get, "/admin/runtime", Endpoint::admin(ui::runtime::page), "admin-ui", "Runtime posture and loaded libraries.", &[], Body::None, Html),
     ]
 }

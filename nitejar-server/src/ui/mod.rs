@@ -11,6 +11,7 @@ pub mod integrations;
 pub mod login;
 pub mod plugins;
 pub mod receipts;
+pub mod runs;
 pub mod runtime;
 pub mod skill_form;
 pub mod skills;
@@ -26,7 +27,7 @@ use crate::serve::AppState;
 /// What the layout needs on every page.
 pub struct Chrome {
     pub title: String,
-    /// Which navigation entry is current: `plugins`, `integrations`, `skills`, `receipts`,
+    /// Which navigation entry is current: `plugins`, `integrations`, `skills`, `receipts`, `runs`,
     /// `runtime`, or ``.
     pub nav: &'static str,
     pub csrf: String,
