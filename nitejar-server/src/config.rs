@@ -281,11 +281,9 @@ impl Config {
     /// encryption key and every plugin's data: it is the owner's alone (`0700`), narrowed if an
     /// earlier start or an operator left it open to others.
     pub fn prepare_dirs(&self) -> anyhow::Result<()> {
-        for dir in [&self.data_dir, &self.plugins_dir] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| not_ours(dir, e))
-                .with_context(|| format!("could not create {}", dir.display()))?;
-        }
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|e| not_ours(&self.data_dir, e))
+            .with_context(|| format!("could not create {}", self.data_dir.display()))?;
         // A directory the server cannot write (a host directory mounted into the container that
         // belongs to another user) is named now, with the fix, not at the first write.
         let probe = self.data_dir.join(".nitejar-write-test");
@@ -293,6 +291,9 @@ impl Config {
             .and_then(|()| std::fs::remove_file(&probe))
             .map_err(|e| not_ours(&self.data_dir, e))
             .with_context(|| format!("could not write in {}", self.data_dir.display()))?;
+        std::fs::create_dir_all(&self.plugins_dir)
+            .map_err(|e| not_ours(&self.plugins_dir, e))
+            .with_context(|| format!("could not create {}", self.plugins_dir.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
