@@ -147,7 +147,10 @@ fn hook_chain(c: &mut Criterion) {
             assert!(!out.is_blocked(), "{case}/{name}");
             let expected = mutating.then_some(handlers);
             assert_eq!(
-                out.payload.tool_input.get("counter").and_then(Value::as_u64),
+                out.payload
+                    .tool_input
+                    .get("counter")
+                    .and_then(Value::as_u64),
                 expected,
                 "{case}/{name}"
             );

@@ -42,11 +42,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The call slots of one plugin version in use, and the calls waiting for one.
+#[derive(Default)]
+struct Slots {
+    busy: usize,
+    waiting: usize,
+}
+
 /// The call slots and stuck-call count of one plugin version.
 pub(crate) struct PluginHealth {
     meta: Arc<PluginMeta>,
     limits: ExecutionLimits,
-    busy: Mutex<usize>,
+    busy: Mutex<Slots>,
     freed: Condvar,
     stuck: AtomicUsize,
     quarantined: AtomicBool,
@@ -57,7 +64,7 @@ impl PluginHealth {
         PluginHealth {
             meta,
             limits,
-            busy: Mutex::new(0),
+            busy: Mutex::new(Slots::default()),
             freed: Condvar::new(),
             stuck: AtomicUsize::new(0),
             quarantined: AtomicBool::new(false),
@@ -93,10 +100,10 @@ impl PluginHealth {
         cancellation: &Cancellation,
     ) -> Option<Permit> {
         let max = self.limits.max_concurrent_calls.max(1);
-        let mut busy = lock(&self.busy);
+        let mut slots = lock(&self.busy);
         loop {
-            if *busy < max {
-                *busy += 1;
+            if slots.busy < max {
+                slots.busy += 1;
                 return Some(Permit {
                     ticket: Arc::new(CallTicket {
                         health: self.clone(),
@@ -110,19 +117,25 @@ impl PluginHealth {
             }
             // Wake up now and then to notice a cancellation.
             let wait = (deadline - now).min(Duration::from_millis(50));
-            busy = self
+            slots.waiting += 1;
+            slots = self
                 .freed
-                .wait_timeout(busy, wait)
+                .wait_timeout(slots, wait)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
+            slots.waiting -= 1;
         }
     }
 
     fn release(&self) {
-        let mut busy = lock(&self.busy);
-        *busy = busy.saturating_sub(1);
-        drop(busy);
-        self.freed.notify_one();
+        let mut slots = lock(&self.busy);
+        slots.busy = slots.busy.saturating_sub(1);
+        let waiting = slots.waiting > 0;
+        drop(slots);
+        // A notification is a system call; most releases have nobody to wake.
+        if waiting {
+            self.freed.notify_one();
+        }
     }
 }
 

@@ -67,13 +67,15 @@ use abi_stable::sabi_types::VersionStrings;
 use abi_stable::std_types::{RBox, RResult, RStr, RString};
 use abi_stable::{declare_root_module_statics, sabi_trait, StableAbi};
 
+mod batch;
 pub mod export;
+pub mod json;
 mod wire;
 
 pub use wire::{
-    AcknowledgeCall, ConfigCall, Description, FileContents, HookCall, HookDescription,
-    ParseWebhookCall, PathCall, PostResponseCall, Remaining, Reply, SecretCall, SecretValue,
-    WriteFileCall,
+    AcknowledgeCall, BatchEnd, ConfigCall, Description, FileContents, HookBatchAnswer,
+    HookBatchCall, HookCall, HookDescription, ParseWebhookCall, PathCall, PostResponseCall,
+    ProgressCall, Remaining, Reply, SecretCall, SecretValue, WriteFileCall,
 };
 
 /// The major version of the plugin ABI this SDK speaks. A host loads only libraries built against
