@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nitejar_core::hooks::{DispatchContext, HookBatchCalls, HookContribution, JsonHookHandler};
-use nitejar_core::host::ExecPolicy;
+use nitejar_core::host::{CallScope, ExecPolicy};
 use nitejar_core::receipts::{MemorySink, Receipt, ReceiptKind, ReceiptStatus};
 use nitejar_core::registry::{ActivePlugin, PluginMeta, PluginOrigin};
 use nitejar_core::runtime::Runtime;
@@ -793,7 +793,14 @@ impl HookBatchCalls for Batches {
     fn call_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::SeqCst)
     }
-    fn call(&self, hook: HookName, _call_id: u64, payload: &str) -> Result<Option<String>, String> {
+    fn call(
+        &self,
+        hook: HookName,
+        _call_id: u64,
+        scope: CallScope,
+        payload: &str,
+    ) -> Result<Option<String>, String> {
+        assert_eq!(scope.hook(), Some(HookName::ResponsePreDeliver));
         assert_eq!(hook, HookName::ResponsePreDeliver);
         let request: serde_json::Value = serde_json::from_str(payload).unwrap();
         assert_eq!(request["event"]["integration_id"], "int-1", "{request}");

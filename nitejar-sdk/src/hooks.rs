@@ -713,7 +713,12 @@ impl HookRegistration {
 
     /// The typed handler, when `E` is this registration's event.
     pub fn handler<E: HookEvent>(&self) -> Option<HandlerFn<E>> {
-        self.handler.downcast_ref::<HandlerFn<E>>().cloned()
+        self.typed::<E>().cloned()
+    }
+
+    /// The typed handler, borrowed (a batch calls many without touching their counts).
+    pub(crate) fn typed<E: HookEvent>(&self) -> Option<&HandlerFn<E>> {
+        self.handler.downcast_ref::<HandlerFn<E>>()
     }
 
     /// Calls the handler with a JSON payload and answers JSON: the form in which hook calls cross the

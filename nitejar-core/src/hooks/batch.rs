@@ -19,8 +19,9 @@ use std::time::Duration;
 use nitejar_sdk::abi::{BatchEnd, HookBatchAnswer, HookBatchCall};
 use nitejar_sdk::hooks::HookEvent;
 use nitejar_sdk::HookResult;
+use serde::Deserialize;
 
-use super::judge::{judge, refused, Answer, Judged};
+use super::judge::{judge, refused, Answer, EventJson, Judged, Request};
 use super::{DispatchContext, HandlerEntry, HandlerImpl, HookBatchCalls};
 use crate::host::ExecPolicy;
 
@@ -54,15 +55,16 @@ fn same(a: &Arc<dyn HookBatchCalls>, b: &Arc<dyn HookBatchCalls>) -> bool {
     std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }
 
-/// The payload of the `hooks.<event>` call for handlers `from..end`, with `budget` left.
-pub(super) fn request<E: HookEvent>(
+/// The payload of the `hooks.<event>` call for handlers `from..end`, with `budget` left, written
+/// after the payload's JSON.
+pub(super) fn request<'j, E: HookEvent>(
     entries: &[HandlerEntry<E>],
     from: usize,
     end: usize,
     budget: Duration,
     ctx: &DispatchContext,
-    event_json: &str,
-) -> String {
+    json: &'j mut EventJson,
+) -> Request<'j> {
     let handlers: Vec<usize> = entries[from..end]
         .iter()
         .map(|e| match &e.handler {
@@ -70,14 +72,16 @@ pub(super) fn request<E: HookEvent>(
             HandlerImpl::Typed(_) => 0,
         })
         .collect();
-    HookBatchCall::encode(
-        &handlers,
-        budget_us(budget),
-        ctx.work_item_id.as_deref(),
-        ctx.job_id.as_deref(),
-        ctx.agent_id.as_deref(),
-        event_json,
-    )
+    json.request(|out| {
+        HookBatchCall::finish(
+            out,
+            &handlers,
+            budget_us(budget),
+            ctx.work_item_id.as_deref(),
+            ctx.job_id.as_deref(),
+            ctx.agent_id.as_deref(),
+        )
+    })
 }
 
 /// The budget as the batch is told it: whole microseconds, rounded down, so that the batch never
@@ -120,6 +124,70 @@ pub(super) struct Report<P> {
     pub(super) running: Option<Running>,
 }
 
+/// A batch answer read in one pass, the changes straight into the event's patch type.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "P: Deserialize<'de>"))]
+struct TypedAnswer<'a, P> {
+    #[serde(default)]
+    ns: Vec<u64>,
+    #[serde(default)]
+    changed: Vec<usize>,
+    #[serde(default, borrow)]
+    end: Option<BatchEnd<'a>>,
+    #[serde(default)]
+    changes: Option<P>,
+    #[serde(default)]
+    running_ns: Option<u64>,
+}
+
+/// The changes of an answer: read, or refused (why).
+enum Changes<P> {
+    Read(Option<P>),
+    Refused(String),
+}
+
+/// Reads an answer; only one whose changes the event's patch type refuses is read twice (to tell
+/// a refused change from an unreadable answer).
+fn parse<'a, E: HookEvent>(
+    text: &'a str,
+) -> Result<(TypedAnswer<'a, ()>, Changes<E::Patch>), String> {
+    if let Ok(typed) = serde_json::from_str::<TypedAnswer<'a, E::Patch>>(text) {
+        let TypedAnswer {
+            ns,
+            changed,
+            end,
+            changes,
+            running_ns,
+        } = typed;
+        let head = TypedAnswer {
+            ns,
+            changed,
+            end,
+            changes: None,
+            running_ns,
+        };
+        return Ok((head, Changes::Read(changes)));
+    }
+    let answer: HookBatchAnswer<'a> = serde_json::from_str(text)
+        .map_err(|e| format!("answered its batch of handlers unreadably: {e}"))?;
+    let changes = match answer
+        .changes
+        .map(|raw| serde_json::from_str::<E::Patch>(raw.get()))
+    {
+        Some(Err(e)) => Changes::Refused(refused::<E>(e)),
+        Some(Ok(patch)) => Changes::Read(Some(patch)),
+        None => Changes::Read(None),
+    };
+    let head = TypedAnswer {
+        ns: answer.ns,
+        changed: answer.changed,
+        end: answer.end,
+        changes: None,
+        running_ns: answer.running_ns,
+    };
+    Ok((head, changes))
+}
+
 /// Reads and judges the answer of `hooks.<event>` (or `hooks.progress`) for handlers `from..end`
 /// sent with `budget_us`. An `Err` is an unreadable answer.
 pub(super) fn read<E: HookEvent>(
@@ -129,8 +197,7 @@ pub(super) fn read<E: HookEvent>(
     budget_us: u64,
     text: &str,
 ) -> Result<Report<E::Patch>, String> {
-    let answer: HookBatchAnswer<'_> = serde_json::from_str(text)
-        .map_err(|e| format!("answered its batch of handlers unreadably: {e}"))?;
+    let (answer, changes) = parse::<E>(text)?;
     if answer.ns.len() > end - from {
         return Err(format!(
             "answered {} outcomes for a batch of {} handlers",
@@ -166,7 +233,7 @@ pub(super) fn read<E: HookEvent>(
         });
         at = at.saturating_add(ns);
     }
-    apply_changes::<E>(entries, &answer, &mut settled);
+    apply_changes::<E>(entries, &answer.changed, changes, &mut settled);
     let running = match (answer.running_ns, &answer.end) {
         (Some(ns), None) if from + answer.ns.len() < end => {
             let index = from + answer.ns.len();
@@ -185,32 +252,29 @@ pub(super) fn read<E: HookEvent>(
 /// them.
 fn apply_changes<E: HookEvent>(
     entries: &[HandlerEntry<E>],
-    answer: &HookBatchAnswer<'_>,
+    changed: &[usize],
+    changes: Changes<E::Patch>,
     settled: &mut [Settled<E::Patch>],
 ) {
     // Only handlers whose answer was accepted changed the payload the plugin went on with.
-    let changed: Vec<usize> = answer
-        .changed
+    let changed: Vec<usize> = changed
         .iter()
         .copied()
-        .filter(|&pos| pos < settled.len() && settled[pos].judged.change.is_none())
-        .filter(|&pos| settled[pos].judged.status == crate::receipts::ReceiptStatus::Ok)
+        .filter(|&pos| {
+            pos < settled.len() && settled[pos].judged.status == crate::receipts::ReceiptStatus::Ok
+        })
         .collect();
     let Some(&last) = changed.iter().max() else {
         return;
     };
-    let patch = match answer
-        .changes
-        .map(|raw| serde_json::from_str::<E::Patch>(raw.get()))
-    {
-        Some(Ok(patch)) => patch,
-        Some(Err(e)) => return deny::<E>(entries, settled, &changed, refused::<E>(e)),
-        None => {
+    match changes {
+        Changes::Read(Some(patch)) => settled[last].judged.change = Some(patch),
+        Changes::Refused(reason) => deny::<E>(entries, settled, &changed, reason),
+        Changes::Read(None) => {
             let reason = "the plugin reported changes but did not send them".to_string();
-            return deny::<E>(entries, settled, &changed, reason);
+            deny::<E>(entries, settled, &changed, reason);
         }
-    };
-    settled[last].judged.change = Some(patch);
+    }
 }
 
 fn deny<E: HookEvent>(

@@ -8,7 +8,7 @@ use nitejar_sdk::{FailPolicy, Host};
 use serde_json::{json, Value};
 
 use super::batch;
-use super::judge::{call_handler, judge, payload_json, Answer, Judged};
+use super::judge::{call_handler, judge, payload_json, Answer, EventJson, Judged};
 use super::offload;
 use super::{BlockedBy, DispatchContext, Dispatched, HandlerEntry, HandlerImpl, HookBatchCalls};
 use crate::host::{CallHost, CallScope, Cancellation, ExecPolicy, ExecutionHost};
@@ -33,7 +33,7 @@ pub(super) struct Tally<E> {
     pub(super) payload: E,
     /// The payload as JSON, kept until a change invalidates it so that the JSON handlers and
     /// batches of one chain share one encoding.
-    pub(super) json_cache: Option<Arc<String>>,
+    pub(super) json_cache: Option<EventJson>,
     pub(super) receipts: Vec<Receipt>,
     pub(super) blocked: Option<BlockedBy>,
     pub(super) started: Instant,
@@ -145,7 +145,7 @@ impl<E: HookEvent> ChainRun<E> {
         };
         let start = Instant::now();
         let budget = t.budget_end.saturating_duration_since(start);
-        let request = batch::request(entries, from, end, budget, &self.ctx, &json);
+        let request = batch::request(entries, from, end, budget, &self.ctx, json);
         let scope = scope_for(
             &entries[from],
             Some(t.budget_end),
@@ -155,8 +155,9 @@ impl<E: HookEvent> ChainRun<E> {
         );
         let call_id = calls.call_id();
         let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            scope.enter(|| calls.call(E::NAME, call_id, &request))
+            calls.call(E::NAME, call_id, scope, &request)
         }));
+        drop(request);
         match answer {
             Ok(Ok(Some(text))) => {
                 match batch::read(entries, from, end, batch::budget_us(budget), &text) {

@@ -1,8 +1,8 @@
 //! Judging one handler call: what it answered (or failed to), against its event's rules.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use nitejar_sdk::abi::HookBatchCall;
 use nitejar_sdk::hooks::{HookContext, HookEvent, HookOptions};
 use nitejar_sdk::{FailPolicy, HookResult};
 use serde_json::{json, Value};
@@ -94,20 +94,65 @@ pub(super) fn judge<E: HookEvent>(
 }
 
 /// The payload as JSON, encoded on first use and kept until a change invalidates it, so that the
-/// JSON handlers of one chain share one encoding.
-pub(super) fn payload_json<E: HookEvent>(
-    payload: &E,
-    cache: &mut Option<Arc<String>>,
-) -> Result<Arc<String>, String> {
-    if let Some(json) = cache {
-        return Ok(json.clone());
+/// JSON handlers and batches of one chain share one encoding. It is kept as the start of a
+/// `hooks.<event>` payload (`{"event":<payload>`): a batch call appends the rest of its request and
+/// takes it off again, and the payload is never copied.
+pub(super) struct EventJson {
+    text: String,
+}
+
+impl EventJson {
+    fn encode<E: HookEvent>(payload: &E) -> Result<Self, String> {
+        let mut text = String::with_capacity(512);
+        text.push_str(HookBatchCall::EVENT_PREFIX);
+        nitejar_sdk::abi::json::append(&mut text, payload)
+            .map_err(|e| format!("could not encode the payload: {e}"))?;
+        Ok(EventJson { text })
     }
-    let json = Arc::new(
-        nitejar_sdk::abi::json::to_string(payload)
-            .map_err(|e| format!("could not encode the payload: {e}"))?,
-    );
-    *cache = Some(json.clone());
-    Ok(json)
+
+    /// The payload's JSON.
+    pub(super) fn event(&self) -> &str {
+        &self.text[HookBatchCall::EVENT_PREFIX.len()..]
+    }
+
+    /// The payload of a `hooks.<event>` call: this JSON with `finish` appended, until dropped.
+    pub(super) fn request(&mut self, finish: impl FnOnce(&mut String)) -> Request<'_> {
+        let len = self.text.len();
+        finish(&mut self.text);
+        Request { json: self, len }
+    }
+}
+
+/// A `hooks.<event>` payload written after an [`EventJson`]; dropping it leaves the payload's JSON.
+pub(super) struct Request<'a> {
+    json: &'a mut EventJson,
+    len: usize,
+}
+
+impl std::ops::Deref for Request<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.json.text
+    }
+}
+
+impl Drop for Request<'_> {
+    fn drop(&mut self) {
+        self.json.text.truncate(self.len);
+    }
+}
+
+/// The payload's JSON from `cache`, encoding it there first if needed.
+pub(super) fn payload_json<'c, E: HookEvent>(
+    payload: &E,
+    cache: &'c mut Option<EventJson>,
+) -> Result<&'c mut EventJson, String> {
+    if cache.is_none() {
+        *cache = Some(EventJson::encode(payload)?);
+    }
+    cache
+        .as_mut()
+        .ok_or_else(|| "the payload has no JSON".into())
 }
 
 /// Calls one handler on its own (typed, or JSON through `hook.<event>`).
@@ -115,7 +160,7 @@ pub(super) fn call_handler<E: HookEvent>(
     handler: &HandlerImpl<E>,
     ctx: &HookContext<'_>,
     payload: &E,
-    json_cache: &mut Option<Arc<String>>,
+    json_cache: &mut Option<EventJson>,
 ) -> Answer<E::Patch> {
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match handler {
         HandlerImpl::Typed(f) => Answer::Result(f(ctx, payload)),
@@ -124,7 +169,7 @@ pub(super) fn call_handler<E: HookEvent>(
                 Ok(json) => json,
                 Err(e) => return Answer::Error(e),
             };
-            match h.call(ctx, &json) {
+            match h.call(ctx, json.event()) {
                 Err(e) => Answer::Error(e),
                 Ok(text) => read_json_answer::<E>(&text),
             }

@@ -55,7 +55,7 @@ use std::time::Duration;
 use nitejar_sdk::hooks::{HandlerFn, HookContext, HookEvent, HookOptions, HookRegistration};
 use nitejar_sdk::{FailPolicy, HookName};
 
-use crate::host::ExecPolicy;
+use crate::host::{CallScope, ExecPolicy};
 use crate::receipts::ReceiptStatus;
 use crate::registry::PluginMeta;
 
@@ -96,7 +96,8 @@ pub trait HookBatchCalls: Send + Sync + 'static {
     /// A fresh call id, under which a batch call can be asked about while it runs.
     fn call_id(&self) -> u64;
 
-    /// Sends `hooks.<hook>` as call `call_id`, inside the current call scope. `Ok(None)` when the
+    /// Sends `hooks.<hook>` as call `call_id` in `scope` (its deadline is the chain budget's end;
+    /// the plugin's host calls are checked against it and its cancellation). `Ok(None)` when the
     /// plugin does not offer the method; from then on [`HookBatchCalls::batches`] is `false`. An
     /// `Err` is the failure of the call itself (a panic outside any handler, an unreadable
     /// payload).
@@ -104,6 +105,7 @@ pub trait HookBatchCalls: Send + Sync + 'static {
         &self,
         hook: HookName,
         call_id: u64,
+        scope: CallScope,
         payload_json: &str,
     ) -> Result<Option<String>, String>;
 

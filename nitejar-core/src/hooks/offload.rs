@@ -28,7 +28,7 @@ use nitejar_sdk::hooks::{HookContext, HookEvent};
 
 use super::batch::{self, Report, Settled};
 use super::chain::{scope_for, ChainRun, ChainSource, Tally};
-use super::judge::{call_handler, judge, payload_json, Answer, Judged};
+use super::judge::{call_handler, judge, payload_json, Answer, EventJson, Judged};
 use super::{DispatchContext, HandlerEntry, HookBatchCalls};
 use crate::host::{executor, Cancellation, ExecPolicy, ExecutionHost, Quarantine, TicketSlot};
 
@@ -161,7 +161,9 @@ async fn wait_for<E: HookEvent>(
         end,
         budget_end: t.budget_end,
         payload,
-        json: t.json_cache.clone(),
+        // The job goes on from the chain's encoding (and may append to it); the caller encodes
+        // the payload again if a later handler needs it.
+        json: t.json_cache.take(),
     };
     run.exec.executor().spawn(move || job.run(from));
 
@@ -492,7 +494,7 @@ struct Job<E: HookEvent> {
     /// The payload as the job's handlers leave it; `None` until needed when the caller sent only
     /// its JSON (a run that is one batch).
     payload: Option<E>,
-    json: Option<Arc<String>>,
+    json: Option<EventJson>,
 }
 
 /// What the job does after a step.
@@ -560,8 +562,8 @@ impl<E: HookEvent> Job<E> {
     /// plugin built with an earlier SDK: its handlers then go one by one).
     fn payload(&mut self) -> Result<&mut E, String> {
         if self.payload.is_none() {
-            let json = self.json.as_deref().ok_or("the job has no payload")?;
-            let payload: E = serde_json::from_str(json)
+            let json = self.json.as_ref().ok_or("the job has no payload")?;
+            let payload: E = serde_json::from_str(json.event())
                 .map_err(|e| format!("could not read the payload back: {e}"))?;
             self.payload = Some(payload);
         }
@@ -570,18 +572,17 @@ impl<E: HookEvent> Job<E> {
             .ok_or_else(|| "the job has no payload".into())
     }
 
-    /// The payload's JSON, encoded on first use.
-    fn json(&mut self) -> Result<Arc<String>, String> {
-        if let Some(json) = &self.json {
-            return Ok(json.clone());
+    /// The payload's JSON, encoded on first use, taken out of the job while a call uses it.
+    fn take_json(&mut self) -> Result<EventJson, String> {
+        if self.json.is_none() {
+            let payload = self.payload()?;
+            let mut json = None;
+            payload_json(&*payload, &mut json)?;
+            self.json = json;
         }
-        let payload = self.payload()?;
-        let json = Arc::new(
-            nitejar_sdk::abi::json::to_string(&*payload)
-                .map_err(|e| format!("could not encode the payload: {e}"))?,
-        );
-        self.json = Some(json.clone());
-        Ok(json)
+        self.json
+            .take()
+            .ok_or_else(|| "the payload has no JSON".into())
     }
 
     fn single(&mut self, entries: &[HandlerEntry<E>], index: usize) -> Step {
@@ -718,16 +719,17 @@ impl<E: HookEvent> Job<E> {
             // No call slot came free before the deadline: a timeout.
             return self.fail(from, Answer::Error(String::new()), Some(timeout), now);
         };
-        let json = match self.json() {
+        let mut json = match self.take_json() {
             Ok(json) => json,
             Err(e) => return self.fail(from, Answer::Error(e), None, now),
         };
         let start = Instant::now();
         let budget = self.budget_end.saturating_duration_since(start);
         if budget.is_zero() {
+            self.json = Some(json);
             return Step::Next(from);
         }
-        let request = batch::request(entries, from, end, budget, &self.ctx, &json);
+        let request = batch::request(entries, from, end, budget, &self.ctx, &mut json);
         let call = BatchCall {
             calls: calls.clone(),
             call_id: calls.call_id(),
@@ -751,8 +753,10 @@ impl<E: HookEvent> Job<E> {
             &self.ctx,
         );
         let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            scope.enter(|| calls.call(E::NAME, call.call_id, &request))
+            calls.call(E::NAME, call.call_id, scope, &request)
         }));
+        drop(request);
+        self.json = Some(json);
         self.shared.ticket.clear();
         drop(permit);
         if self.shared.cancellation.is_cancelled() {

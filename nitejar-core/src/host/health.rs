@@ -8,7 +8,6 @@
 //! at once with an `error` receipt, and one `auto_disable` receipt records the quarantine. The
 //! quarantine ends by itself when every stuck call has returned (nothing is held any more).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -265,21 +264,24 @@ impl Quarantine {
     }
 }
 
-/// A plugin version: id and version.
-type PluginKey = (Arc<str>, Arc<str>);
-
-/// The health of every plugin version that made an offloaded call.
+/// The health of every plugin version that made an offloaded call. Looked up on every offloaded
+/// call; a list of a few dozen entries, compared by pointer first, is faster than hashing the id and
+/// version each time.
 #[derive(Default)]
 pub(crate) struct HealthBook {
     limits: ExecutionLimits,
-    plugins: Mutex<HashMap<PluginKey, Arc<PluginHealth>>>,
+    plugins: Mutex<Vec<Arc<PluginHealth>>>,
+}
+
+fn same_version(a: &PluginMeta, b: &PluginMeta) -> bool {
+    std::ptr::eq(a, b) || (a.id == b.id && a.version == b.version)
 }
 
 impl HealthBook {
     pub(crate) fn new(limits: ExecutionLimits) -> Self {
         HealthBook {
             limits,
-            plugins: Mutex::new(HashMap::new()),
+            plugins: Mutex::new(Vec::new()),
         }
     }
 
@@ -289,15 +291,18 @@ impl HealthBook {
 
     pub(crate) fn get(&self, meta: &Arc<PluginMeta>) -> Arc<PluginHealth> {
         let mut plugins = lock(&self.plugins);
-        plugins
-            .entry((meta.id.clone(), meta.version.clone()))
-            .or_insert_with(|| Arc::new(PluginHealth::new(meta.clone(), self.limits)))
-            .clone()
+        if let Some(health) = plugins.iter().find(|h| same_version(&h.meta, meta)) {
+            return health.clone();
+        }
+        let health = Arc::new(PluginHealth::new(meta.clone(), self.limits));
+        plugins.push(health.clone());
+        health
     }
 
     pub(crate) fn peek(&self, meta: &PluginMeta) -> Option<Arc<PluginHealth>> {
         lock(&self.plugins)
-            .get(&(meta.id.clone(), meta.version.clone()))
+            .iter()
+            .find(|h| same_version(&h.meta, meta))
             .cloned()
     }
 }

@@ -217,6 +217,17 @@ impl Core {
                     self.services.clone(),
                 )
             });
+        self.call_in(id, scope, method, payload)
+    }
+
+    /// Calls the plugin as call `id` in `scope`.
+    fn call_in(
+        &self,
+        id: u64,
+        scope: CallScope,
+        method: &str,
+        payload: &str,
+    ) -> Result<String, PluginError> {
         let remaining_ms = scope
             .remaining()
             // Rounded up, so the plugin never believes its time is up before the host does.
@@ -411,11 +422,12 @@ impl HookBatchCalls for LibraryBatches {
         &self,
         hook: HookName,
         call_id: u64,
+        scope: CallScope,
         payload_json: &str,
     ) -> Result<Option<String>, String> {
         match self
             .core
-            .call_as(call_id, batch_method(hook), payload_json, None)
+            .call_in(call_id, scope, batch_method(hook), payload_json)
         {
             Ok(text) => Ok(Some(text)),
             Err(e) if e.kind.as_str() == PluginError::UNKNOWN_METHOD => {

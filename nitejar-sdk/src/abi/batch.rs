@@ -12,7 +12,7 @@
 //! on a handler exactly when the batch itself will count it late.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -135,17 +135,17 @@ struct Envelope<E> {
     event: E,
 }
 
-/// The state of one batch, shared with `hooks.progress`. Only the batch's thread writes it; the
-/// counters are published with release stores after what they count, and a change is applied
-/// under the payload's write lock together with the count that includes it, so a reader holding
-/// the read lock sees a payload and a count that belong together.
+/// The state of one batch, shared with `hooks.progress` from its start: a handler that turns out
+/// slow may be the first one, and the host must be able to learn where the batch is while it runs.
+/// Only the batch's thread writes it; the counters are published with release stores after what
+/// they count, and a change is applied under the payload's write lock together with the count that
+/// includes it, so a reader holding the read lock sees a payload and a count that belong together.
 struct BatchState<E> {
     started: Instant,
     payload: RwLock<E>,
-    /// How long each handler took, in nanoseconds (the first `done`).
-    ns: Vec<AtomicU64>,
-    /// Whether each handler changed the payload (the first `done`).
-    changed: Vec<AtomicBool>,
+    /// Per handler (the first `done`): how long it took in nanoseconds, with [`CHANGED`] set when
+    /// it changed the payload.
+    outcomes: Vec<AtomicU64>,
     /// How many handlers are done.
     done: AtomicUsize,
     /// When the handler at position `done` started, in nanoseconds after `started`;
@@ -156,6 +156,7 @@ struct BatchState<E> {
 }
 
 const NOT_RUNNING: u64 = u64::MAX;
+const CHANGED: u64 = 1 << 63;
 
 fn read<E>(payload: &RwLock<E>) -> RwLockReadGuard<'_, E> {
     // Only `apply` writes; a panic in it leaves a payload that was applied or not, which the
@@ -168,21 +169,9 @@ fn write<E>(payload: &RwLock<E>) -> RwLockWriteGuard<'_, E> {
 }
 
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-impl<E: HookEvent> BatchState<E> {
-    fn new(payload: E, started: Instant, handlers: usize) -> Self {
-        BatchState {
-            started,
-            payload: RwLock::new(payload),
-            ns: (0..handlers).map(|_| AtomicU64::new(0)).collect(),
-            changed: (0..handlers).map(|_| AtomicBool::new(false)).collect(),
-            done: AtomicUsize::new(0),
-            running_since: AtomicU64::new(0),
-            end: Mutex::new(None),
-        }
-    }
+    u64::try_from(d.as_nanos())
+        .unwrap_or(u64::MAX)
+        .min(CHANGED - 1)
 }
 
 impl<E: HookEvent> Progress for BatchState<E> {
@@ -193,30 +182,29 @@ impl<E: HookEvent> Progress for BatchState<E> {
         let running = self.running_since.load(Ordering::Acquire);
         let mut out = String::with_capacity(48 + 8 * done);
         out.push_str(r#"{"ns":["#);
-        for (i, ns) in self.ns[..done].iter().enumerate() {
+        for (i, outcome) in self.outcomes[..done].iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            push_u64(&mut out, ns.load(Ordering::Relaxed));
+            push_u64(&mut out, outcome.load(Ordering::Relaxed) & !CHANGED);
         }
         out.push_str(r#"],"changed":["#);
-        let mut any_change = false;
-        for (i, changed) in self.changed[..done].iter().enumerate() {
-            if changed.load(Ordering::Relaxed) {
-                if any_change {
+        let mut changed = false;
+        for (i, outcome) in self.outcomes[..done].iter().enumerate() {
+            if outcome.load(Ordering::Relaxed) & CHANGED != 0 {
+                if changed {
                     out.push(',');
                 }
-                any_change = true;
+                changed = true;
                 push_u64(&mut out, i as u64);
             }
         }
         out.push(']');
-        let end = self.end.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(end) = end {
+        if let Some(end) = &*self.end.lock().unwrap_or_else(|p| p.into_inner()) {
             out.push_str(r#","end":"#);
-            out.push_str(&serde_json::to_string(&end).unwrap_or_else(|_| "null".into()));
+            out.push_str(&serde_json::to_string(end).unwrap_or_else(|_| "null".into()));
         }
-        if any_change {
+        if changed {
             out.push_str(r#","changes":"#);
             // The host refuses the changes of a batch that sends none (`null`).
             let state = payload.mutable_state();
@@ -257,7 +245,7 @@ fn run_event<E: HookEvent>(
                 .hooks()
                 .get(i)
                 .filter(|r| r.hook() == E::NAME)
-                .and_then(|r| Some((r.handler::<E>()?, r.options())))
+                .and_then(|r| Some((r.typed::<E>()?, r.options())))
                 .ok_or_else(|| {
                     PluginError::new(
                         PluginError::UNKNOWN_METHOD,
@@ -268,7 +256,14 @@ fn run_event<E: HookEvent>(
         .collect::<Result<Vec<_>, _>>()?;
     let budget = Duration::from_micros(call.budget_us);
     let started = Instant::now();
-    let state = Arc::new(BatchState::new(call.event, started, handlers.len()));
+    let state = Arc::new(BatchState {
+        started,
+        payload: RwLock::new(call.event),
+        outcomes: (0..handlers.len()).map(|_| AtomicU64::new(0)).collect(),
+        done: AtomicUsize::new(0),
+        running_since: AtomicU64::new(0),
+        end: Mutex::new(None),
+    });
     let registered = b.running.register(ctx.call_id, state.clone());
     let mut payload = read(&state.payload);
     let mut at = started;
@@ -279,7 +274,9 @@ fn run_event<E: HookEvent>(
         {
             break;
         }
-        state.running_since.store(nanos(elapsed), Ordering::Release);
+        if pos > 0 {
+            state.running_since.store(nanos(elapsed), Ordering::Release);
+        }
         let timeout = Duration::from_millis(u64::from(options.timeout_ms)).min(budget - elapsed);
         let host = AbiHost::with_deadline(b.host, ctx.call_id, at.checked_add(timeout), method);
         let hook_ctx = HookContext {
@@ -296,45 +293,45 @@ fn run_event<E: HookEvent>(
         // A late answer is judged `timeout` by the host and its change discarded; the handlers
         // after it go on in another call, if the chain goes on at all.
         let late = took > timeout;
-        state.ns[pos].store(nanos(took), Ordering::Relaxed);
-        let stop = match result {
-            Ok(HookResult::Continue) => late,
-            Ok(HookResult::Change(patch)) => {
-                if !late {
-                    drop(payload);
-                    let mut writable = write(&state.payload);
-                    writable.apply(patch);
-                    state.changed[pos].store(true, Ordering::Relaxed);
-                    // Under the write lock: the count that includes this change (see the type).
-                    state.done.store(pos + 1, Ordering::Release);
-                    drop(writable);
-                    payload = read(&state.payload);
-                }
-                late
-            }
-            Ok(HookResult::Block(reason)) => {
-                set_end(
-                    &state.end,
-                    BatchEnd::Block {
-                        reason: reason.into(),
-                    },
-                );
-                true
-            }
-            Err(panic) => {
-                set_end(
-                    &state.end,
-                    BatchEnd::Panic {
-                        error: panic_text(panic).into(),
-                    },
-                );
-                true
-            }
+        let (change, ending) = match result {
+            Ok(HookResult::Continue) => (None, None),
+            Ok(HookResult::Change(patch)) => ((!late).then_some(patch), None),
+            Ok(HookResult::Block(reason)) => (
+                None,
+                Some(BatchEnd::Block {
+                    reason: reason.into(),
+                }),
+            ),
+            Err(panic) => (
+                None,
+                Some(BatchEnd::Panic {
+                    error: panic_text(panic).into(),
+                }),
+            ),
         };
+        let stop = late || ending.is_some();
         if stop || pos + 1 == handlers.len() {
             state.running_since.store(NOT_RUNNING, Ordering::Release);
         }
-        state.done.store(pos + 1, Ordering::Release);
+        if let Some(ending) = ending {
+            *state.end.lock().unwrap_or_else(|p| p.into_inner()) = Some(ending);
+        }
+        match change {
+            None => {
+                state.outcomes[pos].store(nanos(took), Ordering::Relaxed);
+                state.done.store(pos + 1, Ordering::Release);
+            }
+            // A change and the count that includes it go together, under the write lock.
+            Some(patch) => {
+                drop(payload);
+                let mut writable = write(&state.payload);
+                writable.apply(patch);
+                state.outcomes[pos].store(nanos(took) | CHANGED, Ordering::Relaxed);
+                state.done.store(pos + 1, Ordering::Release);
+                drop(writable);
+                payload = read(&state.payload);
+            }
+        }
         if stop {
             break;
         }
@@ -344,8 +341,4 @@ fn run_event<E: HookEvent>(
     state.running_since.store(NOT_RUNNING, Ordering::Release);
     drop(registered);
     Ok(state.answer(false))
-}
-
-fn set_end(end: &Mutex<Option<BatchEnd<'static>>>, value: BatchEnd<'static>) {
-    *end.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
 }

@@ -21,8 +21,13 @@ use super::wire::push_u64;
 /// `value` as compact JSON, as `serde_json::to_string` would write it.
 pub fn to_string<T: ?Sized + Serialize>(value: &T) -> Result<String, Error> {
     let mut out = String::with_capacity(256);
-    value.serialize(&mut Writer { out: &mut out })?;
+    append(&mut out, value)?;
     Ok(out)
+}
+
+/// Appends `value` as compact JSON to `out`. On an error, `out` may hold part of it.
+pub fn append<T: ?Sized + Serialize>(out: &mut String, value: &T) -> Result<(), Error> {
+    value.serialize(&mut Writer { out })
 }
 
 /// The token `serde_json` gives a `RawValue` when it serialises one.

@@ -95,6 +95,11 @@ pub struct HookBatchCall<'a> {
 }
 
 impl HookBatchCall<'_> {
+    /// What the payload of a `hooks.<event>` call starts with. The event comes first, so that a
+    /// host can keep one buffer holding this prefix and the encoded event for a whole chain, and
+    /// append the rest of each call to it ([`HookBatchCall::finish`]).
+    pub const EVENT_PREFIX: &'static str = r#"{"event":"#;
+
     /// Writes the payload of a `hooks.<event>` call around an event already encoded as JSON.
     pub fn encode(
         handlers: &[usize],
@@ -105,15 +110,38 @@ impl HookBatchCall<'_> {
         event_json: &str,
     ) -> String {
         let mut out = String::with_capacity(event_json.len() + 96 + handlers.len() * 4);
-        out.push_str(r#"{"handlers":["#);
+        out.push_str(Self::EVENT_PREFIX);
+        out.push_str(event_json);
+        Self::finish(
+            &mut out,
+            handlers,
+            budget_us,
+            work_item_id,
+            job_id,
+            agent_id,
+        );
+        out
+    }
+
+    /// Appends what follows the event to `out`, which holds [`HookBatchCall::EVENT_PREFIX`] and
+    /// the event.
+    pub fn finish(
+        out: &mut String,
+        handlers: &[usize],
+        budget_us: u64,
+        work_item_id: Option<&str>,
+        job_id: Option<&str>,
+        agent_id: Option<&str>,
+    ) {
+        out.push_str(r#","handlers":["#);
         for (i, h) in handlers.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            push_u64(&mut out, *h as u64);
+            push_u64(out, *h as u64);
         }
         out.push_str(r#"],"budget_us":"#);
-        push_u64(&mut out, budget_us);
+        push_u64(out, budget_us);
         for (key, value) in [
             ("work_item_id", work_item_id),
             ("job_id", job_id),
@@ -127,10 +155,7 @@ impl HookBatchCall<'_> {
                 _ => out.push_str("null"),
             }
         }
-        out.push_str(r#","event":"#);
-        out.push_str(event_json);
         out.push('}');
-        out
     }
 }
 
@@ -202,9 +227,7 @@ pub(crate) fn push_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
 }
 
 /// The answer of an integration method: `{"ok": value}` or `{"error": IntegrationError}`.
