@@ -103,10 +103,13 @@ pub(super) struct EventJson {
 
 impl EventJson {
     fn encode<E: HookEvent>(payload: &E) -> Result<Self, String> {
-        let mut text = String::with_capacity(512);
+        // Room for a few kilobytes of payload and the rest of a request: growing the buffer
+        // would copy the payload, maybe twice.
+        let mut text = String::with_capacity(8192);
         text.push_str(HookBatchCall::EVENT_PREFIX);
         nitejar_sdk::abi::json::append(&mut text, payload)
             .map_err(|e| format!("could not encode the payload: {e}"))?;
+        text.reserve(REQUEST_ROOM);
         Ok(EventJson { text })
     }
 
@@ -122,6 +125,9 @@ impl EventJson {
         Request { json: self, len }
     }
 }
+
+/// What a request adds after the payload, usually: handler indices, budget and run context.
+const REQUEST_ROOM: usize = 512;
 
 /// A `hooks.<event>` payload written after an [`EventJson`]; dropping it leaves the payload's JSON.
 pub(super) struct Request<'a> {

@@ -150,9 +150,10 @@ impl HookBatchCall<'_> {
             out.push_str(",\"");
             out.push_str(key);
             out.push_str("\":");
-            match value.map(serde_json::to_string) {
-                Some(Ok(text)) => out.push_str(&text),
-                _ => out.push_str("null"),
+            let len = out.len();
+            if value.is_none() || super::json::append(out, &value).is_err() {
+                out.truncate(len);
+                out.push_str("null");
             }
         }
         out.push('}');
