@@ -764,8 +764,11 @@ async fn no_handler_means_no_work_and_no_receipt() {
 
 /// A plugin transport that takes batches (`hooks.<event>`), the way the loader's proxies do: it
 /// records each batch it is sent and answers what `answer` makes of the handlers' indices.
+/// What [`Batches`] answers for the indices of a batch (`None`: it does not take batches).
+type BatchAnswers = Box<dyn Fn(&[usize]) -> Option<String> + Send + Sync>;
+
 struct Batches {
-    answer: Box<dyn Fn(&[usize]) -> Option<String> + Send + Sync>,
+    answer: BatchAnswers,
     sent: Mutex<Vec<Vec<usize>>>,
     refused: std::sync::atomic::AtomicBool,
     next_id: std::sync::atomic::AtomicU64,

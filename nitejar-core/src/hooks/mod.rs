@@ -16,37 +16,47 @@
 //!
 //! Inline handlers run on the caller's thread. A run of consecutive offloaded handlers is handed
 //! to the execution host's executor in one hand-off (no blocking-pool round trip), and the caller
-//! waits for each handler no longer than its deadline ([`offload`] says how it knows).
+//! waits for each handler no longer than its deadline (the `offload` module says how it knows).
 //! Offloaded handlers take one of their plugin's call slots; a handler the caller gave up on while
 //! it was still running counts as stuck, and a plugin with too many stuck calls is quarantined (its
 //! handlers answer `error` at once, and an `auto_disable` receipt records it; see
 //! [`crate::host::ExecutionLimits`]). Handlers of plugins loaded from a library run inside their
-//! [`CallScope`](crate::host::CallScope), through which the library's host calls find their call.
+//! [`CallScope`], through which the library's host calls find their call.
 //!
 //! # Library handlers cross the boundary once per plugin per chain
 //!
-//! Consecutive handlers of one library plugin (same execution policy) go in one
-//! `hooks.<event>` call ([`batch`]): the payload is encoded once per chain — and again only after
-//! a change — and the plugin answers one duration per handler and the changed fields once, never
-//! the whole payload. A library built with an SDK that does not know the method answers
-//! `unknown_method`; the plugin instance remembers it and its handlers are called one by one
-//! (`hook.<event>`), as before.
+//! Consecutive handlers of one library plugin (same execution policy) go in one `hooks.<event>`
+//! call (the `batch` module): the payload is encoded once per chain — again only after a change —
+//! and never copied into a request; the plugin reads it once, runs the handlers one after the
+//! other on its copy, and answers one duration per handler and the changed fields once, never the
+//! whole payload. Every handler is then judged here by the rules above, one receipt each. A
+//! library built with an SDK that does not know the method answers `unknown_method`; the plugin
+//! instance remembers it, and its handlers are called one by one (`hook.<event>`) as before.
 //!
-//! **Timeouts inside a batch.** The batch keeps each handler's clock: handler `k` gets
-//! `min(its timeout, what is left of the budget)` from when it starts on the batch's clock, and the
-//! batch stops after a handler that answered late (its change is not applied; it is `timeout`), a
-//! block or a panic. A panic is caught around that one handler; the outcomes before it are kept.
-//! Offloaded, the caller that has waited as long as a handler may take asks the plugin how far the
-//! batch got (`hooks.progress`); the plugin answers from the same clock, so the caller judges a
-//! handler `timeout` exactly when the batch itself counts it late — and then the batch stops after
-//! it by itself: no handler runs twice, no outcome before it is lost, and the handlers after it go
-//! on in a fresh call, as after any timeout. A batch whose plugin cannot say how far it got has its
-//! first handler without an outcome judged `timeout`. Inline, as for any inline handler, a late
-//! handler is judged when the batch returns.
+//! ## Timeouts inside a batch
 //!
-//! Batches change where the clock starts, not the rules: the budget a batch is given is what is
-//! left when it is sent (whole microseconds, rounded down), and a batch that waited for its call
-//! slot times its handlers from when it starts.
+//! The batch keeps each handler's clock: handler `k` gets `min(its timeout, what is left of the
+//! budget)` from when it starts, on the batch's clock, and the batch stops after a handler that
+//! answered late (its change is not applied; it is judged `timeout`), a block or a panic. A panic
+//! is caught around that one handler: the outcomes before it stand and nothing runs again.
+//!
+//! - Inline, as for any inline handler, a late handler is judged when the batch returns, and the
+//!   handlers after it go on in a new call (if the chain goes on).
+//! - Offloaded, the caller cannot see handlers start, so it looks when the shortest timeout of the
+//!   batch's handlers could have run out, and asks the plugin how far the batch got
+//!   (`hooks.progress`, from another thread). The plugin answers from the same clock: the handler
+//!   running, for how long, and the outcomes before it. If that handler is late, the caller judges
+//!   it `timeout` on time, marks the call cancelled and stuck (call slots and quarantine as for any
+//!   call), settles the outcomes before it and goes on after it in a fresh call — and the batch,
+//!   which counts the same handler late, stops after it by itself: no handler runs twice. If not,
+//!   the caller looks again when it could be. A plugin that cannot say within 50 ms has the first
+//!   handler of the batch without an outcome judged `timeout`; however the plugin answers, the
+//!   caller waits no longer than all the batch's handlers' timeouts together, or the budget.
+//!
+//! Batches move where the clock starts, not the rules: a batch is told the budget left when it is
+//! sent (in whole microseconds, rounded down) and counts it from when it starts; a call slot
+//! must come free within the first handler's time (else that handler is `timeout`, as before),
+//! and the handlers are then timed from when the batch starts.
 
 use std::any::Any;
 use std::sync::Arc;

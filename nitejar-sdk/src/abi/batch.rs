@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use super::export::{panic_text, AbiHost};
 use serde::Deserialize;
 
+use super::export::{panic_text, AbiHost};
 use super::json;
 use super::wire::{push_u64, BatchEnd, ProgressCall};
 use super::{CallCtx, HostBox, PluginError};
