@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nitejar_core::hooks::{DispatchContext, HookContribution, JsonHookHandler};
+use nitejar_core::hooks::{DispatchContext, HookBatchCalls, HookContribution, JsonHookHandler};
+use nitejar_core::host::{CallScope, ExecPolicy};
 use nitejar_core::receipts::{MemorySink, Receipt, ReceiptKind, ReceiptStatus};
 use nitejar_core::registry::{ActivePlugin, PluginMeta, PluginOrigin};
 use nitejar_core::runtime::Runtime;
@@ -759,4 +760,300 @@ async fn no_handler_means_no_work_and_no_receipt() {
         .await;
     assert_eq!(out.payload.content, "same");
     assert!(sink.is_empty());
+}
+
+/// A plugin transport that takes batches (`hooks.<event>`), the way the loader's proxies do: it
+/// records each batch it is sent and answers what `answer` makes of the handlers' indices.
+/// What [`Batches`] answers for the indices of a batch (`None`: it does not take batches).
+type BatchAnswers = Box<dyn Fn(&[usize]) -> Option<String> + Send + Sync>;
+
+struct Batches {
+    answer: BatchAnswers,
+    sent: Mutex<Vec<Vec<usize>>>,
+    refused: std::sync::atomic::AtomicBool,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Batches {
+    fn new(answer: impl Fn(&[usize]) -> Option<String> + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(Batches {
+            answer: Box::new(answer),
+            sent: Mutex::new(Vec::new()),
+            refused: false.into(),
+            next_id: 0.into(),
+        })
+    }
+
+    fn sent(&self) -> Vec<Vec<usize>> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+impl HookBatchCalls for Batches {
+    fn batches(&self) -> bool {
+        !self.refused.load(Ordering::SeqCst)
+    }
+    fn call_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::SeqCst)
+    }
+    fn call(
+        &self,
+        hook: HookName,
+        _call_id: u64,
+        scope: CallScope,
+        payload: &str,
+    ) -> Result<Option<String>, String> {
+        assert_eq!(scope.hook(), Some(HookName::ResponsePreDeliver));
+        assert_eq!(hook, HookName::ResponsePreDeliver);
+        let request: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(request["event"]["integration_id"], "int-1", "{request}");
+        assert!(request["budget_us"].as_u64().unwrap() > 7_000_000);
+        let handlers: Vec<usize> = serde_json::from_value(request["handlers"].clone()).unwrap();
+        self.sent.lock().unwrap().push(handlers.clone());
+        match (self.answer)(&handlers) {
+            Some(text) => Ok(Some(text)),
+            None => {
+                self.refused.store(true, Ordering::SeqCst);
+                Ok(None)
+            }
+        }
+    }
+    fn progress(&self, _call_id: u64) -> Result<String, String> {
+        Err("not asked in these tests".into())
+    }
+}
+
+/// A handler of a plugin behind [`Batches`]; called on its own, it appends `[<index>]`.
+struct Batched {
+    index: usize,
+    batches: Arc<dyn HookBatchCalls>,
+    alone: Arc<AtomicUsize>,
+}
+
+impl JsonHookHandler for Batched {
+    fn call(&self, _ctx: &HookContext<'_>, payload_json: &str) -> Result<String, String> {
+        self.alone.fetch_add(1, Ordering::SeqCst);
+        let r: ResponsePreDeliver = serde_json::from_str(payload_json).unwrap();
+        Ok(serde_json::json!({
+            "action": "continue",
+            "changes": {"content": format!("{}[{}]", r.content, self.index)}
+        })
+        .to_string())
+    }
+    fn batch(&self) -> Option<(&Arc<dyn HookBatchCalls>, usize)> {
+        Some((&self.batches, self.index))
+    }
+}
+
+/// A third-party plugin with handlers `0..priorities.len()` behind `batches`, run inline (as a
+/// library plugin is when its policy says so) or offloaded.
+fn batched_plugin(
+    batches: &Arc<Batches>,
+    priorities: &[i32],
+    alone: &Arc<AtomicUsize>,
+    timeout_ms: u32,
+) -> ActivePlugin {
+    let transport: Arc<dyn HookBatchCalls> = batches.clone();
+    let hooks = priorities
+        .iter()
+        .enumerate()
+        .map(|(index, &priority)| HookContribution::Json {
+            hook: HookName::ResponsePreDeliver,
+            options: HookOptions::new().priority(priority).timeout_ms(timeout_ms),
+            handler: Arc::new(Batched {
+                index,
+                batches: transport.clone(),
+                alone: alone.clone(),
+            }),
+        })
+        .collect();
+    ActivePlugin::from_parts(
+        PluginMeta::new("com.batched", "0.5.0", PluginOrigin::ThirdParty),
+        Vec::new(),
+        hooks,
+        Vec::new(),
+    )
+}
+
+/// A batch answer in which every handler continues after `ns` nanoseconds, the ones in `changed`
+/// having changed the content to `content`.
+fn continued(handlers: &[usize], changed: &[usize], content: &str) -> String {
+    serde_json::json!({
+        "ns": vec![1_000u64; handlers.len()],
+        "changed": changed,
+        "changes": {"content": content},
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn consecutive_handlers_of_one_plugin_cross_once_per_chain() {
+    for policy in [ExecPolicy::Inline, ExecPolicy::Offload] {
+        let sink = MemorySink::new();
+        let rt = runtime(&sink);
+        let alone = Arc::new(AtomicUsize::new(0));
+        let batches = Batches::new(|handlers| {
+            Some(match handlers {
+                [0, 1] => continued(handlers, &[1], "[0][1]"),
+                [2] => continued(handlers, &[0], "[0][1][builtin][2]"),
+                other => panic!("unexpected batch {other:?}"),
+            })
+        });
+        rt.activate(batched_plugin(&batches, &[30, 20, 0], &alone, 1500).with_policy(policy))
+            .unwrap();
+        rt.activate(builtin(
+            "com.builtin",
+            Plugin::builder()
+                .hook(HookOptions::new().priority(10), append("[builtin]"))
+                .build(),
+        ))
+        .unwrap();
+        let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+        assert_eq!(out.payload.content, "[0][1][builtin][2]", "{policy:?}");
+        assert_eq!(batches.sent(), [vec![0, 1], vec![2]], "{policy:?}");
+        assert_eq!(alone.load(Ordering::SeqCst), 0, "{policy:?}");
+        let receipts = sink.take();
+        assert_eq!(
+            statuses(&receipts),
+            [
+                ("com.batched".into(), ReceiptStatus::Ok),
+                ("com.batched".into(), ReceiptStatus::Ok),
+                ("com.builtin".into(), ReceiptStatus::Ok),
+                ("com.batched".into(), ReceiptStatus::Ok),
+            ],
+            "{policy:?}"
+        );
+        // Each handler's receipt has the duration the plugin measured for it.
+        assert_eq!(receipts[0].duration_us, 1, "{policy:?}");
+        assert!(receipts.iter().all(|r| r.plugin_version.is_some()));
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_that_does_not_take_batches_is_called_handler_by_handler_from_then_on() {
+    for policy in [ExecPolicy::Inline, ExecPolicy::Offload] {
+        let sink = MemorySink::new();
+        let rt = runtime(&sink);
+        let alone = Arc::new(AtomicUsize::new(0));
+        let batches = Batches::new(|_| None);
+        rt.activate(batched_plugin(&batches, &[2, 1], &alone, 1500).with_policy(policy))
+            .unwrap();
+        for _ in 0..2 {
+            let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+            assert_eq!(out.payload.content, "[0][1]", "{policy:?}");
+        }
+        assert_eq!(batches.sent(), [vec![0, 1]], "asked once, {policy:?}");
+        assert_eq!(alone.load(Ordering::SeqCst), 4, "{policy:?}");
+        assert!(sink.take().iter().all(|r| r.status == ReceiptStatus::Ok));
+    }
+}
+
+#[tokio::test]
+async fn a_batch_change_outside_the_mutation_policy_is_denied_for_every_handler_that_changed() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    let alone = Arc::new(AtomicUsize::new(0));
+    let batches = Batches::new(|handlers| {
+        Some(
+            serde_json::json!({
+                "ns": vec![1_000u64; handlers.len()],
+                "changed": [0, 2],
+                "changes": {"content": "pwned", "integration_type": "github"},
+            })
+            .to_string(),
+        )
+    });
+    rt.activate(batched_plugin(&batches, &[3, 2, 1], &alone, 1500))
+        .unwrap();
+    let out = rt
+        .dispatch(&DispatchContext::default(), response("hello"))
+        .await;
+    assert_eq!(out.payload.content, "hello");
+    assert_eq!(out.payload.integration_type, "echo");
+    assert!(!out.is_blocked(), "fail_open: the chain goes on");
+    let receipts = sink.take();
+    assert_eq!(
+        receipts.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [
+            ReceiptStatus::Denied,
+            ReceiptStatus::Ok,
+            ReceiptStatus::Denied
+        ]
+    );
+    let detail = receipts[0].detail.as_ref().unwrap();
+    assert!(
+        detail["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `integration_type`"),
+        "{detail}"
+    );
+    assert_eq!(detail["mutable_fields"], serde_json::json!(["content"]));
+}
+
+#[tokio::test]
+async fn a_late_answer_in_a_batch_is_a_timeout_and_the_chain_goes_on_in_a_new_call() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    let alone = Arc::new(AtomicUsize::new(0));
+    // The plugin stops after the late handler, as the SDK's batches do.
+    let batches = Batches::new(|handlers| {
+        Some(match handlers {
+            [0, 1, 2] => serde_json::json!({
+                "ns": [1_000, 80_000_000],
+                "changed": [0],
+                "changes": {"content": "[0]"},
+            })
+            .to_string(),
+            [2] => continued(handlers, &[0], "[0][2]"),
+            other => panic!("unexpected batch {other:?}"),
+        })
+    });
+    rt.activate(batched_plugin(&batches, &[3, 2, 1], &alone, 50).with_policy(ExecPolicy::Inline))
+        .unwrap();
+    let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+    assert_eq!(out.payload.content, "[0][2]");
+    assert_eq!(batches.sent(), [vec![0, 1, 2], vec![2]]);
+    let receipts = sink.take();
+    assert_eq!(
+        receipts.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [ReceiptStatus::Ok, ReceiptStatus::Timeout, ReceiptStatus::Ok]
+    );
+    assert_eq!(receipts[1].detail.as_ref().unwrap()["timeout_ms"], 50);
+    assert_eq!(receipts[1].duration_us, 80_000);
+}
+
+#[tokio::test]
+async fn a_short_timeout_after_a_long_one_in_an_offloaded_run_is_noticed_on_time() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    rt.activate(offloaded(
+        "com.mixed.timeouts",
+        Plugin::builder()
+            .hook(
+                HookOptions::new().priority(2).timeout_ms(5000),
+                append("[quick]"),
+            )
+            .hook(
+                HookOptions::new().priority(1).timeout_ms(50),
+                sleeper(600, "[slow]"),
+            )
+            .hook(HookOptions::new(), append("[after]"))
+            .build(),
+    ))
+    .unwrap();
+    let started = Instant::now();
+    let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(400),
+        "the second handler's 50 ms count, not the first's 5 s: waited {waited:?}"
+    );
+    assert_eq!(out.payload.content, "[quick][after]");
+    let receipts = sink.take();
+    assert_eq!(
+        receipts.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [ReceiptStatus::Ok, ReceiptStatus::Timeout, ReceiptStatus::Ok]
+    );
+    assert_eq!(receipts[1].detail.as_ref().unwrap()["timeout_ms"], 50);
 }

@@ -337,6 +337,10 @@ pub trait HookEvent:
     type Patch: Serialize + DeserializeOwned + Clone + Default + fmt::Debug + Send + Sync + 'static;
     /// Applies a handler's changes to the payload.
     fn apply(&mut self, patch: Self::Patch);
+    /// The payload's mutable fields as a patch: applied to the payload a batch of handlers
+    /// started from, it gives the payload they left. How a plugin answers the changes of several
+    /// handlers at once (see [`crate::abi`]).
+    fn mutable_state(&self) -> Self::Patch;
 }
 
 /// The changes of an event that allows none. It reads only from `{}`.
@@ -352,6 +356,9 @@ macro_rules! observe_only {
             const MUTABLE_FIELDS: &'static [&'static str] = &[];
             type Patch = NoChanges;
             fn apply(&mut self, _patch: NoChanges) {}
+            fn mutable_state(&self) -> NoChanges {
+                NoChanges {}
+            }
         }
     };
 }
@@ -403,6 +410,13 @@ impl HookEvent for WorkItemPreCreate {
         set(&mut self.session_key, p.session_key);
         set(&mut self.title, p.title);
         set(&mut self.payload, p.payload);
+    }
+    fn mutable_state(&self) -> Self::Patch {
+        WorkItemPreCreatePatch {
+            session_key: Some(self.session_key.clone()),
+            title: Some(self.title.clone()),
+            payload: Some(self.payload.clone()),
+        }
     }
 }
 
@@ -457,6 +471,12 @@ impl HookEvent for RunPrePrompt {
         set(&mut self.system_prompt, p.system_prompt);
         set(&mut self.user_message, p.user_message);
     }
+    fn mutable_state(&self) -> Self::Patch {
+        RunPrePromptPatch {
+            system_prompt: Some(self.system_prompt.clone()),
+            user_message: Some(self.user_message.clone()),
+        }
+    }
 }
 
 /// `model.pre_call`: a model call is about to be made.
@@ -506,6 +526,14 @@ impl HookEvent for ModelPreCall {
             self.max_tokens = p.max_tokens;
         }
         set(&mut self.provider_metadata, p.provider_metadata);
+    }
+    fn mutable_state(&self) -> Self::Patch {
+        ModelPreCallPatch {
+            model: Some(self.model.clone()),
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            provider_metadata: Some(self.provider_metadata.clone()),
+        }
     }
 }
 
@@ -561,6 +589,11 @@ impl HookEvent for ToolPreExec {
     fn apply(&mut self, p: Self::Patch) {
         set(&mut self.tool_input, p.tool_input);
     }
+    fn mutable_state(&self) -> Self::Patch {
+        ToolPreExecPatch {
+            tool_input: Some(self.tool_input.clone()),
+        }
+    }
 }
 
 /// `tool.post_exec`: a tool ran (or was refused).
@@ -592,6 +625,11 @@ impl HookEvent for ToolPostExec {
     fn apply(&mut self, p: Self::Patch) {
         set(&mut self.output, p.output);
     }
+    fn mutable_state(&self) -> Self::Patch {
+        ToolPostExecPatch {
+            output: Some(self.output.clone()),
+        }
+    }
 }
 
 /// `response.pre_deliver`: a response is about to be posted to the channel.
@@ -622,6 +660,11 @@ impl HookEvent for ResponsePreDeliver {
     type Patch = ResponsePreDeliverPatch;
     fn apply(&mut self, p: Self::Patch) {
         set(&mut self.content, p.content);
+    }
+    fn mutable_state(&self) -> Self::Patch {
+        ResponsePreDeliverPatch {
+            content: Some(self.content.clone()),
+        }
     }
 }
 
@@ -670,7 +713,12 @@ impl HookRegistration {
 
     /// The typed handler, when `E` is this registration's event.
     pub fn handler<E: HookEvent>(&self) -> Option<HandlerFn<E>> {
-        self.handler.downcast_ref::<HandlerFn<E>>().cloned()
+        self.typed::<E>().cloned()
+    }
+
+    /// The typed handler, borrowed (a batch calls many without touching their counts).
+    pub(crate) fn typed<E: HookEvent>(&self) -> Option<&HandlerFn<E>> {
+        self.handler.downcast_ref::<HandlerFn<E>>()
     }
 
     /// Calls the handler with a JSON payload and answers JSON: the form in which hook calls cross the

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 /// Every crate that builds a plugin library (or a deliberately broken one).
-pub const PLUGIN_CRATES: [&str; 7] = [
+pub const PLUGIN_CRATES: [&str; 9] = [
     "signed-webhook",
     "policy-guard",
     "probe",
@@ -20,6 +20,8 @@ pub const PLUGIN_CRATES: [&str; 7] = [
     "greeter-v2",
     "foreign-abi",
     "skewed-abi",
+    "hook-chain",
+    "legacy-hooks",
 ];
 
 /// The workspace root.

@@ -8,7 +8,6 @@
 //! at once with an `error` receipt, and one `auto_disable` receipt records the quarantine. The
 //! quarantine ends by itself when every stuck call has returned (nothing is held any more).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -42,11 +41,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The call slots of one plugin version in use, and the calls waiting for one.
+#[derive(Default)]
+struct Slots {
+    busy: usize,
+    waiting: usize,
+}
+
 /// The call slots and stuck-call count of one plugin version.
 pub(crate) struct PluginHealth {
     meta: Arc<PluginMeta>,
     limits: ExecutionLimits,
-    busy: Mutex<usize>,
+    busy: Mutex<Slots>,
     freed: Condvar,
     stuck: AtomicUsize,
     quarantined: AtomicBool,
@@ -57,7 +63,7 @@ impl PluginHealth {
         PluginHealth {
             meta,
             limits,
-            busy: Mutex::new(0),
+            busy: Mutex::new(Slots::default()),
             freed: Condvar::new(),
             stuck: AtomicUsize::new(0),
             quarantined: AtomicBool::new(false),
@@ -93,10 +99,10 @@ impl PluginHealth {
         cancellation: &Cancellation,
     ) -> Option<Permit> {
         let max = self.limits.max_concurrent_calls.max(1);
-        let mut busy = lock(&self.busy);
+        let mut slots = lock(&self.busy);
         loop {
-            if *busy < max {
-                *busy += 1;
+            if slots.busy < max {
+                slots.busy += 1;
                 return Some(Permit {
                     ticket: Arc::new(CallTicket {
                         health: self.clone(),
@@ -110,19 +116,25 @@ impl PluginHealth {
             }
             // Wake up now and then to notice a cancellation.
             let wait = (deadline - now).min(Duration::from_millis(50));
-            busy = self
+            slots.waiting += 1;
+            slots = self
                 .freed
-                .wait_timeout(busy, wait)
+                .wait_timeout(slots, wait)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
+            slots.waiting -= 1;
         }
     }
 
     fn release(&self) {
-        let mut busy = lock(&self.busy);
-        *busy = busy.saturating_sub(1);
-        drop(busy);
-        self.freed.notify_one();
+        let mut slots = lock(&self.busy);
+        slots.busy = slots.busy.saturating_sub(1);
+        let waiting = slots.waiting > 0;
+        drop(slots);
+        // A notification is a system call; most releases have nobody to wake.
+        if waiting {
+            self.freed.notify_one();
+        }
     }
 }
 
@@ -252,21 +264,24 @@ impl Quarantine {
     }
 }
 
-/// A plugin version: id and version.
-type PluginKey = (Arc<str>, Arc<str>);
-
-/// The health of every plugin version that made an offloaded call.
+/// The health of every plugin version that made an offloaded call. Looked up on every offloaded
+/// call; a list of a few dozen entries, compared by pointer first, is faster than hashing the id and
+/// version each time.
 #[derive(Default)]
 pub(crate) struct HealthBook {
     limits: ExecutionLimits,
-    plugins: Mutex<HashMap<PluginKey, Arc<PluginHealth>>>,
+    plugins: Mutex<Vec<Arc<PluginHealth>>>,
+}
+
+fn same_version(a: &PluginMeta, b: &PluginMeta) -> bool {
+    std::ptr::eq(a, b) || (a.id == b.id && a.version == b.version)
 }
 
 impl HealthBook {
     pub(crate) fn new(limits: ExecutionLimits) -> Self {
         HealthBook {
             limits,
-            plugins: Mutex::new(HashMap::new()),
+            plugins: Mutex::new(Vec::new()),
         }
     }
 
@@ -276,15 +291,18 @@ impl HealthBook {
 
     pub(crate) fn get(&self, meta: &Arc<PluginMeta>) -> Arc<PluginHealth> {
         let mut plugins = lock(&self.plugins);
-        plugins
-            .entry((meta.id.clone(), meta.version.clone()))
-            .or_insert_with(|| Arc::new(PluginHealth::new(meta.clone(), self.limits)))
-            .clone()
+        if let Some(health) = plugins.iter().find(|h| same_version(&h.meta, meta)) {
+            return health.clone();
+        }
+        let health = Arc::new(PluginHealth::new(meta.clone(), self.limits));
+        plugins.push(health.clone());
+        health
     }
 
     pub(crate) fn peek(&self, meta: &PluginMeta) -> Option<Arc<PluginHealth>> {
         lock(&self.plugins)
-            .get(&(meta.id.clone(), meta.version.clone()))
+            .iter()
+            .find(|h| same_version(&h.meta, meta))
             .cloned()
     }
 }

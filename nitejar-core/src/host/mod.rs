@@ -8,11 +8,13 @@
 //! - [`ExecPolicy::Inline`]: on the caller's thread. For built-ins, our own reviewed code. No thread
 //!   hop (a hop costs 16–21 µs on a 2-core machine, against ~1 ns for the call), but an inline call
 //!   that overruns is only judged `timeout` after it returns.
-//! - [`ExecPolicy::Offload`]: on the blocking pool, off the async workers. For code loaded from
-//!   outside the binary. The caller gets `timeout` on time and the server keeps answering even if
-//!   the call never returns. The thread itself cannot be killed; it stays busy until the plugin
-//!   returns. Offloaded calls are bounded per plugin, and a plugin whose calls keep getting stuck is
-//!   quarantined (see [`ExecutionLimits`]).
+//! - [`ExecPolicy::Offload`]: off the async workers. For code loaded from outside the binary. Hook
+//!   calls go to the host's own executor threads (a hand-off of well under a microsecond to a
+//!   worker that is spinning, one wake-up otherwise; see `executor`); integration calls, which
+//!   block on host I/O anyway, to the blocking pool. The caller gets `timeout` on time and the
+//!   server keeps answering even if the call never returns. The thread itself cannot be killed; it
+//!   stays busy until the plugin returns. Offloaded calls are bounded per plugin, and a plugin
+//!   whose calls keep getting stuck is quarantined (see [`ExecutionLimits`]).
 //!
 //! Every offloaded call runs inside its [`CallScope`], which proxies of plugins loaded from a
 //! library use to route the plugin's host calls back to the right call.
@@ -29,9 +31,11 @@ use serde::{Deserialize, Serialize};
 use crate::receipts::ReceiptSink;
 use crate::registry::PluginMeta;
 
+pub(crate) mod executor;
 mod health;
 mod scope;
 
+use executor::Executor;
 use health::HealthBook;
 pub use health::{ExecutionLimits, Quarantine};
 pub(crate) use health::{PluginHealth, TicketSlot};
@@ -43,7 +47,7 @@ pub use scope::CallScope;
 pub enum ExecPolicy {
     /// On the caller's thread (built-ins).
     Inline,
-    /// On the blocking pool, with the caller waiting no longer than the deadline (code loaded from
+    /// Off the async workers, with the caller waiting no longer than the deadline (code loaded from
     /// outside the binary).
     Offload,
 }
@@ -268,6 +272,7 @@ pub struct ExecutionHost {
     services: Arc<dyn HostServices>,
     health: Arc<HealthBook>,
     sink: Option<Arc<dyn ReceiptSink>>,
+    executor: Executor,
 }
 
 impl ExecutionHost {
@@ -277,6 +282,7 @@ impl ExecutionHost {
             services,
             health: Arc::new(HealthBook::new(ExecutionLimits::default())),
             sink: None,
+            executor: Executor::new(),
         }
     }
 
@@ -314,6 +320,11 @@ impl ExecutionHost {
 
     pub(crate) fn health(&self, plugin: &Arc<PluginMeta>) -> Arc<PluginHealth> {
         self.health.get(plugin)
+    }
+
+    /// The threads offloaded hook calls run on.
+    pub(crate) fn executor(&self) -> &Executor {
+        &self.executor
     }
 
     /// Runs `f` for `plugin` with the given policy and timeout, and says how it ended and how long

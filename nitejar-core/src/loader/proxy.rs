@@ -1,9 +1,8 @@
 //! Both sides of a loaded plugin: the host object the library calls back into, and the proxies that
 //! make the plugin object look like any other plugin to the registry.
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -20,32 +19,55 @@ use nitejar_sdk::integration::{
     ConfigValidation, ConnectionTest, IntegrationInstance, PostResponseOptions, PostResponseResult,
     WebhookParseResult, WebhookRequest,
 };
-use nitejar_sdk::SkillContribution;
+use nitejar_sdk::{HookName, SkillContribution};
 use nitejar_sdk::{Host, HostError, Integration, IntegrationDescriptor, IntegrationError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::LoadError;
-use crate::hooks::{HookContribution, JsonHookHandler};
+use crate::hooks::{HookBatchCalls, HookContribution, JsonHookHandler};
 use crate::host::{panic_message, CallScope, Cancellation, HostServices};
 use crate::registry::{ActivePlugin, PluginMeta};
 
-/// The calls of one plugin instance that are in progress, by call id.
+/// The calls of one plugin instance that are in progress, by call id. A handful at a time (the
+/// plugin's call slots and its stuck calls): a list is faster than a hash map here.
 #[derive(Default)]
 struct CallTable {
     next: AtomicU64,
-    calls: Mutex<HashMap<u64, CallScope>>,
+    calls: Mutex<Vec<(u64, CallScope)>>,
 }
 
 impl CallTable {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, CallScope>> {
-        // Whole entries only; a panic cannot leave the map half-written.
+    fn lock(&self) -> MutexGuard<'_, Vec<(u64, CallScope)>> {
+        // Whole entries only; a panic cannot leave the list half-written.
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn get(&self, id: u64) -> Option<CallScope> {
-        self.lock().get(&id).cloned()
+        self.lock()
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Whether call `id` was cancelled or has ended.
+    fn is_cancelled(&self, id: u64) -> bool {
+        self.lock()
+            .iter()
+            .find(|(i, _)| *i == id)
+            .is_none_or(|(_, s)| s.is_cancelled())
+    }
+
+    fn insert(&self, id: u64, scope: CallScope) {
+        self.lock().push((id, scope));
+    }
+
+    fn remove(&self, id: u64) {
+        let mut calls = self.lock();
+        if let Some(at) = calls.iter().position(|(i, _)| *i == id) {
+            calls.swap_remove(at);
+        }
     }
 }
 
@@ -57,7 +79,7 @@ struct Registered<'a> {
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        self.table.lock().remove(&self.id);
+        self.table.remove(self.id);
     }
 }
 
@@ -82,10 +104,7 @@ impl HostObject for HostBridge {
     }
 
     fn is_cancelled(&self, call_id: u64) -> bool {
-        catch_unwind(AssertUnwindSafe(|| {
-            self.calls.get(call_id).is_none_or(|s| s.is_cancelled())
-        }))
-        .unwrap_or(true)
+        catch_unwind(AssertUnwindSafe(|| self.calls.is_cancelled(call_id))).unwrap_or(true)
     }
 
     fn host_call(
@@ -173,6 +192,21 @@ impl Core {
         payload: &str,
         host: Option<&dyn Host>,
     ) -> Result<String, PluginError> {
+        self.call_as(self.next_id(), method, payload, host)
+    }
+
+    fn next_id(&self) -> u64 {
+        self.calls.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// [`Core::call`] under an id the caller chose (see [`Core::next_id`]).
+    fn call_as(
+        &self,
+        id: u64,
+        method: &str,
+        payload: &str,
+        host: Option<&dyn Host>,
+    ) -> Result<String, PluginError> {
         let scope = CallScope::current()
             .filter(|s| **s.plugin() == *self.meta)
             .unwrap_or_else(|| {
@@ -183,14 +217,24 @@ impl Core {
                     self.services.clone(),
                 )
             });
+        self.call_in(id, scope, method, payload)
+    }
+
+    /// Calls the plugin as call `id` in `scope`.
+    fn call_in(
+        &self,
+        id: u64,
+        scope: CallScope,
+        method: &str,
+        payload: &str,
+    ) -> Result<String, PluginError> {
         let remaining_ms = scope
             .remaining()
             // Rounded up, so the plugin never believes its time is up before the host does.
             .map_or(CallCtx::NO_DEADLINE, |d| {
                 d.as_micros().div_ceil(1000) as u64
             });
-        let id = self.calls.next.fetch_add(1, Ordering::Relaxed);
-        self.calls.lock().insert(id, scope);
+        self.calls.insert(id, scope);
         let _registered = Registered {
             table: &self.calls,
             id,
@@ -289,6 +333,10 @@ impl LibraryPlugin {
                 }) as Arc<dyn Integration>
             })
             .collect();
+        let batches: Arc<dyn HookBatchCalls> = Arc::new(LibraryBatches {
+            core: self.core.clone(),
+            refused: AtomicBool::new(false),
+        });
         let hooks = self
             .description
             .hooks
@@ -301,6 +349,7 @@ impl LibraryPlugin {
                     core: self.core.clone(),
                     method: format!("hook.{}", h.hook),
                     index,
+                    batches: batches.clone(),
                 }),
             })
             .collect();
@@ -315,6 +364,7 @@ struct LibraryHook {
     core: Arc<Core>,
     method: String,
     index: usize,
+    batches: Arc<dyn HookBatchCalls>,
 }
 
 impl JsonHookHandler for LibraryHook {
@@ -328,6 +378,76 @@ impl JsonHookHandler for LibraryHook {
         );
         self.core
             .call(&self.method, &envelope, Some(ctx.host))
+            .map_err(|e| e.to_string())
+    }
+
+    fn batch(&self) -> Option<(&Arc<dyn HookBatchCalls>, usize)> {
+        Some((&self.batches, self.index))
+    }
+}
+
+/// The batch calls of one library plugin instance: `hooks.<event>` and `hooks.progress`.
+struct LibraryBatches {
+    core: Arc<Core>,
+    /// Set once the plugin answered `unknown_method` to a batch: it was built with an SDK that
+    /// came before them, and its handlers are called one by one.
+    refused: AtomicBool,
+}
+
+/// `hooks.<event>`, without an allocation per call.
+fn batch_method(hook: HookName) -> &'static str {
+    match hook {
+        HookName::WorkItemPreCreate => "hooks.work_item.pre_create",
+        HookName::WorkItemPostCreate => "hooks.work_item.post_create",
+        HookName::RunPrePrompt => "hooks.run.pre_prompt",
+        HookName::ModelPreCall => "hooks.model.pre_call",
+        HookName::ModelPostCall => "hooks.model.post_call",
+        HookName::ToolPreExec => "hooks.tool.pre_exec",
+        HookName::ToolPostExec => "hooks.tool.post_exec",
+        HookName::ResponsePreDeliver => "hooks.response.pre_deliver",
+        HookName::ResponsePostDeliver => "hooks.response.post_deliver",
+    }
+}
+
+impl HookBatchCalls for LibraryBatches {
+    fn batches(&self) -> bool {
+        !self.refused.load(Ordering::Relaxed)
+    }
+
+    fn call_id(&self) -> u64 {
+        self.core.next_id()
+    }
+
+    fn call(
+        &self,
+        hook: HookName,
+        call_id: u64,
+        scope: CallScope,
+        payload_json: &str,
+    ) -> Result<Option<String>, String> {
+        match self
+            .core
+            .call_in(call_id, scope, batch_method(hook), payload_json)
+        {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind.as_str() == PluginError::UNKNOWN_METHOD => {
+                if !self.refused.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        plugin.id = %self.core.meta.id,
+                        plugin.version = %self.core.meta.version,
+                        "the plugin does not take batches of hook handlers (built with an earlier SDK); calling its handlers one by one"
+                    );
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn progress(&self, call_id: u64) -> Result<String, String> {
+        let payload = format!(r#"{{"call_id":{call_id}}}"#);
+        self.core
+            .call("hooks.progress", &payload, None)
             .map_err(|e| e.to_string())
     }
 }

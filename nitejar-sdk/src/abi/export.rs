@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 pub use serde_json::Value;
 
+use super::batch::{self, BatchHost, RunningBatches};
 use super::wire::{
     AcknowledgeCall, ConfigCall, Description, FileContents, HookCall, HookDescription,
     ParseWebhookCall, PathCall, PostResponseCall, Reply, SecretCall, SecretValue, WriteFileCall,
@@ -184,17 +185,21 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// The message and location of a panic just caught on this thread. The panic hook records them
+/// at each panic, so what it recorded is this panic's.
+pub(super) fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(|| payload_text(&*payload))
+}
+
 /// Runs `f`, turning a panic into a [`PluginError`] of kind `panic`.
 fn guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> Result<T, PluginError> {
+    // A panic resumed without the hook would otherwise find an older message.
     LAST_PANIC.with(|p| p.borrow_mut().take());
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(payload) => {
-            let message = LAST_PANIC
-                .with(|p| p.borrow_mut().take())
-                .unwrap_or_else(|| payload_text(&*payload));
-            Err(PluginError::new(PluginError::PANIC, message))
-        }
+        Err(payload) => Err(PluginError::new(PluginError::PANIC, panic_text(payload))),
     }
 }
 
@@ -205,6 +210,7 @@ struct Instance {
     plugin_id: String,
     description: String,
     integrations: HashMap<String, usize>,
+    batches: RunningBatches,
     shut_down: AtomicBool,
 }
 
@@ -229,6 +235,7 @@ impl Instance {
             plugin_id,
             description,
             integrations,
+            batches: RunningBatches::default(),
             shut_down: AtomicBool::new(false),
         })
     }
@@ -242,6 +249,19 @@ impl Instance {
         }
         if method == "describe" {
             return Ok(self.description.clone());
+        }
+        if let Some(event) = method.strip_prefix("hooks.") {
+            if event == "progress" {
+                return self.batches.progress(payload);
+            }
+            let name: HookName = event.parse().map_err(|_| unknown(method))?;
+            let host = BatchHost {
+                plugin: &self.plugin,
+                host: &self.host,
+                plugin_id: &self.plugin_id,
+                running: &self.batches,
+            };
+            return batch::run(&host, method, name, payload, ctx);
         }
         if let Some(event) = method.strip_prefix("hook.") {
             return self.hook(method, event, payload, ctx);
@@ -426,9 +446,19 @@ impl<'a> AbiHost<'a> {
         let deadline = (ctx.remaining_ms != CallCtx::NO_DEADLINE)
             .then(|| Instant::now().checked_add(Duration::from_millis(ctx.remaining_ms)))
             .flatten();
+        Self::with_deadline(host, ctx.call_id, deadline, target)
+    }
+
+    /// The host of one handler of a batch: the call is the batch's, the deadline the handler's.
+    pub(super) fn with_deadline(
+        host: &'a HostBox,
+        call_id: u64,
+        deadline: Option<Instant>,
+        target: &'a str,
+    ) -> Self {
         AbiHost {
             host,
-            call_id: ctx.call_id,
+            call_id,
             deadline,
             target,
         }
@@ -439,6 +469,11 @@ impl<'a> AbiHost<'a> {
         method: &str,
         payload: &impl Serialize,
     ) -> Result<T, HostError> {
+        // The host checks the call's deadline too, but within a batch that is the batch's: each
+        // handler's own is only known here.
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(HostError::Timeout);
+        }
         let json = serde_json::to_string(payload)
             .map_err(|e| HostError::Failed(format!("could not encode `{method}`: {e}")))?;
         match self

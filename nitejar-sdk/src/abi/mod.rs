@@ -35,6 +35,8 @@
 //! |---|---|---|
 //! | `describe` | `{}` | [`Description`]: `{"integrations":[IntegrationDescriptor…],"hooks":[{"hook":"tool.pre_exec","options":{"priority":0,"timeoutMs":1500,"failPolicy":"fail_open"}}…],"skills":[SkillContribution…]}` |
 //! | `hook.<event>` e.g. `hook.tool.pre_exec` | [`HookCall`]: `{"handler":0,"work_item_id":"…"\|null,"job_id":…,"agent_id":…,"event":{…payload of the event…}}`; `handler` is the index of the handler in `describe`'s `hooks` | a hook result: `{"action":"continue"}`, `{"action":"continue","changes":{…}}` or `{"action":"block","reason":"…"}` |
+//! | `hooks.<event>` e.g. `hooks.tool.pre_exec` (a batch: consecutive handlers of the plugin in one call) | [`HookBatchCall`]: `{"event":{…},"handlers":[0,3,4],"budget_us":7999000,"work_item_id":…,"job_id":…,"agent_id":…}`; the event comes first; `budget_us` is what is left of the chain budget | [`HookBatchAnswer`]: `{"ns":[812,640],"changed":[1],"end":{"action":"block","reason":"…"},"changes":{…}}`: one duration (ns) per handler that ran, in order; positions of those that changed the payload; how the last one ended when not with `continue` (`block`, `panic` with `error`, `error`); the event's mutable fields after the changes (a patch, only when something changed) |
+//! | `hooks.progress` | [`ProgressCall`]: `{"call_id":7}`, the id of a running `hooks.<event>` call | [`HookBatchAnswer`] of what that batch has done so far, with `"running_ns"`: how long the handler after them has been running (`null` when none runs or the call is not running) |
 //! | `integration.<type>.validate_config` | [`ConfigCall`]: `{"config":{…}}` | [`Reply`] of `ConfigValidation` |
 //! | `integration.<type>.parse_webhook` | [`ParseWebhookCall`]: `{"request":WebhookRequest,"instance":IntegrationInstance}` | [`Reply`] of `WebhookParseResult` |
 //! | `integration.<type>.post_response` | [`PostResponseCall`]: `{"instance":…,"work_item_id":"…","content":"…","response_context":…\|null,"options":PostResponseOptions}` | [`Reply`] of `PostResponseResult` |
@@ -43,6 +45,24 @@
 //!
 //! A [`Reply`] is `{"ok":<value>}` or `{"error":{"kind":"unauthorized","message":"…"}}` (an
 //! `IntegrationError`).
+//!
+//! ## Batches of hook handlers
+//!
+//! A host calls consecutive handlers of one plugin with `hooks.<event>`: the payload crosses once
+//! per plugin per chain, and each handler answers with its changes only — the plugin applies them
+//! to its copy for the next handler and answers the changed fields once. Each handler keeps its
+//! own rules, counted on the batch's clock from when the batch starts: its deadline is
+//! `min(its timeout, budget_us left when it starts)` (what `Host::deadline` says, and host calls
+//! after it fail with `timeout`); the batch stops after the first handler that blocks, panics (the
+//! panic is caught around that handler; the outcomes before it stand) or answers after its
+//! deadline (its change is not applied; the host judges it `timeout`), before a handler once the
+//! budget is spent, and before a handler once the host cancelled the call. While a batch runs,
+//! `hooks.progress` answers from the same clock, so a host that asks it gives up on a handler
+//! exactly when the batch counts it late. A library built with an SDK from before batches answers
+//! `unknown_method`; hosts then call its handlers one by one with `hook.<event>`.
+//!
+//! [`json`] writes the JSON that crosses the boundary (the same text as `serde_json`, faster on
+//! long strings).
 //!
 //! # Host methods (`HostObject::host_call`)
 //!
@@ -67,13 +87,15 @@ use abi_stable::sabi_types::VersionStrings;
 use abi_stable::std_types::{RBox, RResult, RStr, RString};
 use abi_stable::{declare_root_module_statics, sabi_trait, StableAbi};
 
+mod batch;
 pub mod export;
+pub mod json;
 mod wire;
 
 pub use wire::{
-    AcknowledgeCall, ConfigCall, Description, FileContents, HookCall, HookDescription,
-    ParseWebhookCall, PathCall, PostResponseCall, Remaining, Reply, SecretCall, SecretValue,
-    WriteFileCall,
+    AcknowledgeCall, BatchEnd, ConfigCall, Description, FileContents, HookBatchAnswer,
+    HookBatchCall, HookCall, HookDescription, ParseWebhookCall, PathCall, PostResponseCall,
+    ProgressCall, Remaining, Reply, SecretCall, SecretValue, WriteFileCall,
 };
 
 /// The major version of the plugin ABI this SDK speaks. A host loads only libraries built against

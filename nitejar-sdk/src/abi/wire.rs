@@ -73,6 +73,164 @@ impl HookCall<'_> {
     }
 }
 
+/// The payload of `hooks.<event>` as a plugin reads it: several handlers of the plugin, called one
+/// after the other on one payload, in one call. The context and the event are those of
+/// [`HookCall`].
+#[derive(Debug, Deserialize)]
+pub struct HookBatchCall<'a> {
+    /// Indices of the handlers in [`Description::hooks`], in the order to call them.
+    pub handlers: Vec<usize>,
+    /// What was left of the event's chain budget when the host sent the call, in microseconds.
+    /// The batch counts it from when it starts.
+    pub budget_us: u64,
+    #[serde(default)]
+    pub work_item_id: Option<String>,
+    #[serde(default)]
+    pub job_id: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// The event's payload.
+    #[serde(borrow)]
+    pub event: &'a RawValue,
+}
+
+impl HookBatchCall<'_> {
+    /// What the payload of a `hooks.<event>` call starts with. The event comes first, so that a
+    /// host can keep one buffer holding this prefix and the encoded event for a whole chain, and
+    /// append the rest of each call to it ([`HookBatchCall::finish`]).
+    pub const EVENT_PREFIX: &'static str = r#"{"event":"#;
+
+    /// Writes the payload of a `hooks.<event>` call around an event already encoded as JSON.
+    pub fn encode(
+        handlers: &[usize],
+        budget_us: u64,
+        work_item_id: Option<&str>,
+        job_id: Option<&str>,
+        agent_id: Option<&str>,
+        event_json: &str,
+    ) -> String {
+        let mut out = String::with_capacity(event_json.len() + 96 + handlers.len() * 4);
+        out.push_str(Self::EVENT_PREFIX);
+        out.push_str(event_json);
+        Self::finish(
+            &mut out,
+            handlers,
+            budget_us,
+            work_item_id,
+            job_id,
+            agent_id,
+        );
+        out
+    }
+
+    /// Appends what follows the event to `out`, which holds [`HookBatchCall::EVENT_PREFIX`] and
+    /// the event.
+    pub fn finish(
+        out: &mut String,
+        handlers: &[usize],
+        budget_us: u64,
+        work_item_id: Option<&str>,
+        job_id: Option<&str>,
+        agent_id: Option<&str>,
+    ) {
+        out.push_str(r#","handlers":["#);
+        for (i, h) in handlers.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_u64(out, *h as u64);
+        }
+        out.push_str(r#"],"budget_us":"#);
+        push_u64(out, budget_us);
+        for (key, value) in [
+            ("work_item_id", work_item_id),
+            ("job_id", job_id),
+            ("agent_id", agent_id),
+        ] {
+            out.push_str(",\"");
+            out.push_str(key);
+            out.push_str("\":");
+            let len = out.len();
+            if value.is_none() || super::json::append(out, &value).is_err() {
+                out.truncate(len);
+                out.push_str("null");
+            }
+        }
+        out.push('}');
+    }
+}
+
+/// The answer of `hooks.<event>`, and of `hooks.progress` while a batch runs: how far the batch got.
+///
+/// Handler `k` of the batch (the `k`-th of [`HookBatchCall::handlers`]) started `ns[0] + … +
+/// ns[k-1]` nanoseconds after the batch started and ran `ns[k]` nanoseconds. A handler that ran
+/// and is not listed in `changed` and is not the last answered `continue`; the last one's ending is
+/// `end` when it was not a `continue`.
+#[derive(Debug, Default, Deserialize)]
+pub struct HookBatchAnswer<'a> {
+    /// How long each handler that ran took, in nanoseconds, in order.
+    #[serde(default)]
+    pub ns: Vec<u64>,
+    /// Positions (in `ns`) of the handlers that changed the payload; their changes are in
+    /// `changes`.
+    #[serde(default)]
+    pub changed: Vec<usize>,
+    /// How the last handler ended when it did not answer `continue`.
+    #[serde(default, borrow)]
+    pub end: Option<BatchEnd<'a>>,
+    /// The event's mutable fields after the changes of the handlers in `changed` (a patch), when
+    /// there are any.
+    #[serde(default, borrow)]
+    pub changes: Option<&'a RawValue>,
+    /// Only in a `hooks.progress` answer: how long the handler at position `ns.len()` has been
+    /// running, in nanoseconds; `null` when the batch is not running (any more).
+    #[serde(default)]
+    pub running_ns: Option<u64>,
+}
+
+/// How the last handler of a batch ended, when it did not answer `continue`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum BatchEnd<'a> {
+    /// It blocked the event.
+    Block {
+        #[serde(default, borrow)]
+        reason: std::borrow::Cow<'a, str>,
+    },
+    /// It panicked (the panic was caught in the plugin); `error` carries the message and location.
+    Panic {
+        #[serde(borrow)]
+        error: std::borrow::Cow<'a, str>,
+    },
+    /// It could not answer (e.g. its result could not be written).
+    Error {
+        #[serde(borrow)]
+        error: std::borrow::Cow<'a, str>,
+    },
+}
+
+/// The payload of `hooks.progress`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressCall {
+    /// The `call_id` of the `hooks.<event>` call asked about.
+    pub call_id: u64,
+}
+
+/// Appends `n` in decimal (the lists of a batch are long; `fmt` is slow for them).
+pub(crate) fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+}
+
 /// The answer of an integration method: `{"ok": value}` or `{"error": IntegrationError}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
