@@ -310,6 +310,20 @@ async fn expire<E: HookEvent>(
         let (index, started, timeout) = match &progress.current {
             // Past its last handler: about to finish.
             Current::Between { .. } if progress.next >= progress.end => return Expired::Wait(None),
+            // The budget ran out between two handlers: the next one does not start (the job
+            // checks the budget too); it and the rest are skipped, as when the caller runs them.
+            Current::Between { .. } if now >= t.budget_end => {
+                let next = progress.next;
+                let taken = take_over(shared, &mut progress);
+                drop(progress);
+                for d in taken {
+                    if run.settle(d.index, d.judged, d.duration, d.at, t) {
+                        return Expired::GoOn(None);
+                    }
+                }
+                run.skip_rest(next, t);
+                return Expired::GoOn(None);
+            }
             Current::Between { since } => (
                 progress.next,
                 *since,
