@@ -27,7 +27,9 @@ use crate::host::ExecPolicy;
 
 /// The batch calls of the handler at `from`, and where its batch ends: the handlers from `from`
 /// on that belong to the same plugin instance and run under `policy`. `None` when the handler
-/// cannot go in a batch (typed, or a plugin that does not take batches).
+/// cannot go in a batch (typed, or a plugin that does not take batches) or would be alone in it:
+/// one handler is one call either way, and `hook.<event>` needs no batch bookkeeping (its
+/// deadline is the call's).
 pub(super) fn segment<E: HookEvent>(
     entries: &[HandlerEntry<E>],
     from: usize,
@@ -41,7 +43,7 @@ pub(super) fn segment<E: HookEvent>(
         .iter()
         .position(|e| e.policy != policy || !batch_calls(e).is_some_and(|c| same(c, calls)))
         .map_or(entries.len(), |p| from + p);
-    Some((calls.clone(), end))
+    (end - from >= 2).then(|| (calls.clone(), end))
 }
 
 fn batch_calls<E: HookEvent>(entry: &HandlerEntry<E>) -> Option<&Arc<dyn HookBatchCalls>> {

@@ -1,5 +1,6 @@
 //! Judging one handler call: what it answered (or failed to), against its event's rules.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use nitejar_sdk::abi::HookBatchCall;
@@ -7,7 +8,7 @@ use nitejar_sdk::hooks::{HookContext, HookEvent, HookOptions};
 use nitejar_sdk::{FailPolicy, HookResult};
 use serde_json::{json, Value};
 
-use super::HandlerImpl;
+use super::{HandlerImpl, JsonHookHandler};
 use crate::host::panic_message;
 use crate::receipts::ReceiptStatus;
 
@@ -103,12 +104,14 @@ pub(super) struct EventJson {
 
 impl EventJson {
     fn encode<E: HookEvent>(payload: &E) -> Result<Self, String> {
-        // Room for a few kilobytes of payload and the rest of a request: growing the buffer
-        // would copy the payload, maybe twice.
-        let mut text = String::with_capacity(8192);
+        // Sized like the last payload of this event, with room for the rest of a request: growing
+        // the buffer would copy the payload, maybe twice.
+        let last = LAST_LEN[E::NAME.index()].load(Ordering::Relaxed);
+        let mut text = String::with_capacity(last.max(256) + REQUEST_ROOM);
         text.push_str(HookBatchCall::EVENT_PREFIX);
         nitejar_sdk::abi::json::append(&mut text, payload)
             .map_err(|e| format!("could not encode the payload: {e}"))?;
+        LAST_LEN[E::NAME.index()].store(text.len(), Ordering::Relaxed);
         text.reserve(REQUEST_ROOM);
         Ok(EventJson { text })
     }
@@ -128,6 +131,9 @@ impl EventJson {
 
 /// What a request adds after the payload, usually: handler indices, budget and run context.
 const REQUEST_ROOM: usize = 512;
+
+/// The length of the last payload encoded, per event: the size of the next buffer.
+static LAST_LEN: [AtomicUsize; 9] = [const { AtomicUsize::new(0) }; 9];
 
 /// A `hooks.<event>` payload written after an [`EventJson`]; dropping it leaves the payload's JSON.
 pub(super) struct Request<'a> {
@@ -183,6 +189,22 @@ pub(super) fn call_handler<E: HookEvent>(
     }));
     match run {
         Ok(answer) => answer,
+        Err(p) => Answer::Error(format!("panicked: {}", panic_message(p))),
+    }
+}
+
+/// Calls a JSON handler on its own with the payload's JSON.
+pub(super) fn call_json_handler<E: HookEvent>(
+    handler: &dyn JsonHookHandler,
+    ctx: &HookContext<'_>,
+    payload_json: &str,
+) -> Answer<E::Patch> {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        handler.call(ctx, payload_json)
+    }));
+    match run {
+        Ok(Ok(text)) => read_json_answer::<E>(&text),
+        Ok(Err(e)) => Answer::Error(e),
         Err(p) => Answer::Error(format!("panicked: {}", panic_message(p))),
     }
 }

@@ -30,8 +30,10 @@
 //! and never copied into a request; the plugin reads it once, runs the handlers one after the
 //! other on its copy, and answers one duration per handler and the changed fields once, never the
 //! whole payload. Every handler is then judged here by the rules above, one receipt each. A
-//! library built with an SDK that does not know the method answers `unknown_method`; the plugin
-//! instance remembers it, and its handlers are called one by one (`hook.<event>`) as before.
+//! library handler alone in its run is one call either way and goes as `hook.<event>` (its
+//! deadline is the call's: no progress to ask for). A library built with an SDK that does not
+//! know `hooks.<event>` answers `unknown_method`; the plugin instance remembers it, and its
+//! handlers are called one by one (`hook.<event>`) as before.
 //!
 //! ## Timeouts inside a batch
 //!

@@ -28,8 +28,10 @@ use nitejar_sdk::hooks::{HookContext, HookEvent};
 
 use super::batch::{self, Report, Settled};
 use super::chain::{scope_for, ChainRun, ChainSource, Tally};
-use super::judge::{call_handler, judge, payload_json, Answer, EventJson, Judged};
-use super::{DispatchContext, HandlerEntry, HookBatchCalls};
+use super::judge::{
+    call_handler, call_json_handler, judge, payload_json, Answer, EventJson, Judged,
+};
+use super::{DispatchContext, HandlerEntry, HandlerImpl, HookBatchCalls};
 use crate::host::{executor, Cancellation, ExecPolicy, ExecutionHost, Quarantine, TicketSlot};
 
 /// How long the caller spins for a job before it sleeps.
@@ -127,11 +129,12 @@ async fn wait_for<E: HookEvent>(
     end: usize,
     t: &mut Tally<E>,
 ) -> Option<usize> {
-    // A run that is one batch needs only the payload's JSON: encode it here (it is kept for the
-    // chain) rather than copy the payload for the job.
-    let one_batch = batch::segment(run.chain.entries(), from, ExecPolicy::Offload)
-        .is_some_and(|(_, seg_end)| seg_end >= end);
-    let payload = if one_batch {
+    // A run of library handlers needs only the payload's JSON: encode it here (it is kept for
+    // the chain) rather than copy the payload for the job. Typed handlers need the payload.
+    let json_only = run.chain.entries()[from..end]
+        .iter()
+        .all(|e| matches!(e.handler, HandlerImpl::Json(_)));
+    let payload = if json_only {
         if let Err(e) = payload_json(&t.payload, &mut t.json_cache) {
             return run.fail_one(from, e, t);
         }
@@ -586,6 +589,15 @@ impl<E: HookEvent> Job<E> {
             .ok_or_else(|| "the job has no payload".into())
     }
 
+    /// Makes sure what `handler` is called with is there: the payload's JSON for a library
+    /// handler, the payload itself for a typed one.
+    fn ready_for(&mut self, handler: &HandlerImpl<E>) -> Result<(), String> {
+        match handler {
+            HandlerImpl::Json(_) if self.json.is_some() => Ok(()),
+            _ => self.payload().map(|_| ()),
+        }
+    }
+
     /// The payload's JSON, encoded on first use, taken out of the job while a call uses it.
     fn take_json(&mut self) -> Result<EventJson, String> {
         if self.json.is_none() {
@@ -617,7 +629,7 @@ impl<E: HookEvent> Job<E> {
         let mut no_slot = false;
         let answer = if let Some(message) = health.quarantine_message() {
             Answer::Error(message)
-        } else if let Err(e) = self.payload() {
+        } else if let Err(e) = self.ready_for(&entry.handler) {
             Answer::Error(e)
         } else if let Some(permit) = health.acquire(deadline, &self.shared.cancellation) {
             self.shared.ticket.set(permit.ticket());
@@ -636,11 +648,14 @@ impl<E: HookEvent> Job<E> {
                 agent_id: self.ctx.agent_id.as_deref(),
                 host: &scope,
             };
-            let answer = match (self.payload.as_ref(), &mut self.json) {
-                (Some(payload), json) => {
-                    scope.enter(|| call_handler(&entry.handler, &hctx, payload, json))
+            let answer = match (self.payload.as_ref(), &mut self.json, &entry.handler) {
+                (Some(payload), json, handler) => {
+                    scope.enter(|| call_handler(handler, &hctx, payload, json))
                 }
-                (None, _) => Answer::Error("the job has no payload".into()),
+                (None, Some(json), HandlerImpl::Json(h)) => {
+                    scope.enter(|| call_json_handler::<E>(h.as_ref(), &hctx, json.event()))
+                }
+                (None, _, _) => Answer::Error("the job has no payload".into()),
             };
             self.shared.ticket.clear();
             drop(permit);

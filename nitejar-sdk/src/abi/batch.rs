@@ -120,6 +120,109 @@ pub(super) fn run(
     }
 }
 
+/// Runs `hook.<event>`: one handler.
+pub(super) fn run_one(
+    b: &BatchHost<'_>,
+    method: &str,
+    name: HookName,
+    payload: &str,
+    ctx: CallCtx,
+) -> Result<String, PluginError> {
+    use crate::hooks::*;
+    match name {
+        HookName::WorkItemPreCreate => one::<WorkItemPreCreate>(b, method, payload, ctx),
+        HookName::WorkItemPostCreate => one::<WorkItemPostCreate>(b, method, payload, ctx),
+        HookName::RunPrePrompt => one::<RunPrePrompt>(b, method, payload, ctx),
+        HookName::ModelPreCall => one::<ModelPreCall>(b, method, payload, ctx),
+        HookName::ModelPostCall => one::<ModelPostCall>(b, method, payload, ctx),
+        HookName::ToolPreExec => one::<ToolPreExec>(b, method, payload, ctx),
+        HookName::ToolPostExec => one::<ToolPostExec>(b, method, payload, ctx),
+        HookName::ResponsePreDeliver => one::<ResponsePreDeliver>(b, method, payload, ctx),
+        HookName::ResponsePostDeliver => one::<ResponsePostDeliver>(b, method, payload, ctx),
+    }
+}
+
+/// [`HookCall`](super::HookCall) with the event read straight into its type: one pass over the
+/// payload.
+#[derive(Deserialize)]
+struct Single<E> {
+    handler: usize,
+    #[serde(default)]
+    work_item_id: Option<String>,
+    #[serde(default)]
+    job_id: Option<String>,
+    #[serde(default)]
+    agent_id: Option<String>,
+    event: E,
+}
+
+fn one<E: HookEvent>(
+    b: &BatchHost<'_>,
+    method: &str,
+    payload: &str,
+    ctx: CallCtx,
+) -> Result<String, PluginError> {
+    let call: Single<E> = serde_json::from_str(payload).map_err(|e| {
+        PluginError::new(
+            PluginError::BAD_PAYLOAD,
+            format!("could not read the payload of `{method}`: {e}"),
+        )
+    })?;
+    let handler = b
+        .plugin
+        .hooks()
+        .get(call.handler)
+        .filter(|r| r.hook() == E::NAME)
+        .and_then(|r| r.typed::<E>())
+        .ok_or_else(|| {
+            PluginError::new(
+                PluginError::UNKNOWN_METHOD,
+                format!(
+                    "this plugin has no handler #{} for `{}`",
+                    call.handler,
+                    E::NAME
+                ),
+            )
+        })?;
+    let host = AbiHost::new(b.host, ctx, method);
+    let hook_ctx = HookContext {
+        hook: E::NAME,
+        plugin_id: b.plugin_id,
+        work_item_id: call.work_item_id.as_deref(),
+        job_id: call.job_id.as_deref(),
+        agent_id: call.agent_id.as_deref(),
+        host: &host,
+    };
+    // A panic unwinds to the call's guard, which answers it as the call's `panic`.
+    let result = handler(&hook_ctx, &call.event);
+    let mut out = String::new();
+    let written = match &result {
+        HookResult::Continue => {
+            out.push_str(r#"{"action":"continue"}"#);
+            Ok(())
+        }
+        HookResult::Change(patch) => {
+            out.reserve(256);
+            out.push_str(r#"{"action":"continue","changes":"#);
+            let written = json::append(&mut out, patch);
+            out.push('}');
+            written
+        }
+        HookResult::Block(reason) => {
+            out.push_str(r#"{"action":"block","reason":"#);
+            let written = json::append(&mut out, reason);
+            out.push('}');
+            written
+        }
+    };
+    written.map(|()| out).map_err(|e| {
+        PluginError::new(
+            PluginError::FAILED,
+            format!("could not write the {} result: {e}", E::NAME),
+        )
+    })
+}
+
 /// [`HookBatchCall`](super::HookBatchCall) with the event read straight into its type: one pass
 /// over the payload.
 #[derive(Deserialize)]

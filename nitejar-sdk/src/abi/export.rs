@@ -26,8 +26,8 @@ pub use serde_json::Value;
 
 use super::batch::{self, BatchHost, RunningBatches};
 use super::wire::{
-    AcknowledgeCall, ConfigCall, Description, FileContents, HookCall, HookDescription,
-    ParseWebhookCall, PathCall, PostResponseCall, Reply, SecretCall, SecretValue, WriteFileCall,
+    AcknowledgeCall, ConfigCall, Description, FileContents, HookDescription, ParseWebhookCall,
+    PathCall, PostResponseCall, Reply, SecretCall, SecretValue, WriteFileCall,
 };
 use super::{
     level_to_u8, CallCtx, HostBox, PluginBox, PluginError, PluginMod, PluginModRef, PluginObject,
@@ -35,7 +35,7 @@ use super::{
 };
 use crate::host::{ProcessOutput, ProcessRequest};
 use crate::integration::Integration;
-use crate::{HookContext, HookName, Host, HostError, HttpRequest, HttpResponse, LogLevel, Plugin};
+use crate::{HookName, Host, HostError, HttpRequest, HttpResponse, LogLevel, Plugin};
 
 /// The symbol under which `abi_stable` looks for a library's root module. The macro spells it out
 /// (a `macro_rules!` macro cannot compute an identifier); a test keeps it equal to abi_stable's.
@@ -280,30 +280,13 @@ impl Instance {
         ctx: CallCtx,
     ) -> Result<String, PluginError> {
         let name: HookName = event.parse().map_err(|_| unknown(method))?;
-        let call: HookCall<'_> = read(method, payload)?;
-        let registration = self
-            .plugin
-            .hooks()
-            .get(call.handler)
-            .filter(|r| r.hook() == name)
-            .ok_or_else(|| {
-                PluginError::new(
-                    PluginError::UNKNOWN_METHOD,
-                    format!("this plugin has no handler #{} for `{name}`", call.handler),
-                )
-            })?;
-        let host = AbiHost::new(&self.host, ctx, method);
-        let hook_ctx = HookContext {
-            hook: name,
+        let host = BatchHost {
+            plugin: &self.plugin,
+            host: &self.host,
             plugin_id: &self.plugin_id,
-            work_item_id: call.work_item_id.as_deref(),
-            job_id: call.job_id.as_deref(),
-            agent_id: call.agent_id.as_deref(),
-            host: &host,
+            running: &self.batches,
         };
-        registration
-            .call_json(&hook_ctx, call.event.get())
-            .map_err(|e| PluginError::new(PluginError::FAILED, e))
+        batch::run_one(&host, method, name, payload, ctx)
     }
 
     fn integration(
@@ -442,7 +425,7 @@ pub struct AbiHost<'a> {
 }
 
 impl<'a> AbiHost<'a> {
-    fn new(host: &'a HostBox, ctx: CallCtx, target: &'a str) -> Self {
+    pub(super) fn new(host: &'a HostBox, ctx: CallCtx, target: &'a str) -> Self {
         let deadline = (ctx.remaining_ms != CallCtx::NO_DEADLINE)
             .then(|| Instant::now().checked_add(Duration::from_millis(ctx.remaining_ms)))
             .flatten();
