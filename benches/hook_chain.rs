@@ -1,5 +1,5 @@
 //! A `tool.pre_exec` chain with a 4 KB payload, through built-in handlers and through the same
-//! handlers in a plugin library, inline and offloaded (issue 15's workload).
+//! handlers in a plugin library, inline and offloaded (the workload the targets below were set on).
 //!
 //! Payload `{tool_name, tool_input: {command, content: 4096 × "x"}, tool_call_id, turn}`; handlers
 //! answer `continue` (no-op) or a new `tool_input` with `counter` incremented (mutating). Cases:
@@ -10,7 +10,7 @@
 //!   the ABI and JSON alone;
 //! - `library_offload`: the same library as third-party plugins really run, off the async workers.
 //!
-//! Every dispatch also makes one receipt per handler (in-memory sink). Targets (issue 15, 2 cores):
+//! Every dispatch also makes one receipt per handler (in-memory sink). Targets (2 cores):
 //! library inline within 2× of built-in (10 no-op ≤ 3 µs, 10 mutating ≤ 10 µs, 100 no-op ≤
 //! 25 µs); library offloaded ≤ 8.5 µs for 10 no-op and ≤ 12.5 µs for 10 mutating.
 
