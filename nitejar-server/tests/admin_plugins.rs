@@ -44,6 +44,26 @@ async fn upload(server: &Server, field: &str, name: &str, bytes: &[u8]) -> Answe
     read(resp).await
 }
 
+/// Installs the package directory `dir` from the server's disk and enables plugin `id` with consent.
+async fn install_and_enable(server: &Server, dir: &std::path::Path, id: &str) {
+    let installed = api(
+        server,
+        Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({"path": dir.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let enabled = api(
+        server,
+        Method::POST,
+        &format!("/api/admin/plugins/{id}/enable"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+}
+
 fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
     mac.update(body);
@@ -320,22 +340,7 @@ async fn upgrade_keeps_the_old_version_for_rollback() {
         &data,
         &[("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into())],
     );
-    let installed = api(
-        &server,
-        Method::POST,
-        "/api/admin/plugins/install/local",
-        Some(&json!({"path": v1.to_string_lossy()})),
-    )
-    .await;
-    assert_eq!(installed.status, 201, "{}", installed.text);
-    let enabled = api(
-        &server,
-        Method::POST,
-        &format!("/api/admin/plugins/{GREETER}/enable"),
-        Some(&json!({"acceptConsent": true})),
-    )
-    .await;
-    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    install_and_enable(&server, &v1, GREETER).await;
 
     // Upgrade from a path, roll back, refuse a version that is not installed.
     let up = api(
@@ -741,22 +746,7 @@ async fn an_upgrade_asking_for_more_shows_the_difference_and_waits_for_consent()
         &data,
         &[("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into())],
     );
-    let installed = api(
-        &server,
-        Method::POST,
-        "/api/admin/plugins/install/local",
-        Some(&json!({"path": v1.to_string_lossy()})),
-    )
-    .await;
-    assert_eq!(installed.status, 201, "{}", installed.text);
-    let enabled = api(
-        &server,
-        Method::POST,
-        &format!("/api/admin/plugins/{GREETER}/enable"),
-        Some(&json!({"acceptConsent": true})),
-    )
-    .await;
-    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    install_and_enable(&server, &v1, GREETER).await;
 
     let refused = api(
         &server,
@@ -845,22 +835,7 @@ async fn a_plugin_providing_the_same_type_gets_no_rows_until_they_are_handed_ove
         &data,
         &[("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into())],
     );
-    let installed = api(
-        &server,
-        Method::POST,
-        "/api/admin/plugins/install/local",
-        Some(&json!({"path": package.to_string_lossy()})),
-    )
-    .await;
-    assert_eq!(installed.status, 201, "{}", installed.text);
-    let enabled = api(
-        &server,
-        Method::POST,
-        &format!("/api/admin/plugins/{ID}/enable"),
-        Some(&json!({"acceptConsent": true})),
-    )
-    .await;
-    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    install_and_enable(&server, &package, ID).await;
 
     // Its own integration, and one of another plugin of the same type (since uninstalled).
     let created = api(
@@ -1006,22 +981,7 @@ async fn safe_mode_is_named_wherever_it_explains_a_state() {
     );
     let open = [("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".to_string())];
     let server = start_admin(&data, &open);
-    let installed = api(
-        &server,
-        Method::POST,
-        "/api/admin/plugins/install/local",
-        Some(&json!({"path": package.to_string_lossy()})),
-    )
-    .await;
-    assert_eq!(installed.status, 201, "{}", installed.text);
-    let enabled = api(
-        &server,
-        Method::POST,
-        &format!("/api/admin/plugins/{ID}/enable"),
-        Some(&json!({"acceptConsent": true})),
-    )
-    .await;
-    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    install_and_enable(&server, &package, ID).await;
     let created = api(
         &server,
         Method::POST,
@@ -1215,22 +1175,7 @@ async fn a_plugin_hanging_while_loading_does_not_hold_the_server() {
     );
     let open = ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".to_string());
     let server = start_admin(&data, std::slice::from_ref(&open));
-    let installed = api(
-        &server,
-        Method::POST,
-        "/api/admin/plugins/install/local",
-        Some(&json!({"path": probe.to_string_lossy()})),
-    )
-    .await;
-    assert_eq!(installed.status, 201, "{}", installed.text);
-    let enabled = api(
-        &server,
-        Method::POST,
-        &format!("/api/admin/plugins/{PROBE}/enable"),
-        Some(&json!({"acceptConsent": true})),
-    )
-    .await;
-    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    install_and_enable(&server, &probe, PROBE).await;
     server.stop();
     // Its config now makes loading it take a minute.
     let store = data.store().await;
