@@ -34,6 +34,8 @@ pub enum ReceiptKind {
     Startup,
     /// A run of a work item: abandoned by a server that stopped, or given up.
     Run,
+    /// The process died while the plugin had calls in flight (found at the next boot).
+    CrashedProcess,
 }
 
 impl ReceiptKind {
@@ -55,6 +57,7 @@ impl ReceiptKind {
             ReceiptKind::WebhookIngress => "webhook_ingress",
             ReceiptKind::Startup => "startup",
             ReceiptKind::Run => "run",
+            ReceiptKind::CrashedProcess => "crashed_process",
         }
     }
 }

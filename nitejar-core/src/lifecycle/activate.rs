@@ -283,7 +283,10 @@ impl PluginManager {
             .as_deref()
             .and_then(|c| serde_json::from_str(c).ok())
             .unwrap_or(serde_json::Value::Null);
-        let package = PluginPackage::new(dir, manifest.clone()).with_config(config);
+        let mut package = PluginPackage::new(dir, manifest.clone()).with_config(config);
+        if let Some(marks) = &self.marks {
+            package = package.with_marks(marks.clone());
+        }
         let services: Arc<dyn crate::host::HostServices> = self.gate.clone();
         let limit = self.options.load_timeout;
         let result = tokio::time::timeout(

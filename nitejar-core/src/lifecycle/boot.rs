@@ -8,8 +8,9 @@ use serde_json::json;
 use super::activate::ActivationMarker;
 use super::operations::builtin_row;
 use super::{LifecycleError, PluginManager, STARTUP_RECEIPT_ID};
+use crate::host::inflight::Crashed;
 use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
-use crate::store::{PluginAlertRow, PluginRow};
+use crate::store::{EventFilter, PageRequest, PluginAlertRow, PluginRow};
 
 /// What boot did, plugin by plugin. Also the detail of the `startup` receipt.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -65,6 +66,12 @@ impl PluginManager {
     /// first. A plugin whose activation killed the previous process (its boot marker is still
     /// there) is skipped, disabled and reported. A failing plugin never stops the others; it is
     /// marked `error` with its message. Ends with a `startup` receipt summarising everything.
+    ///
+    /// First of all, a process that died with plugin calls in flight (its in-flight marks, see
+    /// [`crate::host::inflight`]) is a `crashed_process` receipt and an alert for each plugin that
+    /// was running code; a plugin with `crash_strikes` of them within `crash_strike_window` is
+    /// disabled before it can be loaded again, so that a plugin that takes the process down ends
+    /// its crash loop after a bounded number of restarts.
     pub async fn boot(&self) -> BootReport {
         let _op = self.ops.lock().await;
         let started = Instant::now();
@@ -73,6 +80,7 @@ impl PluginManager {
             safe_mode: self.options.safe_mode,
             ..BootReport::default()
         };
+        self.attribute_crashes(&mut report).await;
         self.boot_builtins(&mut report).await;
         match self.store.list_plugins().await {
             Ok(rows) => {
@@ -209,6 +217,109 @@ impl PluginManager {
                 });
             }
         }
+    }
+
+    /// Receipts, alerts and strikes for the plugins that had calls in flight when an earlier
+    /// process died.
+    async fn attribute_crashes(&self, report: &mut BootReport) {
+        let Some(marks) = &self.marks else {
+            return;
+        };
+        for crashed in marks.claim_crashed() {
+            self.strike(crashed, report).await;
+        }
+    }
+
+    async fn strike(&self, crashed: Crashed, report: &mut BootReport) {
+        let Crashed {
+            plugin_id: id,
+            version,
+            calls,
+            pid,
+            process_started_ms,
+        } = crashed;
+        let window = self.options.crash_strike_window;
+        let strikes_allowed = self.options.crash_strikes.max(1);
+        let since = now_ms() - window.as_millis() as i64;
+        let filter = EventFilter {
+            plugin_id: Some(id.clone()),
+            kind: Some(ReceiptKind::CrashedProcess.as_str().into()),
+            ..EventFilter::default()
+        };
+        let earlier = match self
+            .store
+            .list_events(&filter, PageRequest::first(strikes_allowed))
+            .await
+        {
+            Ok(page) => page.items.iter().filter(|e| e.created_at >= since).count(),
+            Err(e) => {
+                tracing::warn!(plugin.id = %id, "could not count earlier crashes: {e}");
+                0
+            }
+        };
+        let strikes = earlier + 1;
+        let window_min = window.as_secs().div_ceil(60);
+        let message = format!(
+            "the server process (pid {pid}) died while {id}@{version} had {calls} call(s) running in it; strike {strikes} of {strikes_allowed} within {window_min} min. A plugin in the server's process can take it down: see logs/plugins/{id}.log and the server's own log from before the restart"
+        );
+        self.receipt(
+            &id,
+            Some(&version),
+            ReceiptKind::CrashedProcess,
+            ReceiptStatus::Error,
+            json!({
+                "error": message,
+                "pid": pid,
+                "callsInFlight": calls,
+                "processStartedAtMs": process_started_ms,
+                "strike": strikes,
+                "strikesAllowed": strikes_allowed,
+                "windowMs": window.as_millis() as u64,
+            }),
+        )
+        .await;
+        tracing::error!(plugin.id = %id, plugin.version = %version, "{message}");
+        let row = match self.store.get_plugin(&id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(plugin.id = %id, "could not read the plugin after a crash: {e}");
+                return;
+            }
+        };
+        if (strikes as u32) < strikes_allowed || !row.enabled {
+            self.alert(&id, Some(&version), "crashed_process", &message)
+                .await;
+            return;
+        }
+        let reason = format!(
+            "auto-disabled: the server process died {strikes} times within {window_min} min while this plugin had calls running in it (last: pid {pid}); it was disabled so the server stays up. Check `nitejar plugin logs {id}`, fix or upgrade it, then enable it again"
+        );
+        let mut row = row;
+        row.enabled = false;
+        row.last_load_error = Some(reason.clone());
+        row.updated_at = now_ms();
+        if let Err(e) = self.store.upsert_plugin(&row).await {
+            tracing::error!(plugin.id = %id, "could not record the auto-disable: {e}");
+        }
+        self.alert(&id, Some(&version), "auto_disable", &reason)
+            .await;
+        self.receipt(
+            &id,
+            Some(&version),
+            ReceiptKind::AutoDisable,
+            ReceiptStatus::Error,
+            json!({
+                "reason": "crashed_process",
+                "strikes": strikes,
+                "strikesAllowed": strikes_allowed,
+                "windowMs": window.as_millis() as u64,
+                "message": reason,
+            }),
+        )
+        .await;
+        tracing::error!(plugin.id = %id, "{reason}");
+        report.errors.push(Skipped { id, reason });
     }
 
     /// The boot marker's verdict: `Some(reason)` when the previous process died activating the

@@ -47,6 +47,7 @@ pub use operations::{
     Acknowledge, EnableOutcome, EnableRequest, UninstallOptions, UninstallOutcome,
 };
 
+use crate::host::inflight::InFlightMarks;
 use crate::install::{InstallError, Installer, Layout, Limits, NpmConfig};
 use crate::loader::LoadError;
 use crate::permissions::PermissionGate;
@@ -286,6 +287,11 @@ pub struct ManagerOptions {
     /// load past it is an error of that plugin — boot, reconcile and the other plugins carry on —
     /// and its thread is abandoned (in-process code cannot be stopped).
     pub load_timeout: Duration,
+    /// Crashes of the whole process with a plugin's calls in flight that disable it at boot
+    /// (default 3) …
+    pub crash_strikes: u32,
+    /// … within this window (default 1 hour).
+    pub crash_strike_window: Duration,
 }
 
 impl ManagerOptions {
@@ -301,6 +307,8 @@ impl ManagerOptions {
             crash: CrashLoopConfig::default(),
             builtin_network: BTreeMap::new(),
             load_timeout: Duration::from_secs(10),
+            crash_strikes: 3,
+            crash_strike_window: Duration::from_secs(3600),
         }
     }
 }
@@ -326,6 +334,8 @@ pub struct PluginManager {
     opened: Mutex<HashMap<String, String>>,
     /// One lifecycle operation at a time in this process.
     ops: tokio::sync::Mutex<()>,
+    /// This process's in-flight marks; `None` when they could not be set up (logged).
+    marks: Option<Arc<InFlightMarks>>,
 }
 
 impl PluginManager {
@@ -341,7 +351,18 @@ impl PluginManager {
         let installer = Installer::new(options.layout.clone())
             .with_limits(options.limits.clone())
             .with_npm(options.npm.clone());
+        let marks = match InFlightMarks::open(&options.layout.inflight_dir()) {
+            Ok(marks) => Some(Arc::new(marks)),
+            Err(e) => {
+                tracing::warn!(
+                    "could not set up in-flight marks in {}: {e}; a crash in a plugin's call will not be attributed to it",
+                    options.layout.inflight_dir().display()
+                );
+                None
+            }
+        };
         let manager = Arc::new(PluginManager {
+            marks,
             store,
             runtime,
             gate,
@@ -370,6 +391,14 @@ impl PluginManager {
     /// The settings.
     pub fn options(&self) -> &ManagerOptions {
         &self.options
+    }
+
+    /// Says the process is stopping: plugin calls still running from now on (a handler stuck at
+    /// shutdown) are not taken for a crash at the next boot.
+    pub fn stopping(&self) {
+        if let Some(marks) = &self.marks {
+            marks.close();
+        }
     }
 
     /// The layout.

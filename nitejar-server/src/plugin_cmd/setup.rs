@@ -35,6 +35,8 @@ pub fn manager_options(config: &Config) -> ManagerOptions {
     options.safe_mode = config.safe_mode;
     options.load_timeout = config.load_timeout;
     options.crash = crash_config(config);
+    options.crash_strikes = config.crash_strikes;
+    options.crash_strike_window = config.crash_strike_window;
     options.builtin_network = builtin_api_hosts();
     options
 }

@@ -25,6 +25,7 @@ pub const KINDS: &[&str] = &[
     "uninstall",
     "load",
     "auto_disable",
+    "crashed_process",
     "skill",
     "startup",
 ];
