@@ -1,8 +1,9 @@
 //! Putting one plugin version into the runtime, and taking it out: the digest check, the trust
 //! policy, the operator's acknowledgements, the boot marker, the load, the grant, the registry swap.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use nitejar_sdk::manifest::Manifest;
@@ -179,6 +180,42 @@ impl PluginManager {
         row: &PluginRow,
         version: &PluginVersionRow,
     ) -> Result<Verdict, LifecycleError> {
+        let prepared = self.prepare_version(row, version).await?;
+        self.install_prepared(&row.id, prepared)
+    }
+
+    /// Loads `versions` of third-party plugins (or finds them loaded) at once, each bounded by the
+    /// load timeout, without changing the registry: what [`Self::activate_version`] then finds
+    /// ready. Callers run it outside the lifecycle lock, so that a plugin whose code takes long to
+    /// load holds up no other operation. Each plugin's outcome, by id; a version another task is
+    /// loading right now is `LoadInProgress`.
+    pub(crate) async fn preload(
+        &self,
+        versions: &[(PluginRow, PluginVersionRow)],
+    ) -> HashMap<String, Preloaded> {
+        let loads = versions.iter().map(|(row, version)| async move {
+            let result = self.prepare_version(row, version).await.map(|_| ());
+            (
+                row.id.clone(),
+                Preloaded {
+                    version: version.version.clone(),
+                    result,
+                },
+            )
+        });
+        futures_util::future::join_all(loads)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Everything of an activation but the registry: consent, digest, trust, acknowledgements,
+    /// and the version's code loaded (or found loaded earlier in this process).
+    async fn prepare_version(
+        &self,
+        row: &PluginRow,
+        version: &PluginVersionRow,
+    ) -> Result<Prepared, LifecycleError> {
         let id = row.id.as_str();
         // Nothing of a version runs without the operator's consent to it on record.
         self.require_consent(version).await?;
@@ -205,6 +242,12 @@ impl PluginManager {
                 })
             }
             None => {
+                let _loading = Loading::claim(&self.loading, &key).ok_or_else(|| {
+                    LifecycleError::LoadInProgress {
+                        id: id.to_string(),
+                        version: version.version.clone(),
+                    }
+                })?;
                 let plugin = self.load(row, version, &dir, &manifest).await?;
                 self.lock_loaded().insert(
                     key,
@@ -216,6 +259,25 @@ impl PluginManager {
                 plugin
             }
         };
+        Ok(Prepared {
+            verdict,
+            manifest,
+            dir,
+            acked,
+            plugin,
+        })
+    }
+
+    /// Grants a prepared version its permissions and swaps it into the registry. Nothing changes
+    /// when the registry refuses it.
+    fn install_prepared(&self, id: &str, prepared: Prepared) -> Result<Verdict, LifecycleError> {
+        let Prepared {
+            verdict,
+            manifest,
+            dir,
+            acked,
+            plugin,
+        } = prepared;
         let meta = plugin.meta().clone();
         let previous = self.runtime.registry().plugin(id).map(|p| p.meta().clone());
         self.gate.grant(
@@ -404,6 +466,48 @@ impl PluginManager {
         if let Err(e) = written {
             tracing::warn!("could not write {}: {e}", file.display());
         }
+    }
+}
+
+/// What [`PluginManager::preload`] did with one plugin.
+pub(crate) struct Preloaded {
+    /// The version it loaded (or tried to).
+    pub(crate) version: String,
+    pub(crate) result: Result<(), LifecycleError>,
+}
+
+/// A version ready to go into the registry.
+struct Prepared {
+    verdict: Verdict,
+    manifest: Manifest,
+    dir: PathBuf,
+    acked: Vec<String>,
+    plugin: ActivePlugin,
+}
+
+/// A version being loaded in this process, until dropped.
+struct Loading<'a> {
+    set: &'a Mutex<HashSet<(String, String)>>,
+    key: (String, String),
+}
+
+impl<'a> Loading<'a> {
+    /// Claims `key`; `None` when another task is loading it.
+    fn claim(set: &'a Mutex<HashSet<(String, String)>>, key: &(String, String)) -> Option<Self> {
+        let mut loading = set.lock().unwrap_or_else(|p| p.into_inner());
+        loading.insert(key.clone()).then(|| Loading {
+            set,
+            key: key.clone(),
+        })
+    }
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
     }
 }
 

@@ -5,12 +5,12 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::json;
 
-use super::activate::ActivationMarker;
+use super::activate::{ActivationMarker, Preloaded};
 use super::operations::builtin_row;
 use super::{LifecycleError, PluginManager, STARTUP_RECEIPT_ID};
 use crate::host::inflight::Crashed;
 use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
-use crate::store::{EventFilter, PageRequest, PluginAlertRow, PluginRow};
+use crate::store::{EventFilter, PageRequest, PluginAlertRow, PluginRow, PluginVersionRow};
 
 /// What boot did, plugin by plugin. Also the detail of the `startup` receipt.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -84,11 +84,21 @@ impl PluginManager {
         self.boot_builtins(&mut report).await;
         match self.store.list_plugins().await {
             Ok(rows) => {
+                let mut candidates = Vec::new();
                 for row in rows {
                     if row.source_kind == "builtin" || row.current_version.is_none() {
                         continue;
                     }
-                    self.boot_plugin(row, &mut report).await;
+                    if let Some(candidate) = self.boot_candidate(row, &mut report).await {
+                        candidates.push(candidate);
+                    }
+                }
+                // Every plugin's code loads at once: one that hangs costs boot the load timeout,
+                // not the others' turn.
+                let mut preloaded = self.preload(&candidates).await;
+                for (row, version) in candidates {
+                    let loaded = preloaded.remove(&row.id).map(|p| p.result);
+                    self.boot_plugin(row, version, loaded, &mut report).await;
                 }
             }
             Err(e) => report.errors.push(Skipped {
@@ -159,7 +169,14 @@ impl PluginManager {
         }
     }
 
-    async fn boot_plugin(&self, mut row: PluginRow, report: &mut BootReport) {
+    /// Whether `row` is to be loaded at boot, and its current version: not when its boot marker
+    /// says the previous process died activating it (it is disabled), when it is disabled, in safe
+    /// mode, or when its version row is missing (marked `error`).
+    async fn boot_candidate(
+        &self,
+        mut row: PluginRow,
+        report: &mut BootReport,
+    ) -> Option<(PluginRow, PluginVersionRow)> {
         let id = row.id.clone();
         let version = row.current_version.clone().unwrap_or_default();
         if let Some(reason) = self.check_marker(&row) {
@@ -178,24 +195,47 @@ impl PluginManager {
             )
             .await;
             report.errors.push(Skipped { id, reason });
-            return;
+            return None;
         }
         if !row.enabled {
-            return;
+            return None;
         }
         if self.options.safe_mode {
             report.skipped.push(Skipped {
                 id,
                 reason: "safe mode (NITEJAR_SAFE_MODE=1): built-ins only".into(),
             });
-            return;
+            return None;
         }
-        let result = match self.current_version_row(&row).await {
+        match self.current_version_row(&row).await {
             Ok(v) => {
                 self.consent_existing(&v).await;
-                self.activate_version(&row, &v).await
+                Some((row, v))
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                self.mark_error(&mut row, &e).await;
+                report.errors.push(Skipped {
+                    id,
+                    reason: e.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    /// Activates a boot candidate whose code `loaded` (or failed to) already.
+    async fn boot_plugin(
+        &self,
+        mut row: PluginRow,
+        v: PluginVersionRow,
+        loaded: Option<Result<(), LifecycleError>>,
+        report: &mut BootReport,
+    ) {
+        let id = row.id.clone();
+        let version = v.version.clone();
+        let result = match loaded {
+            Some(Err(e)) => Err(e),
+            _ => self.activate_version(&row, &v).await,
         };
         match result {
             Ok(verdict) => {
@@ -322,6 +362,33 @@ impl PluginManager {
         report.errors.push(Skipped { id, reason });
     }
 
+    /// The third-party versions a reconciliation would activate now: enabled, not in error, not
+    /// active at that version.
+    async fn wanted_versions(&self) -> Result<Vec<(PluginRow, PluginVersionRow)>, LifecycleError> {
+        if self.options.safe_mode {
+            return Ok(Vec::new());
+        }
+        let registry = self.runtime.registry();
+        let mut wanted = Vec::new();
+        for row in self.store.list_plugins().await? {
+            if row.source_kind == "builtin" || !row.enabled || row.last_load_error.is_some() {
+                continue;
+            }
+            let Some(version) = row.current_version.clone() else {
+                continue;
+            };
+            let active = registry.plugin(&row.id).map(|p| p.meta().version.clone());
+            if active.as_deref() == Some(version.as_str()) {
+                continue;
+            }
+            // A missing version row is reported under the lock.
+            if let Ok(v) = self.current_version_row(&row).await {
+                wanted.push((row, v));
+            }
+        }
+        Ok(wanted)
+    }
+
     /// The boot marker's verdict: `Some(reason)` when the previous process died activating the
     /// plugin. The marker is removed either way (unless its writer is still running).
     fn check_marker(&self, row: &PluginRow) -> Option<String> {
@@ -405,7 +472,14 @@ impl PluginManager {
     /// active at another version), deactivates what is disabled, uninstalled or in error. This is
     /// how a running server picks up what the CLI (or another machine) changed. A plugin that fails
     /// is marked `error` and not retried until an operator acts on it.
+    ///
+    /// The code of what is to be activated is loaded first, outside the lifecycle lock (each load
+    /// bounded by the load timeout): a plugin that takes long to load holds up no other operation,
+    /// and a reconciliation running meanwhile skips the version being loaded and applies the rest.
+    /// A plugin that became wanted between the load and the lock waits for the next round.
     pub async fn reconcile(&self) -> Result<ReconcileReport, LifecycleError> {
+        let wanted = self.wanted_versions().await?;
+        let mut preloaded = self.preload(&wanted).await;
         let _op = self.ops.lock().await;
         let mut report = ReconcileReport::default();
         let rows = self.store.list_plugins().await?;
@@ -439,9 +513,24 @@ impl PluginManager {
             });
             match desired {
                 Some(version) if active.as_deref() != Some(version.as_str()) => {
-                    let result = match self.current_version_row(&row).await {
-                        Ok(v) => self.activate_version(&row, &v).await,
-                        Err(e) => Err(e),
+                    let result = match preloaded.remove(&row.id) {
+                        // Changed since the load, or being loaded by another operation: next round.
+                        Some(p) if p.version != version => continue,
+                        Some(Preloaded {
+                            result: Err(LifecycleError::LoadInProgress { .. }),
+                            ..
+                        }) => continue,
+                        Some(Preloaded { result: Err(e), .. }) => Err(e),
+                        Some(Preloaded { result: Ok(()), .. }) => {
+                            match self.current_version_row(&row).await {
+                                Ok(v) => self.activate_version(&row, &v).await,
+                                Err(e) => Err(e),
+                            }
+                        }
+                        None => match self.current_version_row(&row).await {
+                            Ok(_) => continue,
+                            Err(e) => Err(e),
+                        },
                     };
                     match result {
                         Ok(_) => {

@@ -31,7 +31,7 @@ mod install;
 pub mod logs;
 mod operations;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -194,6 +194,14 @@ pub enum LifecycleError {
         /// The conflict.
         source: RegistryError,
     },
+    /// Another task of this process is loading this version right now.
+    #[error("{id}@{version} is being loaded by another operation; try again in a moment")]
+    LoadInProgress {
+        /// The plugin.
+        id: String,
+        /// The version.
+        version: String,
+    },
     /// Loading the plugin's code did not finish in time.
     #[error("{id}@{version} did not finish loading within {} ms (NITEJAR_PLUGIN_LOAD_TIMEOUT_MS); it is not active, and the thread loading it is abandoned until the server restarts. Check `nitejar plugin logs {id}`, fix or upgrade it", .after.as_millis())]
     LoadTimedOut {
@@ -336,6 +344,8 @@ pub struct PluginManager {
     ops: tokio::sync::Mutex<()>,
     /// This process's in-flight marks; `None` when they could not be set up (logged).
     marks: Option<Arc<InFlightMarks>>,
+    /// Versions whose code is being loaded right now (loads run outside `ops`).
+    loading: Mutex<HashSet<(String, String)>>,
 }
 
 impl PluginManager {
@@ -363,6 +373,7 @@ impl PluginManager {
         };
         let manager = Arc::new(PluginManager {
             marks,
+            loading: Mutex::new(HashSet::new()),
             store,
             runtime,
             gate,
