@@ -195,7 +195,10 @@ pub(super) fn apply(
                 filters.len(),
                 refused
                     .iter()
-                    .map(|r| format!("{} ({})", r.syscall, r.errno))
+                    .map(|r| match r.when {
+                        "always" => format!("{} ({})", r.syscall, r.errno),
+                        when => format!("{} ({} {when})", r.syscall, r.errno),
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

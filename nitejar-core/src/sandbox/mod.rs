@@ -219,20 +219,22 @@ impl SandboxPolicy {
     /// The policy of a plugin host: `version_dir` read-only, `data_dir` read-write, the shared
     /// libraries this process has loaded read-only ([`runtime_library_roots`]), no network, the
     /// default limits. Call it in the process that will apply it (or one running the same binary).
+    /// Both directories must exist when the policy is applied.
     pub fn for_plugin(
         version_dir: impl Into<PathBuf>,
         data_dir: impl Into<PathBuf>,
     ) -> Result<Self, SandboxError> {
-        let mut read_only = vec![version_dir.into()];
         #[cfg(target_os = "linux")]
-        read_only.extend(
-            runtime_library_roots().map_err(|source| SandboxError::Root {
-                path: PathBuf::from("/proc/self/maps"),
-                source,
-            })?,
-        );
+        let libraries = runtime_library_roots().map_err(|source| SandboxError::Root {
+            path: PathBuf::from("/proc/self/maps"),
+            source,
+        })?;
+        #[cfg(not(target_os = "linux"))]
+        let libraries = Vec::new();
         Ok(SandboxPolicy {
-            read_only,
+            read_only: std::iter::once(version_dir.into())
+                .chain(libraries)
+                .collect(),
             read_write: vec![data_dir.into()],
             network: Network::None,
             memory_bytes: Self::DEFAULT_MEMORY_BYTES,
