@@ -3,15 +3,16 @@
 //! It reads frames on standard input and writes them on what was standard output (the plugin's
 //! own prints go to standard error, which the server copies to the plugin's log). It exits when
 //! the server's end of the stream closes. It loads the library the first frame names (checking
-//! its ABI and identity exactly as the server would), then runs each call on a worker thread. A
+//! its ABI and identity exactly as the server would), then runs each call on the thread that read
+//! it (another thread reads meanwhile). A
 //! plugin's host calls are frames to the server, which runs them through the permission gate with
 //! the call's deadline and cancellation; the answer comes back on the same stream.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RErr, ROk, RResult, RStr, RString};
@@ -91,57 +92,77 @@ impl HostObject for ChildBridge {
     }
 }
 
-/// Worker threads for calls: an idle one takes the next call; a new one starts when none is idle.
-struct Pool {
-    jobs: Mutex<(VecDeque<frame::Frame>, usize)>,
-    ready: Condvar,
+/// The threads that read frames and run calls: whoever reads a call runs it at once (no hand-off
+/// on the call's path), and makes sure another thread is reading meanwhile — host answers for the
+/// running call must still be read. A thread that finishes its call goes back to reading.
+struct Readers {
+    input: Mutex<BufReader<File>>,
+    /// Threads reading or waiting to read (not running a call).
+    idle: AtomicUsize,
+    plugin: PluginBox,
+    out: Arc<Out>,
+    waiting: Arc<Waiting>,
 }
 
-impl Pool {
-    fn submit(self: &Arc<Self>, call: frame::Frame, plugin: &Arc<PluginBox>, out: &Arc<Out>) {
-        let mut jobs = lock(&self.jobs);
-        jobs.0.push_back(call);
-        if jobs.1 > 0 {
-            jobs.1 -= 1;
-            drop(jobs);
-            self.ready.notify_one();
-            return;
+impl Readers {
+    fn serve(self: &Arc<Self>) -> ! {
+        loop {
+            let frame = frame::read(&mut *lock(&self.input));
+            let frame = match frame {
+                Ok(Some(frame)) => frame,
+                // The server closed the stream or is gone.
+                Ok(None) | Err(_) => std::process::exit(0),
+            };
+            match frame.kind {
+                Kind::Call => {
+                    if self.idle.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        // This was the last reader: start another before running the call.
+                        self.idle.fetch_add(1, Ordering::AcqRel);
+                        let readers = self.clone();
+                        std::thread::spawn(move || readers.serve());
+                    }
+                    self.call(frame);
+                    self.idle.fetch_add(1, Ordering::AcqRel);
+                }
+                Kind::HostOk | Kind::HostErr => {
+                    if let Some(tx) = lock(&self.waiting.host_calls).remove(&frame.id) {
+                        let text = frame.text();
+                        let _ = tx.send(if frame.kind == Kind::HostOk {
+                            Ok(text)
+                        } else {
+                            Err(text)
+                        });
+                    }
+                }
+                Kind::Cancel => {
+                    lock(&self.waiting.cancelled).insert(frame.id);
+                }
+                _ => {}
+            }
         }
-        drop(jobs);
-        let (pool, plugin, out) = (self.clone(), plugin.clone(), out.clone());
-        std::thread::spawn(move || pool.work(&plugin, &out));
     }
 
-    fn work(&self, plugin: &PluginBox, out: &Out) {
-        loop {
-            let call = {
-                let mut jobs = lock(&self.jobs);
-                loop {
-                    if let Some(call) = jobs.0.pop_front() {
-                        break call;
-                    }
-                    jobs.1 += 1;
-                    jobs = self.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
-                }
-            };
-            let ctx = CallCtx {
-                call_id: call.id,
-                remaining_ms: call.aux,
-            };
-            let payload = String::from_utf8_lossy(&call.payload);
-            match plugin
-                .call(RStr::from(call.method.as_str()), RStr::from(&*payload), ctx)
-                .into_result()
-            {
-                Ok(text) => out.send(Kind::ReplyOk, call.id, 0, "", text.as_bytes()),
-                Err(e) => out.send(
-                    Kind::ReplyErr,
-                    call.id,
-                    0,
-                    e.kind.as_str(),
-                    e.message.as_bytes(),
-                ),
-            }
+    fn call(&self, call: frame::Frame) {
+        let ctx = CallCtx {
+            call_id: call.id,
+            remaining_ms: call.aux,
+        };
+        let payload = String::from_utf8_lossy(&call.payload);
+        match self
+            .plugin
+            .call(RStr::from(call.method.as_str()), RStr::from(&*payload), ctx)
+            .into_result()
+        {
+            Ok(text) => self
+                .out
+                .send(Kind::ReplyOk, call.id, 0, "", text.as_bytes()),
+            Err(e) => self.out.send(
+                Kind::ReplyErr,
+                call.id,
+                0,
+                e.kind.as_str(),
+                e.message.as_bytes(),
+            ),
         }
     }
 }
@@ -193,41 +214,21 @@ pub fn run() -> i32 {
     };
     let host = HostObject_TO::from_value(bridge, TD_Opaque);
     let plugin = match super::super::instantiate_in_child(&request, host) {
-        Ok(plugin) => Arc::new(plugin),
+        Ok(plugin) => plugin,
         Err(e) => {
             out.send(Kind::LoadFailed, 0, 0, "", e.as_bytes());
             return 3;
         }
     };
     out.send(Kind::Ready, 0, 0, "", applied.as_bytes());
-    let pool = Arc::new(Pool {
-        jobs: Mutex::new((VecDeque::new(), 0)),
-        ready: Condvar::new(),
+    let readers = Arc::new(Readers {
+        input: Mutex::new(input),
+        idle: AtomicUsize::new(1),
+        plugin,
+        out,
+        waiting,
     });
-    loop {
-        let frame = match frame::read(&mut input) {
-            Ok(Some(frame)) => frame,
-            // The server closed the stream or is gone.
-            Ok(None) | Err(_) => return 0,
-        };
-        match frame.kind {
-            Kind::Call => pool.submit(frame, &plugin, &out),
-            Kind::HostOk | Kind::HostErr => {
-                if let Some(tx) = lock(&waiting.host_calls).remove(&frame.id) {
-                    let text = frame.text();
-                    let _ = tx.send(if frame.kind == Kind::HostOk {
-                        Ok(text)
-                    } else {
-                        Err(text)
-                    });
-                }
-            }
-            Kind::Cancel => {
-                lock(&waiting.cancelled).insert(frame.id);
-            }
-            _ => {}
-        }
-    }
+    readers.serve()
 }
 
 /// Applies the sandbox of this plugin version; the report of what the kernel holds, as JSON.

@@ -34,6 +34,9 @@ use crate::host::HostServices;
 use crate::receipts::{ExecutionMode, Receipt, ReceiptKind, ReceiptStatus};
 use crate::registry::PluginMeta;
 
+/// How long a caller polls for its answer before it sleeps.
+const ANSWER_SPIN: Duration = Duration::from_micros(40);
+
 /// How long past a call's deadline its answer is still waited for.
 pub(crate) const GRACE: Duration = Duration::from_millis(50);
 /// The back-off after a first death.
@@ -312,9 +315,20 @@ impl ChildProcess {
                 format!("the plugin's process is gone: {e}"),
             ));
         }
-        let answer = match wait {
-            Some(wait) => rx.recv_timeout(wait + GRACE),
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        // Most answers come within microseconds: catch them without going to sleep.
+        let mut early = None;
+        crate::host::executor::poll_until(Instant::now() + ANSWER_SPIN, || match rx.try_recv() {
+            Ok(answer) => {
+                early = Some(answer);
+                true
+            }
+            Err(mpsc::TryRecvError::Empty) => false,
+            Err(mpsc::TryRecvError::Disconnected) => true,
+        });
+        let answer = match (early, wait) {
+            (Some(answer), _) => Ok(answer),
+            (None, Some(wait)) => rx.recv_timeout(wait + GRACE),
+            (None, None) => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
         };
         match answer {
             Ok(Answer::Ok(text)) => Ok(text),
