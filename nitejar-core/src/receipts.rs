@@ -34,6 +34,8 @@ pub enum ReceiptKind {
     Startup,
     /// A run of a work item: abandoned by a server that stopped, or given up.
     Run,
+    /// A change of a plugin's settings (config, stored secrets): names only, never values.
+    Configure,
 }
 
 impl ReceiptKind {
@@ -55,6 +57,7 @@ impl ReceiptKind {
             ReceiptKind::WebhookIngress => "webhook_ingress",
             ReceiptKind::Startup => "startup",
             ReceiptKind::Run => "run",
+            ReceiptKind::Configure => "configure",
         }
     }
 }

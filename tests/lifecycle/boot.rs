@@ -266,9 +266,14 @@ async fn a_plugin_that_hangs_while_loading_is_bounded(db: TestDb) {
         })
         .await
         .unwrap();
-    let mut row = env.store.get_plugin(PROBE).await.unwrap().expect("row");
-    row.config_json = Some(r#"{"loadSleepMs": 3000}"#.into());
-    env.store.upsert_plugin(&row).await.unwrap();
+    env.store
+        .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+            plugin_id: PROBE.into(),
+            config_json: Some(Some(r#"{"loadSleepMs": 3000}"#.into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 
     let started = std::time::Instant::now();
     let err = env

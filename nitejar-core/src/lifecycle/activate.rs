@@ -194,22 +194,28 @@ impl PluginManager {
             },
         })?;
         let acked = self.acknowledgements(id, &manifest).await?;
+        let settings = self.stored_settings(row).await?;
         let key = (id.to_string(), version.version.clone());
         let cached = self.lock_loaded().get(&key).cloned();
         let plugin = match cached {
-            Some(loaded) if loaded.digest == version.checksum => loaded.plugin,
-            Some(_) => {
+            Some(loaded) if loaded.digest != version.checksum => {
                 return Err(LifecycleError::StaleLibrary {
                     id: id.to_string(),
                     version: version.version.clone(),
                 })
             }
-            None => {
-                let plugin = self.load(row, version, &dir, &manifest).await?;
+            // Made with the settings stored now: reused (a rollback is a registry swap).
+            Some(loaded) if loaded.revision == settings.revision => loaded.plugin,
+            // None yet, or made with older settings: a new instance of the (same) library.
+            _ => {
+                let plugin = self
+                    .load(row, version, &dir, &manifest, settings.config.clone())
+                    .await?;
                 self.lock_loaded().insert(
                     key,
                     LoadedVersion {
                         digest: version.checksum.clone(),
+                        revision: settings.revision,
                         plugin: plugin.clone(),
                     },
                 );
@@ -224,7 +230,10 @@ impl PluginManager {
                 .acknowledged(acked)
                 .require_acknowledgement(self.options.policy.mode().requires_acknowledgement()),
         );
+        let previous_secrets = self.gate.stored_secrets(id);
+        self.gate.set_stored_secrets(id, settings.secrets);
         if let Err(source) = self.runtime.activate(plugin) {
+            self.gate.set_stored_secrets(id, previous_secrets);
             if previous.as_deref() != Some(&*meta) {
                 self.gate.revoke(&meta);
             }
@@ -241,13 +250,14 @@ impl PluginManager {
     }
 
     /// Loads a version's code (or a declarative plugin's skills) with the boot marker around it,
-    /// and writes a `load` receipt.
-    async fn load(
+    /// instantiated with `config`, and writes a `load` receipt.
+    pub(crate) async fn load(
         &self,
         row: &PluginRow,
         version: &PluginVersionRow,
         dir: &Path,
         manifest: &Manifest,
+        config: serde_json::Value,
     ) -> Result<ActivePlugin, LifecycleError> {
         let id = row.id.clone();
         let library = PluginPackage::new(dir, manifest.clone())
@@ -278,11 +288,6 @@ impl PluginManager {
         }
         let text = serde_json::to_vec(&marker).unwrap_or_default();
         std::fs::write(&marker_path, text).map_err(LifecycleError::io("write", &marker_path))?;
-        let config = row
-            .config_json
-            .as_deref()
-            .and_then(|c| serde_json::from_str(c).ok())
-            .unwrap_or(serde_json::Value::Null);
         let package = PluginPackage::new(dir, manifest.clone()).with_config(config);
         let services: Arc<dyn crate::host::HostServices> = self.gate.clone();
         let limit = self.options.load_timeout;
@@ -353,6 +358,8 @@ impl PluginManager {
         if let Some(meta) = &active {
             self.gate.revoke(meta);
         }
+        // Plaintext secrets are held only for plugins that run.
+        self.gate.set_stored_secrets(id, Default::default());
         active
     }
 

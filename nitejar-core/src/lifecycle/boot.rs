@@ -327,7 +327,12 @@ impl PluginManager {
                 row.enabled && row.last_load_error.is_none() && !self.options.safe_mode
             });
             match desired {
-                Some(version) if active.as_deref() != Some(version.as_str()) => {
+                // Not active at this version, or active with other settings than stored (changed
+                // by the CLI or another machine).
+                Some(version)
+                    if active.as_deref() != Some(version.as_str())
+                        || self.settings_outdated(&row.id, &version, row.config_revision) =>
+                {
                     let result = match self.current_version_row(&row).await {
                         Ok(v) => self.activate_version(&row, &v).await,
                         Err(e) => Err(e),
