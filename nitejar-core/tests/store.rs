@@ -388,7 +388,10 @@ async fn plugin_settings_change_together_and_only_through_their_own_write(db: Te
         .expect("write");
     assert_eq!(revision, 1);
     let row = store.get_plugin(&p.id).await.expect("get").expect("row");
-    assert_eq!(row.config_json.as_deref(), Some(r#"{"blockedTools":["shell"]}"#));
+    assert_eq!(
+        row.config_json.as_deref(),
+        Some(r#"{"blockedTools":["shell"]}"#)
+    );
     assert_eq!(row.config_revision, 1);
 
     // Stored encrypted, with the store's key; listed by identity.
@@ -442,7 +445,12 @@ async fn plugin_settings_change_together_and_only_through_their_own_write(db: Te
         .expect("write");
     assert_eq!(revision, 3);
     assert_eq!(
-        store.get_plugin(&p.id).await.expect("get").expect("row").config_json,
+        store
+            .get_plugin(&p.id)
+            .await
+            .expect("get")
+            .expect("row")
+            .config_json,
         None
     );
 
@@ -464,7 +472,11 @@ async fn plugin_settings_change_together_and_only_through_their_own_write(db: Te
 
     // A purge of the plugin's row takes its secrets.
     assert!(store.delete_plugin(&p.id).await.expect("delete"));
-    assert!(store.list_plugin_secrets(&p.id).await.expect("list").is_empty());
+    assert!(store
+        .list_plugin_secrets(&p.id)
+        .await
+        .expect("list")
+        .is_empty());
 }
 
 async fn plugins_versions_acks_and_artifacts(db: TestDb) {

@@ -92,7 +92,12 @@ async fn settings_apply_to_the_running_plugin_without_a_restart(db: TestDb) {
     assert!(outcome.checked_by_plugin && outcome.reinstantiated);
     assert_eq!(
         outcome.changed_settings,
-        ["blockedTools", "redact", "redactSecrets", "redactTokenPrefixes"]
+        [
+            "blockedTools",
+            "redact",
+            "redactSecrets",
+            "redactTokenPrefixes"
+        ]
     );
     assert_eq!(outcome.secrets_set, ["OPENAI_API_KEY"]);
     assert_eq!(outcome.revision, 1);
@@ -122,7 +127,10 @@ async fn settings_apply_to_the_running_plugin_without_a_restart(db: TestDb) {
     // Sending the mask back changes nothing: no new revision, no receipt.
     let same = env
         .manager
-        .configure(GUARD, SettingsChange::default().secret("OPENAI_API_KEY", REDACTED))
+        .configure(
+            GUARD,
+            SettingsChange::default().secret("OPENAI_API_KEY", REDACTED),
+        )
         .await
         .unwrap();
     assert!(!same.changed() && !same.reinstantiated);
@@ -131,7 +139,10 @@ async fn settings_apply_to_the_running_plugin_without_a_restart(db: TestDb) {
     // Removing the stored value: the plugin gets none (nothing in the environment either).
     let cleared = env
         .manager
-        .configure(GUARD, SettingsChange::default().clear_secret("OPENAI_API_KEY"))
+        .configure(
+            GUARD,
+            SettingsChange::default().clear_secret("OPENAI_API_KEY"),
+        )
         .await
         .unwrap();
     assert_eq!(cleared.secrets_cleared, ["OPENAI_API_KEY"]);
@@ -154,7 +165,10 @@ async fn settings_apply_to_the_running_plugin_without_a_restart(db: TestDb) {
 
     // A restart runs the plugin with what is stored.
     env.manager
-        .configure(GUARD, SettingsChange::default().secret("OPENAI_API_KEY", KEY))
+        .configure(
+            GUARD,
+            SettingsChange::default().secret("OPENAI_API_KEY", KEY),
+        )
         .await
         .unwrap();
     let env = env.restart(|_| {}).await;
@@ -211,13 +225,21 @@ async fn a_refused_change_stores_nothing(db: TestDb) {
     // Nothing of it stored, nothing changed in the running plugin.
     let row = env.store.get_plugin(GUARD).await.unwrap().unwrap();
     assert_eq!((row.config_json, row.config_revision), (None, 0));
-    assert!(env.store.list_plugin_secrets(GUARD).await.unwrap().is_empty());
+    assert!(env
+        .store
+        .list_plugin_secrets(GUARD)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         delivered(&env).await,
         format!("pw hunter2, key {KEY}, token [redacted]")
     );
     let receipts = env.receipts_of(GUARD, "configure").await;
-    assert!(receipts.iter().all(|(status, _)| status == "denied"), "{receipts:?}");
+    assert!(
+        receipts.iter().all(|(status, _)| status == "denied"),
+        "{receipts:?}"
+    );
     assert!(!receipts.is_empty());
 
     // A built-in takes no settings.

@@ -135,6 +135,10 @@ pub struct PluginSettings {
     pub defaults: Map<String, Value>,
     /// Counts the changes of the config and the stored secrets.
     pub revision: i64,
+    /// The plugin runs in this process with exactly these settings. `false` while it is disabled,
+    /// and for the moment between a change made elsewhere (the CLI, another machine) and this
+    /// process reconciling.
+    pub in_effect: bool,
     /// Where the stored config does not fit the current schema (after an upgrade changed it).
     pub problems: Vec<ConfigProblem>,
     /// Every secret the plugin declares.
@@ -202,7 +206,11 @@ fn normalize(config: &Value) -> Value {
 }
 
 fn stored_config(row: &PluginRow) -> Value {
-    match row.config_json.as_deref().map(serde_json::from_str::<Value>) {
+    match row
+        .config_json
+        .as_deref()
+        .map(serde_json::from_str::<Value>)
+    {
         None => Value::Null,
         Some(Ok(config)) => config,
         Some(Err(e)) => {
@@ -246,7 +254,10 @@ fn changed_names(before: &Value, after: &Value) -> Vec<String> {
 impl PluginManager {
     /// The settings an instance of `row`'s plugin is made with now: its stored config and stored
     /// secrets (decrypted).
-    pub(crate) async fn stored_settings(&self, row: &PluginRow) -> Result<Settings, LifecycleError> {
+    pub(crate) async fn stored_settings(
+        &self,
+        row: &PluginRow,
+    ) -> Result<Settings, LifecycleError> {
         let (secrets, unreadable) = self.stored_secrets(&row.id).await?;
         if let Some((_, error)) = unreadable.into_iter().next() {
             return Err(error);
@@ -324,8 +335,7 @@ impl PluginManager {
             .map(|name| {
                 let env_var = secret_env_var(name);
                 let row = stored.iter().find(|s| s.env_var == env_var);
-                let unreadable =
-                    row.is_some_and(|r| r.decrypt(self.store.cipher()).is_err());
+                let unreadable = row.is_some_and(|r| r.decrypt(self.store.cipher()).is_err());
                 let source = if row.is_some() {
                     SecretOrigin::Stored
                 } else if self.gate.fallback_secret_is_set(&meta, name) {
@@ -343,12 +353,22 @@ impl PluginManager {
                 }
             })
             .collect();
+        let in_effect = self
+            .runtime
+            .registry()
+            .plugin(id)
+            .is_some_and(|p| *p.meta().version == *version.version)
+            && !self.settings_outdated(id, &version.version, row.config_revision);
         Ok(PluginSettings {
+            in_effect,
             plugin_id: id.to_string(),
             version: version.version,
             schema: schema.as_ref().map(|s| s.schema().clone()),
             ui_schema: schema.as_ref().and_then(|s| s.ui_schema().cloned()),
-            defaults: schema.as_ref().map(ConfigSchema::defaults).unwrap_or_default(),
+            defaults: schema
+                .as_ref()
+                .map(ConfigSchema::defaults)
+                .unwrap_or_default(),
             config,
             revision: row.config_revision,
             problems,
@@ -596,7 +616,10 @@ mod tests {
     #[test]
     fn changed_names_cover_added_changed_and_removed() {
         assert_eq!(
-            changed_names(&json!({ "a": 1, "b": 2, "c": 3 }), &json!({ "a": 1, "b": 3, "d": 4 })),
+            changed_names(
+                &json!({ "a": 1, "b": 2, "c": 3 }),
+                &json!({ "a": 1, "b": 3, "d": 4 })
+            ),
             ["b", "c", "d"]
         );
         assert_eq!(changed_names(&Value::Null, &json!({ "a": 1 })), ["a"]);

@@ -58,10 +58,7 @@ pub(crate) struct Parsed {
 }
 
 fn join(base: &str, segment: &str) -> String {
-    format!(
-        "{base}/{}",
-        segment.replace('~', "~0").replace('/', "~1")
-    )
+    format!("{base}/{}", segment.replace('~', "~0").replace('/', "~1"))
 }
 
 fn shown(text: &str) -> String {
@@ -117,7 +114,10 @@ pub(crate) fn check(decl: &Value, base: &str) -> (Option<Parsed>, Vec<Problem>) 
 fn schema_object(schema: &Map<String, Value>, at: &str, out: &mut Vec<Problem>) -> Option<Parsed> {
     for key in schema.keys() {
         if !SCHEMA_KEYS.contains(&key.as_str()) {
-            out.push((join(at, key), unknown_keyword(key, SCHEMA_KEYS, "the config schema")));
+            out.push((
+                join(at, key),
+                unknown_keyword(key, SCHEMA_KEYS, "the config schema"),
+            ));
         }
     }
     match schema.get("type") {
@@ -177,7 +177,10 @@ fn schema_object(schema: &Map<String, Value>, at: &str, out: &mut Vec<Problem>) 
             if !names_of.contains(&name) {
                 out.push((
                     join(&join(at, "required"), &i.to_string()),
-                    format!("{} is not in `properties`; a required setting must be declared there", shown(name)),
+                    format!(
+                        "{} is not in `properties`; a required setting must be declared there",
+                        shown(name)
+                    ),
                 ));
             } else if !required.iter().any(|r| r == name) {
                 required.push(name.to_string());
@@ -236,7 +239,10 @@ fn kind_of(value: Option<&Value>, at: &str, items: bool, out: &mut Vec<Problem>)
     let at = join(at, "type");
     match value {
         None => {
-            out.push((at, format!("is required but missing; write one of {allowed}")));
+            out.push((
+                at,
+                format!("is required but missing; write one of {allowed}"),
+            ));
             None
         }
         Some(Value::String(t)) => match (t.as_str(), items) {
@@ -250,12 +256,18 @@ fn kind_of(value: Option<&Value>, at: &str, items: bool, out: &mut Vec<Problem>)
                 None
             }
             _ => {
-                out.push((at, format!("{} is not supported here; use {allowed}", shown(t))));
+                out.push((
+                    at,
+                    format!("{} is not supported here; use {allowed}", shown(t)),
+                ));
                 None
             }
         },
         Some(other) => {
-            out.push((at, format!("must be one of {allowed} as a string, not {other}")));
+            out.push((
+                at,
+                format!("must be one of {allowed} as a string, not {other}"),
+            ));
             None
         }
     }
@@ -287,7 +299,10 @@ fn scalar_rules(
         rules.maximum = number(map, "maximum", at, out);
         if let (Some(lo), Some(hi)) = (rules.minimum, rules.maximum) {
             if lo > hi {
-                out.push((join(at, "maximum"), format!("is below `minimum` ({lo}); nothing could be set")));
+                out.push((
+                    join(at, "maximum"),
+                    format!("is below `minimum` ({lo}); nothing could be set"),
+                ));
             }
         }
     }
@@ -296,7 +311,10 @@ fn scalar_rules(
         rules.max_length = count(map, "maxLength", at, out);
         if let (Some(lo), Some(hi)) = (rules.min_length, rules.max_length) {
             if lo > hi {
-                out.push((join(at, "maxLength"), format!("is below `minLength` ({lo}); nothing could be set")));
+                out.push((
+                    join(at, "maxLength"),
+                    format!("is below `minLength` ({lo}); nothing could be set"),
+                ));
             }
         }
         match map.get("pattern") {
@@ -310,7 +328,10 @@ fn scalar_rules(
                     )),
                 }
             }
-            Some(_) => out.push((join(at, "pattern"), "must be a string (a regular expression)".into())),
+            Some(_) => out.push((
+                join(at, "pattern"),
+                "must be a string (a regular expression)".into(),
+            )),
         }
     }
     match map.get("enum") {
@@ -330,19 +351,28 @@ fn scalar_rules(
                 rules.allowed = Some(values.clone());
             }
         }
-        Some(_) => out.push((join(at, "enum"), "must list at least one allowed value".into())),
+        Some(_) => out.push((
+            join(at, "enum"),
+            "must list at least one allowed value".into(),
+        )),
     }
     rules
 }
 
 fn property(prop: &Value, at: &str, out: &mut Vec<Problem>) -> Option<Property> {
     let Some(map) = prop.as_object() else {
-        out.push((at.to_string(), "must be an object describing the setting, e.g. `{ \"type\": \"string\" }`".into()));
+        out.push((
+            at.to_string(),
+            "must be an object describing the setting, e.g. `{ \"type\": \"string\" }`".into(),
+        ));
         return None;
     };
     for key in map.keys() {
         if !PROPERTY_KEYS.contains(&key.as_str()) {
-            out.push((join(at, key), unknown_keyword(key, PROPERTY_KEYS, "a config property")));
+            out.push((
+                join(at, key),
+                unknown_keyword(key, PROPERTY_KEYS, "a config property"),
+            ));
         }
     }
     let before = out.len();
@@ -356,11 +386,21 @@ fn property(prop: &Value, at: &str, out: &mut Vec<Problem>) -> Option<Property> 
     let is_array = kind == Kind::Array;
     for key in ["items", "minItems", "maxItems", "uniqueItems"] {
         if map.contains_key(key) && !is_array {
-            out.push((join(at, key), "applies to `array` settings only; remove it".into()));
+            out.push((
+                join(at, key),
+                "applies to `array` settings only; remove it".into(),
+            ));
         }
     }
     let (rules, items) = if is_array {
-        for key in ["enum", "minimum", "maximum", "minLength", "maxLength", "pattern"] {
+        for key in [
+            "enum",
+            "minimum",
+            "maximum",
+            "minLength",
+            "maxLength",
+            "pattern",
+        ] {
             if map.contains_key(key) {
                 out.push((
                     join(at, key),
@@ -373,7 +413,10 @@ fn property(prop: &Value, at: &str, out: &mut Vec<Problem>) -> Option<Property> 
             Some(Value::Object(items)) => {
                 for key in items.keys() {
                     if !ITEM_KEYS.contains(&key.as_str()) {
-                        out.push((join(&items_at, key), unknown_keyword(key, ITEM_KEYS, "the items of an array setting")));
+                        out.push((
+                            join(&items_at, key),
+                            unknown_keyword(key, ITEM_KEYS, "the items of an array setting"),
+                        ));
                     }
                 }
                 kind_of(items.get("type"), &items_at, true, out).map(|kind| Items {
@@ -382,7 +425,10 @@ fn property(prop: &Value, at: &str, out: &mut Vec<Problem>) -> Option<Property> 
                 })
             }
             Some(_) => {
-                out.push((items_at, "must be an object, e.g. `{ \"type\": \"string\" }`".into()));
+                out.push((
+                    items_at,
+                    "must be an object, e.g. `{ \"type\": \"string\" }`".into(),
+                ));
                 None
             }
             None => {
@@ -394,11 +440,22 @@ fn property(prop: &Value, at: &str, out: &mut Vec<Problem>) -> Option<Property> 
     } else {
         (scalar_rules(map, at, kind, out), None)
     };
-    let min_items = if is_array { count(map, "minItems", at, out) } else { None };
-    let max_items = if is_array { count(map, "maxItems", at, out) } else { None };
+    let min_items = if is_array {
+        count(map, "minItems", at, out)
+    } else {
+        None
+    };
+    let max_items = if is_array {
+        count(map, "maxItems", at, out)
+    } else {
+        None
+    };
     if let (Some(lo), Some(hi)) = (min_items, max_items) {
         if lo > hi {
-            out.push((join(at, "maxItems"), format!("is below `minItems` ({lo}); nothing could be set")));
+            out.push((
+                join(at, "maxItems"),
+                format!("is below `minItems` ({lo}); nothing could be set"),
+            ));
         }
     }
     let unique_items = match map.get("uniqueItems") {
@@ -426,13 +483,19 @@ fn property(prop: &Value, at: &str, out: &mut Vec<Problem>) -> Option<Property> 
         let mut problems = Vec::new();
         property.check("", default, &mut problems);
         if let Some((_, message)) = problems.into_iter().next() {
-            out.push((join(at, "default"), format!("the default does not fit the setting: {message}")));
+            out.push((
+                join(at, "default"),
+                format!("the default does not fit the setting: {message}"),
+            ));
         }
     }
     if out.len() > before {
         return None;
     }
-    Some(Property { default, ..property })
+    Some(Property {
+        default,
+        ..property
+    })
 }
 
 fn ui_schema(
@@ -447,7 +510,10 @@ fn ui_schema(
         let here = join(at, key);
         if key == "ui:order" {
             let Some(order) = value.as_array() else {
-                out.push((here, "must be a list of setting names (`*` stands for the rest)".into()));
+                out.push((
+                    here,
+                    "must be a list of setting names (`*` stands for the rest)".into(),
+                ));
                 continue;
             };
             for (i, entry) in order.iter().enumerate() {
@@ -465,8 +531,14 @@ fn ui_schema(
         }
         if !names.contains(&key.as_str()) {
             let message = match spelling::closest(key, names, 2) {
-                Some(meant) => format!("{} is not a setting of `properties`; did you mean `{meant}`?", shown(key)),
-                None => format!("{} is neither `ui:order` nor a setting of `properties`", shown(key)),
+                Some(meant) => format!(
+                    "{} is not a setting of `properties`; did you mean `{meant}`?",
+                    shown(key)
+                ),
+                None => format!(
+                    "{} is neither `ui:order` nor a setting of `properties`",
+                    shown(key)
+                ),
             };
             out.push((here, message));
             continue;
@@ -476,7 +548,10 @@ fn ui_schema(
             continue;
         };
         let Some(hints) = value.as_object() else {
-            out.push((here, "must be an object of hints (`ui:widget`, `ui:help`, `ui:placeholder`)".into()));
+            out.push((
+                here,
+                "must be an object of hints (`ui:widget`, `ui:help`, `ui:placeholder`)".into(),
+            ));
             continue;
         };
         for (hint, v) in hints {

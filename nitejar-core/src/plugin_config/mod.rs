@@ -191,7 +191,11 @@ pub(crate) fn check_declaration(decl: &Value, base: &str) -> Vec<(String, String
 impl ConfigSchema {
     /// The schema a manifest declares; `Ok(None)` for a plugin that takes no config.
     pub fn of_manifest(manifest: &Manifest) -> Result<Option<ConfigSchema>, ConfigSchemaError> {
-        manifest.config.as_ref().map(ConfigSchema::parse).transpose()
+        manifest
+            .config
+            .as_ref()
+            .map(ConfigSchema::parse)
+            .transpose()
     }
 
     /// Reads a declaration (see the [module docs](self) for the subset).
@@ -430,17 +434,27 @@ impl ScalarRules {
                 let list: Vec<String> = allowed.iter().map(shown).collect();
                 out.push((
                     at.to_string(),
-                    format!("{} is not allowed; use one of: {}", shown(value), list.join(", ")),
+                    format!(
+                        "{} is not allowed; use one of: {}",
+                        shown(value),
+                        list.join(", ")
+                    ),
                 ));
                 return;
             }
         }
         if let Some(n) = value.as_f64() {
             if let Some(min) = self.minimum.filter(|min| n < *min) {
-                out.push((at.to_string(), format!("must be at least {}", number_text(min))));
+                out.push((
+                    at.to_string(),
+                    format!("must be at least {}", number_text(min)),
+                ));
             }
             if let Some(max) = self.maximum.filter(|max| n > *max) {
-                out.push((at.to_string(), format!("must be at most {}", number_text(max))));
+                out.push((
+                    at.to_string(),
+                    format!("must be at most {}", number_text(max)),
+                ));
             }
         }
         if let Some(s) = value.as_str() {
@@ -463,7 +477,10 @@ impl ScalarRules {
                 if !validator.is_valid(value) {
                     out.push((
                         at.to_string(),
-                        format!("{} does not have the required form (`{pattern}`)", shown(value)),
+                        format!(
+                            "{} does not have the required form (`{pattern}`)",
+                            shown(value)
+                        ),
                     ));
                 }
             }
@@ -485,11 +502,17 @@ impl Property {
         if let Some(min) = self.min_items.filter(|min| count < *min) {
             out.push((
                 at.to_string(),
-                format!("must list at least {min} item{}", if min == 1 { "" } else { "s" }),
+                format!(
+                    "must list at least {min} item{}",
+                    if min == 1 { "" } else { "s" }
+                ),
             ));
         }
         if let Some(max) = self.max_items.filter(|max| count > *max) {
-            out.push((at.to_string(), format!("lists too many items: at most {max}")));
+            out.push((
+                at.to_string(),
+                format!("lists too many items: at most {max}"),
+            ));
         }
         for (i, item) in items.iter().enumerate() {
             let item_at = format!("{at}/{i}");
@@ -542,10 +565,15 @@ mod tests {
     #[test]
     fn a_fitting_config_passes() {
         assert_eq!(
-            messages(json!({ "mode": "warn", "blockedTools": ["shell"], "limit": 3, "ratio": 0.5, "strict": true, "prefix": "sk-" })),
+            messages(
+                json!({ "mode": "warn", "blockedTools": ["shell"], "limit": 3, "ratio": 0.5, "strict": true, "prefix": "sk-" })
+            ),
             Vec::<String>::new()
         );
-        assert_eq!(messages(json!({ "mode": "block", "limit": 2.0 })), Vec::<String>::new());
+        assert_eq!(
+            messages(json!({ "mode": "block", "limit": 2.0 })),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -578,14 +606,17 @@ mod tests {
             messages(json!(["shell"])),
             ["the config must be a JSON object of settings (e.g. {\"blockedTools\": …}), not a list"]
         );
-        let problems = guard().validate(&json!({ "blockedTools": "shell", "mode": "warn" })).unwrap_err();
+        let problems = guard()
+            .validate(&json!({ "blockedTools": "shell", "mode": "warn" }))
+            .unwrap_err();
         assert_eq!(problems.0[0].field.as_deref(), Some("blockedTools"));
         assert_eq!(problems.0[0].path, "/blockedTools");
     }
 
     #[test]
     fn null_is_an_empty_config() {
-        let optional = schema(json!({ "type": "object", "properties": { "a": { "type": "string" } } }));
+        let optional =
+            schema(json!({ "type": "object", "properties": { "a": { "type": "string" } } }));
         assert!(optional.validate(&Value::Null).is_ok());
         assert_eq!(messages(Value::Null), ["mode: is required; set a value"]);
     }
@@ -617,7 +648,10 @@ mod tests {
 
     #[test]
     fn defaults_are_what_the_form_starts_with() {
-        assert_eq!(Value::Object(guard().defaults()), json!({ "strict": false }));
+        assert_eq!(
+            Value::Object(guard().defaults()),
+            json!({ "strict": false })
+        );
     }
 
     fn declaration_problems(decl: Value) -> Vec<String> {
