@@ -11,64 +11,16 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use support::admin::*;
-use support::packages::{package_dir, signed_webhook};
+use support::redaction::*;
 use support::*;
 
-const GUARD: &str = "dev.nitejar.examples.policy-guard";
-const WEBHOOK: &str = "dev.nitejar.examples.signed-webhook";
-const SIGNING: &str = "plugin-settings-signing-secret";
 const MASK: &str = "••••••••";
-
-fn config_path() -> String {
-    format!("/api/admin/plugins/{GUARD}/config")
-}
-
-async fn install_and_enable(server: &Server, dir: &std::path::Path, id: &str) {
-    let installed = api(
-        server,
-        Method::POST,
-        "/api/admin/plugins/install/local",
-        Some(&json!({"path": dir.to_string_lossy()})),
-    )
-    .await;
-    assert_eq!(installed.status, 201, "{}", installed.text);
-    let enabled = api(
-        server,
-        Method::POST,
-        &format!("/api/admin/plugins/{id}/enable"),
-        Some(&json!({"acceptConsent": true})),
-    )
-    .await;
-    assert_eq!(enabled.status, 200, "{}", enabled.text);
-}
-
-fn guard_package(data: &DataDir) -> std::path::PathBuf {
-    package_dir(
-        &data.path.join("packages"),
-        "policy-guard",
-        "examples/policy-guard",
-        "policy_guard",
-        |_| {},
-    )
-}
-
-fn open_mode() -> (&'static str, String) {
-    ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into())
-}
 
 async fn put(server: &Server, body: Value) -> Answer {
     api(server, Method::PUT, &config_path(), Some(&body)).await
-}
-
-async fn settings(server: &Server) -> Value {
-    let got = api(server, Method::GET, &config_path(), None).await;
-    assert_eq!(got.status, 200, "{}", got.text);
-    got.json()
 }
 
 #[tokio::test]
@@ -295,105 +247,9 @@ async fn the_api_checks_settings_writes_nothing_it_refuses_and_never_returns_a_s
     assert!(path["get"].is_object());
 }
 
-/// A local model that answers every prompt with a secret value and a literal in it, a callback
-/// that records what is delivered, both example plugins enabled and a signed-webhook integration.
-struct Run {
-    data: DataDir,
-    server: Server,
-    callback: LocalHttp,
-    _model: LocalHttp,
-    integration: String,
-}
-
-const MODEL_SAYS: &str = "The key is org-secret-4242 and the password is hunter2.";
-
-impl Run {
-    async fn start() -> Run {
-        let data = DataDir::new();
-        let callback = LocalHttp::start(|_| json_reply(200, &json!({"ok": true})));
-        let model = LocalHttp::start(|_| {
-            json_reply(
-                200,
-                &json!({"choices": [{"message": {"role": "assistant", "content": MODEL_SAYS}}]}),
-            )
-        });
-        let packages = data.path.join("packages");
-        let webhook = signed_webhook(&packages, &format!("127.0.0.1:{}", callback.port()));
-        let guard = guard_package(&data);
-        let server = start_admin(
-            &data,
-            &[
-                open_mode(),
-                ("NITEJAR_MODEL_BASE_URL", model.url("")),
-                ("NITEJAR_MODEL", "gpt-test".into()),
-            ],
-        );
-        install_and_enable(&server, &webhook, WEBHOOK).await;
-        install_and_enable(&server, &guard, GUARD).await;
-        let store = data.store().await;
-        let integration = create_plugin_integration(
-            &store,
-            WEBHOOK,
-            "signed-webhook",
-            json!({"secret": SIGNING, "callbackUrl": callback.url("/hook")}),
-            &["secret"],
-        )
-        .await;
-        Run {
-            data,
-            server,
-            callback,
-            _model: model,
-            integration,
-        }
-    }
-
-    /// Waits until the server runs the plugin with the settings of `revision`.
-    async fn in_effect(&self, revision: i64) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let now = settings(&self.server).await;
-            if now["revision"] == revision && now["inEffect"] == true {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the server did not take revision {revision}: {now}\n{}",
-                self.server.log()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Delivers a signed message and waits for what the callback receives.
-    async fn delivered(&self, delivery: &str) -> String {
-        let before = self.callback.received().len();
-        let body = json!({"text": "what is the key?", "id": delivery}).to_string();
-        let mut mac = Hmac::<Sha256>::new_from_slice(SIGNING.as_bytes()).expect("key");
-        mac.update(body.as_bytes());
-        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let answer = client()
-            .post(self.server.url(&format!(
-                "/api/webhooks/plugins/signed-webhook/{}",
-                self.integration
-            )))
-            .header("content-type", "application/json")
-            .header("x-signature-256", signature)
-            .body(body)
-            .send()
-            .await
-            .expect("webhook");
-        assert_eq!(answer.status().as_u16(), 200);
-        let got = eventually(20, || self.callback.received().into_iter().nth(before))
-            .await
-            .unwrap_or_else(|| panic!("nothing delivered; log:\n{}", self.server.log()));
-        body_json(&got).to_string()
-    }
-}
-
 #[tokio::test]
 async fn a_webhook_run_uses_settings_saved_while_the_server_runs() {
-    let run = Run::start().await;
+    let run = RedactionRun::start().await;
     let pid = run.server.pid();
     let first = run.delivered("d-1").await;
     assert!(
@@ -461,7 +317,7 @@ fn nitejar(
 
 #[tokio::test]
 async fn the_cli_sets_reads_and_edits_settings_and_the_running_server_follows() {
-    let run = Run::start().await;
+    let run = RedactionRun::start().await;
     let data = &run.data;
     let cli = |args: &[&str], stdin: &str| nitejar(data, &[], args, stdin);
 

@@ -52,6 +52,8 @@ pub struct SettingsSection {
     pub problems: Vec<String>,
     /// The form was refused.
     pub refused: bool,
+    /// Whether the plugin runs with what is stored, in words.
+    pub status: String,
 }
 
 impl SettingsSection {
@@ -108,6 +110,17 @@ pub fn section(settings: &PluginSettings) -> SettingsSection {
             .map(|p| format!("The stored config does not fit this version's settings: {p}"))
             .collect(),
         refused: false,
+        status: if settings.in_effect {
+            format!(
+                "The plugin runs with these settings now (revision {}).",
+                settings.revision
+            )
+        } else {
+            format!(
+                "Revision {}. The plugin does not run here with them yet: it gets them when it is enabled (a server beside the command line that changed them switches within a second).",
+                settings.revision
+            )
+        },
     }
 }
 
