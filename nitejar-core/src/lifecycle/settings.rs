@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::activate::read_manifest;
@@ -45,7 +45,7 @@ use crate::store::{PluginRow, SecretValue, SettingsWrite};
 ///     .clear_secret("OLD_TOKEN");
 /// assert_eq!(change.secrets.len(), 2);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SettingsChange {
     /// `Some`: the whole new config (a setting set to `null`, or `null` itself, is not set).
     /// `None`: the config stays as it is.
@@ -53,6 +53,21 @@ pub struct SettingsChange {
     /// Secrets by declared name: `Some(value)` stores the value (the mask `••••••••` keeps the
     /// stored one), `None` removes the stored value (the environment applies again).
     pub secrets: BTreeMap<String, Option<String>>,
+}
+
+impl std::fmt::Debug for SettingsChange {
+    // Secret values never reach a log: names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets: BTreeMap<&str, &str> = self
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.as_str(), if v.is_some() { "set" } else { "clear" }))
+            .collect();
+        f.debug_struct("SettingsChange")
+            .field("config", &self.config)
+            .field("secrets", &secrets)
+            .finish()
+    }
 }
 
 impl SettingsChange {
@@ -376,11 +391,35 @@ impl PluginManager {
         })
     }
 
-    /// Changes a plugin's settings (see the [module docs](self)): checks the config against the
-    /// declared schema and the secrets against `permissions.secrets`, lets the plugin's code try
-    /// the new settings when it is enabled, stores them in one transaction and puts the new
-    /// instance in place of the running one. Nothing is stored when any of it fails. Leaves a
-    /// `configure` receipt (names only) for a change or a refusal.
+    /// Changes a plugin's settings: its config and the secrets it declares.
+    ///
+    /// - The config (`change.config`, the whole of it) must fit the schema the current version's
+    ///   manifest declares; a secret must be declared in `permissions.secrets` (by its
+    ///   environment-variable identity, as the permission gate judges it). Otherwise the answer is
+    ///   [`LifecycleError::InvalidConfig`] (a problem per setting) or
+    ///   [`LifecycleError::UndeclaredSecret`], and nothing is stored.
+    /// - When the plugin is enabled, its code is instantiated with the new settings *before* they
+    ///   are stored: a plugin that refuses them keeps running with its old ones, which stay stored.
+    /// - One transaction stores the config, the secrets (encrypted with `ENCRYPTION_KEY`) and a new
+    ///   revision; the new instance then replaces the running one in this process (a registry
+    ///   swap, no restart). Another process running the plugin — the server beside the CLI,
+    ///   another machine — makes its own new instance when it reconciles and sees the revision.
+    /// - A change (or a refusal) leaves a `configure` receipt naming settings and secrets, never a
+    ///   value. Sending nothing new (the mask `••••••••` for a stored secret, the same config)
+    ///   changes nothing and leaves no receipt.
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: &nitejar_core::lifecycle::PluginManager) -> Result<(), nitejar_core::lifecycle::LifecycleError> {
+    /// use nitejar_core::lifecycle::SettingsChange;
+    /// use serde_json::json;
+    ///
+    /// let change = SettingsChange::default()
+    ///     .config(json!({ "redactSecrets": ["OPENAI_API_KEY"] }))
+    ///     .secret("OPENAI_API_KEY", "sk-…");
+    /// let outcome = manager.configure("dev.nitejar.examples.policy-guard", change).await?;
+    /// assert_eq!(outcome.secrets_set, ["OPENAI_API_KEY"]);
+    /// # Ok(()) }
+    /// ```
     pub async fn configure(
         &self,
         id: &str,
@@ -605,6 +644,16 @@ impl PluginManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_shows_secret_names_only() {
+        let change = SettingsChange::default().secret("TOKEN", "s3cr3t-value");
+        let shown = format!("{change:?}");
+        assert!(
+            shown.contains("TOKEN") && !shown.contains("s3cr3t-value"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn null_settings_are_not_stored() {

@@ -154,18 +154,18 @@ pub(crate) async fn detail_page(
     };
     let versions: Vec<PluginVersionRow> = state
         .store
-        .list_plugin_versions(&id)
+        .list_plugin_versions(id)
         .await
         .unwrap_or_default();
     let receipts = match state
         .store
-        .list_plugin_events(&id, PageRequest::first(20))
+        .list_plugin_events(id, PageRequest::first(20))
         .await
     {
         Ok(page) => page.items.iter().map(ReceiptLine::from).collect(),
         Err(e) => return store_failure(e),
     };
-    let consents = state.store.list_consents(&id).await.unwrap_or_default();
+    let consents = state.store.list_consents(id).await.unwrap_or_default();
     let versions: Vec<VersionLine> = versions
         .into_iter()
         .rev()
