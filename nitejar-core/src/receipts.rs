@@ -34,6 +34,8 @@ pub enum ReceiptKind {
     Startup,
     /// A run of a work item: abandoned by a server that stopped, or given up.
     Run,
+    /// The process died while the plugin had calls in flight (found at the next boot).
+    CrashedProcess,
     /// A change of a plugin's settings (config, stored secrets): names only, never values.
     Configure,
 }
@@ -57,6 +59,7 @@ impl ReceiptKind {
             ReceiptKind::WebhookIngress => "webhook_ingress",
             ReceiptKind::Startup => "startup",
             ReceiptKind::Run => "run",
+            ReceiptKind::CrashedProcess => "crashed_process",
             ReceiptKind::Configure => "configure",
         }
     }

@@ -126,6 +126,11 @@ pub struct Config {
     pub crash_threshold: u32,
     /// … within `NITEJAR_PLUGIN_CRASH_WINDOW_MS` (default 300 000).
     pub crash_window: Duration,
+    /// `NITEJAR_PLUGIN_CRASH_STRIKES`: deaths of the server's process with a plugin's calls
+    /// running that disable it at the next boot (default 3) …
+    pub crash_strikes: u32,
+    /// … within `NITEJAR_PLUGIN_CRASH_STRIKE_WINDOW_MS` (default 3 600 000).
+    pub crash_strike_window: Duration,
     /// `NITEJAR_PLUGIN_LOAD_TIMEOUT_MS`: how long loading one plugin may take before it is marked
     /// `error` and boot, reconcile and the other plugins carry on (default 10 000).
     pub load_timeout: Duration,
@@ -229,6 +234,11 @@ impl Config {
             plugin_max_files: number("PLUGIN_MAX_FILES", 10_000)?,
             crash_threshold: number("PLUGIN_CRASH_THRESHOLD", 5)?.max(1),
             crash_window: Duration::from_millis(number("PLUGIN_CRASH_WINDOW_MS", 300_000)?),
+            crash_strikes: number("PLUGIN_CRASH_STRIKES", 3)?.max(1),
+            crash_strike_window: Duration::from_millis(number(
+                "PLUGIN_CRASH_STRIKE_WINDOW_MS",
+                3_600_000,
+            )?),
             load_timeout: Duration::from_millis(number("PLUGIN_LOAD_TIMEOUT_MS", 10_000)?.max(1)),
             skills_dirs: skills_dirs(),
             skill_max_file_bytes: number(

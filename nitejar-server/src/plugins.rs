@@ -380,6 +380,7 @@ pub fn error_status(e: &LifecycleError) -> (StatusCode, &'static str) {
         E::SourceRequired { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "source_required"),
         E::Load { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "load_failed"),
         E::LoadTimedOut { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "load_timed_out"),
+        E::LoadInProgress { .. } => (StatusCode::CONFLICT, "load_in_progress"),
         E::Registry { .. } => (StatusCode::CONFLICT, "contribution_conflict"),
         E::StaleLibrary { .. } => (StatusCode::CONFLICT, "restart_required"),
         E::InvalidConfig { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),

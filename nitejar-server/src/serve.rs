@@ -145,6 +145,8 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         report.written,
         report.lost
     );
+    // From here on a plugin call still running (a stuck handler) is abandoned, not a crash.
+    state.plugins.stopping();
     store.close().await.ok();
     Ok(())
 }

@@ -1217,3 +1217,83 @@ async fn a_plugin_hanging_while_loading_does_not_hold_the_server() {
         stopping.elapsed()
     );
 }
+
+/// While the running server waits for a plugin whose code hangs while loading (picked up from the
+/// database, as a CLI change is), other changes still apply within about a second: loads run
+/// outside the lifecycle lock and the next round skips the plugin being loaded.
+#[tokio::test]
+async fn a_hanging_load_in_the_running_server_holds_up_no_other_change() {
+    const PROBE: &str = "dev.nitejar.fixtures.probe";
+    let data = DataDir::new();
+    let probe = package_dir(
+        &data.path.join("packages"),
+        "probe",
+        "tests/fixtures/plugins/probe",
+        "probe",
+        |_| {},
+    );
+    let env = [
+        ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".to_string()),
+        ("NITEJAR_PLUGIN_LOAD_TIMEOUT_MS", "60000".to_string()),
+    ];
+    let server = start_admin(&data, &env);
+    install_and_enable(&server, &probe, PROBE).await;
+    server.stop();
+    // Restarted with the probe disabled and a config that makes its load hang for a minute.
+    let store = data.store().await;
+    store
+        .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+            plugin_id: PROBE.into(),
+            config_json: Some(Some(r#"{"loadSleepMs": 60000}"#.into())),
+            ..Default::default()
+        })
+        .await
+        .expect("write");
+    let mut row = store.get_plugin(PROBE).await.expect("read").expect("row");
+    row.enabled = false;
+    store.upsert_plugin(&row).await.expect("write");
+    let server = start_admin(&data, &env);
+
+    // As the CLI would: enable it in the database; the server starts loading it.
+    row.enabled = true;
+    store.upsert_plugin(&row).await.expect("write");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    // Then another change: the echo built-in disabled in the database.
+    let mut echo = store
+        .get_plugin("builtin.echo")
+        .await
+        .expect("read")
+        .expect("row");
+    echo.enabled = false;
+    store.upsert_plugin(&echo).await.expect("write");
+    let changed = std::time::Instant::now();
+    loop {
+        let view = api(
+            &server,
+            Method::GET,
+            "/api/admin/plugins/builtin.echo",
+            None,
+        )
+        .await
+        .json();
+        if view["active"] == false {
+            break;
+        }
+        assert!(
+            changed.elapsed() < std::time::Duration::from_secs(3),
+            "the change waited for the hanging load: {view}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let probe_view = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{PROBE}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(probe_view["active"], false, "{probe_view}");
+    assert!(probe_view["lastLoadError"].is_null(), "{probe_view}");
+}

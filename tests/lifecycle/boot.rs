@@ -336,8 +336,76 @@ async fn a_plugin_that_hangs_while_loading_is_bounded(db: TestDb) {
         .is_some_and(|e| e.contains("did not finish loading")));
 }
 
+/// Plugin code loads outside the lifecycle lock: while a reconciliation waits for a plugin that
+/// loads slowly, another operation and another reconciliation go through at once (the second
+/// skips the version being loaded), and the slow plugin is still activated when it is ready.
+async fn a_slow_load_holds_up_no_other_operation(db: TestDb) {
+    let env = Env::new(&db, |o| o.load_timeout = Duration::from_secs(10)).await;
+    let probe = package_files("tests/fixtures/plugins/probe", "probe", |_| {}, &[]);
+    for (name, bytes) in [("p.tgz", tgz(&probe)), ("g.tgz", tgz(&greeter(1)))] {
+        env.manager
+            .install(InstallSource::Upload {
+                name: name.into(),
+                bytes,
+            })
+            .await
+            .unwrap();
+    }
+    for id in [PROBE, GREETER] {
+        env.manager
+            .enable(id, EnableRequest::accept_all())
+            .await
+            .unwrap();
+    }
+    // A fresh process must load both again; the probe's code now takes 1.5 s to load.
+    env.store
+        .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+            plugin_id: PROBE.into(),
+            config_json: Some(Some(r#"{"loadSleepMs": 1500}"#.into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let env = env
+        .restart(|o| o.load_timeout = Duration::from_secs(10))
+        .await;
+
+    let slow = async { env.manager.reconcile().await.unwrap() };
+    let disable = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        env.manager.disable(GREETER).await.unwrap();
+        started.elapsed()
+    };
+    let again = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        let report = env.manager.reconcile().await.unwrap();
+        (started.elapsed(), report)
+    };
+    let (slow, disabled_in, (again_in, again)) = tokio::join!(slow, disable, again);
+    assert!(
+        disabled_in < Duration::from_millis(700),
+        "disable waited for another plugin's load: {disabled_in:?}"
+    );
+    assert!(
+        again_in < Duration::from_millis(700),
+        "a reconciliation waited for a load another one runs: {again_in:?}"
+    );
+    assert!(again.errors.is_empty(), "{again:?}");
+    assert!(
+        !again.activated.iter().any(|a| a.starts_with(PROBE)),
+        "{again:?}"
+    );
+    // The slow one activated the probe, and not the greeter disabled meanwhile.
+    assert_eq!(slow.activated, vec![format!("{PROBE}@1.0.0")], "{slow:?}");
+    assert!(env.runtime.registry().plugin(PROBE).is_some());
+    assert!(env.runtime.registry().plugin(GREETER).is_none());
+}
+
 on_both_backends!(
     a_plugin_that_hangs_while_loading_is_bounded,
+    a_slow_load_holds_up_no_other_operation,
     boot_loads_and_verifies,
     boot_marker_and_safe_mode,
     crash_loop_auto_disables

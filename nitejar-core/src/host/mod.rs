@@ -33,6 +33,7 @@ use crate::registry::PluginMeta;
 
 pub(crate) mod executor;
 mod health;
+pub mod inflight;
 mod scope;
 
 use executor::Executor;

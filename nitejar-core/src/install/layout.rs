@@ -69,6 +69,12 @@ impl Layout {
         self.plugins_dir.join("_cache")
     }
 
+    /// `plugins/_runtime/inflight`: each process's in-flight marks (see
+    /// [`crate::host::inflight`]).
+    pub fn inflight_dir(&self) -> PathBuf {
+        self.plugins_dir.join("_runtime").join("inflight")
+    }
+
     /// `plugins/_runtime/libraries.json`: the libraries a running server has loaded.
     pub fn loaded_libraries_file(&self) -> PathBuf {
         self.plugins_dir.join("_runtime").join("libraries.json")

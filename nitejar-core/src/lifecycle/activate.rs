@@ -1,8 +1,9 @@
 //! Putting one plugin version into the runtime, and taking it out: the digest check, the trust
 //! policy, the operator's acknowledgements, the boot marker, the load, the grant, the registry swap.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use nitejar_sdk::manifest::Manifest;
@@ -179,6 +180,43 @@ impl PluginManager {
         row: &PluginRow,
         version: &PluginVersionRow,
     ) -> Result<Verdict, LifecycleError> {
+        let prepared = self.prepare_version(row, version).await?;
+        self.install_prepared(&row.id, prepared)
+    }
+
+    /// Loads `versions` of third-party plugins (or finds them loaded) at once, each bounded by the
+    /// load timeout, without changing the registry: what [`Self::activate_version`] then finds
+    /// ready. Callers run it outside the lifecycle lock, so that a plugin whose code takes long to
+    /// load holds up no other operation. Each plugin's outcome, by id; a version another task is
+    /// loading right now is `LoadInProgress`.
+    pub(crate) async fn preload(
+        &self,
+        versions: &[(PluginRow, PluginVersionRow)],
+    ) -> HashMap<String, Preloaded> {
+        let loads = versions.iter().map(|(row, version)| async move {
+            let result = self.prepare_version(row, version).await.map(|_| ());
+            (
+                row.id.clone(),
+                Preloaded {
+                    version: version.version.clone(),
+                    revision: row.config_revision,
+                    result,
+                },
+            )
+        });
+        futures_util::future::join_all(loads)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Everything of an activation but the registry: consent, digest, trust, acknowledgements,
+    /// and the version's code loaded (or found loaded earlier in this process).
+    async fn prepare_version(
+        &self,
+        row: &PluginRow,
+        version: &PluginVersionRow,
+    ) -> Result<Prepared, LifecycleError> {
         let id = row.id.as_str();
         // Nothing of a version runs without the operator's consent to it on record.
         self.require_consent(version).await?;
@@ -208,6 +246,12 @@ impl PluginManager {
             Some(loaded) if loaded.revision == settings.revision => loaded.plugin,
             // None yet, or made with older settings: a new instance of the (same) library.
             _ => {
+                let _loading = Loading::claim(&self.loading, &key).ok_or_else(|| {
+                    LifecycleError::LoadInProgress {
+                        id: id.to_string(),
+                        version: version.version.clone(),
+                    }
+                })?;
                 let plugin = self
                     .load(row, version, &dir, &manifest, settings.config.clone())
                     .await?;
@@ -222,6 +266,29 @@ impl PluginManager {
                 plugin
             }
         };
+        Ok(Prepared {
+            verdict,
+            manifest,
+            dir,
+            acked,
+            plugin,
+            secrets: settings.secrets,
+            revision: settings.revision,
+        })
+    }
+
+    /// Grants a prepared version its permissions and swaps it into the registry. Nothing changes
+    /// when the registry refuses it.
+    fn install_prepared(&self, id: &str, prepared: Prepared) -> Result<Verdict, LifecycleError> {
+        let Prepared {
+            verdict,
+            manifest,
+            dir,
+            acked,
+            plugin,
+            secrets,
+            revision,
+        } = prepared;
         let meta = plugin.meta().clone();
         let previous = self.runtime.registry().plugin(id).map(|p| p.meta().clone());
         self.gate.grant(
@@ -231,7 +298,7 @@ impl PluginManager {
                 .require_acknowledgement(self.options.policy.mode().requires_acknowledgement()),
         );
         let previous_secrets = self.gate.stored_secrets(id);
-        self.gate.set_stored_secrets(id, settings.secrets);
+        self.gate.set_stored_secrets(id, secrets);
         if let Err(source) = self.runtime.activate(plugin) {
             self.gate.set_stored_secrets(id, previous_secrets);
             if previous.as_deref() != Some(&*meta) {
@@ -242,6 +309,7 @@ impl PluginManager {
                 source,
             });
         }
+        self.set_running_revision(id, Some(revision));
         if let Some(previous) = previous.filter(|p| p.version != meta.version) {
             self.gate.revoke(&previous);
         }
@@ -288,7 +356,10 @@ impl PluginManager {
         }
         let text = serde_json::to_vec(&marker).unwrap_or_default();
         std::fs::write(&marker_path, text).map_err(LifecycleError::io("write", &marker_path))?;
-        let package = PluginPackage::new(dir, manifest.clone()).with_config(config);
+        let mut package = PluginPackage::new(dir, manifest.clone()).with_config(config);
+        if let Some(marks) = &self.marks {
+            package = package.with_marks(marks.clone());
+        }
         let services: Arc<dyn crate::host::HostServices> = self.gate.clone();
         let limit = self.options.load_timeout;
         let result = tokio::time::timeout(
@@ -360,6 +431,7 @@ impl PluginManager {
         }
         // Plaintext secrets are held only for plugins that run.
         self.gate.set_stored_secrets(id, Default::default());
+        self.set_running_revision(id, None);
         active
     }
 
@@ -408,6 +480,57 @@ impl PluginManager {
         if let Err(e) = written {
             tracing::warn!("could not write {}: {e}", file.display());
         }
+    }
+}
+
+/// What [`PluginManager::preload`] did with one plugin.
+pub(crate) struct Preloaded {
+    /// The version it loaded (or tried to).
+    pub(crate) version: String,
+    /// The settings revision it loaded it with.
+    pub(crate) revision: i64,
+    pub(crate) result: Result<(), LifecycleError>,
+}
+
+/// A version ready to go into the registry.
+struct Prepared {
+    verdict: Verdict,
+    manifest: Manifest,
+    dir: PathBuf,
+    acked: Vec<String>,
+    plugin: ActivePlugin,
+    /// The stored secrets (decrypted) of the settings `plugin` was made with.
+    secrets: std::collections::BTreeMap<String, String>,
+    /// Their revision.
+    revision: i64,
+}
+
+/// A version being loaded in this process, until dropped.
+pub(crate) struct Loading<'a> {
+    set: &'a Mutex<HashSet<(String, String)>>,
+    key: (String, String),
+}
+
+impl<'a> Loading<'a> {
+    /// Claims `key`; `None` when another task is loading it.
+    pub(crate) fn claim(
+        set: &'a Mutex<HashSet<(String, String)>>,
+        key: &(String, String),
+    ) -> Option<Self> {
+        let mut loading = set.lock().unwrap_or_else(|p| p.into_inner());
+        loading.insert(key.clone()).then(|| Loading {
+            set,
+            key: key.clone(),
+        })
+    }
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
     }
 }
 

@@ -5,11 +5,12 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::json;
 
-use super::activate::ActivationMarker;
+use super::activate::{ActivationMarker, Preloaded};
 use super::operations::builtin_row;
 use super::{LifecycleError, PluginManager, STARTUP_RECEIPT_ID};
+use crate::host::inflight::Crashed;
 use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
-use crate::store::{PluginAlertRow, PluginRow};
+use crate::store::{EventFilter, PageRequest, PluginAlertRow, PluginRow, PluginVersionRow};
 
 /// What boot did, plugin by plugin. Also the detail of the `startup` receipt.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -65,6 +66,12 @@ impl PluginManager {
     /// first. A plugin whose activation killed the previous process (its boot marker is still
     /// there) is skipped, disabled and reported. A failing plugin never stops the others; it is
     /// marked `error` with its message. Ends with a `startup` receipt summarising everything.
+    ///
+    /// First of all, a process that died with plugin calls in flight (its in-flight marks, see
+    /// [`crate::host::inflight`]) is a `crashed_process` receipt and an alert for each plugin that
+    /// was running code; a plugin with `crash_strikes` of them within `crash_strike_window` is
+    /// disabled before it can be loaded again, so that a plugin that takes the process down ends
+    /// its crash loop after a bounded number of restarts.
     pub async fn boot(&self) -> BootReport {
         let _op = self.ops.lock().await;
         let started = Instant::now();
@@ -73,14 +80,25 @@ impl PluginManager {
             safe_mode: self.options.safe_mode,
             ..BootReport::default()
         };
+        self.attribute_crashes(&mut report).await;
         self.boot_builtins(&mut report).await;
         match self.store.list_plugins().await {
             Ok(rows) => {
+                let mut candidates = Vec::new();
                 for row in rows {
                     if row.source_kind == "builtin" || row.current_version.is_none() {
                         continue;
                     }
-                    self.boot_plugin(row, &mut report).await;
+                    if let Some(candidate) = self.boot_candidate(row, &mut report).await {
+                        candidates.push(candidate);
+                    }
+                }
+                // Every plugin's code loads at once: one that hangs costs boot the load timeout,
+                // not the others' turn.
+                let mut preloaded = self.preload(&candidates).await;
+                for (row, version) in candidates {
+                    let loaded = preloaded.remove(&row.id).map(|p| p.result);
+                    self.boot_plugin(row, version, loaded, &mut report).await;
                 }
             }
             Err(e) => report.errors.push(Skipped {
@@ -151,7 +169,14 @@ impl PluginManager {
         }
     }
 
-    async fn boot_plugin(&self, mut row: PluginRow, report: &mut BootReport) {
+    /// Whether `row` is to be loaded at boot, and its current version: not when its boot marker
+    /// says the previous process died activating it (it is disabled), when it is disabled, in safe
+    /// mode, or when its version row is missing (marked `error`).
+    async fn boot_candidate(
+        &self,
+        mut row: PluginRow,
+        report: &mut BootReport,
+    ) -> Option<(PluginRow, PluginVersionRow)> {
         let id = row.id.clone();
         let version = row.current_version.clone().unwrap_or_default();
         if let Some(reason) = self.check_marker(&row) {
@@ -170,24 +195,47 @@ impl PluginManager {
             )
             .await;
             report.errors.push(Skipped { id, reason });
-            return;
+            return None;
         }
         if !row.enabled {
-            return;
+            return None;
         }
         if self.options.safe_mode {
             report.skipped.push(Skipped {
                 id,
                 reason: "safe mode (NITEJAR_SAFE_MODE=1): built-ins only".into(),
             });
-            return;
+            return None;
         }
-        let result = match self.current_version_row(&row).await {
+        match self.current_version_row(&row).await {
             Ok(v) => {
                 self.consent_existing(&v).await;
-                self.activate_version(&row, &v).await
+                Some((row, v))
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                self.mark_error(&mut row, &e).await;
+                report.errors.push(Skipped {
+                    id,
+                    reason: e.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    /// Activates a boot candidate whose code `loaded` (or failed to) already.
+    async fn boot_plugin(
+        &self,
+        mut row: PluginRow,
+        v: PluginVersionRow,
+        loaded: Option<Result<(), LifecycleError>>,
+        report: &mut BootReport,
+    ) {
+        let id = row.id.clone();
+        let version = v.version.clone();
+        let result = match loaded {
+            Some(Err(e)) => Err(e),
+            _ => self.activate_version(&row, &v).await,
         };
         match result {
             Ok(verdict) => {
@@ -209,6 +257,138 @@ impl PluginManager {
                 });
             }
         }
+    }
+
+    /// Receipts, alerts and strikes for the plugins that had calls in flight when an earlier
+    /// process died.
+    async fn attribute_crashes(&self, report: &mut BootReport) {
+        let Some(marks) = &self.marks else {
+            return;
+        };
+        for crashed in marks.claim_crashed() {
+            self.strike(crashed, report).await;
+        }
+    }
+
+    async fn strike(&self, crashed: Crashed, report: &mut BootReport) {
+        let Crashed {
+            plugin_id: id,
+            version,
+            calls,
+            pid,
+            process_started_ms,
+        } = crashed;
+        let window = self.options.crash_strike_window;
+        let strikes_allowed = self.options.crash_strikes.max(1);
+        let since = now_ms() - window.as_millis() as i64;
+        let filter = EventFilter {
+            plugin_id: Some(id.clone()),
+            kind: Some(ReceiptKind::CrashedProcess.as_str().into()),
+            ..EventFilter::default()
+        };
+        let earlier = match self
+            .store
+            .list_events(&filter, PageRequest::first(strikes_allowed))
+            .await
+        {
+            Ok(page) => page.items.iter().filter(|e| e.created_at >= since).count(),
+            Err(e) => {
+                tracing::warn!(plugin.id = %id, "could not count earlier crashes: {e}");
+                0
+            }
+        };
+        let strikes = earlier + 1;
+        let window_min = window.as_secs().div_ceil(60);
+        let message = format!(
+            "the server process (pid {pid}) died while {id}@{version} had {calls} call(s) running in it; strike {strikes} of {strikes_allowed} within {window_min} min. A plugin in the server's process can take it down: see logs/plugins/{id}.log and the server's own log from before the restart"
+        );
+        self.receipt(
+            &id,
+            Some(&version),
+            ReceiptKind::CrashedProcess,
+            ReceiptStatus::Error,
+            json!({
+                "error": message,
+                "pid": pid,
+                "callsInFlight": calls,
+                "processStartedAtMs": process_started_ms,
+                "strike": strikes,
+                "strikesAllowed": strikes_allowed,
+                "windowMs": window.as_millis() as u64,
+            }),
+        )
+        .await;
+        tracing::error!(plugin.id = %id, plugin.version = %version, "{message}");
+        let row = match self.store.get_plugin(&id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(plugin.id = %id, "could not read the plugin after a crash: {e}");
+                return;
+            }
+        };
+        if (strikes as u32) < strikes_allowed || !row.enabled {
+            self.alert(&id, Some(&version), "crashed_process", &message)
+                .await;
+            return;
+        }
+        let reason = format!(
+            "auto-disabled: the server process died {strikes} times within {window_min} min while this plugin had calls running in it (last: pid {pid}); it was disabled so the server stays up. Check `nitejar plugin logs {id}`, fix or upgrade it, then enable it again"
+        );
+        let mut row = row;
+        row.enabled = false;
+        row.last_load_error = Some(reason.clone());
+        row.updated_at = now_ms();
+        if let Err(e) = self.store.upsert_plugin(&row).await {
+            tracing::error!(plugin.id = %id, "could not record the auto-disable: {e}");
+        }
+        self.alert(&id, Some(&version), "auto_disable", &reason)
+            .await;
+        self.receipt(
+            &id,
+            Some(&version),
+            ReceiptKind::AutoDisable,
+            ReceiptStatus::Error,
+            json!({
+                "reason": "crashed_process",
+                "strikes": strikes,
+                "strikesAllowed": strikes_allowed,
+                "windowMs": window.as_millis() as u64,
+                "message": reason,
+            }),
+        )
+        .await;
+        tracing::error!(plugin.id = %id, "{reason}");
+        report.errors.push(Skipped { id, reason });
+    }
+
+    /// The third-party versions a reconciliation would activate now: enabled, not in error, not
+    /// active at that version with the settings stored now.
+    async fn wanted_versions(&self) -> Result<Vec<(PluginRow, PluginVersionRow)>, LifecycleError> {
+        if self.options.safe_mode {
+            return Ok(Vec::new());
+        }
+        let registry = self.runtime.registry();
+        let mut wanted = Vec::new();
+        for row in self.store.list_plugins().await? {
+            if row.source_kind == "builtin" || !row.enabled || row.last_load_error.is_some() {
+                continue;
+            }
+            let Some(version) = row.current_version.clone() else {
+                continue;
+            };
+            let active = registry.plugin(&row.id).map(|p| p.meta().version.clone());
+            if active.as_deref() == Some(version.as_str())
+                && !self.settings_outdated(&row.id, row.config_revision)
+            {
+                continue;
+            }
+            // A missing version row is reported under the lock.
+            if let Ok(v) = self.current_version_row(&row).await {
+                wanted.push((row, v));
+            }
+        }
+        Ok(wanted)
     }
 
     /// The boot marker's verdict: `Some(reason)` when the previous process died activating the
@@ -294,7 +474,14 @@ impl PluginManager {
     /// active at another version), deactivates what is disabled, uninstalled or in error. This is
     /// how a running server picks up what the CLI (or another machine) changed. A plugin that fails
     /// is marked `error` and not retried until an operator acts on it.
+    ///
+    /// The code of what is to be activated is loaded first, outside the lifecycle lock (each load
+    /// bounded by the load timeout): a plugin that takes long to load holds up no other operation,
+    /// and a reconciliation running meanwhile skips the version being loaded and applies the rest.
+    /// A plugin that became wanted between the load and the lock waits for the next round.
     pub async fn reconcile(&self) -> Result<ReconcileReport, LifecycleError> {
+        let wanted = self.wanted_versions().await?;
+        let mut preloaded = self.preload(&wanted).await;
         let _op = self.ops.lock().await;
         let mut report = ReconcileReport::default();
         let rows = self.store.list_plugins().await?;
@@ -331,11 +518,28 @@ impl PluginManager {
                 // by the CLI or another machine).
                 Some(version)
                     if active.as_deref() != Some(version.as_str())
-                        || self.settings_outdated(&row.id, &version, row.config_revision) =>
+                        || self.settings_outdated(&row.id, row.config_revision) =>
                 {
-                    let result = match self.current_version_row(&row).await {
-                        Ok(v) => self.activate_version(&row, &v).await,
-                        Err(e) => Err(e),
+                    let result = match preloaded.remove(&row.id) {
+                        // Changed since the load, or being loaded by another operation: next round.
+                        Some(p) if p.version != version || p.revision != row.config_revision => {
+                            continue
+                        }
+                        Some(Preloaded {
+                            result: Err(LifecycleError::LoadInProgress { .. }),
+                            ..
+                        }) => continue,
+                        Some(Preloaded { result: Err(e), .. }) => Err(e),
+                        Some(Preloaded { result: Ok(()), .. }) => {
+                            match self.current_version_row(&row).await {
+                                Ok(v) => self.activate_version(&row, &v).await,
+                                Err(e) => Err(e),
+                            }
+                        }
+                        None => match self.current_version_row(&row).await {
+                            Ok(_) => continue,
+                            Err(e) => Err(e),
+                        },
                     };
                     match result {
                         Ok(_) => {

@@ -32,7 +32,7 @@ pub mod logs;
 mod operations;
 mod settings;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -49,6 +49,7 @@ pub use operations::{
 };
 pub use settings::{ConfigureOutcome, PluginSettings, SecretOrigin, SecretStatus, SettingsChange};
 
+use crate::host::inflight::InFlightMarks;
 use crate::install::{InstallError, Installer, Layout, Limits, NpmConfig};
 use crate::loader::LoadError;
 use crate::permissions::PermissionGate;
@@ -195,6 +196,14 @@ pub enum LifecycleError {
         /// The conflict.
         source: RegistryError,
     },
+    /// Another task of this process is loading this version right now.
+    #[error("{id}@{version} is being loaded by another operation; try again in a moment")]
+    LoadInProgress {
+        /// The plugin.
+        id: String,
+        /// The version.
+        version: String,
+    },
     /// Loading the plugin's code did not finish in time.
     #[error("{id}@{version} did not finish loading within {} ms (NITEJAR_PLUGIN_LOAD_TIMEOUT_MS); it is not active, and the thread loading it is abandoned until the server restarts. Check `nitejar plugin logs {id}`, fix or upgrade it", .after.as_millis())]
     LoadTimedOut {
@@ -327,6 +336,11 @@ pub struct ManagerOptions {
     /// load past it is an error of that plugin — boot, reconcile and the other plugins carry on —
     /// and its thread is abandoned (in-process code cannot be stopped).
     pub load_timeout: Duration,
+    /// Crashes of the whole process with a plugin's calls in flight that disable it at boot
+    /// (default 3) …
+    pub crash_strikes: u32,
+    /// … within this window (default 1 hour).
+    pub crash_strike_window: Duration,
 }
 
 impl ManagerOptions {
@@ -342,6 +356,8 @@ impl ManagerOptions {
             crash: CrashLoopConfig::default(),
             builtin_network: BTreeMap::new(),
             load_timeout: Duration::from_secs(10),
+            crash_strikes: 3,
+            crash_strike_window: Duration::from_secs(3600),
         }
     }
 }
@@ -369,6 +385,13 @@ pub struct PluginManager {
     opened: Mutex<HashMap<String, String>>,
     /// One lifecycle operation at a time in this process.
     ops: tokio::sync::Mutex<()>,
+    /// This process's in-flight marks; `None` when they could not be set up (logged).
+    marks: Option<Arc<InFlightMarks>>,
+    /// Versions whose code is being loaded right now (loads run outside `ops`).
+    loading: Mutex<HashSet<(String, String)>>,
+    /// The settings revision of the instance of each plugin in this process's registry (a loaded
+    /// instance in `loaded` may be newer: prepared, not yet swapped in).
+    running_revisions: Mutex<HashMap<String, i64>>,
 }
 
 impl PluginManager {
@@ -384,7 +407,20 @@ impl PluginManager {
         let installer = Installer::new(options.layout.clone())
             .with_limits(options.limits.clone())
             .with_npm(options.npm.clone());
+        let marks = match InFlightMarks::open(&options.layout.inflight_dir()) {
+            Ok(marks) => Some(Arc::new(marks)),
+            Err(e) => {
+                tracing::warn!(
+                    "could not set up in-flight marks in {}: {e}; a crash in a plugin's call will not be attributed to it",
+                    options.layout.inflight_dir().display()
+                );
+                None
+            }
+        };
         let manager = Arc::new(PluginManager {
+            marks,
+            loading: Mutex::new(HashSet::new()),
+            running_revisions: Mutex::new(HashMap::new()),
             store,
             runtime,
             gate,
@@ -413,6 +449,14 @@ impl PluginManager {
     /// The settings.
     pub fn options(&self) -> &ManagerOptions {
         &self.options
+    }
+
+    /// Says the process is stopping: plugin calls still running from now on (a handler stuck at
+    /// shutdown) are not taken for a crash at the next boot.
+    pub fn stopping(&self) {
+        if let Some(marks) = &self.marks {
+            marks.close();
+        }
     }
 
     /// The layout.

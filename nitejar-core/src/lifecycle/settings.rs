@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::activate::read_manifest;
+use super::activate::{read_manifest, Loading};
 use super::consent::manifest_of;
 use super::operations::builtin;
 use super::{LifecycleError, LoadedVersion, PluginManager};
@@ -311,12 +311,26 @@ impl PluginManager {
         Ok((secrets, unreadable))
     }
 
-    /// Whether the instance of `id@version` loaded in this process was made with other settings
-    /// than revision `revision` (or none is loaded).
-    pub(crate) fn settings_outdated(&self, id: &str, version: &str, revision: i64) -> bool {
-        self.lock_loaded()
-            .get(&(id.to_string(), version.to_string()))
-            .is_none_or(|l| l.revision != revision)
+    /// Whether the instance of plugin `id` running in this process (in the registry) was made
+    /// with other settings than revision `revision`, or none runs.
+    pub(crate) fn settings_outdated(&self, id: &str, revision: i64) -> bool {
+        self.running_revisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            != Some(&revision)
+    }
+
+    /// Records the settings revision of the instance of `id` now in the registry (`None`: none).
+    pub(crate) fn set_running_revision(&self, id: &str, revision: Option<i64>) {
+        let mut running = self
+            .running_revisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match revision {
+            Some(r) => running.insert(id.to_string(), r),
+            None => running.remove(id),
+        };
     }
 
     /// The settings of an installed third-party plugin: its schema, stored config, and every
@@ -373,7 +387,7 @@ impl PluginManager {
             .registry()
             .plugin(id)
             .is_some_and(|p| *p.meta().version == *version.version)
-            && !self.settings_outdated(id, &version.version, row.config_revision);
+            && !self.settings_outdated(id, row.config_revision);
         Ok(PluginSettings {
             in_effect,
             plugin_id: id.to_string(),
@@ -579,6 +593,14 @@ impl PluginManager {
                 what: "manifest",
                 reason,
             })?;
+            // One load of a version at a time in this process (a reconcile may be loading it).
+            let key = (id.to_string(), version.version.clone());
+            let _loading = Loading::claim(&self.loading, &key).ok_or_else(|| {
+                LifecycleError::LoadInProgress {
+                    id: id.to_string(),
+                    version: version.version.clone(),
+                }
+            })?;
             Some(
                 self.load(&row, &version, &dir, &on_disk, after.clone())
                     .await?,
@@ -626,6 +648,7 @@ impl PluginManager {
                         source,
                     });
                 }
+                self.set_running_revision(id, Some(revision));
                 outcome.reinstantiated = true;
             }
         }

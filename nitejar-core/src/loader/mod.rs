@@ -34,6 +34,7 @@ use nitejar_sdk::{Contributions, HookName, SkillContribution};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::host::inflight::InFlightMarks;
 use crate::host::HostServices;
 use crate::manifest::{check_contributions, current_target_triple};
 use crate::receipts::now_ms;
@@ -127,6 +128,8 @@ pub struct PluginPackage {
     pub manifest: Manifest,
     /// The plugin's config (`null` for none).
     pub config: Value,
+    /// Where its calls are marked in flight (see [`crate::host::inflight`]); none: unmarked.
+    pub marks: Option<Arc<InFlightMarks>>,
 }
 
 impl PluginPackage {
@@ -136,7 +139,14 @@ impl PluginPackage {
             dir: dir.into(),
             manifest,
             config: Value::Null,
+            marks: None,
         }
+    }
+
+    /// Marks the plugin's calls in flight in `marks`, so that a crash in them is attributed.
+    pub fn with_marks(mut self, marks: Arc<InFlightMarks>) -> Self {
+        self.marks = Some(marks);
+        self
     }
 
     /// Sets the plugin's config.
@@ -331,7 +341,7 @@ impl PluginLibrary {
         config: &Value,
         services: Arc<dyn HostServices>,
     ) -> Result<LibraryPlugin, LoadError> {
-        LibraryPlugin::instantiate(&self.module, meta, config, services)
+        LibraryPlugin::instantiate(&self.module, meta, config, services, None)
     }
 }
 
@@ -346,7 +356,12 @@ pub fn load(
     check_identity(&library, package)?;
     let manifest = &package.manifest;
     let meta = PluginMeta::new(&manifest.id, &manifest.version, PluginOrigin::ThirdParty);
-    let plugin = library.instantiate(meta, &package.config, services)?;
+    let marks = package
+        .marks
+        .as_ref()
+        .and_then(|m| m.mark(&manifest.id, &manifest.version));
+    let plugin =
+        LibraryPlugin::instantiate(&library.module, meta, &package.config, services, marks)?;
     let file_skills = check_contributes(plugin.description(), package)?;
     Ok(plugin
         .into_active(file_skills)

@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use super::LoadError;
 use crate::hooks::{HookBatchCalls, HookContribution, JsonHookHandler};
+use crate::host::inflight::InFlight;
 use crate::host::{panic_message, CallScope, Cancellation, HostServices};
 use crate::registry::{ActivePlugin, PluginMeta};
 
@@ -89,6 +90,8 @@ struct HostBridge {
     plugin: Arc<PluginMeta>,
     calls: Arc<CallTable>,
     services: Arc<dyn HostServices>,
+    /// The plugin's in-flight marks: its call is counted out while the host serves it.
+    marks: Option<InFlight>,
 }
 
 impl HostObject for HostBridge {
@@ -113,6 +116,7 @@ impl HostObject for HostBridge {
         method: RStr<'_>,
         payload_json: RStr<'_>,
     ) -> RResult<RString, RString> {
+        let _out = self.marks.as_ref().map(InFlight::step_out);
         let result = catch_unwind(AssertUnwindSafe(|| {
             let scope = self.calls.get(call_id).ok_or(HostError::Cancelled)?;
             scope.enter(|| host_call_json(&scope, method.as_str(), payload_json.as_str()))
@@ -181,6 +185,8 @@ struct Core {
     object: PluginBox,
     calls: Arc<CallTable>,
     services: Arc<dyn HostServices>,
+    /// Every call into the library is marked in flight here (see [`crate::host::inflight`]).
+    marks: Option<InFlight>,
 }
 
 impl Core {
@@ -243,6 +249,7 @@ impl Core {
             call_id: id,
             remaining_ms,
         };
+        let _in = self.marks.as_ref().map(InFlight::enter);
         self.object
             .call(RStr::from(method), RStr::from(payload), ctx)
             .into_result()
@@ -253,6 +260,7 @@ impl Core {
 impl Drop for Core {
     fn drop(&mut self) {
         // Tell the instance it is no longer used; the library itself stays loaded.
+        let _in = self.marks.as_ref().map(InFlight::enter);
         let _ = catch_unwind(AssertUnwindSafe(|| self.object.shutdown()));
     }
 }
@@ -269,12 +277,14 @@ impl LibraryPlugin {
         meta: Arc<PluginMeta>,
         config: &Value,
         services: Arc<dyn HostServices>,
+        marks: Option<InFlight>,
     ) -> Result<Self, LoadError> {
         let calls = Arc::new(CallTable::default());
         let bridge = HostBridge {
             plugin: meta.clone(),
             calls: calls.clone(),
             services: services.clone(),
+            marks: marks.clone(),
         };
         let host = HostObject_TO::from_value(bridge, TD_Opaque);
         let config_json = serde_json::to_string(config).unwrap_or_else(|_| "null".into());
@@ -289,6 +299,7 @@ impl LibraryPlugin {
             object,
             calls,
             services,
+            marks,
         });
         let text = core
             .call("describe", "{}", None)

@@ -35,6 +35,8 @@ pub fn manager_options(config: &Config) -> ManagerOptions {
     options.safe_mode = config.safe_mode;
     options.load_timeout = config.load_timeout;
     options.crash = crash_config(config);
+    options.crash_strikes = config.crash_strikes;
+    options.crash_strike_window = config.crash_strike_window;
     options.builtin_network = builtin_api_hosts();
     options
 }
@@ -113,19 +115,32 @@ pub async fn start_in_server(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_error = String::new();
+        let last_error = Arc::new(std::sync::Mutex::new(String::new()));
+        // A reconciliation waits for the plugins it loads (up to the load timeout); one that
+        // waits on a slow plugin must not hold up the next round, which skips that plugin and
+        // applies every other change. Two at most run at once.
+        let running = Arc::new(tokio::sync::Semaphore::new(2));
         loop {
             tick.tick().await;
-            match reconciler.reconcile().await {
-                Ok(_) => last_error.clear(),
-                Err(e) => {
-                    let text = e.to_string();
-                    if text != last_error {
-                        tracing::warn!("plugin reconciliation failed: {text}");
-                        last_error = text;
+            let Ok(permit) = running.clone().try_acquire_owned() else {
+                continue;
+            };
+            let (manager, last_error) = (reconciler.clone(), last_error.clone());
+            tokio::spawn(async move {
+                let result = manager.reconcile().await;
+                drop(permit);
+                let mut last = last_error.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(_) => last.clear(),
+                    Err(e) => {
+                        let text = e.to_string();
+                        if *last != text {
+                            tracing::warn!("plugin reconciliation failed: {text}");
+                            *last = text;
+                        }
                     }
                 }
-            }
+            });
         }
     });
     manager

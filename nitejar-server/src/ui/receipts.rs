@@ -26,6 +26,7 @@ pub const KINDS: &[&str] = &[
     "configure",
     "load",
     "auto_disable",
+    "crashed_process",
     "skill",
     "startup",
 ];

@@ -148,6 +148,23 @@ impl Server {
         self.log()
     }
 
+    /// Waits up to `secs` for the server to exit by itself (e.g. a plugin took it down); its exit
+    /// status and log.
+    pub fn wait_exit(mut self, secs: u64) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit within {secs} s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the server with SIGTERM and waits for it (graceful shutdown).
     pub fn stop(mut self) -> String {
         let _ = Command::new("kill")
