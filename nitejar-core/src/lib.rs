@@ -15,7 +15,9 @@
 //! - [`crypto`]: encrypted integration config, byte-compatible with earlier releases;
 //! - [`ingress`]: a webhook delivery → a work item handed to the runner;
 //! - [`skills`]: one index of repo, plugin and admin skills; assignments; the `use_skill` tool;
-//! - [`runner`]: the reference run that the hooks wrap (prompt, model, tools, delivery).
+//! - [`runner`]: the reference run that the hooks wrap (prompt, model, tools, delivery);
+//! - [`sandbox`]: the kernel controls a plugin host process applies to itself (Landlock, seccomp,
+//!   rlimits), and a probe of which ones the system offers.
 
 pub mod builtin;
 pub mod crypto;
@@ -32,6 +34,7 @@ pub mod receipts;
 pub mod registry;
 pub mod runner;
 pub mod runtime;
+pub mod sandbox;
 pub mod skills;
 pub mod store;
 pub mod trust;

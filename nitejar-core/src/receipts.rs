@@ -36,6 +36,8 @@ pub enum ReceiptKind {
     Run,
     /// The process died while the plugin had calls in flight (found at the next boot).
     CrashedProcess,
+    /// The plugin's own process (isolated execution) died: a crash, a signal or a limit.
+    Crashed,
     /// A change of a plugin's settings (config, stored secrets): names only, never values.
     Configure,
 }
@@ -60,6 +62,7 @@ impl ReceiptKind {
             ReceiptKind::Startup => "startup",
             ReceiptKind::Run => "run",
             ReceiptKind::CrashedProcess => "crashed_process",
+            ReceiptKind::Crashed => "crashed",
             ReceiptKind::Configure => "configure",
         }
     }
@@ -98,20 +101,24 @@ impl ReceiptStatus {
     }
 }
 
-/// Where plugin code runs. Only one mode exists in this release; receipts and APIs say it anyway so
-/// nobody has to assume.
+/// Where plugin code runs; receipts and APIs say it so nobody has to assume.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionMode {
     /// In the server's own process; permissions are enforced at host-managed API boundaries only.
     #[default]
     InProcess,
+    /// In a process of its own: a crash or a hang ends that process, not the server's.
+    Isolated,
 }
 
 impl ExecutionMode {
     /// The stored name.
     pub const fn as_str(self) -> &'static str {
-        "in_process"
+        match self {
+            ExecutionMode::InProcess => "in_process",
+            ExecutionMode::Isolated => "isolated",
+        }
     }
 }
 
@@ -156,6 +163,12 @@ impl Receipt {
             detail: None,
             created_at_ms: now_ms(),
         }
+    }
+
+    /// Sets where the plugin's code ran.
+    pub fn with_execution_mode(mut self, mode: ExecutionMode) -> Self {
+        self.execution_mode = mode;
+        self
     }
 
     /// Sets the detail.

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hooks::{ChainSource, HandlerEntry, HookContribution, HookTable, HookTableBuilder};
 use crate::host::ExecPolicy;
+use crate::receipts::ExecutionMode;
 
 /// Where a plugin comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,15 +44,28 @@ pub struct PluginMeta {
     pub id: Arc<str>,
     pub version: Arc<str>,
     pub origin: PluginOrigin,
+    /// Where its code runs.
+    pub execution: ExecutionMode,
 }
 
 impl PluginMeta {
-    /// Plugin metadata.
+    /// Plugin metadata (code in the server's process).
     pub fn new(id: &str, version: &str, origin: PluginOrigin) -> Arc<Self> {
+        Self::with_execution(id, version, origin, ExecutionMode::InProcess)
+    }
+
+    /// Plugin metadata, code running as `execution` says.
+    pub fn with_execution(
+        id: &str,
+        version: &str,
+        origin: PluginOrigin,
+        execution: ExecutionMode,
+    ) -> Arc<Self> {
         Arc::new(PluginMeta {
             id: id.into(),
             version: version.into(),
             origin,
+            execution,
         })
     }
 }

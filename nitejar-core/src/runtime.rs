@@ -454,6 +454,7 @@ impl Runtime {
             ReceiptKind::Integration,
             status,
         )
+        .with_execution_mode(plugin.execution)
         .with_detail(Value::Object(detail));
         receipt.work_item_id = ctx.work_item_id.clone();
         receipt.job_id = ctx.job_id.clone();

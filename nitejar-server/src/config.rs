@@ -126,6 +126,9 @@ pub struct Config {
     pub crash_threshold: u32,
     /// … within `NITEJAR_PLUGIN_CRASH_WINDOW_MS` (default 300 000).
     pub crash_window: Duration,
+    /// `NITEJAR_PLUGIN_EXECUTION`: where third-party plugins' code runs, `in_process` (default)
+    /// or `isolated` (a process of its own per plugin).
+    pub plugin_execution: nitejar_core::receipts::ExecutionMode,
     /// `NITEJAR_PLUGIN_CRASH_STRIKES`: deaths of the server's process with a plugin's calls
     /// running that disable it at the next boot (default 3) …
     pub crash_strikes: u32,
@@ -235,6 +238,15 @@ impl Config {
             crash_threshold: number("PLUGIN_CRASH_THRESHOLD", 5)?.max(1),
             crash_window: Duration::from_millis(number("PLUGIN_CRASH_WINDOW_MS", 300_000)?),
             crash_strikes: number("PLUGIN_CRASH_STRIKES", 3)?.max(1),
+            plugin_execution: match var("PLUGIN_EXECUTION").as_deref().map(str::trim) {
+                None | Some("") | Some("in_process") => {
+                    nitejar_core::receipts::ExecutionMode::InProcess
+                }
+                Some("isolated") => nitejar_core::receipts::ExecutionMode::Isolated,
+                Some(other) => anyhow::bail!(
+                    "NITEJAR_PLUGIN_EXECUTION must be `in_process` or `isolated`, not `{other}`"
+                ),
+            },
             crash_strike_window: Duration::from_millis(number(
                 "PLUGIN_CRASH_STRIKE_WINDOW_MS",
                 3_600_000,

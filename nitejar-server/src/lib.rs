@@ -55,8 +55,21 @@ enum Command {
     Skill(skill_cmd::SkillCommand),
 }
 
+/// The argument that makes this binary a plugin's process (see
+/// [`nitejar_core::loader::isolated`]).
+pub const PLUGIN_HOST_COMMAND: &str = "__plugin-host";
+
 /// Runs the command line (`nitejar`, `nitejar serve`, `nitejar plugin …`).
 pub fn main() -> ExitCode {
+    // A plugin's own process (isolated execution), started by the server: not a command for
+    // people, so not in the help.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == PLUGIN_HOST_COMMAND)
+    {
+        let code = nitejar_core::loader::isolated::run_plugin_host();
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => match serve::run(args) {

@@ -79,6 +79,13 @@ fn view(
     let enabled = row.map(|r| r.enabled).unwrap_or(active.is_some());
     let error = row.and_then(|r| r.last_load_error.clone());
     let contributes = manifest.map(|m| m.contributes.clone()).unwrap_or_default();
+    // Where its code runs: the active version's real mode; else where it would run now.
+    let mode = match active {
+        Some(p) => p.meta().execution,
+        None if builtin => nitejar_core::receipts::ExecutionMode::InProcess,
+        None => state.config.plugin_execution,
+    };
+    let isolated = mode == nitejar_core::receipts::ExecutionMode::Isolated;
     let declared = manifest
         .map(|m| {
             posture::declared_capabilities(&m.permissions, &|p| {
@@ -124,10 +131,14 @@ fn view(
         integrations: contributes.integrations,
         hooks: contributes.hooks,
         skills: contributes.skills,
-        execution_mode: posture::EXECUTION_MODE,
+        execution_mode: posture::execution_mode(mode),
         enforcement_scope: posture::ENFORCEMENT_SCOPE,
         posture: posture::posture_text(state.config.trust_mode()),
-        effective_limitations: posture::effective_limitations(),
+        effective_limitations: if isolated {
+            posture::isolated_limitations()
+        } else {
+            posture::effective_limitations()
+        },
         declared_capabilities: declared,
         host_enforced_controls: posture::host_enforced_controls(),
         installed_at: row.map(|r| r.installed_at),

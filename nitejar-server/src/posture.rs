@@ -13,7 +13,7 @@ use nitejar_core::trust::TrustMode;
 
 /// The badge on every admin page.
 pub const BADGE: &str = nitejar_core::trust::POSTURE_BADGE;
-/// `executionMode` of every plugin.
+/// `executionMode` of built-ins (third-party plugins run as the server is configured).
 pub const EXECUTION_MODE: &str = "in_process";
 /// Where declared permissions are enforced.
 pub const ENFORCEMENT_SCOPE: &str = "host_boundary";
@@ -29,7 +29,22 @@ pub fn posture_text(mode: TrustMode) -> &'static str {
     posture(mode)
 }
 
-/// What the current execution mode does not do, for `effectiveLimitations`.
+/// What isolated execution does not do (yet), for `effectiveLimitations` of an isolated plugin.
+pub fn isolated_limitations() -> Vec<&'static str> {
+    vec![
+        "Plugin code runs in a process of its own, as the server's operating-system user: a crash, a memory fault or a hang ends that process, not the server, and it is started again.",
+        "The kernel does not restrict the plugin's process: its network and file access are checked only where it uses host services; its own sockets and files are not intercepted.",
+        "A call past its deadline stops the plugin's process; other calls in flight in it fail, and it is started again for the next call.",
+        "The plugin's process starts with an empty environment: the server's own secrets are not in it; declared secrets come through the host.",
+    ]
+}
+
+/// The `executionMode` of a plugin running as `mode`.
+pub fn execution_mode(mode: nitejar_core::receipts::ExecutionMode) -> &'static str {
+    mode.as_str()
+}
+
+/// What the in-process execution mode does not do, for `effectiveLimitations`.
 pub fn effective_limitations() -> Vec<&'static str> {
     vec![
         "Plugin code runs in the server process with the server's operating-system permissions.",

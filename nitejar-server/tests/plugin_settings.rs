@@ -249,7 +249,27 @@ async fn the_api_checks_settings_writes_nothing_it_refuses_and_never_returns_a_s
 
 #[tokio::test]
 async fn a_webhook_run_uses_settings_saved_while_the_server_runs() {
-    let run = RedactionRun::start().await;
+    settings_saved_while_the_server_runs_are_used(RedactionRun::start().await).await;
+}
+
+/// The same with each plugin in a process of its own: the new instance is a new process, and the
+/// stored secret reaches it through the host's secret service in the server.
+#[tokio::test]
+async fn a_webhook_run_uses_settings_saved_while_the_server_runs_in_isolated_execution() {
+    let run = RedactionRun::start_with(&[("NITEJAR_PLUGIN_EXECUTION", "isolated".into())]).await;
+    let guard = api(
+        &run.server,
+        Method::GET,
+        &format!("/api/admin/plugins/{GUARD}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(guard["executionMode"], "isolated", "{guard}");
+    settings_saved_while_the_server_runs_are_used(run).await;
+}
+
+async fn settings_saved_while_the_server_runs_are_used(run: RedactionRun) {
     let pid = run.server.pid();
     let first = run.delivered("d-1").await;
     assert!(

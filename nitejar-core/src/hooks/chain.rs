@@ -12,7 +12,7 @@ use super::judge::{call_handler, judge, payload_json, Answer, EventJson, Judged}
 use super::offload;
 use super::{BlockedBy, DispatchContext, Dispatched, HandlerEntry, HandlerImpl, HookBatchCalls};
 use crate::host::{CallHost, CallScope, Cancellation, ExecPolicy, ExecutionHost};
-use crate::receipts::{now_ms, ExecutionMode, Receipt, ReceiptKind, ReceiptStatus};
+use crate::receipts::{now_ms, Receipt, ReceiptKind, ReceiptStatus};
 
 /// Runs one event through a chain. Owns everything a dispatch needs so that a run of offloaded
 /// handlers can be moved to another thread.
@@ -243,7 +243,7 @@ impl<E: HookEvent> ChainRun<E> {
             work_item_id: self.ctx.work_item_id.clone(),
             job_id: self.ctx.job_id.clone(),
             duration_us: duration.as_micros() as u64,
-            execution_mode: ExecutionMode::InProcess,
+            execution_mode: entry.plugin.execution,
             detail,
             created_at_ms: t.base_ms + at.saturating_duration_since(t.started).as_millis() as i64,
         });

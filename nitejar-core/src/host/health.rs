@@ -251,6 +251,7 @@ impl Quarantine {
             ReceiptKind::AutoDisable,
             ReceiptStatus::Error,
         )
+        .with_execution_mode(self.plugin.execution)
         .with_detail(json!({
             "action": "quarantine",
             "reason": format!(

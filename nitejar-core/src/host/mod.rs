@@ -100,6 +100,12 @@ pub trait HostServices: Send + Sync + 'static {
         deadline: Option<Instant>,
         request: &ProcessRequest,
     ) -> Result<ProcessOutput, HostError>;
+    /// Records a receipt the host made outside a dispatch (a plugin's process that died). The
+    /// default drops it.
+    fn receipt(&self, receipt: crate::receipts::Receipt) {
+        let _ = receipt;
+    }
+
     /// See [`Host::log`]. The default writes to `tracing` with the plugin's id and version.
     fn log(&self, plugin: &PluginMeta, level: LogLevel, message: &str) {
         log_to_tracing(plugin, level, message);

@@ -14,10 +14,11 @@ use serde_json::json;
 use super::{LifecycleError, LoadedVersion, PluginManager};
 use crate::builtin::BuiltinPlugin;
 use crate::install::{digest_dir, SIGNATURE_FILE};
+use crate::loader::isolated::Isolation;
 use crate::loader::{self, LoadError, PluginPackage};
 use crate::manifest::{validate_package_dir, ValidateOptions};
 use crate::permissions::{Grant, PermissionSet};
-use crate::receipts::{ReceiptKind, ReceiptStatus};
+use crate::receipts::{ExecutionMode, ReceiptKind, ReceiptStatus};
 use crate::registry::{ActivePlugin, PluginMeta, PluginOrigin};
 use crate::store::{PluginRow, PluginVersionRow};
 use crate::trust::consent::ack_strings;
@@ -357,7 +358,25 @@ impl PluginManager {
         let text = serde_json::to_vec(&marker).unwrap_or_default();
         std::fs::write(&marker_path, text).map_err(LifecycleError::io("write", &marker_path))?;
         let mut package = PluginPackage::new(dir, manifest.clone()).with_config(config);
-        if let Some(marks) = &self.marks {
+        if self.options.execution == ExecutionMode::Isolated {
+            let Some(command) = self.options.plugin_host.clone() else {
+                let _ = std::fs::remove_file(&marker_path);
+                return Err(LifecycleError::Load {
+                    id,
+                    version: version.version.clone(),
+                    source: LoadError::Instantiate {
+                        plugin: format!("{}@{}", row.id, version.version),
+                        message:
+                            "isolated execution needs a plugin host command, and this host has none"
+                                .into(),
+                    },
+                });
+            };
+            package = package.isolated(Isolation {
+                command,
+                load_timeout: self.options.load_timeout,
+            });
+        } else if let Some(marks) = &self.marks {
             package = package.with_marks(marks.clone());
         }
         let services: Arc<dyn crate::host::HostServices> = self.gate.clone();

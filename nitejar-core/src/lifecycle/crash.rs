@@ -80,11 +80,13 @@ impl CrashGuard {
         let mut tripped = Vec::new();
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         for receipt in batch {
-            let counted = matches!(receipt.kind, ReceiptKind::Hook | ReceiptKind::Integration)
-                && matches!(
-                    receipt.status,
-                    ReceiptStatus::Error | ReceiptStatus::Timeout
-                );
+            let counted = matches!(
+                receipt.kind,
+                ReceiptKind::Hook | ReceiptKind::Integration | ReceiptKind::Crashed
+            ) && matches!(
+                receipt.status,
+                ReceiptStatus::Error | ReceiptStatus::Timeout
+            );
             if !counted {
                 continue;
             }

@@ -51,9 +51,10 @@ pub use settings::{ConfigureOutcome, PluginSettings, SecretOrigin, SecretStatus,
 
 use crate::host::inflight::InFlightMarks;
 use crate::install::{InstallError, Installer, Layout, Limits, NpmConfig};
+use crate::loader::isolated::PluginHostCommand;
 use crate::loader::LoadError;
 use crate::permissions::PermissionGate;
-use crate::receipts::{Receipt, ReceiptKind, ReceiptStatus};
+use crate::receipts::{ExecutionMode, Receipt, ReceiptKind, ReceiptStatus};
 use crate::registry::{ActivePlugin, RegistryError};
 use crate::runtime::Runtime;
 use crate::store::{PluginRow, Store, StoreError};
@@ -341,6 +342,11 @@ pub struct ManagerOptions {
     pub crash_strikes: u32,
     /// … within this window (default 1 hour).
     pub crash_strike_window: Duration,
+    /// Where third-party plugins' code runs (default: in this process).
+    pub execution: ExecutionMode,
+    /// The command that runs a plugin's own process (isolated execution); a host that has none
+    /// cannot run plugins isolated.
+    pub plugin_host: Option<PluginHostCommand>,
 }
 
 impl ManagerOptions {
@@ -358,6 +364,8 @@ impl ManagerOptions {
             load_timeout: Duration::from_secs(10),
             crash_strikes: 3,
             crash_strike_window: Duration::from_secs(3600),
+            execution: ExecutionMode::InProcess,
+            plugin_host: None,
         }
     }
 }

@@ -39,7 +39,9 @@ use crate::host::HostServices;
 use crate::manifest::{check_contributions, current_target_triple};
 use crate::receipts::now_ms;
 use crate::registry::{ActivePlugin, PluginMeta, PluginOrigin};
+use isolated::Isolation;
 
+pub mod isolated;
 mod proxy;
 
 pub use proxy::LibraryPlugin;
@@ -130,6 +132,8 @@ pub struct PluginPackage {
     pub config: Value,
     /// Where its calls are marked in flight (see [`crate::host::inflight`]); none: unmarked.
     pub marks: Option<Arc<InFlightMarks>>,
+    /// Run it in a process of its own (see [`isolated`]); none: in this process.
+    pub isolation: Option<Isolation>,
 }
 
 impl PluginPackage {
@@ -140,7 +144,14 @@ impl PluginPackage {
             manifest,
             config: Value::Null,
             marks: None,
+            isolation: None,
         }
+    }
+
+    /// Runs the plugin in a process of its own.
+    pub fn isolated(mut self, isolation: Isolation) -> Self {
+        self.isolation = Some(isolation);
+        self
     }
 
     /// Marks the plugin's calls in flight in `marks`, so that a crash in them is attributed.
@@ -352,6 +363,9 @@ pub fn load(
     package: &PluginPackage,
     services: Arc<dyn HostServices>,
 ) -> Result<ActivePlugin, LoadError> {
+    if let Some(isolation) = &package.isolation {
+        return load_isolated(package, isolation, services);
+    }
     let library = open(&package.library_path()?)?;
     check_identity(&library, package)?;
     let manifest = &package.manifest;
@@ -366,6 +380,62 @@ pub fn load(
     Ok(plugin
         .into_active(file_skills)
         .with_package_dir(&package.dir))
+}
+
+/// [`load`] in a process of its own: this process never opens the library (opening it runs its
+/// code); the plugin's process checks its ABI and identity and says why it could not load.
+fn load_isolated(
+    package: &PluginPackage,
+    isolation: &Isolation,
+    services: Arc<dyn HostServices>,
+) -> Result<ActivePlugin, LoadError> {
+    let manifest = &package.manifest;
+    let meta = PluginMeta::with_execution(
+        &manifest.id,
+        &manifest.version,
+        PluginOrigin::ThirdParty,
+        crate::receipts::ExecutionMode::Isolated,
+    );
+    let request = isolated::LoadRequest {
+        library: package.library_path()?,
+        dir: package.dir.clone(),
+        plugin_id: manifest.id.clone(),
+        version: manifest.version.clone(),
+        config: serde_json::to_string(&package.config).unwrap_or_else(|_| "null".into()),
+    };
+    let plugin = LibraryPlugin::spawn_isolated(meta, &request, isolation, services)?;
+    let file_skills = check_contributes(plugin.description(), package)?;
+    Ok(plugin
+        .into_active(file_skills)
+        .with_package_dir(&package.dir))
+}
+
+/// In the plugin's process: opens the library the request names, checks it is that plugin, and
+/// instantiates it with `host`.
+pub(crate) fn instantiate_in_child(
+    request: &isolated::LoadRequest,
+    host: nitejar_sdk::abi::HostBox,
+) -> Result<nitejar_sdk::abi::PluginBox, String> {
+    #[derive(serde::Deserialize)]
+    struct Identity {
+        id: String,
+        version: String,
+    }
+    let library = open(&request.library).map_err(|e| e.to_string())?;
+    let identity: Identity = serde_json::from_str(&library.manifest_json)
+        .map_err(|e| format!("the library's embedded manifest is unreadable: {e}"))?;
+    if identity.id != request.plugin_id || identity.version != request.version {
+        return Err(format!(
+            "the library is {}@{}, not {}@{} as its package says",
+            identity.id, identity.version, request.plugin_id, request.version
+        ));
+    }
+    (library.module.instantiate())(
+        host,
+        abi_stable::std_types::RStr::from(request.config.as_str()),
+    )
+    .into_result()
+    .map_err(|e| format!("the plugin failed to start: {e}"))
 }
 
 fn check_identity(library: &PluginLibrary, package: &PluginPackage) -> Result<(), LoadError> {

@@ -25,6 +25,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::isolated::parent::{ChildProcess, ServeHostCall};
+use super::isolated::{Isolation, LoadRequest};
 use super::LoadError;
 use crate::hooks::{HookBatchCalls, HookContribution, JsonHookHandler};
 use crate::host::inflight::InFlight;
@@ -147,7 +149,11 @@ fn write<T: Serialize>(value: &T) -> Result<String, HostError> {
 }
 
 /// Runs one host method (see the table in [`nitejar_sdk::abi`]).
-fn host_call_json(host: &dyn Host, method: &str, payload: &str) -> Result<String, HostError> {
+pub(super) fn host_call_json(
+    host: &dyn Host,
+    method: &str,
+    payload: &str,
+) -> Result<String, HostError> {
     match method {
         "http" => write(&host.http(&read::<HttpRequest>(method, payload)?)?),
         "secret" => {
@@ -182,11 +188,21 @@ fn host_call_json(host: &dyn Host, method: &str, payload: &str) -> Result<String
 /// The host side of one plugin instance.
 struct Core {
     meta: Arc<PluginMeta>,
-    object: PluginBox,
+    transport: Transport,
     calls: Arc<CallTable>,
     services: Arc<dyn HostServices>,
-    /// Every call into the library is marked in flight here (see [`crate::host::inflight`]).
-    marks: Option<InFlight>,
+}
+
+/// Where the plugin's code runs.
+enum Transport {
+    /// In this process. Every call into the library is marked in flight (see
+    /// [`crate::host::inflight`]).
+    Library {
+        object: PluginBox,
+        marks: Option<InFlight>,
+    },
+    /// In a process of its own.
+    Process(Arc<ChildProcess>),
 }
 
 impl Core {
@@ -234,8 +250,8 @@ impl Core {
         method: &str,
         payload: &str,
     ) -> Result<String, PluginError> {
-        let remaining_ms = scope
-            .remaining()
+        let wait = scope.remaining();
+        let remaining_ms = wait
             // Rounded up, so the plugin never believes its time is up before the host does.
             .map_or(CallCtx::NO_DEADLINE, |d| {
                 d.as_micros().div_ceil(1000) as u64
@@ -249,19 +265,29 @@ impl Core {
             call_id: id,
             remaining_ms,
         };
-        let _in = self.marks.as_ref().map(InFlight::enter);
-        self.object
-            .call(RStr::from(method), RStr::from(payload), ctx)
-            .into_result()
-            .map(RString::into_string)
+        match &self.transport {
+            Transport::Library { object, marks } => {
+                let _in = marks.as_ref().map(InFlight::enter);
+                object
+                    .call(RStr::from(method), RStr::from(payload), ctx)
+                    .into_result()
+                    .map(RString::into_string)
+            }
+            Transport::Process(process) => process.call(id, method, payload, remaining_ms, wait),
+        }
     }
 }
 
 impl Drop for Core {
     fn drop(&mut self) {
-        // Tell the instance it is no longer used; the library itself stays loaded.
-        let _in = self.marks.as_ref().map(InFlight::enter);
-        let _ = catch_unwind(AssertUnwindSafe(|| self.object.shutdown()));
+        match &self.transport {
+            // Tell the instance it is no longer used; the library itself stays loaded.
+            Transport::Library { object, marks } => {
+                let _in = marks.as_ref().map(InFlight::enter);
+                let _ = catch_unwind(AssertUnwindSafe(|| object.shutdown()));
+            }
+            Transport::Process(process) => process.stop(),
+        }
     }
 }
 
@@ -296,11 +322,49 @@ impl LibraryPlugin {
             })?;
         let core = Arc::new(Core {
             meta: meta.clone(),
-            object,
+            transport: Transport::Library { object, marks },
             calls,
             services,
-            marks,
         });
+        Self::describe(core)
+    }
+
+    /// Starts the plugin in a process of its own and asks it what it contributes.
+    pub(super) fn spawn_isolated(
+        meta: Arc<PluginMeta>,
+        request: &LoadRequest,
+        isolation: &Isolation,
+        services: Arc<dyn HostServices>,
+    ) -> Result<Self, LoadError> {
+        let calls = Arc::new(CallTable::default());
+        let table = calls.clone();
+        let serve: Arc<ServeHostCall> = Arc::new(move |call_id, method, payload| {
+            let scope = table.get(call_id).ok_or(HostError::Cancelled)?;
+            scope.enter(|| host_call_json(&scope, method, payload))
+        });
+        let process = ChildProcess::start(
+            meta.clone(),
+            isolation.command.clone(),
+            request,
+            isolation.load_timeout,
+            services.clone(),
+            serve,
+        )
+        .map_err(|message| LoadError::Instantiate {
+            plugin: meta.to_string(),
+            message,
+        })?;
+        let core = Arc::new(Core {
+            meta,
+            transport: Transport::Process(process),
+            calls,
+            services,
+        });
+        Self::describe(core)
+    }
+
+    fn describe(core: Arc<Core>) -> Result<Self, LoadError> {
+        let meta = core.meta.clone();
         let text = core
             .call("describe", "{}", None)
             .map_err(|e| LoadError::Describe {

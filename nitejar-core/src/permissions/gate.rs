@@ -222,6 +222,7 @@ impl PermissionGate {
             ReceiptKind::PermissionDenied,
             ReceiptStatus::Blocked,
         )
+        .with_execution_mode(plugin.execution)
         .with_detail(detail);
         if let Some(call) = &call {
             receipt.hook = call.hook();
@@ -509,6 +510,10 @@ impl HostServices for PermissionGate {
         }
         let data_dir = self.plugin_data_dir(&plugin.id);
         run_process(request, deadline, &data_dir)
+    }
+
+    fn receipt(&self, receipt: Receipt) {
+        wait(self.sink.submit(vec![receipt]));
     }
 
     fn log(&self, plugin: &PluginMeta, level: LogLevel, message: &str) {

@@ -36,6 +36,13 @@ pub fn manager_options(config: &Config) -> ManagerOptions {
     options.load_timeout = config.load_timeout;
     options.crash = crash_config(config);
     options.crash_strikes = config.crash_strikes;
+    options.execution = config.plugin_execution;
+    options.plugin_host = std::env::current_exe().ok().map(|program| {
+        nitejar_core::loader::isolated::PluginHostCommand {
+            program,
+            args: vec![crate::PLUGIN_HOST_COMMAND.to_string()],
+        }
+    });
     options.crash_strike_window = config.crash_strike_window;
     options.builtin_network = builtin_api_hosts();
     options

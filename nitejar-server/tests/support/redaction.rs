@@ -79,6 +79,11 @@ pub struct RedactionRun {
 
 impl RedactionRun {
     pub async fn start() -> RedactionRun {
+        RedactionRun::start_with(&[]).await
+    }
+
+    /// As [`RedactionRun::start`], the server with `env` too.
+    pub async fn start_with(env: &[(&str, String)]) -> RedactionRun {
         let data = DataDir::new();
         let callback = LocalHttp::start(|_| json_reply(200, &json!({"ok": true})));
         let model = LocalHttp::start(|_| {
@@ -90,14 +95,13 @@ impl RedactionRun {
         let packages = data.path.join("packages");
         let webhook = signed_webhook(&packages, &format!("127.0.0.1:{}", callback.port()));
         let guard = guard_package(&data);
-        let server = start_admin(
-            &data,
-            &[
-                open_mode(),
-                ("NITEJAR_MODEL_BASE_URL", model.url("")),
-                ("NITEJAR_MODEL", "gpt-test".into()),
-            ],
-        );
+        let mut all = vec![
+            open_mode(),
+            ("NITEJAR_MODEL_BASE_URL", model.url("")),
+            ("NITEJAR_MODEL", "gpt-test".into()),
+        ];
+        all.extend(env.iter().cloned());
+        let server = start_admin(&data, &all);
         install_and_enable(&server, &webhook, WEBHOOK).await;
         install_and_enable(&server, &guard, GUARD).await;
         let store = data.store().await;

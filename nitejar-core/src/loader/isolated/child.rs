@@ -1,0 +1,236 @@
+//! The plugin's process: `nitejar __plugin-host`, one plugin version, serving the server's calls.
+//!
+//! It reads frames on standard input and writes them on what was standard output (the plugin's
+//! own prints go to standard error, which the server copies to the plugin's log). It exits when
+//! the server's end of the stream closes. It loads the library the first frame names (checking
+//! its ABI and identity exactly as the server would), then runs each call on a worker thread. A
+//! plugin's host calls are frames to the server, which runs them through the permission gate with
+//! the call's deadline and cancellation; the answer comes back on the same stream.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RErr, ROk, RResult, RStr, RString};
+use nitejar_sdk::abi::{CallCtx, HostObject, HostObject_TO, PluginBox};
+use nitejar_sdk::HostError;
+
+use super::frame::{self, Kind};
+use super::LoadRequest;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The stream to the server; one frame at a time.
+struct Out(Mutex<BufWriter<File>>);
+
+impl Out {
+    fn send(&self, kind: Kind, id: u64, aux: u64, method: &str, payload: &[u8]) {
+        if frame::write(&mut *lock(&self.0), kind, id, aux, method, payload).is_err() {
+            // The server is gone: nothing left to do for it.
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Host calls waiting for the server's answer, and the calls the server gave up on.
+#[derive(Default)]
+struct Waiting {
+    host_calls: Mutex<HashMap<u64, mpsc::Sender<Result<String, String>>>>,
+    cancelled: Mutex<HashSet<u64>>,
+}
+
+struct ChildBridge {
+    out: Arc<Out>,
+    waiting: Arc<Waiting>,
+    next: AtomicU64,
+}
+
+impl HostObject for ChildBridge {
+    fn log(&self, level: u8, target: RStr<'_>, message: RStr<'_>) {
+        self.out.send(
+            Kind::Log,
+            0,
+            u64::from(level),
+            target.as_str(),
+            message.as_str().as_bytes(),
+        );
+    }
+
+    fn is_cancelled(&self, call_id: u64) -> bool {
+        lock(&self.waiting.cancelled).contains(&call_id)
+    }
+
+    fn host_call(
+        &self,
+        call_id: u64,
+        method: RStr<'_>,
+        payload_json: RStr<'_>,
+    ) -> RResult<RString, RString> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        lock(&self.waiting.host_calls).insert(id, tx);
+        self.out.send(
+            Kind::HostCall,
+            id,
+            call_id,
+            method.as_str(),
+            payload_json.as_str().as_bytes(),
+        );
+        match rx.recv() {
+            Ok(Ok(text)) => ROk(RString::from(text)),
+            Ok(Err(error)) => RErr(RString::from(error)),
+            Err(_) => RErr(RString::from(
+                serde_json::to_string(&HostError::Cancelled).unwrap_or_default(),
+            )),
+        }
+    }
+}
+
+/// Worker threads for calls: an idle one takes the next call; a new one starts when none is idle.
+struct Pool {
+    jobs: Mutex<(VecDeque<frame::Frame>, usize)>,
+    ready: Condvar,
+}
+
+impl Pool {
+    fn submit(self: &Arc<Self>, call: frame::Frame, plugin: &Arc<PluginBox>, out: &Arc<Out>) {
+        let mut jobs = lock(&self.jobs);
+        jobs.0.push_back(call);
+        if jobs.1 > 0 {
+            jobs.1 -= 1;
+            drop(jobs);
+            self.ready.notify_one();
+            return;
+        }
+        drop(jobs);
+        let (pool, plugin, out) = (self.clone(), plugin.clone(), out.clone());
+        std::thread::spawn(move || pool.work(&plugin, &out));
+    }
+
+    fn work(&self, plugin: &PluginBox, out: &Out) {
+        loop {
+            let call = {
+                let mut jobs = lock(&self.jobs);
+                loop {
+                    if let Some(call) = jobs.0.pop_front() {
+                        break call;
+                    }
+                    jobs.1 += 1;
+                    jobs = self.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let ctx = CallCtx {
+                call_id: call.id,
+                remaining_ms: call.aux,
+            };
+            let payload = String::from_utf8_lossy(&call.payload);
+            match plugin
+                .call(RStr::from(call.method.as_str()), RStr::from(&*payload), ctx)
+                .into_result()
+            {
+                Ok(text) => out.send(Kind::ReplyOk, call.id, 0, "", text.as_bytes()),
+                Err(e) => out.send(
+                    Kind::ReplyErr,
+                    call.id,
+                    0,
+                    e.kind.as_str(),
+                    e.message.as_bytes(),
+                ),
+            }
+        }
+    }
+}
+
+/// Runs the plugin host on this process's standard streams; returns the exit code.
+pub fn run() -> i32 {
+    let (input, output) = match take_streams() {
+        Ok(streams) => streams,
+        Err(e) => {
+            eprintln!("nitejar plugin host: {e}");
+            return 2;
+        }
+    };
+    let mut input = BufReader::new(input);
+    let out = Arc::new(Out(Mutex::new(BufWriter::new(output))));
+    let request: LoadRequest = match frame::read(&mut input) {
+        Ok(Some(f)) if f.kind == Kind::Load => match serde_json::from_slice(&f.payload) {
+            Ok(request) => request,
+            Err(e) => {
+                out.send(
+                    Kind::LoadFailed,
+                    0,
+                    0,
+                    "",
+                    format!("unreadable load request: {e}").as_bytes(),
+                );
+                return 2;
+            }
+        },
+        _ => {
+            eprintln!("nitejar plugin host: the first frame must be a load request");
+            return 2;
+        }
+    };
+    let waiting = Arc::new(Waiting::default());
+    let bridge = ChildBridge {
+        out: out.clone(),
+        waiting: waiting.clone(),
+        next: AtomicU64::new(1),
+    };
+    let host = HostObject_TO::from_value(bridge, TD_Opaque);
+    let plugin = match super::super::instantiate_in_child(&request, host) {
+        Ok(plugin) => Arc::new(plugin),
+        Err(e) => {
+            out.send(Kind::LoadFailed, 0, 0, "", e.as_bytes());
+            return 3;
+        }
+    };
+    out.send(Kind::Ready, 0, 0, "", b"");
+    let pool = Arc::new(Pool {
+        jobs: Mutex::new((VecDeque::new(), 0)),
+        ready: Condvar::new(),
+    });
+    loop {
+        let frame = match frame::read(&mut input) {
+            Ok(Some(frame)) => frame,
+            // The server closed the stream or is gone.
+            Ok(None) | Err(_) => return 0,
+        };
+        match frame.kind {
+            Kind::Call => pool.submit(frame, &plugin, &out),
+            Kind::HostOk | Kind::HostErr => {
+                if let Some(tx) = lock(&waiting.host_calls).remove(&frame.id) {
+                    let text = frame.text();
+                    let _ = tx.send(if frame.kind == Kind::HostOk {
+                        Ok(text)
+                    } else {
+                        Err(text)
+                    });
+                }
+            }
+            Kind::Cancel => {
+                lock(&waiting.cancelled).insert(frame.id);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The protocol's streams: standard input, and standard output moved to a descriptor of its own
+/// (standard output then writes to standard error, so a plugin's prints cannot corrupt a frame).
+/// When the server dies its end of the streams closes, and this process exits (not the kernel's
+/// parent-death signal: that follows the server's *thread* that started the process, and the
+/// server's threads come and go).
+fn take_streams() -> std::io::Result<(File, File)> {
+    use std::os::fd::{AsFd, OwnedFd};
+    let protocol: OwnedFd = rustix::io::dup(std::io::stdout().as_fd())?;
+    rustix::stdio::dup2_stdout(std::io::stderr().as_fd())?;
+    let input: OwnedFd = rustix::io::dup(std::io::stdin().as_fd())?;
+    let _ = std::io::stdout().flush();
+    Ok((File::from(input), File::from(protocol)))
+}

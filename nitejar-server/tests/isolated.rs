@@ -1,0 +1,246 @@
+//! Isolated execution against real server processes: each plugin's code runs in a process of its
+//! own (`NITEJAR_PLUGIN_EXECUTION=isolated`). A plugin that aborts, segfaults or hangs in a call is
+//! contained: the server answers, other plugins keep working, a `crashed` receipt names the signal,
+//! the plugin's process is started again, and the crash-loop guard takes a plugin that keeps
+//! crashing out.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::admin::*;
+use support::packages::package_dir;
+use support::*;
+
+const PROBE: &str = "dev.nitejar.fixtures.probe";
+
+fn start(data: &DataDir, extra: &[(&str, String)]) -> Server {
+    let mut env = vec![
+        ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".to_string()),
+        ("NITEJAR_PLUGIN_EXECUTION", "isolated".to_string()),
+    ];
+    env.extend(extra.iter().cloned());
+    start_admin(data, &env)
+}
+
+async fn install_probe(server: &Server, packages: &std::path::Path, network: &str) {
+    let dir = package_dir(
+        packages,
+        "probe",
+        "tests/fixtures/plugins/probe",
+        "probe",
+        |m| m["permissions"]["network"] = json!([network]),
+    );
+    let installed = api(
+        server,
+        Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({"path": dir.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let enabled = api(
+        server,
+        Method::POST,
+        &format!("/api/admin/plugins/{PROBE}/enable"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+}
+
+async fn receipts(server: &Server, kind: &str) -> Vec<Value> {
+    api(
+        server,
+        Method::GET,
+        &format!("/api/admin/receipts?plugin={PROBE}&kind={kind}"),
+        None,
+    )
+    .await
+    .json()["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn receipts_within(server: &Server, kind: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = receipts(server, kind).await;
+        if found.len() >= n || Instant::now() > deadline {
+            assert_eq!(found.len(), n, "{kind}: {found:?}\n{}", server.log());
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn test_connection(
+    server: &Server,
+    store: &std::sync::Arc<dyn nitejar_core::store::Store>,
+    config: Value,
+) -> Answer {
+    let id = create_plugin_integration(store, PROBE, "probe", config, &[]).await;
+    api(
+        server,
+        Method::POST,
+        &format!("/api/admin/integrations/{id}/test"),
+        None,
+    )
+    .await
+}
+
+/// The probe's plugin process: its pid, from the children of the server.
+fn plugin_processes(server: &Server) -> Vec<u32> {
+    // Each thread lists the children it started.
+    let mut pids: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|c| {
+                    c.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_and_hangs_are_contained_in_the_plugins_process() {
+    let data = DataDir::new();
+    let packages = tempfile::tempdir().expect("tempdir");
+    let server = start(&data, &[]);
+    install_probe(&server, packages.path(), "127.0.0.1").await;
+    let store = data.store().await;
+
+    // The plugin runs, in a process of its own, and says so.
+    let ok = test_connection(
+        &server,
+        &store,
+        json!({"action": "log", "message": "hello"}),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(ok.json()["ok"], true, "{}", ok.text);
+    assert_eq!(plugin_processes(&server).len(), 1, "one plugin process");
+    let plugin = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{PROBE}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(plugin["executionMode"], "isolated", "{plugin}");
+    // And what it does not do.
+    assert!(
+        plugin["effectiveLimitations"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s
+                .as_str()
+                .is_some_and(|s| s.contains("The kernel does not restrict")))),
+        "{plugin}"
+    );
+
+    // An abort ends the plugin's process, not the server.
+    let before = plugin_processes(&server);
+    let aborted = test_connection(&server, &store, json!({"action": "abort"})).await;
+    assert_eq!(aborted.json()["ok"], false, "{}", aborted.text);
+    let crashed = receipts_within(&server, "crashed", 1).await;
+    assert_eq!(crashed[0]["detail"]["signal"], "SIGABRT", "{crashed:?}");
+    assert_eq!(crashed[0]["executionMode"], "isolated");
+    let health = client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+
+    // It is started again after its back-off, and works.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let again = test_connection(&server, &store, json!({"action": "deadline"})).await;
+    assert_eq!(again.json()["ok"], true, "{}", again.text);
+    let after = plugin_processes(&server);
+    assert_eq!(after.len(), 1);
+    assert_ne!(before, after, "a new process");
+
+    // A segfault too.
+    let faulted = test_connection(&server, &store, json!({"action": "segfault"})).await;
+    assert_eq!(faulted.json()["ok"], false, "{}", faulted.text);
+    let crashed = receipts_within(&server, "crashed", 2).await;
+    assert_eq!(crashed[0]["detail"]["signal"], "SIGSEGV", "{crashed:?}");
+    assert_eq!(server.log().matches("panicked").count(), 0);
+
+    // A server that dies takes no plugin process with it into the background: the process sees
+    // its stream close and exits.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let _ = test_connection(&server, &store, json!({"action": "deadline"})).await;
+    let children = plugin_processes(&server);
+    assert_eq!(children.len(), 1);
+    server.kill();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", children[0]));
+        let running = stat.is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        });
+        if !running {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plugin's process outlived the server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_deadline_stops_the_plugins_process() {
+    let data = DataDir::new();
+    let packages = tempfile::tempdir().expect("tempdir");
+    let server = start(&data, &[]);
+    install_probe(&server, packages.path(), "127.0.0.1").await;
+    let store = data.store().await;
+    let ok = test_connection(&server, &store, json!({"action": "deadline"})).await;
+    assert_eq!(ok.json()["ok"], true, "{}", ok.text);
+    let hung = plugin_processes(&server);
+    assert_eq!(hung.len(), 1);
+
+    // `test` gives the call 15 s; the plugin sleeps a minute.
+    let started = Instant::now();
+    let late = test_connection(&server, &store, json!({"action": "sleep", "ms": 60000})).await;
+    let took = started.elapsed();
+    assert!(
+        late.text.contains("did not answer within 15000 ms"),
+        "{}",
+        late.text
+    );
+    assert!(took < Duration::from_secs(20), "answered on time: {took:?}");
+    // The process that hung is gone (its thread and processor time are back), and no crash is
+    // recorded for a process the server stopped on purpose.
+    let gone = {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let alive = std::path::Path::new(&format!("/proc/{}", hung[0])).exists();
+            if !alive || Instant::now() > deadline {
+                break !alive;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert!(gone, "the hung process was stopped");
+    assert!(receipts(&server, "crashed").await.is_empty());
+    // The next call starts it again.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let again = test_connection(&server, &store, json!({"action": "deadline"})).await;
+    assert_eq!(again.json()["ok"], true, "{}", again.text);
+}
