@@ -9,6 +9,8 @@
 //! - `library_inline`: the `tests/fixtures/plugins/hook-chain` library, run inline — the cost of
 //!   the ABI and JSON alone;
 //! - `library_offload`: the same library as third-party plugins really run, off the async workers.
+//! - `library_isolated`: the same library in a process of its own (isolated execution; this bench
+//!   binary is its plugin host): one round trip per batch.
 //!
 //! Every dispatch also makes one receipt per handler (in-memory sink). Targets (2 cores):
 //! library inline within 2× of built-in (10 no-op ≤ 3 µs, 10 mutating ≤ 10 µs, 100 no-op ≤
@@ -17,9 +19,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use nitejar_core::hooks::DispatchContext;
 use nitejar_core::host::{ExecPolicy, NoServices};
+use nitejar_core::loader::isolated::{Isolation, PluginHostCommand};
 use nitejar_core::loader::{self, PluginPackage};
 use nitejar_core::manifest::{validate_package_dir, ValidateOptions};
 use nitejar_core::receipts::MemorySink;
@@ -78,14 +81,27 @@ fn builtin(handlers: u64, mutating: bool) -> ActivePlugin {
     )
 }
 
-fn library(dir: &std::path::Path, handlers: u64, mutating: bool) -> ActivePlugin {
+fn library(dir: &std::path::Path, handlers: u64, mutating: bool, isolated: bool) -> ActivePlugin {
     let manifest = validate_package_dir(dir, &ValidateOptions::new())
         .expect("valid manifest")
         .manifest;
-    let package = PluginPackage::new(dir, manifest)
+    let mut package = PluginPackage::new(dir, manifest)
         .with_config(json!({ "handlers": handlers, "mutating": mutating }));
+    if isolated {
+        package = package.isolated(Isolation {
+            command: PluginHostCommand {
+                program: std::env::current_exe().expect("this bench"),
+                args: vec![PLUGIN_HOST.into()],
+            },
+            load_timeout: Duration::from_secs(30),
+            data_dir: dir.join("data"),
+        });
+    }
     loader::load(&package, Arc::new(NoServices)).expect("load the hook-chain fixture")
 }
+
+/// The argument that makes this bench binary a plugin's process.
+const PLUGIN_HOST: &str = "__plugin-host";
 
 fn time(
     tokio_rt: &tokio::runtime::Runtime,
@@ -133,9 +149,10 @@ fn hook_chain(c: &mut Criterion) {
             ("builtin", builtin(handlers, mutating)),
             (
                 "library_inline",
-                library(&dir, handlers, mutating).with_policy(ExecPolicy::Inline),
+                library(&dir, handlers, mutating, false).with_policy(ExecPolicy::Inline),
             ),
-            ("library_offload", library(&dir, handlers, mutating)),
+            ("library_offload", library(&dir, handlers, mutating, false)),
+            ("library_isolated", library(&dir, handlers, mutating, true)),
         ];
         let mut group = c.benchmark_group(format!("hook_chain_{case}"));
         for (name, plugin) in implementations {
@@ -170,4 +187,10 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1));
     targets = hook_chain
 }
-criterion_main!(benches);
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some(PLUGIN_HOST) {
+        std::process::exit(nitejar_core::loader::isolated::run_plugin_host());
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -29,11 +29,13 @@ pub fn posture_text(mode: TrustMode) -> &'static str {
     posture(mode)
 }
 
-/// What isolated execution does not do (yet), for `effectiveLimitations` of an isolated plugin.
+/// What isolated execution does and does not do, for `effectiveLimitations` of an isolated plugin
+/// (the kernel controls named here are required: `nitejar_core::loader::isolated::REQUIRED_CONTROLS`).
 pub fn isolated_limitations() -> Vec<&'static str> {
     vec![
         "Plugin code runs in a process of its own, as the server's operating-system user: a crash, a memory fault or a hang ends that process, not the server, and it is started again.",
-        "The kernel does not restrict the plugin's process: its network and file access are checked only where it uses host services; its own sockets and files are not intercepted.",
+        "Kernel-enforced in that process (Landlock, seccomp and resource limits; the plugin does not start isolated where the kernel lacks them): no network of its own (every socket is refused; it reaches declared hosts through the host), files only beneath its version directory (read), its data directory (read and write) and the system's shared libraries (read), no new programs or processes, an address space of at most 1 GiB.",
+        "Not covered by the kernel: which declared host or path a host call may use (the host checks that), the processor time a call takes up to its deadline, and seeing which paths exist.",
         "A call past its deadline stops the plugin's process; other calls in flight in it fail, and it is started again for the next call.",
         "The plugin's process starts with an empty environment: the server's own secrets are not in it; declared secrets come through the host.",
     ]

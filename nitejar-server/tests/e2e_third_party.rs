@@ -14,10 +14,11 @@ use support::*;
 
 const SECRET: &str = "e2e-signing-secret";
 
-fn nitejar(data: &DataDir, args: &[&str]) -> (bool, String) {
+fn nitejar(data: &DataDir, execution: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_nitejar"))
         .args(args)
         .env_clear()
+        .env("NITEJAR_PLUGIN_EXECUTION", execution)
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("NITEJAR_DATA_DIR", &data.path)
         .env("DATABASE_URL", data.database_url())
@@ -41,6 +42,17 @@ fn sign(body: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_third_party_integration_and_a_fail_closed_guard_take_the_same_path() {
+    third_party_path("in_process").await;
+}
+
+/// The same path with each plugin in a process of its own: integration calls, hook batches and
+/// host calls cross the process boundary, and the receipts say where the code ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_path_with_isolated_plugins() {
+    third_party_path("isolated").await;
+}
+
+async fn third_party_path(execution: &str) {
     let data = DataDir::new();
     let callback = LocalHttp::start(|_| json_reply(200, &json!({"ok": true})));
     // A model that asks for the `shell` tool first, then answers with what it was told.
@@ -86,12 +98,13 @@ async fn a_third_party_integration_and_a_fail_closed_guard_take_the_same_path() 
         (&webhook_pkg, "dev.nitejar.examples.signed-webhook"),
         (&guard_pkg, "dev.nitejar.examples.policy-guard"),
     ] {
-        let (ok, out) = nitejar(&data, &["plugin", "install", pkg]);
+        let (ok, out) = nitejar(&data, execution, &["plugin", "install", pkg]);
         assert!(ok, "install {id}: {out}");
-        let (ok, out) = nitejar(&data, &["plugin", "enable", id]);
+        let (ok, out) = nitejar(&data, execution, &["plugin", "enable", id]);
         assert!(!ok, "enable without consent must be refused: {out}");
         let (ok, out) = nitejar(
             &data,
+            execution,
             &["plugin", "enable", id, "--accept-consent", "--ack-all"],
         );
         assert!(ok, "enable {id}: {out}");
@@ -103,6 +116,7 @@ async fn a_third_party_integration_and_a_fail_closed_guard_take_the_same_path() 
             ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into()),
             ("NITEJAR_MODEL_BASE_URL", model.url("")),
             ("NITEJAR_MODEL", "gpt-test".into()),
+            ("NITEJAR_PLUGIN_EXECUTION", execution.into()),
         ],
     );
     let store = data.store().await;
@@ -171,4 +185,12 @@ async fn a_third_party_integration_and_a_fail_closed_guard_take_the_same_path() 
         .collect();
     assert!(kinds.contains(&("webhook_ingress", "ok")), "{kinds:?}");
     assert!(kinds.contains(&("integration", "ok")), "{kinds:?}");
+    for e in guard_events
+        .items
+        .iter()
+        .chain(&webhook_events.items)
+        .filter(|e| e.kind == "hook" || e.kind == "integration")
+    {
+        assert_eq!(e.execution_mode, execution, "{e:?}");
+    }
 }

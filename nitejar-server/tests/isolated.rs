@@ -145,7 +145,7 @@ async fn crashes_and_hangs_are_contained_in_the_plugins_process() {
             .as_array()
             .is_some_and(|l| l.iter().any(|s| s
                 .as_str()
-                .is_some_and(|s| s.contains("The kernel does not restrict")))),
+                .is_some_and(|s| s.starts_with("Kernel-enforced in that process")))),
         "{plugin}"
     );
 
@@ -178,9 +178,16 @@ async fn crashes_and_hangs_are_contained_in_the_plugins_process() {
     assert_eq!(crashed[0]["detail"]["signal"], "SIGSEGV", "{crashed:?}");
     assert_eq!(server.log().matches("panicked").count(), 0);
 
-    // A server that dies takes no plugin process with it into the background: the process sees
-    // its stream close and exits.
+    // A memory hog meets its address-space limit in its own process.
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    let hog = test_connection(&server, &store, json!({"action": "hog", "mb": 4096})).await;
+    assert_eq!(hog.json()["ok"], false, "{}", hog.text);
+    let crashed = receipts_within(&server, "crashed", 3).await;
+    assert_eq!(crashed[0]["detail"]["signal"], "SIGABRT", "{crashed:?}");
+
+    // A server that dies takes no plugin process with it into the background: the process sees
+    // its stream close and exits. (Three deaths in a row: a back-off of 2 s.)
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     let _ = test_connection(&server, &store, json!({"action": "deadline"})).await;
     let children = plugin_processes(&server);
     assert_eq!(children.len(), 1);
@@ -243,4 +250,51 @@ async fn a_call_past_its_deadline_stops_the_plugins_process() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let again = test_connection(&server, &store, json!({"action": "deadline"})).await;
     assert_eq!(again.json()["ok"], true, "{}", again.text);
+}
+
+/// What only the kernel can refuse: the plugin's own socket, file and process calls, around the
+/// host. In-process they succeed (the posture says so); isolated they are refused, and the
+/// plugin keeps working through the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kernel_refuses_what_the_plugin_does_around_the_host() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let outside = tempfile::NamedTempFile::new().expect("a file outside its roots");
+    std::fs::write(outside.path(), "secret").expect("write");
+    let hostile = [
+        json!({"action": "direct_connect", "addr": addr}),
+        json!({"action": "direct_read", "path": outside.path()}),
+        json!({"action": "direct_read", "path": "/etc/passwd"}),
+        json!({"action": "direct_exec", "program": "/bin/sh"}),
+    ];
+    for isolated in [false, true] {
+        let data = DataDir::new();
+        let packages = tempfile::tempdir().expect("tempdir");
+        let mode = if isolated { "isolated" } else { "in_process" };
+        let server = start(&data, &[("NITEJAR_PLUGIN_EXECUTION", mode.to_string())]);
+        install_probe(&server, packages.path(), "127.0.0.1").await;
+        let store = data.store().await;
+        for config in &hostile {
+            let answer = test_connection(&server, &store, config.clone()).await;
+            assert_eq!(
+                answer.json()["ok"],
+                true,
+                "{mode} {config}: {}",
+                answer.text
+            );
+            let detail = answer.json()["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if isolated {
+                assert!(detail.starts_with("refused"), "{mode} {config}: {detail}");
+            } else {
+                assert!(!detail.starts_with("refused"), "{mode} {config}: {detail}");
+            }
+        }
+        // Through the host it still works.
+        let logged =
+            test_connection(&server, &store, json!({"action": "log", "message": "hi"})).await;
+        assert_eq!(logged.json()["detail"], "logged", "{mode}: {}", logged.text);
+    }
 }

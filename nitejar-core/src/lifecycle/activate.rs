@@ -375,6 +375,7 @@ impl PluginManager {
             package = package.isolated(Isolation {
                 command,
                 load_timeout: self.options.load_timeout,
+                data_dir: self.layout().plugin_data_dir(&row.id),
             });
         } else if let Some(marks) = &self.marks {
             package = package.with_marks(marks.clone());

@@ -402,7 +402,15 @@ fn load_isolated(
         plugin_id: manifest.id.clone(),
         version: manifest.version.clone(),
         config: serde_json::to_string(&package.config).unwrap_or_else(|_| "null".into()),
+        data_dir: isolation.data_dir.clone(),
     };
+    std::fs::create_dir_all(&isolation.data_dir).map_err(|e| LoadError::Instantiate {
+        plugin: format!("{}@{}", manifest.id, manifest.version),
+        message: format!(
+            "could not create its data directory {}: {e}",
+            isolation.data_dir.display()
+        ),
+    })?;
     let plugin = LibraryPlugin::spawn_isolated(meta, &request, isolation, services)?;
     let file_skills = check_contributes(plugin.description(), package)?;
     Ok(plugin

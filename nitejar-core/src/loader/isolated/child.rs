@@ -176,6 +176,15 @@ pub fn run() -> i32 {
             return 2;
         }
     };
+    // The kernel's controls, before any of the plugin's code runs (and before this process has a
+    // second thread, which `apply` requires).
+    let applied = match confine(&request) {
+        Ok(applied) => applied,
+        Err(e) => {
+            out.send(Kind::LoadFailed, 0, 0, "", e.as_bytes());
+            return 3;
+        }
+    };
     let waiting = Arc::new(Waiting::default());
     let bridge = ChildBridge {
         out: out.clone(),
@@ -190,7 +199,7 @@ pub fn run() -> i32 {
             return 3;
         }
     };
-    out.send(Kind::Ready, 0, 0, "", b"");
+    out.send(Kind::Ready, 0, 0, "", applied.as_bytes());
     let pool = Arc::new(Pool {
         jobs: Mutex::new((VecDeque::new(), 0)),
         ready: Condvar::new(),
@@ -219,6 +228,18 @@ pub fn run() -> i32 {
             _ => {}
         }
     }
+}
+
+/// Applies the sandbox of this plugin version; the report of what the kernel holds, as JSON.
+fn confine(request: &LoadRequest) -> Result<String, String> {
+    use crate::sandbox::{Sandbox, SandboxPolicy};
+    let mut policy = SandboxPolicy::for_plugin(&request.dir, &request.data_dir)
+        .map_err(|e| format!("could not prepare its sandbox: {e}"))?;
+    policy.cpu_seconds = super::PROCESS_CPU_SECONDS;
+    let applied = Sandbox::apply(&policy, super::REQUIRED_CONTROLS).map_err(|e| {
+        format!("it cannot run isolated on this system, its sandbox could not be applied: {e}")
+    })?;
+    Ok(serde_json::to_string(&applied).unwrap_or_default())
 }
 
 /// The protocol's streams: standard input, and standard output moved to a descriptor of its own

@@ -31,7 +31,23 @@ pub(crate) struct LoadRequest {
     pub(crate) version: String,
     /// The plugin's config, as JSON.
     pub(crate) config: String,
+    /// The plugin's data directory (read/write for it; created by the server).
+    pub(crate) data_dir: PathBuf,
 }
+
+/// The kernel controls a plugin's process must hold before it loads the library: without any of
+/// them the plugin does not start isolated (the load fails and names what is missing).
+pub const REQUIRED_CONTROLS: &[crate::sandbox::Control] = &[
+    crate::sandbox::Control::NoNewPrivs,
+    crate::sandbox::Control::RlimitAs,
+    crate::sandbox::Control::LandlockFs,
+    crate::sandbox::Control::LandlockNet,
+    crate::sandbox::Control::Seccomp,
+];
+
+/// The processor time a plugin's process may use over its whole life before the kernel stops it
+/// (it is started again); a single call is bounded by its deadline long before.
+pub const PROCESS_CPU_SECONDS: u64 = 3600;
 
 /// How a package is to be run isolated.
 #[derive(Clone, Debug)]
@@ -40,6 +56,8 @@ pub struct Isolation {
     pub command: PluginHostCommand,
     /// How long starting it and loading the library in it may take.
     pub load_timeout: Duration,
+    /// The plugin's data directory (created if missing).
+    pub data_dir: PathBuf,
 }
 
 /// Runs this process as a plugin host (the `__plugin-host` command); returns its exit code.

@@ -129,6 +129,9 @@ impl ChildProcess {
         let mut child = Command::new(&self.command.program)
             .args(&self.command.args)
             .env_clear()
+            // The server's allocator reserves address space in 1 GiB arenas by default, which
+            // alone would spend the process's address-space limit.
+            .env("MIMALLOC_ARENA_RESERVE", "64MiB")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -159,7 +162,7 @@ impl ChildProcess {
         });
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         self.copy_stderr(stderr, tail.clone());
-        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<String, String>>(1);
         let (me, reader_live) = (self.me.clone(), live.clone());
         let started = std::thread::Builder::new()
             .name("nitejar-plugin-process".into())
@@ -190,7 +193,15 @@ impl ChildProcess {
             }
         });
         match loaded {
-            Ok(()) => Ok(live),
+            Ok(applied) => {
+                tracing::info!(
+                    plugin.id = %self.meta.id,
+                    plugin.version = %self.meta.version,
+                    pid,
+                    "plugin process started; kernel controls: {applied}"
+                );
+                Ok(live)
+            }
             Err(reason) => {
                 live.kill(&reason);
                 // The exit status and the last lines it wrote say more than "it ended".
@@ -425,7 +436,7 @@ fn read_frames(
     process: Weak<ChildProcess>,
     live: Arc<Live>,
     stdout: std::process::ChildStdout,
-    ready: mpsc::SyncSender<Result<(), String>>,
+    ready: mpsc::SyncSender<Result<String, String>>,
 ) {
     let mut input = BufReader::new(stdout);
     let mut ready = Some(ready);
@@ -441,7 +452,7 @@ fn read_frames(
         match frame.kind {
             Kind::Ready => {
                 if let Some(ready) = ready.take() {
-                    let _ = ready.send(Ok(()));
+                    let _ = ready.send(Ok(frame.text()));
                 }
             }
             Kind::LoadFailed => {
