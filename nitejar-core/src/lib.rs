@@ -8,6 +8,7 @@
 //! - [`host`]: the execution host (where plugin calls run, deadlines, cancellation);
 //! - [`loader`]: third-party plugin libraries, loaded through the frozen ABI;
 //! - [`permissions`]: the permission gate behind the host services;
+//! - [`plugin_config`]: the settings a plugin declares, and configs checked against them;
 //! - [`receipts`]: a record of every plugin action and where it goes;
 //! - [`builtin`]: plugins compiled into the binary, registered through `linkme`;
 //! - [`store`]: the database (SQLite or Postgres), migrations and the durable receipt sink;
@@ -28,6 +29,7 @@ pub mod lifecycle;
 pub mod loader;
 pub mod manifest;
 pub mod permissions;
+pub mod plugin_config;
 pub mod receipts;
 pub mod registry;
 pub mod runner;

@@ -38,6 +38,8 @@ pub enum ReceiptKind {
     CrashedProcess,
     /// The plugin's own process (isolated execution) died: a crash, a signal or a limit.
     Crashed,
+    /// A change of a plugin's settings (config, stored secrets): names only, never values.
+    Configure,
 }
 
 impl ReceiptKind {
@@ -61,6 +63,7 @@ impl ReceiptKind {
             ReceiptKind::Run => "run",
             ReceiptKind::CrashedProcess => "crashed_process",
             ReceiptKind::Crashed => "crashed",
+            ReceiptKind::Configure => "configure",
         }
     }
 }

@@ -241,6 +241,7 @@ async fn mirror_rows_link_a_plugin_only_when_it_has_a_row(db: TestDb) {
             current_install_path: None,
             manifest_json: "{}".into(),
             config_json: None,
+            config_revision: 0,
             last_load_error: None,
             last_loaded_at: None,
             installed_at: 1,

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use nitejar_core::crypto::{is_encrypted, REDACTED};
 use nitejar_core::store::{
     Backend, DisclosureAckRow, IntegrationUpdate, JobUpdate, NewAgent, NewIntegration, NewJob,
-    NewWorkItem, PluginArtifact, PluginRow, PluginVersionRow, SpanRow, StoreError,
+    NewWorkItem, PluginArtifact, PluginRow, PluginVersionRow, SecretValue, SettingsWrite, SpanRow,
+    StoreError,
 };
 use serde_json::{json, Map, Value};
 use testdb::TestDb;
@@ -22,6 +23,7 @@ on_both_backends!(
     integrations_are_listed_by_type_enabled_and_deleted,
     integration_errors_name_the_row,
     plugins_versions_acks_and_artifacts,
+    plugin_settings_change_together_and_only_through_their_own_write,
     idempotency_keys_are_all_or_nothing,
     concurrent_idempotency_keys_have_one_winner,
     work_items_jobs_and_spans,
@@ -358,11 +360,123 @@ fn plugin(id: &str, version: &str, at: i64) -> PluginRow {
         current_install_path: Some(format!("/data/plugins/{id}/versions/{version}")),
         manifest_json: json!({"id": id, "version": version}).to_string(),
         config_json: None,
+        config_revision: 0,
         last_load_error: None,
         last_loaded_at: None,
         installed_at: at,
         updated_at: at,
     }
+}
+
+async fn plugin_settings_change_together_and_only_through_their_own_write(db: TestDb) {
+    let store = db.open().await;
+    let p = plugin("com.acme.guard", "1.0.0", 1_000);
+    store.upsert_plugin(&p).await.expect("insert");
+    let secret = |name: &str, value: &str| SecretValue {
+        env_var: format!("NITEJAR_SECRET_{}", name.to_ascii_uppercase()),
+        name: name.into(),
+        value: value.into(),
+    };
+    let revision = store
+        .write_plugin_settings(&SettingsWrite {
+            plugin_id: p.id.clone(),
+            config_json: Some(Some(r#"{"blockedTools":["shell"]}"#.into())),
+            set_secrets: vec![secret("api_key", "sk-live-123"), secret("other", "x")],
+            clear_secrets: Vec::new(),
+        })
+        .await
+        .expect("write");
+    assert_eq!(revision, 1);
+    let row = store.get_plugin(&p.id).await.expect("get").expect("row");
+    assert_eq!(
+        row.config_json.as_deref(),
+        Some(r#"{"blockedTools":["shell"]}"#)
+    );
+    assert_eq!(row.config_revision, 1);
+
+    // Stored encrypted, with the store's key; listed by identity.
+    let secrets = store.list_plugin_secrets(&p.id).await.expect("secrets");
+    let names: Vec<&str> = secrets.iter().map(|s| s.env_var.as_str()).collect();
+    assert_eq!(names, ["NITEJAR_SECRET_API_KEY", "NITEJAR_SECRET_OTHER"]);
+    assert!(is_encrypted(&secrets[0].value), "{}", secrets[0].value);
+    assert!(!secrets[0].value.contains("sk-live"));
+    assert_eq!(
+        secrets[0].decrypt(&testdb::cipher()).expect("decrypt"),
+        "sk-live-123"
+    );
+    assert!(!format!("{:?}", secrets[0]).contains(&secrets[0].value));
+
+    // A lifecycle write of the row it read earlier does not undo the settings.
+    let mut stale = p.clone();
+    stale.enabled = true;
+    store.upsert_plugin(&stale).await.expect("upsert");
+    let row = store.get_plugin(&p.id).await.expect("get").expect("row");
+    assert!(row.enabled);
+    assert_eq!(row.config_revision, 1);
+    assert!(row.config_json.is_some());
+
+    // Secrets alone: the config stays; replacing and clearing by identity.
+    let revision = store
+        .write_plugin_settings(&SettingsWrite {
+            plugin_id: p.id.clone(),
+            config_json: None,
+            set_secrets: vec![secret("API_KEY", "sk-live-456")],
+            clear_secrets: vec!["NITEJAR_SECRET_OTHER".into()],
+        })
+        .await
+        .expect("write");
+    assert_eq!(revision, 2);
+    let secrets = store.list_plugin_secrets(&p.id).await.expect("secrets");
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0].name, "API_KEY");
+    assert_eq!(
+        secrets[0].decrypt(&testdb::cipher()).expect("decrypt"),
+        "sk-live-456"
+    );
+    let row = store.get_plugin(&p.id).await.expect("get").expect("row");
+    assert!(row.config_json.is_some());
+    let revision = store
+        .write_plugin_settings(&SettingsWrite {
+            plugin_id: p.id.clone(),
+            config_json: Some(None),
+            ..SettingsWrite::default()
+        })
+        .await
+        .expect("write");
+    assert_eq!(revision, 3);
+    assert_eq!(
+        store
+            .get_plugin(&p.id)
+            .await
+            .expect("get")
+            .expect("row")
+            .config_json,
+        None
+    );
+
+    // Nothing is written for a plugin without a row.
+    let missing = store
+        .write_plugin_settings(&SettingsWrite {
+            plugin_id: "com.acme.nobody".into(),
+            set_secrets: vec![secret("api_key", "v")],
+            ..SettingsWrite::default()
+        })
+        .await
+        .expect_err("no row");
+    assert!(matches!(missing, StoreError::NotFound { .. }), "{missing}");
+    assert!(store
+        .list_plugin_secrets("com.acme.nobody")
+        .await
+        .expect("list")
+        .is_empty());
+
+    // A purge of the plugin's row takes its secrets.
+    assert!(store.delete_plugin(&p.id).await.expect("delete"));
+    assert!(store
+        .list_plugin_secrets(&p.id)
+        .await
+        .expect("list")
+        .is_empty());
 }
 
 async fn plugins_versions_acks_and_artifacts(db: TestDb) {

@@ -92,6 +92,10 @@ pub struct Manifest {
     pub permissions: Permissions,
     #[serde(default)]
     pub contributes: Contributes,
+    /// The settings an operator can give the plugin (its config), as a form the admin renders.
+    /// `None`: the plugin takes no config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigDeclaration>,
 }
 
 impl Manifest {
@@ -231,6 +235,54 @@ impl Contributes {
     pub fn hook_names(&self) -> Vec<HookName> {
         hook_names(&self.hooks)
     }
+}
+
+/// The plugin's settings: the config an operator sets in the admin UI, the API
+/// (`/api/admin/plugins/{id}/config`) or the CLI (`nitejar plugin config`), handed to the plugin's
+/// build function when it is instantiated.
+///
+/// `schema` is a JSON Schema of a **subset** the admin can render as a form and check field by
+/// field: an object whose `properties` are each a string, an integer, a number, a boolean, or an
+/// array of strings, integers or numbers, with `title`, `description`, `default`, `enum`,
+/// `minimum`/`maximum`, `minLength`/`maxLength`/`pattern` and, for arrays, `items`,
+/// `minItems`/`maxItems`/`uniqueItems`; `required` lists the properties that must be set. No other
+/// keyword is accepted, and no property outside `properties` can be set. Secrets do not belong
+/// here: declare them in `permissions.secrets`, where the operator sets them encrypted and the
+/// plugin reads them through the host.
+///
+/// `uiSchema` is optional and follows the convention of integration forms: `ui:order` (property
+/// names, `*` for the rest) and per property `ui:widget` (`textarea`, `radio`), `ui:help`,
+/// `ui:placeholder`.
+///
+/// The plugin gets exactly what the operator stored (`null` when nothing is), so it applies its own
+/// defaults for properties that are not set; `default` is what the admin's form starts with.
+///
+/// ```
+/// use nitejar_sdk::manifest::Manifest;
+///
+/// let manifest: Manifest = serde_json::from_str(r#"{
+///     "schemaVersion": 1, "id": "com.acme.guard", "name": "Guard", "version": "1.0.0",
+///     "entry": "lib/libguard.so", "engine": { "nitejar": ">=0.1.0" },
+///     "config": {
+///         "schema": {
+///             "type": "object",
+///             "properties": {
+///                 "blockedTools": { "type": "array", "items": { "type": "string" }, "default": ["shell"] }
+///             }
+///         },
+///         "uiSchema": { "blockedTools": { "ui:help": "One tool name per line." } }
+///     }
+/// }"#).unwrap();
+/// assert!(manifest.config.unwrap().schema["properties"]["blockedTools"].is_object());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigDeclaration {
+    /// The JSON Schema (subset) of the config object.
+    pub schema: serde_json::Value,
+    /// Form hints (`ui:order`, `ui:widget`, `ui:help`, `ui:placeholder`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_schema: Option<serde_json::Value>,
 }
 
 /// The known hook names among `names`, in order.
@@ -389,6 +441,7 @@ mod tests {
                 v["permissions"]["filesystemRead"] = json!(["data"]);
                 v["permissions"]["filesystemWrite"] = json!(["data"]);
                 v["permissions"]["allowProcessSpawn"] = json!(true);
+                v["config"] = json!({ "schema": { "type": "object" }, "uiSchema": {} });
                 v
             })
             .unwrap(),
@@ -399,6 +452,7 @@ mod tests {
             ("activation", &full["activation"]),
             ("permissions", &full["permissions"]),
             ("contributes", &full["contributes"]),
+            ("config", &full["config"]),
         ] {
             let props = if section.is_empty() {
                 &schema["properties"]

@@ -175,7 +175,8 @@ impl Metrics {
             | ReceiptKind::Rollback
             | ReceiptKind::Uninstall
             | ReceiptKind::Load
-            | ReceiptKind::AutoDisable => inc(
+            | ReceiptKind::AutoDisable
+            | ReceiptKind::Configure => inc(
                 &mut f,
                 "nitejar_plugin_actions_total",
                 vec![

@@ -394,6 +394,10 @@ pub fn error_status(e: &LifecycleError) -> (StatusCode, &'static str) {
         E::LoadInProgress { .. } => (StatusCode::CONFLICT, "load_in_progress"),
         E::Registry { .. } => (StatusCode::CONFLICT, "contribution_conflict"),
         E::StaleLibrary { .. } => (StatusCode::CONFLICT, "restart_required"),
+        E::InvalidConfig { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
+        E::UndeclaredSecret { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "undeclared_secret"),
+        E::EmptySecret { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_secret"),
+        E::SecretUnreadable { .. } => (StatusCode::CONFLICT, "secret_unreadable"),
         E::Store(_) | E::Io { .. } | E::Corrupt { .. } | E::Task(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }
@@ -430,6 +434,25 @@ pub fn api_message(e: &LifecycleError) -> String {
             "`{id}` is at {current}; the package is {new}. To go back to an installed version, \
              POST /api/admin/plugins/{id}/rollback with {{\"version\": …}}"
         ),
+        E::InvalidConfig { id, problems } => format!(
+            "the config of `{id}` was not saved: {}. error.details lists each problem with its \
+             field",
+            problems
+                .0
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        E::EmptySecret { id, name } => format!(
+            "the secret `{name}` of `{id}` was sent empty; nothing was saved. Send \
+             \"{name}\": null in \"secrets\" to remove its stored value"
+        ),
+        E::SecretUnreadable { id, name, .. } => format!(
+            "the stored secret `{name}` of `{id}` cannot be decrypted with this server's \
+             ENCRYPTION_KEY; set it again: PUT /api/admin/plugins/{id}/config with \
+             {{\"secrets\": {{\"{name}\": …}}}}"
+        ),
         E::SourceRequired { id, kind } => format!(
             "`{id}` was installed from {kind}; give the new package: POST \
              /api/admin/plugins/{id}/upgrade with \"source\", or upload it"
@@ -457,6 +480,10 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::VersionNotInstalled { installed, .. } => {
                 Some(json!({ "installed": installed }))
             }
+            LifecycleError::InvalidConfig { problems, .. } => Some(json!(problems)),
+            LifecycleError::UndeclaredSecret {
+                names, declared, ..
+            } => Some(json!({ "undeclared": names, "declared": declared })),
             _ => None,
         };
         let error = ApiError::new(status, code, api_message(&e));

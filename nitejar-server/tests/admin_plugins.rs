@@ -1179,9 +1179,14 @@ async fn a_plugin_hanging_while_loading_does_not_hold_the_server() {
     server.stop();
     // Its config now makes loading it take a minute.
     let store = data.store().await;
-    let mut row = store.get_plugin(PROBE).await.expect("read").expect("row");
-    row.config_json = Some(r#"{"loadSleepMs": 60000}"#.into());
-    store.upsert_plugin(&row).await.expect("write");
+    store
+        .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+            plugin_id: PROBE.into(),
+            config_json: Some(Some(r#"{"loadSleepMs": 60000}"#.into())),
+            ..Default::default()
+        })
+        .await
+        .expect("write");
 
     let started = std::time::Instant::now();
     let server = start_admin(
@@ -1236,8 +1241,15 @@ async fn a_hanging_load_in_the_running_server_holds_up_no_other_change() {
     server.stop();
     // Restarted with the probe disabled and a config that makes its load hang for a minute.
     let store = data.store().await;
+    store
+        .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+            plugin_id: PROBE.into(),
+            config_json: Some(Some(r#"{"loadSleepMs": 60000}"#.into())),
+            ..Default::default()
+        })
+        .await
+        .expect("write");
     let mut row = store.get_plugin(PROBE).await.expect("read").expect("row");
-    row.config_json = Some(r#"{"loadSleepMs": 60000}"#.into());
     row.enabled = false;
     store.upsert_plugin(&row).await.expect("write");
     let server = start_admin(&data, &env);

@@ -592,3 +592,160 @@ async fn an_operator_reads_the_runs_and_sees_why_one_failed() {
     screenshot(&browser, "23-run-answered").await;
     browser.close().await.expect("close");
 }
+
+/// The page, and the settings section on its own (it sits below the fold).
+async fn settings_shot(browser: &Client, name: &str) {
+    screenshot(browser, name).await;
+    // Tall enough for the whole section in one picture.
+    let (width, height) = browser.get_window_size().await.expect("size");
+    browser.set_window_size(1280, 2400).await.expect("resize");
+    let png = browser
+        .find(Locator::Css("#settings"))
+        .await
+        .expect("the settings section")
+        .screenshot()
+        .await
+        .expect("section screenshot");
+    std::fs::write(screenshot_dir().join(format!("{name}-section.png")), png).expect("write");
+    browser
+        .set_window_size(width as u32, height as u32)
+        .await
+        .expect("resize back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sets_a_plugins_settings_and_a_secret_through_its_form_and_the_next_run_uses_them(
+) {
+    use support::redaction::*;
+    let run = RedactionRun::start().await;
+    let first = run.delivered("browser-1").await;
+    assert!(
+        first.contains("org-secret-4242"),
+        "no settings yet: {first}"
+    );
+
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    sign_in(&browser, &run.server).await;
+    browser
+        .goto(&run.server.url(&format!("/admin/plugins/{GUARD}")))
+        .await
+        .expect("goto");
+    // The form generated from the manifest's config schema, and the declared secret.
+    let page = text_of(&browser).await;
+    for label in [
+        "Settings",
+        "Blocked tools",
+        "Redact these texts",
+        "Redact these secrets",
+        "Redact tokens starting with",
+        "OPENAI_API_KEY",
+    ] {
+        assert!(page.contains(label), "the form shows {label}:\n{page}");
+    }
+    let shell = browser
+        .find(Locator::Css("#f-blockedTools"))
+        .await
+        .expect("blocked tools")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(shell.as_deref(), Some("shell"), "the declared default");
+    let source = browser
+        .find(Locator::Css("#settings .secret-source"))
+        .await
+        .expect("secret source")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(source, "unset");
+    let secret_type = browser
+        .find(Locator::Css("#s-OPENAI_API_KEY"))
+        .await
+        .expect("secret field")
+        .attr("type")
+        .await
+        .expect("attr");
+    assert_eq!(secret_type.as_deref(), Some("password"));
+    settings_shot(&browser, "30-plugin-settings").await;
+
+    // A value the schema refuses: the form comes back with the problem under its field.
+    type_into(&browser, "#f-redact", "hunter2").await;
+    type_into(&browser, "#f-redactSecrets", "GITHUB_TOKEN").await;
+    type_into(&browser, "#s-OPENAI_API_KEY", "org-secret-4242").await;
+    click(&browser, "#settings-form button[type=submit]").await;
+    let refused = text_of(&browser).await;
+    assert!(
+        refused.contains("The settings were not saved."),
+        "{refused}"
+    );
+    let error = browser
+        .find(Locator::Css("#settings .has-error .field-error"))
+        .await
+        .expect("a field error")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        error,
+        "line 1: `GITHUB_TOKEN` is not allowed; use one of: `OPENAI_API_KEY`"
+    );
+    assert!(
+        refused.contains("Type it again: secrets are not sent back to the browser."),
+        "{refused}"
+    );
+    let html = browser.source().await.expect("html");
+    assert!(
+        !html.contains("org-secret-4242"),
+        "the typed secret is not sent back"
+    );
+    assert_eq!(settings(&run.server).await["revision"], 0, "nothing saved");
+    settings_shot(&browser, "31-plugin-settings-refused").await;
+
+    // Fixed and saved: in effect at once, the secret stored and shown masked.
+    type_into(&browser, "#f-redactSecrets", "OPENAI_API_KEY").await;
+    type_into(&browser, "#s-OPENAI_API_KEY", "org-secret-4242").await;
+    click(&browser, "#settings-form button[type=submit]").await;
+    let saved = text_of(&browser).await;
+    assert!(
+        saved.contains("Settings saved: the plugin runs with them now."),
+        "{saved}"
+    );
+    let source = browser
+        .find(Locator::Css("#settings .secret-source"))
+        .await
+        .expect("secret source")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(source, "stored");
+    let masked = browser
+        .find(Locator::Css("#s-OPENAI_API_KEY"))
+        .await
+        .expect("secret field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(masked.as_deref(), Some("••••••••"));
+    assert!(saved.contains("configure"), "a configure receipt: {saved}");
+    let status = browser
+        .find(Locator::Css("#settings-status"))
+        .await
+        .expect("status")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        status,
+        "The plugin runs with these settings now (revision 1)."
+    );
+    settings_shot(&browser, "32-plugin-settings-saved").await;
+
+    // The next run, same server process: the config and the stored secret at work.
+    let second = run.delivered("browser-2").await;
+    assert!(
+        second.contains("The key is [redacted] and the password is [redacted]."),
+        "{second}"
+    );
+    browser.close().await.expect("close");
+}

@@ -266,9 +266,14 @@ async fn a_plugin_that_hangs_while_loading_is_bounded(db: TestDb) {
         })
         .await
         .unwrap();
-    let mut row = env.store.get_plugin(PROBE).await.unwrap().expect("row");
-    row.config_json = Some(r#"{"loadSleepMs": 3000}"#.into());
-    env.store.upsert_plugin(&row).await.unwrap();
+    env.store
+        .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+            plugin_id: PROBE.into(),
+            config_json: Some(Some(r#"{"loadSleepMs": 3000}"#.into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 
     let started = std::time::Instant::now();
     let err = env
@@ -353,9 +358,14 @@ async fn a_slow_load_holds_up_no_other_operation(db: TestDb) {
             .unwrap();
     }
     // A fresh process must load both again; the probe's code now takes 1.5 s to load.
-    let mut row = env.store.get_plugin(PROBE).await.unwrap().expect("row");
-    row.config_json = Some(r#"{"loadSleepMs": 1500}"#.into());
-    env.store.upsert_plugin(&row).await.unwrap();
+    env.store
+        .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+            plugin_id: PROBE.into(),
+            config_json: Some(Some(r#"{"loadSleepMs": 1500}"#.into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let env = env
         .restart(|o| o.load_timeout = Duration::from_secs(10))
         .await;

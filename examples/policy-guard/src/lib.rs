@@ -9,7 +9,8 @@
 //!   and every token that starts with one of `redactTokenPrefixes` (`sk-`, `ghp_`, …) followed by at
 //!   least 16 token characters.
 //!
-//! Config (the plugin's config, set by the operator):
+//! Config (declared in `nitejar.plugin.json` under `config`, so the operator sets it in the admin
+//! form, the API or `nitejar plugin config`, checked against that schema before it reaches here):
 //!
 //! ```json
 //! { "blockedTools": ["shell", "fs_*"], "redact": ["hunter2"], "redactSecrets": ["OPENAI_API_KEY"],

@@ -200,6 +200,7 @@ impl PluginManager {
                 row.id.clone(),
                 Preloaded {
                     version: version.version.clone(),
+                    revision: row.config_revision,
                     result,
                 },
             )
@@ -232,28 +233,34 @@ impl PluginManager {
             },
         })?;
         let acked = self.acknowledgements(id, &manifest).await?;
+        let settings = self.stored_settings(row).await?;
         let key = (id.to_string(), version.version.clone());
         let cached = self.lock_loaded().get(&key).cloned();
         let plugin = match cached {
-            Some(loaded) if loaded.digest == version.checksum => loaded.plugin,
-            Some(_) => {
+            Some(loaded) if loaded.digest != version.checksum => {
                 return Err(LifecycleError::StaleLibrary {
                     id: id.to_string(),
                     version: version.version.clone(),
                 })
             }
-            None => {
+            // Made with the settings stored now: reused (a rollback is a registry swap).
+            Some(loaded) if loaded.revision == settings.revision => loaded.plugin,
+            // None yet, or made with older settings: a new instance of the (same) library.
+            _ => {
                 let _loading = Loading::claim(&self.loading, &key).ok_or_else(|| {
                     LifecycleError::LoadInProgress {
                         id: id.to_string(),
                         version: version.version.clone(),
                     }
                 })?;
-                let plugin = self.load(row, version, &dir, &manifest).await?;
+                let plugin = self
+                    .load(row, version, &dir, &manifest, settings.config.clone())
+                    .await?;
                 self.lock_loaded().insert(
                     key,
                     LoadedVersion {
                         digest: version.checksum.clone(),
+                        revision: settings.revision,
                         plugin: plugin.clone(),
                     },
                 );
@@ -266,6 +273,8 @@ impl PluginManager {
             dir,
             acked,
             plugin,
+            secrets: settings.secrets,
+            revision: settings.revision,
         })
     }
 
@@ -278,6 +287,8 @@ impl PluginManager {
             dir,
             acked,
             plugin,
+            secrets,
+            revision,
         } = prepared;
         let meta = plugin.meta().clone();
         let previous = self.runtime.registry().plugin(id).map(|p| p.meta().clone());
@@ -287,7 +298,10 @@ impl PluginManager {
                 .acknowledged(acked)
                 .require_acknowledgement(self.options.policy.mode().requires_acknowledgement()),
         );
+        let previous_secrets = self.gate.stored_secrets(id);
+        self.gate.set_stored_secrets(id, secrets);
         if let Err(source) = self.runtime.activate(plugin) {
+            self.gate.set_stored_secrets(id, previous_secrets);
             if previous.as_deref() != Some(&*meta) {
                 self.gate.revoke(&meta);
             }
@@ -296,6 +310,7 @@ impl PluginManager {
                 source,
             });
         }
+        self.set_running_revision(id, Some(revision));
         if let Some(previous) = previous.filter(|p| p.version != meta.version) {
             self.gate.revoke(&previous);
         }
@@ -304,13 +319,14 @@ impl PluginManager {
     }
 
     /// Loads a version's code (or a declarative plugin's skills) with the boot marker around it,
-    /// and writes a `load` receipt.
-    async fn load(
+    /// instantiated with `config`, and writes a `load` receipt.
+    pub(crate) async fn load(
         &self,
         row: &PluginRow,
         version: &PluginVersionRow,
         dir: &Path,
         manifest: &Manifest,
+        config: serde_json::Value,
     ) -> Result<ActivePlugin, LifecycleError> {
         let id = row.id.clone();
         let library = PluginPackage::new(dir, manifest.clone())
@@ -341,11 +357,6 @@ impl PluginManager {
         }
         let text = serde_json::to_vec(&marker).unwrap_or_default();
         std::fs::write(&marker_path, text).map_err(LifecycleError::io("write", &marker_path))?;
-        let config = row
-            .config_json
-            .as_deref()
-            .and_then(|c| serde_json::from_str(c).ok())
-            .unwrap_or(serde_json::Value::Null);
         let mut package = PluginPackage::new(dir, manifest.clone()).with_config(config);
         if self.options.execution == ExecutionMode::Isolated {
             let Some(command) = self.options.plugin_host.clone() else {
@@ -438,6 +449,9 @@ impl PluginManager {
         if let Some(meta) = &active {
             self.gate.revoke(meta);
         }
+        // Plaintext secrets are held only for plugins that run.
+        self.gate.set_stored_secrets(id, Default::default());
+        self.set_running_revision(id, None);
         active
     }
 
@@ -493,6 +507,8 @@ impl PluginManager {
 pub(crate) struct Preloaded {
     /// The version it loaded (or tried to).
     pub(crate) version: String,
+    /// The settings revision it loaded it with.
+    pub(crate) revision: i64,
     pub(crate) result: Result<(), LifecycleError>,
 }
 
@@ -503,17 +519,24 @@ struct Prepared {
     dir: PathBuf,
     acked: Vec<String>,
     plugin: ActivePlugin,
+    /// The stored secrets (decrypted) of the settings `plugin` was made with.
+    secrets: std::collections::BTreeMap<String, String>,
+    /// Their revision.
+    revision: i64,
 }
 
 /// A version being loaded in this process, until dropped.
-struct Loading<'a> {
+pub(crate) struct Loading<'a> {
     set: &'a Mutex<HashSet<(String, String)>>,
     key: (String, String),
 }
 
 impl<'a> Loading<'a> {
     /// Claims `key`; `None` when another task is loading it.
-    fn claim(set: &'a Mutex<HashSet<(String, String)>>, key: &(String, String)) -> Option<Self> {
+    pub(crate) fn claim(
+        set: &'a Mutex<HashSet<(String, String)>>,
+        key: &(String, String),
+    ) -> Option<Self> {
         let mut loading = set.lock().unwrap_or_else(|p| p.into_inner());
         loading.insert(key.clone()).then(|| Loading {
             set,

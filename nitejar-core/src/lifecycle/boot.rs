@@ -363,7 +363,7 @@ impl PluginManager {
     }
 
     /// The third-party versions a reconciliation would activate now: enabled, not in error, not
-    /// active at that version.
+    /// active at that version with the settings stored now.
     async fn wanted_versions(&self) -> Result<Vec<(PluginRow, PluginVersionRow)>, LifecycleError> {
         if self.options.safe_mode {
             return Ok(Vec::new());
@@ -378,7 +378,9 @@ impl PluginManager {
                 continue;
             };
             let active = registry.plugin(&row.id).map(|p| p.meta().version.clone());
-            if active.as_deref() == Some(version.as_str()) {
+            if active.as_deref() == Some(version.as_str())
+                && !self.settings_outdated(&row.id, row.config_revision)
+            {
                 continue;
             }
             // A missing version row is reported under the lock.
@@ -512,10 +514,17 @@ impl PluginManager {
                 row.enabled && row.last_load_error.is_none() && !self.options.safe_mode
             });
             match desired {
-                Some(version) if active.as_deref() != Some(version.as_str()) => {
+                // Not active at this version, or active with other settings than stored (changed
+                // by the CLI or another machine).
+                Some(version)
+                    if active.as_deref() != Some(version.as_str())
+                        || self.settings_outdated(&row.id, row.config_revision) =>
+                {
                     let result = match preloaded.remove(&row.id) {
                         // Changed since the load, or being loaded by another operation: next round.
-                        Some(p) if p.version != version => continue,
+                        Some(p) if p.version != version || p.revision != row.config_revision => {
+                            continue
+                        }
                         Some(Preloaded {
                             result: Err(LifecycleError::LoadInProgress { .. }),
                             ..

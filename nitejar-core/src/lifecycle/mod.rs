@@ -30,6 +30,7 @@ mod doctor;
 mod install;
 pub mod logs;
 mod operations;
+mod settings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -46,6 +47,7 @@ pub use install::{InstallOutcome, UpgradeOutcome};
 pub use operations::{
     Acknowledge, EnableOutcome, EnableRequest, UninstallOptions, UninstallOutcome,
 };
+pub use settings::{ConfigureOutcome, PluginSettings, SecretOrigin, SecretStatus, SettingsChange};
 
 use crate::host::inflight::InFlightMarks;
 use crate::install::{InstallError, Installer, Layout, Limits, NpmConfig};
@@ -247,6 +249,42 @@ pub enum LifecycleError {
     /// A blocking task died.
     #[error("an internal task failed: {0}")]
     Task(String),
+    /// A config that does not fit the schema the plugin declares; nothing was saved.
+    #[error("the config of `{id}` was not saved:\n{problems}")]
+    InvalidConfig {
+        /// The plugin.
+        id: String,
+        /// Every problem, each naming its setting.
+        problems: crate::plugin_config::ConfigProblems,
+    },
+    /// A secret the plugin does not declare; nothing was saved.
+    #[error("`{id}` does not declare the secret{} {}; only the secrets in its manifest's permissions.secrets can be set (it declares: {}). Nothing was saved", if names.len() == 1 { "" } else { "s" }, names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "), if declared.is_empty() { "none".to_string() } else { declared.join(", ") })]
+    UndeclaredSecret {
+        /// The plugin.
+        id: String,
+        /// The names given that it does not declare.
+        names: Vec<String>,
+        /// What it declares.
+        declared: Vec<String>,
+    },
+    /// A secret sent with an empty value; nothing was saved.
+    #[error("the secret `{name}` of `{id}` was given an empty value; nothing was saved. To remove its stored value use --clear-secret {name}")]
+    EmptySecret {
+        /// The plugin.
+        id: String,
+        /// The secret.
+        name: String,
+    },
+    /// A stored secret this server's `ENCRYPTION_KEY` cannot decrypt.
+    #[error("the stored secret `{name}` of `{id}` cannot be decrypted with this ENCRYPTION_KEY ({reason}); set it again: nitejar plugin config {id} set --secret {name}")]
+    SecretUnreadable {
+        /// The plugin.
+        id: String,
+        /// The secret.
+        name: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl LifecycleError {
@@ -270,6 +308,9 @@ impl LifecycleError {
             LifecycleError::Trust { .. }
                 | LifecycleError::ConsentRequired { .. }
                 | LifecycleError::AcknowledgementMissing { .. }
+                | LifecycleError::InvalidConfig { .. }
+                | LifecycleError::UndeclaredSecret { .. }
+                | LifecycleError::EmptySecret { .. }
         ) || matches!(self, LifecycleError::Install(e) if e.is_refusal())
     }
 }
@@ -333,6 +374,8 @@ impl ManagerOptions {
 #[derive(Clone)]
 pub(crate) struct LoadedVersion {
     pub(crate) digest: String,
+    /// The `config_revision` of the settings it was instantiated with.
+    pub(crate) revision: i64,
     pub(crate) plugin: ActivePlugin,
 }
 
@@ -354,6 +397,9 @@ pub struct PluginManager {
     marks: Option<Arc<InFlightMarks>>,
     /// Versions whose code is being loaded right now (loads run outside `ops`).
     loading: Mutex<HashSet<(String, String)>>,
+    /// The settings revision of the instance of each plugin in this process's registry (a loaded
+    /// instance in `loaded` may be newer: prepared, not yet swapped in).
+    running_revisions: Mutex<HashMap<String, i64>>,
 }
 
 impl PluginManager {
@@ -382,6 +428,7 @@ impl PluginManager {
         let manager = Arc::new(PluginManager {
             marks,
             loading: Mutex::new(HashSet::new()),
+            running_revisions: Mutex::new(HashMap::new()),
             store,
             runtime,
             gate,

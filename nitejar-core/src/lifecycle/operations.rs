@@ -498,6 +498,7 @@ pub(crate) fn builtin_row(builtin: &crate::builtin::BuiltinPlugin, enabled: bool
         current_install_path: None,
         manifest_json: builtin.manifest.to_string(),
         config_json: None,
+        config_revision: 0,
         last_load_error: None,
         last_loaded_at: None,
         installed_at: now,

@@ -44,7 +44,7 @@ mod permissions;
 mod range;
 mod schema;
 mod semantics;
-mod spelling;
+pub(crate) mod spelling;
 mod target;
 
 use std::cmp::Ordering;
@@ -478,7 +478,7 @@ fn merge(schema: Vec<schema::SchemaFinding>, semantic: Vec<ManifestError>) -> Ve
 /// The manifest's fields in the order authors write them, so problems are listed in document order
 /// rather than alphabetically. Keys of different objects never meet in a comparison, so one list
 /// serves every level.
-const FIELD_ORDER: [&str; 29] = [
+const FIELD_ORDER: [&str; 32] = [
     "$schema",
     "schemaVersion",
     "id",
@@ -508,6 +508,9 @@ const FIELD_ORDER: [&str; 29] = [
     "integrations",
     "hooks",
     "skills",
+    "config",
+    "schema",
+    "uiSchema",
 ];
 
 fn compare_paths(a: &str, b: &str) -> Ordering {

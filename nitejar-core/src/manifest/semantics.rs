@@ -77,6 +77,17 @@ pub(super) fn check(
         permissions::check(p, declarative, out);
     }
     contributions(doc, declarative, opts, out);
+    if let Some(config) = doc.get("config") {
+        if declarative {
+            out.error(
+                "/config",
+                "a plugin without `entry` runs no code and takes no config; remove it, or add the `entry` library that reads it",
+            );
+        }
+        for (path, message) in crate::plugin_config::check_declaration(config, "/config") {
+            out.error(path, message);
+        }
+    }
     engine
 }
 

@@ -3,7 +3,7 @@
 /// The candidate `written` most likely stands for: the same letters ignoring case and the separators
 /// `_`, `-` and `.`, or else the closest within a few edits of those letters (one per four letters,
 /// at most `max_edits`, so that short words are not "corrected" into unrelated ones).
-pub(super) fn closest<'a>(
+pub(crate) fn closest<'a>(
     written: &str,
     candidates: &[&'a str],
     max_edits: usize,

@@ -94,6 +94,9 @@ type GrantKey = (Arc<str>, Arc<str>);
 pub struct PermissionGate {
     data_dir: PathBuf,
     grants: RwLock<HashMap<GrantKey, Arc<Grant>>>,
+    /// Secrets the operator stored, per plugin id, by environment variable (their identity);
+    /// read before `secrets`.
+    stored: RwLock<HashMap<String, Arc<BTreeMap<String, String>>>>,
     secrets: Arc<dyn SecretSource>,
     sink: Arc<dyn ReceiptSink>,
     http: HttpClient,
@@ -107,6 +110,7 @@ impl PermissionGate {
         PermissionGate {
             data_dir: data_dir.into(),
             grants: RwLock::new(HashMap::new()),
+            stored: RwLock::new(HashMap::new()),
             secrets: Arc::new(EnvSecrets),
             sink,
             http: HttpClient::new(EgressPolicy::default()),
@@ -129,10 +133,43 @@ impl PermissionGate {
         self
     }
 
-    /// Reads secret values from `source`.
+    /// Reads secret values from `source` (after the values stored for the plugin, see
+    /// [`PermissionGate::set_stored_secrets`]).
     pub fn with_secrets(mut self, source: Arc<dyn SecretSource>) -> Self {
         self.secrets = source;
         self
+    }
+
+    /// Sets the secret values the operator stored for a plugin (every version of it), by
+    /// environment variable ([`secret_env_var`]): they are read first, `with_secrets`' source (the
+    /// environment by default) only for a secret with no stored value. Replaces what was set before.
+    pub fn set_stored_secrets(&self, plugin_id: &str, secrets: BTreeMap<String, String>) {
+        let mut stored = self.stored.write().unwrap_or_else(|p| p.into_inner());
+        if secrets.is_empty() {
+            stored.remove(plugin_id);
+        } else {
+            stored.insert(plugin_id.to_string(), Arc::new(secrets));
+        }
+    }
+
+    /// The stored secret values set for a plugin (to put them back when a change is undone).
+    pub fn stored_secrets(&self, plugin_id: &str) -> BTreeMap<String, String> {
+        let stored = self.stored.read().unwrap_or_else(|p| p.into_inner());
+        stored
+            .get(plugin_id)
+            .map(|s| (**s).clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether the fallback source (the environment, unless [`PermissionGate::with_secrets`] set
+    /// another) has a value for a declared secret of `plugin`. The value is not returned.
+    pub fn fallback_secret_is_set(&self, plugin: &PluginMeta, name: &str) -> bool {
+        self.secrets.secret(plugin, name).is_some()
+    }
+
+    fn stored_secret(&self, plugin_id: &str, env_var: &str) -> Option<String> {
+        let stored = self.stored.read().unwrap_or_else(|p| p.into_inner());
+        stored.get(plugin_id)?.get(env_var).cloned()
     }
 
     /// Grants (or replaces the grant of) a plugin version.
@@ -409,10 +446,14 @@ impl HostServices for PermissionGate {
             ));
         }
         let name = declared.as_deref().unwrap_or(name);
+        let var = secret_env_var(name);
+        if let Some(value) = self.stored_secret(&plugin.id, &var) {
+            return Ok(value);
+        }
         self.secrets.secret(plugin, name).ok_or_else(|| {
             HostError::Failed(format!(
-                "secret `{name}` is not set (the server reads it from {})",
-                secret_env_var(name)
+                "secret `{name}` is not set: the operator sets it on the plugin's settings (admin, API or `nitejar plugin config {} set --secret {name}`), or in the environment variable {var}",
+                plugin.id
             ))
         })
     }

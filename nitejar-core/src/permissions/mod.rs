@@ -32,8 +32,10 @@
 //!   `egress.rs` for the details.
 //!
 //!   Receipts show URLs without user name, password, query or fragment.
-//! - **secrets** (`permissions.secrets`): only declared names. Values come from a
-//!   [`SecretSource`]; the default, [`EnvSecrets`], reads `NITEJAR_SECRET_<NAME>` (the name upper
+//! - **secrets** (`permissions.secrets`): only declared names. A value the operator stored for the
+//!   plugin ([`PermissionGate::set_stored_secrets`]; the lifecycle keeps them in step with the
+//!   database) is read first; otherwise it comes from a [`SecretSource`]; the default,
+//!   [`EnvSecrets`], reads `NITEJAR_SECRET_<NAME>` (the name upper
 //!   cased, every character other than a letter or digit replaced by `_`). That variable is the
 //!   secret's identity: two spellings that read the same variable (`api.key`, `API_KEY`) are one
 //!   secret — a manifest may not declare both, and a request under either spelling is judged

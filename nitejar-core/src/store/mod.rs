@@ -58,6 +58,7 @@ mod queue;
 mod receipts;
 mod rows;
 mod runs;
+mod settings;
 mod skill_assignments;
 mod skills;
 mod sql;
@@ -76,6 +77,7 @@ pub use lifecycle::PluginAlertRow;
 pub use postgres::PostgresStore;
 pub use receipts::{DbReceiptSink, SinkBacklog, SinkOptions, SinkShutdown};
 pub use rows::*;
+pub use settings::{PluginSecretRow, SecretValue, SettingsWrite};
 pub use skill_assignments::{AssignmentFilter, NewSkillAssignment, SkillAssignmentRow};
 pub use skills::{SkillFileRow, SkillFileStat, SkillRow};
 pub use sqlite::SqliteStore;
@@ -199,7 +201,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every plugin, by id.
     fn list_plugins(&self) -> StoreFuture<'_, Vec<PluginRow>>;
 
-    /// Deletes a plugin row with its versions, acknowledgements and artifacts (not its receipts).
+    /// Deletes a plugin row with its versions, acknowledgements, secrets and artifacts (not its
+    /// receipts).
     fn delete_plugin<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
 
     /// Inserts a version row or updates the existing one (same plugin id and version).
@@ -226,6 +229,18 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         plugin_id: &'a str,
     ) -> StoreFuture<'a, Vec<DisclosureAckRow>>;
+
+    /// Changes a plugin's settings in one transaction: its config (when `write.config_json` is
+    /// set), the secrets to store (encrypted with [`Store::cipher`]) and to remove; and counts the
+    /// revision. Returns the new `config_revision`. [`StoreError::NotFound`] when the plugin has no
+    /// row.
+    fn write_plugin_settings<'a>(&'a self, write: &'a SettingsWrite) -> StoreFuture<'a, i64>;
+
+    /// The secrets stored for a plugin (encrypted), by environment variable.
+    fn list_plugin_secrets<'a>(
+        &'a self,
+        plugin_id: &'a str,
+    ) -> StoreFuture<'a, Vec<PluginSecretRow>>;
 
     /// Records the consent to one version (replacing an earlier one for the same version).
     fn put_consent<'a>(&'a self, consent: &'a ConsentRow) -> StoreFuture<'a, ()>;

@@ -9,7 +9,8 @@ use super::{
 
 const PLUGIN_COLUMNS: &str = "id, name, enabled, trust_level, source_kind, source_ref, \
      current_version, current_checksum, current_install_path, manifest_json, config_json, \
-     last_load_error, last_loaded_at, installed_at, updated_at";
+     CAST(config_revision AS BIGINT) AS config_revision, last_load_error, last_loaded_at, \
+     installed_at, updated_at";
 
 const VERSION_COLUMNS: &str =
     "plugin_id, version, checksum, install_path, manifest_json, signature_json, installed_at";
@@ -41,6 +42,7 @@ where
             current_install_path: col(row, "current_install_path", op)?,
             manifest_json: col(row, "manifest_json", op)?,
             config_json: col(row, "config_json", op)?,
+            config_revision: col(row, "config_revision", op)?,
             last_load_error: col(row, "last_load_error", op)?,
             last_loaded_at: col(row, "last_loaded_at", op)?,
             installed_at: col(row, "installed_at", op)?,
@@ -60,6 +62,8 @@ where
         })
     }
 
+    /// `config_json` and `config_revision` are written on insert only: they change through
+    /// `sql_write_plugin_settings` alone (see `store::settings`).
     pub(crate) async fn sql_upsert_plugin(&self, p: &PluginRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO plugins (id, name, enabled, trust_level, source_kind, source_ref, \
@@ -71,7 +75,7 @@ where
              source_ref = excluded.source_ref, current_version = excluded.current_version, \
              current_checksum = excluded.current_checksum, \
              current_install_path = excluded.current_install_path, \
-             manifest_json = excluded.manifest_json, config_json = excluded.config_json, \
+             manifest_json = excluded.manifest_json, \
              last_load_error = excluded.last_load_error, last_loaded_at = excluded.last_loaded_at, \
              updated_at = excluded.updated_at",
         )
@@ -124,6 +128,7 @@ where
         // the foreign keys. Receipts stay: they are the audit trail.
         for sql in [
             "DELETE FROM plugin_disclosure_acks WHERE plugin_id = $1",
+            "DELETE FROM plugin_secrets WHERE plugin_id = $1",
             "DELETE FROM plugin_artifacts WHERE plugin_id = $1",
             "DELETE FROM plugin_versions WHERE plugin_id = $1",
         ] {

@@ -170,8 +170,13 @@ pub struct PluginRow {
     pub current_install_path: Option<String>,
     /// The active version's manifest.
     pub manifest_json: String,
-    /// Plugin-level config JSON.
+    /// Plugin-level config JSON, checked against the schema the manifest declares (`None`:
+    /// nothing set). Written only by `Store::write_plugin_settings`.
     pub config_json: Option<String>,
+    /// How many times the config or the stored secrets changed: an instance made with an older
+    /// revision is replaced by one with the current settings.
+    #[serde(default)]
+    pub config_revision: i64,
     /// The last load error, for the admin UI.
     pub last_load_error: Option<String>,
     /// When it was last loaded.

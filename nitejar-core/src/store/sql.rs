@@ -448,6 +448,18 @@ macro_rules! impl_store {
             ) -> StoreFuture<'_, Vec<Option<WorkItemRow>>> {
                 Box::pin(self.sql_create_work_items_once(items))
             }
+            fn write_plugin_settings<'a>(
+                &'a self,
+                write: &'a $crate::store::SettingsWrite,
+            ) -> StoreFuture<'a, i64> {
+                Box::pin(self.sql_write_plugin_settings(write))
+            }
+            fn list_plugin_secrets<'a>(
+                &'a self,
+                plugin_id: &'a str,
+            ) -> StoreFuture<'a, Vec<$crate::store::PluginSecretRow>> {
+                Box::pin(self.sql_list_plugin_secrets(plugin_id))
+            }
             fn put_consent<'a>(&'a self, consent: &'a ConsentRow) -> StoreFuture<'a, ()> {
                 Box::pin(self.sql_put_consent(consent))
             }

@@ -5,6 +5,7 @@ pub mod body;
 pub mod error;
 pub mod integrations;
 pub mod openapi;
+pub mod plugin_config;
 pub mod plugins;
 pub mod receipts;
 pub mod runs;

@@ -1,5 +1,5 @@
 //! The commands that work on the installed plugins: list, install, enable, disable, upgrade,
-//! rollback, uninstall, doctor, logs.
+//! rollback, uninstall, config, doctor, logs.
 
 use std::process::ExitCode;
 
@@ -51,8 +51,8 @@ fn acknowledge(ack_all: bool, ack: Vec<String>) -> Acknowledge {
     }
 }
 
-/// A lifecycle error, with the consent text as its own JSON field.
-fn failed(out: &Out, error: &LifecycleError) -> ExitCode {
+/// A lifecycle error, with the consent text (or the config's problems) as its own JSON field.
+pub(super) fn failed(out: &Out, error: &LifecycleError) -> ExitCode {
     let extra = match error {
         LifecycleError::ConsentRequired { text, .. } => {
             json!({ "reason": "consent_required", "consentText": text })
@@ -61,6 +61,12 @@ fn failed(out: &Out, error: &LifecycleError) -> ExitCode {
             json!({ "reason": "acknowledgement_missing", "missing": missing })
         }
         LifecycleError::Trust { .. } => json!({ "reason": "trust_policy" }),
+        LifecycleError::InvalidConfig { problems, .. } => {
+            json!({ "reason": "invalid_config", "problems": problems })
+        }
+        LifecycleError::UndeclaredSecret {
+            names, declared, ..
+        } => json!({ "reason": "undeclared_secret", "undeclared": names, "declared": declared }),
         e if e.is_refusal() => json!({ "reason": "refused" }),
         _ => json!({ "reason": "failed" }),
     };
@@ -231,6 +237,7 @@ async fn dispatch(engine: &Engine, command: PluginCommand, out: &Out) -> ExitCod
                 Err(e) => failed(out, &e),
             }
         }
+        PluginCommand::Config { id, action } => super::config::run(engine, &id, action, out).await,
         PluginCommand::Doctor => {
             let report = manager.doctor().await;
             let code = out.ok(json!({ "doctor": report }), || {

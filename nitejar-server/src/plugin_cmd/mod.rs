@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 mod commands;
+mod config;
 mod pack;
 mod scaffold;
 pub mod setup;
@@ -99,6 +100,15 @@ pub enum PluginCommand {
         /// Also remove its settings, acknowledgements, receipts, data directory and log.
         #[arg(long)]
         purge_data: bool,
+    },
+    /// Show or change a plugin's settings: its config (checked against the schema its manifest
+    /// declares) and the secrets it declares (stored encrypted). A running server applies a
+    /// change within a second.
+    Config {
+        /// The plugin id.
+        id: String,
+        #[command(subcommand)]
+        action: Option<config::ConfigAction>,
     },
     /// Check installed plugins and the plugin directory; print each problem with its fix.
     Doctor,

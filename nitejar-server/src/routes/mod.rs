@@ -29,6 +29,7 @@ pub use endpoint::{
 pub enum Verb {
     Get,
     Post,
+    Put,
     Patch,
     Delete,
 }
@@ -38,6 +39,7 @@ impl Verb {
         match self {
             Verb::Get => Method::GET,
             Verb::Post => Method::POST,
+            Verb::Put => Method::PUT,
             Verb::Patch => Method::PATCH,
             Verb::Delete => Method::DELETE,
         }
@@ -48,6 +50,7 @@ impl Verb {
         match self {
             Verb::Get => "get",
             Verb::Post => "post",
+            Verb::Put => "put",
             Verb::Patch => "patch",
             Verb::Delete => "delete",
         }
@@ -151,7 +154,7 @@ fn def(
 }
 
 use Answer::{Html, Json, Redirect};
-use Verb::{Delete, Get, Patch, Post};
+use Verb::{Delete, Get, Patch, Post, Put};
 
 const EVENTS_QUERY: &[(&str, &str)] = &[
     ("plugin", "only this plugin's receipts"),
@@ -220,6 +223,8 @@ fn table() -> Vec<RouteDef> {
         def(Post, "/api/admin/plugins/{id}/disable", Endpoint::admin(api::plugins::disable), "plugins", "Disable: no more calls into it.", &[], Body::None, Json("PluginDisabled")),
         def(Post, "/api/admin/plugins/{id}/upgrade", Endpoint::admin(api::plugins::upgrade), "plugins", "Install a newer version beside the current one and switch to it (consent asked again only for new permissions).", &[], Body::Json("Upgrade"), Json("PluginUpgraded")),
         def(Post, "/api/admin/plugins/{id}/rollback", Endpoint::admin(api::plugins::rollback), "plugins", "Make an installed version current again.", &[], Body::Json("Rollback"), Json("PluginRolledBack")),
+        def(Get, "/api/admin/plugins/{id}/config", Endpoint::admin(api::plugin_config::get), "plugins", "The plugin's settings: the config schema its manifest declares, the stored config, and every declared secret masked with where its value comes from (stored, environment, unset).", &[], Body::None, Json("PluginSettings")),
+        def(Put, "/api/admin/plugins/{id}/config", Endpoint::admin(api::plugin_config::put), "plugins", "Change the plugin's config and/or declared secrets; checked first (422 invalid_config with a problem per field, 422 undeclared_secret; nothing written), then the running plugin is re-instantiated with them.", &[], Body::Json("PluginConfigUpdate"), Json("PluginConfigured")),
         def(Get, "/api/admin/integration-types", Endpoint::admin(api::runtime::integration_types), "integrations", "Integration types of the active plugins, with config_schema and ui_schema.", &[], Body::None, Json("IntegrationTypeList")),
         def(Get, "/api/admin/integrations", Endpoint::admin(api::integrations::list), "integrations", "Every integration, secrets masked.", &[("type", "only integrations of this type")], Body::None, Json("IntegrationList")),
         def(Post, "/api/admin/integrations", Endpoint::admin(api::integrations::create), "integrations", "Create an integration: validated against the type's schema and validate_config; setup() registers its webhook.", &[], Body::Json("IntegrationCreate"), Json("IntegrationSaved")),
@@ -263,6 +268,7 @@ fn table() -> Vec<RouteDef> {
         def(Post, "/admin/plugins/{id}/upgrade", Endpoint::admin(ui::plugins::upgrade), "admin-ui", "Upgrade from a source (or its own source).", &[], Body::Form, Redirect),
         def(Post, "/admin/plugins/{id}/upgrade/upload", Endpoint::admin(ui::plugins::upgrade_upload), "admin-ui", "Upgrade from an uploaded package (consent boxes before the file; CSRF token in the query: `?_csrf=`).", &[("_csrf", "the session's CSRF token")], Body::Multipart("package"), Redirect),
         def(Post, "/admin/plugins/{id}/rollback", Endpoint::admin(ui::plugins::rollback), "admin-ui", "Roll back to an installed version.", &[], Body::Form, Redirect),
+        def(Post, "/admin/plugins/{id}/config", Endpoint::admin(ui::plugin_config::save), "admin-ui", "Save a plugin's settings (the form generated from its config schema, and its secrets).", &[], Body::Form, Redirect),
         def(Post, "/admin/plugins/{id}/uninstall", Endpoint::admin(ui::plugins::uninstall), "admin-ui", "Uninstall a plugin.", &[], Body::Form, Redirect),
         def(Get, "/admin/integrations", Endpoint::admin(ui::integrations::list), "admin-ui", "Integrations.", &[], Body::None, Html),
         def(Get, "/admin/integrations/new", Endpoint::admin(ui::integrations::new_form), "admin-ui", "The form for a new integration of a type.", &[("type", "the integration type")], Body::None, Html),

@@ -9,6 +9,7 @@ pub mod assets;
 pub mod form;
 pub mod integrations;
 pub mod login;
+pub mod plugin_config;
 pub mod plugins;
 pub mod receipts;
 pub mod runs;
@@ -102,6 +103,9 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "uninstalled" => "Uninstalled.",
         "rolled_back" => "Rolled back.",
         "upgraded" => "Upgraded.",
+        "configured" => "Settings saved: the plugin runs with them now.",
+        "configured_disabled" => "Settings saved: the plugin gets them when it is enabled.",
+        "settings_unchanged" => "Nothing to save: the settings are as they were.",
         "skill_created" => "Skill created.",
         "skill_imported" => "Skill imported.",
         "assigned" => "Assignment saved.",

@@ -13,6 +13,7 @@ use nitejar_core::trust::consent::ConsentDiff;
 use nitejar_core::trust::TrustMode;
 use serde::Deserialize;
 
+use super::plugin_config::{self, SettingsSection};
 use super::receipts::ReceiptLine;
 use super::{error_page, format_ms, redirect, render, Chrome};
 use crate::api;
@@ -56,6 +57,8 @@ struct DetailPage {
     receipts: Vec<ReceiptLine>,
     /// A third-party plugin with a current version (not built in, not uninstalled).
     installed: bool,
+    /// Its settings form, when it declares a config schema or secrets.
+    settings: Option<SettingsSection>,
 }
 
 fn store_failure(e: impl std::fmt::Display) -> HttpResponse {
@@ -118,7 +121,28 @@ pub async fn detail(
     id: web::Path<String>,
     query: web::Query<Notice>,
 ) -> HttpResponse {
-    let p = match plugins::get(&state, &id).await {
+    detail_page(
+        &state,
+        &admin,
+        &id,
+        query.notice.as_deref(),
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// A plugin's page; `settings` replaces its settings section as stored (a refused form shown
+/// again, with `status`).
+pub(crate) async fn detail_page(
+    state: &AppState,
+    admin: &Admin,
+    id: &str,
+    notice: Option<&str>,
+    settings: Option<SettingsSection>,
+    status: StatusCode,
+) -> HttpResponse {
+    let p = match plugins::get(state, id).await {
         Ok(Some(p)) => p,
         Ok(None) => {
             return error_page(
@@ -130,18 +154,18 @@ pub async fn detail(
     };
     let versions: Vec<PluginVersionRow> = state
         .store
-        .list_plugin_versions(&id)
+        .list_plugin_versions(id)
         .await
         .unwrap_or_default();
     let receipts = match state
         .store
-        .list_plugin_events(&id, PageRequest::first(20))
+        .list_plugin_events(id, PageRequest::first(20))
         .await
     {
         Ok(page) => page.items.iter().map(ReceiptLine::from).collect(),
         Err(e) => return store_failure(e),
     };
-    let consents = state.store.list_consents(&id).await.unwrap_or_default();
+    let consents = state.store.list_consents(id).await.unwrap_or_default();
     let versions: Vec<VersionLine> = versions
         .into_iter()
         .rev()
@@ -169,16 +193,28 @@ pub async fn detail(
         })
         .collect();
     let installed = p.origin != "builtin" && p.version.is_some() && !versions.is_empty();
+    let settings = match settings {
+        Some(section) => Some(section),
+        None if installed => match state.plugins.settings(id).await {
+            Ok(settings) => Some(plugin_config::section(&settings)),
+            Err(e) => {
+                tracing::warn!(plugin.id = %id, "plugin page: settings not shown: {e}");
+                None
+            }
+        },
+        None => None,
+    }
+    .filter(|s| !s.is_empty());
     let page = DetailPage {
-        chrome: Chrome::new(&state, &admin, p.name.clone(), "plugins")
-            .with_notice(query.notice.as_deref()),
+        chrome: Chrome::new(state, admin, p.name.clone(), "plugins").with_notice(notice),
         installed,
         warning: posture::IN_PROCESS_WARNING,
         p,
         versions,
         receipts,
+        settings,
     };
-    render(StatusCode::OK, &page)
+    render(status, &page)
 }
 
 // --- install ---------------------------------------------------------------------------------

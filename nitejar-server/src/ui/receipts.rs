@@ -23,6 +23,7 @@ pub const KINDS: &[&str] = &[
     "upgrade",
     "rollback",
     "uninstall",
+    "configure",
     "load",
     "auto_disable",
     "crashed_process",

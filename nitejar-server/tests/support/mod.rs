@@ -19,6 +19,7 @@ pub mod admin;
 pub mod browser;
 pub mod packages;
 pub mod raw;
+pub mod redaction;
 pub mod tmpfs;
 
 /// The key every test server and test store use (the DESIGN test vector's key).
