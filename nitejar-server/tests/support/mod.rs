@@ -81,16 +81,31 @@ pub struct Server {
 impl Server {
     /// Starts `nitejar serve` on `data` with extra environment, and waits until `/healthz` answers.
     pub fn start(data: &DataDir, env: &[(&str, String)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nitejar"));
-        cmd.arg("serve");
-        Server::start_command(cmd, data, env)
+        let command = || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_nitejar"));
+            cmd.arg("serve");
+            cmd
+        };
+        Server::start_command(command, data, env)
     }
 
+    /// Starts the server `command` makes on a free port. A port that another test's server took
+    /// between our look and the server's bind is not a failure of the test: the server says it
+    /// could not listen, and it is started again on another port.
     pub(crate) fn start_command(
-        mut cmd: Command,
+        command: impl Fn() -> Command,
         data: &DataDir,
         env: &[(&str, String)],
     ) -> Server {
+        for _ in 0..5 {
+            if let Some(server) = Server::try_start(command(), data, env) {
+                return server;
+            }
+        }
+        panic!("nitejar could not listen on five free ports in a row");
+    }
+
+    fn try_start(mut cmd: Command, data: &DataDir, env: &[(&str, String)]) -> Option<Server> {
         let port = free_port();
         let log = data.path.join(format!("server-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -109,18 +124,26 @@ impl Server {
         }
         let child = cmd.spawn().expect("start nitejar");
         let mut server = Server { child, port, log };
-        server.wait_healthy();
-        server
+        server.wait_healthy().then_some(server)
     }
 
-    fn wait_healthy(&mut self) {
+    /// Waits until this server (its own log says so, not just anything on the port) listens;
+    /// `false` when its port was taken.
+    fn wait_healthy(&mut self) -> bool {
+        let listening = format!("listening on http://127.0.0.1:{} ", self.port);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("nitejar exited with {status}:\n{}", self.log());
+                let log = self.log();
+                if log.contains("could not listen") && log.contains("ddress already in use") {
+                    return false;
+                }
+                panic!("nitejar exited with {status}:\n{log}");
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if self.log().contains(&listening)
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -52,12 +52,16 @@ impl TmpfsNamespace {
 
     /// Starts `nitejar serve` inside the namespace (its data directory on the tmpfs).
     pub fn start_server(&self, data: &DataDir, env: &[(&str, String)]) -> Server {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--target={}", self.holder.id()))
-            .args(["--user", "--mount", "--preserve-credentials", "--"])
-            .arg(env!("CARGO_BIN_EXE_nitejar"))
-            .arg("serve");
-        Server::start_command(cmd, data, env)
+        let holder = self.holder.id();
+        let command = move || {
+            let mut cmd = Command::new("nsenter");
+            cmd.arg(format!("--target={holder}"))
+                .args(["--user", "--mount", "--preserve-credentials", "--"])
+                .arg(env!("CARGO_BIN_EXE_nitejar"))
+                .arg("serve");
+            cmd
+        };
+        Server::start_command(command, data, env)
     }
 
     /// Copies the files of `from` (a directory in the namespace) whose names start with `prefix`
