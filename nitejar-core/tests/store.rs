@@ -361,6 +361,7 @@ fn plugin(id: &str, version: &str, at: i64) -> PluginRow {
         manifest_json: json!({"id": id, "version": version}).to_string(),
         config_json: None,
         config_revision: 0,
+        execution_mode: None,
         last_load_error: None,
         last_loaded_at: None,
         installed_at: at,

@@ -46,6 +46,8 @@ pub struct PluginView {
     pub hooks: Vec<String>,
     pub skills: Vec<String>,
     pub execution_mode: &'static str,
+    /// Where the operator asked it to run (`in_process`, `isolated`); `None`: the server's default.
+    pub execution_mode_choice: Option<String>,
     pub enforcement_scope: &'static str,
     pub posture: &'static str,
     pub effective_limitations: Vec<&'static str>,
@@ -83,7 +85,9 @@ fn view(
     let mode = match active {
         Some(p) => p.meta().execution,
         None if builtin => nitejar_core::receipts::ExecutionMode::InProcess,
-        None => state.config.plugin_execution,
+        None => row.map_or(state.config.plugin_execution, |r| {
+            state.plugins.execution_of(r)
+        }),
     };
     let isolated = mode == nitejar_core::receipts::ExecutionMode::Isolated;
     let declared = manifest
@@ -132,6 +136,7 @@ fn view(
         hooks: contributes.hooks,
         skills: contributes.skills,
         execution_mode: posture::execution_mode(mode),
+        execution_mode_choice: row.and_then(|r| r.execution_mode.clone()),
         enforcement_scope: posture::ENFORCEMENT_SCOPE,
         posture: posture::posture_text(state.config.trust_mode()),
         effective_limitations: if isolated {
@@ -392,6 +397,7 @@ pub fn error_status(e: &LifecycleError) -> (StatusCode, &'static str) {
         E::Load { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "load_failed"),
         E::LoadTimedOut { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "load_timed_out"),
         E::LoadInProgress { .. } => (StatusCode::CONFLICT, "load_in_progress"),
+        E::ExecutionRefused { .. } => (StatusCode::CONFLICT, "execution_refused"),
         E::Registry { .. } => (StatusCode::CONFLICT, "contribution_conflict"),
         E::StaleLibrary { .. } => (StatusCode::CONFLICT, "restart_required"),
         E::InvalidConfig { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),

@@ -298,3 +298,99 @@ async fn the_kernel_refuses_what_the_plugin_does_around_the_host() {
         assert_eq!(logged.json()["detail"], "logged", "{mode}: {}", logged.text);
     }
 }
+
+/// The operator chooses per plugin, over the API and the CLI; a running plugin switches at once
+/// (API) or within a second (CLI, through reconciliation), and where it runs is what the kernel
+/// then enforces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_chooses_where_each_plugin_runs() {
+    let data = DataDir::new();
+    let packages = tempfile::tempdir().expect("tempdir");
+    let server = start(
+        &data,
+        &[("NITEJAR_PLUGIN_EXECUTION", "in_process".to_string())],
+    );
+    install_probe(&server, packages.path(), "127.0.0.1").await;
+    let store = data.store().await;
+    let read_passwd = json!({"action": "direct_read", "path": "/etc/passwd"});
+    let detail = |a: &Answer| a.json()["detail"].as_str().unwrap_or_default().to_owned();
+
+    assert_eq!(
+        detail(&test_connection(&server, &store, read_passwd.clone()).await),
+        "read"
+    );
+    assert!(plugin_processes(&server).is_empty());
+
+    let set = |mode: Value| {
+        let server = &server;
+        async move {
+            api(
+                server,
+                Method::PUT,
+                &format!("/api/admin/plugins/{PROBE}/execution"),
+                Some(&json!({ "mode": mode })),
+            )
+            .await
+        }
+    };
+    let isolated = set(json!("isolated")).await;
+    assert_eq!(isolated.status, 200, "{}", isolated.text);
+    assert_eq!(isolated.json()["execution"]["effective"], "isolated");
+    assert_eq!(isolated.json()["execution"]["active"], true);
+    assert_eq!(plugin_processes(&server).len(), 1);
+    let refused = test_connection(&server, &store, read_passwd.clone()).await;
+    assert!(detail(&refused).starts_with("refused"), "{}", refused.text);
+    let view = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{PROBE}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(view["executionMode"], "isolated");
+    assert_eq!(view["executionModeChoice"], "isolated");
+
+    // Bad input changes nothing.
+    assert_eq!(set(json!("sandboxed")).await.status, 422);
+    let builtin = api(
+        &server,
+        Method::PUT,
+        "/api/admin/plugins/builtin.echo/execution",
+        Some(&json!({"mode": "isolated"})),
+    )
+    .await;
+    assert_eq!(builtin.status, 409, "{}", builtin.text);
+
+    // The CLI, beside the running server: back to in-process.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_nitejar"))
+        .args(["plugin", "execution", PROBE, "in_process"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NITEJAR_DATA_DIR", &data.path)
+        .env("DATABASE_URL", data.database_url())
+        .env("ENCRYPTION_KEY", KEY_HEX)
+        .env("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open")
+        .output()
+        .expect("run nitejar");
+    assert!(
+        cli.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&cli.stdout),
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !plugin_processes(&server).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not switch it back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        detail(&test_connection(&server, &store, read_passwd).await),
+        "read"
+    );
+    let configured = receipts(&server, "configure").await;
+    assert_eq!(configured.len(), 2, "{configured:?}");
+}

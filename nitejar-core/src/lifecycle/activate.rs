@@ -244,7 +244,12 @@ impl PluginManager {
                 })
             }
             // Made with the settings stored now: reused (a rollback is a registry swap).
-            Some(loaded) if loaded.revision == settings.revision => loaded.plugin,
+            Some(loaded)
+                if loaded.revision == settings.revision
+                    && loaded.plugin.meta().execution == self.execution_of(row) =>
+            {
+                loaded.plugin
+            }
             // None yet, or made with older settings: a new instance of the (same) library.
             _ => {
                 let _loading = Loading::claim(&self.loading, &key).ok_or_else(|| {
@@ -358,7 +363,7 @@ impl PluginManager {
         let text = serde_json::to_vec(&marker).unwrap_or_default();
         std::fs::write(&marker_path, text).map_err(LifecycleError::io("write", &marker_path))?;
         let mut package = PluginPackage::new(dir, manifest.clone()).with_config(config);
-        if self.options.execution == ExecutionMode::Isolated {
+        if self.execution_of(row) == ExecutionMode::Isolated {
             let Some(command) = self.options.plugin_host.clone() else {
                 let _ = std::fs::remove_file(&marker_path);
                 return Err(LifecycleError::Load {

@@ -380,6 +380,7 @@ impl PluginManager {
             let active = registry.plugin(&row.id).map(|p| p.meta().version.clone());
             if active.as_deref() == Some(version.as_str())
                 && !self.settings_outdated(&row.id, row.config_revision)
+                && !self.execution_changed(&row)
             {
                 continue;
             }
@@ -518,7 +519,8 @@ impl PluginManager {
                 // by the CLI or another machine).
                 Some(version)
                     if active.as_deref() != Some(version.as_str())
-                        || self.settings_outdated(&row.id, row.config_revision) =>
+                        || self.settings_outdated(&row.id, row.config_revision)
+                        || self.execution_changed(&row) =>
                 {
                     let result = match preloaded.remove(&row.id) {
                         // Changed since the load, or being loaded by another operation: next round.

@@ -27,6 +27,7 @@ mod boot;
 mod consent;
 pub mod crash;
 mod doctor;
+pub mod execution;
 mod install;
 pub mod logs;
 mod operations;
@@ -196,6 +197,14 @@ pub enum LifecycleError {
         id: String,
         /// The conflict.
         source: RegistryError,
+    },
+    /// The plugin cannot run where the operator asked.
+    #[error("{id} cannot run there: {reason}")]
+    ExecutionRefused {
+        /// The plugin.
+        id: String,
+        /// Why.
+        reason: String,
     },
     /// Another task of this process is loading this version right now.
     #[error("{id}@{version} is being loaded by another operation; try again in a moment")]

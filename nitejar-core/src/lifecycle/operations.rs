@@ -499,6 +499,7 @@ pub(crate) fn builtin_row(builtin: &crate::builtin::BuiltinPlugin, enabled: bool
         manifest_json: builtin.manifest.to_string(),
         config_json: None,
         config_revision: 0,
+        execution_mode: None,
         last_load_error: None,
         last_loaded_at: None,
         installed_at: now,

@@ -236,6 +236,14 @@ pub trait Store: Send + Sync + 'static {
     /// row.
     fn write_plugin_settings<'a>(&'a self, write: &'a SettingsWrite) -> StoreFuture<'a, i64>;
 
+    /// Sets where a plugin's code runs: `in_process`, `isolated`, or `None` for the server's
+    /// default. The only write of `plugins.execution_mode`.
+    fn set_plugin_execution<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        mode: Option<&'a str>,
+    ) -> StoreFuture<'a, ()>;
+
     /// The secrets stored for a plugin (encrypted), by environment variable.
     fn list_plugin_secrets<'a>(
         &'a self,

@@ -177,6 +177,10 @@ pub struct PluginRow {
     /// revision is replaced by one with the current settings.
     #[serde(default)]
     pub config_revision: i64,
+    /// Where its code runs, as the operator chose it (`in_process` or `isolated`); `None` follows
+    /// the server's default. Written only by `Store::set_plugin_execution`.
+    #[serde(default)]
+    pub execution_mode: Option<String>,
     /// The last load error, for the admin UI.
     pub last_load_error: Option<String>,
     /// When it was last loaded.

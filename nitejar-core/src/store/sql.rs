@@ -454,6 +454,13 @@ macro_rules! impl_store {
             ) -> StoreFuture<'a, i64> {
                 Box::pin(self.sql_write_plugin_settings(write))
             }
+            fn set_plugin_execution<'a>(
+                &'a self,
+                plugin_id: &'a str,
+                mode: Option<&'a str>,
+            ) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_set_plugin_execution(plugin_id, mode))
+            }
             fn list_plugin_secrets<'a>(
                 &'a self,
                 plugin_id: &'a str,

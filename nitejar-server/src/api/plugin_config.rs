@@ -83,6 +83,36 @@ pub async fn put(
     Ok(HttpResponse::Ok().json(json!({ "configured": outcome, "settings": settings })))
 }
 
+/// `PUT /api/admin/plugins/{id}/execution`: `{"mode": "isolated" | "in_process" | null}` (null:
+/// the server's default). An active plugin is re-activated in the new mode at once.
+pub async fn put_execution(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let mode = match body.as_object().map(|o| (o.len(), o.get("mode"))) {
+        Some((1, Some(Value::Null))) => None,
+        Some((1, Some(Value::String(m)))) => Some(
+            nitejar_core::lifecycle::execution::parse_execution(m).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_execution_mode",
+                    format!("`mode` must be \"isolated\", \"in_process\" or null (the server's default), not {m:?}"),
+                )
+            })?,
+        ),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "the body must be {\"mode\": \"isolated\" | \"in_process\" | null}",
+            ))
+        }
+    };
+    let outcome = state.plugins.set_execution(&id, mode).await?;
+    Ok(HttpResponse::Ok().json(json!({ "execution": outcome })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

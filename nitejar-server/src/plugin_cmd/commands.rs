@@ -166,6 +166,35 @@ async fn dispatch(engine: &Engine, command: PluginCommand, out: &Out) -> ExitCod
                 Err(e) => failed(out, &e),
             }
         }
+        PluginCommand::Execution { id, mode } => {
+            let chosen = match mode.as_str() {
+                "default" => None,
+                other => match nitejar_core::lifecycle::execution::parse_execution(other) {
+                    Some(m) => Some(m),
+                    None => {
+                        return out.fail(
+                            &format!("MODE must be isolated, in_process or default, not `{other}`"),
+                            json!({ "reason": "bad_mode" }),
+                        )
+                    }
+                },
+            };
+            match manager.set_execution(&id, chosen).await {
+                Ok(o) => out.ok(json!({ "execution": o }), || {
+                    println!(
+                        "{id} runs {} ({})",
+                        o.effective.as_str(),
+                        if o.chosen.is_some() {
+                            "chosen"
+                        } else {
+                            "the server's default"
+                        }
+                    );
+                    println!("  a running server switches it within a second");
+                }),
+                Err(e) => failed(out, &e),
+            }
+        }
         PluginCommand::Disable { id } => match manager.disable(&id).await {
             Ok(()) => out.ok(json!({ "disabled": id }), || println!("disabled {id}")),
             Err(e) => failed(out, &e),

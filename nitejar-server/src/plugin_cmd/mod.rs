@@ -61,6 +61,15 @@ pub enum PluginCommand {
         /// The plugin id.
         id: String,
     },
+    /// Choose where a plugin's code runs: `isolated` (a process of its own, under the kernel's
+    /// controls), `in_process`, or `default` (NITEJAR_PLUGIN_EXECUTION). A running server switches
+    /// it within a second.
+    Execution {
+        /// The plugin id.
+        id: String,
+        /// `isolated`, `in_process` or `default`.
+        mode: String,
+    },
     /// Install a newer version beside the current one and switch to it (keeps the old one for
     /// rollback). Without a source, the plugin's own source is fetched again.
     Upgrade {
