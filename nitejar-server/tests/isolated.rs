@@ -394,3 +394,53 @@ async fn the_operator_chooses_where_each_plugin_runs() {
     let configured = receipts(&server, "configure").await;
     assert_eq!(configured.len(), 2, "{configured:?}");
 }
+
+/// The plugin's page has the choice too (a form, CSRF-checked like every other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_page_chooses_where_it_runs() {
+    let data = DataDir::new();
+    let packages = tempfile::tempdir().expect("tempdir");
+    let server = start(
+        &data,
+        &[("NITEJAR_PLUGIN_EXECUTION", "in_process".to_string())],
+    );
+    install_probe(&server, packages.path(), "127.0.0.1").await;
+    let session = Session::sign_in(&server).await;
+    let page = session
+        .get(&server, &format!("/admin/plugins/{PROBE}"))
+        .await;
+    assert!(page.text.contains("id=\"execution-form\""), "{}", page.text);
+    let saved = session
+        .post_form(
+            &server,
+            &format!("/admin/plugins/{PROBE}/execution"),
+            &[("mode", "isolated")],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    let view = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{PROBE}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(view["executionMode"], "isolated", "{view}");
+    assert_eq!(plugin_processes(&server).len(), 1);
+    let page = session
+        .get(&server, &format!("/admin/plugins/{PROBE}"))
+        .await;
+    assert!(
+        page.text.contains("<option value=\"isolated\" selected>"),
+        "the choice is shown"
+    );
+    let bad = session
+        .post_form(
+            &server,
+            &format!("/admin/plugins/{PROBE}/execution"),
+            &[("mode", "elsewhere")],
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+}

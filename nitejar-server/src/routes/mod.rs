@@ -266,6 +266,7 @@ fn table() -> Vec<RouteDef> {
         def(Get, "/admin/plugins/{id}/review", Endpoint::admin(ui::plugins::review), "admin-ui", "Review what a plugin declares, the in-process warning and the consent text; consent and enable.", &[], Body::None, Html),
         def(Post, "/admin/plugins/{id}/enable", Endpoint::admin(ui::plugins::enable), "admin-ui", "Enable with consent and acknowledgements.", &[], Body::Form, Redirect),
         def(Post, "/admin/plugins/{id}/disable", Endpoint::admin(ui::plugins::disable), "admin-ui", "Disable a plugin.", &[], Body::Form, Redirect),
+        def(Post, "/admin/plugins/{id}/execution", Endpoint::admin(ui::plugins::execution), "admin-ui", "Choose where a plugin's code runs.", &[], Body::Form, Redirect),
         def(Post, "/admin/plugins/{id}/upgrade", Endpoint::admin(ui::plugins::upgrade), "admin-ui", "Upgrade from a source (or its own source).", &[], Body::Form, Redirect),
         def(Post, "/admin/plugins/{id}/upgrade/upload", Endpoint::admin(ui::plugins::upgrade_upload), "admin-ui", "Upgrade from an uploaded package (consent boxes before the file; CSRF token in the query: `?_csrf=`).", &[("_csrf", "the session's CSRF token")], Body::Multipart("package"), Redirect),
         def(Post, "/admin/plugins/{id}/rollback", Endpoint::admin(ui::plugins::rollback), "admin-ui", "Roll back to an installed version.", &[], Body::Form, Redirect),

@@ -94,6 +94,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "saved" => "Saved.",
         "enabled" => "Enabled.",
         "disabled" => "Disabled.",
+        "execution_changed" => "Saved: the plugin runs there now (or will, once enabled).",
         "deleted" => "Deleted.",
         "handed_over" => {
             "Handed over: the plugin that provides the type now serves this integration."

@@ -516,6 +516,28 @@ fn after(id: &str, result: Result<(), LifecycleError>, notice: &str) -> HttpResp
     }
 }
 
+/// Where a plugin's code runs (the execution form on its page).
+pub async fn execution(
+    post: AdminForm<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let mode = match field(&post.form, "mode") {
+        "default" => None,
+        other => match nitejar_core::lifecycle::execution::parse_execution(other) {
+            Some(mode) => Some(mode),
+            None => {
+                return error_page(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Choose where the plugin runs: the server's default, isolated, or in the server's process.",
+                )
+            }
+        },
+    };
+    let result = state.plugins.set_execution(&id, mode).await.map(|_| ());
+    after(&id, result, "execution_changed")
+}
+
 pub async fn disable(
     _post: AdminForm<Vec<(String, String)>>,
     state: web::Data<AppState>,
