@@ -9,7 +9,7 @@ use nitejar_core::install::InstallError;
 use nitejar_core::lifecycle::LifecycleError;
 use nitejar_core::registry::PluginOrigin;
 use nitejar_core::store::{PluginRow, StoreError};
-use nitejar_core::trust::consent::{consent_diff, consent_set, consent_text, ConsentDiff};
+use nitejar_core::trust::consent::{consent_diff, consent_set, ConsentDiff};
 use nitejar_sdk::manifest::Manifest;
 use serde::Serialize;
 use serde_json::json;
@@ -138,7 +138,7 @@ fn view(
         execution_mode: posture::execution_mode(mode),
         execution_mode_choice: row.and_then(|r| r.execution_mode.clone()),
         enforcement_scope: posture::ENFORCEMENT_SCOPE,
-        posture: posture::posture_text(state.config.trust_mode()),
+        posture: nitejar_core::trust::posture_for(state.config.trust_mode(), mode),
         effective_limitations: if isolated {
             posture::isolated_limitations()
         } else {
@@ -346,8 +346,12 @@ pub async fn detail(state: &AppState, id: &str) -> Result<Option<PluginDetail>, 
     });
     // Only an installed third-party plugin is enabled with consent.
     let consent_text = match (&row, &manifest) {
-        (Some(_), Some(m)) if plugin.origin != "builtin" => {
-            Some(consent_text(m, state.config.trust_mode()))
+        (Some(r), Some(m)) if plugin.origin != "builtin" => {
+            Some(nitejar_core::trust::consent_text_for(
+                m,
+                state.config.trust_mode(),
+                state.plugins.execution_of(r),
+            ))
         }
         _ => None,
     };

@@ -13,8 +13,6 @@ use nitejar_core::trust::TrustMode;
 
 /// The badge on every admin page.
 pub const BADGE: &str = nitejar_core::trust::POSTURE_BADGE;
-/// `executionMode` of built-ins (third-party plugins run as the server is configured).
-pub const EXECUTION_MODE: &str = "in_process";
 /// Where declared permissions are enforced.
 pub const ENFORCEMENT_SCOPE: &str = "host_boundary";
 /// The warning on the install review and enable screens.
@@ -23,6 +21,18 @@ pub const IN_PROCESS_WARNING: &str =
 with the server's own access to this machine. There is no hard sandbox: the permissions below are \
 checked only when the plugin uses Nitejar's host services (HTTP, secrets, files, processes). Code \
 that bypasses those services is not contained. Enable only plugins you trust.";
+
+/// The badge of a server whose third-party plugins run as `default` unless chosen otherwise.
+pub fn badge(default: nitejar_core::receipts::ExecutionMode) -> &'static str {
+    match default {
+        nitejar_core::receipts::ExecutionMode::InProcess => BADGE,
+        nitejar_core::receipts::ExecutionMode::Isolated => ISOLATED_BADGE,
+    }
+}
+
+/// The badge when third-party plugins run isolated by default.
+pub const ISOLATED_BADGE: &str =
+    "Plugins isolated by default (kernel-enforced; each plugin's page says where it runs)";
 
 /// The posture text of a trust mode (the core's words, shared with the CLI).
 pub fn posture_text(mode: TrustMode) -> &'static str {

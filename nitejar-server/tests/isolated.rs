@@ -139,6 +139,28 @@ async fn crashes_and_hangs_are_contained_in_the_plugins_process() {
     .await
     .json();
     assert_eq!(plugin["executionMode"], "isolated", "{plugin}");
+    // The consent text, the posture and the badge say where it runs, not "in-process".
+    let consent = plugin["consentText"].as_str().unwrap_or_default();
+    assert!(
+        consent.contains("Isolated process:") && !consent.contains("In-process"),
+        "{consent}"
+    );
+    assert!(
+        plugin["posture"]
+            .as_str()
+            .is_some_and(|p| p.contains("runs isolated")),
+        "{plugin}"
+    );
+    let runtime = api(&server, Method::GET, "/api/admin/runtime", None)
+        .await
+        .json();
+    assert_eq!(runtime["executionMode"], "isolated", "{runtime}");
+    assert!(
+        runtime["badge"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("Plugins isolated by default")),
+        "{runtime}"
+    );
     // And what it does not do.
     assert!(
         plugin["effectiveLimitations"]

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use super::{LifecycleError, PluginManager};
 use crate::receipts::now_ms;
 use crate::store::{ConsentRow, PluginVersionRow};
-use crate::trust::consent::{consent_digest, consent_set, consent_text};
+use crate::trust::consent::{consent_digest, consent_set};
 
 /// Why a consent is on record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,9 +119,13 @@ impl PluginManager {
             return Ok(());
         }
         let manifest = manifest_of(&version.plugin_id, version)?;
+        let execution = match self.store.get_plugin(&version.plugin_id).await {
+            Ok(Some(row)) => self.execution_of(&row),
+            _ => self.options.execution,
+        };
         Err(LifecycleError::ConsentRequired {
             id: version.plugin_id.clone(),
-            text: consent_text(&manifest, self.options.policy.mode()),
+            text: crate::trust::consent_text_for(&manifest, self.options.policy.mode(), execution),
             diff: None,
         })
     }

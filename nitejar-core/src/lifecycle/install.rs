@@ -13,9 +13,7 @@ use super::{LifecycleError, PluginManager};
 use crate::install::{InstallSource, NpmSpec, StagedPackage, SIGNATURE_FILE};
 use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
 use crate::store::{PluginArtifact, PluginRow, PluginVersionRow};
-use crate::trust::consent::{
-    added_permissions, consent_diff, consent_set, upgrade_consent_text, ConsentDiff,
-};
+use crate::trust::consent::{added_permissions, consent_diff, consent_set, ConsentDiff};
 use crate::trust::{disclose, DisclosedPermission, SignatureCheck, Verdict};
 
 /// What `install` did.
@@ -481,7 +479,12 @@ impl PluginManager {
             &Self::consented_set(baseline.as_ref()),
             &consent_set(&new_manifest),
         );
-        let text = upgrade_consent_text(&new_manifest, self.options.policy.mode(), &diff);
+        let text = crate::trust::consent::upgrade_consent_text_for(
+            &new_manifest,
+            self.options.policy.mode(),
+            self.execution_of(&row),
+            &diff,
+        );
         let consent = if baseline.is_none() && !row.enabled {
             // Never enabled: like an install, the version cannot run until enable asks consent.
             None

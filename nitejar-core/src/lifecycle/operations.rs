@@ -9,9 +9,7 @@ use super::consent::{manifest_of, ConsentBasis};
 use super::{LifecycleError, PluginManager};
 use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
 use crate::store::{PluginRow, PluginVersionRow};
-use crate::trust::consent::{
-    consent_diff, consent_digest, consent_set, consent_text, upgrade_consent_text,
-};
+use crate::trust::consent::{consent_diff, consent_digest, consent_set};
 use crate::trust::{TrustBasis, Verdict};
 
 /// Which declared permissions the operator acknowledges with this request.
@@ -150,7 +148,11 @@ impl PluginManager {
         self.verify_digest(&version, &dir).await?;
         // Policy before consent: there is no point accepting a text for a plugin that cannot run.
         self.judge_enable(id, &version.checksum, &dir)?;
-        let text = consent_text(&manifest, self.options.policy.mode());
+        let text = crate::trust::consent_text_for(
+            &manifest,
+            self.options.policy.mode(),
+            self.execution_of(&row),
+        );
         if !request.accept_consent {
             return Err(LifecycleError::ConsentRequired {
                 id: id.to_string(),
@@ -341,7 +343,12 @@ impl PluginManager {
                 None => Default::default(),
             };
             let diff = consent_diff(&before, &consent_set(&manifest));
-            let text = upgrade_consent_text(&manifest, mode, &diff);
+            let text = crate::trust::consent::upgrade_consent_text_for(
+                &manifest,
+                mode,
+                self.execution_of(&row),
+                &diff,
+            );
             if !accept_consent {
                 return Err(LifecycleError::ConsentRequired {
                     id: id.to_string(),

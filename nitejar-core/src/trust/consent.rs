@@ -13,19 +13,34 @@ use nitejar_sdk::manifest::{Manifest, Permissions};
 use serde::Serialize;
 
 use super::TrustMode;
+use crate::receipts::ExecutionMode;
 
 /// The badge every surface shows.
 pub const POSTURE_BADGE: &str = "In-process (No hard sandbox)";
 
-/// The posture sentence for a trust mode.
+/// The posture sentence for a trust mode, for a plugin that runs in the server's process.
+/// `saas_locked` runs third-party plugins isolated only: its sentence says so.
 pub fn posture(mode: TrustMode) -> &'static str {
-    match mode {
-        TrustMode::SelfHostOpen => "Declared capabilities; not sandbox-enforced in this mode.",
-        TrustMode::SelfHostGuarded => {
+    posture_for(mode, ExecutionMode::InProcess)
+}
+
+/// The posture sentence for a trust mode and where the plugin's code runs.
+pub fn posture_for(mode: TrustMode, execution: ExecutionMode) -> &'static str {
+    match (mode, execution) {
+        (TrustMode::SaasLocked, _) => {
+            "Only built-in and platform-signed plugins; third-party plugin code runs isolated, in a process of its own under the kernel's controls."
+        }
+        (TrustMode::SelfHostOpen, ExecutionMode::InProcess) => {
+            "Declared capabilities; not sandbox-enforced in this mode."
+        }
+        (TrustMode::SelfHostGuarded, ExecutionMode::InProcess) => {
             "Partially enforced in current execution mode; plugin code still runs in-process."
         }
-        TrustMode::SaasLocked => {
-            "Only built-in and platform-signed plugins; plugin code still runs in-process."
+        (TrustMode::SelfHostOpen, ExecutionMode::Isolated) => {
+            "Declared capabilities, checked by the host; the plugin runs isolated, and the kernel refuses what its process tries around the host."
+        }
+        (TrustMode::SelfHostGuarded, ExecutionMode::Isolated) => {
+            "Signed or allowlisted plugins; each runs isolated, and the kernel refuses what its process tries around the host."
         }
     }
 }
@@ -172,7 +187,17 @@ pub fn consent_diff(old: &BTreeSet<String>, new: &BTreeSet<String>) -> ConsentDi
 /// The consent text for making `manifest` current in place of a version whose consent covered
 /// less: the whole text, then what changed.
 pub fn upgrade_consent_text(manifest: &Manifest, mode: TrustMode, diff: &ConsentDiff) -> String {
-    let mut text = consent_text(manifest, mode);
+    upgrade_consent_text_for(manifest, mode, ExecutionMode::InProcess, diff)
+}
+
+/// [`upgrade_consent_text`] for a plugin that runs as `execution` says.
+pub fn upgrade_consent_text_for(
+    manifest: &Manifest,
+    mode: TrustMode,
+    execution: ExecutionMode,
+    diff: &ConsentDiff,
+) -> String {
+    let mut text = consent_text_for(manifest, mode, execution);
     text.push_str("Compared with what was consented to before:\n");
     text.push_str(&diff.lines());
     text
@@ -182,15 +207,34 @@ pub fn upgrade_consent_text(manifest: &Manifest, mode: TrustMode, diff: &Consent
 /// `--accept-consent` (the API's `acceptConsent`). Stable for a given manifest and mode, so its
 /// hash in the enable receipt identifies exactly what was accepted.
 pub fn consent_text(manifest: &Manifest, mode: TrustMode) -> String {
-    let mut text = format!(
-        "Enable {} ({}) version {}.\n\
-         {POSTURE_BADGE}: this plugin's code runs inside the Nitejar server process with the server's own \
-         operating-system rights. {}\n",
-        manifest.name,
-        manifest.id,
-        manifest.version,
-        posture(mode),
-    );
+    consent_text_for(manifest, mode, ExecutionMode::InProcess)
+}
+
+/// [`consent_text`] for a plugin that runs as `execution` says.
+pub fn consent_text_for(manifest: &Manifest, mode: TrustMode, execution: ExecutionMode) -> String {
+    let isolated = execution == ExecutionMode::Isolated;
+    let mut text = if isolated {
+        format!(
+            "Enable {} ({}) version {}.\n\
+             Isolated process: this plugin's code runs in a process of its own, under the kernel's \
+             controls: no sockets or programs of its own, files only beneath its version and data \
+             directories, at most 1 GiB of address space. {}\n",
+            manifest.name,
+            manifest.id,
+            manifest.version,
+            posture_for(mode, execution),
+        )
+    } else {
+        format!(
+            "Enable {} ({}) version {}.\n\
+             {POSTURE_BADGE}: this plugin's code runs inside the Nitejar server process with the server's own \
+             operating-system rights. {}\n",
+            manifest.name,
+            manifest.id,
+            manifest.version,
+            posture_for(mode, execution),
+        )
+    };
     let disclosed = disclose(&manifest.permissions);
     if disclosed.is_empty() {
         text.push_str("It declares no permissions: every host service call it makes is refused.\n");
@@ -226,9 +270,11 @@ pub fn consent_text(manifest: &Manifest, mode: TrustMode) -> String {
             text.push_str(&format!("  - {line}\n"));
         }
     }
-    text.push_str(
-        "Code running in-process can reach around the host. Enable it only if you trust its publisher.\n",
-    );
+    text.push_str(if isolated {
+        "Its process cannot reach around the host for the network, other files or programs; what it declares is what the host lets it do. Enable it only if you trust its publisher.\n"
+    } else {
+        "Code running in-process can reach around the host. Enable it only if you trust its publisher.\n"
+    });
     text
 }
 

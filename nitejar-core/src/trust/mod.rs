@@ -34,7 +34,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use consent::{consent_text, disclose, DisclosedPermission, POSTURE_BADGE};
+pub use consent::{
+    consent_text, consent_text_for, disclose, posture_for, DisclosedPermission, POSTURE_BADGE,
+};
 pub use signature::{SignatureCheck, TrustedKey};
 
 /// How much the server trusts third-party plugins.

@@ -101,12 +101,12 @@ pub fn summary(state: &AppState) -> RuntimeSummary {
     let mode = state.config.trust_mode();
     RuntimeSummary {
         version: nitejar_core::NITEJAR_VERSION,
-        execution_mode: posture::EXECUTION_MODE,
+        execution_mode: posture::execution_mode(state.config.plugin_execution),
         enforcement_scope: posture::ENFORCEMENT_SCOPE,
         trust_mode: mode.as_str(),
         safe_mode: state.config.safe_mode,
-        badge: posture::BADGE,
-        posture: posture::posture_text(mode),
+        badge: posture::badge(state.config.plugin_execution),
+        posture: nitejar_core::trust::posture_for(mode, state.config.plugin_execution),
         posture_texts: json!({
             TrustMode::SelfHostOpen.as_str(): posture::posture_text(TrustMode::SelfHostOpen),
             TrustMode::SelfHostGuarded.as_str(): posture::posture_text(TrustMode::SelfHostGuarded),

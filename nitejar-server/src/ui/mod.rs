@@ -53,8 +53,11 @@ impl Chrome {
             nav,
             csrf: admin.csrf().to_owned(),
             signed_in: true,
-            badge: posture::BADGE,
-            posture: posture::posture_text(state.config.trust_mode()),
+            badge: posture::badge(state.config.plugin_execution),
+            posture: nitejar_core::trust::posture_for(
+                state.config.trust_mode(),
+                state.config.plugin_execution,
+            ),
             trust_mode: state.config.trust_mode().as_str(),
             version: nitejar_core::NITEJAR_VERSION,
             notice: None,
