@@ -466,3 +466,65 @@ async fn the_plugin_page_chooses_where_it_runs() {
         .await;
     assert_eq!(bad.status, 422, "{}", bad.text);
 }
+
+/// `nitejar plugin enable --isolated` keeps the choice: the server, in-process by default, runs
+/// that plugin in a process of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_isolated_from_the_cli() {
+    let data = DataDir::new();
+    let packages = tempfile::tempdir().expect("tempdir");
+    let dir = package_dir(
+        packages.path(),
+        "probe",
+        "tests/fixtures/plugins/probe",
+        "probe",
+        |_| {},
+    );
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nitejar"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NITEJAR_DATA_DIR", &data.path)
+            .env("DATABASE_URL", data.database_url())
+            .env("ENCRYPTION_KEY", KEY_HEX)
+            .env("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open")
+            .output()
+            .expect("run nitejar");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = cli(&["plugin", "install", &dir.to_string_lossy()]);
+    assert!(ok, "{text}");
+    let (ok, text) = cli(&[
+        "plugin",
+        "enable",
+        PROBE,
+        "--isolated",
+        "--in-process",
+        "--accept-consent",
+    ]);
+    assert!(!ok, "the two flags exclude each other: {text}");
+    let (ok, text) = cli(&["plugin", "enable", PROBE, "--isolated", "--accept-consent"]);
+    assert!(ok, "{text}");
+
+    let server = start(
+        &data,
+        &[("NITEJAR_PLUGIN_EXECUTION", "in_process".to_string())],
+    );
+    let view = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{PROBE}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(view["executionMode"], "isolated", "{view}");
+    assert_eq!(view["executionModeChoice"], "isolated", "{view}");
+    assert_eq!(plugin_processes(&server).len(), 1);
+}

@@ -149,7 +149,21 @@ async fn dispatch(engine: &Engine, command: PluginCommand, out: &Out) -> ExitCod
             accept_consent,
             ack_all,
             ack,
+            isolated,
+            in_process,
         } => {
+            let chosen = if isolated {
+                Some(nitejar_core::receipts::ExecutionMode::Isolated)
+            } else if in_process {
+                Some(nitejar_core::receipts::ExecutionMode::InProcess)
+            } else {
+                None
+            };
+            if let Some(mode) = chosen {
+                if let Err(e) = manager.set_execution(&id, Some(mode)).await {
+                    return failed(out, &e);
+                }
+            }
             let request = EnableRequest {
                 accept_consent,
                 acknowledge: acknowledge(ack_all, ack),

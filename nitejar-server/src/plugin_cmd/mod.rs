@@ -55,6 +55,13 @@ pub enum PluginCommand {
         /// `fs.read:assets`, `fs.write:out`, `process.spawn`); repeatable.
         #[arg(long, value_name = "PERMISSION")]
         ack: Vec<String>,
+        /// Run it in a process of its own, under the kernel's controls (kept as its choice; see
+        /// `nitejar plugin execution`).
+        #[arg(long, conflicts_with = "in_process")]
+        isolated: bool,
+        /// Run it in the server's process (kept as its choice).
+        #[arg(long)]
+        in_process: bool,
     },
     /// Disable a plugin: its hooks and integrations are unregistered at once.
     Disable {
