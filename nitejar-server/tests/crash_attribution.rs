@@ -7,88 +7,18 @@
 mod support;
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::admin::*;
-use support::packages::package_dir;
+use support::probe::*;
 use support::*;
 
-const PROBE: &str = "dev.nitejar.fixtures.probe";
-
 /// Installs and enables the probe, allowed to reach `network` (`host:port`).
-async fn install_probe(server: &Server, packages: &std::path::Path, network: &str) {
-    let dir = package_dir(
-        packages,
-        "probe",
-        "tests/fixtures/plugins/probe",
-        "probe",
-        |m| m["permissions"]["network"] = json!([network]),
-    );
-    let installed = api(
-        server,
-        Method::POST,
-        "/api/admin/plugins/install/local",
-        Some(&json!({"path": dir.to_string_lossy()})),
-    )
-    .await;
-    assert_eq!(installed.status, 201, "{}", installed.text);
-    let enabled = api(
-        server,
-        Method::POST,
-        &format!("/api/admin/plugins/{PROBE}/enable"),
-        Some(&json!({"acceptConsent": true})),
-    )
-    .await;
-    assert_eq!(enabled.status, 200, "{}", enabled.text);
-}
-
-async fn receipts(server: &Server, kind: &str) -> Vec<Value> {
-    let page = api(
-        server,
-        Method::GET,
-        &format!("/api/admin/receipts?plugin={PROBE}&kind={kind}"),
-        None,
-    )
-    .await;
-    assert_eq!(page.status, 200, "{}", page.text);
-    page.json()["items"].as_array().cloned().unwrap_or_default()
-}
-
-async fn plugin(server: &Server) -> Value {
-    let answer = api(
-        server,
-        Method::GET,
-        &format!("/api/admin/plugins/{PROBE}"),
-        None,
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer.json()
-}
-
 /// A server that loads unsigned plugins (the probe is one).
 fn start(data: &DataDir) -> Server {
     start_admin(
         data,
         &[("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".to_string())],
     )
-}
-
-/// The plugin's receipts of `kind` once there are `n` (receipts are written in the background).
-async fn receipts_within(server: &Server, kind: &str, n: usize) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let found = receipts(server, kind).await;
-        if found.len() >= n || std::time::Instant::now() > deadline {
-            assert_eq!(
-                found.len(),
-                n,
-                "{kind} receipts: {found:?}\n{}",
-                server.log()
-            );
-            return found;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 /// Waits for the `startup` receipt of boot number `n` on this data directory: what boot recorded
@@ -150,7 +80,7 @@ async fn a_plugin_that_aborts_the_server_is_disabled_after_bounded_restarts() {
         assert_eq!(detail["strike"], strike, "{detail}");
         assert_eq!(detail["callsInFlight"], 1, "{detail}");
         assert_eq!(crashes[0]["pluginVersion"], "1.0.0");
-        let view = plugin(&server).await;
+        let view = probe_view(&server).await;
         if strike < 3 {
             assert_eq!(view["enabled"], true, "strike {strike}: {view}");
             assert_eq!(view["state"], "active", "strike {strike}: {view}");
@@ -237,7 +167,7 @@ async fn a_segfault_is_attributed_and_a_kill_during_a_host_call_is_not() {
     let server = start(&data);
     booted(&server, 2).await;
     assert!(receipts(&server, "crashed_process").await.is_empty());
-    assert_eq!(plugin(&server).await["state"], "active");
+    assert_eq!(probe_view(&server).await["state"], "active");
 
     // A segfault in the probe's own code is its crash.
     let faulting =
@@ -249,5 +179,9 @@ async fn a_segfault_is_attributed_and_a_kill_during_a_host_call_is_not() {
     let server = start(&data);
     let crashes = receipts_within(&server, "crashed_process", 1).await;
     assert_eq!(crashes[0]["detail"]["strike"], 1);
-    assert_eq!(plugin(&server).await["state"], "active", "one strike only");
+    assert_eq!(
+        probe_view(&server).await["state"],
+        "active",
+        "one strike only"
+    );
 }

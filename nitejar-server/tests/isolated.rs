@@ -12,9 +12,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use support::admin::*;
 use support::packages::package_dir;
+use support::probe::*;
 use support::*;
-
-const PROBE: &str = "dev.nitejar.fixtures.probe";
 
 fn start(data: &DataDir, extra: &[(&str, String)]) -> Server {
     let mut env = vec![
@@ -23,58 +22,6 @@ fn start(data: &DataDir, extra: &[(&str, String)]) -> Server {
     ];
     env.extend(extra.iter().cloned());
     start_admin(data, &env)
-}
-
-async fn install_probe(server: &Server, packages: &std::path::Path, network: &str) {
-    let dir = package_dir(
-        packages,
-        "probe",
-        "tests/fixtures/plugins/probe",
-        "probe",
-        |m| m["permissions"]["network"] = json!([network]),
-    );
-    let installed = api(
-        server,
-        Method::POST,
-        "/api/admin/plugins/install/local",
-        Some(&json!({"path": dir.to_string_lossy()})),
-    )
-    .await;
-    assert_eq!(installed.status, 201, "{}", installed.text);
-    let enabled = api(
-        server,
-        Method::POST,
-        &format!("/api/admin/plugins/{PROBE}/enable"),
-        Some(&json!({"acceptConsent": true})),
-    )
-    .await;
-    assert_eq!(enabled.status, 200, "{}", enabled.text);
-}
-
-async fn receipts(server: &Server, kind: &str) -> Vec<Value> {
-    api(
-        server,
-        Method::GET,
-        &format!("/api/admin/receipts?plugin={PROBE}&kind={kind}"),
-        None,
-    )
-    .await
-    .json()["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-async fn receipts_within(server: &Server, kind: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = receipts(server, kind).await;
-        if found.len() >= n || Instant::now() > deadline {
-            assert_eq!(found.len(), n, "{kind}: {found:?}\n{}", server.log());
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn test_connection(
@@ -385,22 +332,8 @@ async fn the_operator_chooses_where_each_plugin_runs() {
     assert_eq!(builtin.status, 409, "{}", builtin.text);
 
     // The CLI, beside the running server: back to in-process.
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_nitejar"))
-        .args(["plugin", "execution", PROBE, "in_process"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NITEJAR_DATA_DIR", &data.path)
-        .env("DATABASE_URL", data.database_url())
-        .env("ENCRYPTION_KEY", KEY_HEX)
-        .env("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open")
-        .output()
-        .expect("run nitejar");
-    assert!(
-        cli.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&cli.stdout),
-        String::from_utf8_lossy(&cli.stderr)
-    );
+    let (ok, text) = cli(&data, &["plugin", "execution", PROBE, "in_process"]);
+    assert!(ok, "{text}");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !plugin_processes(&server).is_empty() {
         assert!(
@@ -480,36 +413,24 @@ async fn enable_isolated_from_the_cli() {
         "probe",
         |_| {},
     );
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nitejar"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NITEJAR_DATA_DIR", &data.path)
-            .env("DATABASE_URL", data.database_url())
-            .env("ENCRYPTION_KEY", KEY_HEX)
-            .env("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open")
-            .output()
-            .expect("run nitejar");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
-    let (ok, text) = cli(&["plugin", "install", &dir.to_string_lossy()]);
+    let (ok, text) = cli(&data, &["plugin", "install", &dir.to_string_lossy()]);
     assert!(ok, "{text}");
-    let (ok, text) = cli(&[
-        "plugin",
-        "enable",
-        PROBE,
-        "--isolated",
-        "--in-process",
-        "--accept-consent",
-    ]);
+    let (ok, text) = cli(
+        &data,
+        &[
+            "plugin",
+            "enable",
+            PROBE,
+            "--isolated",
+            "--in-process",
+            "--accept-consent",
+        ],
+    );
     assert!(!ok, "the two flags exclude each other: {text}");
-    let (ok, text) = cli(&["plugin", "enable", PROBE, "--isolated", "--accept-consent"]);
+    let (ok, text) = cli(
+        &data,
+        &["plugin", "enable", PROBE, "--isolated", "--accept-consent"],
+    );
     assert!(ok, "{text}");
 
     let server = start(

@@ -18,6 +18,7 @@ pub use nitejar_suite::local_http::{LocalHttp, Received, Reply};
 pub mod admin;
 pub mod browser;
 pub mod packages;
+pub mod probe;
 pub mod raw;
 pub mod redaction;
 pub mod tmpfs;
