@@ -153,23 +153,10 @@ where
         let ids: Vec<&str> = items.iter().map(|(w, _)| w.id.as_str()).collect();
         let among = placeholders(1, ids.len(), self.params);
 
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE work_item_id IN {among} ORDER BY created_at, id"
-        );
-        let mut query = sqlx::query(&sql);
-        for id in &ids {
-            query = query.bind(*id);
-        }
-        let mut jobs: HashMap<String, Vec<JobRow>> = HashMap::new();
-        for row in query
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::query(OP))?
-        {
-            let job = Self::job_row(&row, OP)?;
-            jobs.entry(job.work_item_id.clone()).or_default().push(job);
-        }
-
+        // The queue before the jobs: a run leaves the queue in the transaction that finishes its
+        // last job, so a run read as gone from the queue has its final jobs in the second read.
+        // (The other order can read a RUNNING job and then no queue row: a finished run that looks
+        // like one still running.)
         let sql = format!("SELECT {QUEUED_COLUMNS} FROM runs WHERE work_item_id IN {among}");
         let mut query = sqlx::query(&sql);
         for id in &ids {
@@ -191,6 +178,23 @@ where
                 last_error: col(&row, "last_error", OP)?,
             };
             queued.insert(run.work_item_id.clone(), run);
+        }
+
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE work_item_id IN {among} ORDER BY created_at, id"
+        );
+        let mut query = sqlx::query(&sql);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let mut jobs: HashMap<String, Vec<JobRow>> = HashMap::new();
+        for row in query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(OP))?
+        {
+            let job = Self::job_row(&row, OP)?;
+            jobs.entry(job.work_item_id.clone()).or_default().push(job);
         }
 
         Ok(items
