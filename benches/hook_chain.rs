@@ -95,6 +95,7 @@ fn library(dir: &std::path::Path, handlers: u64, mutating: bool, isolated: bool)
             },
             load_timeout: Duration::from_secs(30),
             data_dir: dir.join("data"),
+            limits: Default::default(),
         });
     }
     loader::load(&package, Arc::new(NoServices)).expect("load the hook-chain fixture")

@@ -243,6 +243,8 @@ async fn mirror_rows_link_a_plugin_only_when_it_has_a_row(db: TestDb) {
             config_json: None,
             config_revision: 0,
             execution_mode: None,
+            memory_limit_mib: None,
+            cpu_limit_seconds: None,
             last_load_error: None,
             last_loaded_at: None,
             installed_at: 1,

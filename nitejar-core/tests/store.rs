@@ -362,6 +362,8 @@ fn plugin(id: &str, version: &str, at: i64) -> PluginRow {
         config_json: None,
         config_revision: 0,
         execution_mode: None,
+        memory_limit_mib: None,
+        cpu_limit_seconds: None,
         last_load_error: None,
         last_loaded_at: None,
         installed_at: at,

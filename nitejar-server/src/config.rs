@@ -46,6 +46,58 @@ fn flag(name: &str) -> anyhow::Result<bool> {
     }
 }
 
+/// Where third-party plugins run unless the operator chose for the plugin:
+/// `NITEJAR_PLUGIN_EXECUTION`, else isolated where plugins must be trusted before they run
+/// (`self_host_guarded`, `saas_locked`) and in the server's process under `self_host_open`.
+/// Isolated never falls back: a plugin whose process cannot get the kernel's controls does not
+/// start, and its error names the missing control.
+fn plugin_execution(mode: TrustMode) -> anyhow::Result<nitejar_core::receipts::ExecutionMode> {
+    use nitejar_core::receipts::ExecutionMode;
+    Ok(match var("PLUGIN_EXECUTION").as_deref().map(str::trim) {
+        None | Some("") => match mode {
+            TrustMode::SelfHostOpen => ExecutionMode::InProcess,
+            TrustMode::SelfHostGuarded | TrustMode::SaasLocked => ExecutionMode::Isolated,
+        },
+        Some("in_process") => ExecutionMode::InProcess,
+        Some("isolated") => ExecutionMode::Isolated,
+        Some(other) => {
+            bail!("NITEJAR_PLUGIN_EXECUTION must be `in_process` or `isolated`, not `{other}`")
+        }
+    })
+}
+
+/// The default limits of an isolated plugin's process, from `NITEJAR_PLUGIN_MEMORY_MIB` and
+/// `NITEJAR_PLUGIN_CPU_SECONDS`, each within what a plugin's process can run under.
+fn process_limits() -> anyhow::Result<nitejar_core::loader::isolated::ProcessLimits> {
+    use nitejar_core::loader::isolated::ProcessLimits;
+    let default = ProcessLimits::default();
+    let limits = ProcessLimits {
+        memory_mib: number("PLUGIN_MEMORY_MIB", default.memory_mib)?,
+        cpu_seconds: number("PLUGIN_CPU_SECONDS", default.cpu_seconds)?,
+    };
+    for (name, value, range) in [
+        (
+            "PLUGIN_MEMORY_MIB",
+            limits.memory_mib,
+            ProcessLimits::MEMORY_MIB,
+        ),
+        (
+            "PLUGIN_CPU_SECONDS",
+            limits.cpu_seconds,
+            ProcessLimits::CPU_SECONDS,
+        ),
+    ] {
+        if !range.contains(&value) {
+            bail!(
+                "NITEJAR_{name} must be between {} and {}, not {value}",
+                range.start(),
+                range.end()
+            );
+        }
+    }
+    Ok(limits)
+}
+
 /// The plugin trust policy from `NITEJAR_PLUGIN_TRUST_MODE`, `_TRUSTED_KEYS` and `_ALLOWLIST`.
 fn trust_policy() -> anyhow::Result<TrustPolicy> {
     let mode = match var("PLUGIN_TRUST_MODE") {
@@ -126,9 +178,13 @@ pub struct Config {
     pub crash_threshold: u32,
     /// … within `NITEJAR_PLUGIN_CRASH_WINDOW_MS` (default 300 000).
     pub crash_window: Duration,
-    /// `NITEJAR_PLUGIN_EXECUTION`: where third-party plugins' code runs, `in_process` (default)
-    /// or `isolated` (a process of its own per plugin).
+    /// `NITEJAR_PLUGIN_EXECUTION`: where third-party plugins' code runs, `in_process` or
+    /// `isolated` (a process of its own per plugin); by default isolated unless the trust mode is
+    /// `self_host_open`.
     pub plugin_execution: nitejar_core::receipts::ExecutionMode,
+    /// `NITEJAR_PLUGIN_MEMORY_MIB` (default 1024) and `NITEJAR_PLUGIN_CPU_SECONDS` (default 3600):
+    /// the limits of an isolated plugin's process unless the operator chose others for it.
+    pub plugin_process_limits: nitejar_core::loader::isolated::ProcessLimits,
     /// `NITEJAR_PLUGIN_CRASH_STRIKES`: deaths of the server's process with a plugin's calls
     /// running that disable it at the next boot (default 3) …
     pub crash_strikes: u32,
@@ -211,6 +267,7 @@ impl Config {
         if model_base_url.is_some() && model.is_none() {
             bail!("NITEJAR_MODEL_BASE_URL is set but NITEJAR_MODEL is not; name the model to use");
         }
+        let trust = trust_policy()?;
         Ok(Config {
             data_dir,
             database_url,
@@ -227,7 +284,9 @@ impl Config {
             admin_token: admin_token()?,
             metrics_token: var("METRICS_TOKEN").map(Secret),
             public_url: public_url()?,
-            trust: trust_policy()?,
+            plugin_execution: plugin_execution(trust.mode())?,
+            plugin_process_limits: process_limits()?,
+            trust,
             safe_mode: flag("SAFE_MODE")?,
             accept_new_encryption_key: flag("ACCEPT_NEW_ENCRYPTION_KEY")?,
             npm_registry: var("NPM_REGISTRY")
@@ -238,15 +297,6 @@ impl Config {
             crash_threshold: number("PLUGIN_CRASH_THRESHOLD", 5)?.max(1),
             crash_window: Duration::from_millis(number("PLUGIN_CRASH_WINDOW_MS", 300_000)?),
             crash_strikes: number("PLUGIN_CRASH_STRIKES", 3)?.max(1),
-            plugin_execution: match var("PLUGIN_EXECUTION").as_deref().map(str::trim) {
-                None | Some("") | Some("in_process") => {
-                    nitejar_core::receipts::ExecutionMode::InProcess
-                }
-                Some("isolated") => nitejar_core::receipts::ExecutionMode::Isolated,
-                Some(other) => anyhow::bail!(
-                    "NITEJAR_PLUGIN_EXECUTION must be `in_process` or `isolated`, not `{other}`"
-                ),
-            },
             crash_strike_window: Duration::from_millis(number(
                 "PLUGIN_CRASH_STRIKE_WINDOW_MS",
                 3_600_000,

@@ -2,6 +2,7 @@
 //! active in the registry, and what each declares — with the posture copy and, per declared
 //! capability, where it is enforced and whether the operator acknowledged it.
 
+use nitejar_core::lifecycle::execution::ExecutionChoice;
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
@@ -50,11 +51,26 @@ pub struct PluginView {
     pub execution_mode_choice: Option<String>,
     pub enforcement_scope: &'static str,
     pub posture: &'static str,
-    pub effective_limitations: Vec<&'static str>,
+    pub effective_limitations: Vec<String>,
+    /// The limits of its own process when it runs isolated (third-party plugins).
+    pub process_limits: Option<ProcessLimitsView>,
     pub declared_capabilities: Vec<DeclaredCapability>,
     pub host_enforced_controls: Vec<&'static str>,
     pub installed_at: Option<i64>,
     pub updated_at: Option<i64>,
+}
+
+/// The limits of a third-party plugin's process (isolated execution).
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessLimitsView {
+    /// What its process runs under: the choices, else the server's defaults.
+    #[serde(flatten)]
+    pub effective: nitejar_core::loader::isolated::ProcessLimits,
+    /// The operator's choice of address space in MiB; `None`: the server's default.
+    pub memory_mib_choice: Option<u64>,
+    /// The operator's choice of processor time in seconds; `None`: the server's default.
+    pub cpu_seconds_choice: Option<u64>,
 }
 
 fn state_of(enabled: bool, active: bool, error: Option<&str>) -> &'static str {
@@ -90,9 +106,19 @@ fn view(
         }),
     };
     let isolated = mode == nitejar_core::receipts::ExecutionMode::Isolated;
+    let limits = (!builtin).then(|| {
+        let chosen = row.map(ExecutionChoice::of).unwrap_or_default();
+        ProcessLimitsView {
+            effective: row.map_or(state.config.plugin_process_limits, |r| {
+                state.plugins.limits_of(r)
+            }),
+            memory_mib_choice: chosen.memory_mib,
+            cpu_seconds_choice: chosen.cpu_seconds,
+        }
+    });
     let declared = manifest
         .map(|m| {
-            posture::declared_capabilities(&m.permissions, &|p| {
+            posture::declared_capabilities(&m.permissions, mode, &|p| {
                 builtin || acknowledged.iter().any(|a| a == p)
             })
         })
@@ -137,13 +163,16 @@ fn view(
         skills: contributes.skills,
         execution_mode: posture::execution_mode(mode),
         execution_mode_choice: row.and_then(|r| r.execution_mode.clone()),
-        enforcement_scope: posture::ENFORCEMENT_SCOPE,
+        enforcement_scope: posture::enforcement_scope(mode),
         posture: nitejar_core::trust::posture_for(state.config.trust_mode(), mode),
         effective_limitations: if isolated {
-            posture::isolated_limitations()
+            posture::isolated_limitations(
+                limits.map_or(state.config.plugin_process_limits, |l| l.effective),
+            )
         } else {
             posture::effective_limitations()
         },
+        process_limits: limits,
         declared_capabilities: declared,
         host_enforced_controls: posture::host_enforced_controls(),
         installed_at: row.map(|r| r.installed_at),
@@ -402,6 +431,7 @@ pub fn error_status(e: &LifecycleError) -> (StatusCode, &'static str) {
         E::LoadTimedOut { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "load_timed_out"),
         E::LoadInProgress { .. } => (StatusCode::CONFLICT, "load_in_progress"),
         E::ExecutionRefused { .. } => (StatusCode::CONFLICT, "execution_refused"),
+        E::InvalidLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit"),
         E::Registry { .. } => (StatusCode::CONFLICT, "contribution_conflict"),
         E::StaleLibrary { .. } => (StatusCode::CONFLICT, "restart_required"),
         E::InvalidConfig { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),

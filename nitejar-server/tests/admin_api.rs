@@ -435,13 +435,17 @@ async fn runtime_types_receipts_readiness_and_metrics() {
     let runtime = api(&server, Method::GET, "/api/admin/runtime", None)
         .await
         .json();
-    assert_eq!(runtime["executionMode"], "in_process");
-    assert_eq!(runtime["enforcementScope"], "host_boundary");
-    assert_eq!(runtime["badge"], "In-process (No hard sandbox)");
+    // The default trust mode (guarded) runs third-party plugins isolated by default.
+    assert_eq!(runtime["executionMode"], "isolated");
+    assert_eq!(runtime["enforcementScope"], "kernel_and_host_boundary");
+    assert_eq!(
+        runtime["badge"],
+        "Plugins isolated by default (kernel-enforced; each plugin's page says where it runs)"
+    );
     assert_eq!(runtime["trustMode"], "self_host_guarded");
     assert_eq!(
         runtime["posture"],
-        "Partially enforced in current execution mode; plugin code still runs in-process."
+        "Signed or allowlisted plugins; each runs isolated, and the kernel refuses what its process tries around the host."
     );
     let mut shape = runtime.clone();
     shape["activePlugins"] = json!(shape["activePlugins"].as_array().map(|a| a

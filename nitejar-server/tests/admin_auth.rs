@@ -255,7 +255,8 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_the_session() 
     let session = Session::sign_in(&server).await;
     let page = session.get(&server, "/admin/integrations").await;
     assert_eq!(page.status, 200);
-    assert!(page.text.contains("In-process (No hard sandbox)"));
+    // The default trust mode (guarded) runs third-party plugins isolated.
+    assert!(page.text.contains("Plugins isolated by default"));
 
     let out = session.post_form(&server, "/admin/logout", &[]).await;
     assert_eq!(out.status, 303);

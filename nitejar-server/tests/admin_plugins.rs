@@ -631,10 +631,11 @@ async fn the_admin_ui_installs_reviews_and_enables_with_consent() {
 
     let page = session.get(&server, "/admin/plugins/install").await;
     assert_eq!(page.status, 200);
-    assert!(page.text.contains("In-process (No hard sandbox)"));
+    // Guarded runs third-party plugins isolated by default, and the install page says so.
+    assert!(page.text.contains("Plugins isolated by default"));
     assert!(
-        page.text.contains("There is no hard sandbox"),
-        "the in-process warning"
+        page.text.contains("will run isolated"),
+        "the isolated warning"
     );
 
     // A path that is not there: the form again, with the reason, nothing installed.
@@ -662,10 +663,12 @@ async fn the_admin_ui_installs_reviews_and_enables_with_consent() {
 
     let review = session.get(&server, &review_url).await;
     assert_eq!(review.status, 200);
+    // Guarded runs it isolated: the warning and each permission say what the kernel enforces.
     for text in [
-        "There is no hard sandbox",
+        "will run isolated",
         "network:hooks.example.com",
-        "host-mediated",
+        "kernel-enforced",
+        "the kernel refuses every socket of the plugin",
         "I have read this and consent",
         "Enable it only if you trust its publisher",
     ] {
@@ -707,7 +710,7 @@ async fn the_admin_ui_installs_reviews_and_enables_with_consent() {
     );
     let detail = session.get(&server, &format!("/admin/plugins/{ID}")).await;
     assert!(detail.text.contains("pill-ok\">active"), "{}", detail.text);
-    assert!(detail.text.contains("There is no hard sandbox"));
+    assert!(detail.text.contains("will run isolated"));
 
     // Disable from the page, then uninstall.
     let off = session

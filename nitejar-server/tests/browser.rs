@@ -90,9 +90,10 @@ async fn an_operator_signs_in_creates_an_integration_sends_a_webhook_and_reads_t
         .find(Locator::Css(".posture-badge"))
         .await
         .expect("badge");
+    // The default trust mode (guarded) runs third-party plugins isolated.
     assert_eq!(
         badge.text().await.expect("text"),
-        "In-process (No hard sandbox)"
+        "Plugins isolated by default (kernel-enforced; each plugin's page says where it runs)"
     );
     screenshot(&browser, "01-sign-in").await;
 

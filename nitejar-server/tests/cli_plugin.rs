@@ -77,7 +77,7 @@ fn pack_sign_install_enable_uninstall() {
     assert!(out["consentText"]
         .as_str()
         .unwrap()
-        .contains("In-process (No hard sandbox)"));
+        .contains("Isolated process:"));
     let (code, _, text) = run(&["plugin", "enable", id]);
     assert_eq!(code, 1);
     assert!(text.contains("--accept-consent"), "{text}");

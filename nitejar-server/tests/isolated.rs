@@ -319,6 +319,157 @@ async fn the_operator_chooses_where_each_plugin_runs() {
     .json();
     assert_eq!(view["executionMode"], "isolated");
     assert_eq!(view["executionModeChoice"], "isolated");
+    assert_eq!(view["processLimits"]["memoryMib"], 1024, "{view}");
+    let list = Session::sign_in(&server)
+        .await
+        .get(&server, "/admin/plugins")
+        .await;
+    assert!(
+        list.text.contains("<td>isolated</td>"),
+        "the list says where it runs"
+    );
+    assert!(view["processLimits"]["memoryMibChoice"].is_null());
+
+    // The operator's memory limit: the process starts again under it, and the kernel holds it.
+    let hog = json!({"action": "hog", "mb": 400});
+    assert_eq!(
+        test_connection(&server, &store, hog.clone()).await.json()["ok"],
+        true,
+        "400 MiB fits the default 1 GiB"
+    );
+    let before = plugin_processes(&server);
+    let limited = api(
+        &server,
+        Method::PUT,
+        &format!("/api/admin/plugins/{PROBE}/execution"),
+        Some(&json!({"mode": "isolated", "memoryMib": 256})),
+    )
+    .await;
+    assert_eq!(limited.status, 200, "{}", limited.text);
+    assert_eq!(limited.json()["execution"]["limits"]["memoryMib"], 256);
+    // A new process, under the new limit (the old one exits when its stream closes).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let now = plugin_processes(&server);
+        if now.len() == 1 && now != before {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "no new process: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let status = std::fs::read_to_string(format!("/proc/{}/limits", after[0])).unwrap_or_default();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Max address space") && l.contains(&(256u64 << 20).to_string())),
+        "{status}"
+    );
+    let refused = test_connection(&server, &store, hog.clone()).await;
+    assert_eq!(refused.json()["ok"], false, "{}", refused.text);
+    let view = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{PROBE}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(view["processLimits"]["memoryMib"], 256, "{view}");
+    assert_eq!(view["processLimits"]["memoryMibChoice"], 256);
+    assert!(
+        view["effectiveLimitations"]
+            .to_string()
+            .contains("at most 256 MiB"),
+        "{view}"
+    );
+    // Out of range, of the wrong type, or an unknown field: refused, nothing changes.
+    for (body, status) in [
+        (json!({"mode": "isolated", "memoryMib": 64}), 422),
+        (json!({"mode": "isolated", "cpuSeconds": 1}), 422),
+        (json!({"mode": "isolated", "memoryMib": "lots"}), 422),
+        (json!({"mode": "isolated", "memory": 512}), 400),
+        (json!({"memoryMib": 512}), 400),
+    ] {
+        let answer = api(
+            &server,
+            Method::PUT,
+            &format!("/api/admin/plugins/{PROBE}/execution"),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(answer.status, status, "{body}: {}", answer.text);
+    }
+    let (ok, text) = cli(
+        &data,
+        &[
+            "plugin",
+            "execution",
+            PROBE,
+            "isolated",
+            "--memory-mib",
+            "lots",
+        ],
+    );
+    assert!(
+        !ok && text.contains("--memory-mib must be a whole number"),
+        "{text}"
+    );
+    let view = api(
+        &server,
+        Method::GET,
+        &format!("/api/admin/plugins/{PROBE}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        view["processLimits"]["memoryMibChoice"], 256,
+        "nothing changed"
+    );
+    // Back to the server's default: the hog fits again.
+    let (ok, text) = cli(
+        &data,
+        &[
+            "plugin",
+            "execution",
+            PROBE,
+            "isolated",
+            "--memory-mib",
+            "default",
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("at most 1024 MiB"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // The server follows: a process of its own again (the hog's crash ended the last one).
+    let address_space = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/limits"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("Max address space"))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    loop {
+        let now = plugin_processes(&server);
+        if now.len() == 1 && address_space(now[0]).contains(&(1024u64 << 20).to_string()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not follow the CLI"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its new instance takes the calls once swapped in (the reconcile loads it first).
+    loop {
+        let fits = test_connection(&server, &store, hog.clone()).await;
+        if fits.json()["ok"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}\n{}", fits.text, server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Bad input changes nothing.
     assert_eq!(set(json!("sandboxed")).await.status, 422);
@@ -346,8 +497,11 @@ async fn the_operator_chooses_where_each_plugin_runs() {
         detail(&test_connection(&server, &store, read_passwd).await),
         "read"
     );
+    // isolated, 256 MiB, the default again (the CLI), in-process (the CLI); the two refusals
+    // the lifecycle made (out of range) are receipted as errors.
     let configured = receipts(&server, "configure").await;
-    assert_eq!(configured.len(), 2, "{configured:?}");
+    let count = |status: &str| configured.iter().filter(|r| r["status"] == status).count();
+    assert_eq!((count("ok"), count("error")), (4, 2), "{configured:?}");
 }
 
 /// The plugin's page has the choice too (a form, CSRF-checked like every other).

@@ -12,9 +12,13 @@ use support::admin::*;
 use support::*;
 
 const BADGE: &str = "In-process (No hard sandbox)";
+const ISOLATED_BADGE: &str =
+    "Plugins isolated by default (kernel-enforced; each plugin's page says where it runs)";
 const OPEN: &str = "Declared capabilities; not sandbox-enforced in this mode.";
 const GUARDED: &str =
     "Partially enforced in current execution mode; plugin code still runs in-process.";
+const GUARDED_ISOLATED: &str =
+    "Signed or allowlisted plugins; each runs isolated, and the kernel refuses what its process tries around the host.";
 
 /// Words that claim containment. "Isolated" is not among them: isolated execution (a plugin in a
 /// process of its own) exists, and the word is the mode's name in code, API values and forms.
@@ -199,15 +203,26 @@ fn nothing_an_operator_reads_claims_a_sandbox() {
 
 #[tokio::test]
 async fn the_posture_copy_is_in_the_api_and_on_the_pages() {
-    for (mode, text) in [("self_host_open", OPEN), ("self_host_guarded", GUARDED)] {
+    // (trust mode, where third-party plugins run by default, their posture, the badge, the
+    // built-ins' posture: they always run in the server's process).
+    for (mode, execution, text, badge, builtin_text) in [
+        ("self_host_open", "in_process", OPEN, BADGE, OPEN),
+        (
+            "self_host_guarded",
+            "isolated",
+            GUARDED_ISOLATED,
+            ISOLATED_BADGE,
+            GUARDED,
+        ),
+    ] {
         let data = DataDir::new();
         let server = start_admin(&data, &[("NITEJAR_PLUGIN_TRUST_MODE", mode.into())]);
         let runtime = api(&server, Method::GET, "/api/admin/runtime", None)
             .await
             .json();
         assert_eq!(runtime["posture"], text, "{mode}");
-        assert_eq!(runtime["badge"], BADGE);
-        assert_eq!(runtime["executionMode"], "in_process");
+        assert_eq!(runtime["badge"], badge);
+        assert_eq!(runtime["executionMode"], execution);
 
         // A third-party plugin, installed and not yet enabled: its review (enable) page, its
         // detail page and its API answers carry the same words.
@@ -236,42 +251,69 @@ async fn the_posture_copy_is_in_the_api_and_on_the_pages() {
         .await
         .json();
         assert_eq!(detail["posture"], text, "{mode}");
-        assert_eq!(detail["executionMode"], "in_process");
+        assert_eq!(detail["executionMode"], execution);
         assert!(detail["consentText"]
             .as_str()
             .unwrap_or_default()
             .contains(text));
-        assert!(detail["consentText"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(BADGE));
+        assert!(detail["consentText"].as_str().unwrap_or_default().contains(
+            if execution == "isolated" {
+                "Isolated process:"
+            } else {
+                BADGE
+            }
+        ));
         let list = api(&server, Method::GET, "/api/admin/plugins", None)
             .await
             .json();
         for p in list["items"].as_array().expect("items") {
-            assert_eq!(p["posture"], text, "{mode} {}", p["id"]);
-            assert_eq!(p["executionMode"], "in_process");
+            if p["origin"] == "builtin" {
+                assert_eq!(p["posture"], builtin_text, "{mode} {}", p["id"]);
+                assert_eq!(p["executionMode"], "in_process");
+            } else {
+                assert_eq!(p["posture"], text, "{mode} {}", p["id"]);
+                assert_eq!(p["executionMode"], execution);
+            }
         }
 
         let session = Session::sign_in(&server).await;
         let review = format!("/admin/plugins/{id}/review");
         let third_party = format!("/admin/plugins/{id}");
+        for (page, text) in [
+            ("/admin/plugins", text),
+            ("/admin/plugins/builtin.telegram", builtin_text),
+            ("/admin/runtime", text),
+            ("/admin/plugins/install", text),
+            (review.as_str(), text),
+            (third_party.as_str(), text),
+        ] {
+            let html = unescaped(&session.get(&server, page).await.text);
+            assert!(html.contains(badge), "{mode} {page}: no badge");
+            assert!(html.contains(text), "{mode} {page}: no posture text");
+        }
+        // Where the plugin runs, on the pages that ask to enable it.
+        let warning = if execution == "isolated" {
+            "will run isolated"
+        } else {
+            "There is no hard sandbox"
+        };
         for page in [
-            "/admin/plugins",
-            "/admin/plugins/builtin.telegram",
-            "/admin/runtime",
             "/admin/plugins/install",
             review.as_str(),
             third_party.as_str(),
         ] {
             let html = session.get(&server, page).await.text;
-            assert!(html.contains(BADGE), "{mode} {page}: no badge");
-            assert!(html.contains(text), "{mode} {page}: no posture text");
+            assert!(html.contains(warning), "{mode} {page}: no warning");
         }
         // The badge is on every page, signed in or not.
         for page in ["/admin/login", "/admin/integrations", "/admin/receipts"] {
-            let html = session.get(&server, page).await.text;
-            assert!(html.contains(BADGE), "{page}: no badge");
+            let html = unescaped(&session.get(&server, page).await.text);
+            assert!(html.contains(badge), "{page}: no badge");
         }
     }
+}
+
+/// A page's text with the apostrophe the templates escape written as itself.
+fn unescaped(html: &str) -> String {
+    html.replace("&#39;", "'").replace("&#x27;", "'")
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{LifecycleError, LoadedVersion, PluginManager};
 use crate::builtin::BuiltinPlugin;
 use crate::install::{digest_dir, SIGNATURE_FILE};
-use crate::loader::isolated::Isolation;
+use crate::loader::isolated::{Isolation, ProcessLimits};
 use crate::loader::{self, LoadError, PluginPackage};
 use crate::manifest::{validate_package_dir, ValidateOptions};
 use crate::permissions::{Grant, PermissionSet};
@@ -246,7 +246,8 @@ impl PluginManager {
             // Made with the settings stored now: reused (a rollback is a registry swap).
             Some(loaded)
                 if loaded.revision == settings.revision
-                    && loaded.plugin.meta().execution == self.execution_of(row) =>
+                    && loaded.plugin.meta().execution == self.execution_of(row)
+                    && loaded.limits == self.isolated_limits(row) =>
             {
                 loaded.plugin
             }
@@ -266,6 +267,7 @@ impl PluginManager {
                     LoadedVersion {
                         digest: version.checksum.clone(),
                         revision: settings.revision,
+                        limits: self.isolated_limits(row),
                         plugin: plugin.clone(),
                     },
                 );
@@ -280,6 +282,7 @@ impl PluginManager {
             plugin,
             secrets: settings.secrets,
             revision: settings.revision,
+            limits: self.isolated_limits(row),
         })
     }
 
@@ -294,6 +297,7 @@ impl PluginManager {
             plugin,
             secrets,
             revision,
+            limits,
         } = prepared;
         let meta = plugin.meta().clone();
         let previous = self.runtime.registry().plugin(id).map(|p| p.meta().clone());
@@ -316,6 +320,7 @@ impl PluginManager {
             });
         }
         self.set_running_revision(id, Some(revision));
+        self.set_running_limits(id, limits);
         if let Some(previous) = previous.filter(|p| p.version != meta.version) {
             self.gate.revoke(&previous);
         }
@@ -381,6 +386,7 @@ impl PluginManager {
                 command,
                 load_timeout: self.options.load_timeout,
                 data_dir: self.layout().plugin_data_dir(&row.id),
+                limits: self.limits_of(row),
             });
         } else if let Some(marks) = &self.marks {
             package = package.with_marks(marks.clone());
@@ -457,6 +463,7 @@ impl PluginManager {
         // Plaintext secrets are held only for plugins that run.
         self.gate.set_stored_secrets(id, Default::default());
         self.set_running_revision(id, None);
+        self.set_running_limits(id, None);
         active
     }
 
@@ -528,6 +535,8 @@ struct Prepared {
     secrets: std::collections::BTreeMap<String, String>,
     /// Their revision.
     revision: i64,
+    /// The limits of its process (isolated), `None` in this process.
+    limits: Option<ProcessLimits>,
 }
 
 /// A version being loaded in this process, until dropped.

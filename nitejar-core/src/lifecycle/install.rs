@@ -163,6 +163,8 @@ impl PluginManager {
             config_json: existing.as_ref().and_then(|r| r.config_json.clone()),
             config_revision: existing.as_ref().map_or(0, |r| r.config_revision),
             execution_mode: existing.as_ref().and_then(|r| r.execution_mode.clone()),
+            memory_limit_mib: existing.as_ref().and_then(|r| r.memory_limit_mib),
+            cpu_limit_seconds: existing.as_ref().and_then(|r| r.cpu_limit_seconds),
             last_load_error: None,
             last_loaded_at: None,
             installed_at: existing.as_ref().map(|r| r.installed_at).unwrap_or(now),

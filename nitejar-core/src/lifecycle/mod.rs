@@ -52,7 +52,7 @@ pub use settings::{ConfigureOutcome, PluginSettings, SecretOrigin, SecretStatus,
 
 use crate::host::inflight::InFlightMarks;
 use crate::install::{InstallError, Installer, Layout, Limits, NpmConfig};
-use crate::loader::isolated::PluginHostCommand;
+use crate::loader::isolated::{PluginHostCommand, ProcessLimits};
 use crate::loader::LoadError;
 use crate::permissions::PermissionGate;
 use crate::receipts::{ExecutionMode, Receipt, ReceiptKind, ReceiptStatus};
@@ -206,6 +206,20 @@ pub enum LifecycleError {
         /// Why.
         reason: String,
     },
+    /// A process limit outside what a plugin's process can run under.
+    #[error("{id}: {field} must be between {min} and {max}, not {value}")]
+    InvalidLimit {
+        /// The plugin.
+        id: String,
+        /// The field: `memoryMib` or `cpuSeconds`.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest allowed value.
+        min: u64,
+        /// The largest allowed value.
+        max: u64,
+    },
     /// Another task of this process is loading this version right now.
     #[error("{id}@{version} is being loaded by another operation; try again in a moment")]
     LoadInProgress {
@@ -353,6 +367,9 @@ pub struct ManagerOptions {
     pub crash_strike_window: Duration,
     /// Where third-party plugins' code runs (default: in this process).
     pub execution: ExecutionMode,
+    /// The limits of an isolated plugin's own process unless the operator chose others for it
+    /// (default 1 GiB of address space, an hour of processor time).
+    pub process_limits: ProcessLimits,
     /// The command that runs a plugin's own process (isolated execution); a host that has none
     /// cannot run plugins isolated.
     pub plugin_host: Option<PluginHostCommand>,
@@ -374,6 +391,7 @@ impl ManagerOptions {
             crash_strikes: 3,
             crash_strike_window: Duration::from_secs(3600),
             execution: ExecutionMode::InProcess,
+            process_limits: ProcessLimits::default(),
             plugin_host: None,
         }
     }
@@ -385,6 +403,8 @@ pub(crate) struct LoadedVersion {
     pub(crate) digest: String,
     /// The `config_revision` of the settings it was instantiated with.
     pub(crate) revision: i64,
+    /// The limits of its own process (isolated), `None` in this process.
+    pub(crate) limits: Option<ProcessLimits>,
     pub(crate) plugin: ActivePlugin,
 }
 
@@ -409,6 +429,8 @@ pub struct PluginManager {
     /// The settings revision of the instance of each plugin in this process's registry (a loaded
     /// instance in `loaded` may be newer: prepared, not yet swapped in).
     running_revisions: Mutex<HashMap<String, i64>>,
+    /// The process limits of each isolated instance in the registry, by plugin id.
+    running_limits: Mutex<HashMap<String, ProcessLimits>>,
 }
 
 impl PluginManager {
@@ -438,6 +460,7 @@ impl PluginManager {
             marks,
             loading: Mutex::new(HashSet::new()),
             running_revisions: Mutex::new(HashMap::new()),
+            running_limits: Mutex::new(HashMap::new()),
             store,
             runtime,
             gate,
@@ -564,7 +587,12 @@ impl PluginManager {
             },
             &format!("{} {}{message}", kind.as_str(), status.as_str()),
         );
-        let receipt = Receipt::new(id, version.map(Arc::from), kind, status).with_detail(detail);
+        let mut receipt =
+            Receipt::new(id, version.map(Arc::from), kind, status).with_detail(detail);
+        // Where the plugin's code runs now, when it runs.
+        if let Some(plugin) = self.runtime.registry().plugin(id) {
+            receipt = receipt.with_execution_mode(plugin.meta().execution);
+        }
         self.runtime.sink().submit(vec![receipt]).await;
     }
 

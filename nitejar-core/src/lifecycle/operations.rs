@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::consent::{manifest_of, ConsentBasis};
 use super::{LifecycleError, PluginManager};
-use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
+use crate::receipts::{now_ms, ExecutionMode, ReceiptKind, ReceiptStatus};
 use crate::store::{PluginRow, PluginVersionRow};
 use crate::trust::consent::{consent_diff, consent_digest, consent_set};
 use crate::trust::{TrustBasis, Verdict};
@@ -58,6 +58,8 @@ pub struct EnableOutcome {
     pub trust: TrustBasis,
     /// Whether it is active in this process's runtime (not in safe mode).
     pub active: bool,
+    /// Where its code runs (built-ins: always in the server's process).
+    pub execution: ExecutionMode,
 }
 
 /// What `uninstall` should remove besides the pointer.
@@ -105,8 +107,11 @@ impl PluginManager {
                     "acknowledged": outcome.acknowledged,
                     "trust": outcome.trust,
                     "trustMode": self.options.policy.mode().as_str(),
-                    "executionMode": "in_process",
-                    "enforcement": "host_boundary",
+                    "executionMode": outcome.execution.as_str(),
+                    "enforcement": match outcome.execution {
+                        ExecutionMode::InProcess => "host_boundary",
+                        ExecutionMode::Isolated => "kernel_and_host_boundary",
+                    },
                     "active": outcome.active,
                     "durationMs": started.elapsed().as_millis() as u64,
                 });
@@ -191,6 +196,7 @@ impl PluginManager {
             acknowledged,
             trust: verdict.basis,
             active,
+            execution: self.execution_of(&updated),
         })
     }
 
@@ -213,6 +219,7 @@ impl PluginManager {
             acknowledged: Vec::new(),
             trust: TrustBasis::Builtin,
             active: true,
+            execution: ExecutionMode::InProcess,
         })
     }
 
@@ -507,6 +514,8 @@ pub(crate) fn builtin_row(builtin: &crate::builtin::BuiltinPlugin, enabled: bool
         config_json: None,
         config_revision: 0,
         execution_mode: None,
+        memory_limit_mib: None,
+        cpu_limit_seconds: None,
         last_load_error: None,
         last_loaded_at: None,
         installed_at: now,

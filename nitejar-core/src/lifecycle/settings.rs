@@ -628,6 +628,7 @@ impl PluginManager {
                 LoadedVersion {
                     digest: version.checksum.clone(),
                     revision,
+                    limits: self.isolated_limits(&row),
                     plugin: plugin.clone(),
                 },
             );
@@ -649,6 +650,7 @@ impl PluginManager {
                     });
                 }
                 self.set_running_revision(id, Some(revision));
+                self.set_running_limits(id, self.isolated_limits(&row));
                 outcome.reinstantiated = true;
             }
         }

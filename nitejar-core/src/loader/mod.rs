@@ -403,6 +403,7 @@ fn load_isolated(
         version: manifest.version.clone(),
         config: serde_json::to_string(&package.config).unwrap_or_else(|_| "null".into()),
         data_dir: isolation.data_dir.clone(),
+        limits: isolation.limits,
     };
     std::fs::create_dir_all(&isolation.data_dir).map_err(|e| LoadError::Instantiate {
         plugin: format!("{}@{}", manifest.id, manifest.version),

@@ -236,12 +236,16 @@ pub trait Store: Send + Sync + 'static {
     /// row.
     fn write_plugin_settings<'a>(&'a self, write: &'a SettingsWrite) -> StoreFuture<'a, i64>;
 
-    /// Sets where a plugin's code runs: `in_process`, `isolated`, or `None` for the server's
-    /// default. The only write of `plugins.execution_mode`.
+    /// Sets, in one write, where a plugin's code runs (`in_process`, `isolated`) and the limits of
+    /// its own process when isolated (address space in MiB, processor time in seconds); each
+    /// `None` follows the server's default. The only write of `plugins.execution_mode`,
+    /// `plugins.memory_limit_mib` and `plugins.cpu_limit_seconds`.
     fn set_plugin_execution<'a>(
         &'a self,
         plugin_id: &'a str,
         mode: Option<&'a str>,
+        memory_mib: Option<i64>,
+        cpu_seconds: Option<i64>,
     ) -> StoreFuture<'a, ()>;
 
     /// The secrets stored for a plugin (encrypted), by environment variable.

@@ -9,8 +9,8 @@ use super::{
 
 const PLUGIN_COLUMNS: &str = "id, name, enabled, trust_level, source_kind, source_ref, \
      current_version, current_checksum, current_install_path, manifest_json, config_json, \
-     CAST(config_revision AS BIGINT) AS config_revision, execution_mode, last_load_error, \
-     last_loaded_at, \
+     CAST(config_revision AS BIGINT) AS config_revision, execution_mode, memory_limit_mib, \
+     cpu_limit_seconds, last_load_error, last_loaded_at, \
      installed_at, updated_at";
 
 const VERSION_COLUMNS: &str =
@@ -45,6 +45,8 @@ where
             config_json: col(row, "config_json", op)?,
             config_revision: col(row, "config_revision", op)?,
             execution_mode: col(row, "execution_mode", op)?,
+            memory_limit_mib: col(row, "memory_limit_mib", op)?,
+            cpu_limit_seconds: col(row, "cpu_limit_seconds", op)?,
             last_load_error: col(row, "last_load_error", op)?,
             last_loaded_at: col(row, "last_loaded_at", op)?,
             installed_at: col(row, "installed_at", op)?,
@@ -64,31 +66,41 @@ where
         })
     }
 
-    /// Sets where a plugin's code runs (`None`: the server's default).
+    /// Sets where a plugin's code runs and its process's limits (`None`: the server's default).
     pub(crate) async fn sql_set_plugin_execution(
         &self,
         id: &str,
         mode: Option<&str>,
+        memory_mib: Option<i64>,
+        cpu_seconds: Option<i64>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE plugins SET execution_mode = $2, updated_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(mode)
-            .bind(crate::receipts::now_ms())
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::query("set plugin execution"))?;
+        sqlx::query(
+            "UPDATE plugins SET execution_mode = $2, memory_limit_mib = $3, \
+             cpu_limit_seconds = $4, updated_at = $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(mode)
+        .bind(memory_mib)
+        .bind(cpu_seconds)
+        .bind(crate::receipts::now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query("set plugin execution"))?;
         Ok(())
     }
 
-    /// `execution_mode` is written on insert only (`sql_set_plugin_execution` changes it);
+    /// `execution_mode`, `memory_limit_mib` and `cpu_limit_seconds` are written on insert only
+    /// (`sql_set_plugin_execution` changes them);
     /// `config_json` and `config_revision` are written on insert only: they change through
     /// `sql_write_plugin_settings` alone (see `store::settings`).
     pub(crate) async fn sql_upsert_plugin(&self, p: &PluginRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO plugins (id, name, enabled, trust_level, source_kind, source_ref, \
              current_version, current_checksum, current_install_path, manifest_json, config_json, \
-             last_load_error, last_loaded_at, installed_at, updated_at, execution_mode) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             last_load_error, last_loaded_at, installed_at, updated_at, execution_mode, \
+             memory_limit_mib, cpu_limit_seconds) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, enabled = excluded.enabled, \
              trust_level = excluded.trust_level, source_kind = excluded.source_kind, \
              source_ref = excluded.source_ref, current_version = excluded.current_version, \
@@ -114,6 +126,8 @@ where
         .bind(p.installed_at)
         .bind(p.updated_at)
         .bind(p.execution_mode.as_deref())
+        .bind(p.memory_limit_mib)
+        .bind(p.cpu_limit_seconds)
         .execute(&self.pool)
         .await
         .map_err(StoreError::query("upsert plugin"))?;

@@ -181,6 +181,14 @@ pub struct PluginRow {
     /// the server's default. Written only by `Store::set_plugin_execution`.
     #[serde(default)]
     pub execution_mode: Option<String>,
+    /// The address space of its own process (isolated execution) in MiB, as the operator chose
+    /// it; `None` follows the server's default. Written only by `Store::set_plugin_limits`.
+    #[serde(default)]
+    pub memory_limit_mib: Option<i64>,
+    /// The processor time of its own process over its life, in seconds, as the operator chose
+    /// it; `None` follows the server's default. Written only by `Store::set_plugin_limits`.
+    #[serde(default)]
+    pub cpu_limit_seconds: Option<i64>,
     /// The last load error, for the admin UI.
     pub last_load_error: Option<String>,
     /// When it was last loaded.

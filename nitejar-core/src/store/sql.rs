@@ -458,8 +458,10 @@ macro_rules! impl_store {
                 &'a self,
                 plugin_id: &'a str,
                 mode: Option<&'a str>,
+                memory_mib: Option<i64>,
+                cpu_seconds: Option<i64>,
             ) -> StoreFuture<'a, ()> {
-                Box::pin(self.sql_set_plugin_execution(plugin_id, mode))
+                Box::pin(self.sql_set_plugin_execution(plugin_id, mode, memory_mib, cpu_seconds))
             }
             fn list_plugin_secrets<'a>(
                 &'a self,

@@ -3,6 +3,7 @@
 //! through [`PluginManager::configure`](nitejar_core::lifecycle::PluginManager::configure), as the
 //! admin UI and the CLI change them.
 
+use nitejar_core::lifecycle::execution::ExecutionChoice;
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
@@ -83,17 +84,46 @@ pub async fn put(
     Ok(HttpResponse::Ok().json(json!({ "configured": outcome, "settings": settings })))
 }
 
-/// `PUT /api/admin/plugins/{id}/execution`: `{"mode": "isolated" | "in_process" | null}` (null:
-/// the server's default). An active plugin is re-activated in the new mode at once.
+/// `PUT /api/admin/plugins/{id}/execution`: `{"mode": "isolated" | "in_process" | null,
+/// "memoryMib": n | null, "cpuSeconds": n | null}` (null or absent: the server's default; the
+/// limits bound the plugin's own process when it runs isolated). An active plugin is re-activated
+/// with the new choice at once.
 pub async fn put_execution(
     _admin: Admin,
     state: web::Data<AppState>,
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let mode = match body.as_object().map(|o| (o.len(), o.get("mode"))) {
-        Some((1, Some(Value::Null))) => None,
-        Some((1, Some(Value::String(m)))) => Some(
+    let choice = execution_choice_of(&body)?;
+    let outcome = state.plugins.set_execution(&id, choice).await?;
+    Ok(HttpResponse::Ok().json(json!({ "execution": outcome })))
+}
+
+const EXECUTION_SHAPE: &str = "the body must be {\"mode\": \"isolated\" | \"in_process\" | null, \"memoryMib\": number | null, \"cpuSeconds\": number | null}";
+
+/// Reads the body of `PUT …/execution`.
+fn execution_choice_of(body: &Value) -> Result<ExecutionChoice, ApiError> {
+    let Some(object) = body.as_object() else {
+        return Err(ApiError::bad_request("invalid_json", EXECUTION_SHAPE));
+    };
+    if let Some(key) = object
+        .keys()
+        .find(|k| !matches!(k.as_str(), "mode" | "memoryMib" | "cpuSeconds"))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            format!("unknown field `{key}`: {EXECUTION_SHAPE}"),
+        ));
+    }
+    let mode = match object.get("mode") {
+        None => {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                format!("`mode` is required: {EXECUTION_SHAPE}"),
+            ))
+        }
+        Some(Value::Null) => None,
+        Some(Value::String(m)) => Some(
             nitejar_core::lifecycle::execution::parse_execution(m).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -102,15 +132,33 @@ pub async fn put_execution(
                 )
             })?,
         ),
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "the body must be {\"mode\": \"isolated\" | \"in_process\" | null}",
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_execution_mode",
+                format!("`mode` must be \"isolated\", \"in_process\" or null (the server's default), not {other}"),
             ))
         }
     };
-    let outcome = state.plugins.set_execution(&id, mode).await?;
-    Ok(HttpResponse::Ok().json(json!({ "execution": outcome })))
+    let limit = |field: &str| -> Result<Option<u64>, ApiError> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_limit",
+                    format!(
+                        "`{field}` must be a whole number or null (the server's default), not {v}"
+                    ),
+                )
+            }),
+        }
+    };
+    Ok(ExecutionChoice {
+        mode,
+        memory_mib: limit("memoryMib")?,
+        cpu_seconds: limit("cpuSeconds")?,
+    })
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! `/api/admin/integration-types`.
 
 use actix_web::{web, HttpResponse};
+use nitejar_core::receipts::ExecutionMode;
 use nitejar_core::registry::PluginOrigin;
 use serde::Serialize;
 use serde_json::json;
@@ -48,7 +49,7 @@ pub struct RuntimeSummary {
     pub badge: &'static str,
     pub posture: &'static str,
     pub posture_texts: serde_json::Value,
-    pub effective_limitations: Vec<&'static str>,
+    pub effective_limitations: Vec<String>,
     pub host_enforced_controls: Vec<&'static str>,
     pub active_plugins: Vec<ActiveSummary>,
     pub loaded_libraries: Vec<LibrarySummary>,
@@ -102,7 +103,7 @@ pub fn summary(state: &AppState) -> RuntimeSummary {
     RuntimeSummary {
         version: nitejar_core::NITEJAR_VERSION,
         execution_mode: posture::execution_mode(state.config.plugin_execution),
-        enforcement_scope: posture::ENFORCEMENT_SCOPE,
+        enforcement_scope: posture::enforcement_scope(state.config.plugin_execution),
         trust_mode: mode.as_str(),
         safe_mode: state.config.safe_mode,
         badge: posture::badge(state.config.plugin_execution),
@@ -112,7 +113,12 @@ pub fn summary(state: &AppState) -> RuntimeSummary {
             TrustMode::SelfHostGuarded.as_str(): posture::posture_text(TrustMode::SelfHostGuarded),
             TrustMode::SaasLocked.as_str(): posture::posture_text(TrustMode::SaasLocked),
         }),
-        effective_limitations: posture::effective_limitations(),
+        effective_limitations: match state.config.plugin_execution {
+            ExecutionMode::InProcess => posture::effective_limitations(),
+            ExecutionMode::Isolated => {
+                posture::isolated_limitations(state.config.plugin_process_limits)
+            }
+        },
         host_enforced_controls: posture::host_enforced_controls(),
         active_plugins,
         loaded_libraries,

@@ -1,6 +1,7 @@
 //! The commands that work on the installed plugins: list, install, enable, disable, upgrade,
 //! rollback, uninstall, config, doctor, logs.
 
+use nitejar_core::lifecycle::execution::ExecutionChoice;
 use std::process::ExitCode;
 
 use nitejar_core::install::InstallSource;
@@ -160,7 +161,22 @@ async fn dispatch(engine: &Engine, command: PluginCommand, out: &Out) -> ExitCod
                 None
             };
             if let Some(mode) = chosen {
-                if let Err(e) = manager.set_execution(&id, Some(mode)).await {
+                // The mode changes; the limits chosen before stay.
+                let result = match manager.execution_choice(&id).await {
+                    Ok(choice) => {
+                        manager
+                            .set_execution(
+                                &id,
+                                ExecutionChoice {
+                                    mode: Some(mode),
+                                    ..choice
+                                },
+                            )
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
                     return failed(out, &e);
                 }
             }
@@ -180,7 +196,12 @@ async fn dispatch(engine: &Engine, command: PluginCommand, out: &Out) -> ExitCod
                 Err(e) => failed(out, &e),
             }
         }
-        PluginCommand::Execution { id, mode } => {
+        PluginCommand::Execution {
+            id,
+            mode,
+            memory_mib,
+            cpu_seconds,
+        } => {
             let chosen = match mode.as_str() {
                 "default" => None,
                 other => match nitejar_core::lifecycle::execution::parse_execution(other) {
@@ -193,7 +214,38 @@ async fn dispatch(engine: &Engine, command: PluginCommand, out: &Out) -> ExitCod
                     }
                 },
             };
-            match manager.set_execution(&id, chosen).await {
+            // A limit not given stays as chosen before; `default` gives it back to the server.
+            let current = match manager.execution_choice(&id).await {
+                Ok(c) => c,
+                Err(e) => return failed(out, &e),
+            };
+            let mut limits = [
+                (current.memory_mib, memory_mib, "--memory-mib"),
+                (current.cpu_seconds, cpu_seconds, "--cpu-seconds"),
+            ];
+            for (value, given, flag) in &mut limits {
+                match given.as_deref().map(str::trim) {
+                    None => {}
+                    Some("default") => *value = None,
+                    Some(text) => match text.parse::<u64>() {
+                        Ok(n) => *value = Some(n),
+                        Err(_) => {
+                            return out.fail(
+                                &format!(
+                                    "{flag} must be a whole number or `default`, not `{text}`"
+                                ),
+                                json!({ "reason": "bad_limit" }),
+                            )
+                        }
+                    },
+                }
+            }
+            let choice = ExecutionChoice {
+                mode: chosen,
+                memory_mib: limits[0].0,
+                cpu_seconds: limits[1].0,
+            };
+            match manager.set_execution(&id, choice).await {
                 Ok(o) => out.ok(json!({ "execution": o }), || {
                     println!(
                         "{id} runs {} ({})",
@@ -204,6 +256,12 @@ async fn dispatch(engine: &Engine, command: PluginCommand, out: &Out) -> ExitCod
                             "the server's default"
                         }
                     );
+                    if o.effective == nitejar_core::receipts::ExecutionMode::Isolated {
+                        println!(
+                            "  its process: at most {} MiB of address space, {} s of processor time",
+                            o.limits.memory_mib, o.limits.cpu_seconds
+                        );
+                    }
                     println!("  a running server switches it within a second");
                 }),
                 Err(e) => failed(out, &e),

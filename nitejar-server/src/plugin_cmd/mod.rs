@@ -69,13 +69,21 @@ pub enum PluginCommand {
         id: String,
     },
     /// Choose where a plugin's code runs: `isolated` (a process of its own, under the kernel's
-    /// controls), `in_process`, or `default` (NITEJAR_PLUGIN_EXECUTION). A running server switches
-    /// it within a second.
+    /// controls), `in_process`, or `default` (NITEJAR_PLUGIN_EXECUTION), and the limits of its
+    /// process when isolated. A running server switches it within a second.
     Execution {
         /// The plugin id.
         id: String,
         /// `isolated`, `in_process` or `default`.
         mode: String,
+        /// Address space of its process in MiB (128 to 1048576), or `default`
+        /// (NITEJAR_PLUGIN_MEMORY_MIB). Not given: kept as chosen before.
+        #[arg(long, value_name = "MIB")]
+        memory_mib: Option<String>,
+        /// Processor time of its process over its life in seconds (10 to 31536000), or `default`
+        /// (NITEJAR_PLUGIN_CPU_SECONDS). Not given: kept as chosen before.
+        #[arg(long, value_name = "SECONDS")]
+        cpu_seconds: Option<String>,
     },
     /// Install a newer version beside the current one and switch to it (keeps the old one for
     /// rollback). Without a source, the plugin's own source is fetched again.

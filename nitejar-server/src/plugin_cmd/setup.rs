@@ -37,6 +37,7 @@ pub fn manager_options(config: &Config) -> ManagerOptions {
     options.crash = crash_config(config);
     options.crash_strikes = config.crash_strikes;
     options.execution = config.plugin_execution;
+    options.process_limits = config.plugin_process_limits;
     options.plugin_host = std::env::current_exe().ok().map(|program| {
         nitejar_core::loader::isolated::PluginHostCommand {
             program,

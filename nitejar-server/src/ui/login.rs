@@ -15,7 +15,6 @@ use super::{redirect, render, Chrome};
 use crate::auth::admin::record_failure;
 use crate::auth::guard::{is_https, session_cookie};
 use crate::auth::{random_token, Admin, AdminForm, SignInForm, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
-use crate::posture;
 use crate::serve::AppState;
 
 #[derive(Template)]
@@ -61,10 +60,8 @@ fn login_page(
             );
         }
     };
-    let mode = state.config.trust_mode();
     let page = LoginPage {
-        chrome: Chrome::public("Sign in", mode.as_str(), posture::posture_text(mode))
-            .with_notice(notice),
+        chrome: Chrome::public("Sign in", Some(state)).with_notice(notice),
         csrf: csrf.clone(),
         next,
         error,

@@ -1,6 +1,7 @@
 //! The admin UI: server-rendered HTML (askama templates in `nitejar-server/templates/`), one small
 //! stylesheet served by the binary, no JavaScript and nothing fetched from elsewhere, so it works
-//! offline and in any browser. Every page carries the badge `In-process (No hard sandbox)`.
+//! offline and in any browser. Every page but an error page carries the posture badge: where
+//! third-party plugins run by default (`In-process (No hard sandbox)` or isolated).
 //!
 //! Forms post to the routes in `crate::routes` with the session's CSRF token (`_csrf`), checked by
 //! the auth guard; after a change the browser is redirected (303) to a page showing the result.
@@ -33,7 +34,10 @@ pub struct Chrome {
     pub nav: &'static str,
     pub csrf: String,
     pub signed_in: bool,
+    /// The posture badge (empty on error pages, which do not know the server's settings).
     pub badge: &'static str,
+    /// The badge's tooltip.
+    pub badge_title: &'static str,
     pub posture: &'static str,
     pub trust_mode: &'static str,
     pub version: &'static str,
@@ -54,6 +58,7 @@ impl Chrome {
             csrf: admin.csrf().to_owned(),
             signed_in: true,
             badge: posture::badge(state.config.plugin_execution),
+            badge_title: posture::badge_title(state.config.plugin_execution),
             posture: nitejar_core::trust::posture_for(
                 state.config.trust_mode(),
                 state.config.plugin_execution,
@@ -64,18 +69,29 @@ impl Chrome {
         }
     }
 
-    /// The chrome of a page shown before sign-in.
-    pub fn public(
-        title: impl Into<String>,
-        trust_mode: &'static str,
-        posture: &'static str,
-    ) -> Chrome {
+    /// The chrome of a page shown before sign-in (`state`: the server's settings, for the badge
+    /// and posture; `None` on error pages, which show neither).
+    pub fn public(title: impl Into<String>, state: Option<&AppState>) -> Chrome {
+        let (trust_mode, posture, badge, badge_title) = match state {
+            Some(state) => {
+                let mode = state.config.trust_mode();
+                let execution = state.config.plugin_execution;
+                (
+                    mode.as_str(),
+                    nitejar_core::trust::posture_for(mode, execution),
+                    posture::badge(execution),
+                    posture::badge_title(execution),
+                )
+            }
+            None => ("", "", "", ""),
+        };
         Chrome {
             title: title.into(),
             nav: "",
             csrf: String::new(),
             signed_in: false,
-            badge: posture::BADGE,
+            badge,
+            badge_title,
             posture,
             trust_mode,
             version: nitejar_core::NITEJAR_VERSION,
@@ -155,7 +171,7 @@ struct ErrorPage {
 /// A short error page (for refusals by the auth guard and pages that do not exist).
 pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
     let page = ErrorPage {
-        chrome: Chrome::public(status.canonical_reason().unwrap_or("Error"), "", ""),
+        chrome: Chrome::public(status.canonical_reason().unwrap_or("Error"), None),
         status: status.as_u16(),
         message: message.to_owned(),
     };

@@ -208,7 +208,7 @@ pub(crate) async fn detail_page(
     let page = DetailPage {
         chrome: Chrome::new(state, admin, p.name.clone(), "plugins").with_notice(notice),
         installed,
-        warning: posture::IN_PROCESS_WARNING,
+        warning: warning_of(&p),
         p,
         versions,
         receipts,
@@ -248,7 +248,7 @@ impl InstallPage {
     fn new(state: &AppState, admin: &Admin) -> InstallPage {
         InstallPage {
             chrome: Chrome::new(state, admin, "Install a plugin", "plugins"),
-            warning: posture::IN_PROCESS_WARNING,
+            warning: posture::warning(state.config.plugin_execution),
             error: None,
             npm: String::new(),
             git_url: String::new(),
@@ -429,7 +429,7 @@ async fn review_page(
             "plugins",
         )
         .with_notice(notice),
-        warning: posture::IN_PROCESS_WARNING,
+        warning: warning_of(&detail.plugin),
         p: detail.plugin,
         consent_text,
         error: error.map(|(_, m)| m),
@@ -534,7 +534,28 @@ pub async fn execution(
             }
         },
     };
-    let result = state.plugins.set_execution(&id, mode).await.map(|_| ());
+    // Empty: the server's default.
+    let limit = |name: &str, label: &str| -> Result<Option<u64>, String> {
+        match field(&post.form, name).trim() {
+            "" => Ok(None),
+            text => text.parse::<u64>().map(Some).map_err(|_| {
+                format!("{label} must be a whole number, or empty for the server's default; not “{text}”.")
+            }),
+        }
+    };
+    let (memory_mib, cpu_seconds) = match (
+        limit("memory_mib", "Memory (MiB)"),
+        limit("cpu_seconds", "Processor time (s)"),
+    ) {
+        (Ok(m), Ok(c)) => (m, c),
+        (Err(e), _) | (_, Err(e)) => return error_page(StatusCode::UNPROCESSABLE_ENTITY, &e),
+    };
+    let choice = nitejar_core::lifecycle::execution::ExecutionChoice {
+        mode,
+        memory_mib,
+        cpu_seconds,
+    };
+    let result = state.plugins.set_execution(&id, choice).await.map(|_| ());
     after(&id, result, "execution_changed")
 }
 
@@ -563,22 +584,34 @@ pub async fn rollback(
         .iter()
         .any(|(k, v)| k == "accept_consent" && v == "yes");
     match state.plugins.rollback(&id, version, accept).await {
-        Err(LifecycleError::ConsentRequired { text, diff, .. }) => consent_page(
-            &state,
-            &post.admin,
-            ConsentAsk {
-                id: id.to_string(),
-                heading: format!("Consent to {id} {version}"),
-                action: format!("/admin/plugins/{id}/rollback"),
-                hidden: vec![("version".into(), version.to_owned())],
-                button: format!("Consent and roll back to {version}"),
-                ack_new: false,
-                text,
-                diff: diff.unwrap_or_default(),
-                upload: false,
-            },
-        ),
+        Err(LifecycleError::ConsentRequired { text, diff, .. }) => {
+            consent_page(
+                &state,
+                &post.admin,
+                ConsentAsk {
+                    id: id.to_string(),
+                    heading: format!("Consent to {id} {version}"),
+                    action: format!("/admin/plugins/{id}/rollback"),
+                    hidden: vec![("version".into(), version.to_owned())],
+                    button: format!("Consent and roll back to {version}"),
+                    ack_new: false,
+                    text,
+                    diff: diff.unwrap_or_default(),
+                    upload: false,
+                },
+            )
+            .await
+        }
         result => after(&id, result, "rolled_back"),
+    }
+}
+
+/// The warning for the plugin `p` (where its code runs now, or would if enabled).
+fn warning_of(p: &PluginView) -> &'static str {
+    if p.execution_mode == nitejar_core::receipts::ExecutionMode::Isolated.as_str() {
+        posture::ISOLATED_WARNING
+    } else {
+        posture::IN_PROCESS_WARNING
     }
 }
 
@@ -621,10 +654,16 @@ struct ConsentPage {
 
 /// The page that asks consent to a version (an upgrade or a rollback that needs it), with what it
 /// adds to and drops from what was consented before, and the same action again.
-fn consent_page(state: &AppState, admin: &Admin, ask: ConsentAsk) -> HttpResponse {
+async fn consent_page(state: &AppState, admin: &Admin, ask: ConsentAsk) -> HttpResponse {
+    // Where the version asked about will run: the plugin's choice, else the server's default.
+    let mode = match state.store.get_plugin(&ask.id).await {
+        Ok(Some(row)) => state.plugins.execution_of(&row),
+        Ok(None) => state.config.plugin_execution,
+        Err(e) => return store_failure(e),
+    };
     let page = ConsentPage {
         chrome: Chrome::new(state, admin, ask.heading.clone(), "plugins"),
-        warning: posture::IN_PROCESS_WARNING,
+        warning: posture::warning(mode),
         id: ask.id,
         heading: ask.heading,
         action: ask.action,
@@ -665,21 +704,24 @@ pub async fn upgrade(
         },
     };
     match state.plugins.upgrade(&id, source, request).await {
-        Err(LifecycleError::ConsentRequired { text, diff, .. }) => consent_page(
-            &state,
-            &post.admin,
-            ConsentAsk {
-                id: id.to_string(),
-                heading: format!("Consent to the new version of {id}"),
-                action: format!("/admin/plugins/{id}/upgrade"),
-                hidden: vec![("source".into(), source_text)],
-                button: "Consent and upgrade".into(),
-                ack_new: true,
-                text,
-                diff: diff.unwrap_or_default(),
-                upload: false,
-            },
-        ),
+        Err(LifecycleError::ConsentRequired { text, diff, .. }) => {
+            consent_page(
+                &state,
+                &post.admin,
+                ConsentAsk {
+                    id: id.to_string(),
+                    heading: format!("Consent to the new version of {id}"),
+                    action: format!("/admin/plugins/{id}/upgrade"),
+                    hidden: vec![("source".into(), source_text)],
+                    button: "Consent and upgrade".into(),
+                    ack_new: true,
+                    text,
+                    diff: diff.unwrap_or_default(),
+                    upload: false,
+                },
+            )
+            .await
+        }
         result => after(&id, result.map(|_| ()), "upgraded"),
     }
 }
@@ -712,22 +754,25 @@ pub async fn upgrade_upload(
     // Only now, the upgrade finished either way, may the received file go.
     drop(upload);
     match result {
-        Err(LifecycleError::ConsentRequired { text, diff, .. }) => consent_page(
-            &state,
-            &admin,
-            ConsentAsk {
-                id: id.to_string(),
-                heading: format!("Consent to the new version of {id}"),
-                action: format!("/admin/plugins/{id}/upgrade/upload"),
-                hidden: Vec::new(),
-                button: "Consent and upload again".into(),
-                ack_new: true,
-                text,
-                diff: diff.unwrap_or_default(),
-                upload: false,
-            }
-            .with_upload(),
-        ),
+        Err(LifecycleError::ConsentRequired { text, diff, .. }) => {
+            consent_page(
+                &state,
+                &admin,
+                ConsentAsk {
+                    id: id.to_string(),
+                    heading: format!("Consent to the new version of {id}"),
+                    action: format!("/admin/plugins/{id}/upgrade/upload"),
+                    hidden: Vec::new(),
+                    button: "Consent and upload again".into(),
+                    ack_new: true,
+                    text,
+                    diff: diff.unwrap_or_default(),
+                    upload: false,
+                }
+                .with_upload(),
+            )
+            .await
+        }
         result => after(&id, result.map(|_| ()), "upgraded"),
     }
 }

@@ -236,7 +236,8 @@ fn confine(request: &LoadRequest) -> Result<String, String> {
     use crate::sandbox::{Sandbox, SandboxPolicy};
     let mut policy = SandboxPolicy::for_plugin(&request.dir, &request.data_dir)
         .map_err(|e| format!("could not prepare its sandbox: {e}"))?;
-    policy.cpu_seconds = super::PROCESS_CPU_SECONDS;
+    policy.memory_bytes = request.limits.memory_mib.saturating_mul(1 << 20);
+    policy.cpu_seconds = request.limits.cpu_seconds;
     let applied = Sandbox::apply(&policy, super::REQUIRED_CONTROLS).map_err(|e| {
         format!("it cannot run isolated on this system, its sandbox could not be applied: {e}")
     })?;

@@ -33,6 +33,8 @@ pub(crate) struct LoadRequest {
     pub(crate) config: String,
     /// The plugin's data directory (read/write for it; created by the server).
     pub(crate) data_dir: PathBuf,
+    /// The limits its process runs under.
+    pub(crate) limits: ProcessLimits,
 }
 
 /// The kernel controls a plugin's process must hold before it loads the library: without any of
@@ -45,9 +47,37 @@ pub const REQUIRED_CONTROLS: &[crate::sandbox::Control] = &[
     crate::sandbox::Control::Seccomp,
 ];
 
-/// The processor time a plugin's process may use over its whole life before the kernel stops it
-/// (it is started again); a single call is bounded by its deadline long before.
-pub const PROCESS_CPU_SECONDS: u64 = 3600;
+/// The resource limits of a plugin's own process, applied by the kernel (`RLIMIT_AS`,
+/// `RLIMIT_CPU`). A process that passes one dies (the allocation that fails aborts it, or the
+/// kernel sends `SIGXCPU`), leaves a `crashed` receipt naming it, and is started again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessLimits {
+    /// Address space, in MiB (not resident memory: threads' stacks and allocator arenas count
+    /// whole).
+    pub memory_mib: u64,
+    /// Processor time over the process's whole life, in seconds; a single call is bounded by its
+    /// deadline long before.
+    pub cpu_seconds: u64,
+}
+
+impl ProcessLimits {
+    /// The allowed values of `memory_mib`: below 128 MiB the host process itself does not start
+    /// reliably; the top is 1 TiB.
+    pub const MEMORY_MIB: std::ops::RangeInclusive<u64> = 128..=1_048_576;
+    /// The allowed values of `cpu_seconds`: ten seconds to a year.
+    pub const CPU_SECONDS: std::ops::RangeInclusive<u64> = 10..=31_536_000;
+}
+
+impl Default for ProcessLimits {
+    /// 1 GiB of address space, an hour of processor time.
+    fn default() -> Self {
+        ProcessLimits {
+            memory_mib: 1024,
+            cpu_seconds: 3600,
+        }
+    }
+}
 
 /// How a package is to be run isolated.
 #[derive(Clone, Debug)]
@@ -58,6 +88,8 @@ pub struct Isolation {
     pub load_timeout: Duration,
     /// The plugin's data directory (created if missing).
     pub data_dir: PathBuf,
+    /// The limits its process runs under.
+    pub limits: ProcessLimits,
 }
 
 /// Runs this process as a plugin host (the `__plugin-host` command); returns its exit code.
