@@ -1067,13 +1067,16 @@ async fn a_hook_receipt_names_the_fields_its_handler_changed_never_their_values(
     rt.activate(builtin(
         "com.acme.tuner",
         Plugin::builder()
-            .hook(HookOptions::new().priority(10), |_ctx, _m: &ModelPreCall| {
-                HookResult::change(ModelPreCallPatch {
-                    model: Some("secret-model-name".into()),
-                    temperature: Some(0.1),
-                    ..Default::default()
-                })
-            })
+            .hook(
+                HookOptions::new().priority(10),
+                |_ctx, _m: &ModelPreCall| {
+                    HookResult::change(ModelPreCallPatch {
+                        model: Some("secret-model-name".into()),
+                        temperature: Some(0.1),
+                        ..Default::default()
+                    })
+                },
+            )
             .build(),
     ))
     .unwrap();
@@ -1141,7 +1144,8 @@ async fn in_a_batch_every_handler_that_changed_something_names_the_batch_fields(
     let out = rt.dispatch(&DispatchContext::default(), response("")).await;
     assert_eq!(out.payload.content, "[0][2]");
     let receipts = sink.take();
-    let combined = serde_json::json!({ "changed_fields": ["content"], "combined_with_batch": true });
+    let combined =
+        serde_json::json!({ "changed_fields": ["content"], "combined_with_batch": true });
     assert_eq!(receipts[0].detail.as_ref(), Some(&combined));
     assert_eq!(receipts[1].detail, None, "handler 1 changed nothing");
     assert_eq!(receipts[2].detail.as_ref(), Some(&combined));

@@ -244,6 +244,7 @@ async fn mirror_rows_link_a_plugin_only_when_it_has_a_row(db: TestDb) {
             config_revision: 0,
             execution_mode: None,
             last_load_error: None,
+            last_error_kind: None,
             last_loaded_at: None,
             installed_at: 1,
             updated_at: 1,

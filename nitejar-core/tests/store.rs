@@ -363,6 +363,7 @@ fn plugin(id: &str, version: &str, at: i64) -> PluginRow {
         config_revision: 0,
         execution_mode: None,
         last_load_error: None,
+        last_error_kind: None,
         last_loaded_at: None,
         installed_at: at,
         updated_at: at,

@@ -408,9 +408,33 @@ pub fn error_status(e: &LifecycleError) -> (StatusCode, &'static str) {
         E::UndeclaredSecret { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "undeclared_secret"),
         E::EmptySecret { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_secret"),
         E::SecretUnreadable { .. } => (StatusCode::CONFLICT, "secret_unreadable"),
+        E::TrustSettings(t) => {
+            use nitejar_core::lifecycle::{TrustEntryKind as K, TrustSettingsError as T};
+            match t {
+                T::Invalid { kind: K::Key, .. } => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_trusted_key")
+                }
+                T::Invalid { kind: K::Allow, .. } => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_allowlist_entry")
+                }
+                T::Duplicate { .. } => (StatusCode::CONFLICT, "already_trusted"),
+                T::KeyIdTaken { .. } => (StatusCode::CONFLICT, "key_id_taken"),
+                T::NotFound { .. } => (StatusCode::NOT_FOUND, "trust_entry_not_found"),
+                T::FromEnvironment { .. } => (StatusCode::CONFLICT, "set_by_environment"),
+                T::Locked => (StatusCode::CONFLICT, "trust_settings_locked"),
+            }
+        }
         E::Store(_) | E::Io { .. } | E::Corrupt { .. } | E::Task(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }
+    }
+}
+
+/// The request field that carries a trusted key or an allowlist entry.
+pub fn trust_field(kind: nitejar_core::lifecycle::TrustEntryKind) -> &'static str {
+    match kind {
+        nitejar_core::lifecycle::TrustEntryKind::Key => "publicKey",
+        nitejar_core::lifecycle::TrustEntryKind::Allow => "entry",
     }
 }
 
@@ -463,6 +487,16 @@ pub fn api_message(e: &LifecycleError) -> String {
              ENCRYPTION_KEY; set it again: PUT /api/admin/plugins/{id}/config with \
              {{\"secrets\": {{\"{name}\": …}}}}"
         ),
+        E::TrustSettings(nitejar_core::lifecycle::TrustSettingsError::Invalid {
+            kind,
+            problem,
+        }) => {
+            format!(
+                "`{}`: the {} {problem}; nothing was changed",
+                trust_field(*kind),
+                kind.noun()
+            )
+        }
         E::SourceRequired { id, kind } => format!(
             "`{id}` was installed from {kind}; give the new package: POST \
              /api/admin/plugins/{id}/upgrade with \"source\", or upload it"
@@ -491,6 +525,9 @@ impl From<LifecycleError> for ApiError {
                 Some(json!({ "installed": installed }))
             }
             LifecycleError::InvalidConfig { problems, .. } => Some(json!(problems)),
+            LifecycleError::TrustSettings(
+                nitejar_core::lifecycle::TrustSettingsError::Invalid { kind, problem },
+            ) => Some(json!([{ "path": format!("/{}", trust_field(*kind)), "message": problem }])),
             LifecycleError::UndeclaredSecret {
                 names, declared, ..
             } => Some(json!({ "undeclared": names, "declared": declared })),

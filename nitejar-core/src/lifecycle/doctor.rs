@@ -82,11 +82,21 @@ impl PluginManager {
     /// of interrupted installs and activations, and libraries a running server keeps loaded though
     /// no longer active.
     pub async fn doctor(&self) -> DoctorReport {
-        let policy = &self.options.policy;
+        let refreshed = self.refresh_trust().await;
+        let policy = self.policy();
         let mut report = DoctorReport {
             trust_mode: policy.mode().as_str().to_string(),
             ..DoctorReport::default()
         };
+        if let Err(e) = refreshed {
+            report.push(
+                Severity::Error,
+                None,
+                "database",
+                format!("the trust settings cannot be read: {e}"),
+                "check DATABASE_URL and that the database is reachable".into(),
+            );
+        }
         match policy.mode() {
             TrustMode::SelfHostOpen => report.push(
                 Severity::Info,
@@ -100,7 +110,7 @@ impl PluginManager {
                 None,
                 "trust",
                 format!("{mode} with no trusted keys and an empty allowlist: no third-party plugin can be enabled"),
-                "set NITEJAR_PLUGIN_TRUSTED_KEYS (minisign public keys) or NITEJAR_PLUGIN_ALLOWLIST (`id` or `id@sha256:…`)".into(),
+                "add a trusted key or an allowlist entry (admin Trust page, `nitejar plugin trust key add` / `allow add`, or NITEJAR_PLUGIN_TRUSTED_KEYS / NITEJAR_PLUGIN_ALLOWLIST)".into(),
             ),
             _ => {}
         }

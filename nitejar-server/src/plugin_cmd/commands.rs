@@ -281,6 +281,7 @@ async fn dispatch(engine: &Engine, command: PluginCommand, out: &Out) -> ExitCod
             }
         }
         PluginCommand::Config { id, action } => super::config::run(engine, &id, action, out).await,
+        PluginCommand::Trust { action } => super::trust::run(engine, action, out).await,
         PluginCommand::Doctor => {
             let report = manager.doctor().await;
             let code = out.ok(json!({ "doctor": report }), || {

@@ -13,6 +13,7 @@ mod config;
 mod pack;
 mod scaffold;
 pub mod setup;
+mod trust;
 mod validate;
 
 /// `nitejar plugin` and its options.
@@ -125,6 +126,13 @@ pub enum PluginCommand {
         id: String,
         #[command(subcommand)]
         action: Option<config::ConfigAction>,
+    },
+    /// The trusted keys and allowlist entries plugins are judged with: list them, add or remove
+    /// stored ones (those of the environment are listed, and change only in the environment). A
+    /// running server applies a change within a second.
+    Trust {
+        #[command(subcommand)]
+        action: trust::TrustAction,
     },
     /// Check installed plugins and the plugin directory; print each problem with its fix.
     Doctor,
