@@ -135,7 +135,13 @@ pub enum PluginCommand {
         action: trust::TrustAction,
     },
     /// Check installed plugins and the plugin directory; print each problem with its fix.
-    Doctor,
+    Doctor {
+        /// First remove what a failed install or upgrade left: versions never made current that
+        /// no receipt explains (row, stored package, directory), and version directories without
+        /// a version row.
+        #[arg(long)]
+        remove_leftovers: bool,
+    },
     /// Show a plugin's receipts and its log file.
     Logs {
         /// The plugin id.
