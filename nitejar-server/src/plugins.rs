@@ -42,6 +42,10 @@ pub struct PluginView {
     /// Why an enabled plugin is not loaded, when the server knows (safe mode).
     pub not_loaded_reason: Option<&'static str>,
     pub last_load_error: Option<String>,
+    /// Why: `trust` (the trust policy refused it; it runs again by itself once the policy accepts
+    /// it), `load`, `tampered`, `crash`, `boot_marker`; `None` without an error (or for one
+    /// recorded before kinds were).
+    pub last_error_kind: Option<String>,
     pub integrations: Vec<String>,
     pub hooks: Vec<String>,
     pub skills: Vec<String>,
@@ -132,6 +136,9 @@ fn view(
                 "the server runs in safe mode (NITEJAR_SAFE_MODE): only built-ins are loaded",
             ),
         last_load_error: error,
+        last_error_kind: row
+            .filter(|r| r.last_load_error.is_some())
+            .and_then(|r| r.last_error_kind.clone()),
         integrations: contributes.integrations,
         hooks: contributes.hooks,
         skills: contributes.skills,

@@ -367,6 +367,15 @@ async fn a_trusted_key_applies_at_once_and_its_removal_takes_the_plugin_out() {
     .await;
     let plugin = &view.json();
     assert_eq!(plugin["state"], "error", "{}", view.text);
+    assert_eq!(plugin["lastErrorKind"], "trust");
+    let page = Session::sign_in(&server)
+        .await
+        .get(&server, &format!("/admin/plugins/{ID}"))
+        .await;
+    assert!(
+        page.text.contains("id=\"trust-link\""),
+        "the page points at the fix"
+    );
     assert!(plugin["lastLoadError"]
         .as_str()
         .unwrap_or("")
@@ -393,6 +402,7 @@ async fn a_trusted_key_applies_at_once_and_its_removal_takes_the_plugin_out() {
     .await;
     assert_eq!(view.json()["state"], "active", "{}", view.text);
     assert_eq!(view.json()["lastLoadError"], Value::Null);
+    assert_eq!(view.json()["lastErrorKind"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
