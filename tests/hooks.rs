@@ -1059,3 +1059,94 @@ async fn a_short_timeout_after_a_long_one_in_an_offloaded_run_is_noticed_on_time
     );
     assert_eq!(receipts[1].detail.as_ref().unwrap()["timeout_ms"], 50);
 }
+
+#[tokio::test]
+async fn a_hook_receipt_names_the_fields_its_handler_changed_never_their_values() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    rt.activate(builtin(
+        "com.acme.tuner",
+        Plugin::builder()
+            .hook(
+                HookOptions::new().priority(10),
+                |_ctx, _m: &ModelPreCall| {
+                    HookResult::change(ModelPreCallPatch {
+                        model: Some("secret-model-name".into()),
+                        temperature: Some(0.1),
+                        ..Default::default()
+                    })
+                },
+            )
+            .build(),
+    ))
+    .unwrap();
+    rt.activate(builtin(
+        "com.acme.watcher",
+        Plugin::builder()
+            .hook(HookOptions::new().priority(5), |_ctx, _m: &ModelPreCall| {
+                HookResult::proceed()
+            })
+            .build(),
+    ))
+    .unwrap();
+    rt.activate(builtin(
+        "com.acme.stopper",
+        Plugin::builder()
+            .hook(HookOptions::new().priority(1), |_ctx, m: &ModelPreCall| {
+                if m.turn > 3 {
+                    HookResult::block("too many turns")
+                } else {
+                    HookResult::proceed()
+                }
+            })
+            .build(),
+    ))
+    .unwrap();
+    let out = rt
+        .dispatch(&DispatchContext::default(), ModelPreCall::default())
+        .await;
+    assert_eq!(out.payload.model, "secret-model-name");
+    let receipts = sink.take();
+    assert_eq!(
+        receipts[0].detail,
+        Some(serde_json::json!({ "changed_fields": ["model", "temperature"] }))
+    );
+    let text = serde_json::to_string(&receipts[0].detail).unwrap();
+    assert!(!text.contains("secret-model-name"), "{text}");
+    assert_eq!(receipts[1].detail, None, "a handler that changed nothing");
+
+    let blocked = rt
+        .dispatch(
+            &DispatchContext::default(),
+            ModelPreCall {
+                turn: 4,
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(blocked.is_blocked());
+    let receipts = sink.take();
+    assert_eq!(receipts[2].status, ReceiptStatus::Blocked);
+    assert_eq!(
+        receipts[2].detail,
+        Some(serde_json::json!({ "reason": "too many turns" }))
+    );
+}
+
+#[tokio::test]
+async fn in_a_batch_every_handler_that_changed_something_names_the_batch_fields() {
+    let sink = MemorySink::new();
+    let rt = runtime(&sink);
+    let alone = Arc::new(AtomicUsize::new(0));
+    let batches = Batches::new(|handlers| Some(continued(handlers, &[0, 2], "[0][2]")));
+    rt.activate(batched_plugin(&batches, &[30, 20, 10], &alone, 1500))
+        .unwrap();
+    let out = rt.dispatch(&DispatchContext::default(), response("")).await;
+    assert_eq!(out.payload.content, "[0][2]");
+    let receipts = sink.take();
+    let combined =
+        serde_json::json!({ "changed_fields": ["content"], "combined_with_batch": true });
+    assert_eq!(receipts[0].detail.as_ref(), Some(&combined));
+    assert_eq!(receipts[1].detail, None, "handler 1 changed nothing");
+    assert_eq!(receipts[2].detail.as_ref(), Some(&combined));
+}

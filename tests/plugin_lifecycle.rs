@@ -1,7 +1,8 @@
 //! The plugin lifecycle end to end, on SQLite and on Postgres: installs from every source, hostile
 //! archives, trust modes and signatures, consent, upgrade → rollback → upgrade with hooks observed
 //! switching version, boot with a tampered version, the boot marker, safe mode, the crash-loop guard,
-//! plugin settings applied without a restart, and integration rows untouched by all of it.
+//! plugin settings applied without a restart, trust settings changed by another process, doctor's
+//! findings, and integration rows untouched by all of it.
 
 #[path = "../nitejar-core/tests/testdb/mod.rs"]
 mod testdb;
@@ -29,3 +30,6 @@ mod boot;
 
 #[path = "lifecycle/settings.rs"]
 mod settings;
+
+#[path = "lifecycle/doctor.rs"]
+mod doctor;

@@ -40,6 +40,9 @@ pub enum ReceiptKind {
     Crashed,
     /// A change of a plugin's settings (config, stored secrets): names only, never values.
     Configure,
+    /// A change of the trust settings (a trusted key or an allowlist entry added or removed), or a
+    /// refused attempt: who, and the key id and public key or the entry.
+    Trust,
 }
 
 impl ReceiptKind {
@@ -64,6 +67,7 @@ impl ReceiptKind {
             ReceiptKind::CrashedProcess => "crashed_process",
             ReceiptKind::Crashed => "crashed",
             ReceiptKind::Configure => "configure",
+            ReceiptKind::Trust => "trust",
         }
     }
 }

@@ -246,6 +246,7 @@ async fn mirror_rows_link_a_plugin_only_when_it_has_a_row(db: TestDb) {
             memory_limit_mib: None,
             cpu_limit_seconds: None,
             last_load_error: None,
+            last_error_kind: None,
             last_loaded_at: None,
             installed_at: 1,
             updated_at: 1,

@@ -365,6 +365,7 @@ fn plugin(id: &str, version: &str, at: i64) -> PluginRow {
         memory_limit_mib: None,
         cpu_limit_seconds: None,
         last_load_error: None,
+        last_error_kind: None,
         last_loaded_at: None,
         installed_at: at,
         updated_at: at,

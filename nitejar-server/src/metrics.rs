@@ -176,7 +176,8 @@ impl Metrics {
             | ReceiptKind::Uninstall
             | ReceiptKind::Load
             | ReceiptKind::AutoDisable
-            | ReceiptKind::Configure => inc(
+            | ReceiptKind::Configure
+            | ReceiptKind::Trust => inc(
                 &mut f,
                 "nitejar_plugin_actions_total",
                 vec![

@@ -43,6 +43,10 @@ pub struct PluginView {
     /// Why an enabled plugin is not loaded, when the server knows (safe mode).
     pub not_loaded_reason: Option<&'static str>,
     pub last_load_error: Option<String>,
+    /// Why: `trust` (the trust policy refused it; it runs again by itself once the policy accepts
+    /// it), `load`, `tampered`, `crash`, `boot_marker`; `None` without an error (or for one
+    /// recorded before kinds were).
+    pub last_error_kind: Option<String>,
     pub integrations: Vec<String>,
     pub hooks: Vec<String>,
     pub skills: Vec<String>,
@@ -158,6 +162,9 @@ fn view(
                 "the server runs in safe mode (NITEJAR_SAFE_MODE): only built-ins are loaded",
             ),
         last_load_error: error,
+        last_error_kind: row
+            .filter(|r| r.last_load_error.is_some())
+            .and_then(|r| r.last_error_kind.clone()),
         integrations: contributes.integrations,
         hooks: contributes.hooks,
         skills: contributes.skills,
@@ -438,9 +445,33 @@ pub fn error_status(e: &LifecycleError) -> (StatusCode, &'static str) {
         E::UndeclaredSecret { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "undeclared_secret"),
         E::EmptySecret { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_secret"),
         E::SecretUnreadable { .. } => (StatusCode::CONFLICT, "secret_unreadable"),
+        E::TrustSettings(t) => {
+            use nitejar_core::lifecycle::{TrustEntryKind as K, TrustSettingsError as T};
+            match t {
+                T::Invalid { kind: K::Key, .. } => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_trusted_key")
+                }
+                T::Invalid { kind: K::Allow, .. } => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_allowlist_entry")
+                }
+                T::Duplicate { .. } => (StatusCode::CONFLICT, "already_trusted"),
+                T::KeyIdTaken { .. } => (StatusCode::CONFLICT, "key_id_taken"),
+                T::NotFound { .. } => (StatusCode::NOT_FOUND, "trust_entry_not_found"),
+                T::FromEnvironment { .. } => (StatusCode::CONFLICT, "set_by_environment"),
+                T::Locked => (StatusCode::CONFLICT, "trust_settings_locked"),
+            }
+        }
         E::Store(_) | E::Io { .. } | E::Corrupt { .. } | E::Task(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }
+    }
+}
+
+/// The request field that carries a trusted key or an allowlist entry.
+pub fn trust_field(kind: nitejar_core::lifecycle::TrustEntryKind) -> &'static str {
+    match kind {
+        nitejar_core::lifecycle::TrustEntryKind::Key => "publicKey",
+        nitejar_core::lifecycle::TrustEntryKind::Allow => "entry",
     }
 }
 
@@ -493,6 +524,16 @@ pub fn api_message(e: &LifecycleError) -> String {
              ENCRYPTION_KEY; set it again: PUT /api/admin/plugins/{id}/config with \
              {{\"secrets\": {{\"{name}\": …}}}}"
         ),
+        E::TrustSettings(nitejar_core::lifecycle::TrustSettingsError::Invalid {
+            kind,
+            problem,
+        }) => {
+            format!(
+                "`{}`: the {} {problem}; nothing was changed",
+                trust_field(*kind),
+                kind.noun()
+            )
+        }
         E::SourceRequired { id, kind } => format!(
             "`{id}` was installed from {kind}; give the new package: POST \
              /api/admin/plugins/{id}/upgrade with \"source\", or upload it"
@@ -521,6 +562,9 @@ impl From<LifecycleError> for ApiError {
                 Some(json!({ "installed": installed }))
             }
             LifecycleError::InvalidConfig { problems, .. } => Some(json!(problems)),
+            LifecycleError::TrustSettings(
+                nitejar_core::lifecycle::TrustSettingsError::Invalid { kind, problem },
+            ) => Some(json!([{ "path": format!("/{}", trust_field(*kind)), "message": problem }])),
             LifecycleError::UndeclaredSecret {
                 names, declared, ..
             } => Some(json!({ "undeclared": names, "declared": declared })),

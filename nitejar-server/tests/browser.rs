@@ -750,3 +750,166 @@ async fn an_operator_sets_a_plugins_settings_and_a_secret_through_its_form_and_t
     );
     browser.close().await.expect("close");
 }
+
+/// Ticks every permission box and the consent box of the review page, then submits it.
+async fn consent_and_enable(browser: &Client) {
+    for ack in browser
+        .find_all(Locator::Css("#consent-form input[name=ack]"))
+        .await
+        .expect("acknowledgement boxes")
+    {
+        if !ack.is_selected().await.expect("state") {
+            ack.click().await.expect("tick");
+        }
+    }
+    browser
+        .find(Locator::Css("#accept-consent"))
+        .await
+        .expect("consent box")
+        .click()
+        .await
+        .expect("tick");
+    click(browser, "#consent-form button[type=submit]").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_trusts_a_publishers_key_in_the_admin_and_enables_its_signed_plugin_without_a_restart(
+) {
+    const ID: &str = "dev.nitejar.examples.signed-webhook";
+    let key = minisign::KeyPair::generate_unencrypted_keypair().expect("key");
+    let data = DataDir::new();
+    let dir = support::packages::signed_webhook(&data.path.join("src"), "hooks.example.com");
+    support::packages::sign(&dir, &key);
+    let server = start_admin(
+        &data,
+        &[
+            ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_guarded".into()),
+            ("NITEJAR_PLUGIN_ALLOWLIST", "com.example.from-env".into()),
+        ],
+    );
+    let installed = api(
+        &server,
+        reqwest::Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({ "path": dir.to_string_lossy() })),
+    )
+    .await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    sign_in(&browser, &server).await;
+
+    // Signed by a key this server does not trust yet: consent is given, enabling is refused.
+    browser
+        .goto(&server.url(&format!("/admin/plugins/{ID}/review")))
+        .await
+        .expect("goto");
+    consent_and_enable(&browser).await;
+    let refused = text_of(&browser).await;
+    assert!(refused.contains("Not enabled."), "{refused}");
+    assert!(refused.contains("not signed by a trusted key"), "{refused}");
+    assert!(refused.contains("admin Trust page"), "{refused}");
+    screenshot(&browser, "40-trust-enable-refused").await;
+
+    // The Trust page: the environment's entry is listed, marked as such, with nothing to remove.
+    click(&browser, "nav a[href='/admin/trust']").await;
+    let page = text_of(&browser).await;
+    assert!(page.contains("com.example.from-env"), "{page}");
+    assert!(page.contains("set by NITEJAR_PLUGIN_ALLOWLIST"), "{page}");
+    assert!(page.contains("No trusted keys."), "{page}");
+    let source = browser
+        .find(Locator::Css("#allowlist .trust-source"))
+        .await
+        .expect("source")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(source, "environment");
+    let remove_buttons = browser
+        .find_all(Locator::Css(
+            "#allowlist form[action='/admin/trust/allowlist/remove']",
+        ))
+        .await
+        .expect("forms");
+    assert!(
+        remove_buttons.is_empty(),
+        "an environment entry has no Remove"
+    );
+    screenshot(&browser, "41-trust-page").await;
+
+    // A key with a lookalike letter: refused under the field, nothing stored.
+    let lookalike = key.pk.to_base64().replacen('W', "Ԝ", 1);
+    type_into(&browser, "#public-key", &lookalike).await;
+    click(&browser, "#key-form button[type=submit]").await;
+    let error = browser
+        .find(Locator::Css("#keys .field-error"))
+        .await
+        .expect("the field's error")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        error.starts_with("Nothing was changed: the public key contains `Ԝ` (U+051C)"),
+        "{error}"
+    );
+    assert!(text_of(&browser).await.contains("No trusted keys."));
+    screenshot(&browser, "42-trust-key-refused").await;
+
+    // The publisher's minisign.pub, pasted whole.
+    let file = key.pk.to_box().expect("box").to_string();
+    type_into(&browser, "#public-key", &file).await;
+    click(&browser, "#key-form button[type=submit]").await;
+    let added = text_of(&browser).await;
+    assert!(
+        added.contains("Key trusted: plugins signed by it can be enabled now."),
+        "{added}"
+    );
+    let key_id = nitejar_core::trust::canonical::key_line(&key.pk.to_base64())
+        .expect("key")
+        .key_id;
+    let row = browser
+        .find(Locator::Css(&format!("#keys tr[data-key-id='{key_id}']")))
+        .await
+        .expect("the key's row")
+        .text()
+        .await
+        .expect("text");
+    assert!(row.contains("stored") && row.contains("Remove"), "{row}");
+    screenshot(&browser, "43-trust-key-added").await;
+
+    // Same server process, no restart: the signed plugin is enabled and runs.
+    browser
+        .goto(&server.url(&format!("/admin/plugins/{ID}/review")))
+        .await
+        .expect("goto");
+    consent_and_enable(&browser).await;
+    assert_eq!(
+        browser.current_url().await.expect("url").path(),
+        format!("/admin/plugins/{ID}")
+    );
+    let detail = text_of(&browser).await;
+    assert!(detail.contains("Enabled."), "{detail}");
+    assert!(detail.contains("active"), "{detail}");
+    assert!(detail.contains("trusted"), "{detail}");
+    screenshot(&browser, "44-trust-signed-plugin-enabled").await;
+
+    // The change is a receipt naming who made it.
+    browser
+        .goto(&server.url("/admin/receipts?kind=trust"))
+        .await
+        .expect("goto");
+    let receipts = text_of(&browser).await;
+    assert!(receipts.contains("nitejar.trust"), "{receipts}");
+    screenshot(&browser, "45-trust-receipts").await;
+    let stored = api(
+        &server,
+        reqwest::Method::GET,
+        "/api/admin/receipts?plugin=nitejar.trust&kind=trust&status=ok",
+        None,
+    )
+    .await
+    .json();
+    let by = stored["items"][0]["detail"]["by"].as_str().unwrap_or("");
+    assert!(by.starts_with("admin UI (session "), "{stored}");
+    browser.close().await.expect("close");
+}

@@ -238,3 +238,84 @@ fn new_crate_tests_packs_and_installs() {
     );
     assert_eq!(code, 0, "the packed library loads: {text}");
 }
+
+/// `nitejar plugin trust`: keys and entries added, listed with their source, refused with the
+/// problem, removed; the environment's cannot be removed; each change receipted with the CLI user.
+#[test]
+fn trust_keys_and_allowlist_entries_from_the_command_line() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let key = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let pub_file = work.path().join("minisign.pub");
+    std::fs::write(&pub_file, key.pk.to_box().unwrap().to_string()).unwrap();
+    let env = [
+        ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_guarded"),
+        ("NITEJAR_PLUGIN_ALLOWLIST", "com.env.allowed"),
+        ("USER", "ops"),
+    ];
+    let run = |args: &[&str]| nitejar(&data, work.path(), &env, args);
+
+    let file = pub_file.to_string_lossy().into_owned();
+    let (code, out, text) = run(&["plugin", "trust", "key", "add", "--file", &file, "--json"]);
+    assert_eq!(code, 0, "{text}");
+    let key_id = out["change"]["ident"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(key_id.len(), 16, "{out}");
+    assert_eq!(out["change"]["value"], key.pk.to_base64());
+
+    let (code, out, text) = run(&["plugin", "trust", "key", "add", "RWQnotakey", "--json"]);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(out["reason"], "invalid");
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the trusted key"),
+        "{out}"
+    );
+
+    let (code, _, text) = run(&["plugin", "trust", "allow", "add", " Com.Acme.Jira "]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("allowlist entry com.acme.jira added"),
+        "{text}"
+    );
+
+    let (code, _, text) = run(&["plugin", "trust", "list"]);
+    assert_eq!(code, 0, "{text}");
+    for line in [
+        format!("{key_id}  stored"),
+        "environment com.env.allowed".to_string(),
+        "stored      com.acme.jira".to_string(),
+    ] {
+        assert!(text.contains(&line), "{line:?} in\n{text}");
+    }
+
+    let (code, out, _) = run(&[
+        "plugin",
+        "trust",
+        "allow",
+        "remove",
+        "com.env.allowed",
+        "--json",
+    ]);
+    assert_eq!(
+        (code, out["reason"].as_str()),
+        (1, Some("set_by_environment"))
+    );
+    let (code, _, text) = run(&["plugin", "trust", "key", "remove", &key_id.to_lowercase()]);
+    assert_eq!(code, 0, "{text}");
+    let (_, out, _) = run(&["plugin", "trust", "key", "list", "--json"]);
+    assert_eq!(out["trust"]["keys"], serde_json::json!([]), "{out}");
+
+    let (_, out, _) = run(&["plugin", "logs", "nitejar.trust", "--json"]);
+    let receipts = out["receipts"].as_array().cloned().unwrap_or_default();
+    let by: Vec<&str> = receipts
+        .iter()
+        .filter(|r| r["status"] == "ok")
+        .filter_map(|r| r["detail"]["by"].as_str())
+        .collect();
+    assert_eq!(by, ["CLI (ops)", "CLI (ops)", "CLI (ops)"], "{out}");
+}

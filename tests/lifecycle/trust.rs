@@ -4,7 +4,9 @@
 use nitejar_core::install::archive::ArchiveFile;
 use nitejar_core::install::digest::FileKind;
 use nitejar_core::install::{digest_dir, InstallSource};
-use nitejar_core::lifecycle::{Acknowledge, EnableRequest, LifecycleError};
+use nitejar_core::lifecycle::{
+    Acknowledge, EnableRequest, LifecycleError, TrustEntryKind, TRUST_RECEIPT_ID,
+};
 use nitejar_core::trust::{TrustMode, TrustPolicy};
 
 use crate::on_both_backends;
@@ -293,6 +295,159 @@ async fn a_signed_reinstall_of_an_installed_version_is_recognised(db: TestDb) {
     assert!(env.runtime.registry().plugin(PROBE).is_some());
 }
 
+/// Trust settings stored by another process (the CLI, another server) apply without a restart: an
+/// enable judges with them at once; a reconciliation takes out a plugin whose key was removed
+/// (its error says why, kind `trust`) and brings it back when the key is trusted again, its error
+/// cleared. Every change is receipted with who made it.
+async fn stored_trust_settings_apply_without_a_restart(db: TestDb) {
+    let key = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let server = Env::new(&db, |o| o.policy = guarded(&[], "")).await;
+    server
+        .manager
+        .install(upload(&signed(&probe(), &key)))
+        .await
+        .unwrap();
+    let err = server
+        .manager
+        .enable(PROBE, EnableRequest::accept_all())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LifecycleError::Trust { .. }), "{err}");
+
+    let cli = Env::with(
+        tempfile::tempdir().unwrap(),
+        server.store.clone(),
+        server.options.clone(),
+    )
+    .await;
+    let added = cli
+        .manager
+        .add_trust_entry(TrustEntryKind::Key, &public(&key), "CLI (ops)")
+        .await
+        .unwrap();
+    assert_eq!(added.revision, 1);
+    let enabled = server
+        .manager
+        .enable(PROBE, EnableRequest::accept_all())
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&enabled.trust).unwrap()["basis"],
+        "signature"
+    );
+    assert!(server.runtime.registry().plugin(PROBE).is_some());
+
+    // Removed elsewhere: the server's next reconciliation takes the plugin out, and says why.
+    let key_id = added.ident.to_lowercase();
+    cli.manager
+        .remove_trust_entry(TrustEntryKind::Key, &key_id, "CLI (ops)")
+        .await
+        .unwrap();
+    let report = server.manager.reconcile().await.unwrap();
+    assert_eq!(report.deactivated, [PROBE.to_string()]);
+    assert!(server.runtime.registry().plugin(PROBE).is_none());
+    let row = server.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert!(row.enabled, "still the operator's choice");
+    assert_eq!(row.last_error_kind.as_deref(), Some("trust"));
+    assert!(
+        row.last_load_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not signed by a trusted key"),
+        "{row:?}"
+    );
+    assert!(server.manager.reconcile().await.unwrap().is_empty());
+
+    // Trusted again: it runs again and the stale error is gone.
+    cli.manager
+        .add_trust_entry(TrustEntryKind::Key, &public(&key), "CLI (ops)")
+        .await
+        .unwrap();
+    let report = server.manager.reconcile().await.unwrap();
+    assert_eq!(report.activated, [format!("{PROBE}@1.0.0")]);
+    assert!(server.runtime.registry().plugin(PROBE).is_some());
+    let row = server.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert_eq!(
+        row.last_load_error, None,
+        "the error cleared with its cause"
+    );
+    assert_eq!(row.last_error_kind, None);
+    assert_eq!(row.trust_level, "trusted");
+
+    let receipts = cli.receipts_of(TRUST_RECEIPT_ID, "trust").await;
+    let actions: Vec<(&str, &str)> = receipts
+        .iter()
+        .map(|(status, d)| (status.as_str(), d["action"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(actions, [("ok", "add"), ("ok", "remove"), ("ok", "add")]);
+    assert_eq!(receipts[0].1["by"], "CLI (ops)");
+    assert_eq!(receipts[0].1["publicKey"], public(&key));
+}
+
+/// A signed build of an installed version is judged against the keys trusted now (stored ones
+/// included), not those of when the server started: signed by a key nobody trusts it changes
+/// nothing; once the key is trusted the same build is recognised, and a plugin a restart had
+/// refused runs again.
+async fn a_signed_reinstall_is_judged_against_the_current_keys(db: TestDb) {
+    let key = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let env = Env::new(&db, |o| {
+        o.policy = TrustPolicy::new(TrustMode::SelfHostOpen)
+    })
+    .await;
+    env.manager.install(upload(&probe())).await.unwrap();
+    env.manager
+        .enable(PROBE, EnableRequest::accept_all())
+        .await
+        .unwrap();
+    // Restarted in guarded mode: the unsigned plugin is refused at boot (enabled, in error).
+    let env = env.restart(|o| o.policy = guarded(&[], "")).await;
+    let boot = env.manager.boot().await;
+    assert_eq!(boot.errors.len(), 1, "{boot:?}");
+    let sig = env
+        .manager
+        .layout()
+        .version_dir(PROBE, "1.0.0")
+        .join("nitejar.plugin.sig");
+
+    let again = env
+        .manager
+        .install(upload(&signed(&probe(), &key)))
+        .await
+        .unwrap();
+    assert!(again.already_installed);
+    assert_eq!(again.trust_level, "untrusted", "the key is not trusted yet");
+    assert!(!sig.exists(), "a signature that proves nothing is not kept");
+
+    env.manager
+        .add_trust_entry(TrustEntryKind::Key, &public(&key), "test")
+        .await
+        .unwrap();
+    let again = env
+        .manager
+        .install(upload(&signed(&probe(), &key)))
+        .await
+        .unwrap();
+    assert_eq!(again.trust_level, "trusted");
+    assert!(sig.is_file());
+    let version = env
+        .store
+        .get_plugin_version(PROBE, "1.0.0")
+        .await
+        .unwrap()
+        .unwrap();
+    let signature: serde_json::Value =
+        serde_json::from_str(version.signature_json.as_deref().unwrap_or("null")).unwrap();
+    assert_eq!(signature["status"], "trusted");
+    let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert_eq!(
+        row.last_load_error, None,
+        "the trust refusal no longer holds"
+    );
+    let report = env.manager.reconcile().await.unwrap();
+    assert_eq!(report.activated, [format!("{PROBE}@1.0.0")]);
+    assert!(env.runtime.registry().plugin(PROBE).is_some());
+}
+
 async fn purge(env: &Env) {
     let all = nitejar_core::lifecycle::UninstallOptions {
         purge_files: true,
@@ -304,5 +459,7 @@ async fn purge(env: &Env) {
 on_both_backends!(
     consent_and_acknowledgements,
     signatures_and_allowlist,
-    a_signed_reinstall_of_an_installed_version_is_recognised
+    a_signed_reinstall_of_an_installed_version_is_recognised,
+    stored_trust_settings_apply_without_a_restart,
+    a_signed_reinstall_is_judged_against_the_current_keys
 );

@@ -270,7 +270,18 @@ fn apply_changes<E: HookEvent>(
         return;
     };
     match changes {
-        Changes::Read(Some(patch)) => settled[last].judged.change = Some(patch),
+        Changes::Read(Some(patch)) => {
+            // The plugin sends the batch's changes once: each handler that changed something is
+            // told the fields of all of them together, the last one applies them.
+            if changed.len() > 1 {
+                let mut detail = super::judge::change_detail(&patch);
+                detail["combined_with_batch"] = serde_json::Value::Bool(true);
+                for &pos in &changed {
+                    settled[pos].judged.detail = Some(detail.clone());
+                }
+            }
+            settled[last].judged.change = Some(patch);
+        }
         Changes::Refused(reason) => deny::<E>(entries, settled, &changed, reason),
         Changes::Read(None) => {
             let reason = "the plugin reported changes but did not send them".to_string();

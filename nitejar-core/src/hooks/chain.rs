@@ -260,7 +260,11 @@ impl<E: HookEvent> ChainRun<E> {
     ) -> bool {
         let entry = &self.chain.entries()[index];
         let stop = judged.stops_chain();
+        let mut detail = judged.detail;
         if let Some(change) = judged.change {
+            if detail.is_none() {
+                detail = Some(super::judge::change_detail(&change));
+            }
             t.payload.apply(change);
             t.json_cache = None;
         }
@@ -271,7 +275,7 @@ impl<E: HookEvent> ChainRun<E> {
                 reason,
             });
         }
-        self.record(entry, judged.status, judged.detail, duration, at, t);
+        self.record(entry, judged.status, detail, duration, at, t);
         stop
     }
 

@@ -125,19 +125,16 @@ impl PluginManager {
         dir: &Path,
     ) -> Result<(Verdict, SignatureCheck), LifecycleError> {
         let signature = std::fs::read_to_string(dir.join(SIGNATURE_FILE)).ok();
-        let check = self
-            .options
-            .policy
-            .check_signature(signature.as_deref(), digest);
-        let verdict = self
-            .options
-            .policy
-            .judge_enable(id, digest, &check)
-            .map_err(|refusal| LifecycleError::Trust {
-                id: id.to_string(),
-                action: "enable",
-                refusal,
-            })?;
+        let policy = self.policy();
+        let check = policy.check_signature(signature.as_deref(), digest);
+        let verdict =
+            policy
+                .judge_enable(id, digest, &check)
+                .map_err(|refusal| LifecycleError::Trust {
+                    id: id.to_string(),
+                    action: "enable",
+                    refusal,
+                })?;
         Ok((verdict, check))
     }
 

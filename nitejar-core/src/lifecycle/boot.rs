@@ -10,7 +10,9 @@ use super::operations::builtin_row;
 use super::{LifecycleError, PluginManager, STARTUP_RECEIPT_ID};
 use crate::host::inflight::Crashed;
 use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
-use crate::store::{EventFilter, PageRequest, PluginAlertRow, PluginRow, PluginVersionRow};
+use crate::store::{
+    error_kind, EventFilter, PageRequest, PluginAlertRow, PluginRow, PluginVersionRow,
+};
 
 /// What boot did, plugin by plugin. Also the detail of the `startup` receipt.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -75,6 +77,11 @@ impl PluginManager {
     pub async fn boot(&self) -> BootReport {
         let _op = self.ops.lock().await;
         let started = Instant::now();
+        if let Err(e) = self.refresh_trust().await {
+            tracing::error!(
+                "the trust settings could not be read ({e}); plugins are judged with the environment's keys and allowlist only"
+            );
+        }
         let mut report = BootReport {
             trust_mode: self.options.policy.mode().as_str().to_string(),
             safe_mode: self.options.safe_mode,
@@ -106,6 +113,7 @@ impl PluginManager {
                 reason: format!("the installed plugins could not be read: {e}"),
             }),
         }
+        self.set_judged_trust();
         report.duration_ms = started.elapsed().as_millis() as u64;
         let status = if report.errors.is_empty() {
             ReceiptStatus::Ok
@@ -181,7 +189,7 @@ impl PluginManager {
         let version = row.current_version.clone().unwrap_or_default();
         if let Some(reason) = self.check_marker(&row) {
             row.enabled = false;
-            row.last_load_error = Some(reason.clone());
+            row.set_error(error_kind::BOOT_MARKER, reason.clone());
             row.updated_at = now_ms();
             let _ = self.store.upsert_plugin(&row).await;
             self.alert(&id, Some(&version), "boot_marker", &reason)
@@ -239,7 +247,7 @@ impl PluginManager {
         };
         match result {
             Ok(verdict) => {
-                row.last_load_error = None;
+                row.clear_error();
                 row.last_loaded_at = Some(now_ms());
                 row.trust_level = verdict.trust_level().to_string();
                 row.updated_at = now_ms();
@@ -337,7 +345,7 @@ impl PluginManager {
         );
         let mut row = row;
         row.enabled = false;
-        row.last_load_error = Some(reason.clone());
+        row.set_error(error_kind::CRASH, reason.clone());
         row.updated_at = now_ms();
         if let Err(e) = self.store.upsert_plugin(&row).await {
             tracing::error!(plugin.id = %id, "could not record the auto-disable: {e}");
@@ -371,7 +379,7 @@ impl PluginManager {
         let registry = self.runtime.registry();
         let mut wanted = Vec::new();
         for row in self.store.list_plugins().await? {
-            if row.source_kind == "builtin" || !row.enabled || row.last_load_error.is_some() {
+            if row.source_kind == "builtin" || !row.enabled || !self.may_run(&row) {
                 continue;
             }
             let Some(version) = row.current_version.clone() else {
@@ -426,7 +434,7 @@ impl PluginManager {
     /// `load` receipt when the loader did not write one already.
     pub(crate) async fn mark_error(&self, row: &mut PluginRow, error: &LifecycleError) {
         let version = row.current_version.clone();
-        row.last_load_error = Some(error.to_string());
+        row.set_error(error.kind(), error.to_string());
         row.updated_at = now_ms();
         let _ = self.store.upsert_plugin(row).await;
         if matches!(error, LifecycleError::Tampered { .. }) {
@@ -481,10 +489,12 @@ impl PluginManager {
     /// and a reconciliation running meanwhile skips the version being loaded and applies the rest.
     /// A plugin that became wanted between the load and the lock waits for the next round.
     pub async fn reconcile(&self) -> Result<ReconcileReport, LifecycleError> {
+        self.refresh_trust().await?;
         let wanted = self.wanted_versions().await?;
         let mut preloaded = self.preload(&wanted).await;
         let _op = self.ops.lock().await;
         let mut report = ReconcileReport::default();
+        self.judge_active_again(&mut report).await?;
         let rows = self.store.list_plugins().await?;
         let registry = self.runtime.registry();
         for mut row in rows.iter().cloned() {
@@ -511,9 +521,10 @@ impl PluginManager {
                 }
                 continue;
             }
-            let desired = row.current_version.clone().filter(|_| {
-                row.enabled && row.last_load_error.is_none() && !self.options.safe_mode
-            });
+            let desired = row
+                .current_version
+                .clone()
+                .filter(|_| row.enabled && self.may_run(&row) && !self.options.safe_mode);
             match desired {
                 // Not active at this version, or active with other settings than stored (changed
                 // by the CLI or another machine).
@@ -544,12 +555,13 @@ impl PluginManager {
                         },
                     };
                     match result {
-                        Ok(_) => {
+                        Ok(verdict) => {
                             if self.layout().current_version(&row.id).as_deref()
                                 != Some(version.as_str())
                             {
                                 let _ = self.layout().set_current(&row.id, &version);
                             }
+                            self.record_running(&row, &verdict).await;
                             report.activated.push(format!("{}@{version}", row.id));
                         }
                         Err(e) => {
@@ -589,5 +601,101 @@ impl PluginManager {
             );
         }
         Ok(report)
+    }
+
+    /// Whether a row's recorded error still keeps it from running: every error does, until an
+    /// operator acts, except a refusal by the trust policy that the policy now accepts (a key or
+    /// an allowlist entry was added, a signed build installed).
+    pub(crate) fn may_run(&self, row: &PluginRow) -> bool {
+        if row.last_load_error.is_none() {
+            return true;
+        }
+        if !row.refused_by_trust() {
+            return false;
+        }
+        let (Some(version), Some(digest)) = (&row.current_version, &row.current_checksum) else {
+            return false;
+        };
+        let dir = self.layout().version_dir(&row.id, version);
+        dir.is_dir() && self.judge_enable(&row.id, digest, &dir).is_ok()
+    }
+
+    /// A plugin activated by reconciling runs: its error (the cause is gone) and its trust level
+    /// are brought up to date in its row, read again so that nothing else of it is overwritten.
+    async fn record_running(&self, row: &PluginRow, verdict: &crate::trust::Verdict) {
+        if row.last_load_error.is_none() && row.trust_level == verdict.trust_level() {
+            return;
+        }
+        let mut fresh = match self.store.get_plugin(&row.id).await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(plugin.id = %row.id, "could not clear the error of a plugin that runs again: {e}");
+                return;
+            }
+        };
+        fresh.clear_error();
+        fresh.trust_level = verdict.trust_level().to_string();
+        fresh.last_loaded_at = Some(now_ms());
+        fresh.updated_at = now_ms();
+        if let Err(e) = self.store.upsert_plugin(&fresh).await {
+            tracing::warn!(plugin.id = %row.id, "could not clear the error of a plugin that runs again: {e}");
+        }
+        let _ = self.store.clear_plugin_alerts(&row.id, now_ms()).await;
+    }
+
+    fn set_judged_trust(&self) {
+        let revision = self.trust_revision_in_use();
+        *self.judged_trust.lock().unwrap_or_else(|p| p.into_inner()) = revision;
+    }
+
+    /// When the trust settings changed since the active plugins were judged: each active
+    /// third-party plugin is judged again; one the policy refuses now is taken out of the runtime
+    /// and marked `error` (kind `trust`, retried when the policy accepts it again), one still
+    /// accepted gets its trust level updated.
+    async fn judge_active_again(&self, report: &mut ReconcileReport) -> Result<(), LifecycleError> {
+        let revision = self.trust_revision_in_use();
+        if *self.judged_trust.lock().unwrap_or_else(|p| p.into_inner()) == revision {
+            return Ok(());
+        }
+        let registry = self.runtime.registry();
+        for plugin in registry.plugins() {
+            let meta = plugin.meta();
+            if meta.origin != crate::registry::PluginOrigin::ThirdParty {
+                continue;
+            }
+            let Some(mut row) = self.store.get_plugin(&meta.id).await? else {
+                continue;
+            };
+            let Some(version) = self
+                .store
+                .get_plugin_version(&meta.id, &meta.version)
+                .await?
+            else {
+                continue;
+            };
+            let dir = self.layout().version_dir(&meta.id, &meta.version);
+            match self.judge_enable(&meta.id, &version.checksum, &dir) {
+                Ok((verdict, _)) => {
+                    if row.trust_level != verdict.trust_level() {
+                        row.trust_level = verdict.trust_level().to_string();
+                        row.updated_at = now_ms();
+                        self.store.upsert_plugin(&row).await?;
+                    }
+                }
+                Err(e) => {
+                    self.deactivate(&meta.id);
+                    self.mark_error(&mut row, &e).await;
+                    tracing::warn!(plugin.id = %meta.id, "taken out of the runtime: {e}");
+                    report.deactivated.push(meta.id.to_string());
+                    report.errors.push(Skipped {
+                        id: meta.id.to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        *self.judged_trust.lock().unwrap_or_else(|p| p.into_inner()) = revision;
+        Ok(())
     }
 }

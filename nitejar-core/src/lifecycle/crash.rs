@@ -172,7 +172,7 @@ impl PluginManager {
         match self.store.get_plugin(id).await {
             Ok(Some(mut row)) => {
                 row.enabled = false;
-                row.last_load_error = Some(reason.clone());
+                row.set_error(crate::store::error_kind::CRASH, reason.clone());
                 row.updated_at = now_ms();
                 if let Err(e) = self.store.upsert_plugin(&row).await {
                     tracing::error!(plugin.id = %id, "could not record the auto-disable: {e}");

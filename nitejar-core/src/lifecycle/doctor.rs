@@ -5,9 +5,11 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::activate::read_manifest;
-use super::PluginManager;
+use super::{LifecycleError, PluginManager};
 use crate::install::{digest_dir, layout::RESERVED_DIRS};
 use crate::loader::{self, PluginPackage};
+use crate::receipts::{ReceiptKind, ReceiptStatus};
+use crate::store::PageRequest;
 use crate::store::PluginRow;
 use crate::trust::consent::ack_strings;
 use crate::trust::TrustMode;
@@ -82,11 +84,21 @@ impl PluginManager {
     /// of interrupted installs and activations, and libraries a running server keeps loaded though
     /// no longer active.
     pub async fn doctor(&self) -> DoctorReport {
-        let policy = &self.options.policy;
+        let refreshed = self.refresh_trust().await;
+        let policy = self.policy();
         let mut report = DoctorReport {
             trust_mode: policy.mode().as_str().to_string(),
             ..DoctorReport::default()
         };
+        if let Err(e) = refreshed {
+            report.push(
+                Severity::Error,
+                None,
+                "database",
+                format!("the trust settings cannot be read: {e}"),
+                "check DATABASE_URL and that the database is reachable".into(),
+            );
+        }
         match policy.mode() {
             TrustMode::SelfHostOpen => report.push(
                 Severity::Info,
@@ -95,12 +107,19 @@ impl PluginManager {
                 "self_host_open: unsigned plugins can be enabled; permissions are disclosed, not required to be acknowledged".into(),
                 "set NITEJAR_PLUGIN_TRUST_MODE=self_host_guarded to require signatures or an allowlist".into(),
             ),
+            TrustMode::SaasLocked if policy.keys().is_empty() => report.push(
+                Severity::Warning,
+                None,
+                "trust",
+                "saas_locked with no platform keys: no third-party plugin can be installed or enabled".into(),
+                "set NITEJAR_PLUGIN_TRUSTED_KEYS to the platform's minisign public keys and restart".into(),
+            ),
             mode if policy.keys().is_empty() && policy.allowlist().is_empty() => report.push(
                 Severity::Warning,
                 None,
                 "trust",
                 format!("{mode} with no trusted keys and an empty allowlist: no third-party plugin can be enabled"),
-                "set NITEJAR_PLUGIN_TRUSTED_KEYS (minisign public keys) or NITEJAR_PLUGIN_ALLOWLIST (`id` or `id@sha256:…`)".into(),
+                "add a trusted key or an allowlist entry (admin Trust page, `nitejar plugin trust key add` / `allow add`, or NITEJAR_PLUGIN_TRUSTED_KEYS / NITEJAR_PLUGIN_ALLOWLIST)".into(),
             ),
             _ => {}
         }
@@ -123,6 +142,12 @@ impl PluginManager {
             }
             report.plugins_checked += 1;
             self.check_plugin(row, &mut report).await;
+            self.check_settings(row, &mut report).await;
+        }
+        for row in &rows {
+            if row.source_kind != "builtin" {
+                self.check_leftover_versions(row, &mut report).await;
+            }
         }
         self.check_directories(&rows, &mut report).await;
         self.check_leaks(&mut report);
@@ -319,7 +344,7 @@ impl PluginManager {
                             Some(&name),
                             "orphan",
                             format!("plugins/{name}/versions/{version} is not a registered version"),
-                            format!("remove it: `rm -rf {}` (or `nitejar plugin uninstall {name} --purge-files`)", dir.path().display()),
+                            format!("remove it: `nitejar plugin doctor --remove-leftovers` (or `rm -rf {}`)", dir.path().display()),
                         );
                     }
                 }
@@ -395,5 +420,171 @@ impl PluginManager {
             ),
             "nothing is wrong; restart the server to reclaim the memory".into(),
         );
+    }
+
+    /// Stored secrets this server's `ENCRYPTION_KEY` cannot decrypt, and a stored config that no
+    /// longer fits the schema the current version declares (after an upgrade).
+    async fn check_settings(&self, row: &PluginRow, report: &mut DoctorReport) {
+        let id = row.id.as_str();
+        match self.stored_secrets(id).await {
+            Ok((_, unreadable)) => {
+                for (env_var, error) in unreadable {
+                    let name = match &error {
+                        super::LifecycleError::SecretUnreadable { name, .. } => name.clone(),
+                        _ => env_var.clone(),
+                    };
+                    report.push(
+                        Severity::Error,
+                        Some(id),
+                        "secret",
+                        format!("the stored secret `{name}` cannot be decrypted with this ENCRYPTION_KEY (it was stored with another key): the plugin cannot be loaded with its settings"),
+                        format!("set it again: `nitejar plugin config {id} set --secret {name}` (or in the plugin's Settings in the admin); or start the server with the ENCRYPTION_KEY it was stored with"),
+                    );
+                }
+            }
+            Err(e) => report.push(
+                Severity::Error,
+                Some(id),
+                "database",
+                format!("the stored secrets cannot be read: {e}"),
+                "check DATABASE_URL and that the database is reachable".into(),
+            ),
+        }
+        if let Ok(settings) = self.settings(id).await {
+            if !settings.problems.is_empty() {
+                let problems: Vec<String> =
+                    settings.problems.iter().map(ToString::to_string).collect();
+                report.push(
+                    Severity::Error,
+                    Some(id),
+                    "config",
+                    format!(
+                        "the stored config does not fit the settings version {} declares: {}",
+                        settings.version,
+                        problems.join("; ")
+                    ),
+                    format!("change it to fit: `nitejar plugin config {id} edit` (or the plugin's Settings in the admin); or roll back to the version it was written for"),
+                );
+            }
+        }
+    }
+
+    /// Versions of a plugin that are neither current nor explained by a receipt (an install or
+    /// upgrade that made them current, a rollback to or from them): what a failed install or
+    /// upgrade left behind. Only versions older than ten minutes, so an upgrade in progress is not
+    /// taken for one.
+    pub(crate) async fn leftover_versions(
+        &self,
+        row: &PluginRow,
+    ) -> Result<Vec<String>, LifecycleError> {
+        let versions = self.store.list_plugin_versions(&row.id).await?;
+        let old = crate::receipts::now_ms() - 600_000;
+        let candidates: Vec<String> = versions
+            .into_iter()
+            .filter(|v| row.current_version.as_deref() != Some(v.version.as_str()))
+            .filter(|v| v.installed_at < old)
+            .map(|v| v.version)
+            .collect();
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let receipts = self
+            .store
+            .list_plugin_events(&row.id, PageRequest::first(500))
+            .await?;
+        let mut explained = std::collections::HashSet::new();
+        for r in &receipts.items {
+            if r.status != "ok" || !matches!(r.kind.as_str(), "install" | "upgrade" | "rollback") {
+                continue;
+            }
+            if let Some(v) = &r.plugin_version {
+                explained.insert(v.clone());
+            }
+            if let Some(detail) = r.detail() {
+                for key in ["from", "to"] {
+                    if let Some(v) = detail[key].as_str() {
+                        explained.insert(v.to_string());
+                    }
+                }
+            }
+        }
+        Ok(candidates
+            .into_iter()
+            .filter(|v| !explained.contains(v))
+            .collect())
+    }
+
+    async fn check_leftover_versions(&self, row: &PluginRow, report: &mut DoctorReport) {
+        let id = row.id.as_str();
+        match self.leftover_versions(row).await {
+            Ok(leftovers) => {
+                for version in leftovers {
+                    report.push(
+                        Severity::Warning,
+                        Some(id),
+                        "leftover",
+                        format!("{id}@{version} is installed but was never made current: no install, upgrade or rollback receipt explains it (a failed install or upgrade left it)"),
+                        "remove it: `nitejar plugin doctor --remove-leftovers` (its row, stored package and directory)".into(),
+                    );
+                }
+            }
+            Err(e) => report.push(
+                Severity::Error,
+                Some(id),
+                "database",
+                format!("the versions and receipts cannot be read: {e}"),
+                "check DATABASE_URL and that the database is reachable".into(),
+            ),
+        }
+    }
+
+    /// Removes what [`Self::doctor`] reports as left over: version rows (with their stored packages
+    /// and consents) and version directories that nothing explains. Never a current version. Each
+    /// removal is an `uninstall` receipt of that version. Returns what was removed.
+    pub async fn remove_leftovers(&self) -> Result<Vec<String>, LifecycleError> {
+        let _op = self.ops.lock().await;
+        let rows = self.store.list_plugins().await?;
+        let mut removed = Vec::new();
+        for row in rows.iter().filter(|r| r.source_kind != "builtin") {
+            for version in self.leftover_versions(row).await? {
+                self.store.delete_plugin_version(&row.id, &version).await?;
+                let dir = self.layout().version_dir(&row.id, &version);
+                match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(LifecycleError::io("remove", &dir)(e))
+                    }
+                    _ => {}
+                }
+                self.receipt(
+                    &row.id,
+                    Some(&version),
+                    ReceiptKind::Uninstall,
+                    ReceiptStatus::Ok,
+                    serde_json::json!({ "leftover": true, "reason": "removed by doctor: never made current" }),
+                )
+                .await;
+                removed.push(format!("{}@{version}", row.id));
+            }
+            // Directories without a version row.
+            let versions: Vec<String> = self
+                .store
+                .list_plugin_versions(&row.id)
+                .await?
+                .into_iter()
+                .map(|v| v.version)
+                .collect();
+            if let Ok(dirs) = std::fs::read_dir(self.layout().versions_dir(&row.id)) {
+                for dir in dirs.flatten() {
+                    let version = dir.file_name().to_string_lossy().into_owned();
+                    if versions.contains(&version) {
+                        continue;
+                    }
+                    std::fs::remove_dir_all(dir.path())
+                        .map_err(LifecycleError::io("remove", dir.path()))?;
+                    removed.push(format!("plugins/{}/versions/{version}", row.id));
+                }
+            }
+        }
+        Ok(removed)
     }
 }

@@ -123,6 +123,7 @@ impl PluginManager {
         source: InstallSource,
         known: &mut Option<(String, String)>,
     ) -> Result<InstallOutcome, LifecycleError> {
+        self.refresh_trust().await?;
         let judged = self.stage_and_judge(source, known).await?;
         let id = judged.staged.id().to_string();
         let version = judged.staged.version().to_string();
@@ -166,6 +167,7 @@ impl PluginManager {
             memory_limit_mib: existing.as_ref().and_then(|r| r.memory_limit_mib),
             cpu_limit_seconds: existing.as_ref().and_then(|r| r.cpu_limit_seconds),
             last_load_error: None,
+            last_error_kind: None,
             last_loaded_at: None,
             installed_at: existing.as_ref().map(|r| r.installed_at).unwrap_or(now),
             updated_at: now,
@@ -204,6 +206,11 @@ impl PluginManager {
             return Ok(());
         }
         std::fs::write(&path, signature).map_err(LifecycleError::io("write", &path))?;
+        let version = judged.staged.version().to_string();
+        if let Some(mut version_row) = self.store.get_plugin_version(&row.id, &version).await? {
+            version_row.signature_json = Some(judged.check.to_json().to_string());
+            self.store.upsert_plugin_version(&version_row).await?;
+        }
         self.store
             .put_plugin_artifact(&PluginArtifact {
                 plugin_id: row.id.clone(),
@@ -215,13 +222,15 @@ impl PluginManager {
             .await?;
         let mut updated = row.clone();
         updated.trust_level = judged.verdict.trust_level().to_string();
-        // A refusal recorded under the old (unsigned) judgement no longer holds.
-        if updated
-            .last_load_error
-            .as_deref()
-            .is_some_and(|e| e.contains("refused"))
+        // A trust refusal recorded under the old (unsigned) judgement no longer holds when the
+        // policy accepts the signed build; the plugin runs again at the next reconciliation.
+        if updated.refused_by_trust()
+            && self
+                .policy()
+                .judge_enable(&row.id, &judged.staged.digest, &judged.check)
+                .is_ok()
         {
-            updated.last_load_error = None;
+            updated.clear_error();
         }
         updated.updated_at = now_ms();
         self.store.upsert_plugin(&updated).await?;
@@ -254,13 +263,9 @@ impl PluginManager {
         let installer = self.installer.clone();
         let staged = Self::blocking(move || installer.stage(source)).await??;
         *known = Some((staged.id().to_string(), staged.version().to_string()));
-        let check = self
-            .options
-            .policy
-            .check_signature(staged.signature.as_deref(), &staged.digest);
-        let verdict = self
-            .options
-            .policy
+        let policy = self.policy();
+        let check = policy.check_signature(staged.signature.as_deref(), &staged.digest);
+        let verdict = policy
             .judge_install(staged.id(), staged.source_kind, &staged.digest, &check)
             .map_err(|refusal| LifecycleError::Trust {
                 id: staged.id().to_string(),
@@ -350,8 +355,7 @@ impl PluginManager {
     fn outcome(&self, judged: &Judged, dir: PathBuf, already_installed: bool) -> InstallOutcome {
         let staged = &judged.staged;
         let blocker = self
-            .options
-            .policy
+            .policy()
             .judge_enable(staged.id(), &staged.digest, &judged.check)
             .err()
             .map(|r| r.to_string());
@@ -439,6 +443,7 @@ impl PluginManager {
             Some(s) => s,
             None => source_again(&row)?,
         };
+        self.refresh_trust().await?;
         let mut known = None;
         let judged = self.stage_and_judge(source, &mut known).await?;
         if judged.staged.id() != id {
@@ -599,7 +604,7 @@ impl PluginManager {
         if let Some(source_ref) = source_ref {
             updated.source_ref = Some(source_ref.to_string());
         }
-        updated.last_load_error = None;
+        updated.clear_error();
         updated.updated_at = now_ms();
         self.store.upsert_plugin(&updated).await?;
         Ok(())

@@ -32,6 +32,7 @@ mod install;
 pub mod logs;
 mod operations;
 mod settings;
+mod trust_settings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -49,6 +50,10 @@ pub use operations::{
     Acknowledge, EnableOutcome, EnableRequest, UninstallOptions, UninstallOutcome,
 };
 pub use settings::{ConfigureOutcome, PluginSettings, SecretOrigin, SecretStatus, SettingsChange};
+pub use trust_settings::{
+    AllowEntryView, TrustChange, TrustEntryKind, TrustSettings, TrustSettingsError, TrustSource,
+    TrustedKeyView, TRUST_RECEIPT_ID,
+};
 
 use crate::host::inflight::InFlightMarks;
 use crate::install::{InstallError, Installer, Layout, Limits, NpmConfig};
@@ -298,6 +303,9 @@ pub enum LifecycleError {
         /// The secret.
         name: String,
     },
+    /// A change of the trust settings that did not happen.
+    #[error(transparent)]
+    TrustSettings(#[from] TrustSettingsError),
     /// A stored secret this server's `ENCRYPTION_KEY` cannot decrypt.
     #[error("the stored secret `{name}` of `{id}` cannot be decrypted with this ENCRYPTION_KEY ({reason}); set it again: nitejar plugin config {id} set --secret {name}")]
     SecretUnreadable {
@@ -323,6 +331,17 @@ impl LifecycleError {
         }
     }
 
+    /// The `plugins.last_error_kind` of this error when it stops a plugin from running (see
+    /// [`crate::store::error_kind`]).
+    pub fn kind(&self) -> &'static str {
+        use crate::store::error_kind;
+        match self {
+            LifecycleError::Trust { .. } => error_kind::TRUST,
+            LifecycleError::Tampered { .. } => error_kind::TAMPERED,
+            _ => error_kind::LOAD,
+        }
+    }
+
     /// Whether the operation was refused by policy or by the operator's missing consent, as opposed
     /// to failing (receipts: `denied` rather than `error`).
     pub fn is_refusal(&self) -> bool {
@@ -334,6 +353,7 @@ impl LifecycleError {
                 | LifecycleError::InvalidConfig { .. }
                 | LifecycleError::UndeclaredSecret { .. }
                 | LifecycleError::EmptySecret { .. }
+                | LifecycleError::TrustSettings(_)
         ) || matches!(self, LifecycleError::Install(e) if e.is_refusal())
     }
 }
@@ -343,7 +363,8 @@ impl LifecycleError {
 pub struct ManagerOptions {
     /// Where plugins live.
     pub layout: Layout,
-    /// The trust mode, keys and allowlist.
+    /// The trust mode, and the keys and allowlist of the environment (the operator's stored trust
+    /// settings are added to them, see [`PluginManager::policy`]).
     pub policy: TrustPolicy,
     /// Package limits.
     pub limits: Limits,
@@ -431,6 +452,10 @@ pub struct PluginManager {
     running_revisions: Mutex<HashMap<String, i64>>,
     /// The process limits of each isolated instance in the registry, by plugin id.
     running_limits: Mutex<HashMap<String, ProcessLimits>>,
+    /// The trust policy: the environment's, plus the stored trust settings of a revision.
+    trust: std::sync::RwLock<trust_settings::TrustState>,
+    /// The trust revision the active plugins were last judged against (by boot or reconcile).
+    judged_trust: Mutex<Option<i64>>,
 }
 
 impl PluginManager {
@@ -461,6 +486,10 @@ impl PluginManager {
             loading: Mutex::new(HashSet::new()),
             running_revisions: Mutex::new(HashMap::new()),
             running_limits: Mutex::new(HashMap::new()),
+            trust: std::sync::RwLock::new(trust_settings::TrustState::from_environment(
+                &options.policy,
+            )),
+            judged_trust: Mutex::new(None),
             store,
             runtime,
             gate,

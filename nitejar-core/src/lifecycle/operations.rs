@@ -141,6 +141,7 @@ impl PluginManager {
         if let Some(builtin) = builtin(id) {
             return self.enable_builtin(id, builtin).await;
         }
+        self.refresh_trust().await?;
         let row = self.plugin_row(id).await?;
         let version = self.current_version_row(&row).await?;
         let manifest: nitejar_sdk::manifest::Manifest =
@@ -178,7 +179,7 @@ impl PluginManager {
         };
         let mut updated = row.clone();
         updated.enabled = true;
-        updated.last_load_error = None;
+        updated.clear_error();
         updated.trust_level = verdict.trust_level().to_string();
         if active {
             updated.last_loaded_at = Some(now_ms());
@@ -324,6 +325,7 @@ impl PluginManager {
                 action: "rolled back",
             });
         }
+        self.refresh_trust().await?;
         let row = self.plugin_row(id).await?;
         let Some(version) = self.store.get_plugin_version(id, to).await? else {
             let installed = self
@@ -443,7 +445,7 @@ impl PluginManager {
             updated.current_version = None;
             updated.current_checksum = None;
             updated.current_install_path = None;
-            updated.last_load_error = None;
+            updated.clear_error();
             updated.updated_at = now_ms();
             self.store.upsert_plugin(&updated).await?;
             self.store.clear_plugin_alerts(id, now_ms()).await?;
@@ -517,6 +519,7 @@ pub(crate) fn builtin_row(builtin: &crate::builtin::BuiltinPlugin, enabled: bool
         memory_limit_mib: None,
         cpu_limit_seconds: None,
         last_load_error: None,
+        last_error_kind: None,
         last_loaded_at: None,
         installed_at: now,
         updated_at: now,

@@ -287,7 +287,7 @@ impl PluginManager {
     /// The stored secrets of a plugin, decrypted, by environment variable; and those that cannot
     /// be (with the environment variable they are stored under).
     #[allow(clippy::type_complexity)]
-    async fn stored_secrets(
+    pub(crate) async fn stored_secrets(
         &self,
         id: &str,
     ) -> Result<(BTreeMap<String, String>, Vec<(String, LifecycleError)>), LifecycleError> {

@@ -63,6 +63,7 @@ mod skill_assignments;
 mod skills;
 mod sql;
 mod sqlite;
+mod trust;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -81,6 +82,7 @@ pub use settings::{PluginSecretRow, SecretValue, SettingsWrite};
 pub use skill_assignments::{AssignmentFilter, NewSkillAssignment, SkillAssignmentRow};
 pub use skills::{SkillFileRow, SkillFileStat, SkillRow};
 pub use sqlite::SqliteStore;
+pub use trust::TrustEntryRow;
 
 use crate::crypto::Cipher;
 
@@ -305,6 +307,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Clears a plugin's active alerts (stamps `cleared_at`). Returns how many were cleared.
     fn clear_plugin_alerts<'a>(&'a self, plugin_id: &'a str, at_ms: i64) -> StoreFuture<'a, u64>;
+
+    // --- trust settings -------------------------------------------------------------------------------
+
+    /// The operator's trusted keys and allowlist entries, oldest first.
+    fn list_trust_entries(&self) -> StoreFuture<'_, Vec<TrustEntryRow>>;
+
+    /// How many times the trust entries changed (0 before the first change).
+    fn trust_revision(&self) -> StoreFuture<'_, i64>;
+
+    /// Adds a trust entry and counts the revision in one transaction; returns the new revision.
+    /// [`StoreError::AlreadyExists`] (nothing changed) when an entry of that kind and ident exists.
+    fn add_trust_entry<'a>(&'a self, entry: &'a TrustEntryRow) -> StoreFuture<'a, i64>;
+
+    /// Removes a trust entry and counts the revision in one transaction; returns the new revision,
+    /// or `None` (nothing changed) when there was no such entry.
+    fn remove_trust_entry<'a>(
+        &'a self,
+        kind: &'a str,
+        ident: &'a str,
+    ) -> StoreFuture<'a, Option<i64>>;
 
     // --- agents, work items, jobs, spans ------------------------------------------------------------
 

@@ -10,7 +10,7 @@ use super::{
 const PLUGIN_COLUMNS: &str = "id, name, enabled, trust_level, source_kind, source_ref, \
      current_version, current_checksum, current_install_path, manifest_json, config_json, \
      CAST(config_revision AS BIGINT) AS config_revision, execution_mode, memory_limit_mib, \
-     cpu_limit_seconds, last_load_error, last_loaded_at, \
+     cpu_limit_seconds, last_load_error, last_error_kind, last_loaded_at, \
      installed_at, updated_at";
 
 const VERSION_COLUMNS: &str =
@@ -48,6 +48,7 @@ where
             memory_limit_mib: col(row, "memory_limit_mib", op)?,
             cpu_limit_seconds: col(row, "cpu_limit_seconds", op)?,
             last_load_error: col(row, "last_load_error", op)?,
+            last_error_kind: col(row, "last_error_kind", op)?,
             last_loaded_at: col(row, "last_loaded_at", op)?,
             installed_at: col(row, "installed_at", op)?,
             updated_at: col(row, "updated_at", op)?,
@@ -98,9 +99,9 @@ where
             "INSERT INTO plugins (id, name, enabled, trust_level, source_kind, source_ref, \
              current_version, current_checksum, current_install_path, manifest_json, config_json, \
              last_load_error, last_loaded_at, installed_at, updated_at, execution_mode, \
-             memory_limit_mib, cpu_limit_seconds) \
+             memory_limit_mib, cpu_limit_seconds, last_error_kind) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18) \
+             $18, $19) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, enabled = excluded.enabled, \
              trust_level = excluded.trust_level, source_kind = excluded.source_kind, \
              source_ref = excluded.source_ref, current_version = excluded.current_version, \
@@ -108,6 +109,7 @@ where
              current_install_path = excluded.current_install_path, \
              manifest_json = excluded.manifest_json, \
              last_load_error = excluded.last_load_error, last_loaded_at = excluded.last_loaded_at, \
+             last_error_kind = excluded.last_error_kind, \
              updated_at = excluded.updated_at",
         )
         .bind(p.id.as_str())
@@ -128,6 +130,7 @@ where
         .bind(p.execution_mode.as_deref())
         .bind(p.memory_limit_mib)
         .bind(p.cpu_limit_seconds)
+        .bind(p.last_error_kind.as_deref())
         .execute(&self.pool)
         .await
         .map_err(StoreError::query("upsert plugin"))?;

@@ -191,12 +191,50 @@ pub struct PluginRow {
     pub cpu_limit_seconds: Option<i64>,
     /// The last load error, for the admin UI.
     pub last_load_error: Option<String>,
+    /// Why `last_load_error` was set (one of [`error_kind`]): `None` with no error, or for one
+    /// recorded before the kind was.
+    #[serde(default)]
+    pub last_error_kind: Option<String>,
     /// When it was last loaded.
     pub last_loaded_at: Option<i64>,
     /// When it was first installed (kept on upsert).
     pub installed_at: i64,
     /// When the row last changed.
     pub updated_at: i64,
+}
+
+impl PluginRow {
+    /// Records why the plugin is not running: the message and its [`error_kind`].
+    pub fn set_error(&mut self, kind: &'static str, message: impl Into<String>) {
+        self.last_load_error = Some(message.into());
+        self.last_error_kind = Some(kind.to_string());
+    }
+
+    /// The plugin runs (or was reset): no error.
+    pub fn clear_error(&mut self) {
+        self.last_load_error = None;
+        self.last_error_kind = None;
+    }
+
+    /// Whether the recorded error is a refusal by the trust policy (retried when the policy
+    /// accepts the plugin).
+    pub fn refused_by_trust(&self) -> bool {
+        self.last_load_error.is_some() && self.last_error_kind.as_deref() == Some(error_kind::TRUST)
+    }
+}
+
+/// The kinds of `plugins.last_error_kind`.
+pub mod error_kind {
+    /// The trust policy refused the plugin (no trusted signature, no allowlist entry).
+    pub const TRUST: &str = "trust";
+    /// Its code could not be loaded or activated (or a version row, consent or file is missing).
+    pub const LOAD: &str = "load";
+    /// Its version directory changed after install.
+    pub const TAMPERED: &str = "tampered";
+    /// The process died with it running (the crash-loop guard or the strike count disabled it).
+    pub const CRASH: &str = "crash";
+    /// The previous process died while activating it.
+    pub const BOOT_MARKER: &str = "boot_marker";
 }
 
 /// One row of `plugin_versions`.

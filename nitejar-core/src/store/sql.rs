@@ -448,6 +448,25 @@ macro_rules! impl_store {
             ) -> StoreFuture<'_, Vec<Option<WorkItemRow>>> {
                 Box::pin(self.sql_create_work_items_once(items))
             }
+            fn list_trust_entries(&self) -> StoreFuture<'_, Vec<$crate::store::TrustEntryRow>> {
+                Box::pin(self.sql_list_trust_entries())
+            }
+            fn trust_revision(&self) -> StoreFuture<'_, i64> {
+                Box::pin(self.sql_trust_revision())
+            }
+            fn add_trust_entry<'a>(
+                &'a self,
+                entry: &'a $crate::store::TrustEntryRow,
+            ) -> StoreFuture<'a, i64> {
+                Box::pin(self.sql_add_trust_entry(entry))
+            }
+            fn remove_trust_entry<'a>(
+                &'a self,
+                kind: &'a str,
+                ident: &'a str,
+            ) -> StoreFuture<'a, Option<i64>> {
+                Box::pin(self.sql_remove_trust_entry(kind, ident))
+            }
             fn write_plugin_settings<'a>(
                 &'a self,
                 write: &'a $crate::store::SettingsWrite,

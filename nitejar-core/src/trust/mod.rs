@@ -5,8 +5,14 @@
 //! | mode | install | enable |
 //! | --- | --- | --- |
 //! | `self_host_open` | any source | consent accepted |
-//! | `self_host_guarded` (default) | any source | consent accepted, every declared permission acknowledged, and a valid signature by a key in `NITEJAR_PLUGIN_TRUSTED_KEYS` or an entry in `NITEJAR_PLUGIN_ALLOWLIST` (`id` or `id@sha256:<digest>`) |
+//! | `self_host_guarded` (default) | any source | consent accepted, every declared permission acknowledged, and a valid signature by a trusted key or an allowlist entry (`id` or `id@sha256:<digest>`) |
 //! | `saas_locked` | npm or git, signed by a trusted (platform) key; uploads and local paths refused | as guarded, and only a trusted signature counts (the allowlist does not) |
+//!
+//! Trusted keys and allowlist entries come from the environment (`NITEJAR_PLUGIN_TRUSTED_KEYS`,
+//! `NITEJAR_PLUGIN_ALLOWLIST`) and, except under `saas_locked`, from the operator's trust settings
+//! in the database (added in the admin or with `nitejar plugin trust`, see
+//! [`crate::lifecycle::PluginManager::add_trust_entry`]). Both are read through [`canonical`], so
+//! one key or entry has one spelling wherever it comes from.
 //!
 //! In every mode a package whose signature is made by a trusted key but does not match its
 //! contents is refused: it was changed after signing. Built-ins are trusted: they are part of the
@@ -26,6 +32,7 @@
 //! assert!(refusal.to_string().contains("not signed by a trusted key"));
 //! ```
 
+pub mod canonical;
 pub mod consent;
 pub mod signature;
 
@@ -103,7 +110,7 @@ pub enum TrustError {
     },
     /// An allowlist entry that is not `id` or `id@sha256:<hex>`.
     #[error(
-        "NITEJAR_PLUGIN_ALLOWLIST: `{0}` is not `<plugin id>` or `<plugin id>@sha256:<digest>`"
+        "NITEJAR_PLUGIN_ALLOWLIST: `{0}; give `<plugin id>` or `<plugin id>@sha256:<digest>`, entries separated by commas"
     )]
     BadAllowEntry(String),
 }
@@ -211,6 +218,22 @@ impl TrustPolicy {
         self
     }
 
+    /// Adds keys and entries (the operator's trust settings) to those this policy has; a key whose
+    /// id it trusts already, or an entry it has already, is not added twice.
+    pub fn with_more(mut self, keys: Vec<TrustedKey>, allowlist: Vec<AllowEntry>) -> Self {
+        for key in keys {
+            if !self.keys.iter().any(|k| k.id() == key.id()) {
+                self.keys.push(key);
+            }
+        }
+        for entry in allowlist {
+            if !self.allowlist.contains(&entry) {
+                self.allowlist.push(entry);
+            }
+        }
+        self
+    }
+
     /// Reads `NITEJAR_PLUGIN_TRUSTED_KEYS`: minisign public keys (base64 lines) separated by commas.
     pub fn parse_keys(text: &str) -> Result<Vec<TrustedKey>, TrustError> {
         text.split(',')
@@ -220,32 +243,15 @@ impl TrustPolicy {
             .collect()
     }
 
-    /// Reads `NITEJAR_PLUGIN_ALLOWLIST`: `id` or `id@sha256:<hex>` separated by commas.
+    /// Reads `NITEJAR_PLUGIN_ALLOWLIST`: `id` or `id@sha256:<hex>` separated by commas (each read
+    /// through [`canonical::allow_entry`]).
     pub fn parse_allowlist(text: &str) -> Result<Vec<AllowEntry>, TrustError> {
         text.split(',')
             .map(str::trim)
             .filter(|e| !e.is_empty())
             .map(|entry| {
-                let (id, digest) = match entry.split_once('@') {
-                    Some((id, digest)) => (id, Some(digest)),
-                    None => (entry, None),
-                };
-                let id_ok = !id.is_empty()
-                    && id.chars().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'
-                    });
-                let digest_ok = digest.is_none_or(|d| {
-                    d.strip_prefix("sha256:")
-                        .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
-                });
-                if id_ok && digest_ok {
-                    Ok(AllowEntry {
-                        id: id.to_string(),
-                        digest: digest.map(str::to_ascii_lowercase),
-                    })
-                } else {
-                    Err(TrustError::BadAllowEntry(entry.to_string()))
-                }
+                canonical::allow_entry(entry)
+                    .map_err(|p| TrustError::BadAllowEntry(format!("{entry}` ({p})")))
             })
             .collect()
     }
@@ -332,7 +338,7 @@ impl TrustPolicy {
                     signature.describe()
                 ),
                 fix: format!(
-                    "add `{id}@{digest}` (or `{id}`) to NITEJAR_PLUGIN_ALLOWLIST, or install a build signed by a key in NITEJAR_PLUGIN_TRUSTED_KEYS"
+                    "add `{id}@{digest}` (or `{id}`) to the allowlist (admin Trust page, `nitejar plugin trust allow add`, or NITEJAR_PLUGIN_ALLOWLIST), or trust the key that signed it, or install a build signed by a trusted key"
                 ),
             }),
             (TrustMode::SaasLocked, _) => Err(Refusal {

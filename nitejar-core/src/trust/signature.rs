@@ -12,10 +12,11 @@ use minisign_verify::{PublicKey, Signature};
 
 use super::TrustError;
 
-/// A public key the operator trusts (`NITEJAR_PLUGIN_TRUSTED_KEYS`).
+/// A public key the operator trusts (`NITEJAR_PLUGIN_TRUSTED_KEYS`, or the trust settings).
 #[derive(Clone)]
 pub struct TrustedKey {
     id: String,
+    line: String,
     key: PublicKey,
 }
 
@@ -26,23 +27,27 @@ impl fmt::Debug for TrustedKey {
 }
 
 impl TrustedKey {
-    /// Reads a minisign public key: its base64 line (`RWQ…`) or the whole `minisign.pub` text.
+    /// Reads a minisign public key: its base64 line (`RW…`) or the whole `minisign.pub` text
+    /// (through [`super::canonical::key_line`]).
     pub fn parse(text: &str) -> Result<TrustedKey, TrustError> {
-        let text = text.trim();
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-            .unwrap_or(text);
-        let key = PublicKey::from_base64(line).map_err(|e| TrustError::BadKey {
-            key: shorten(line),
+        let canonical = super::canonical::key_line(text).map_err(|p| TrustError::BadKey {
+            key: shorten(text.trim()),
+            reason: p.problem,
+        })?;
+        let key = PublicKey::from_base64(&canonical.line).map_err(|e| TrustError::BadKey {
+            key: shorten(&canonical.line),
             reason: format!("{e:?}"),
         })?;
-        let id = key_id_of(line).ok_or_else(|| TrustError::BadKey {
-            key: shorten(line),
-            reason: "it is not base64".into(),
-        })?;
-        Ok(TrustedKey { id, key })
+        Ok(TrustedKey {
+            id: canonical.key_id,
+            line: canonical.line,
+            key,
+        })
+    }
+
+    /// The key's canonical base64 line (public: safe to show and store).
+    pub fn line(&self) -> &str {
+        &self.line
     }
 
     /// The key id, as minisign prints it (16 upper-case hex digits).
@@ -131,7 +136,7 @@ impl SignatureCheck {
             SignatureCheck::Unsigned => "unsigned".into(),
             SignatureCheck::Trusted { key_id, .. } => format!("signed by trusted key {key_id}"),
             SignatureCheck::UnknownKey { key_id } => {
-                format!("signed by key {key_id}, which is not in NITEJAR_PLUGIN_TRUSTED_KEYS")
+                format!("signed by key {key_id}, which is not in NITEJAR_PLUGIN_TRUSTED_KEYS nor among the trusted keys of the trust settings")
             }
             SignatureCheck::Mismatch { key_id } => format!(
                 "signed by trusted key {key_id}, but the signature does not match the package contents"

@@ -11,6 +11,7 @@ pub mod receipts;
 pub mod runs;
 pub mod runtime;
 pub mod skills;
+pub mod trust;
 
 use actix_web::HttpRequest;
 

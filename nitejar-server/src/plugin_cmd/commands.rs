@@ -339,9 +339,20 @@ async fn dispatch(engine: &Engine, command: PluginCommand, out: &Out) -> ExitCod
             }
         }
         PluginCommand::Config { id, action } => super::config::run(engine, &id, action, out).await,
-        PluginCommand::Doctor => {
+        PluginCommand::Trust { action } => super::trust::run(engine, action, out).await,
+        PluginCommand::Doctor { remove_leftovers } => {
+            let mut removed = Vec::new();
+            if remove_leftovers {
+                match manager.remove_leftovers().await {
+                    Ok(r) => removed = r,
+                    Err(e) => return failed(out, &e),
+                }
+            }
             let report = manager.doctor().await;
-            let code = out.ok(json!({ "doctor": report }), || {
+            let code = out.ok(json!({ "doctor": report, "removed": removed }), || {
+                for r in &removed {
+                    println!("removed leftover {r}");
+                }
                 println!(
                     "trust mode {}; {} plugin(s) checked",
                     report.trust_mode, report.plugins_checked

@@ -13,6 +13,7 @@ mod config;
 mod pack;
 mod scaffold;
 pub mod setup;
+mod trust;
 mod validate;
 
 /// `nitejar plugin` and its options.
@@ -134,8 +135,21 @@ pub enum PluginCommand {
         #[command(subcommand)]
         action: Option<config::ConfigAction>,
     },
+    /// The trusted keys and allowlist entries plugins are judged with: list them, add or remove
+    /// stored ones (those of the environment are listed, and change only in the environment). A
+    /// running server applies a change within a second.
+    Trust {
+        #[command(subcommand)]
+        action: trust::TrustAction,
+    },
     /// Check installed plugins and the plugin directory; print each problem with its fix.
-    Doctor,
+    Doctor {
+        /// First remove what a failed install or upgrade left: versions never made current that
+        /// no receipt explains (row, stored package, directory), and version directories without
+        /// a version row.
+        #[arg(long)]
+        remove_leftovers: bool,
+    },
     /// Show a plugin's receipts and its log file.
     Logs {
         /// The plugin id.

@@ -17,6 +17,7 @@ pub mod runs;
 pub mod runtime;
 pub mod skill_form;
 pub mod skills;
+pub mod trust;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, Responder};
@@ -30,7 +31,7 @@ use crate::serve::AppState;
 pub struct Chrome {
     pub title: String,
     /// Which navigation entry is current: `plugins`, `integrations`, `skills`, `receipts`, `runs`,
-    /// `runtime`, or ``.
+    /// `trust`, `runtime`, or ``.
     pub nav: &'static str,
     pub csrf: String,
     pub signed_in: bool,
@@ -129,6 +130,10 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "skill_created" => "Skill created.",
         "skill_imported" => "Skill imported.",
         "assigned" => "Assignment saved.",
+        "key_added" => "Key trusted: plugins signed by it can be enabled now.",
+        "key_removed" => "Key removed: plugins trusted only by it no longer run.",
+        "entry_added" => "Allowlist entry added.",
+        "entry_removed" => "Allowlist entry removed: plugins allowed only by it no longer run.",
         "unassigned" => "Assignment removed.",
         _ => return None,
     })

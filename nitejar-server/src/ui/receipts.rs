@@ -24,6 +24,7 @@ pub const KINDS: &[&str] = &[
     "rollback",
     "uninstall",
     "configure",
+    "trust",
     "load",
     "auto_disable",
     "crashed_process",

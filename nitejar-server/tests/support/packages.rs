@@ -39,3 +39,19 @@ pub fn signed_webhook(into: &Path, callback_host: &str) -> PathBuf {
 pub fn tgz(dir: &Path) -> Vec<u8> {
     nitejar_core::install::archive::tgz_of_dir(dir).expect("pack the package")
 }
+
+/// Signs a package directory as `nitejar plugin pack --sign` does: a minisign signature of its
+/// content digest, in `nitejar.plugin.sig`.
+pub fn sign(dir: &Path, key: &minisign::KeyPair) {
+    let digest = nitejar_core::install::digest_dir(dir).expect("digest");
+    let signature = minisign::sign(
+        Some(&key.pk),
+        &key.sk,
+        digest.as_bytes(),
+        Some("signed by a test"),
+        None,
+    )
+    .expect("sign");
+    std::fs::write(dir.join("nitejar.plugin.sig"), signature.to_string())
+        .expect("write the signature");
+}
