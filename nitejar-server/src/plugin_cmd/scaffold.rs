@@ -330,8 +330,8 @@ Bump `version` in `nitejar.plugin.json` (and `Cargo.toml`) for each release.
 ## 5. Install (operators)
 
 ```sh
-nitejar plugin install {npm}              # from npm: the newest version; `{npm}@0.1.0` for one
-nitejar plugin install {id}-0.1.0.tgz     # or the file itself
+nitejar plugin install {npm}          # from npm, the newest version (`@0.1.0` for one)
+nitejar plugin install {id}-0.1.0.tgz  # or the file itself
 nitejar plugin enable {id} --accept-consent
 ```
 
