@@ -216,11 +216,10 @@ impl Integration for SignedWebhook {
         _host: &dyn Host,
     ) -> Result<ConnectionTest, IntegrationError> {
         let config = Config::read(config)?;
-        Ok(ConnectionTest {
-            ok: true,
-            error: None,
-            detail: Some(format!("responses go to {}", config.callback_url)),
-        })
+        Ok(ConnectionTest::ok(Some(format!(
+            "responses go to {}",
+            config.callback_url
+        ))))
     }
 }
 
