@@ -87,12 +87,15 @@ fn shared_target() -> PathBuf {
 /// answers an unknown name. It requires the bearer token `t0ken`, as a private registry would.
 struct Registry {
     http: LocalHttp,
-    package: Arc<Mutex<Option<(String, String, Vec<u8>)>>>,
+    package: Arc<Mutex<Option<Published>>>,
 }
+
+/// A package the registry serves: its name, version and tarball.
+type Published = (String, String, Vec<u8>);
 
 impl Registry {
     fn start() -> Registry {
-        let package: Arc<Mutex<Option<(String, String, Vec<u8>)>>> = Arc::default();
+        let package: Arc<Mutex<Option<Published>>> = Arc::default();
         let served = package.clone();
         let http = LocalHttp::start(move |r| {
             if r.header("authorization") != Some("Bearer t0ken") {
@@ -397,7 +400,7 @@ async fn from_plugin_new_to_a_signed_npm_package_a_guarded_server_runs() {
     let signed = format!("Echo: hello there\n\n— {CRATE}");
     let hook_ran = eventually(30, || {
         let log = server.log();
-        (log.contains(&delivered) && log.contains(&signed)).then_some(())
+        (log.contains(delivered) && log.contains(&signed)).then_some(())
     })
     .await;
     assert!(
