@@ -270,11 +270,18 @@ fn stage_crate(
     }
     let output = command.output().context("could not run cargo")?;
     if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // The one failure an author cannot fix in their own code: a registry without the SDK.
+        let sdk_hint = if quiet && !stderr.contains("no matching package named `nitejar-sdk`") {
+            ""
+        } else {
+            "\nif cargo said `no matching package named nitejar-sdk`, its registry does not have this SDK release: depend on a Nitejar checkout's SDK in Cargo.toml (`nitejar-sdk = { path = \"<checkout>/nitejar-sdk\" }`, which `nitejar plugin new --sdk-path` writes)"
+        };
         bail!(
-            "`cargo build --lib --profile {profile}` failed in {}{}",
+            "`cargo build --lib --profile {profile}` failed in {}{}{sdk_hint}",
             dir.display(),
             if quiet {
-                format!(":\n{}", String::from_utf8_lossy(&output.stderr))
+                format!(":\n{stderr}")
             } else {
                 String::new()
             }
