@@ -2,7 +2,8 @@
 //! cargo and npm: `plugin new` → `cargo test` → `plugin keygen` → `plugin pack --sign` → `npm
 //! publish --dry-run` → the package npm packs, served by a local registry → `plugin install <npm
 //! name>` → a server in guarded trust mode, trusting the printed key line, enables it → a webhook's
-//! run goes through its hook, with the default its manifest declares for its setting.
+//! run goes through its hook, with the default its manifest declares for its setting, and with
+//! the value the operator sets next.
 //!
 //! The scaffold is compiled once, in a target directory shared between runs
 //! (`scaffold-builds`), with the workspace's lock file, so its dependencies are built once per
@@ -406,6 +407,43 @@ async fn from_plugin_new_to_a_signed_npm_package_a_guarded_server_runs() {
     assert!(
         hook_ran.is_some(),
         "the answer was delivered with the plugin's signature line:\n{}",
+        server.log()
+    );
+
+    // 8. The operator changes the setting; the running server rebuilds the plugin with it, and
+    //    the typed settings carry the new value.
+    let set = nitejar(
+        &data,
+        &work,
+        &guarded,
+        &["plugin", "config", ID, "set", "signature=— the ops team"],
+    );
+    assert!(set.ok, "{}", set.text);
+    // The server applies it within a second or so; each delivery is a new run, so deliver until
+    // one is answered with the new line.
+    let resigned = "Echo: hello again\n\n— the ops team";
+    let mut answered = false;
+    for _ in 0..15 {
+        let status = reqwest::Client::new()
+            .post(server.url(&format!("/api/webhooks/plugins/echo/{integration}")))
+            .header("content-type", "application/json")
+            .body(json!({"text": "hello again"}).to_string())
+            .send()
+            .await
+            .expect("webhook")
+            .status();
+        assert_eq!(status.as_u16(), 200, "{}", server.log());
+        if eventually(2, || server.log().contains(resigned).then_some(()))
+            .await
+            .is_some()
+        {
+            answered = true;
+            break;
+        }
+    }
+    assert!(
+        answered,
+        "an answer carried the changed setting:\n{}",
         server.log()
     );
     let events = store
