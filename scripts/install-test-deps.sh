@@ -1,17 +1,25 @@
 #!/bin/sh
-# Installs what the browser tests need: Debian's headless Chromium and its WebDriver (chromedriver).
-# Idempotent: does nothing when both are present. Needs root (CI runs as root) and Debian's package
-# archive. `.ci/run` calls it before the tests; run it by hand once on a development machine.
+# Installs what the tests need beyond Rust: Debian's headless Chromium and its WebDriver
+# (chromedriver) for the browser tests, and npm for the plugin author's path (`npm publish
+# --dry-run` and `npm pack` of a packed plugin). Idempotent: does nothing when all are present.
+# Needs root (CI runs as root) and Debian's package archive. `.ci/run` calls it before the tests;
+# run it by hand once on a development machine.
 set -eu
-if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+if [ -z "$missing" ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-test-deps: chromium and chromedriver are missing; run this script as root (apt-get)" >&2
+  echo "install-test-deps:$missing missing; run this script as root (apt-get)" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
-apt-get install -y -q --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null
+# shellcheck disable=SC2086 # one word per package
+apt-get install -y -q --no-install-recommends $missing fonts-dejavu-core >/dev/null
 chromium --version
 chromedriver --version
+npm --version

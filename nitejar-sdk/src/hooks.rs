@@ -393,10 +393,13 @@ pub struct WorkItemPreCreate {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkItemPreCreatePatch {
+    /// A new session key (which conversation the work item joins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key: Option<String>,
+    /// A new title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// A new payload (the message text, sender and attachments).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
 }
@@ -423,12 +426,19 @@ impl HookEvent for WorkItemPreCreate {
 /// `work_item.post_create`: a work item was created and is about to be handed to the runner.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkItemPostCreate {
+    /// The work item's id.
     pub work_item_id: String,
+    /// The integration row it came through.
     pub integration_id: String,
+    /// That integration's type (`telegram`, `github`, …).
     pub integration_type: String,
+    /// The conversation it belongs to.
     pub session_key: String,
+    /// Where it came from (usually the integration type).
     pub source: String,
+    /// The provider's reference (message id, comment URL, …).
     pub source_ref: String,
+    /// Its title.
     pub title: String,
 }
 observe_only!(WorkItemPostCreate, HookName::WorkItemPostCreate);
@@ -436,8 +446,11 @@ observe_only!(WorkItemPostCreate, HookName::WorkItemPostCreate);
 /// A skill resolved for a run, as `run.pre_prompt` sees it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PromptSkill {
+    /// The skill's id.
     pub id: String,
+    /// Its name.
     pub name: String,
+    /// What it is for.
     #[serde(default)]
     pub description: Option<String>,
 }
@@ -445,7 +458,9 @@ pub struct PromptSkill {
 /// `run.pre_prompt`: the prompt of a run is built and about to go to the model.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunPrePrompt {
+    /// The system prompt.
     pub system_prompt: String,
+    /// The user's message the run answers.
     pub user_message: String,
     /// The skills resolved for this run (agent, team and integration-type assignments).
     #[serde(default)]
@@ -456,8 +471,10 @@ pub struct RunPrePrompt {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunPrePromptPatch {
+    /// A new system prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
+    /// A new user message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_message: Option<String>,
 }
@@ -484,9 +501,12 @@ impl HookEvent for RunPrePrompt {
 pub struct ModelPreCall {
     /// The turn of the run (1 for the first call).
     pub turn: u32,
+    /// The model to call.
     pub model: String,
+    /// The sampling temperature, when set.
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// The most tokens the answer may have, when set.
     #[serde(default)]
     pub max_tokens: Option<u32>,
     /// The chat messages about to be sent, in the OpenAI chat-completions shape.
@@ -501,12 +521,16 @@ pub struct ModelPreCall {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPreCallPatch {
+    /// Another model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Another temperature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
+    /// Another token limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// Other provider metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_metadata: Option<Value>,
 }
@@ -540,8 +564,11 @@ impl HookEvent for ModelPreCall {
 /// A tool call the model asked for.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelToolCall {
+    /// The call's id (tool results refer to it).
     pub id: String,
+    /// The tool's name.
     pub name: String,
+    /// The arguments the model gave, as JSON.
     #[serde(default)]
     pub arguments: Value,
 }
@@ -549,16 +576,20 @@ pub struct ModelToolCall {
 /// `model.post_call`: a model call returned.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelPostCall {
+    /// The model turn of the run, from 1.
     pub turn: u32,
+    /// The model that answered.
     pub model: String,
     /// The assistant's text, if any.
     #[serde(default)]
     pub content: Option<String>,
+    /// The tools the model asked to call.
     #[serde(default)]
     pub tool_calls: Vec<ModelToolCall>,
     /// Token usage as the provider reported it.
     #[serde(default)]
     pub usage: Value,
+    /// How long the call took.
     pub duration_ms: u64,
 }
 observe_only!(ModelPostCall, HookName::ModelPostCall);
@@ -566,9 +597,13 @@ observe_only!(ModelPostCall, HookName::ModelPostCall);
 /// `tool.pre_exec`: a tool is about to run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ToolPreExec {
+    /// The model turn that asked for the tool.
     pub turn: u32,
+    /// The tool's name.
     pub tool_name: String,
+    /// The id of the model's tool call.
     pub tool_call_id: String,
+    /// The tool's input, as JSON.
     #[serde(default)]
     pub tool_input: Value,
 }
@@ -577,6 +612,7 @@ pub struct ToolPreExec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolPreExecPatch {
+    /// Another input for the tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_input: Option<Value>,
 }
@@ -599,13 +635,18 @@ impl HookEvent for ToolPreExec {
 /// `tool.post_exec`: a tool ran (or was refused).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ToolPostExec {
+    /// The model turn that asked for the tool.
     pub turn: u32,
+    /// The tool's name.
     pub tool_name: String,
+    /// The id of the model's tool call.
     pub tool_call_id: String,
+    /// The tool's input, as JSON.
     #[serde(default)]
     pub tool_input: Value,
     /// What the model will see as the tool's result.
     pub output: String,
+    /// Whether the tool succeeded.
     pub success: bool,
 }
 
@@ -613,6 +654,7 @@ pub struct ToolPostExec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolPostExecPatch {
+    /// Another result for the model to see.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
 }
@@ -635,8 +677,11 @@ impl HookEvent for ToolPostExec {
 /// `response.pre_deliver`: a response is about to be posted to the channel.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResponsePreDeliver {
+    /// The integration row the response goes to.
     pub integration_id: String,
+    /// That integration's type.
     pub integration_type: String,
+    /// The text to post.
     pub content: String,
     /// `streaming` (an intermediate message) or `final`.
     pub response_mode: String,
@@ -649,6 +694,7 @@ pub struct ResponsePreDeliver {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResponsePreDeliverPatch {
+    /// Another text to post.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
 }
@@ -671,9 +717,13 @@ impl HookEvent for ResponsePreDeliver {
 /// `response.post_deliver`: a response was posted (or the attempt failed).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResponsePostDeliver {
+    /// The integration row the response went to.
     pub integration_id: String,
+    /// That integration's type.
     pub integration_type: String,
+    /// The text posted.
     pub content: String,
+    /// What the integration reported.
     pub result: PostResponseResult,
 }
 observe_only!(ResponsePostDeliver, HookName::ResponsePostDeliver);

@@ -15,10 +15,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
+    /// Detail for tracing a call step by step.
     Trace,
+    /// Detail for debugging.
     Debug,
+    /// What the plugin did.
     Info,
+    /// Something an operator may want to look at.
     Warn,
+    /// Something failed.
     Error,
 }
 
@@ -43,8 +48,10 @@ pub struct HttpRequest {
     /// An absolute `http://` or `https://` URL. Its host (and port) must be declared in
     /// `permissions.network`.
     pub url: String,
+    /// Request headers, in order.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// The request body.
     #[serde(default, with = "crate::wire::base64_bytes")]
     pub body: Vec<u8>,
     /// Shorter than the call's own deadline, if set.
@@ -83,9 +90,12 @@ impl HttpRequest {
 /// The answer to an [`HttpRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpResponse {
+    /// The HTTP status.
     pub status: u16,
+    /// Response headers, in order.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// The response body.
     #[serde(default, with = "crate::wire::base64_bytes")]
     pub body: Vec<u8>,
 }
@@ -118,15 +128,21 @@ impl HttpResponse {
 /// A process to run through the host (needs `permissions.allowProcessSpawn`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRequest {
+    /// The program to run.
     pub program: String,
+    /// Its arguments.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Environment variables to set for it.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Its working directory.
     #[serde(default)]
     pub cwd: Option<String>,
+    /// What it reads on standard input.
     #[serde(default, with = "crate::wire::base64_bytes")]
     pub stdin: Vec<u8>,
+    /// Shorter than the call's own deadline, if set.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
 }
@@ -136,8 +152,10 @@ pub struct ProcessRequest {
 pub struct ProcessOutput {
     /// The exit code; `None` when it was killed by a signal or the timeout.
     pub code: Option<i32>,
+    /// What it wrote on standard output.
     #[serde(default, with = "crate::wire::base64_bytes")]
     pub stdout: Vec<u8>,
+    /// What it wrote on standard error.
     #[serde(default, with = "crate::wire::base64_bytes")]
     pub stderr: Vec<u8>,
 }
@@ -145,10 +163,16 @@ pub struct ProcessOutput {
 /// Why a host service refused or failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum HostError {
     /// The plugin did not declare (or the operator did not acknowledge) the permission this call needs.
     #[error("permission denied: {permission} ({reason})")]
-    Denied { permission: String, reason: String },
+    Denied {
+        /// The permission the call needed (`network:api.example.com`, `secret:TOKEN`, …).
+        permission: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// The call ran past its deadline.
     #[error("timed out")]
     Timeout,

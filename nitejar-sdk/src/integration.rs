@@ -14,22 +14,37 @@ use crate::host::Host;
 /// Catalog grouping of an integration.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum IntegrationCategory {
+    /// Chat and messaging channels (Telegram, Slack, …).
     #[default]
     Messaging,
+    /// Code hosting and review (GitHub, GitLab, …).
     Code,
+    /// Everything else people work in (issue trackers, documents, …).
     Productivity,
 }
 
 /// When the run's responses are delivered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ResponseMode {
     /// Every intermediate assistant message is posted as it arrives (chat-like).
     #[default]
     Streaming,
     /// Only the final answer is posted.
     Final,
+}
+
+impl ResponseMode {
+    /// The name, as JSON and hook payloads spell it (`streaming`, `final`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ResponseMode::Streaming => "streaming",
+            ResponseMode::Final => "final",
+        }
+    }
 }
 
 /// What the host and the admin UI know about an integration type.
@@ -39,13 +54,17 @@ pub struct IntegrationDescriptor {
     /// The `type` value of integration rows, e.g. `telegram`. Lower case, `[a-z0-9_-]`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The name shown to operators.
     pub display_name: String,
+    /// One sentence on what it connects.
     pub description: String,
     /// An icon name (Tabler icon set), e.g. `brand-telegram`.
     #[serde(default)]
     pub icon: String,
+    /// Where the admin lists it.
     #[serde(default)]
     pub category: IntegrationCategory,
+    /// Whether it posts intermediate messages or only the final answer.
     #[serde(default)]
     pub response_mode: ResponseMode,
     /// Top-level string fields of the config stored encrypted and shown masked.
@@ -87,9 +106,12 @@ impl IntegrationDescriptor {
 /// One integration row as a plugin sees it: its id, type, name and decrypted config.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct IntegrationInstance {
+    /// The row's id (also in its webhook URL).
     pub id: String,
+    /// The integration type.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The name the operator gave it.
     #[serde(default)]
     pub name: String,
     /// The config with sensitive fields decrypted.
@@ -100,6 +122,7 @@ pub struct IntegrationInstance {
 /// An incoming webhook request.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookRequest {
+    /// The HTTP method (`POST` for most senders).
     pub method: String,
     /// The request path, e.g. `/api/webhooks/plugins/telegram/3f…`.
     pub path: String,
@@ -138,6 +161,7 @@ pub struct NewWorkItem {
     pub source: String,
     /// The provider's reference (message id, comment URL, …).
     pub source_ref: String,
+    /// A short title for lists and logs.
     pub title: String,
     /// The message text, its sender and attachments, as JSON.
     #[serde(default)]
@@ -146,9 +170,11 @@ pub struct NewWorkItem {
 
 /// What [`Integration::parse_webhook`] decided.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WebhookParseResult {
     /// Whether this webhook should create a work item (`false` for pings, bots, ignored events).
     pub should_process: bool,
+    /// The work item to create, when [`should_process`](Self::should_process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_item: Option<NewWorkItem>,
     /// Keys that identify this delivery; a delivery whose key was seen before creates nothing.
@@ -220,17 +246,24 @@ pub struct PostResponseOptions {
 /// How a delivery went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DeliveryOutcome {
+    /// The provider accepted it.
     #[default]
     Sent,
+    /// The provider refused it or could not be reached.
     Failed,
+    /// It is not known whether the provider got it (a timeout after the request went out).
     Unknown,
 }
 
 /// What [`Integration::post_response`] reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PostResponseResult {
+    /// Whether it was delivered.
     pub success: bool,
+    /// How the delivery went.
     #[serde(default)]
     pub outcome: DeliveryOutcome,
     /// Whether trying again may succeed without posting twice: the reference runner tries a
@@ -242,6 +275,7 @@ pub struct PostResponseResult {
     /// The provider's id of what was posted (message id, comment id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_ref: Option<String>,
+    /// Why it was not delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -272,10 +306,39 @@ impl PostResponseResult {
 
 /// The result of [`Integration::validate_config`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConfigValidation {
+    /// Whether the config is usable.
     pub valid: bool,
+    /// What is wrong with it, one problem per entry.
     #[serde(default)]
     pub errors: Vec<String>,
+}
+
+impl ConnectionTest {
+    /// The provider answered as expected; `detail` is what it said about itself.
+    pub fn ok(detail: Option<String>) -> Self {
+        ConnectionTest {
+            ok: true,
+            error: None,
+            detail,
+        }
+    }
+
+    /// The provider could not be reached or refused the config.
+    pub fn failed(error: impl Into<String>) -> Self {
+        ConnectionTest {
+            ok: false,
+            error: Some(error.into()),
+            detail: None,
+        }
+    }
+
+    /// The same result with `detail`.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
 }
 
 impl ConfigValidation {
@@ -298,8 +361,11 @@ impl ConfigValidation {
 
 /// The result of [`Integration::test_connection`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConnectionTest {
+    /// Whether the provider answered as expected.
     pub ok: bool,
+    /// What went wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What the provider said about itself (bot name, app slug).
@@ -322,6 +388,7 @@ pub struct SetupResult {
 /// Why an integration call failed. The host maps these to HTTP answers on the webhook route.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum IntegrationError {
     /// The request is not authentic (bad or missing signature): 401.
     #[error("unauthorized: {0}")]

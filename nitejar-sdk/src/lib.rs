@@ -13,6 +13,7 @@
 //! enforced. There is no hard sandbox.
 
 pub mod abi;
+pub mod config;
 pub mod hooks;
 pub mod host;
 pub mod integration;
@@ -20,6 +21,7 @@ pub mod manifest;
 pub mod plugin;
 pub mod skill;
 pub mod testing;
+pub mod webhook;
 mod wire;
 
 pub use hooks::{FailPolicy, HookContext, HookEvent, HookName, HookOptions, HookResult};

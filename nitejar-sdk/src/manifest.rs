@@ -65,6 +65,7 @@ pub struct Manifest {
     pub name: String,
     /// The plugin version (strict semver).
     pub version: String,
+    /// One sentence on what the plugin does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The shared library to load. `None` makes a declarative (skills-only) plugin.
@@ -72,24 +73,31 @@ pub struct Manifest {
     pub entry: Option<Entry>,
     /// The Nitejar versions the plugin works with.
     pub engine: Engine,
+    /// Who wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
     /// An SPDX license expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
+    /// Its home page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub homepage: Option<String>,
+    /// Its source repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+    /// Words to find it by.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keywords: Vec<String>,
     /// An image file relative to the package root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icon: Option<String>,
+    /// When it is activated.
     #[serde(default)]
     pub activation: Activation,
+    /// What it asks the operator for.
     #[serde(default)]
     pub permissions: Permissions,
+    /// What it contributes (checked against what its code registers).
     #[serde(default)]
     pub contributes: Contributes,
     /// The settings an operator can give the plugin (its config), as a form the admin renders.

@@ -7,22 +7,32 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SkillSource {
     /// The text itself.
-    Inline { content: String },
+    Inline {
+        /// The skill's instructions (Markdown).
+        content: String,
+    },
     /// A file inside the plugin package (relative path, no `..`).
-    File { path: String },
+    File {
+        /// The file's path in the package.
+        path: String,
+    },
 }
 
 /// A skill a plugin contributes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct SkillContribution {
     /// Stable id, unique within the plugin (`[a-z0-9-]`).
     pub id: String,
     /// The name agents use to ask for it.
     pub name: String,
+    /// What it is for (shown when an agent chooses skills).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Where its instructions come from.
     pub source: SkillSource,
+    /// Words to group and find it by.
     #[serde(default)]
     pub tags: Vec<String>,
     /// Whether the skill is assigned globally when the plugin is enabled.

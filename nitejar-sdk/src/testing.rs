@@ -44,12 +44,28 @@ use crate::{Host, HostError, HttpRequest, HttpResponse, LogLevel, Plugin};
 /// One call a plugin made on a [`TestHost`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostCall {
+    /// An HTTP request.
     Http(HttpRequest),
+    /// A secret read, by name.
     Secret(String),
+    /// A file read, by path.
     ReadFile(String),
-    WriteFile { path: String, contents: Vec<u8> },
+    /// A file written.
+    WriteFile {
+        /// The path written.
+        path: String,
+        /// The bytes written.
+        contents: Vec<u8>,
+    },
+    /// A process run.
     SpawnProcess(ProcessRequest),
-    Log { level: LogLevel, message: String },
+    /// A log line.
+    Log {
+        /// Its severity.
+        level: LogLevel,
+        /// Its text.
+        message: String,
+    },
 }
 
 type HttpHandler = Box<dyn Fn(&HttpRequest) -> Result<HttpResponse, HostError> + Send + Sync>;

@@ -680,11 +680,7 @@ pub async fn test_connection(
         Err(IntegrationOpError::Call {
             error: IntegrationCallError::Failed(e),
             ..
-        }) => Ok(ConnectionTest {
-            ok: false,
-            error: Some(e.to_string()),
-            detail: None,
-        }),
+        }) => Ok(ConnectionTest::failed(e.to_string())),
         Err(e) => Err(e),
     }
 }

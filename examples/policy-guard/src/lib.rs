@@ -17,19 +17,23 @@
 //!   "redactTokenPrefixes": ["sk-", "ghp_"] }
 //! ```
 //!
-//! Without a config the guard blocks `shell` and redacts `sk-` and `ghp_` tokens.
+//! Without a config the guard blocks `shell` and redacts `sk-` and `ghp_` tokens: the defaults the
+//! manifest declares, read into [`Policy`] with `nitejar_sdk::config::Config::get`.
 
+use nitejar_sdk::config::{Config, ConfigError};
 use nitejar_sdk::hooks::{
     HookOptions, HookResult, ResponsePreDeliver, ResponsePreDeliverPatch, ToolPreExec,
 };
-use nitejar_sdk::serde_json::Value;
 use nitejar_sdk::{HookContext, LogLevel, Plugin};
+use serde::Deserialize;
 
 /// What replaces a redacted text.
 pub const REDACTED: &str = "[redacted]";
 
-/// The plugin's config.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The plugin's config. The defaults are those `nitejar.plugin.json` declares in `config.schema`
+/// (`blockedTools: ["shell"]`, `redactTokenPrefixes: ["sk-", "ghp_"]`); they are not repeated here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Policy {
     pub blocked_tools: Vec<String>,
     pub redact: Vec<String>,
@@ -37,57 +41,10 @@ pub struct Policy {
     pub redact_token_prefixes: Vec<String>,
 }
 
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            blocked_tools: vec!["shell".into()],
-            redact: Vec::new(),
-            redact_secrets: Vec::new(),
-            redact_token_prefixes: vec!["sk-".into(), "ghp_".into()],
-        }
-    }
-}
+/// The manifest, whose `config.schema` declares the settings and their defaults.
+pub const MANIFEST: &str = include_str!("../nitejar.plugin.json");
 
 impl Policy {
-    /// Reads the config; `null` gives the defaults. A key that is present replaces its default.
-    pub fn read(config: &Value) -> Result<Policy, String> {
-        let mut policy = Policy::default();
-        if config.is_null() {
-            return Ok(policy);
-        }
-        if !config.is_object() {
-            return Err("the policy-guard config must be a JSON object".into());
-        }
-        let list = |key: &str| -> Result<Option<Vec<String>>, String> {
-            match config.get(key) {
-                None => Ok(None),
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .map(|v| {
-                        v.as_str()
-                            .map(str::to_string)
-                            .ok_or_else(|| format!("`{key}` must be a list of strings"))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Some),
-                Some(_) => Err(format!("`{key}` must be a list of strings")),
-            }
-        };
-        if let Some(v) = list("blockedTools")? {
-            policy.blocked_tools = v;
-        }
-        if let Some(v) = list("redact")? {
-            policy.redact = v;
-        }
-        if let Some(v) = list("redactSecrets")? {
-            policy.redact_secrets = v;
-        }
-        if let Some(v) = list("redactTokenPrefixes")? {
-            policy.redact_token_prefixes = v;
-        }
-        Ok(policy)
-    }
-
     /// Whether a tool is blocked.
     pub fn blocks(&self, tool: &str) -> bool {
         let tool = tool.to_ascii_lowercase();
@@ -149,9 +106,9 @@ fn redact_tokens(text: &str, prefix: &str) -> String {
     out
 }
 
-/// Describes the plugin for a config.
-pub fn plugin(config: &Value) -> Result<Plugin, String> {
-    let policy = Policy::read(config)?;
+/// Describes the plugin for its settings.
+pub fn plugin(config: &Config) -> Result<Plugin, ConfigError> {
+    let policy: Policy = config.get()?;
     let guard = policy.clone();
     let redactor = policy;
     Ok(Plugin::builder()
@@ -206,12 +163,12 @@ nitejar_sdk::export_plugin!(plugin);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nitejar_sdk::serde_json::json;
+    use nitejar_sdk::serde_json::{json, Value};
     use nitejar_sdk::testing::{run_hook, TestHost};
 
     #[test]
     fn blocked_tools_are_blocked() {
-        let plugin = plugin(&json!({ "blockedTools": ["shell", "fs_*"] })).unwrap();
+        let plugin = plugin(&settings(json!({ "blockedTools": ["shell", "fs_*"] }))).unwrap();
         let host = TestHost::new();
         for (tool, blocked) in [
             ("shell", true),
@@ -234,10 +191,10 @@ mod tests {
 
     #[test]
     fn responses_are_redacted() {
-        let plugin = plugin(&json!({
+        let plugin = plugin(&settings(json!({
             "redact": ["hunter2"],
             "redactSecrets": ["OPENAI_API_KEY"],
-        }))
+        })))
         .unwrap();
         let host = TestHost::new().with_secret("OPENAI_API_KEY", "abc-the-real-key");
         let run = run_hook(
@@ -259,7 +216,33 @@ mod tests {
 
     #[test]
     fn a_bad_config_is_refused() {
-        assert!(plugin(&json!({ "blockedTools": "shell" })).is_err());
-        assert_eq!(Policy::read(&Value::Null).unwrap(), Policy::default());
+        let error = plugin(&settings(json!({ "blockedTools": "shell" }))).unwrap_err();
+        assert!(
+            error.to_string().contains("at `blockedTools`"),
+            "the error names the setting: {error}"
+        );
+        let error = plugin(&settings(json!({ "blokedTools": ["shell"] }))).unwrap_err();
+        assert!(error.to_string().contains("blokedTools"), "{error}");
+    }
+
+    #[test]
+    fn unset_settings_take_the_manifests_defaults() {
+        let policy: Policy = settings(Value::Null).get().unwrap();
+        assert_eq!(
+            policy,
+            Policy {
+                blocked_tools: vec!["shell".into()],
+                redact: vec![],
+                redact_secrets: vec![],
+                redact_token_prefixes: vec!["sk-".into(), "ghp_".into()],
+            }
+        );
+        let policy: Policy = settings(json!({ "redact": ["x"] })).get().unwrap();
+        assert_eq!(policy.redact, ["x"]);
+        assert_eq!(policy.blocked_tools, ["shell"]);
+    }
+
+    fn settings(value: Value) -> Config {
+        Config::declared_in(MANIFEST, value).unwrap()
     }
 }

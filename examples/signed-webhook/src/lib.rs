@@ -3,24 +3,24 @@
 //! - **In**: `POST /api/webhooks/plugins/signed-webhook/{integration_id}` with a JSON body and a
 //!   signature header (default `x-signature-256`) holding the hex HMAC-SHA256 of the raw body under
 //!   the integration's `secret` (a `sha256=` prefix is accepted, as GitHub sends it). A missing or
-//!   wrong signature is refused as unauthorized (HTTP 401); the comparison is constant-time.
+//!   wrong signature is refused as unauthorized (HTTP 401); the comparison is constant-time
+//!   ([`nitejar_sdk::webhook::HmacSignature`]).
 //! - **Body**: `{"id": "evt-1", "text": "hello", "conversation": "c-42", "sender": "ada", "title": "…"}`;
 //!   only `text` is required. `id` makes deliveries idempotent; `conversation` groups messages into
 //!   one session.
 //! - **Out**: responses are POSTed as JSON to `callbackUrl` through the host's `http` service
 //!   (so the callback's host must be declared in `permissions.network`), signed the same way.
 
-use hmac::{Hmac, Mac};
 use nitejar_sdk::integration::{
     ConfigValidation, ConnectionTest, IntegrationCategory, NewWorkItem, PostResponseOptions,
     PostResponseResult, ResponseMode, WebhookParseResult, WebhookRequest,
 };
 use nitejar_sdk::serde_json::{self, json, Value};
+use nitejar_sdk::webhook::{HmacSignature, SignatureError};
 use nitejar_sdk::{
     Host, HostError, HttpRequest, Integration, IntegrationDescriptor, IntegrationError,
     IntegrationInstance, LogLevel, Plugin,
 };
-use sha2::Sha256;
 
 /// The integration type.
 pub const TYPE: &str = "signed-webhook";
@@ -59,52 +59,20 @@ impl Config {
     }
 }
 
+/// How deliveries and callbacks are signed: the hex HMAC-SHA256 of the raw body, with or without
+/// GitHub's `sha256=` in front.
+pub fn scheme() -> HmacSignature {
+    HmacSignature::sha256().optional_prefix("sha256=")
+}
+
 /// The hex HMAC-SHA256 of `body` under `secret`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = mac(secret);
-    mac.update(body);
-    hex(&mac.finalize().into_bytes())
-}
-
-fn mac(secret: &str) -> Hmac<Sha256> {
-    // `new_from_slice` is fallible only for MACs with fixed key sizes; HMAC takes any key.
-    Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| {
-            [
-                DIGITS[(b >> 4) as usize] as char,
-                DIGITS[(b & 15) as usize] as char,
-            ]
-        })
-        .collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim();
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    scheme().sign(secret.as_bytes(), body)
 }
 
 /// Checks `signature` (hex, optionally `sha256=`-prefixed) against `body`, in constant time.
-pub fn verify(secret: &str, body: &[u8], signature: &str) -> bool {
-    let signature = signature.trim();
-    let signature = signature.strip_prefix("sha256=").unwrap_or(signature);
-    let Some(expected) = unhex(signature) else {
-        return false;
-    };
-    let mut mac = mac(secret);
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
+pub fn verify(secret: &str, body: &[u8], signature: &str) -> Result<(), SignatureError> {
+    scheme().verify(secret.as_bytes(), body, signature)
 }
 
 /// The integration.
@@ -152,17 +120,11 @@ impl Integration for SignedWebhook {
         host: &dyn Host,
     ) -> Result<WebhookParseResult, IntegrationError> {
         let config = Config::read(&instance.config)?;
-        let signature = request.header(&config.signature_header).ok_or_else(|| {
-            IntegrationError::Unauthorized(format!("missing `{}` header", config.signature_header))
-        })?;
-        if !verify(&config.secret, &request.body, signature) {
-            host.log(
-                LogLevel::Warn,
-                "refused a webhook whose signature does not match",
-            );
-            return Err(IntegrationError::Unauthorized(
-                "the signature does not match the body".into(),
-            ));
+        if let Err(e) =
+            scheme().verify_header(request, &config.signature_header, config.secret.as_bytes())
+        {
+            host.log(LogLevel::Warn, &format!("refused a webhook: {e}"));
+            return Err(e.into());
         }
         let body: Value = request
             .json()
@@ -254,11 +216,10 @@ impl Integration for SignedWebhook {
         _host: &dyn Host,
     ) -> Result<ConnectionTest, IntegrationError> {
         let config = Config::read(config)?;
-        Ok(ConnectionTest {
-            ok: true,
-            error: None,
-            detail: Some(format!("responses go to {}", config.callback_url)),
-        })
+        Ok(ConnectionTest::ok(Some(format!(
+            "responses go to {}",
+            config.callback_url
+        ))))
     }
 }
 
@@ -373,7 +334,7 @@ mod tests {
             .iter()
             .find(|(k, _)| k == "x-signature-256")
             .unwrap();
-        assert!(verify(SECRET, &sent.body, &signature.1));
+        assert_eq!(verify(SECRET, &sent.body, &signature.1), Ok(()));
         assert_eq!(
             serde_json::from_slice::<Value>(&sent.body).unwrap()["content"],
             "done"

@@ -10,12 +10,11 @@
 //! Comments and issues from bots are ignored (`sender.type == "Bot"` or a `[bot]` login), so the
 //! App never answers itself. Check runs are always reported by Apps and are not filtered that way.
 
-use hmac::{Hmac, Mac};
 use nitejar_sdk::integration::NewWorkItem;
+use nitejar_sdk::webhook::{HmacSignature, SignatureError};
 use nitejar_sdk::{IntegrationError, WebhookParseResult, WebhookRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use super::config::{CommentPolicy, GitHubConfig};
 
@@ -46,32 +45,21 @@ pub struct InstallationChange {
 
 /// Checks `X-Hub-Signature-256` (`sha256=<hex HMAC-SHA256 of the raw body>`) in constant time.
 pub fn verify_signature(request: &WebhookRequest, secret: &str) -> Result<(), IntegrationError> {
-    let header = request.header("x-hub-signature-256").ok_or_else(|| {
-        IntegrationError::Unauthorized(
-            "the X-Hub-Signature-256 header is missing; set the webhook secret in the GitHub \
-             App's settings"
-                .into(),
-        )
-    })?;
-    let signature = header
-        .trim()
-        .strip_prefix("sha256=")
-        .and_then(|hex_sig| hex::decode(hex_sig).ok())
-        .ok_or_else(|| {
-            IntegrationError::Unauthorized(
-                "X-Hub-Signature-256 is not of the form sha256=<hex>".into(),
-            )
-        })?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .map_err(|e| IntegrationError::Other(format!("HMAC cannot be keyed: {e}")))?;
-    mac.update(&request.body);
-    mac.verify_slice(&signature).map_err(|_| {
-        IntegrationError::Unauthorized(
-            "X-Hub-Signature-256 does not match the body signed with the integration's \
-             webhookSecret"
-                .into(),
-        )
-    })
+    HmacSignature::github()
+        .verify_header(request, "x-hub-signature-256", secret.as_bytes())
+        .map_err(|e| {
+            IntegrationError::Unauthorized(match e {
+                SignatureError::MissingHeader { .. } => {
+                    "the X-Hub-Signature-256 header is missing; set the webhook secret in the \
+                     GitHub App's settings"
+                        .into()
+                }
+                SignatureError::Mismatch => "X-Hub-Signature-256 does not match the body signed \
+                                             with the integration's webhookSecret"
+                    .into(),
+                other => format!("X-Hub-Signature-256 is not of the form sha256=<hex>: {other}"),
+            })
+        })
 }
 
 #[derive(Deserialize)]

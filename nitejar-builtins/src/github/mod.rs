@@ -328,11 +328,7 @@ impl Integration for GitHub {
                     .or_else(|| app["name"].as_str())
                     .unwrap_or("GitHub App")
                     .to_string();
-                Ok(ConnectionTest {
-                    ok: true,
-                    error: None,
-                    detail: Some(name),
-                })
+                Ok(ConnectionTest::ok(Some(name)))
             }
             Err(e) => {
                 let error = if e.is_unauthorized() {
@@ -340,11 +336,7 @@ impl Integration for GitHub {
                 } else {
                     e.to_string()
                 };
-                Ok(ConnectionTest {
-                    ok: false,
-                    error: Some(error),
-                    detail: None,
-                })
+                Ok(ConnectionTest::failed(error))
             }
         }
     }

@@ -60,6 +60,8 @@ impl Unanswered {
             HostError::Denied { .. } | HostError::Unavailable(_) => Unanswered::Refused,
             HostError::Timeout | HostError::Cancelled => Unanswered::TimedOut,
             HostError::Failed(_) => Unanswered::Network,
+            // A kind of refusal this build does not know: not retried, as a refusal is not.
+            _ => Unanswered::Refused,
         }
     }
 }

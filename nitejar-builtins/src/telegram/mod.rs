@@ -284,11 +284,7 @@ impl Integration for Telegram {
                     .map(|u| format!("@{u}"))
                     .or_else(|| me["first_name"].as_str().map(str::to_string))
                     .unwrap_or_else(|| "bot".into());
-                Ok(ConnectionTest {
-                    ok: true,
-                    error: None,
-                    detail: Some(name),
-                })
+                Ok(ConnectionTest::ok(Some(name)))
             }
             Err(e) => {
                 let error = if e.is_unauthorized() {
@@ -296,11 +292,7 @@ impl Integration for Telegram {
                 } else {
                     e.to_string()
                 };
-                Ok(ConnectionTest {
-                    ok: false,
-                    error: Some(error),
-                    detail: None,
-                })
+                Ok(ConnectionTest::failed(error))
             }
         }
     }

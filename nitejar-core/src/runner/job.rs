@@ -326,10 +326,7 @@ impl JobRun<'_> {
                     integration_id: instance.id.clone(),
                     integration_type: instance.kind.clone(),
                     content: content.to_string(),
-                    response_mode: match self.response_mode() {
-                        ResponseMode::Streaming => "streaming".into(),
-                        ResponseMode::Final => "final".into(),
-                    },
+                    response_mode: self.response_mode().as_str().into(),
                     hit_limit,
                 },
             )

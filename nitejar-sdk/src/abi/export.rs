@@ -33,6 +33,7 @@ use super::{
     level_to_u8, CallCtx, HostBox, PluginBox, PluginError, PluginMod, PluginModRef, PluginObject,
     PluginObject_TO, SDK_ABI_MAJOR,
 };
+use crate::config::Config;
 use crate::host::{ProcessOutput, ProcessRequest};
 use crate::integration::Integration;
 use crate::{HookName, Host, HostError, HttpRequest, HttpResponse, LogLevel, Plugin};
@@ -51,22 +52,23 @@ pub trait PluginExport: 'static {
 }
 
 /// The forms of build function [`export_plugin!`](crate::export_plugin) accepts:
-/// `fn() -> Plugin`, `fn(&Value) -> Plugin` and `fn(&Value) -> Result<Plugin, E>` with `E: Display`.
+/// `fn() -> Plugin`, `fn(&Value) -> Plugin`, `fn(&Value) -> Result<Plugin, E>`,
+/// `fn(&Config) -> Plugin` and `fn(&Config) -> Result<Plugin, E>` with `E: Display`.
 /// `Marker` only tells the forms apart.
 pub trait BuildFn<Marker> {
     /// Builds the plugin.
-    fn build_plugin(&self, config: &Value) -> Result<Plugin, String>;
+    fn build_plugin(&self, config: &Config) -> Result<Plugin, String>;
 }
 
 impl<F: Fn() -> Plugin> BuildFn<fn() -> Plugin> for F {
-    fn build_plugin(&self, _config: &Value) -> Result<Plugin, String> {
+    fn build_plugin(&self, _config: &Config) -> Result<Plugin, String> {
         Ok(self())
     }
 }
 
 impl<F: Fn(&Value) -> Plugin> BuildFn<fn(&Value) -> Plugin> for F {
-    fn build_plugin(&self, config: &Value) -> Result<Plugin, String> {
-        Ok(self(config))
+    fn build_plugin(&self, config: &Config) -> Result<Plugin, String> {
+        Ok(self(config.raw()))
     }
 }
 
@@ -75,9 +77,32 @@ where
     F: Fn(&Value) -> Result<Plugin, E>,
     E: Display,
 {
-    fn build_plugin(&self, config: &Value) -> Result<Plugin, String> {
+    fn build_plugin(&self, config: &Config) -> Result<Plugin, String> {
+        self(config.raw()).map_err(|e| e.to_string())
+    }
+}
+
+impl<F: Fn(&Config) -> Plugin> BuildFn<fn(&Config) -> Plugin> for F {
+    fn build_plugin(&self, config: &Config) -> Result<Plugin, String> {
+        Ok(self(config))
+    }
+}
+
+impl<F, E> BuildFn<fn(&Config) -> Result<Plugin, E>> for F
+where
+    F: Fn(&Config) -> Result<Plugin, E>,
+    E: Display,
+{
+    fn build_plugin(&self, config: &Config) -> Result<Plugin, String> {
         self(config).map_err(|e| e.to_string())
     }
+}
+
+/// The settings `value` of the plugin whose manifest is `manifest`, with the defaults it
+/// declares (used by [`export_plugin!`](crate::export_plugin)). A manifest that cannot be read
+/// declares no defaults here; the host refuses to load such a library anyway.
+pub fn config_for(manifest: &str, value: &Value) -> Config {
+    Config::declared_in(manifest, value.clone()).unwrap_or_else(|_| Config::new(value.clone()))
 }
 
 /// The library header of a plugin whose root module is built by `P`.
@@ -521,10 +546,12 @@ impl Host for AbiHost<'_> {
 
 /// Exports a typed plugin from a `cdylib` as a Nitejar plugin library.
 ///
-/// The argument is the function that describes the plugin, in one of three forms:
-/// `fn() -> Plugin`, `fn(&serde_json::Value) -> Plugin` or
-/// `fn(&serde_json::Value) -> Result<Plugin, E>` with `E: Display` (the value is the plugin's config
-/// as the operator set it; `null` when there is none). The library embeds the crate's
+/// The argument is the function that describes the plugin, in one of these forms:
+/// `fn() -> Plugin`; `fn(&Config) -> Plugin` or `fn(&Config) -> Result<Plugin, E>` with
+/// `E: Display` (the plugin's settings, read into a type of its own with
+/// [`Config::get`](crate::config::Config::get), unset keys taking the defaults the manifest
+/// declares); or `fn(&serde_json::Value) -> Plugin` / `-> Result<Plugin, E>` (the settings as the
+/// operator stored them; `null` when there are none). The library embeds the crate's
 /// `nitejar.plugin.json` (next to its `Cargo.toml`); name another file with
 /// `export_plugin!(plugin, manifest = include_str!("…"))`.
 ///
@@ -564,7 +591,10 @@ macro_rules! export_plugin {
             fn build(
                 config: &$crate::abi::export::Value,
             ) -> ::core::result::Result<$crate::Plugin, ::std::string::String> {
-                $crate::abi::export::BuildFn::build_plugin(&$build, config)
+                $crate::abi::export::BuildFn::build_plugin(
+                    &$build,
+                    &$crate::abi::export::config_for(Self::MANIFEST, config),
+                )
             }
         }
 

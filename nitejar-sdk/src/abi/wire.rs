@@ -40,10 +40,13 @@ pub struct HookDescription {
 pub struct HookCall<'a> {
     /// The handler's index in [`Description::hooks`].
     pub handler: usize,
+    /// The work item the event belongs to, if any.
     #[serde(default)]
     pub work_item_id: Option<String>,
+    /// The job (run) the event belongs to, if any.
     #[serde(default)]
     pub job_id: Option<String>,
+    /// The agent running the job, if any.
     #[serde(default)]
     pub agent_id: Option<String>,
     /// The event's payload.
@@ -83,10 +86,13 @@ pub struct HookBatchCall<'a> {
     /// What was left of the event's chain budget when the host sent the call, in microseconds.
     /// The batch counts it from when it starts.
     pub budget_us: u64,
+    /// The work item the event belongs to, if any.
     #[serde(default)]
     pub work_item_id: Option<String>,
+    /// The job (run) the event belongs to, if any.
     #[serde(default)]
     pub job_id: Option<String>,
+    /// The agent running the job, if any.
     #[serde(default)]
     pub agent_id: Option<String>,
     /// The event's payload.
@@ -194,16 +200,19 @@ pub struct HookBatchAnswer<'a> {
 pub enum BatchEnd<'a> {
     /// It blocked the event.
     Block {
+        /// Why it blocked.
         #[serde(default, borrow)]
         reason: std::borrow::Cow<'a, str>,
     },
     /// It panicked (the panic was caught in the plugin); `error` carries the message and location.
     Panic {
+        /// The panic's message and location.
         #[serde(borrow)]
         error: std::borrow::Cow<'a, str>,
     },
     /// It could not answer (e.g. its result could not be written).
     Error {
+        /// What went wrong.
         #[serde(borrow)]
         error: std::borrow::Cow<'a, str>,
     },
@@ -262,6 +271,7 @@ impl<T> From<Reply<T>> for Result<T, IntegrationError> {
 /// The payload of `integration.<type>.validate_config` and `.test_connection`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfigCall {
+    /// The integration config to check or to test.
     #[serde(default)]
     pub config: Value,
 }
@@ -269,18 +279,25 @@ pub struct ConfigCall {
 /// The payload of `integration.<type>.parse_webhook`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParseWebhookCall {
+    /// The webhook request as received.
     pub request: WebhookRequest,
+    /// The integration row it was sent to.
     pub instance: IntegrationInstance,
 }
 
 /// The payload of `integration.<type>.post_response`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PostResponseCall {
+    /// The integration row to answer through.
     pub instance: IntegrationInstance,
+    /// The work item being answered.
     pub work_item_id: String,
+    /// The text to post.
     pub content: String,
+    /// What `parse_webhook` returned as the response context.
     #[serde(default)]
     pub response_context: Option<Value>,
+    /// How to post it.
     #[serde(default)]
     pub options: PostResponseOptions,
 }
@@ -288,7 +305,9 @@ pub struct PostResponseCall {
 /// The payload of `integration.<type>.acknowledge_receipt`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AcknowledgeCall {
+    /// The integration row the work item came through.
     pub instance: IntegrationInstance,
+    /// What `parse_webhook` returned as the response context.
     #[serde(default)]
     pub response_context: Option<Value>,
 }
@@ -296,24 +315,28 @@ pub struct AcknowledgeCall {
 /// The payload of the host's `secret`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretCall {
+    /// The secret's name, as declared in `permissions.secrets`.
     pub name: String,
 }
 
 /// The answer of the host's `secret`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretValue {
+    /// The secret's value.
     pub value: String,
 }
 
 /// The payload of the host's `read_file`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathCall {
+    /// The path to read.
     pub path: String,
 }
 
 /// The answer of the host's `read_file`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileContents {
+    /// The file's bytes.
     #[serde(default, with = "crate::wire::base64_bytes")]
     pub contents: Vec<u8>,
 }
@@ -321,7 +344,9 @@ pub struct FileContents {
 /// The payload of the host's `write_file`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteFileCall {
+    /// The path to write.
     pub path: String,
+    /// The bytes to write.
     #[serde(default, with = "crate::wire::base64_bytes")]
     pub contents: Vec<u8>,
 }

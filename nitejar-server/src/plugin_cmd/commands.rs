@@ -442,8 +442,10 @@ async fn dispatch(engine: &Engine, command: PluginCommand, out: &Out) -> ExitCod
                 },
             )
         }
-        PluginCommand::Validate { .. } | PluginCommand::Pack { .. } | PluginCommand::New { .. } => {
-            out.fail(&"not a lifecycle command", Value::Null)
-        }
+        PluginCommand::Validate { .. }
+        | PluginCommand::Pack { .. }
+        | PluginCommand::New { .. }
+        | PluginCommand::Keygen { .. }
+        | PluginCommand::Schema => out.fail(&"not a lifecycle command", Value::Null),
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 mod commands;
 mod config;
+mod keygen;
 mod pack;
 mod scaffold;
 pub mod setup;
@@ -163,7 +164,8 @@ pub enum PluginCommand {
         /// The package directory.
         dir: PathBuf,
     },
-    /// Make an uploadable `.tgz` of a package directory or a plugin crate (built first).
+    /// Make an uploadable `.tgz` of a package directory or a plugin crate (built first). It is
+    /// also an npm package: `npm publish <file>` publishes it.
     Pack {
         /// The package directory or plugin crate.
         #[arg(default_value = ".")]
@@ -177,7 +179,26 @@ pub enum PluginCommand {
         /// The cargo profile a plugin crate is built with.
         #[arg(long, default_value = "release")]
         profile: String,
+        /// The npm package name written in the package.json (default `nitejar-plugin-` and the
+        /// id's last part; a package's own package.json is kept instead).
+        #[arg(long, value_name = "NAME")]
+        npm_name: Option<String>,
     },
+    /// Create a minisign key pair for signing packages (`pack --sign`); prints the public-key
+    /// line operators put in NITEJAR_PLUGIN_TRUSTED_KEYS.
+    Keygen {
+        /// The directory for `minisign.key` and `minisign.pub` (default `~/.minisign`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Store the secret key without a password (otherwise NITEJAR_SIGN_PASSWORD, or asked).
+        #[arg(long)]
+        unprotected: bool,
+        /// Replace keys that exist in that directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the JSON Schema of `nitejar.plugin.json` (what editors and `validate` check).
+    Schema,
     /// Create a plugin crate that builds, tests and packs as it is.
     New {
         /// The crate name (`my-plugin`); also the directory created.
@@ -185,7 +206,8 @@ pub enum PluginCommand {
         /// The plugin id (default `dev.local.<name>`).
         #[arg(long)]
         id: Option<String>,
-        /// Depend on the nitejar-sdk at this path instead of the published crate.
+        /// Depend on the nitejar-sdk at this path (the `nitejar-sdk` directory of a Nitejar
+        /// checkout) instead of the published crate.
         #[arg(long, value_name = "DIR", env = "NITEJAR_SDK_PATH")]
         sdk_path: Option<PathBuf>,
     },
@@ -202,7 +224,26 @@ pub fn run(args: PluginArgs) -> ExitCode {
             sign,
             out: file,
             profile,
-        } => pack::run(&dir, sign.as_deref(), file, &profile, &out),
+            npm_name,
+        } => pack::run(
+            pack::PackOptions {
+                dir: &dir,
+                sign: sign.as_deref(),
+                out_file: file,
+                profile: &profile,
+                npm_name,
+            },
+            &out,
+        ),
+        PluginCommand::Keygen {
+            out: dir,
+            unprotected,
+            force,
+        } => keygen::run(dir, unprotected, force, &out),
+        PluginCommand::Schema => {
+            print!("{}", nitejar_sdk::manifest::SCHEMA);
+            ExitCode::SUCCESS
+        }
         command => commands::run(command, &out),
     }
 }

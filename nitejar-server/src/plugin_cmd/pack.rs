@@ -6,6 +6,11 @@
 //! directory is packed as it is (without `.git`, `target` and `node_modules`). The package is
 //! validated exactly as the server will validate it, its content digest computed, and with
 //! `--sign` a minisign signature of the digest written into it as `nitejar.plugin.sig`.
+//!
+//! Every package gets a `package.json` (see [`npm_package`]), so the same package can be
+//! published with `npm publish` and installed with `nitejar plugin install <npm name>`. An
+//! author's own `package.json` is kept as written. It is part of the package, hence of the
+//! digest and the signature: npm publishes the files as they are.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -13,7 +18,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{anyhow, bail, Context as _};
 use nitejar_core::install::archive::{read_dir_files, write_tgz};
-use nitejar_core::install::{digest_dir, SIGNATURE_FILE, SKIPPED_DIRS};
+use nitejar_core::install::{digest_dir, NpmSpec, SIGNATURE_FILE, SKIPPED_DIRS};
 use nitejar_core::manifest::{current_target_triple, validate_package_dir, ValidateOptions};
 use nitejar_sdk::manifest::{Manifest, MANIFEST_FILE};
 use serde_json::json;
@@ -21,14 +26,20 @@ use serde_json::json;
 use super::Out;
 use crate::config;
 
-pub(crate) fn run(
-    dir: &Path,
-    sign: Option<&Path>,
-    out_file: Option<PathBuf>,
-    profile: &str,
-    out: &Out,
-) -> ExitCode {
-    match pack(dir, sign, out_file, profile, out.json) {
+/// npm's package file.
+const PACKAGE_JSON: &str = "package.json";
+
+/// What `nitejar plugin pack` was asked to do.
+pub(crate) struct PackOptions<'a> {
+    pub dir: &'a Path,
+    pub sign: Option<&'a Path>,
+    pub out_file: Option<PathBuf>,
+    pub profile: &'a str,
+    pub npm_name: Option<String>,
+}
+
+pub(crate) fn run(options: PackOptions<'_>, out: &Out) -> ExitCode {
+    match pack(options, out.json) {
         Ok(packed) => out.ok(json!({ "packed": packed }), || {
             println!(
                 "packed {} {} into {}",
@@ -37,6 +48,7 @@ pub(crate) fn run(
                 packed.file.display()
             );
             println!("  digest:    {}", packed.digest);
+            println!("  npm name:  {}", packed.npm_name);
             println!("  files:     {}, {} bytes", packed.files, packed.bytes);
             match &packed.signed_by {
                 Some(key) => println!("  signature: minisign key {key}"),
@@ -45,6 +57,11 @@ pub(crate) fn run(
             println!(
                 "install it: nitejar plugin install {}",
                 packed.file.display()
+            );
+            println!(
+                "publish it: npm publish {}   (then: nitejar plugin install {})",
+                packed.file.display(),
+                packed.npm_name
             );
         }),
         Err(e) => out.fail(&format!("{e:#}"), serde_json::Value::Null),
@@ -61,15 +78,18 @@ struct Packed {
     files: usize,
     bytes: u64,
     signed_by: Option<String>,
+    /// The name in the package's `package.json`.
+    npm_name: String,
 }
 
-fn pack(
-    dir: &Path,
-    sign: Option<&Path>,
-    out_file: Option<PathBuf>,
-    profile: &str,
-    quiet: bool,
-) -> anyhow::Result<Packed> {
+fn pack(options: PackOptions<'_>, quiet: bool) -> anyhow::Result<Packed> {
+    let PackOptions {
+        dir,
+        sign,
+        out_file,
+        profile,
+        npm_name,
+    } = options;
     let text = std::fs::read_to_string(dir.join(MANIFEST_FILE))
         .with_context(|| format!("there is no readable {MANIFEST_FILE} in {}", dir.display()))?;
     let manifest: Manifest = serde_json::from_str(&text).with_context(|| {
@@ -87,6 +107,7 @@ fn pack(
         copy_dir(dir, &package)?;
         let _ = std::fs::remove_file(package.join(SIGNATURE_FILE));
     }
+    let npm_name = npm_package(&package, &manifest, npm_name, sign.is_some())?;
     let valid = validate_package_dir(&package, &ValidateOptions::new())
         .map_err(|e| anyhow!("the package is not valid:\n{e}"))?;
     let digest = digest_dir(&package).context("could not digest the package")?;
@@ -114,7 +135,102 @@ fn pack(
         files: files.len(),
         bytes,
         signed_by,
+        npm_name,
     })
+}
+
+/// The npm name a plugin id gets when the author names none: `nitejar-plugin-` and the id's last
+/// part (`com.acme.jira` → `nitejar-plugin-jira`), the form operators search npm for.
+pub(crate) fn default_npm_name(id: &str) -> String {
+    let last = id.rsplit('.').next().unwrap_or(id);
+    if last.starts_with("nitejar-plugin-") {
+        last.to_string()
+    } else {
+        format!("nitejar-plugin-{last}")
+    }
+}
+
+/// Makes sure the staged package has a `package.json` and returns its npm name. An author's own
+/// is kept as written (its version must be the manifest's: operators ask npm for that version);
+/// otherwise one is written with the npm name (`--npm-name`, else [`default_npm_name`]), the
+/// manifest's version, description, license and links, every file of the package under `files`,
+/// the `nitejar-plugin` keyword, and a `nitejar` block with the plugin id and engine range.
+fn npm_package(
+    package: &Path,
+    manifest: &Manifest,
+    npm_name: Option<String>,
+    signed: bool,
+) -> anyhow::Result<String> {
+    let path = package.join(PACKAGE_JSON);
+    if path.is_file() {
+        let text =
+            std::fs::read_to_string(&path).context("could not read the package's package.json")?;
+        let own: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("the package's package.json is not JSON ({e}); fix it, or remove it and `nitejar plugin pack` writes one"))?;
+        let name = own["name"].as_str().unwrap_or_default().to_string();
+        if name.is_empty() {
+            bail!(
+                "the package's package.json has no `name`; add one (e.g. \"{}\")",
+                default_npm_name(&manifest.id)
+            );
+        }
+        if let Some(wanted) = npm_name.filter(|n| *n != name) {
+            bail!("--npm-name {wanted} differs from the name in the package's own package.json ({name}); change it there, or drop --npm-name");
+        }
+        let version = own["version"].as_str().unwrap_or_default();
+        if version != manifest.version {
+            bail!(
+                "package.json says version {:?} but {MANIFEST_FILE} says {:?}; make them the same (operators install an npm version and get the manifest's)",
+                version, manifest.version
+            );
+        }
+        return Ok(name);
+    }
+    let name = npm_name.unwrap_or_else(|| default_npm_name(&manifest.id));
+    NpmSpec::parse(&name).map_err(|_| {
+        anyhow!("`{name}` is not an npm package name; npm names are lower case letters, digits, `-`, `.` and `_`, optionally under a scope (`@acme/nitejar-jira`); give one with --npm-name")
+    })?;
+    let mut files: Vec<String> = std::fs::read_dir(package)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if signed {
+        files.push(SIGNATURE_FILE.to_string());
+    }
+    files.sort();
+    files.dedup();
+    let mut keywords = vec!["nitejar-plugin".to_string(), "nitejar".to_string()];
+    for keyword in &manifest.keywords {
+        if !keywords.contains(keyword) {
+            keywords.push(keyword.clone());
+        }
+    }
+    let mut doc = json!({
+        "name": name,
+        "version": manifest.version,
+        "description": manifest.description.clone().unwrap_or_else(|| manifest.name.clone()),
+        "keywords": keywords,
+        "files": files,
+        "nitejar": {
+            "id": manifest.id,
+            "engine": manifest.engine.nitejar,
+            "manifest": MANIFEST_FILE,
+        },
+    });
+    let optional = [
+        ("license", &manifest.license),
+        ("author", &manifest.author),
+        ("homepage", &manifest.homepage),
+        ("repository", &manifest.repository),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            doc[key] = json!(value);
+        }
+    }
+    let text = serde_json::to_string_pretty(&doc).context("could not write package.json")?;
+    std::fs::write(&path, text + "\n").context("could not write package.json")?;
+    Ok(name)
 }
 
 /// Builds the crate's library and lays the package out in `package`.
@@ -154,11 +270,18 @@ fn stage_crate(
     }
     let output = command.output().context("could not run cargo")?;
     if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // The one failure an author cannot fix in their own code: a registry without the SDK.
+        let sdk_hint = if quiet && !stderr.contains("no matching package named `nitejar-sdk`") {
+            ""
+        } else {
+            "\nif cargo said `no matching package named nitejar-sdk`, its registry does not have this SDK release: depend on a Nitejar checkout's SDK in Cargo.toml (`nitejar-sdk = { path = \"<checkout>/nitejar-sdk\" }`, which `nitejar plugin new --sdk-path` writes)"
+        };
         bail!(
-            "`cargo build --lib --profile {profile}` failed in {}{}",
+            "`cargo build --lib --profile {profile}` failed in {}{}{sdk_hint}",
             dir.display(),
             if quiet {
-                format!(":\n{}", String::from_utf8_lossy(&output.stderr))
+                format!(":\n{stderr}")
             } else {
                 String::new()
             }
@@ -189,7 +312,8 @@ fn stage_crate(
     std::fs::copy(&library, &target_path)
         .with_context(|| format!("could not copy {}", library.display()))?;
     std::fs::copy(dir.join(MANIFEST_FILE), package.join(MANIFEST_FILE))?;
-    let mut extras: Vec<PathBuf> = Vec::new();
+    // An author's package.json (an npm name of their own, a scope, more metadata) is kept.
+    let mut extras: Vec<PathBuf> = vec![PathBuf::from(PACKAGE_JSON)];
     if let Some(icon) = &manifest.icon {
         extras.push(PathBuf::from(icon));
     }
@@ -269,8 +393,10 @@ fn sign_digest(
         minisign::SecretKeyBox::from_string(&text).and_then(|b| b.into_secret_key(password))
     };
     let secret = match (password, unencrypted(&text)) {
-        (Some(p), _) => open(Some(p)),
-        (None, Some(key)) => Ok(key),
+        // A key stored without a password (`minisign -G -W`, `nitejar plugin keygen
+        // --unprotected`) needs none, whatever NITEJAR_SIGN_PASSWORD says.
+        (_, Some(key)) => Ok(key),
+        (Some(p), None) => open(Some(p)),
         // An encrypted key without NITEJAR_SIGN_PASSWORD: asked for on a terminal.
         (None, None) if std::io::stdin().is_terminal() => open(None),
         (None, None) => open(Some(String::new())),
