@@ -261,7 +261,7 @@ async fn the_plugin_config_reaches_the_plugin() {
     assert!(matches!(err, LoadError::Instantiate { .. }));
     assert!(
         err.to_string()
-            .contains("`blockedTools` must be a list of strings"),
+            .contains("the plugin's config does not fit at `blockedTools`"),
         "{err}"
     );
 
