@@ -8,6 +8,10 @@
 //! `nitejar.plugin.json` manifest whose shape is [`manifest::Manifest`] and whose JSON Schema is
 //! [`manifest::SCHEMA`].
 //!
+//! Two helpers most plugins reach for: [`config::Config`] reads the settings an operator gave the
+//! plugin into a type of its own (unset settings take the defaults the manifest declares), and
+//! [`webhook::HmacSignature`] checks a webhook's signature in constant time.
+//!
 //! Plugins run **in-process**. The [`Host`] services (HTTP, secrets, files, processes) are the
 //! boundary at which the server enforces what a plugin declared; code that bypasses them is not
 //! enforced. There is no hard sandbox.
