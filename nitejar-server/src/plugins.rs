@@ -437,6 +437,9 @@ pub fn error_status(e: &LifecycleError) -> (StatusCode, &'static str) {
         E::Load { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "load_failed"),
         E::LoadTimedOut { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "load_timed_out"),
         E::LoadInProgress { .. } => (StatusCode::CONFLICT, "load_in_progress"),
+        E::ChangedMeanwhile { .. } => (StatusCode::CONFLICT, "changed_meanwhile"),
+        // Handled inside the manager; never returned by a public operation.
+        E::NotPreloaded { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "not_loaded"),
         E::ExecutionRefused { .. } => (StatusCode::CONFLICT, "execution_refused"),
         E::InvalidLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit"),
         E::Registry { .. } => (StatusCode::CONFLICT, "contribution_conflict"),

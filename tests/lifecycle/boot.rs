@@ -403,9 +403,65 @@ async fn a_slow_load_holds_up_no_other_operation(db: TestDb) {
     assert!(env.runtime.registry().plugin(GREETER).is_none());
 }
 
+/// Enabling a plugin whose code takes long to load lets the lifecycle lock go while it loads:
+/// another plugin is disabled meanwhile at once, and the enable still finishes.
+async fn enabling_a_slow_plugin_holds_up_no_other_operation(db: TestDb) {
+    let env = Env::new(&db, |o| o.load_timeout = Duration::from_secs(10)).await;
+    let probe = package_files("tests/fixtures/plugins/probe", "probe", |_| {}, &[]);
+    for (name, bytes) in [("p.tgz", tgz(&probe)), ("g.tgz", tgz(&greeter(1)))] {
+        env.manager
+            .install(InstallSource::Upload {
+                name: name.into(),
+                bytes,
+            })
+            .await
+            .unwrap();
+    }
+    env.manager
+        .enable(GREETER, EnableRequest::accept_all())
+        .await
+        .unwrap();
+    env.store
+        .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+            plugin_id: PROBE.into(),
+            config_json: Some(Some(r#"{"loadSleepMs": 1500}"#.into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let slow = async {
+        let started = std::time::Instant::now();
+        let outcome = env
+            .manager
+            .enable(PROBE, EnableRequest::accept_all())
+            .await
+            .unwrap();
+        (started.elapsed(), outcome)
+    };
+    let disable = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        env.manager.disable(GREETER).await.unwrap();
+        started.elapsed()
+    };
+    let ((slow_in, enabled), disabled_in) = tokio::join!(slow, disable);
+    assert!(
+        disabled_in < Duration::from_millis(700),
+        "disable waited for another plugin's load: {disabled_in:?}"
+    );
+    assert!(slow_in >= Duration::from_millis(1500), "{slow_in:?}");
+    assert!(enabled.active);
+    assert!(env.runtime.registry().plugin(PROBE).is_some());
+    assert!(env.runtime.registry().plugin(GREETER).is_none());
+    let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert!(row.enabled && row.last_load_error.is_none(), "{row:?}");
+}
+
 on_both_backends!(
     a_plugin_that_hangs_while_loading_is_bounded,
     a_slow_load_holds_up_no_other_operation,
+    enabling_a_slow_plugin_holds_up_no_other_operation,
     boot_loads_and_verifies,
     boot_marker_and_safe_mode,
     crash_loop_auto_disables

@@ -178,8 +178,61 @@ impl PluginManager {
         row: &PluginRow,
         version: &PluginVersionRow,
     ) -> Result<Verdict, LifecycleError> {
-        let prepared = self.prepare_version(row, version).await?;
+        let prepared = self.prepare_version(row, version, true).await?;
         self.install_prepared(&row.id, prepared)
+    }
+
+    /// [`Self::activate_version`] for an operation holding the lifecycle lock: when the version's
+    /// code is not loaded yet (with these settings, mode and limits) and `may_load` is false, it
+    /// changes nothing and answers [`LifecycleError::NotPreloaded`], for
+    /// [`Self::loading_outside_the_lock`] to load it with the lock let go and run the operation
+    /// again.
+    pub(crate) async fn activate_preloaded(
+        &self,
+        row: &PluginRow,
+        version: &PluginVersionRow,
+        may_load: bool,
+    ) -> Result<Verdict, LifecycleError> {
+        let prepared = self.prepare_version(row, version, may_load).await?;
+        self.install_prepared(&row.id, prepared)
+    }
+
+    /// Runs `op` under the lifecycle lock. When it needs a version's code loaded
+    /// ([`LifecycleError::NotPreloaded`]), the lock is let go while the code loads (bounded by
+    /// the load timeout, as at reconcile), and `op` runs again under the lock: a plugin whose code
+    /// takes long to load holds up no other operation. `op` gets `may_load`: true on the last
+    /// attempt only (something keeps changing what is loaded: load under the lock, bounded all the
+    /// same). What `op` did before asking must be safe to do again.
+    pub(crate) async fn loading_outside_the_lock<T>(
+        &self,
+        op: impl AsyncFn(bool) -> Result<T, LifecycleError>,
+    ) -> Result<T, LifecycleError> {
+        const ATTEMPTS: u32 = 3;
+        let mut attempt = 1;
+        loop {
+            let held = self.ops.lock().await;
+            match op(attempt >= ATTEMPTS).await {
+                Err(LifecycleError::NotPreloaded { row, version }) if attempt < ATTEMPTS => {
+                    drop(held);
+                    attempt += 1;
+                    let id = row.id.clone();
+                    let outcome = self
+                        .preload(&[(*row, *version)])
+                        .await
+                        .remove(&id)
+                        .map(|p| p.result);
+                    match outcome {
+                        // Another task is loading it: its load is what the next attempt finds.
+                        Some(Err(LifecycleError::LoadInProgress { .. })) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        Some(Err(e)) => return Err(e),
+                        Some(Ok(())) | None => {}
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Loads `versions` of third-party plugins (or finds them loaded) at once, each bounded by the
@@ -192,7 +245,7 @@ impl PluginManager {
         versions: &[(PluginRow, PluginVersionRow)],
     ) -> HashMap<String, Preloaded> {
         let loads = versions.iter().map(|(row, version)| async move {
-            let result = self.prepare_version(row, version).await.map(|_| ());
+            let result = self.prepare_version(row, version, true).await.map(|_| ());
             (
                 row.id.clone(),
                 Preloaded {
@@ -214,6 +267,7 @@ impl PluginManager {
         &self,
         row: &PluginRow,
         version: &PluginVersionRow,
+        may_load: bool,
     ) -> Result<Prepared, LifecycleError> {
         let id = row.id.as_str();
         // Nothing of a version runs without the operator's consent to it on record.
@@ -248,7 +302,14 @@ impl PluginManager {
             {
                 loaded.plugin
             }
-            // None yet, or made with older settings: a new instance of the (same) library.
+            // None yet, or made with older settings: a new instance of the (same) library — by
+            // the caller, outside the lifecycle lock, when it may not load here.
+            _ if !may_load => {
+                return Err(LifecycleError::NotPreloaded {
+                    row: Box::new(row.clone()),
+                    version: Box::new(version.clone()),
+                })
+            }
             _ => {
                 let _loading = Loading::claim(&self.loading, &key).ok_or_else(|| {
                     LifecycleError::LoadInProgress {

@@ -394,9 +394,9 @@ impl PluginManager {
         source: Option<InstallSource>,
         request: EnableRequest,
     ) -> Result<UpgradeOutcome, LifecycleError> {
-        let _op = self.ops.lock().await;
+        let mut held = Some(self.ops.lock().await);
         let started = Instant::now();
-        let result = self.upgrade_inner(id, source, &request).await;
+        let result = self.upgrade_inner(id, source, &request, &mut held).await;
         match &result {
             Ok(outcome) => {
                 let added: Vec<&str> = outcome
@@ -426,11 +426,13 @@ impl PluginManager {
         result
     }
 
-    async fn upgrade_inner(
-        &self,
+    /// `held`: the lifecycle lock, let go while the new version's code loads.
+    async fn upgrade_inner<'a>(
+        &'a self,
         id: &str,
         source: Option<InstallSource>,
         request: &EnableRequest,
+        held: &mut Option<tokio::sync::MutexGuard<'a, ()>>,
     ) -> Result<UpgradeOutcome, LifecycleError> {
         let row = self.plugin_row(id).await?;
         if row.source_kind == "builtin" {
@@ -524,7 +526,8 @@ impl PluginManager {
                 .await?;
             let mut activated = false;
             if row.enabled {
-                self.activate_version(&row, &new_version).await?;
+                self.activate_loading_unlocked(&row, &new_version, held)
+                    .await?;
                 activated = true;
             }
             self.make_current(
@@ -553,6 +556,47 @@ impl PluginManager {
             consent_diff: diff,
             activated,
         })
+    }
+
+    /// Activates `version` of `row`'s plugin for an upgrade holding the lifecycle lock in `held`:
+    /// when its code is not loaded yet, the lock is let go while it loads (bounded by the load
+    /// timeout) and taken again, and the plugin must not have changed meanwhile (its current
+    /// version and enabled state), or the upgrade stops with [`LifecycleError::ChangedMeanwhile`].
+    async fn activate_loading_unlocked<'a>(
+        &'a self,
+        row: &PluginRow,
+        version: &PluginVersionRow,
+        held: &mut Option<tokio::sync::MutexGuard<'a, ()>>,
+    ) -> Result<(), LifecycleError> {
+        let mut may_load = false;
+        loop {
+            match self.activate_preloaded(row, version, may_load).await {
+                Err(LifecycleError::NotPreloaded {
+                    row: wanted,
+                    version: to_load,
+                }) if !may_load => {
+                    held.take();
+                    let loaded = self
+                        .preload(&[(*wanted, *to_load)])
+                        .await
+                        .remove(&row.id)
+                        .map(|p| p.result);
+                    *held = Some(self.ops.lock().await);
+                    let now = self.plugin_row(&row.id).await?;
+                    if now.current_version != row.current_version || !now.enabled {
+                        return Err(LifecycleError::ChangedMeanwhile { id: row.id.clone() });
+                    }
+                    match loaded {
+                        Some(Err(LifecycleError::LoadInProgress { .. })) | Some(Ok(())) | None => {}
+                        Some(Err(e)) => return Err(e),
+                    }
+                    // Found loaded now, unless its settings changed meanwhile: then it loads
+                    // here, under the lock, bounded all the same.
+                    may_load = true;
+                }
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     /// Removes what registering `version` of `id` left, after the upgrade to it failed: its row,

@@ -63,7 +63,7 @@ use crate::permissions::PermissionGate;
 use crate::receipts::{ExecutionMode, Receipt, ReceiptKind, ReceiptStatus};
 use crate::registry::{ActivePlugin, RegistryError};
 use crate::runtime::Runtime;
-use crate::store::{PluginRow, Store, StoreError};
+use crate::store::{PluginRow, PluginVersionRow, Store, StoreError};
 use crate::trust::{Refusal, TrustPolicy};
 
 /// The plugin id startup receipts are recorded under.
@@ -224,6 +224,21 @@ pub enum LifecycleError {
         min: u64,
         /// The largest allowed value.
         max: u64,
+    },
+    /// Another operation changed the plugin while an upgrade's new version was loading.
+    #[error("{id} changed while its new version was loading (another operation ran); nothing was upgraded, run the upgrade again")]
+    ChangedMeanwhile {
+        /// The plugin.
+        id: String,
+    },
+    /// An operation holding the lifecycle lock needs this version's code loaded first (outside
+    /// the lock). Handled inside the manager; no public operation returns it.
+    #[error("{}@{} is not loaded yet", row.id, version.version)]
+    NotPreloaded {
+        /// The plugin.
+        row: Box<PluginRow>,
+        /// The version to load.
+        version: Box<PluginVersionRow>,
     },
     /// Another task of this process is loading this version right now.
     #[error("{id}@{version} is being loaded by another operation; try again in a moment")]

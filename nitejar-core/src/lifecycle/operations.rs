@@ -91,15 +91,19 @@ impl PluginManager {
     /// Enables a plugin: explicit consent (third-party), the trust policy, every declared permission
     /// acknowledged (guarded and locked modes), then load, grant and registry swap, and only then
     /// the row. Each refusal says why and is receipted. Enabling a plugin in an error state retries
-    /// it and clears its alerts.
+    /// it and clears its alerts. The plugin's code loads with the lifecycle lock let go (see
+    /// [`Self::loading_outside_the_lock`]): other operations carry on meanwhile.
     pub async fn enable(
         &self,
         id: &str,
         request: EnableRequest,
     ) -> Result<EnableOutcome, LifecycleError> {
-        let _op = self.ops.lock().await;
         let started = Instant::now();
-        let result = self.enable_inner(id, &request).await;
+        let result = self
+            .loading_outside_the_lock(async |may_load| {
+                self.enable_inner(id, &request, may_load).await
+            })
+            .await;
         match &result {
             Ok(outcome) => {
                 let detail = json!({
@@ -137,6 +141,7 @@ impl PluginManager {
         &self,
         id: &str,
         request: &EnableRequest,
+        may_load: bool,
     ) -> Result<EnableOutcome, LifecycleError> {
         if let Some(builtin) = builtin(id) {
             return self.enable_builtin(id, builtin).await;
@@ -175,7 +180,10 @@ impl PluginManager {
             let (verdict, _) = self.judge_enable(id, &version.checksum, &dir)?;
             (verdict, false)
         } else {
-            (self.activate_version(&row, &version).await?, true)
+            (
+                self.activate_preloaded(&row, &version, may_load).await?,
+                true,
+            )
         };
         let mut updated = row.clone();
         updated.enabled = true;
@@ -292,8 +300,11 @@ impl PluginManager {
         to: &str,
         accept_consent: bool,
     ) -> Result<(), LifecycleError> {
-        let _op = self.ops.lock().await;
-        let result = self.rollback_inner(id, to, accept_consent).await;
+        let result = self
+            .loading_outside_the_lock(async |may_load| {
+                self.rollback_inner(id, to, accept_consent, may_load).await
+            })
+            .await;
         match &result {
             Ok(from) => {
                 self.receipt(
@@ -318,6 +329,7 @@ impl PluginManager {
         id: &str,
         to: &str,
         accept_consent: bool,
+        may_load: bool,
     ) -> Result<Option<String>, LifecycleError> {
         if builtin(id).is_some() {
             return Err(LifecycleError::Builtin {
@@ -369,7 +381,7 @@ impl PluginManager {
                 .await?;
         }
         let verdict = if row.enabled && !self.options.safe_mode {
-            self.activate_version(&row, &version).await?
+            self.activate_preloaded(&row, &version, may_load).await?
         } else {
             self.judge_enable(id, &version.checksum, &dir)
                 .map(|(v, _)| v)
