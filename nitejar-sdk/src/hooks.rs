@@ -21,6 +21,37 @@
 //!     .build();
 //! assert_eq!(plugin.hooks().len(), 1);
 //! ```
+//!
+//! ## Types that grow
+//!
+//! Payloads, patches, [`HookName`], [`HookOptions`] and [`HookContext`] are `#[non_exhaustive]`:
+//! a later SDK may add an event, a field to a payload or a field a handler may change without
+//! breaking a plugin written today. A `match` on [`HookName`] needs a `_` arm; patches are built
+//! with their setters (`ResponsePreDeliverPatch::new().content("…")`); a payload for a unit test
+//! starts from `Default` (every payload has one) with the fields the handler reads set:
+//!
+//! ```
+//! use nitejar_sdk::hooks::{HookResult, ToolPreExec};
+//! use nitejar_sdk::testing::{run_hook, TestHost};
+//! use nitejar_sdk::Plugin;
+//!
+//! let plugin = Plugin::builder()
+//!     .on(|_ctx, call: &ToolPreExec| match call.tool_name.as_str() {
+//!         "shell" => HookResult::block("no shell"),
+//!         _ => HookResult::proceed(),
+//!     })
+//!     .build();
+//! let mut call = ToolPreExec::default();
+//! call.tool_name = "shell".into();
+//! let run = run_hook(&plugin, &TestHost::new(), call);
+//! assert_eq!(run.blocked.as_deref(), Some("no shell"));
+//! ```
+//!
+//! A struct literal of one of these types does not compile outside the SDK:
+//!
+//! ```compile_fail,E0639
+//! let patch = nitejar_sdk::hooks::ResponsePreDeliverPatch { content: Some("x".into()) };
+//! ```
 
 use std::any::Any;
 use std::fmt;
@@ -36,6 +67,7 @@ use crate::integration::PostResponseResult;
 
 /// The nine hook events, in the order a run meets them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum HookName {
     /// Before a work item is created from a parsed webhook. May block or change `title`, `payload`,
     /// `session_key`.
@@ -134,6 +166,51 @@ impl HookName {
     }
 }
 
+/// Code generic over the event type, run for a [`HookName`] known only at run time with
+/// [`HookName::visit`].
+///
+/// [`HookName`] is `#[non_exhaustive]`, so code outside the SDK cannot list every event in a
+/// `match`; a visitor instead is called with the event's payload type, and an event a later SDK
+/// adds reaches the same generic code.
+///
+/// ```
+/// use nitejar_sdk::hooks::{HookEvent, HookVisitor};
+/// use nitejar_sdk::HookName;
+///
+/// struct CanChange;
+/// impl HookVisitor for CanChange {
+///     type Output = bool;
+///     fn visit<E: HookEvent>(self) -> bool {
+///         !E::MUTABLE_FIELDS.is_empty()
+///     }
+/// }
+/// assert!(HookName::ToolPreExec.visit(CanChange));
+/// assert!(!HookName::ModelPostCall.visit(CanChange));
+/// ```
+pub trait HookVisitor {
+    /// What the visit answers.
+    type Output;
+    /// Runs with `E`, the payload type of the visited event.
+    fn visit<E: HookEvent>(self) -> Self::Output;
+}
+
+impl HookName {
+    /// Calls `visitor` with this event's payload type.
+    pub fn visit<V: HookVisitor>(self, visitor: V) -> V::Output {
+        match self {
+            HookName::WorkItemPreCreate => visitor.visit::<WorkItemPreCreate>(),
+            HookName::WorkItemPostCreate => visitor.visit::<WorkItemPostCreate>(),
+            HookName::RunPrePrompt => visitor.visit::<RunPrePrompt>(),
+            HookName::ModelPreCall => visitor.visit::<ModelPreCall>(),
+            HookName::ModelPostCall => visitor.visit::<ModelPostCall>(),
+            HookName::ToolPreExec => visitor.visit::<ToolPreExec>(),
+            HookName::ToolPostExec => visitor.visit::<ToolPostExec>(),
+            HookName::ResponsePreDeliver => visitor.visit::<ResponsePreDeliver>(),
+            HookName::ResponsePostDeliver => visitor.visit::<ResponsePostDeliver>(),
+        }
+    }
+}
+
 impl fmt::Display for HookName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -184,6 +261,7 @@ pub const DEFAULT_HANDLER_TIMEOUT_MS: u32 = 1500;
 /// How a handler is registered: its priority, timeout and fail policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct HookOptions {
     /// Higher runs first. Ties are broken by plugin id, then by registration order.
     pub priority: i32,
@@ -299,6 +377,7 @@ impl<'de, P: Deserialize<'de>> Deserialize<'de> for HookResult<P> {
 
 /// What a handler learns about the call: which event, for which work item and job, and the host
 /// services it may use.
+#[non_exhaustive]
 pub struct HookContext<'a> {
     /// The event being dispatched.
     pub hook: HookName,
@@ -313,6 +392,52 @@ pub struct HookContext<'a> {
     /// Host services: HTTP, secrets, files, processes, logging, cancellation. Every call is checked
     /// against the plugin's declared permissions at this boundary.
     pub host: &'a dyn Host,
+}
+
+impl<'a> HookContext<'a> {
+    /// The context of a call of `plugin_id`'s handler of `hook`, outside any work item or job.
+    /// Hosts (and tests that call a handler directly) build it this way: the context is
+    /// `#[non_exhaustive]`, so a later SDK can tell handlers more without breaking them.
+    ///
+    /// ```
+    /// use nitejar_sdk::hooks::HookContext;
+    /// use nitejar_sdk::testing::TestHost;
+    /// use nitejar_sdk::HookName;
+    ///
+    /// let host = TestHost::new();
+    /// let ctx = HookContext::new(HookName::ToolPreExec, "dev.example.guard", &host)
+    ///     .with_work_item_id(Some("wi-1"));
+    /// assert_eq!(ctx.work_item_id, Some("wi-1"));
+    /// assert_eq!(ctx.job_id, None);
+    /// ```
+    pub fn new(hook: HookName, plugin_id: &'a str, host: &'a dyn Host) -> Self {
+        HookContext {
+            hook,
+            plugin_id,
+            work_item_id: None,
+            job_id: None,
+            agent_id: None,
+            host,
+        }
+    }
+
+    /// Sets the work item the event belongs to.
+    pub fn with_work_item_id(mut self, work_item_id: Option<&'a str>) -> Self {
+        self.work_item_id = work_item_id;
+        self
+    }
+
+    /// Sets the job (run) the event belongs to.
+    pub fn with_job_id(mut self, job_id: Option<&'a str>) -> Self {
+        self.job_id = job_id;
+        self
+    }
+
+    /// Sets the agent running the job.
+    pub fn with_agent_id(mut self, agent_id: Option<&'a str>) -> Self {
+        self.agent_id = agent_id;
+        self
+    }
 }
 
 /// A typed handler for event `E`.
@@ -371,6 +496,7 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 
 /// `work_item.pre_create`: a webhook was parsed into a work item that is about to be created.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WorkItemPreCreate {
     /// The integration row the webhook arrived on.
     pub integration_id: String,
@@ -392,6 +518,7 @@ pub struct WorkItemPreCreate {
 /// Changes allowed on `work_item.pre_create`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct WorkItemPreCreatePatch {
     /// A new session key (which conversation the work item joins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -402,6 +529,40 @@ pub struct WorkItemPreCreatePatch {
     /// A new payload (the message text, sender and attachments).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+}
+
+impl WorkItemPreCreatePatch {
+    /// No changes yet; add them with the setters below. Patches are `#[non_exhaustive]` (a
+    /// later SDK may let this event change more fields), so they are built this way rather
+    /// than with a struct literal.
+    ///
+    /// ```
+    /// use nitejar_sdk::hooks::{HookResult, WorkItemPreCreatePatch};
+    ///
+    /// let changes: HookResult<WorkItemPreCreatePatch> = HookResult::change(WorkItemPreCreatePatch::new().title("[vip] Refund request"));
+    /// # let _ = changes;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new session key.
+    pub fn session_key(mut self, session_key: impl Into<String>) -> Self {
+        self.session_key = Some(session_key.into());
+        self
+    }
+
+    /// A new title.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// A new payload.
+    pub fn payload(mut self, payload: Value) -> Self {
+        self.payload = Some(payload);
+        self
+    }
 }
 
 impl HookEvent for WorkItemPreCreate {
@@ -425,6 +586,7 @@ impl HookEvent for WorkItemPreCreate {
 
 /// `work_item.post_create`: a work item was created and is about to be handed to the runner.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WorkItemPostCreate {
     /// The work item's id.
     pub work_item_id: String,
@@ -445,6 +607,7 @@ observe_only!(WorkItemPostCreate, HookName::WorkItemPostCreate);
 
 /// A skill resolved for a run, as `run.pre_prompt` sees it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PromptSkill {
     /// The skill's id.
     pub id: String,
@@ -455,8 +618,31 @@ pub struct PromptSkill {
     pub description: Option<String>,
 }
 
+impl PromptSkill {
+    /// A resolved skill (hosts build them; the type is `#[non_exhaustive]`).
+    ///
+    /// ```
+    /// use nitejar_sdk::hooks::PromptSkill;
+    ///
+    /// let skill = PromptSkill::new("acme.tone", "Tone", Some("Answer briefly.".into()));
+    /// assert_eq!(skill.name, "Tone");
+    /// ```
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        description: Option<String>,
+    ) -> Self {
+        PromptSkill {
+            id: id.into(),
+            name: name.into(),
+            description,
+        }
+    }
+}
+
 /// `run.pre_prompt`: the prompt of a run is built and about to go to the model.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunPrePrompt {
     /// The system prompt.
     pub system_prompt: String,
@@ -470,6 +656,7 @@ pub struct RunPrePrompt {
 /// Changes allowed on `run.pre_prompt`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RunPrePromptPatch {
     /// A new system prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -477,6 +664,34 @@ pub struct RunPrePromptPatch {
     /// A new user message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_message: Option<String>,
+}
+
+impl RunPrePromptPatch {
+    /// No changes yet; add them with the setters below. Patches are `#[non_exhaustive]` (a
+    /// later SDK may let this event change more fields), so they are built this way rather
+    /// than with a struct literal.
+    ///
+    /// ```
+    /// use nitejar_sdk::hooks::{HookResult, RunPrePromptPatch};
+    ///
+    /// let changes: HookResult<RunPrePromptPatch> = HookResult::change(RunPrePromptPatch::new().system_prompt("Answer in French."));
+    /// # let _ = changes;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new system prompt.
+    pub fn system_prompt(mut self, system_prompt: impl Into<String>) -> Self {
+        self.system_prompt = Some(system_prompt.into());
+        self
+    }
+
+    /// A new user message.
+    pub fn user_message(mut self, user_message: impl Into<String>) -> Self {
+        self.user_message = Some(user_message.into());
+        self
+    }
 }
 
 impl HookEvent for RunPrePrompt {
@@ -498,6 +713,7 @@ impl HookEvent for RunPrePrompt {
 
 /// `model.pre_call`: a model call is about to be made.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ModelPreCall {
     /// The turn of the run (1 for the first call).
     pub turn: u32,
@@ -520,6 +736,7 @@ pub struct ModelPreCall {
 /// Changes allowed on `model.pre_call`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ModelPreCallPatch {
     /// Another model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -533,6 +750,46 @@ pub struct ModelPreCallPatch {
     /// Other provider metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_metadata: Option<Value>,
+}
+
+impl ModelPreCallPatch {
+    /// No changes yet; add them with the setters below. Patches are `#[non_exhaustive]` (a
+    /// later SDK may let this event change more fields), so they are built this way rather
+    /// than with a struct literal.
+    ///
+    /// ```
+    /// use nitejar_sdk::hooks::{HookResult, ModelPreCallPatch};
+    ///
+    /// let changes: HookResult<ModelPreCallPatch> = HookResult::change(ModelPreCallPatch::new().temperature(0.2).max_tokens(512));
+    /// # let _ = changes;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Another model.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Another temperature.
+    pub fn temperature(mut self, temperature: f64) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+
+    /// Another token limit.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Other provider metadata.
+    pub fn provider_metadata(mut self, provider_metadata: Value) -> Self {
+        self.provider_metadata = Some(provider_metadata);
+        self
+    }
 }
 
 impl HookEvent for ModelPreCall {
@@ -563,6 +820,7 @@ impl HookEvent for ModelPreCall {
 
 /// A tool call the model asked for.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ModelToolCall {
     /// The call's id (tool results refer to it).
     pub id: String,
@@ -573,8 +831,28 @@ pub struct ModelToolCall {
     pub arguments: Value,
 }
 
+impl ModelToolCall {
+    /// A tool call the model asked for (hosts build them; the type is `#[non_exhaustive]`).
+    ///
+    /// ```
+    /// use nitejar_sdk::hooks::ModelToolCall;
+    /// use nitejar_sdk::serde_json::json;
+    ///
+    /// let call = ModelToolCall::new("call-1", "search", json!({ "q": "refund policy" }));
+    /// assert_eq!(call.arguments["q"], "refund policy");
+    /// ```
+    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: Value) -> Self {
+        ModelToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments,
+        }
+    }
+}
+
 /// `model.post_call`: a model call returned.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ModelPostCall {
     /// The model turn of the run, from 1.
     pub turn: u32,
@@ -596,6 +874,7 @@ observe_only!(ModelPostCall, HookName::ModelPostCall);
 
 /// `tool.pre_exec`: a tool is about to run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ToolPreExec {
     /// The model turn that asked for the tool.
     pub turn: u32,
@@ -611,10 +890,34 @@ pub struct ToolPreExec {
 /// Changes allowed on `tool.pre_exec`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ToolPreExecPatch {
     /// Another input for the tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_input: Option<Value>,
+}
+
+impl ToolPreExecPatch {
+    /// No changes yet; add them with the setters below. Patches are `#[non_exhaustive]` (a
+    /// later SDK may let this event change more fields), so they are built this way rather
+    /// than with a struct literal.
+    ///
+    /// ```
+    /// use nitejar_sdk::hooks::{HookResult, ToolPreExecPatch};
+    /// use nitejar_sdk::serde_json;
+    ///
+    /// let changes: HookResult<ToolPreExecPatch> = HookResult::change(ToolPreExecPatch::new().tool_input(serde_json::json!({"path": "/tmp/x"})));
+    /// # let _ = changes;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Another input for the tool.
+    pub fn tool_input(mut self, tool_input: Value) -> Self {
+        self.tool_input = Some(tool_input);
+        self
+    }
 }
 
 impl HookEvent for ToolPreExec {
@@ -634,6 +937,7 @@ impl HookEvent for ToolPreExec {
 
 /// `tool.post_exec`: a tool ran (or was refused).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ToolPostExec {
     /// The model turn that asked for the tool.
     pub turn: u32,
@@ -653,10 +957,33 @@ pub struct ToolPostExec {
 /// Changes allowed on `tool.post_exec`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ToolPostExecPatch {
     /// Another result for the model to see.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+}
+
+impl ToolPostExecPatch {
+    /// No changes yet; add them with the setters below. Patches are `#[non_exhaustive]` (a
+    /// later SDK may let this event change more fields), so they are built this way rather
+    /// than with a struct literal.
+    ///
+    /// ```
+    /// use nitejar_sdk::hooks::{HookResult, ToolPostExecPatch};
+    ///
+    /// let changes: HookResult<ToolPostExecPatch> = HookResult::change(ToolPostExecPatch::new().output("[redacted]"));
+    /// # let _ = changes;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Another result for the model to see.
+    pub fn output(mut self, output: impl Into<String>) -> Self {
+        self.output = Some(output.into());
+        self
+    }
 }
 
 impl HookEvent for ToolPostExec {
@@ -676,6 +1003,7 @@ impl HookEvent for ToolPostExec {
 
 /// `response.pre_deliver`: a response is about to be posted to the channel.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ResponsePreDeliver {
     /// The integration row the response goes to.
     pub integration_id: String,
@@ -693,10 +1021,33 @@ pub struct ResponsePreDeliver {
 /// Changes allowed on `response.pre_deliver`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ResponsePreDeliverPatch {
     /// Another text to post.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+}
+
+impl ResponsePreDeliverPatch {
+    /// No changes yet; add them with the setters below. Patches are `#[non_exhaustive]` (a
+    /// later SDK may let this event change more fields), so they are built this way rather
+    /// than with a struct literal.
+    ///
+    /// ```
+    /// use nitejar_sdk::hooks::{HookResult, ResponsePreDeliverPatch};
+    ///
+    /// let changes: HookResult<ResponsePreDeliverPatch> = HookResult::change(ResponsePreDeliverPatch::new().content("Hello!"));
+    /// # let _ = changes;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Another text to post.
+    pub fn content(mut self, content: impl Into<String>) -> Self {
+        self.content = Some(content.into());
+        self
+    }
 }
 
 impl HookEvent for ResponsePreDeliver {
@@ -716,6 +1067,7 @@ impl HookEvent for ResponsePreDeliver {
 
 /// `response.post_deliver`: a response was posted (or the attempt failed).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ResponsePostDeliver {
     /// The integration row the response went to.
     pub integration_id: String,
