@@ -267,7 +267,9 @@ const README_MD: &str = r#"# {name}
 A Nitejar plugin (`{id}`): a `response.pre_deliver` hook that appends a signature line to every
 response before it is delivered. The line is a setting: declared with its default in
 `nitejar.plugin.json` under `config.schema` (the server's admin shows it as a form and checks every
-change against it) and read in `src/lib.rs` into a struct with `config.get()`.
+change against it) and read in `src/lib.rs` into a struct with `config.get()`. The hook captures
+that struct when the plugin is built; the server builds the plugin again with every change (and
+keeps the old settings when the new ones do not fit), so a handler never reloads anything.
 
 ## 1. Develop and test
 
