@@ -572,6 +572,21 @@ mod tests {
     }
 
     #[test]
+    fn a_visit_reaches_the_event_of_its_name() {
+        struct Name;
+        impl HookVisitor for Name {
+            type Output = HookName;
+            fn visit<E: HookEvent>(self) -> HookName {
+                E::NAME
+            }
+        }
+        for h in HookName::ALL {
+            assert_eq!(h.visit(Name), h);
+            assert_eq!(crate::abi::batch_method(h), format!("hooks.{h}"));
+        }
+    }
+
+    #[test]
     fn result_wire_form() {
         let r: HookResult<ResponsePreDeliverPatch> = HookResult::change(ResponsePreDeliverPatch {
             content: Some("x".into()),
