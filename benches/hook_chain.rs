@@ -41,13 +41,13 @@ const CASES: [(&str, u64, bool); 4] = [
     ("mutating_10", 10, true),
 ];
 
-fn payload(call: u64) -> ToolPreExec {
-    ToolPreExec {
-        turn: 1,
-        tool_name: "write_file".into(),
-        tool_call_id: format!("call-{call}"),
-        tool_input: json!({ "command": "write", "content": "x".repeat(4096) }),
-    }
+fn payload(n: u64) -> ToolPreExec {
+    let mut call = ToolPreExec::default();
+    call.turn = 1;
+    call.tool_name = "write_file".into();
+    call.tool_call_id = format!("call-{n}");
+    call.tool_input = json!({ "command": "write", "content": "x".repeat(4096) });
+    call
 }
 
 // The fixture's handlers, compiled in.
@@ -61,9 +61,7 @@ fn count(_ctx: &HookContext<'_>, call: &ToolPreExec) -> HookResult<ToolPreExecPa
     if let Some(fields) = input.as_object_mut() {
         fields.insert("counter".into(), json!(counter + 1));
     }
-    HookResult::change(ToolPreExecPatch {
-        tool_input: Some(input),
-    })
+    HookResult::change(ToolPreExecPatch::new().tool_input(input))
 }
 
 fn builtin(handlers: u64, mutating: bool) -> ActivePlugin {

@@ -83,9 +83,10 @@ fn noop_handlers(c: &mut Criterion) {
         let rt = runtime_with(builder.build(), &sink);
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter_custom(|iters| {
-                time_dispatch(&tokio_rt, &rt, &sink, iters, || ResponsePreDeliver {
-                    content: "hello".into(),
-                    ..Default::default()
+                time_dispatch(&tokio_rt, &rt, &sink, iters, || {
+                    let mut response = ResponsePreDeliver::default();
+                    response.content = "hello".into();
+                    response
                 })
             })
         });
@@ -98,13 +99,15 @@ fn payload_4k() -> ModelPreCall {
     let messages = (0..16)
         .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": "x".repeat(230)}))
         .collect();
-    ModelPreCall {
-        turn: 1,
-        model: "gpt-test".into(),
-        temperature: Some(1.0),
-        max_tokens: Some(1000),
-        messages,
-        provider_metadata: json!({}),
+    {
+        let mut call = ModelPreCall::default();
+        call.turn = 1;
+        call.model = "gpt-test".into();
+        call.temperature = Some(1.0);
+        call.max_tokens = Some(1000);
+        call.messages = messages;
+        call.provider_metadata = json!({});
+        call
     }
 }
 
@@ -122,18 +125,9 @@ fn mutating_handlers(c: &mut Criterion) {
         builder = builder.hook(HookOptions::new(), move |_ctx, m: &ModelPreCall| {
             // Each handler changes one field, alternating which.
             HookResult::change(match i % 3 {
-                0 => ModelPreCallPatch {
-                    temperature: Some(m.temperature.unwrap_or(1.0) * 0.9),
-                    ..Default::default()
-                },
-                1 => ModelPreCallPatch {
-                    max_tokens: Some(m.max_tokens.unwrap_or(0) + 1),
-                    ..Default::default()
-                },
-                _ => ModelPreCallPatch {
-                    model: Some(format!("gpt-test-{i}")),
-                    ..Default::default()
-                },
+                0 => ModelPreCallPatch::new().temperature(m.temperature.unwrap_or(1.0) * 0.9),
+                1 => ModelPreCallPatch::new().max_tokens(m.max_tokens.unwrap_or(0) + 1),
+                _ => ModelPreCallPatch::new().model(format!("gpt-test-{i}")),
             })
         });
     }
@@ -147,9 +141,9 @@ fn mutating_handlers(c: &mut Criterion) {
     let mut builder = Plugin::builder();
     for _ in 0..10 {
         builder = builder.hook(HookOptions::new(), |_ctx, r: &ResponsePreDeliver| {
-            HookResult::change(ResponsePreDeliverPatch {
-                content: Some(r.content.replace("secret", "******")),
-            })
+            HookResult::change(
+                ResponsePreDeliverPatch::new().content(r.content.replace("secret", "******")),
+            )
         });
     }
     let sink = MemorySink::new();
@@ -157,9 +151,10 @@ fn mutating_handlers(c: &mut Criterion) {
     let content = "a secret in 4 KB of text. ".repeat(160);
     group.bench_function("10_rewrite_4kb_content", |b| {
         b.iter_custom(|iters| {
-            time_dispatch(&tokio_rt, &rt, &sink, iters, || ResponsePreDeliver {
-                content: content.clone(),
-                ..Default::default()
+            time_dispatch(&tokio_rt, &rt, &sink, iters, || {
+                let mut response = ResponsePreDeliver::default();
+                response.content = content.clone();
+                response
             })
         })
     });

@@ -85,11 +85,13 @@ fn time(
     while done < iters {
         let batch = (iters - done).min(100);
         let payloads: Vec<ToolPreExec> = (0..batch)
-            .map(|i| ToolPreExec {
-                turn: 1,
-                tool_name: "search".into(),
-                tool_call_id: format!("call-{i}"),
-                tool_input: serde_json::json!({ "query": "weather in Lisbon" }),
+            .map(|i| {
+                let mut call = ToolPreExec::default();
+                call.turn = 1;
+                call.tool_name = "search".into();
+                call.tool_call_id = format!("call-{i}");
+                call.tool_input = serde_json::json!({ "query": "weather in Lisbon" });
+                call
             })
             .collect();
         let mut outputs = Vec::with_capacity(batch as usize);
@@ -130,13 +132,11 @@ fn plugin_call(c: &mut Criterion) {
         let rt = Runtime::builder().sink(sink.clone()).build();
         rt.activate(plugin).expect("activate");
         // The answer must be the same whichever way the handler runs.
-        let check = tokio_rt.block_on(rt.dispatch(
-            &DispatchContext::default(),
-            ToolPreExec {
-                tool_name: "shell".into(),
-                ..Default::default()
-            },
-        ));
+        let check = tokio_rt.block_on(rt.dispatch(&DispatchContext::default(), {
+            let mut call = ToolPreExec::default();
+            call.tool_name = "shell".into();
+            call
+        }));
         assert!(check.is_blocked(), "{name} must block the shell tool");
         sink.take();
         group.bench_function(name, |b| {

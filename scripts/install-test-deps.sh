@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what the tests need beyond Rust: Debian's headless Chromium and its WebDriver
-# (chromedriver) for the browser tests, and npm for the plugin author's path (`npm publish
-# --dry-run` and `npm pack` of a packed plugin). Idempotent: does nothing when all are present.
+# (chromedriver) for the browser tests, npm for the plugin author's path (`npm publish
+# --dry-run` and `npm pack` of a packed plugin), and minisign, whose own keys and signatures the
+# author's signing is tried against. Idempotent: does nothing when all are present.
 # Needs root (CI runs as root) and Debian's package archive. `.ci/run` calls it before the tests;
 # run it by hand once on a development machine.
 set -eu
@@ -9,6 +10,7 @@ missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+command -v minisign >/dev/null 2>&1 || missing="$missing minisign"
 if [ -z "$missing" ]; then
   exit 0
 fi
@@ -23,3 +25,4 @@ apt-get install -y -q --no-install-recommends $missing fonts-dejavu-core >/dev/n
 chromium --version
 chromedriver --version
 npm --version
+minisign -v

@@ -47,22 +47,15 @@ fn run(
 const SECRET: &str = "whsec-test";
 
 fn instance(callback: &str) -> IntegrationInstance {
-    IntegrationInstance {
-        id: "int-1".into(),
-        kind: "signed-webhook".into(),
-        name: "Ops hook".into(),
-        config: json!({ "secret": SECRET, "callbackUrl": callback }),
-    }
+    IntegrationInstance::new("int-1", "signed-webhook")
+        .with_name("Ops hook")
+        .with_config(json!({ "secret": SECRET, "callbackUrl": callback }))
 }
 
 fn webhook(body: &str, signature: &str) -> WebhookRequest {
-    WebhookRequest {
-        method: "POST".into(),
-        path: "/api/webhooks/plugins/signed-webhook/int-1".into(),
-        headers: vec![("x-signature-256".into(), signature.into())],
-        body: body.as_bytes().to_vec(),
-        ..Default::default()
-    }
+    WebhookRequest::new("POST", "/api/webhooks/plugins/signed-webhook/int-1")
+        .with_header("x-signature-256", signature)
+        .with_body(body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,33 +211,26 @@ async fn policy_guard_blocks_tools_and_redacts_responses() {
     );
     let ctx = DispatchContext::for_work_item("wi-3");
     let shell = runtime
-        .dispatch(
-            &ctx,
-            ToolPreExec {
-                tool_name: "fs_delete".into(),
-                ..Default::default()
-            },
-        )
+        .dispatch(&ctx, {
+            let mut call = ToolPreExec::default();
+            call.tool_name = "fs_delete".into();
+            call
+        })
         .await;
     assert!(shell.is_blocked());
     let search = runtime
-        .dispatch(
-            &ctx,
-            ToolPreExec {
-                tool_name: "search".into(),
-                ..Default::default()
-            },
-        )
+        .dispatch(&ctx, {
+            let mut call = ToolPreExec::default();
+            call.tool_name = "search".into();
+            call
+        })
         .await;
     assert!(!search.is_blocked());
 
     let out = runtime
         .dispatch(
             &ctx,
-            ResponsePreDeliver {
-                content: "password hunter2; key sk-live-0123456789abcdefXYZ; gh ghp_abcdefghijklmnopqrstuvwxyz".into(),
-                ..Default::default()
-            },
+            { let mut response = ResponsePreDeliver::default(); response.content = "password hunter2; key sk-live-0123456789abcdefXYZ; gh ghp_abcdefghijklmnopqrstuvwxyz".into(); response },
         )
         .await;
     assert_eq!(

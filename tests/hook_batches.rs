@@ -111,11 +111,13 @@ fn chain(fixture: (&str, &str), script: Value, policy: ExecPolicy, budget: Durat
 
 impl Chain {
     async fn dispatch(&self) -> Dispatched<ToolPreExec> {
-        let call = ToolPreExec {
-            turn: 1,
-            tool_name: "write_file".into(),
-            tool_call_id: "call-1".into(),
-            tool_input: json!({ "content": "x".repeat(4096) }),
+        let call = {
+            let mut call = ToolPreExec::default();
+            call.turn = 1;
+            call.tool_name = "write_file".into();
+            call.tool_call_id = "call-1".into();
+            call.tool_input = json!({ "content": "x".repeat(4096) });
+            call
         };
         self.runtime
             .dispatch(&DispatchContext::for_work_item("wi-1"), call)

@@ -32,13 +32,13 @@ fn offloaded(id: &str, plugin: Plugin) -> ActivePlugin {
 }
 
 fn response(content: &str) -> ResponsePreDeliver {
-    ResponsePreDeliver {
-        integration_id: "int-1".into(),
-        integration_type: "echo".into(),
-        content: content.into(),
-        response_mode: "final".into(),
-        hit_limit: false,
-    }
+    let mut response = ResponsePreDeliver::default();
+    response.integration_id = "int-1".into();
+    response.integration_type = "echo".into();
+    response.content = content.into();
+    response.response_mode = "final".into();
+    response.hit_limit = false;
+    response
 }
 
 /// A handler that appends `tag` to the response content.
@@ -49,9 +49,7 @@ fn append(
        + Sync
        + 'static {
     move |_ctx, r| {
-        HookResult::change(ResponsePreDeliverPatch {
-            content: Some(format!("{}{tag}", r.content)),
-        })
+        HookResult::change(ResponsePreDeliverPatch::new().content(format!("{}{tag}", r.content)))
     }
 }
 
@@ -121,10 +119,7 @@ async fn each_handler_sees_the_previous_change_and_receipts_carry_the_run_contex
         "com.example.tune",
         Plugin::builder()
             .hook(HookOptions::new().priority(2), |_ctx, _m: &ModelPreCall| {
-                HookResult::change(ModelPreCallPatch {
-                    temperature: Some(0.2),
-                    ..Default::default()
-                })
+                HookResult::change(ModelPreCallPatch::new().temperature(0.2))
             })
             .hook(
                 HookOptions::new().priority(1),
@@ -135,10 +130,9 @@ async fn each_handler_sees_the_previous_change_and_receipts_carry_the_run_contex
                         ctx.job_id.map(str::to_string),
                         ctx.hook,
                     ));
-                    HookResult::change(ModelPreCallPatch {
-                        max_tokens: Some(m.max_tokens.unwrap_or(0) + 100),
-                        ..Default::default()
-                    })
+                    HookResult::change(
+                        ModelPreCallPatch::new().max_tokens(m.max_tokens.unwrap_or(0) + 100),
+                    )
                 },
             )
             .build(),
@@ -146,16 +140,14 @@ async fn each_handler_sees_the_previous_change_and_receipts_carry_the_run_contex
     .unwrap();
     let ctx = DispatchContext::for_work_item("wi-1").with_job("job-1", "agent-1");
     let out = rt
-        .dispatch(
-            &ctx,
-            ModelPreCall {
-                turn: 1,
-                model: "m".into(),
-                temperature: Some(1.0),
-                max_tokens: Some(50),
-                ..Default::default()
-            },
-        )
+        .dispatch(&ctx, {
+            let mut call = ModelPreCall::default();
+            call.turn = 1;
+            call.model = "m".into();
+            call.temperature = Some(1.0);
+            call.max_tokens = Some(50);
+            call
+        })
         .await;
     assert_eq!(out.payload.temperature, Some(0.2));
     assert_eq!(out.payload.max_tokens, Some(150));
@@ -264,13 +256,11 @@ async fn a_refused_change_by_a_fail_closed_handler_blocks_the_event() {
     ))
     .unwrap();
     let out = rt
-        .dispatch(
-            &DispatchContext::default(),
-            ToolPreExec {
-                tool_name: "ls".into(),
-                ..Default::default()
-            },
-        )
+        .dispatch(&DispatchContext::default(), {
+            let mut call = ToolPreExec::default();
+            call.tool_name = "ls".into();
+            call
+        })
         .await;
     assert_eq!(out.payload.tool_name, "ls");
     let blocked = out.blocked.expect("fail_closed blocks");
@@ -326,9 +316,10 @@ async fn a_block_stops_the_chain() {
             .build(),
     ))
     .unwrap();
-    let call = |name: &str| ToolPreExec {
-        tool_name: name.into(),
-        ..Default::default()
+    let call = |name: &str| {
+        let mut call = ToolPreExec::default();
+        call.tool_name = name.into();
+        call
     };
     let out = rt
         .dispatch(&DispatchContext::default(), call("shell"))
@@ -384,9 +375,7 @@ fn sleeper(
        + 'static {
     move |_ctx, r| {
         std::thread::sleep(Duration::from_millis(ms));
-        HookResult::change(ResponsePreDeliverPatch {
-            content: Some(format!("{}{tag}", r.content)),
-        })
+        HookResult::change(ResponsePreDeliverPatch::new().content(format!("{}{tag}", r.content)))
     }
 }
 
@@ -621,9 +610,9 @@ async fn consecutive_offloaded_handlers_share_one_hop_and_inline_ones_stay_on_th
                 .lock()
                 .unwrap()
                 .push((tag.to_string(), std::thread::current().id()));
-            HookResult::change(ResponsePreDeliverPatch {
-                content: Some(format!("{}{tag}", r.content)),
-            })
+            HookResult::change(
+                ResponsePreDeliverPatch::new().content(format!("{}{tag}", r.content)),
+            )
         }
     };
     rt.activate(offloaded(
@@ -1070,11 +1059,11 @@ async fn a_hook_receipt_names_the_fields_its_handler_changed_never_their_values(
             .hook(
                 HookOptions::new().priority(10),
                 |_ctx, _m: &ModelPreCall| {
-                    HookResult::change(ModelPreCallPatch {
-                        model: Some("secret-model-name".into()),
-                        temperature: Some(0.1),
-                        ..Default::default()
-                    })
+                    HookResult::change(
+                        ModelPreCallPatch::new()
+                            .model("secret-model-name")
+                            .temperature(0.1),
+                    )
                 },
             )
             .build(),
@@ -1116,13 +1105,11 @@ async fn a_hook_receipt_names_the_fields_its_handler_changed_never_their_values(
     assert_eq!(receipts[1].detail, None, "a handler that changed nothing");
 
     let blocked = rt
-        .dispatch(
-            &DispatchContext::default(),
-            ModelPreCall {
-                turn: 4,
-                ..Default::default()
-            },
-        )
+        .dispatch(&DispatchContext::default(), {
+            let mut call = ModelPreCall::default();
+            call.turn = 4;
+            call
+        })
         .await;
     assert!(blocked.is_blocked());
     let receipts = sink.take();

@@ -61,10 +61,11 @@ impl Probe {
     }
 
     async fn tool(&self, name: &str, input: Value) -> nitejar_core::hooks::Dispatched<ToolPreExec> {
-        let call = ToolPreExec {
-            tool_name: name.into(),
-            tool_input: input,
-            ..Default::default()
+        let call = {
+            let mut call = ToolPreExec::default();
+            call.tool_name = name.into();
+            call.tool_input = input;
+            call
         };
         self.runtime
             .dispatch(&DispatchContext::for_work_item("wi-1"), call)

@@ -26,17 +26,15 @@ fn load(dir: &Path) -> Result<ActivePlugin, LoadError> {
 }
 
 fn tool(name: &str) -> ToolPreExec {
-    ToolPreExec {
-        tool_name: name.into(),
-        ..Default::default()
-    }
+    let mut call = ToolPreExec::default();
+    call.tool_name = name.into();
+    call
 }
 
 fn response(text: &str) -> ResponsePreDeliver {
-    ResponsePreDeliver {
-        content: text.into(),
-        ..Default::default()
-    }
+    let mut response = ResponsePreDeliver::default();
+    response.content = text.into();
+    response
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,10 +110,8 @@ impl Recorder {
 
 impl Integration for Recorder {
     fn descriptor(&self) -> IntegrationDescriptor {
-        IntegrationDescriptor {
-            response_mode: self.mode,
-            ..IntegrationDescriptor::new("recorder", "Recorder", "records deliveries")
-        }
+        IntegrationDescriptor::new("recorder", "Recorder", "records deliveries")
+            .response_mode(self.mode)
     }
     fn parse_webhook(
         &self,
@@ -249,12 +247,7 @@ impl Fixture {
         );
         let request = RunRequest {
             work_item: work_item.clone(),
-            integration: IntegrationInstance {
-                id: "int-1".into(),
-                kind: "recorder".into(),
-                name: "rec".into(),
-                config: json!({}),
-            },
+            integration: IntegrationInstance::new("int-1", "recorder").with_name("rec"),
             response_context: None,
             owner: None,
         };
@@ -311,35 +304,35 @@ async fn every_allowed_change_reaches_its_call_site() {
     f.hooks(
         Plugin::builder()
             .on(|_c, p: &RunPrePrompt| {
-                HookResult::change(RunPrePromptPatch {
-                    system_prompt: Some(format!("{} Be terse.", p.system_prompt)),
-                    user_message: Some(format!("[ticket] {}", p.user_message)),
-                })
+                HookResult::change(
+                    RunPrePromptPatch::new()
+                        .system_prompt(format!("{} Be terse.", p.system_prompt))
+                        .user_message(format!("[ticket] {}", p.user_message)),
+                )
             })
             .on(|_c, _m: &ModelPreCall| {
-                HookResult::change(ModelPreCallPatch {
-                    model: Some("swapped-model".into()),
-                    temperature: Some(0.1),
-                    max_tokens: Some(77),
-                    provider_metadata: Some(json!({"user": "team-a"})),
-                })
+                HookResult::change(
+                    ModelPreCallPatch::new()
+                        .model("swapped-model")
+                        .temperature(0.1)
+                        .max_tokens(77)
+                        .provider_metadata(json!({"user": "team-a"})),
+                )
             })
             .on(|_c, t: &ToolPreExec| {
                 let mut input = t.tool_input.clone();
                 input["added_by_hook"] = json!(true);
-                HookResult::change(ToolPreExecPatch {
-                    tool_input: Some(input),
-                })
+                HookResult::change(ToolPreExecPatch::new().tool_input(input))
             })
             .on(|_c, t: &ToolPostExec| {
-                HookResult::change(ToolPostExecPatch {
-                    output: Some(format!("{} (checked)", t.output)),
-                })
+                HookResult::change(
+                    ToolPostExecPatch::new().output(format!("{} (checked)", t.output)),
+                )
             })
             .on(|_c, r: &ResponsePreDeliver| {
-                HookResult::change(ResponsePreDeliverPatch {
-                    content: Some(r.content.replace("secret", "******")),
-                })
+                HookResult::change(
+                    ResponsePreDeliverPatch::new().content(r.content.replace("secret", "******")),
+                )
             })
             .build(),
     );
@@ -507,11 +500,7 @@ async fn a_failing_model_fails_the_job_with_its_error() {
     let reports = runner
         .run(&RunRequest {
             work_item,
-            integration: IntegrationInstance {
-                id: "int-1".into(),
-                kind: "recorder".into(),
-                ..Default::default()
-            },
+            integration: IntegrationInstance::new("int-1", "recorder"),
             response_context: None,
             owner: None,
         })

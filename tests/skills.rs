@@ -74,11 +74,11 @@ async fn a_packaged_skill_of_a_loaded_plugin_is_indexed_used_and_withdrawn() {
     );
     // ... a run it is assigned to does.
     let ctx = ToolContext {
-        skills: vec![nitejar_sdk::hooks::PromptSkill {
-            id: id.clone(),
-            name: skill.name.clone(),
-            description: skill.description.clone(),
-        }],
+        skills: vec![nitejar_sdk::hooks::PromptSkill::new(
+            id.clone(),
+            skill.name.clone(),
+            skill.description.clone(),
+        )],
         ..unassigned
     };
     let out = tool.call(&ctx, &json!({"name": "house rules"})).await;

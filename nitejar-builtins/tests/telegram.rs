@@ -472,10 +472,7 @@ fn a_run_that_hit_its_limit_leaves_a_shrug() {
         &fake,
         "partial answer",
         json!({ "chatId": 111222333, "messageId": 52 }),
-        PostResponseOptions {
-            hit_limit: true,
-            ..PostResponseOptions::default()
-        },
+        PostResponseOptions::new().with_hit_limit(true),
     );
     assert!(result.success);
     let reaction = host.http_requests().last().map(body_json).unwrap();

@@ -369,12 +369,9 @@ impl Ingress {
                 return Err(IngressOutcome::new(500, "config_unreadable", msg));
             }
         };
-        let instance = IntegrationInstance {
-            id: row.id.clone(),
-            kind: row.integration_type.clone(),
-            name: row.name.clone(),
-            config: Value::Object(config),
-        };
+        let instance = IntegrationInstance::new(row.id.clone(), row.integration_type.clone())
+            .with_name(row.name.clone())
+            .with_config(Value::Object(config));
         let ctx = DispatchContext::default();
         let parsed = self
             .runtime
@@ -411,21 +408,16 @@ impl Ingress {
             }
         };
 
-        let pre = self
-            .runtime
-            .dispatch(
-                &ctx,
-                WorkItemPreCreate {
-                    integration_id: row.id.clone(),
-                    integration_type: kind.to_string(),
-                    session_key: item.session_key,
-                    source: item.source,
-                    source_ref: item.source_ref,
-                    title: item.title,
-                    payload: item.payload,
-                },
-            )
-            .await;
+        // Payloads are `#[non_exhaustive]` (the SDK may add fields): filled in from `Default`.
+        let mut event = WorkItemPreCreate::default();
+        event.integration_id = row.id.clone();
+        event.integration_type = kind.to_string();
+        event.session_key = item.session_key;
+        event.source = item.source;
+        event.source_ref = item.source_ref;
+        event.title = item.title;
+        event.payload = item.payload;
+        let pre = self.runtime.dispatch(&ctx, event).await;
         if let Some(b) = pre.blocked {
             let msg = format!("blocked by `{}`: {}", b.plugin_id, b.reason);
             return Err(IngressOutcome::new(200, "blocked_by_hook", msg));
@@ -474,20 +466,15 @@ impl Ingress {
         };
         self.queued.notify_one();
         let ctx = DispatchContext::for_work_item(created.id.as_str());
-        self.runtime
-            .dispatch(
-                &ctx,
-                WorkItemPostCreate {
-                    work_item_id: created.id.clone(),
-                    integration_id: row.id.clone(),
-                    integration_type: kind.to_string(),
-                    session_key: created.session_key.clone(),
-                    source: created.source.clone(),
-                    source_ref: created.source_ref.clone(),
-                    title: created.title.clone(),
-                },
-            )
-            .await;
+        let mut event = WorkItemPostCreate::default();
+        event.work_item_id = created.id.clone();
+        event.integration_id = row.id.clone();
+        event.integration_type = kind.to_string();
+        event.session_key = created.session_key.clone();
+        event.source = created.source.clone();
+        event.source_ref = created.source_ref.clone();
+        event.title = created.title.clone();
+        self.runtime.dispatch(&ctx, event).await;
         Ok((accepted, receipt))
     }
 }

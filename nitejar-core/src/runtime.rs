@@ -13,15 +13,15 @@
 //! let runtime = Runtime::builder().sink(sink.clone()).build();
 //! let shout = Plugin::builder()
 //!     .on(|_ctx, r: &ResponsePreDeliver| {
-//!         HookResult::change(ResponsePreDeliverPatch { content: Some(r.content.to_uppercase()) })
+//!         HookResult::change(ResponsePreDeliverPatch::new().content(r.content.to_uppercase()))
 //!     })
 //!     .build();
 //! let meta = PluginMeta::new("com.example.shout", "1.0.0", PluginOrigin::Builtin);
 //! runtime.activate(ActivePlugin::from_plugin(meta, &shout)).unwrap();
 //!
-//! let out = runtime
-//!     .dispatch(&DispatchContext::default(), ResponsePreDeliver { content: "hi".into(), ..Default::default() })
-//!     .await;
+//! let mut reply = ResponsePreDeliver::default();
+//! reply.content = "hi".into();
+//! let out = runtime.dispatch(&DispatchContext::default(), reply).await;
 //! assert_eq!(out.payload.content, "HI");
 //! assert_eq!(sink.len(), 1);
 //! # });

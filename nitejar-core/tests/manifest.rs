@@ -369,18 +369,18 @@ fn contributions_must_match_what_the_library_registers() {
                               "skills": ["jira-triage"] } }"#,
     )
     .unwrap();
-    let exact = Contributions {
-        integrations: vec!["jira".into()],
-        hooks: vec![HookName::ModelPreCall, HookName::ToolPreExec],
-        skills: vec![],
-    };
+    let exact = Contributions::new(
+        vec!["jira".into()],
+        vec![HookName::ModelPreCall, HookName::ToolPreExec],
+        vec![],
+    );
     assert_eq!(check_contributions(&valid.manifest, &exact), Ok(()));
 
-    let drifted = Contributions {
-        integrations: vec!["jira-cloud".into()],
-        hooks: vec![HookName::ToolPreExec, HookName::ResponsePreDeliver],
-        skills: vec!["jira-triage".into(), "jira-search".into()],
-    };
+    let drifted = Contributions::new(
+        vec!["jira-cloud".into()],
+        vec![HookName::ToolPreExec, HookName::ResponsePreDeliver],
+        vec!["jira-triage".into(), "jira-search".into()],
+    );
     let errors = check_contributions(&valid.manifest, &drifted).unwrap_err();
     insta::assert_snapshot!("contributions__drift", errors.to_string());
 }

@@ -189,12 +189,7 @@ impl World {
         for agent in agents {
             self.store.assign_integration(agent, &row.id).await.unwrap();
         }
-        IntegrationInstance {
-            id: row.id,
-            kind: kind.into(),
-            name: kind.into(),
-            config: json!({}),
-        }
+        IntegrationInstance::new(row.id, kind).with_name(kind)
     }
 
     async fn run(&self, integration: &IntegrationInstance, text: &str) -> Vec<JobStatus> {

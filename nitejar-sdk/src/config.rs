@@ -48,6 +48,69 @@
 //! assert!(error.starts_with("the plugin's config does not fit at `maxLength`"), "{error}");
 //! # Ok::<(), nitejar_sdk::config::ConfigError>(())
 //! ```
+//!
+//! ## Handlers use the settings they were built with
+//!
+//! A handler reaches its settings by capturing them (an [`Arc`](std::sync::Arc) when several
+//! handlers share them); there is no per-call accessor on the hook context, on purpose:
+//!
+//! - **A value the code cannot read refuses the change.** The server instantiates an enabled
+//!   plugin with new settings *before* it stores them; a build function that answers a
+//!   [`ConfigError`] refuses the change, nothing is stored, and the running instance keeps its
+//!   settings. Read per call, the same mistake would surface later as a failing handler.
+//! - **A change makes a new instance.** The next call after the change reaches an instance built
+//!   with the new settings, without a restart (also when the change was made by the CLI, from
+//!   another process, and when the plugin runs in a process of its own): the tests
+//!   `tests/lifecycle/settings.rs` and `nitejar-server/tests/plugin_settings.rs` show it.
+//! - **Settings are read once**, not once per call.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use nitejar_sdk::config::{Config, ConfigError};
+//! use nitejar_sdk::hooks::{HookResult, ResponsePreDeliver, ResponsePreDeliverPatch, ToolPreExec};
+//! use nitejar_sdk::serde_json::json;
+//! use nitejar_sdk::testing::{run_hook, TestHost};
+//! use nitejar_sdk::Plugin;
+//!
+//! #[derive(serde::Deserialize)]
+//! #[serde(rename_all = "camelCase")]
+//! struct Settings {
+//!     #[serde(default)]
+//!     blocked_tools: Vec<String>,
+//!     max_length: Option<usize>,
+//! }
+//!
+//! fn plugin(config: &Config) -> Result<Plugin, ConfigError> {
+//!     let settings = Arc::new(config.get::<Settings>()?);
+//!     let for_tools = Arc::clone(&settings);
+//!     Ok(Plugin::builder()
+//!         .on(move |_ctx, call: &ToolPreExec| {
+//!             if for_tools.blocked_tools.contains(&call.tool_name) {
+//!                 HookResult::block(format!("`{}` is blocked here", call.tool_name))
+//!             } else {
+//!                 HookResult::proceed()
+//!             }
+//!         })
+//!         .on(move |_ctx, response: &ResponsePreDeliver| match settings.max_length {
+//!             Some(max) if response.content.chars().count() > max => HookResult::change(
+//!                 ResponsePreDeliverPatch::new().content(response.content.chars().take(max).collect::<String>()),
+//!             ),
+//!             _ => HookResult::proceed(),
+//!         })
+//!         .build())
+//! }
+//!
+//! let plugin = plugin(&Config::new(json!({ "blockedTools": ["shell"], "maxLength": 5 })))?;
+//! let host = TestHost::new();
+//! let mut call = ToolPreExec::default();
+//! call.tool_name = "shell".into();
+//! assert!(run_hook(&plugin, &host, call).blocked.is_some());
+//! let mut response = ResponsePreDeliver::default();
+//! response.content = "a long answer".into();
+//! assert_eq!(run_hook(&plugin, &host, response).payload.content, "a lon");
+//! # Ok::<(), ConfigError>(())
+//! ```
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};

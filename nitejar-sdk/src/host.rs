@@ -42,6 +42,7 @@ impl LogLevel {
 
 /// An outbound HTTP request made through the host.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HttpRequest {
     /// `GET`, `POST`, …
     pub method: String,
@@ -60,6 +61,28 @@ pub struct HttpRequest {
 }
 
 impl HttpRequest {
+    /// A request with this method and URL, no headers and no body. The request is
+    /// `#[non_exhaustive]`: build it with this, [`get`](Self::get) or
+    /// [`post_json`](Self::post_json) and the setters.
+    ///
+    /// ```
+    /// use nitejar_sdk::HttpRequest;
+    ///
+    /// let request = HttpRequest::new("PUT", "https://api.example.com/items/7")
+    ///     .header("content-type", "text/plain")
+    ///     .body("seven")
+    ///     .timeout_ms(2_000);
+    /// assert_eq!(request.method, "PUT");
+    /// assert_eq!(request.body, b"seven");
+    /// ```
+    pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
+        HttpRequest {
+            method: method.into(),
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
     /// A `GET` request.
     pub fn get(url: impl Into<String>) -> Self {
         HttpRequest {
@@ -85,10 +108,23 @@ impl HttpRequest {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Gives the request a deadline shorter than the call's own.
+    pub fn timeout_ms(mut self, timeout_ms: u64) -> Self {
+        self.timeout_ms = Some(timeout_ms);
+        self
+    }
 }
 
 /// The answer to an [`HttpRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HttpResponse {
     /// The HTTP status.
     pub status: u16,
@@ -101,6 +137,38 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// A response with this status, no headers and no body: how a host (or a test's
+    /// [`TestHost`](crate::testing::TestHost)) answers a request. The response is
+    /// `#[non_exhaustive]`, so a later SDK can tell plugins more about it.
+    ///
+    /// ```
+    /// use nitejar_sdk::HttpResponse;
+    ///
+    /// let response = HttpResponse::new(200)
+    ///     .with_header("content-type", "application/json")
+    ///     .with_body(r#"{"ok":true}"#);
+    /// assert!(response.is_success());
+    /// assert_eq!(response.header("Content-Type"), Some("application/json"));
+    /// ```
+    pub fn new(status: u16) -> Self {
+        HttpResponse {
+            status,
+            ..Default::default()
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
     /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
@@ -127,6 +195,7 @@ impl HttpResponse {
 
 /// A process to run through the host (needs `permissions.allowProcessSpawn`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProcessRequest {
     /// The program to run.
     pub program: String,
@@ -147,8 +216,71 @@ pub struct ProcessRequest {
     pub timeout_ms: Option<u64>,
 }
 
+impl ProcessRequest {
+    /// A run of `program` without arguments, environment, working directory or input. The
+    /// request is `#[non_exhaustive]`: build it with this and the setters.
+    ///
+    /// ```
+    /// use nitejar_sdk::host::ProcessRequest;
+    ///
+    /// let request = ProcessRequest::new("git")
+    ///     .args(["status", "--short"])
+    ///     .env("GIT_PAGER", "cat")
+    ///     .cwd("/srv/repo")
+    ///     .timeout_ms(5_000);
+    /// assert_eq!(request.args, ["status", "--short"]);
+    /// ```
+    pub fn new(program: impl Into<String>) -> Self {
+        ProcessRequest {
+            program: program.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// Sets what the process reads on standard input.
+    pub fn stdin(mut self, stdin: impl Into<Vec<u8>>) -> Self {
+        self.stdin = stdin.into();
+        self
+    }
+
+    /// Gives the process a deadline shorter than the call's own.
+    pub fn timeout_ms(mut self, timeout_ms: u64) -> Self {
+        self.timeout_ms = Some(timeout_ms);
+        self
+    }
+}
+
 /// What a process run through the host produced.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProcessOutput {
     /// The exit code; `None` when it was killed by a signal or the timeout.
     pub code: Option<i32>,
@@ -158,6 +290,36 @@ pub struct ProcessOutput {
     /// What it wrote on standard error.
     #[serde(default, with = "crate::wire::base64_bytes")]
     pub stderr: Vec<u8>,
+}
+
+impl ProcessOutput {
+    /// A process that exited with `code` (`None`: killed) and wrote nothing. The output is
+    /// `#[non_exhaustive]`; hosts and tests build it with this and the setters.
+    ///
+    /// ```
+    /// use nitejar_sdk::host::ProcessOutput;
+    ///
+    /// let output = ProcessOutput::new(Some(0)).with_stdout("clean\n");
+    /// assert_eq!(output.stdout, b"clean\n");
+    /// ```
+    pub fn new(code: Option<i32>) -> Self {
+        ProcessOutput {
+            code,
+            ..Default::default()
+        }
+    }
+
+    /// Sets what it wrote on standard output.
+    pub fn with_stdout(mut self, stdout: impl Into<Vec<u8>>) -> Self {
+        self.stdout = stdout.into();
+        self
+    }
+
+    /// Sets what it wrote on standard error.
+    pub fn with_stderr(mut self, stderr: impl Into<Vec<u8>>) -> Self {
+        self.stderr = stderr.into();
+        self
+    }
 }
 
 /// Why a host service refused or failed.

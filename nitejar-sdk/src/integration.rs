@@ -50,6 +50,7 @@ impl ResponseMode {
 /// What the host and the admin UI know about an integration type.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct IntegrationDescriptor {
     /// The `type` value of integration rows, e.g. `telegram`. Lower case, `[a-z0-9_-]`.
     #[serde(rename = "type")]
@@ -83,7 +84,26 @@ fn empty_object_schema() -> Value {
 }
 
 impl IntegrationDescriptor {
-    /// A descriptor with an open config schema; fill in the rest with struct update syntax.
+    /// A descriptor with an open config schema, category `messaging` and response mode
+    /// `streaming`; the setters fill in the rest. The descriptor is `#[non_exhaustive]`, so a
+    /// later SDK can describe integrations with more without breaking a plugin built with this.
+    ///
+    /// ```
+    /// use nitejar_sdk::integration::{IntegrationCategory, ResponseMode};
+    /// use nitejar_sdk::{serde_json::json, IntegrationDescriptor};
+    ///
+    /// let descriptor = IntegrationDescriptor::new("acme-chat", "Acme Chat", "Messages from Acme Chat.")
+    ///     .icon("message")
+    ///     .category(IntegrationCategory::Messaging)
+    ///     .response_mode(ResponseMode::Final)
+    ///     .sensitive_fields(["apiToken"])
+    ///     .config_schema(json!({
+    ///         "type": "object",
+    ///         "required": ["apiToken"],
+    ///         "properties": { "apiToken": { "type": "string" } }
+    ///     }));
+    /// assert_eq!(descriptor.sensitive_fields, ["apiToken"]);
+    /// ```
     pub fn new(
         kind: impl Into<String>,
         display_name: impl Into<String>,
@@ -101,10 +121,52 @@ impl IntegrationDescriptor {
             ui_schema: None,
         }
     }
+
+    /// Sets the icon (a Tabler icon name).
+    pub fn icon(mut self, icon: impl Into<String>) -> Self {
+        self.icon = icon.into();
+        self
+    }
+
+    /// Sets where the admin lists it.
+    pub fn category(mut self, category: IntegrationCategory) -> Self {
+        self.category = category;
+        self
+    }
+
+    /// Sets whether it posts intermediate messages or only the final answer.
+    pub fn response_mode(mut self, response_mode: ResponseMode) -> Self {
+        self.response_mode = response_mode;
+        self
+    }
+
+    /// Adds top-level string fields of the config that are stored encrypted and shown masked.
+    pub fn sensitive_fields<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.sensitive_fields
+            .extend(fields.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the JSON Schema of the config.
+    pub fn config_schema(mut self, schema: Value) -> Self {
+        self.config_schema = schema;
+        self
+    }
+
+    /// Sets the admin form's presentation hints.
+    pub fn ui_schema(mut self, ui_schema: Value) -> Self {
+        self.ui_schema = Some(ui_schema);
+        self
+    }
 }
 
 /// One integration row as a plugin sees it: its id, type, name and decrypted config.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct IntegrationInstance {
     /// The row's id (also in its webhook URL).
     pub id: String,
@@ -119,8 +181,43 @@ pub struct IntegrationInstance {
     pub config: Value,
 }
 
+impl IntegrationInstance {
+    /// The row `id` of type `kind`, without a name and with an empty config: what a unit test of
+    /// an integration starts from (the host fills instances in; the type is `#[non_exhaustive]`).
+    ///
+    /// ```
+    /// use nitejar_sdk::{serde_json::json, IntegrationInstance};
+    ///
+    /// let instance = IntegrationInstance::new("row-1", "acme-chat")
+    ///     .with_name("Support")
+    ///     .with_config(json!({ "apiToken": "t0k3n" }));
+    /// assert_eq!(instance.config["apiToken"], "t0k3n");
+    /// ```
+    pub fn new(id: impl Into<String>, kind: impl Into<String>) -> Self {
+        IntegrationInstance {
+            id: id.into(),
+            kind: kind.into(),
+            name: String::new(),
+            config: Value::Object(Default::default()),
+        }
+    }
+
+    /// Sets the name the operator gave it.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the (decrypted) config.
+    pub fn with_config(mut self, config: Value) -> Self {
+        self.config = config;
+        self
+    }
+}
+
 /// An incoming webhook request.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WebhookRequest {
     /// The HTTP method (`POST` for most senders).
     pub method: String,
@@ -138,6 +235,43 @@ pub struct WebhookRequest {
 }
 
 impl WebhookRequest {
+    /// A request with this method and path, no query, headers or body: what a unit test of
+    /// `parse_webhook` starts from (the host fills requests in; the type is `#[non_exhaustive]`).
+    ///
+    /// ```
+    /// use nitejar_sdk::WebhookRequest;
+    ///
+    /// let request = WebhookRequest::new("POST", "/api/webhooks/plugins/acme-chat/row-1")
+    ///     .with_header("x-acme-signature", "sha256=…")
+    ///     .with_body(r#"{"text":"hi"}"#);
+    /// assert_eq!(request.header("X-Acme-Signature"), Some("sha256=…"));
+    /// ```
+    pub fn new(method: impl Into<String>, path: impl Into<String>) -> Self {
+        WebhookRequest {
+            method: method.into(),
+            path: path.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the raw query string (without `?`).
+    pub fn with_query(mut self, query: impl Into<String>) -> Self {
+        self.query = query.into();
+        self
+    }
+
+    /// Adds a header (give its name in lower case, as the host does).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the raw body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
     /// The first header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -154,6 +288,7 @@ impl WebhookRequest {
 
 /// The work item a webhook should create.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct NewWorkItem {
     /// The conversation it belongs to; runs of one session are serialised.
     pub session_key: String,
@@ -166,6 +301,48 @@ pub struct NewWorkItem {
     /// The message text, its sender and attachments, as JSON.
     #[serde(default)]
     pub payload: Value,
+}
+
+impl NewWorkItem {
+    /// A work item of conversation `session_key` titled `title`; the setters add where it came
+    /// from and its payload. The type is `#[non_exhaustive]`: build it this way.
+    ///
+    /// ```
+    /// use nitejar_sdk::integration::NewWorkItem;
+    /// use nitejar_sdk::{serde_json::json, WebhookParseResult};
+    ///
+    /// let item = NewWorkItem::new("acme-chat:row-1:room-9", "Where is my order?")
+    ///     .source("acme-chat")
+    ///     .source_ref("msg-42")
+    ///     .payload(json!({ "text": "Where is my order?", "sender": "ana" }));
+    /// let result = WebhookParseResult::process(item).with_idempotency_key("acme-chat:msg-42");
+    /// assert!(result.should_process);
+    /// ```
+    pub fn new(session_key: impl Into<String>, title: impl Into<String>) -> Self {
+        NewWorkItem {
+            session_key: session_key.into(),
+            title: title.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets where it came from (usually the integration type).
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// Sets the provider's reference (message id, comment URL, …).
+    pub fn source_ref(mut self, source_ref: impl Into<String>) -> Self {
+        self.source_ref = source_ref.into();
+        self
+    }
+
+    /// Sets the message text, its sender and attachments.
+    pub fn payload(mut self, payload: Value) -> Self {
+        self.payload = payload;
+        self
+    }
 }
 
 /// What [`Integration::parse_webhook`] decided.
@@ -225,6 +402,7 @@ impl WebhookParseResult {
 
 /// Options of one response delivery.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PostResponseOptions {
     /// The run stopped at a limit before it finished.
     #[serde(default)]
@@ -241,6 +419,33 @@ pub struct PostResponseOptions {
     /// run can then post twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+}
+
+impl PostResponseOptions {
+    /// Options of a delivery that did not hit a limit and carries no idempotency key; the host
+    /// fills them in (the type is `#[non_exhaustive]`), tests build them this way.
+    ///
+    /// ```
+    /// use nitejar_sdk::integration::PostResponseOptions;
+    ///
+    /// let options = PostResponseOptions::new().with_idempotency_key("wi-1:agent-1:0");
+    /// assert!(!options.hit_limit);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks the run as stopped at a limit.
+    pub fn with_hit_limit(mut self, hit_limit: bool) -> Self {
+        self.hit_limit = hit_limit;
+        self
+    }
+
+    /// Sets the delivery's idempotency key.
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
 }
 
 /// How a delivery went.
@@ -375,6 +580,7 @@ pub struct ConnectionTest {
 
 /// What [`Integration::setup`] did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SetupResult {
     /// Config fields to store on the integration row (e.g. a generated webhook secret). Sensitive
     /// ones are encrypted like any other write.
@@ -383,6 +589,35 @@ pub struct SetupResult {
     /// A line for the operator: what was registered where.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+impl SetupResult {
+    /// Nothing stored, nothing to say; the setters add both. The type is `#[non_exhaustive]`.
+    ///
+    /// ```
+    /// use nitejar_sdk::integration::SetupResult;
+    /// use nitejar_sdk::serde_json::json;
+    ///
+    /// let result = SetupResult::new()
+    ///     .config_change("webhookSecret", json!("generated"))
+    ///     .detail("Acme delivers messages to https://nitejar.example/api/webhooks/…");
+    /// assert_eq!(result.config_changes["webhookSecret"], "generated");
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores `value` in config field `field` of the integration row.
+    pub fn config_change(mut self, field: impl Into<String>, value: Value) -> Self {
+        self.config_changes.insert(field.into(), value);
+        self
+    }
+
+    /// Sets the line for the operator.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
 }
 
 /// Why an integration call failed. The host maps these to HTTP answers on the webhook route.

@@ -53,6 +53,7 @@ pub const BUILTIN_ID_PREFIX: &str = "builtin.";
 /// A plugin manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Manifest {
     /// The URL of the schema, for editors. Nitejar ignores it.
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +127,7 @@ impl Manifest {
 /// The shared library of a plugin: one path for every platform, or one per target triple.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum Entry {
     /// One path, relative to the package root.
     Path(String),
@@ -157,6 +159,7 @@ impl Entry {
 
 /// The versions of Nitejar (and, informationally, of other engines) the plugin works with.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Engine {
     /// An npm-style version range, e.g. `>=0.1.0 <1.0.0`.
     pub nitejar: String,
@@ -169,6 +172,7 @@ pub struct Engine {
 /// When the plugin is activated.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Activation {
     /// Activate when the server starts rather than when first needed.
     #[serde(default)]
@@ -192,6 +196,7 @@ impl Activation {
 /// What the plugin asks the operator for.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Permissions {
     /// Hosts reachable through the host HTTP service (`api.example.com`, `*.example.com`,
     /// `localhost:8080`, `[::1]:9000`).
@@ -225,6 +230,7 @@ impl Permissions {
 /// What the plugin adds, by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Contributes {
     /// Integration (channel) types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -285,12 +291,40 @@ impl Contributes {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ConfigDeclaration {
     /// The JSON Schema (subset) of the config object.
     pub schema: serde_json::Value,
     /// Form hints (`ui:order`, `ui:widget`, `ui:help`, `ui:placeholder`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ui_schema: Option<serde_json::Value>,
+}
+
+impl ConfigDeclaration {
+    /// A declaration of settings with this JSON Schema and no form hints. Manifests are read
+    /// from JSON; a host that builds a declaration itself does it this way (the type is
+    /// `#[non_exhaustive]`).
+    ///
+    /// ```
+    /// use nitejar_sdk::manifest::ConfigDeclaration;
+    /// use nitejar_sdk::serde_json::json;
+    ///
+    /// let declared = ConfigDeclaration::new(json!({ "type": "object" }))
+    ///     .ui_schema(json!({ "ui:order": ["signature"] }));
+    /// assert!(declared.ui_schema.is_some());
+    /// ```
+    pub fn new(schema: serde_json::Value) -> Self {
+        ConfigDeclaration {
+            schema,
+            ui_schema: None,
+        }
+    }
+
+    /// Sets the form hints.
+    pub fn ui_schema(mut self, ui_schema: serde_json::Value) -> Self {
+        self.ui_schema = Some(ui_schema);
+        self
+    }
 }
 
 /// The known hook names among `names`, in order.

@@ -10,9 +10,9 @@
 //!
 //! let plugin = Plugin::builder()
 //!     .hook(HookOptions::new(), |_ctx, r: &ResponsePreDeliver| {
-//!         HookResult::change(ResponsePreDeliverPatch {
-//!             content: Some(r.content.replace("password", "********")),
-//!         })
+//!         HookResult::change(
+//!             ResponsePreDeliverPatch::new().content(r.content.replace("password", "********")),
+//!         )
 //!     })
 //!     .skill(SkillContribution::inline("tone", "Tone", "Answer briefly."))
 //!     .build();
@@ -30,6 +30,7 @@ use crate::skill::SkillContribution;
 
 /// What a plugin contributes, by name: compared with the manifest's `contributes` when it loads.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Contributions {
     /// Integration types.
     pub integrations: Vec<String>,
@@ -37,6 +38,26 @@ pub struct Contributions {
     pub hooks: Vec<HookName>,
     /// Skill ids.
     pub skills: Vec<String>,
+}
+
+impl Contributions {
+    /// Contributions by name: integration types, hook events and skill ids. A host compares
+    /// what a plugin's code registers with what its manifest declares; the type is
+    /// `#[non_exhaustive]`, so this is how the host side builds one.
+    ///
+    /// ```
+    /// use nitejar_sdk::{Contributions, HookName};
+    ///
+    /// let declared = Contributions::new(vec![], vec![HookName::ToolPreExec], vec!["tone".into()]);
+    /// assert_eq!(declared.skills, ["tone"]);
+    /// ```
+    pub fn new(integrations: Vec<String>, hooks: Vec<HookName>, skills: Vec<String>) -> Self {
+        Contributions {
+            integrations,
+            hooks,
+            skills,
+        }
+    }
 }
 
 /// A plugin's contributions.

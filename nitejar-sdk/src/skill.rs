@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Where a contributed skill's text comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SkillSource {
     /// The text itself.
     Inline {

@@ -22,9 +22,11 @@
 //!
 //! let host = TestHost::new().with_http_response(
 //!     "https://policy.example/tools",
-//!     HttpResponse { status: 200, headers: vec![], body: b"search,calc".to_vec() },
+//!     HttpResponse::new(200).with_body("search,calc"),
 //! );
-//! let run = run_hook(&plugin, &host, ToolPreExec { tool_name: "shell".into(), ..Default::default() });
+//! let mut call = ToolPreExec::default();
+//! call.tool_name = "shell".into();
+//! let run = run_hook(&plugin, &host, call);
 //! assert_eq!(run.blocked.as_deref(), Some("not on the allow list"));
 //! assert_eq!(host.http_requests().len(), 1);
 //! ```
@@ -43,6 +45,7 @@ use crate::{Host, HostError, HttpRequest, HttpResponse, LogLevel, Plugin};
 
 /// One call a plugin made on a [`TestHost`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HostCall {
     /// An HTTP request.
     Http(HttpRequest),
@@ -258,6 +261,7 @@ pub fn instance(kind: impl Into<String>, config: Value) -> IntegrationInstance {
 
 /// What [`run_hook`] ended with.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct HookRun<E> {
     /// The payload with every change applied.
     pub payload: E,
@@ -276,14 +280,7 @@ pub fn run_hook<E: HookEvent>(plugin: &Plugin, host: &dyn Host, payload: E) -> H
     handlers.sort_by_key(|h| std::cmp::Reverse(h.0));
     let mut payload = payload;
     for (_, handler) in handlers {
-        let ctx = HookContext {
-            hook: E::NAME,
-            plugin_id: "test",
-            work_item_id: None,
-            job_id: None,
-            agent_id: None,
-            host,
-        };
+        let ctx = HookContext::new(E::NAME, "test", host);
         match handler(&ctx, &payload) {
             HookResult::Continue => {}
             HookResult::Change(patch) => payload.apply(patch),

@@ -11,11 +11,9 @@
 //!
 //! let scheme = HmacSignature::github();
 //! let body = br#"{"action":"opened"}"#.to_vec();
-//! let request = WebhookRequest {
-//!     headers: vec![("x-hub-signature-256".into(), scheme.sign(b"s3cret", &body))],
-//!     body,
-//!     ..Default::default()
-//! };
+//! let request = WebhookRequest::new("POST", "/api/webhooks/plugins/github/row-1")
+//!     .with_header("x-hub-signature-256", scheme.sign(b"s3cret", &body))
+//!     .with_body(body);
 //! assert!(scheme.verify_header(&request, "x-hub-signature-256", b"s3cret").is_ok());
 //! assert!(scheme.verify_header(&request, "x-hub-signature-256", b"other").is_err());
 //! ```

@@ -501,12 +501,9 @@ async fn setup(
         return Ok((row, report));
     }
     let config = row.decrypted_config(state.store.cipher(), &d.sensitive_fields)?;
-    let instance = IntegrationInstance {
-        id: row.id.clone(),
-        kind: row.integration_type.clone(),
-        name: row.name.clone(),
-        config: Value::Object(config),
-    };
+    let instance = IntegrationInstance::new(row.id.clone(), row.integration_type.clone())
+        .with_name(row.name.clone())
+        .with_config(Value::Object(config));
     let url = webhook_url(base, &row.integration_type, &row.id);
     let result: Result<SetupResult, _> =
         call(state, &d.kind, Some(&row), "setup", move |i, host| {

@@ -1,5 +1,6 @@
 //! The author's commands that compile nothing: `plugin new` where the SDK cannot be resolved,
-//! `plugin keygen` (unprotected, refusals), `plugin pack`'s package.json (written, kept, checked)
+//! `plugin keygen` (unprotected, refusals), keys made by `minisign` itself (both ways),
+//! `plugin pack`'s package.json (written, kept, checked)
 //! and `plugin schema`. A declarative (skills-only) package stands in for a built one, so these
 //! run in seconds; `author_path.rs` walks the same path with a compiled plugin and real npm.
 
@@ -273,6 +274,182 @@ fn keygen_unprotected_signs_what_a_guarded_install_trusts() {
         no_password.stderr
     );
     assert!(!work.join("other/minisign.key").exists());
+}
+
+/// `minisign` with its arguments, `input` on its standard input (its password prompts read it
+/// when no terminal is attached).
+fn minisign(cwd: &Path, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new("minisign")
+        .current_dir(cwd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run minisign");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("minisign's input");
+    }
+    let out = child.wait_with_output().expect("minisign");
+    assert!(
+        out.status.success(),
+        "minisign {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The key id on the first line of a `minisign.pub` and its base64 key line.
+fn public_key(path: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(path).expect("public key file");
+    let id = text
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("the key id")
+        .to_string();
+    let line = text.lines().nth(1).expect("the key line").to_string();
+    (id, line)
+}
+
+/// Keys made by minisign itself: a password-protected one signs `pack --sign` (the password from
+/// NITEJAR_SIGN_PASSWORD), its `.pub` line is what a guarded server trusts, and minisign verifies
+/// the signature pack wrote. The other way round, minisign signs with a key `plugin keygen`
+/// protected with a password. `scripts/install-test-deps.sh` installs minisign.
+#[test]
+fn keys_made_by_minisign_sign_what_a_guarded_install_trusts() {
+    if Command::new("minisign").arg("-v").output().is_err() {
+        eprintln!(
+            "SKIPPED: `minisign` is not on PATH (scripts/install-test-deps.sh installs it); \
+             keys made by minisign itself are not tried"
+        );
+        return;
+    }
+    let data = DataDir::new();
+    let work = data.path.join("author");
+    declarative_package(&work.join("tone"), "1.3.0");
+    std::fs::create_dir_all(work.join("keys")).expect("keys dir");
+    minisign(
+        &work,
+        &["-G", "-p", "keys/mini.pub", "-s", "keys/mini.key"],
+        "correct horse\ncorrect horse\n",
+    );
+    let (key_id, key_line) = public_key(&work.join("keys/mini.pub"));
+
+    // The wrong password opens nothing and says where the password comes from.
+    let wrong = nitejar(
+        &data,
+        &work,
+        &[("NITEJAR_SIGN_PASSWORD", "battery staple")],
+        &["plugin", "pack", "tone", "--sign", "keys/mini.key"],
+    );
+    assert_eq!(wrong.code, 1, "{}{}", wrong.stdout, wrong.stderr);
+    assert!(
+        wrong.stderr.contains("NITEJAR_SIGN_PASSWORD"),
+        "{}",
+        wrong.stderr
+    );
+
+    let pack = nitejar(
+        &data,
+        &work,
+        &[("NITEJAR_SIGN_PASSWORD", "correct horse")],
+        &[
+            "plugin",
+            "pack",
+            "tone",
+            "--sign",
+            "keys/mini.key",
+            "--json",
+        ],
+    );
+    assert_eq!(pack.code, 0, "{}{}", pack.stdout, pack.stderr);
+    assert_eq!(pack.json["packed"]["signedBy"], key_id.as_str());
+    let file = work.join(pack.json["packed"]["file"].as_str().expect("file"));
+
+    // minisign accepts the signature: the signed message is the digest text.
+    let digest = pack.json["packed"]["digest"].as_str().expect("digest");
+    std::fs::write(work.join("digest.txt"), digest).expect("digest file");
+    let sig = Command::new("tar")
+        .arg("-xzOf")
+        .arg(&file)
+        .arg("package/nitejar.plugin.sig")
+        .output()
+        .expect("tar");
+    assert!(sig.status.success(), "no nitejar.plugin.sig in the package");
+    std::fs::write(work.join("digest.txt.minisig"), &sig.stdout).expect("signature file");
+    let verified = minisign(
+        &work,
+        &["-V", "-p", "keys/mini.pub", "-m", "digest.txt"],
+        "",
+    );
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        said.contains("Signature and comment signature verified") && said.contains(digest),
+        "{said}"
+    );
+
+    // A guarded server trusts the package by the `.pub` file's key line...
+    let install = nitejar(
+        &data,
+        &work,
+        &[
+            ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_guarded"),
+            ("NITEJAR_PLUGIN_TRUSTED_KEYS", key_line.as_str()),
+        ],
+        &["plugin", "install", file.to_str().expect("utf-8"), "--json"],
+    );
+    assert_eq!(install.code, 0, "{}{}", install.stdout, install.stderr);
+    assert_eq!(install.json["installed"]["trustLevel"], "trusted");
+
+    // ... and by nothing else: where another key is trusted, it installs untrusted and cannot
+    // be enabled.
+    minisign(
+        &work,
+        &["-G", "-W", "-p", "keys/other.pub", "-s", "keys/other.key"],
+        "",
+    );
+    let (_, other_line) = public_key(&work.join("keys/other.pub"));
+    let other = DataDir::new();
+    let refused = nitejar(
+        &other,
+        &work,
+        &[
+            ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_guarded"),
+            ("NITEJAR_PLUGIN_TRUSTED_KEYS", other_line.as_str()),
+        ],
+        &["plugin", "install", file.to_str().expect("utf-8"), "--json"],
+    );
+    assert_eq!(refused.code, 0, "{}{}", refused.stdout, refused.stderr);
+    let installed = &refused.json["installed"];
+    assert_eq!(installed["trustLevel"], "untrusted");
+    let blocker = installed["enableBlocker"].as_str().unwrap_or_default();
+    assert!(
+        blocker.contains(&format!("signed by key {key_id}, which is not in")),
+        "enabling is refused and names the key that signed: {blocker}"
+    );
+
+    // The other way round: minisign signs with a key `plugin keygen` protected.
+    let keygen = nitejar(
+        &data,
+        &work,
+        &[("NITEJAR_SIGN_PASSWORD", "made by nitejar")],
+        &["plugin", "keygen", "--out", "nk"],
+    );
+    assert_eq!(keygen.code, 0, "{}", keygen.stderr);
+    std::fs::write(work.join("note.txt"), "signed by minisign").expect("note");
+    minisign(
+        &work,
+        &["-S", "-s", "nk/minisign.key", "-m", "note.txt"],
+        "made by nitejar\n",
+    );
+    minisign(
+        &work,
+        &["-V", "-p", "nk/minisign.pub", "-m", "note.txt"],
+        "",
+    );
 }
 
 #[test]

@@ -15,9 +15,10 @@ use crate::testdb::TestDb;
 const PROBE: &str = "dev.nitejar.fixtures.probe";
 
 async fn answer(env: &Env) -> String {
-    let payload = ResponsePreDeliver {
-        content: "hi".into(),
-        ..Default::default()
+    let payload = {
+        let mut response = ResponsePreDeliver::default();
+        response.content = "hi".into();
+        response
     };
     env.runtime
         .dispatch(&DispatchContext::default(), payload)
@@ -204,9 +205,10 @@ async fn crash_loop_auto_disables(db: TestDb) {
         .enable(PROBE, EnableRequest::accept_all())
         .await
         .unwrap();
-    let panic = || ToolPreExec {
-        tool_name: "panic".into(),
-        ..Default::default()
+    let panic = || {
+        let mut call = ToolPreExec::default();
+        call.tool_name = "panic".into();
+        call
     };
     for _ in 0..2 {
         env.runtime

@@ -15,9 +15,10 @@ use crate::support::{greeter, package_files, tgz, Env, GREETER};
 use crate::testdb::TestDb;
 
 async fn answer(env: &Env) -> String {
-    let payload = ResponsePreDeliver {
-        content: "hi".into(),
-        ..Default::default()
+    let payload = {
+        let mut response = ResponsePreDeliver::default();
+        response.content = "hi".into();
+        response
     };
     env.runtime
         .dispatch(&DispatchContext::default(), payload)

@@ -29,9 +29,10 @@ fn guard() -> InstallSource {
 
 /// What the guard makes of a response that holds a literal, the secret and a token.
 async fn delivered(env: &Env) -> String {
-    let payload = ResponsePreDeliver {
-        content: format!("pw hunter2, key {KEY}, token sk-ABCDEFGHIJKLMNOPQRST"),
-        ..Default::default()
+    let payload = {
+        let mut response = ResponsePreDeliver::default();
+        response.content = format!("pw hunter2, key {KEY}, token sk-ABCDEFGHIJKLMNOPQRST");
+        response
     };
     env.runtime
         .dispatch(&DispatchContext::default(), payload)
@@ -41,9 +42,10 @@ async fn delivered(env: &Env) -> String {
 }
 
 async fn blocks(env: &Env, tool: &str) -> bool {
-    let payload = ToolPreExec {
-        tool_name: tool.into(),
-        ..Default::default()
+    let payload = {
+        let mut call = ToolPreExec::default();
+        call.tool_name = tool.into();
+        call
     };
     env.runtime
         .dispatch(&DispatchContext::default(), payload)

@@ -14,9 +14,10 @@ use crate::support::{
 use crate::testdb::TestDb;
 
 async fn answer(env: &Env) -> String {
-    let payload = ResponsePreDeliver {
-        content: "hi".into(),
-        ..Default::default()
+    let payload = {
+        let mut response = ResponsePreDeliver::default();
+        response.content = "hi".into();
+        response
     };
     env.runtime
         .dispatch(&DispatchContext::default(), payload)

@@ -149,9 +149,7 @@ pub fn plugin(config: &Config) -> Result<Plugin, ConfigError> {
                 if content == response.content {
                     HookResult::proceed()
                 } else {
-                    HookResult::change(ResponsePreDeliverPatch {
-                        content: Some(content),
-                    })
+                    HookResult::change(ResponsePreDeliverPatch::new().content(content))
                 }
             },
         )
@@ -176,14 +174,10 @@ mod tests {
             ("fs_write", true),
             ("search", false),
         ] {
-            let run = run_hook(
-                &plugin,
-                &host,
-                ToolPreExec {
-                    tool_name: tool.into(),
-                    ..Default::default()
-                },
-            );
+            // Payloads are `#[non_exhaustive]`: start from `Default`, set what the hook reads.
+            let mut call = ToolPreExec::default();
+            call.tool_name = tool.into();
+            let run = run_hook(&plugin, &host, call);
             assert_eq!(run.blocked.is_some(), blocked, "{tool}");
         }
         assert_eq!(host.logs().len(), 3);
@@ -197,16 +191,10 @@ mod tests {
         })))
         .unwrap();
         let host = TestHost::new().with_secret("OPENAI_API_KEY", "abc-the-real-key");
-        let run = run_hook(
-            &plugin,
-            &host,
-            ResponsePreDeliver {
-                content:
-                    "pw hunter2, key abc-the-real-key, token sk-ABCDEFGHIJKLMNOPQRST, task-sk-1 ok"
-                        .into(),
-                ..Default::default()
-            },
-        );
+        let mut response = ResponsePreDeliver::default();
+        response.content =
+            "pw hunter2, key abc-the-real-key, token sk-ABCDEFGHIJKLMNOPQRST, task-sk-1 ok".into();
+        let run = run_hook(&plugin, &host, response);
         assert_eq!(
             run.payload.content,
             "pw [redacted], key [redacted], token [redacted], task-sk-1 ok"

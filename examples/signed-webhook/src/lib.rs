@@ -80,30 +80,28 @@ pub struct SignedWebhook;
 
 impl Integration for SignedWebhook {
     fn descriptor(&self) -> IntegrationDescriptor {
-        IntegrationDescriptor {
-            icon: "webhook".into(),
-            category: IntegrationCategory::Messaging,
-            response_mode: ResponseMode::Final,
-            sensitive_fields: vec!["secret".into()],
-            config_schema: json!({
-                "type": "object",
-                "required": ["secret", "callbackUrl"],
-                "properties": {
-                    "secret": { "type": "string", "minLength": 1, "title": "Signing secret" },
-                    "signatureHeader": {
-                        "type": "string",
-                        "default": DEFAULT_SIGNATURE_HEADER,
-                        "title": "Signature header"
-                    },
-                    "callbackUrl": { "type": "string", "format": "uri", "title": "Callback URL" }
-                }
-            }),
-            ..IntegrationDescriptor::new(
-                TYPE,
-                "Signed webhook",
-                "JSON webhooks signed with HMAC-SHA256; responses are POSTed to a callback URL.",
-            )
-        }
+        IntegrationDescriptor::new(
+            TYPE,
+            "Signed webhook",
+            "JSON webhooks signed with HMAC-SHA256; responses are POSTed to a callback URL.",
+        )
+        .icon("webhook")
+        .category(IntegrationCategory::Messaging)
+        .response_mode(ResponseMode::Final)
+        .sensitive_fields(["secret"])
+        .config_schema(json!({
+            "type": "object",
+            "required": ["secret", "callbackUrl"],
+            "properties": {
+                "secret": { "type": "string", "minLength": 1, "title": "Signing secret" },
+                "signatureHeader": {
+                    "type": "string",
+                    "default": DEFAULT_SIGNATURE_HEADER,
+                    "title": "Signature header"
+                },
+                "callbackUrl": { "type": "string", "format": "uri", "title": "Callback URL" }
+            }
+        }))
     }
 
     fn validate_config(&self, config: &Value) -> ConfigValidation {
@@ -143,13 +141,12 @@ impl Integration for SignedWebhook {
                 .take(80)
                 .collect()
         });
-        let mut result = WebhookParseResult::process(NewWorkItem {
-            session_key: format!("{TYPE}:{}:{conversation}", instance.id),
-            source: TYPE.into(),
-            source_ref: id.into(),
-            title,
-            payload: json!({ "text": text, "sender": field("sender"), "body": body }),
-        })
+        let mut result = WebhookParseResult::process(
+            NewWorkItem::new(format!("{TYPE}:{}:{conversation}", instance.id), title)
+                .source(TYPE)
+                .source_ref(id)
+                .payload(json!({ "text": text, "sender": field("sender"), "body": body })),
+        )
         .with_response_context(json!({ "conversation": conversation, "reply_to": id }));
         if !id.is_empty() {
             result = result.with_idempotency_key(format!("{TYPE}:{}:{id}", instance.id));
@@ -175,19 +172,14 @@ impl Integration for SignedWebhook {
         });
         let bytes =
             serde_json::to_vec(&body).map_err(|e| IntegrationError::Other(e.to_string()))?;
-        let mut request = HttpRequest {
-            method: "POST".into(),
-            url: config.callback_url.clone(),
-            headers: vec![
-                ("content-type".into(), "application/json".into()),
-                (
-                    config.signature_header.clone(),
-                    format!("sha256={}", sign(&config.secret, &bytes)),
-                ),
-            ],
-            body: bytes,
-            timeout_ms: Some(10_000),
-        };
+        let mut request = HttpRequest::new("POST", config.callback_url.clone())
+            .header("content-type", "application/json")
+            .header(
+                config.signature_header.clone(),
+                format!("sha256={}", sign(&config.secret, &bytes)),
+            )
+            .body(bytes)
+            .timeout_ms(10_000);
         if let Some(key) = &options.idempotency_key {
             request = request.header("idempotency-key", key.clone());
         }
@@ -243,14 +235,11 @@ mod tests {
     }
 
     fn request(body: &str, signature: Option<String>) -> WebhookRequest {
-        WebhookRequest {
-            method: "POST".into(),
-            path: "/api/webhooks/plugins/signed-webhook/1".into(),
-            headers: signature
-                .map(|s| vec![("x-signature-256".to_string(), s)])
-                .unwrap_or_default(),
-            body: body.as_bytes().to_vec(),
-            ..Default::default()
+        let request =
+            WebhookRequest::new("POST", "/api/webhooks/plugins/signed-webhook/1").with_body(body);
+        match signature {
+            Some(s) => request.with_header("x-signature-256", s),
+            None => request,
         }
     }
 
@@ -308,11 +297,7 @@ mod tests {
     fn responses_are_posted_signed_to_the_callback() {
         let host = TestHost::new().with_http_response(
             "https://hooks.example.com/out",
-            HttpResponse {
-                status: 201,
-                headers: vec![],
-                body: br#"{"id":"msg-7"}"#.to_vec(),
-            },
+            HttpResponse::new(201).with_body(r#"{"id":"msg-7"}"#),
         );
         let result = SignedWebhook
             .post_response(
@@ -320,7 +305,7 @@ mod tests {
                 "wi-1",
                 "done",
                 Some(&json!({"conversation": "ops"})),
-                &PostResponseOptions::default(),
+                &PostResponseOptions::new(),
                 &host,
             )
             .unwrap();

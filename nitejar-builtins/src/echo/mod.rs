@@ -29,23 +29,21 @@ struct EchoMessage {
 
 impl Integration for Echo {
     fn descriptor(&self) -> IntegrationDescriptor {
-        IntegrationDescriptor {
-            icon: "message-circle".into(),
-            category: IntegrationCategory::Messaging,
-            response_mode: ResponseMode::Final,
-            config_schema: json!({
-                "type": "object",
-                "properties": {
-                    "label": { "type": "string", "title": "Label", "maxLength": 100 }
-                },
-                "additionalProperties": false
-            }),
-            ..IntegrationDescriptor::new(
-                "echo",
-                "Echo (test channel)",
-                "Send a JSON message to the webhook; the answer is written to the server log.",
-            )
-        }
+        IntegrationDescriptor::new(
+            "echo",
+            "Echo (test channel)",
+            "Send a JSON message to the webhook; the answer is written to the server log.",
+        )
+        .icon("message-circle")
+        .category(IntegrationCategory::Messaging)
+        .response_mode(ResponseMode::Final)
+        .config_schema(json!({
+            "type": "object",
+            "properties": {
+                "label": { "type": "string", "title": "Label", "maxLength": 100 }
+            },
+            "additionalProperties": false
+        }))
     }
 
     fn parse_webhook(
@@ -64,13 +62,12 @@ impl Integration for Echo {
         }
         let session = message.session.unwrap_or_else(|| "default".into());
         let title: String = message.text.chars().take(80).collect();
-        let mut result = WebhookParseResult::process(NewWorkItem {
-            session_key: format!("echo:{}:{session}", instance.id),
-            source: "echo".into(),
-            source_ref: message.id.clone().unwrap_or_default(),
-            title,
-            payload: json!({ "text": message.text }),
-        })
+        let mut result = WebhookParseResult::process(
+            NewWorkItem::new(format!("echo:{}:{session}", instance.id), title)
+                .source("echo")
+                .source_ref(message.id.clone().unwrap_or_default())
+                .payload(json!({ "text": message.text })),
+        )
         .with_response_context(json!({ "session": session }));
         if let Some(id) = message.id {
             result = result.with_idempotency_key(format!("echo:{}:{id}", instance.id));

@@ -261,24 +261,18 @@ pub fn validate(config: &Value) -> ConfigValidation {
 
 /// The integration type, names, schema and form hints.
 pub fn descriptor() -> IntegrationDescriptor {
-    IntegrationDescriptor {
-        icon: "brand-github".into(),
-        category: IntegrationCategory::Code,
-        response_mode: ResponseMode::Final,
-        sensitive_fields: vec![
-            "privateKey".into(),
-            "clientSecret".into(),
-            "webhookSecret".into(),
-        ],
-        config_schema: config_schema(),
-        ui_schema: Some(ui_schema()),
-        ..IntegrationDescriptor::new(
-            "github",
-            "GitHub",
-            "A GitHub App: answer issue comments, new issues and failed checks on pull requests \
-             with a comment.",
-        )
-    }
+    IntegrationDescriptor::new(
+        "github",
+        "GitHub",
+        "A GitHub App: answer issue comments, new issues and failed checks on pull requests \
+         with a comment.",
+    )
+    .icon("brand-github")
+    .category(IntegrationCategory::Code)
+    .response_mode(ResponseMode::Final)
+    .sensitive_fields(["privateKey", "clientSecret", "webhookSecret"])
+    .config_schema(config_schema())
+    .ui_schema(ui_schema())
 }
 
 fn config_schema() -> Value {

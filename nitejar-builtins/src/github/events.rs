@@ -332,13 +332,13 @@ fn work_item(
     let repo = &repository.name;
     Item {
         number,
-        work_item: NewWorkItem {
-            session_key: format!("{owner}/{repo}#issue:{number}"),
-            source: "github".into(),
-            source_ref,
-            title: truncate(&format!("[{owner}/{repo}#{number}] {title}"), 200),
-            payload,
-        },
+        work_item: NewWorkItem::new(
+            format!("{owner}/{repo}#issue:{number}"),
+            truncate(&format!("[{owner}/{repo}#{number}] {title}"), 200),
+        )
+        .source("github")
+        .source_ref(source_ref)
+        .payload(payload),
     }
 }
 

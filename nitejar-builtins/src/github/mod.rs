@@ -377,11 +377,9 @@ mod tests {
         Box<dyn Fn(&HttpRequest, usize) -> Result<HttpResponse, HostError> + Send + Sync>;
 
     fn answer(status: u16, body: Value) -> Result<HttpResponse, HostError> {
-        Ok(HttpResponse {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string().into_bytes(),
-        })
+        Ok(HttpResponse::new(status)
+            .with_header("content-type", "application/json")
+            .with_body(body.to_string()))
     }
 
     fn token() -> Result<HttpResponse, HostError> {

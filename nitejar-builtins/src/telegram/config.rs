@@ -136,19 +136,17 @@ pub fn validate(config: &Value) -> ConfigValidation {
 
 /// The integration type, names, schema and form hints.
 pub fn descriptor() -> IntegrationDescriptor {
-    IntegrationDescriptor {
-        icon: "brand-telegram".into(),
-        category: IntegrationCategory::Messaging,
-        response_mode: ResponseMode::Streaming,
-        sensitive_fields: vec!["botToken".into(), "webhookSecret".into()],
-        config_schema: config_schema(),
-        ui_schema: Some(ui_schema()),
-        ..IntegrationDescriptor::new(
-            "telegram",
-            "Telegram",
-            "Receive messages from a Telegram bot and answer in the same chat and thread.",
-        )
-    }
+    IntegrationDescriptor::new(
+        "telegram",
+        "Telegram",
+        "Receive messages from a Telegram bot and answer in the same chat and thread.",
+    )
+    .icon("brand-telegram")
+    .category(IntegrationCategory::Messaging)
+    .response_mode(ResponseMode::Streaming)
+    .sensitive_fields(["botToken", "webhookSecret"])
+    .config_schema(config_schema())
+    .ui_schema(ui_schema())
 }
 
 fn config_schema() -> Value {

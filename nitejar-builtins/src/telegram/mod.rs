@@ -259,10 +259,8 @@ impl Integration for Telegram {
                 instance.id
             ),
         );
-        let mut result = SetupResult {
-            detail: Some(format!("Telegram delivers updates to {webhook_url}")),
-            ..SetupResult::default()
-        };
+        let mut result =
+            SetupResult::new().detail(format!("Telegram delivers updates to {webhook_url}"));
         if generated {
             result
                 .config_changes
@@ -392,11 +390,9 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, body: Value) -> Result<HttpResponse, HostError> {
-        Ok(HttpResponse {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string().into_bytes(),
-        })
+        Ok(HttpResponse::new(status)
+            .with_header("content-type", "application/json")
+            .with_body(body.to_string()))
     }
 
     #[test]

@@ -246,13 +246,12 @@ pub fn parse_update(
         "updateId": update.update_id,
     });
 
-    let mut result = WebhookParseResult::process(NewWorkItem {
-        session_key,
-        source: "telegram".into(),
-        source_ref,
-        title,
-        payload,
-    })
+    let mut result = WebhookParseResult::process(
+        NewWorkItem::new(session_key, title)
+            .source("telegram")
+            .source_ref(source_ref)
+            .payload(payload),
+    )
     .with_idempotency_key(format!("telegram:{}", update.update_id))
     .with_response_context(json!({
         "chatId": chat_id,
@@ -391,14 +390,11 @@ mod tests {
     }
 
     fn request(secret: Option<&str>) -> WebhookRequest {
-        WebhookRequest {
-            method: "POST".into(),
-            path: "/api/webhooks/plugins/telegram/t1".into(),
-            query: String::new(),
-            headers: secret
-                .map(|s| vec![(SECRET_HEADER.to_string(), s.to_string())])
-                .unwrap_or_default(),
-            body: br#"{"update_id": 1}"#.to_vec(),
+        let request = WebhookRequest::new("POST", "/api/webhooks/plugins/telegram/t1")
+            .with_body(br#"{"update_id": 1}"#.to_vec());
+        match secret {
+            Some(s) => request.with_header(SECRET_HEADER, s),
+            None => request,
         }
     }
 

@@ -53,14 +53,9 @@ pub struct FakeGitHub {
 }
 
 fn answer(status: u16, body: Value) -> Result<HttpResponse, HostError> {
-    Ok(HttpResponse {
-        status,
-        headers: vec![(
-            "content-type".into(),
-            "application/json; charset=utf-8".into(),
-        )],
-        body: serde_json::to_vec(&body).unwrap(),
-    })
+    Ok(HttpResponse::new(status)
+        .with_header("content-type", "application/json; charset=utf-8")
+        .with_body(serde_json::to_vec(&body).unwrap()))
 }
 
 fn message(status: u16, text: &str) -> Result<HttpResponse, HostError> {

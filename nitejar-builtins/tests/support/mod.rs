@@ -34,26 +34,17 @@ pub fn fixture_json(path: &str) -> Value {
 
 /// A webhook POST with these headers (names lower-cased as the host hands them over).
 pub fn webhook(kind: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> WebhookRequest {
-    WebhookRequest {
-        method: "POST".into(),
-        path: format!("/api/webhooks/plugins/{kind}/int-1"),
-        query: String::new(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-            .collect(),
-        body,
-    }
+    headers.iter().fold(
+        WebhookRequest::new("POST", format!("/api/webhooks/plugins/{kind}/int-1")).with_body(body),
+        |request, (k, v)| request.with_header(k.to_ascii_lowercase(), *v),
+    )
 }
 
 /// An integration row with id `int-1`.
 pub fn instance(kind: &str, config: Value) -> IntegrationInstance {
-    IntegrationInstance {
-        id: "int-1".into(),
-        kind: kind.into(),
-        name: format!("Test {kind}"),
-        config,
-    }
+    IntegrationInstance::new("int-1", kind)
+        .with_name(format!("Test {kind}"))
+        .with_config(config)
 }
 
 /// The JSON body of a recorded request.

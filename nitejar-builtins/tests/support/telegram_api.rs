@@ -35,11 +35,9 @@ pub struct FakeTelegram {
 }
 
 fn answer(status: u16, body: Value) -> Result<HttpResponse, HostError> {
-    Ok(HttpResponse {
-        status,
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: serde_json::to_vec(&body).unwrap(),
-    })
+    Ok(HttpResponse::new(status)
+        .with_header("content-type", "application/json")
+        .with_body(serde_json::to_vec(&body).unwrap()))
 }
 
 fn ok(result: Value) -> Result<HttpResponse, HostError> {

@@ -215,14 +215,10 @@ impl<E: HookEvent> ChainRun<E> {
     }
 
     fn hook_ctx<'a>(&'a self, entry: &'a HandlerEntry<E>, host: &'a dyn Host) -> HookContext<'a> {
-        HookContext {
-            hook: E::NAME,
-            plugin_id: &entry.plugin.id,
-            work_item_id: self.ctx.work_item_id.as_deref(),
-            job_id: self.ctx.job_id.as_deref(),
-            agent_id: self.ctx.agent_id.as_deref(),
-            host,
-        }
+        HookContext::new(E::NAME, &entry.plugin.id, host)
+            .with_work_item_id(self.ctx.work_item_id.as_deref())
+            .with_job_id(self.ctx.job_id.as_deref())
+            .with_agent_id(self.ctx.agent_id.as_deref())
     }
 
     fn record(

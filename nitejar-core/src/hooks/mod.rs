@@ -64,7 +64,9 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nitejar_sdk::hooks::{HandlerFn, HookContext, HookEvent, HookOptions, HookRegistration};
+use nitejar_sdk::hooks::{
+    HandlerFn, HookContext, HookEvent, HookOptions, HookRegistration, HookVisitor,
+};
 use nitejar_sdk::{FailPolicy, HookName};
 
 use crate::host::{CallScope, ExecPolicy};
@@ -314,30 +316,35 @@ impl HookTableBuilder {
         policy: ExecPolicy,
         contribution: &HookContribution,
     ) {
-        use nitejar_sdk::hooks::*;
-        macro_rules! route {
-            ($hook:expr, $call:ident $(, $arg:expr)*) => {
-                match $hook {
-                    HookName::WorkItemPreCreate => self.$call::<WorkItemPreCreate>($($arg),*),
-                    HookName::WorkItemPostCreate => self.$call::<WorkItemPostCreate>($($arg),*),
-                    HookName::RunPrePrompt => self.$call::<RunPrePrompt>($($arg),*),
-                    HookName::ModelPreCall => self.$call::<ModelPreCall>($($arg),*),
-                    HookName::ModelPostCall => self.$call::<ModelPostCall>($($arg),*),
-                    HookName::ToolPreExec => self.$call::<ToolPreExec>($($arg),*),
-                    HookName::ToolPostExec => self.$call::<ToolPostExec>($($arg),*),
-                    HookName::ResponsePreDeliver => self.$call::<ResponsePreDeliver>($($arg),*),
-                    HookName::ResponsePostDeliver => self.$call::<ResponsePostDeliver>($($arg),*),
+        // The SDK's visitor picks the payload type, so an event a later SDK adds is routed
+        // without a list of events here.
+        struct Add<'a> {
+            table: &'a mut HookTableBuilder,
+            plugin: &'a Arc<PluginMeta>,
+            policy: ExecPolicy,
+            contribution: &'a HookContribution,
+        }
+        impl HookVisitor for Add<'_> {
+            type Output = ();
+            fn visit<E: HookEvent>(self) {
+                match self.contribution {
+                    HookContribution::Typed(reg) => {
+                        self.table.add_typed::<E>(self.plugin, self.policy, reg)
+                    }
+                    HookContribution::Json {
+                        options, handler, ..
+                    } => self
+                        .table
+                        .add_json::<E>(self.plugin, self.policy, *options, handler),
                 }
-            };
+            }
         }
-        match contribution {
-            HookContribution::Typed(reg) => route!(reg.hook(), add_typed, plugin, policy, reg),
-            HookContribution::Json {
-                hook,
-                options,
-                handler,
-            } => route!(*hook, add_json, plugin, policy, *options, handler),
-        }
+        contribution.hook().visit(Add {
+            table: self,
+            plugin,
+            policy,
+            contribution,
+        });
     }
 
     pub(crate) fn build(mut self) -> HookTable {

@@ -640,14 +640,10 @@ impl<E: HookEvent> Job<E> {
                 &self.exec,
                 &self.ctx,
             );
-            let hctx = HookContext {
-                hook: E::NAME,
-                plugin_id: &entry.plugin.id,
-                work_item_id: self.ctx.work_item_id.as_deref(),
-                job_id: self.ctx.job_id.as_deref(),
-                agent_id: self.ctx.agent_id.as_deref(),
-                host: &scope,
-            };
+            let hctx = HookContext::new(E::NAME, &entry.plugin.id, &scope)
+                .with_work_item_id(self.ctx.work_item_id.as_deref())
+                .with_job_id(self.ctx.job_id.as_deref())
+                .with_agent_id(self.ctx.agent_id.as_deref());
             let answer = match (self.payload.as_ref(), &mut self.json, &entry.handler) {
                 (Some(payload), json, handler) => {
                     scope.enter(|| call_handler(handler, &hctx, payload, json))

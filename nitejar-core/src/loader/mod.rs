@@ -480,15 +480,15 @@ pub fn check_contributes(
     let mut hooks: Vec<HookName> = described.hooks.iter().map(|h| h.hook).collect();
     hooks.sort();
     hooks.dedup();
-    let actual = Contributions {
-        integrations: described
+    let actual = Contributions::new(
+        described
             .integrations
             .iter()
             .map(|d| d.kind.clone())
             .collect(),
         hooks,
-        skills: described.skills.iter().map(|s| s.id.clone()).collect(),
-    };
+        described.skills.iter().map(|s| s.id.clone()).collect(),
+    );
     let manifest = &package.manifest;
     let mut problems: Vec<String> = match check_contributions(manifest, &actual) {
         Ok(()) => Vec::new(),

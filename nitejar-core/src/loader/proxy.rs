@@ -469,21 +469,6 @@ struct LibraryBatches {
     refused: AtomicBool,
 }
 
-/// `hooks.<event>`, without an allocation per call.
-fn batch_method(hook: HookName) -> &'static str {
-    match hook {
-        HookName::WorkItemPreCreate => "hooks.work_item.pre_create",
-        HookName::WorkItemPostCreate => "hooks.work_item.post_create",
-        HookName::RunPrePrompt => "hooks.run.pre_prompt",
-        HookName::ModelPreCall => "hooks.model.pre_call",
-        HookName::ModelPostCall => "hooks.model.post_call",
-        HookName::ToolPreExec => "hooks.tool.pre_exec",
-        HookName::ToolPostExec => "hooks.tool.post_exec",
-        HookName::ResponsePreDeliver => "hooks.response.pre_deliver",
-        HookName::ResponsePostDeliver => "hooks.response.post_deliver",
-    }
-}
-
 impl HookBatchCalls for LibraryBatches {
     fn batches(&self) -> bool {
         !self.refused.load(Ordering::Relaxed)
@@ -500,10 +485,12 @@ impl HookBatchCalls for LibraryBatches {
         scope: CallScope,
         payload_json: &str,
     ) -> Result<Option<String>, String> {
-        match self
-            .core
-            .call_in(call_id, scope, batch_method(hook), payload_json)
-        {
+        match self.core.call_in(
+            call_id,
+            scope,
+            nitejar_sdk::abi::batch_method(hook),
+            payload_json,
+        ) {
             Ok(text) => Ok(Some(text)),
             Err(e) if e.kind.as_str() == PluginError::UNKNOWN_METHOD => {
                 if !self.refused.swap(true, Ordering::Relaxed) {

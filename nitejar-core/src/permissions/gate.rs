@@ -614,9 +614,7 @@ fn run_process(
         std::thread::sleep(Duration::from_millis(5));
     };
     let _ = feeder.join();
-    Ok(ProcessOutput {
-        code: status.code(),
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    })
+    Ok(ProcessOutput::new(status.code())
+        .with_stdout(stdout.join().unwrap_or_default())
+        .with_stderr(stderr.join().unwrap_or_default()))
 }

@@ -268,11 +268,9 @@ async fn execute(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
+    let mut answer = HttpResponse::new(status).with_body(body);
+    answer.headers = headers;
+    Ok(answer)
 }
 
 /// The egress refusal behind a failed request, if that is what failed it; otherwise the error for

@@ -21,16 +21,13 @@
 //! use nitejar_sdk::manifest::ConfigDeclaration;
 //! use serde_json::json;
 //!
-//! let schema = ConfigSchema::parse(&ConfigDeclaration {
-//!     schema: json!({
-//!         "type": "object",
-//!         "properties": {
-//!             "blockedTools": { "type": "array", "items": { "type": "string" } },
-//!             "maxLength": { "type": "integer", "minimum": 1 }
-//!         }
-//!     }),
-//!     ui_schema: None,
-//! })
+//! let schema = ConfigSchema::parse(&ConfigDeclaration::new(json!({
+//!     "type": "object",
+//!     "properties": {
+//!         "blockedTools": { "type": "array", "items": { "type": "string" } },
+//!         "maxLength": { "type": "integer", "minimum": 1 }
+//!     }
+//! })))
 //! .unwrap();
 //! assert!(schema.validate(&json!({ "blockedTools": ["shell"] })).is_ok());
 //! let problems = schema.validate(&json!({ "blockedTools": "shell", "maxLenght": 3 })).unwrap_err();
@@ -533,11 +530,7 @@ mod tests {
     use super::*;
 
     fn schema(schema: Value) -> ConfigSchema {
-        ConfigSchema::parse(&ConfigDeclaration {
-            schema,
-            ui_schema: None,
-        })
-        .unwrap()
+        ConfigSchema::parse(&ConfigDeclaration::new(schema)).unwrap()
     }
 
     fn guard() -> ConfigSchema {

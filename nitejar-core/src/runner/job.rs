@@ -109,15 +109,16 @@ impl JobRun<'_> {
 
         let text = message_text(&self.request.work_item);
         let skills = self.resolve_skills().await;
-        let prompt = RunPrePrompt {
-            system_prompt: self
-                .config
-                .system_prompt
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_string()),
-            user_message: text,
-            skills,
-        };
+        // Hook payloads are `#[non_exhaustive]` (the SDK may add fields): filled in from
+        // `Default`.
+        let mut prompt = RunPrePrompt::default();
+        prompt.system_prompt = self
+            .config
+            .system_prompt
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_string());
+        prompt.user_message = text;
+        prompt.skills = skills;
         let prompt = runner.runtime.dispatch(&self.ctx, prompt).await;
         if let Some(b) = prompt.blocked {
             self.block(b);
@@ -138,21 +139,20 @@ impl JobRun<'_> {
         let mut final_answer: Option<String> = None;
         let mut hit_limit = true;
         for turn in 1..=runner.config.max_turns {
-            let pre = ModelPreCall {
-                turn,
-                model: self
-                    .config
-                    .model
-                    .clone()
-                    .unwrap_or_else(|| runner.model.default_model().to_string()),
-                temperature: self.config.temperature,
-                max_tokens: self.config.max_tokens,
-                messages: messages
-                    .iter()
-                    .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
-                    .collect(),
-                provider_metadata: json!({}),
-            };
+            let mut pre = ModelPreCall::default();
+            pre.turn = turn;
+            pre.model = self
+                .config
+                .model
+                .clone()
+                .unwrap_or_else(|| runner.model.default_model().to_string());
+            pre.temperature = self.config.temperature;
+            pre.max_tokens = self.config.max_tokens;
+            pre.messages = messages
+                .iter()
+                .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
+                .collect();
+            pre.provider_metadata = json!({});
             let pre = runner.runtime.dispatch(&self.ctx, pre).await;
             if let Some(b) = pre.blocked {
                 self.block(b);
@@ -186,28 +186,18 @@ impl JobRun<'_> {
                     return;
                 }
             };
-            runner
-                .runtime
-                .dispatch(
-                    &self.ctx,
-                    ModelPostCall {
-                        turn,
-                        model: pre.model.clone(),
-                        content: response.content.clone(),
-                        tool_calls: response
-                            .tool_calls
-                            .iter()
-                            .map(|c| ModelToolCall {
-                                id: c.id.clone(),
-                                name: c.name.clone(),
-                                arguments: c.arguments.clone(),
-                            })
-                            .collect(),
-                        usage: response.usage.clone(),
-                        duration_ms: took.as_millis() as u64,
-                    },
-                )
-                .await;
+            let mut post = ModelPostCall::default();
+            post.turn = turn;
+            post.model = pre.model.clone();
+            post.content = response.content.clone();
+            post.tool_calls = response
+                .tool_calls
+                .iter()
+                .map(|c| ModelToolCall::new(c.id.clone(), c.name.clone(), c.arguments.clone()))
+                .collect();
+            post.usage = response.usage.clone();
+            post.duration_ms = took.as_millis() as u64;
+            runner.runtime.dispatch(&self.ctx, post).await;
 
             if response.tool_calls.is_empty() {
                 final_answer = response.content.clone();
@@ -248,18 +238,12 @@ impl JobRun<'_> {
     /// Runs one tool call with its hooks; returns what the model sees.
     async fn call_tool(&mut self, turn: u32, call: &model::ToolCall) -> String {
         let runner = self.runner;
-        let pre = runner
-            .runtime
-            .dispatch(
-                &self.ctx,
-                ToolPreExec {
-                    turn,
-                    tool_name: call.name.clone(),
-                    tool_call_id: call.id.clone(),
-                    tool_input: call.arguments.clone(),
-                },
-            )
-            .await;
+        let mut event = ToolPreExec::default();
+        event.turn = turn;
+        event.tool_name = call.name.clone();
+        event.tool_call_id = call.id.clone();
+        event.tool_input = call.arguments.clone();
+        let pre = runner.runtime.dispatch(&self.ctx, event).await;
         let start_ms = now_ms();
         let started = Instant::now();
         let input = pre.payload.tool_input.clone();
@@ -293,20 +277,14 @@ impl JobRun<'_> {
             "tool.name": call.name, "tool.call_id": call.id,
             "blocked_by": pre.blocked.as_ref().map(|b| b.plugin_id.to_string()) }),
         );
-        let post = runner
-            .runtime
-            .dispatch(
-                &self.ctx,
-                ToolPostExec {
-                    turn,
-                    tool_name: call.name.clone(),
-                    tool_call_id: call.id.clone(),
-                    tool_input: input,
-                    output: result.output,
-                    success: result.success,
-                },
-            )
-            .await;
+        let mut event = ToolPostExec::default();
+        event.turn = turn;
+        event.tool_name = call.name.clone();
+        event.tool_call_id = call.id.clone();
+        event.tool_input = input;
+        event.output = result.output;
+        event.success = result.success;
+        let post = runner.runtime.dispatch(&self.ctx, event).await;
         post.payload.output
     }
 
@@ -318,28 +296,21 @@ impl JobRun<'_> {
     async fn deliver(&mut self, content: &str, hit_limit: bool) -> bool {
         let runner = self.runner;
         let instance = &self.request.integration;
-        let pre = runner
-            .runtime
-            .dispatch(
-                &self.ctx,
-                ResponsePreDeliver {
-                    integration_id: instance.id.clone(),
-                    integration_type: instance.kind.clone(),
-                    content: content.to_string(),
-                    response_mode: self.response_mode().as_str().into(),
-                    hit_limit,
-                },
-            )
-            .await;
+        let mut event = ResponsePreDeliver::default();
+        event.integration_id = instance.id.clone();
+        event.integration_type = instance.kind.clone();
+        event.content = content.to_string();
+        event.response_mode = self.response_mode().as_str().into();
+        event.hit_limit = hit_limit;
+        let pre = runner.runtime.dispatch(&self.ctx, event).await;
         if let Some(b) = pre.blocked {
             self.block(b);
             return false;
         }
         let content = pre.payload.content;
-        let options = PostResponseOptions {
-            hit_limit,
-            idempotency_key: Some(self.idempotency_key()),
-        };
+        let options = PostResponseOptions::new()
+            .with_hit_limit(hit_limit)
+            .with_idempotency_key(self.idempotency_key());
         let attempts = runner.config.delivery_attempts.max(1);
         let mut backoff = runner.config.delivery_backoff;
         let mut attempt = 1;
@@ -362,18 +333,12 @@ impl JobRun<'_> {
             backoff = backoff.saturating_mul(2);
             attempt += 1;
         };
-        runner
-            .runtime
-            .dispatch(
-                &self.ctx,
-                ResponsePostDeliver {
-                    integration_id: instance.id.clone(),
-                    integration_type: instance.kind.clone(),
-                    content: content.clone(),
-                    result: result.clone(),
-                },
-            )
-            .await;
+        let mut event = ResponsePostDeliver::default();
+        event.integration_id = instance.id.clone();
+        event.integration_type = instance.kind.clone();
+        event.content = content.clone();
+        event.result = result.clone();
+        runner.runtime.dispatch(&self.ctx, event).await;
         if result.success {
             self.report.final_content = Some(content);
             true

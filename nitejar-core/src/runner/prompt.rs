@@ -17,11 +17,7 @@ pub(super) async fn run_skills(
     match skills.resolve_for_run(scope).await {
         Ok(resolved) => resolved
             .into_iter()
-            .map(|r| PromptSkill {
-                id: r.skill.id,
-                name: r.skill.name,
-                description: r.skill.description,
-            })
+            .map(|r| PromptSkill::new(r.skill.id, r.skill.name, r.skill.description))
             .collect(),
         Err(e) => {
             tracing::warn!(job.id = %job_id, "could not resolve the run's skills: {e}");
@@ -39,9 +35,7 @@ pub const MAX_PROMPT_SKILLS: usize = 50;
 /// ```
 /// use nitejar_core::runner::skills_section;
 /// use nitejar_sdk::hooks::PromptSkill;
-/// let section = skills_section(&[PromptSkill {
-///     id: "repo:deploy".into(), name: "deploy".into(), description: Some("Ship it.".into()),
-/// }]);
+/// let section = skills_section(&[PromptSkill::new("repo:deploy", "deploy", Some("Ship it.".into()))]);
 /// assert!(section.contains("- deploy: Ship it."));
 /// ```
 pub fn skills_section(skills: &[PromptSkill]) -> String {

@@ -459,12 +459,9 @@ impl Inner {
         };
         let request = RunRequest {
             work_item: run.work_item.clone(),
-            integration: IntegrationInstance {
-                id: row.id.clone(),
-                kind: kind.clone(),
-                name: row.name.clone(),
-                config: Value::Object(config),
-            },
+            integration: IntegrationInstance::new(row.id.clone(), kind.clone())
+                .with_name(row.name.clone())
+                .with_config(Value::Object(config)),
             response_context: run
                 .response_context
                 .as_deref()

@@ -98,6 +98,17 @@ fn load(entry: &SkillEntry, limits: &SkillLimits) -> Result<Skill, SkillError> {
             };
             (content, files, location, format!("{plugin}: {path}"))
         }
+        // `SkillSource` is `#[non_exhaustive]`: a source a later SDK adds is refused by name
+        // until this server learns to read it.
+        other => {
+            return Err(SkillError::Invalid {
+                field: "source".into(),
+                message: format!(
+                    "plugin skill `{id}` comes from a source this server cannot read ({other:?}); \
+                     give the text inline or as a file in the package"
+                ),
+            })
+        }
     };
     let size = content.len() as u64 + files.iter().map(|f| f.size_bytes).sum::<u64>();
     if size > limits.max_skill_bytes {

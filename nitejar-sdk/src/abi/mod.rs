@@ -93,9 +93,9 @@ pub mod json;
 mod wire;
 
 pub use wire::{
-    AcknowledgeCall, BatchEnd, ConfigCall, Description, FileContents, HookBatchAnswer,
-    HookBatchCall, HookCall, HookDescription, ParseWebhookCall, PathCall, PostResponseCall,
-    ProgressCall, Remaining, Reply, SecretCall, SecretValue, WriteFileCall,
+    batch_method, AcknowledgeCall, BatchEnd, ConfigCall, Description, FileContents,
+    HookBatchAnswer, HookBatchCall, HookCall, HookDescription, ParseWebhookCall, PathCall,
+    PostResponseCall, ProgressCall, Remaining, Reply, SecretCall, SecretValue, WriteFileCall,
 };
 
 /// The major version of the plugin ABI this SDK speaks. A host loads only libraries built against

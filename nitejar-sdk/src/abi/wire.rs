@@ -11,6 +11,29 @@ use crate::integration::{
 };
 use crate::{HookName, SkillContribution};
 
+/// The plugin method of a batch of `hook`'s handlers (`hooks.<event>`, e.g.
+/// `hooks.tool.pre_exec`), without an allocation per call.
+///
+/// ```
+/// use nitejar_sdk::abi::batch_method;
+/// use nitejar_sdk::HookName;
+///
+/// assert_eq!(batch_method(HookName::ToolPreExec), "hooks.tool.pre_exec");
+/// ```
+pub fn batch_method(hook: HookName) -> &'static str {
+    match hook {
+        HookName::WorkItemPreCreate => "hooks.work_item.pre_create",
+        HookName::WorkItemPostCreate => "hooks.work_item.post_create",
+        HookName::RunPrePrompt => "hooks.run.pre_prompt",
+        HookName::ModelPreCall => "hooks.model.pre_call",
+        HookName::ModelPostCall => "hooks.model.post_call",
+        HookName::ToolPreExec => "hooks.tool.pre_exec",
+        HookName::ToolPostExec => "hooks.tool.post_exec",
+        HookName::ResponsePreDeliver => "hooks.response.pre_deliver",
+        HookName::ResponsePostDeliver => "hooks.response.post_deliver",
+    }
+}
+
 /// The answer of `describe`: everything the plugin contributes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Description {

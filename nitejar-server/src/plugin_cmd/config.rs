@@ -115,11 +115,9 @@ async fn apply(engine: &Engine, id: &str, change: SettingsChange, out: &Out) -> 
 
 fn schema_of(settings: &PluginSettings) -> Option<ConfigSchema> {
     let schema = settings.schema.clone()?;
-    ConfigSchema::parse(&ConfigDeclaration {
-        schema,
-        ui_schema: settings.ui_schema.clone(),
-    })
-    .ok()
+    let mut declared = ConfigDeclaration::new(schema);
+    declared.ui_schema = settings.ui_schema.clone();
+    ConfigSchema::parse(&declared).ok()
 }
 
 /// The change `set`'s arguments describe.

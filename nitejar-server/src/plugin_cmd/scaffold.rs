@@ -267,7 +267,9 @@ const README_MD: &str = r#"# {name}
 A Nitejar plugin (`{id}`): a `response.pre_deliver` hook that appends a signature line to every
 response before it is delivered. The line is a setting: declared with its default in
 `nitejar.plugin.json` under `config.schema` (the server's admin shows it as a form and checks every
-change against it) and read in `src/lib.rs` into a struct with `config.get()`.
+change against it) and read in `src/lib.rs` into a struct with `config.get()`. The hook captures
+that struct when the plugin is built; the server builds the plugin again with every change (and
+keeps the old settings when the new ones do not fit), so a handler never reloads anything.
 
 ## 1. Develop and test
 
@@ -362,11 +364,14 @@ pub struct Settings {
 pub fn plugin(config: &Config) -> Result<Plugin, ConfigError> {
     let settings: Settings = config.get()?;
     Ok(Plugin::builder()
+        // The handler owns the settings it was built with; a change builds a new plugin, so it
+        // never sees stale ones.
         .on(move |ctx, response: &ResponsePreDeliver| {
             ctx.host.log(LogLevel::Info, "signing a response");
-            HookResult::change(ResponsePreDeliverPatch {
-                content: Some(format!("{}\n\n{}", response.content, settings.signature)),
-            })
+            HookResult::change(
+                ResponsePreDeliverPatch::new()
+                    .content(format!("{}\n\n{}", response.content, settings.signature)),
+            )
         })
         .build())
 }
@@ -386,14 +391,10 @@ mod tests {
     fn respond(settings: Value) -> String {
         let config = Config::declared_in(MANIFEST, settings).expect("the manifest is JSON");
         let plugin = super::plugin(&config).expect("the settings fit");
-        let run = run_hook(
-            &plugin,
-            &TestHost::new(),
-            ResponsePreDeliver {
-                content: "hello".into(),
-                ..Default::default()
-            },
-        );
+        // Payloads grow with the SDK: start from `Default`, set what the hook reads.
+        let mut response = ResponsePreDeliver::default();
+        response.content = "hello".into();
+        let run = run_hook(&plugin, &TestHost::new(), response);
         assert!(run.blocked.is_none());
         run.payload.content
     }

@@ -87,22 +87,19 @@ pub(crate) async fn receive(
             return answer(&outcome);
         }
     };
-    let request = WebhookRequest {
-        method: req.method().to_string(),
-        path: req.path().to_string(),
-        query: req.query_string().to_string(),
-        headers: req
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.as_str().to_ascii_lowercase(),
-                    v.to_str().ok()?.to_string(),
-                ))
-            })
-            .collect(),
-        body: body.to_vec(),
-    };
+    let mut request = WebhookRequest::new(req.method().to_string(), req.path().to_string())
+        .with_query(req.query_string())
+        .with_body(body.to_vec());
+    request.headers = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().ok()?.to_string(),
+            ))
+        })
+        .collect();
     let outcome = state.ingress.handle(&kind, &integration_id, request).await;
     answer(&outcome)
 }

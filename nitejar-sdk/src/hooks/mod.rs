@@ -21,6 +21,37 @@
 //!     .build();
 //! assert_eq!(plugin.hooks().len(), 1);
 //! ```
+//!
+//! ## Types that grow
+//!
+//! Payloads, patches, [`HookName`], [`HookOptions`] and [`HookContext`] are `#[non_exhaustive]`:
+//! a later SDK may add an event, a field to a payload or a field a handler may change without
+//! breaking a plugin written today. A `match` on [`HookName`] needs a `_` arm; patches are built
+//! with their setters (`ResponsePreDeliverPatch::new().content("…")`); a payload for a unit test
+//! starts from `Default` (every payload has one) with the fields the handler reads set:
+//!
+//! ```
+//! use nitejar_sdk::hooks::{HookResult, ToolPreExec};
+//! use nitejar_sdk::testing::{run_hook, TestHost};
+//! use nitejar_sdk::Plugin;
+//!
+//! let plugin = Plugin::builder()
+//!     .on(|_ctx, call: &ToolPreExec| match call.tool_name.as_str() {
+//!         "shell" => HookResult::block("no shell"),
+//!         _ => HookResult::proceed(),
+//!     })
+//!     .build();
+//! let mut call = ToolPreExec::default();
+//! call.tool_name = "shell".into();
+//! let run = run_hook(&plugin, &TestHost::new(), call);
+//! assert_eq!(run.blocked.as_deref(), Some("no shell"));
+//! ```
+//!
+//! A struct literal of one of these types does not compile outside the SDK:
+//!
+//! ```compile_fail,E0639
+//! let patch = nitejar_sdk::hooks::ResponsePreDeliverPatch { content: Some("x".into()) };
+//! ```
 
 use std::any::Any;
 use std::fmt;
@@ -29,13 +60,16 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::host::Host;
-use crate::integration::PostResponseResult;
+
+mod events;
+
+pub use events::*;
 
 /// The nine hook events, in the order a run meets them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum HookName {
     /// Before a work item is created from a parsed webhook. May block or change `title`, `payload`,
     /// `session_key`.
@@ -134,6 +168,51 @@ impl HookName {
     }
 }
 
+/// Code generic over the event type, run for a [`HookName`] known only at run time with
+/// [`HookName::visit`].
+///
+/// [`HookName`] is `#[non_exhaustive]`, so code outside the SDK cannot list every event in a
+/// `match`; a visitor instead is called with the event's payload type, and an event a later SDK
+/// adds reaches the same generic code.
+///
+/// ```
+/// use nitejar_sdk::hooks::{HookEvent, HookVisitor};
+/// use nitejar_sdk::HookName;
+///
+/// struct CanChange;
+/// impl HookVisitor for CanChange {
+///     type Output = bool;
+///     fn visit<E: HookEvent>(self) -> bool {
+///         !E::MUTABLE_FIELDS.is_empty()
+///     }
+/// }
+/// assert!(HookName::ToolPreExec.visit(CanChange));
+/// assert!(!HookName::ModelPostCall.visit(CanChange));
+/// ```
+pub trait HookVisitor {
+    /// What the visit answers.
+    type Output;
+    /// Runs with `E`, the payload type of the visited event.
+    fn visit<E: HookEvent>(self) -> Self::Output;
+}
+
+impl HookName {
+    /// Calls `visitor` with this event's payload type.
+    pub fn visit<V: HookVisitor>(self, visitor: V) -> V::Output {
+        match self {
+            HookName::WorkItemPreCreate => visitor.visit::<WorkItemPreCreate>(),
+            HookName::WorkItemPostCreate => visitor.visit::<WorkItemPostCreate>(),
+            HookName::RunPrePrompt => visitor.visit::<RunPrePrompt>(),
+            HookName::ModelPreCall => visitor.visit::<ModelPreCall>(),
+            HookName::ModelPostCall => visitor.visit::<ModelPostCall>(),
+            HookName::ToolPreExec => visitor.visit::<ToolPreExec>(),
+            HookName::ToolPostExec => visitor.visit::<ToolPostExec>(),
+            HookName::ResponsePreDeliver => visitor.visit::<ResponsePreDeliver>(),
+            HookName::ResponsePostDeliver => visitor.visit::<ResponsePostDeliver>(),
+        }
+    }
+}
+
 impl fmt::Display for HookName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -184,6 +263,7 @@ pub const DEFAULT_HANDLER_TIMEOUT_MS: u32 = 1500;
 /// How a handler is registered: its priority, timeout and fail policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct HookOptions {
     /// Higher runs first. Ties are broken by plugin id, then by registration order.
     pub priority: i32,
@@ -299,6 +379,7 @@ impl<'de, P: Deserialize<'de>> Deserialize<'de> for HookResult<P> {
 
 /// What a handler learns about the call: which event, for which work item and job, and the host
 /// services it may use.
+#[non_exhaustive]
 pub struct HookContext<'a> {
     /// The event being dispatched.
     pub hook: HookName,
@@ -313,6 +394,52 @@ pub struct HookContext<'a> {
     /// Host services: HTTP, secrets, files, processes, logging, cancellation. Every call is checked
     /// against the plugin's declared permissions at this boundary.
     pub host: &'a dyn Host,
+}
+
+impl<'a> HookContext<'a> {
+    /// The context of a call of `plugin_id`'s handler of `hook`, outside any work item or job.
+    /// Hosts (and tests that call a handler directly) build it this way: the context is
+    /// `#[non_exhaustive]`, so a later SDK can tell handlers more without breaking them.
+    ///
+    /// ```
+    /// use nitejar_sdk::hooks::HookContext;
+    /// use nitejar_sdk::testing::TestHost;
+    /// use nitejar_sdk::HookName;
+    ///
+    /// let host = TestHost::new();
+    /// let ctx = HookContext::new(HookName::ToolPreExec, "dev.example.guard", &host)
+    ///     .with_work_item_id(Some("wi-1"));
+    /// assert_eq!(ctx.work_item_id, Some("wi-1"));
+    /// assert_eq!(ctx.job_id, None);
+    /// ```
+    pub fn new(hook: HookName, plugin_id: &'a str, host: &'a dyn Host) -> Self {
+        HookContext {
+            hook,
+            plugin_id,
+            work_item_id: None,
+            job_id: None,
+            agent_id: None,
+            host,
+        }
+    }
+
+    /// Sets the work item the event belongs to.
+    pub fn with_work_item_id(mut self, work_item_id: Option<&'a str>) -> Self {
+        self.work_item_id = work_item_id;
+        self
+    }
+
+    /// Sets the job (run) the event belongs to.
+    pub fn with_job_id(mut self, job_id: Option<&'a str>) -> Self {
+        self.job_id = job_id;
+        self
+    }
+
+    /// Sets the agent running the job.
+    pub fn with_agent_id(mut self, agent_id: Option<&'a str>) -> Self {
+        self.agent_id = agent_id;
+        self
+    }
 }
 
 /// A typed handler for event `E`.
@@ -342,391 +469,6 @@ pub trait HookEvent:
     /// handlers at once (see [`crate::abi`]).
     fn mutable_state(&self) -> Self::Patch;
 }
-
-/// The changes of an event that allows none. It reads only from `{}`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoChanges {}
-
-macro_rules! observe_only {
-    ($ty:ident, $name:expr) => {
-        impl HookEvent for $ty {
-            const NAME: HookName = $name;
-            const CAN_BLOCK: bool = false;
-            const MUTABLE_FIELDS: &'static [&'static str] = &[];
-            type Patch = NoChanges;
-            fn apply(&mut self, _patch: NoChanges) {}
-            fn mutable_state(&self) -> NoChanges {
-                NoChanges {}
-            }
-        }
-    };
-}
-
-fn set<T>(slot: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *slot = v;
-    }
-}
-
-/// `work_item.pre_create`: a webhook was parsed into a work item that is about to be created.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct WorkItemPreCreate {
-    /// The integration row the webhook arrived on.
-    pub integration_id: String,
-    /// The integration type (`telegram`, `github`, or a plugin's type).
-    pub integration_type: String,
-    /// The conversation the work item belongs to, e.g. `telegram:42:thread:7`.
-    pub session_key: String,
-    /// Where it came from (usually the integration type).
-    pub source: String,
-    /// The provider's reference (message id, comment URL, …).
-    pub source_ref: String,
-    /// A one-line title.
-    pub title: String,
-    /// The message and its attachments as the integration parsed them.
-    #[serde(default)]
-    pub payload: Value,
-}
-
-/// Changes allowed on `work_item.pre_create`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkItemPreCreatePatch {
-    /// A new session key (which conversation the work item joins).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_key: Option<String>,
-    /// A new title.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    /// A new payload (the message text, sender and attachments).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<Value>,
-}
-
-impl HookEvent for WorkItemPreCreate {
-    const NAME: HookName = HookName::WorkItemPreCreate;
-    const CAN_BLOCK: bool = true;
-    const MUTABLE_FIELDS: &'static [&'static str] = &["session_key", "title", "payload"];
-    type Patch = WorkItemPreCreatePatch;
-    fn apply(&mut self, p: Self::Patch) {
-        set(&mut self.session_key, p.session_key);
-        set(&mut self.title, p.title);
-        set(&mut self.payload, p.payload);
-    }
-    fn mutable_state(&self) -> Self::Patch {
-        WorkItemPreCreatePatch {
-            session_key: Some(self.session_key.clone()),
-            title: Some(self.title.clone()),
-            payload: Some(self.payload.clone()),
-        }
-    }
-}
-
-/// `work_item.post_create`: a work item was created and is about to be handed to the runner.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct WorkItemPostCreate {
-    /// The work item's id.
-    pub work_item_id: String,
-    /// The integration row it came through.
-    pub integration_id: String,
-    /// That integration's type (`telegram`, `github`, …).
-    pub integration_type: String,
-    /// The conversation it belongs to.
-    pub session_key: String,
-    /// Where it came from (usually the integration type).
-    pub source: String,
-    /// The provider's reference (message id, comment URL, …).
-    pub source_ref: String,
-    /// Its title.
-    pub title: String,
-}
-observe_only!(WorkItemPostCreate, HookName::WorkItemPostCreate);
-
-/// A skill resolved for a run, as `run.pre_prompt` sees it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PromptSkill {
-    /// The skill's id.
-    pub id: String,
-    /// Its name.
-    pub name: String,
-    /// What it is for.
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-/// `run.pre_prompt`: the prompt of a run is built and about to go to the model.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunPrePrompt {
-    /// The system prompt.
-    pub system_prompt: String,
-    /// The user's message the run answers.
-    pub user_message: String,
-    /// The skills resolved for this run (agent, team and integration-type assignments).
-    #[serde(default)]
-    pub skills: Vec<PromptSkill>,
-}
-
-/// Changes allowed on `run.pre_prompt`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunPrePromptPatch {
-    /// A new system prompt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system_prompt: Option<String>,
-    /// A new user message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_message: Option<String>,
-}
-
-impl HookEvent for RunPrePrompt {
-    const NAME: HookName = HookName::RunPrePrompt;
-    const CAN_BLOCK: bool = true;
-    const MUTABLE_FIELDS: &'static [&'static str] = &["system_prompt", "user_message"];
-    type Patch = RunPrePromptPatch;
-    fn apply(&mut self, p: Self::Patch) {
-        set(&mut self.system_prompt, p.system_prompt);
-        set(&mut self.user_message, p.user_message);
-    }
-    fn mutable_state(&self) -> Self::Patch {
-        RunPrePromptPatch {
-            system_prompt: Some(self.system_prompt.clone()),
-            user_message: Some(self.user_message.clone()),
-        }
-    }
-}
-
-/// `model.pre_call`: a model call is about to be made.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModelPreCall {
-    /// The turn of the run (1 for the first call).
-    pub turn: u32,
-    /// The model to call.
-    pub model: String,
-    /// The sampling temperature, when set.
-    #[serde(default)]
-    pub temperature: Option<f64>,
-    /// The most tokens the answer may have, when set.
-    #[serde(default)]
-    pub max_tokens: Option<u32>,
-    /// The chat messages about to be sent, in the OpenAI chat-completions shape.
-    #[serde(default)]
-    pub messages: Vec<Value>,
-    /// Extra parameters passed through to the provider.
-    #[serde(default)]
-    pub provider_metadata: Value,
-}
-
-/// Changes allowed on `model.pre_call`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelPreCallPatch {
-    /// Another model.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// Another temperature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f64>,
-    /// Another token limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u32>,
-    /// Other provider metadata.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider_metadata: Option<Value>,
-}
-
-impl HookEvent for ModelPreCall {
-    const NAME: HookName = HookName::ModelPreCall;
-    const CAN_BLOCK: bool = true;
-    const MUTABLE_FIELDS: &'static [&'static str] =
-        &["model", "temperature", "max_tokens", "provider_metadata"];
-    type Patch = ModelPreCallPatch;
-    fn apply(&mut self, p: Self::Patch) {
-        set(&mut self.model, p.model);
-        if p.temperature.is_some() {
-            self.temperature = p.temperature;
-        }
-        if p.max_tokens.is_some() {
-            self.max_tokens = p.max_tokens;
-        }
-        set(&mut self.provider_metadata, p.provider_metadata);
-    }
-    fn mutable_state(&self) -> Self::Patch {
-        ModelPreCallPatch {
-            model: Some(self.model.clone()),
-            temperature: self.temperature,
-            max_tokens: self.max_tokens,
-            provider_metadata: Some(self.provider_metadata.clone()),
-        }
-    }
-}
-
-/// A tool call the model asked for.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModelToolCall {
-    /// The call's id (tool results refer to it).
-    pub id: String,
-    /// The tool's name.
-    pub name: String,
-    /// The arguments the model gave, as JSON.
-    #[serde(default)]
-    pub arguments: Value,
-}
-
-/// `model.post_call`: a model call returned.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModelPostCall {
-    /// The model turn of the run, from 1.
-    pub turn: u32,
-    /// The model that answered.
-    pub model: String,
-    /// The assistant's text, if any.
-    #[serde(default)]
-    pub content: Option<String>,
-    /// The tools the model asked to call.
-    #[serde(default)]
-    pub tool_calls: Vec<ModelToolCall>,
-    /// Token usage as the provider reported it.
-    #[serde(default)]
-    pub usage: Value,
-    /// How long the call took.
-    pub duration_ms: u64,
-}
-observe_only!(ModelPostCall, HookName::ModelPostCall);
-
-/// `tool.pre_exec`: a tool is about to run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ToolPreExec {
-    /// The model turn that asked for the tool.
-    pub turn: u32,
-    /// The tool's name.
-    pub tool_name: String,
-    /// The id of the model's tool call.
-    pub tool_call_id: String,
-    /// The tool's input, as JSON.
-    #[serde(default)]
-    pub tool_input: Value,
-}
-
-/// Changes allowed on `tool.pre_exec`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToolPreExecPatch {
-    /// Another input for the tool.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_input: Option<Value>,
-}
-
-impl HookEvent for ToolPreExec {
-    const NAME: HookName = HookName::ToolPreExec;
-    const CAN_BLOCK: bool = true;
-    const MUTABLE_FIELDS: &'static [&'static str] = &["tool_input"];
-    type Patch = ToolPreExecPatch;
-    fn apply(&mut self, p: Self::Patch) {
-        set(&mut self.tool_input, p.tool_input);
-    }
-    fn mutable_state(&self) -> Self::Patch {
-        ToolPreExecPatch {
-            tool_input: Some(self.tool_input.clone()),
-        }
-    }
-}
-
-/// `tool.post_exec`: a tool ran (or was refused).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ToolPostExec {
-    /// The model turn that asked for the tool.
-    pub turn: u32,
-    /// The tool's name.
-    pub tool_name: String,
-    /// The id of the model's tool call.
-    pub tool_call_id: String,
-    /// The tool's input, as JSON.
-    #[serde(default)]
-    pub tool_input: Value,
-    /// What the model will see as the tool's result.
-    pub output: String,
-    /// Whether the tool succeeded.
-    pub success: bool,
-}
-
-/// Changes allowed on `tool.post_exec`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToolPostExecPatch {
-    /// Another result for the model to see.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-}
-
-impl HookEvent for ToolPostExec {
-    const NAME: HookName = HookName::ToolPostExec;
-    const CAN_BLOCK: bool = false;
-    const MUTABLE_FIELDS: &'static [&'static str] = &["output"];
-    type Patch = ToolPostExecPatch;
-    fn apply(&mut self, p: Self::Patch) {
-        set(&mut self.output, p.output);
-    }
-    fn mutable_state(&self) -> Self::Patch {
-        ToolPostExecPatch {
-            output: Some(self.output.clone()),
-        }
-    }
-}
-
-/// `response.pre_deliver`: a response is about to be posted to the channel.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ResponsePreDeliver {
-    /// The integration row the response goes to.
-    pub integration_id: String,
-    /// That integration's type.
-    pub integration_type: String,
-    /// The text to post.
-    pub content: String,
-    /// `streaming` (an intermediate message) or `final`.
-    pub response_mode: String,
-    /// The run stopped at a limit (turns, tokens) before it finished.
-    #[serde(default)]
-    pub hit_limit: bool,
-}
-
-/// Changes allowed on `response.pre_deliver`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResponsePreDeliverPatch {
-    /// Another text to post.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
-}
-
-impl HookEvent for ResponsePreDeliver {
-    const NAME: HookName = HookName::ResponsePreDeliver;
-    const CAN_BLOCK: bool = true;
-    const MUTABLE_FIELDS: &'static [&'static str] = &["content"];
-    type Patch = ResponsePreDeliverPatch;
-    fn apply(&mut self, p: Self::Patch) {
-        set(&mut self.content, p.content);
-    }
-    fn mutable_state(&self) -> Self::Patch {
-        ResponsePreDeliverPatch {
-            content: Some(self.content.clone()),
-        }
-    }
-}
-
-/// `response.post_deliver`: a response was posted (or the attempt failed).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ResponsePostDeliver {
-    /// The integration row the response went to.
-    pub integration_id: String,
-    /// That integration's type.
-    pub integration_type: String,
-    /// The text posted.
-    pub content: String,
-    /// What the integration reported.
-    pub result: PostResponseResult,
-}
-observe_only!(ResponsePostDeliver, HookName::ResponsePostDeliver);
 
 /// One hook handler a plugin registers: the event, its options and the typed handler.
 #[derive(Clone)]
@@ -813,6 +555,8 @@ impl fmt::Debug for HookRegistration {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]
@@ -825,6 +569,21 @@ mod tests {
             );
         }
         assert!("tool.pre_run".parse::<HookName>().is_err());
+    }
+
+    #[test]
+    fn a_visit_reaches_the_event_of_its_name() {
+        struct Name;
+        impl HookVisitor for Name {
+            type Output = HookName;
+            fn visit<E: HookEvent>(self) -> HookName {
+                E::NAME
+            }
+        }
+        for h in HookName::ALL {
+            assert_eq!(h.visit(Name), h);
+            assert_eq!(crate::abi::batch_method(h), format!("hooks.{h}"));
+        }
     }
 
     #[test]
