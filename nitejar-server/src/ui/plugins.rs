@@ -501,7 +501,7 @@ pub async fn enable(
                     "The {mode} trust mode needs every declared permission acknowledged; not ticked: {}.",
                     missing.join(", ")
                 ),
-                other => other.to_string(),
+                other => plugins::ui_message(other),
             };
             if builtin {
                 return error_page(status, &message);
@@ -520,7 +520,7 @@ fn after(id: &str, result: Result<(), LifecycleError>, notice: &str) -> HttpResp
             if status == StatusCode::INTERNAL_SERVER_ERROR {
                 tracing::error!("plugin {id}: {e}");
             }
-            error_page(status, &e.to_string())
+            error_page(status, &plugins::ui_message(&e))
         }
     }
 }
