@@ -456,6 +456,34 @@ async fn a_signed_reinstall_is_judged_against_the_current_keys(db: TestDb) {
     assert!(env.runtime.registry().plugin(PROBE).is_some());
 }
 
+/// A trust refusal recorded under one mode does not outlive it: restarted in a mode that accepts
+/// the plugin, it runs and its error is gone.
+async fn a_trust_refusal_clears_when_the_mode_changes(db: TestDb) {
+    let env = Env::new(&db, |o| {
+        o.policy = TrustPolicy::new(TrustMode::SelfHostOpen)
+    })
+    .await;
+    env.manager.install(upload(&probe())).await.unwrap();
+    env.manager
+        .enable(PROBE, EnableRequest::accept_all())
+        .await
+        .unwrap();
+    let env = env.restart(|o| o.policy = guarded(&[], "")).await;
+    assert_eq!(env.manager.boot().await.errors.len(), 1);
+    let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert_eq!(row.last_error_kind.as_deref(), Some("trust"));
+
+    let env = env
+        .restart(|o| o.policy = TrustPolicy::new(TrustMode::SelfHostOpen))
+        .await;
+    let boot = env.manager.boot().await;
+    assert!(boot.errors.is_empty(), "{boot:?}");
+    assert!(env.runtime.registry().plugin(PROBE).is_some());
+    let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert_eq!(row.last_load_error, None, "the refusal went with its mode");
+    assert_eq!(row.last_error_kind, None);
+}
+
 async fn purge(env: &Env) {
     let all = nitejar_core::lifecycle::UninstallOptions {
         purge_files: true,
@@ -469,5 +497,6 @@ on_both_backends!(
     signatures_and_allowlist,
     a_signed_reinstall_of_an_installed_version_is_recognised,
     stored_trust_settings_apply_without_a_restart,
-    a_signed_reinstall_is_judged_against_the_current_keys
+    a_signed_reinstall_is_judged_against_the_current_keys,
+    a_trust_refusal_clears_when_the_mode_changes
 );
