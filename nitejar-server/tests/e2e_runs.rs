@@ -308,7 +308,7 @@ async fn runs_show_the_answer_or_the_failure_and_filter_and_page() {
     assert!(html.contains("<th>Integration</th>"), "{html}");
     assert!(
         html.contains(&format!(
-            "<td class=\"integration\"><a href=\"/admin/integrations/{integration}\">"
+            "<td class=\"integration\"><a href=\"/admin/integrations/{integration}\" title=\"{integration}\">"
         )),
         "{html}"
     );
