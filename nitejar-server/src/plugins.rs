@@ -480,6 +480,39 @@ pub fn trust_field(kind: nitejar_core::lifecycle::TrustEntryKind) -> &'static st
 
 /// The message of a lifecycle error in the API's terms: where the core's message tells a CLI user
 /// which flag to add, the API says which field to send (the CLI keeps the core's text).
+/// A lifecycle error as the admin UI says it: in the page's terms (its buttons, boxes and
+/// fields) where the core's message names the CLI's flags.
+pub fn ui_message(e: &LifecycleError) -> String {
+    use LifecycleError as E;
+    match e {
+        E::NotAnUpgrade { current, new, .. } if current == new => e.to_string(),
+        E::NotAnUpgrade {
+            id, current, new, ..
+        } => format!(
+            "`{id}` is at {current}; the package is {new}. To go back to an installed version, \
+             use its \u{201c}Roll back to\u{201d} button under Versions on this plugin's page"
+        ),
+        E::ConsentRequired { id, .. } => format!(
+            "`{id}` needs your explicit consent to this version: read the consent text, tick \
+             the consent box and submit again"
+        ),
+        E::AcknowledgementMissing { id, mode, missing } => format!(
+            "`{id}`: {mode} mode requires every declared permission to be acknowledged; not \
+             acknowledged: {}. Tick the box of each and submit again",
+            missing.join(", ")
+        ),
+        E::EmptySecret { id, name } => format!(
+            "the secret `{name}` of `{id}` was given an empty value; nothing was saved. To \
+             remove its stored value, tick \u{201c}Remove the stored value\u{201d} under its field"
+        ),
+        E::SecretUnreadable { id, name, .. } => format!(
+            "the stored secret `{name}` of `{id}` cannot be decrypted with this server's \
+             ENCRYPTION_KEY; type its value again in this plugin's Settings and save"
+        ),
+        _ => e.to_string(),
+    }
+}
+
 pub fn api_message(e: &LifecycleError) -> String {
     use LifecycleError as E;
     match e {

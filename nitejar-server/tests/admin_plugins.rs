@@ -413,6 +413,56 @@ async fn upgrade_keeps_the_old_version_for_rollback() {
     assert_eq!(not_up.status, 409, "{}", not_up.text);
     assert_eq!(code(&not_up), "not_an_upgrade");
     assert!(not_up.text.contains("Nothing to do"), "{}", not_up.text);
+
+    // Going backwards by "upgrading": the API names its rollback request, the page its button;
+    // neither a CLI flag.
+    let forward = api(
+        &server,
+        Method::POST,
+        &rollback,
+        Some(&json!({"version": "2.0.0"})),
+    )
+    .await;
+    assert_eq!(forward.status, 200, "{}", forward.text);
+    let back_by_api = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{GREETER}/upgrade"),
+        Some(&json!({"source": v1.to_string_lossy(), "acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(back_by_api.status, 409, "{}", back_by_api.text);
+    let message = back_by_api.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains(&format!("POST /api/admin/plugins/{GREETER}/rollback")),
+        "{message}"
+    );
+    assert!(!message.contains("--"), "{message}");
+    let session = Session::sign_in(&server).await;
+    let back_by_ui = session
+        .post_form(
+            &server,
+            &format!("/admin/plugins/{GREETER}/upgrade"),
+            &[("source", &v1.to_string_lossy()), ("accept_consent", "yes")],
+        )
+        .await;
+    assert_eq!(back_by_ui.status, 409, "{}", back_by_ui.text);
+    assert!(
+        back_by_ui
+            .text
+            .contains("use its “Roll back to” button under Versions on this plugin"),
+        "{}",
+        back_by_ui.text
+    );
+    assert!(!back_by_ui.text.contains("--to"), "{}", back_by_ui.text);
+    assert!(
+        !back_by_ui.text.contains("nitejar plugin"),
+        "{}",
+        back_by_ui.text
+    );
     let unknown_field = api(
         &server,
         Method::POST,

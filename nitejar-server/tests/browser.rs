@@ -913,3 +913,80 @@ async fn an_operator_trusts_a_publishers_key_in_the_admin_and_enables_its_signed
     assert!(by.starts_with("admin UI (session "), "{stored}");
     browser.close().await.expect("close");
 }
+
+/// Hook receipts of a known shape: over the last hours, a busy hour with slow calls and failures,
+/// and quieter hours around it.
+async fn seed_hook_receipts(data: &DataDir) {
+    use nitejar_core::receipts::{now_ms, Receipt, ReceiptKind, ReceiptStatus};
+    use nitejar_core::store::{StoredReceipt, BUCKET_MS};
+    let store = data.store().await;
+    let hour = now_ms().div_euclid(BUCKET_MS) * BUCKET_MS;
+    let mut receipts = Vec::new();
+    for (ago, calls, slow) in [(9i64, 12u64, 40u64), (5, 60, 120), (4, 30, 35), (1, 8, 20)] {
+        for n in 0..calls {
+            let status = if ago == 5 && n % 20 == 0 {
+                ReceiptStatus::Error
+            } else {
+                ReceiptStatus::Ok
+            };
+            let mut r = Receipt::new(
+                "builtin.echo",
+                Some(std::sync::Arc::from("0.1.0")),
+                ReceiptKind::Hook,
+                status,
+            );
+            r.hook = Some(nitejar_sdk::HookName::ResponsePreDeliver);
+            r.duration_us = (2 + n % 7 + if n == calls - 1 { slow } else { 0 }) * 1000;
+            r.created_at_ms = hour - ago * BUCKET_MS + n as i64 * 1000;
+            receipts.push(StoredReceipt::new(r));
+        }
+    }
+    store.insert_receipts(&receipts).await.expect("receipts");
+    store.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reads_a_plugins_hook_calls_errors_and_latency_over_the_last_day() {
+    let data = DataDir::new();
+    seed_hook_receipts(&data).await;
+    let server = start_admin(&data, &[]);
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    sign_in(&browser, &server).await;
+
+    browser
+        .goto(&server.url("/admin/plugins/builtin.echo"))
+        .await
+        .expect("goto");
+    let page = text_of(&browser).await;
+    assert!(page.contains("Hook calls, last 24 h"), "{page}");
+    assert!(page.contains("110 calls · 3 errors"), "{page}");
+    // Screen readers get the strips' numbers from their labels.
+    let strip = browser
+        .find(Locator::Css("#hook-calls svg[role=img]"))
+        .await
+        .expect("chart");
+    let label = strip
+        .attr("aria-label")
+        .await
+        .expect("label")
+        .unwrap_or_default();
+    assert!(label.contains("110 calls, 3 errors"), "{label}");
+    browser
+        .find(Locator::Css("#hook-calls details summary"))
+        .await
+        .expect("numbers")
+        .click()
+        .await
+        .expect("open");
+    let table = browser
+        .find(Locator::Css("#hook-calls table"))
+        .await
+        .expect("table")
+        .text()
+        .await
+        .expect("text");
+    assert!(table.contains("60 3"), "{table}");
+    screenshot(&browser, "08-plugin-hook-calls").await;
+    browser.close().await.expect("close");
+}

@@ -294,6 +294,35 @@ async fn runs_show_the_answer_or_the_failure_and_filter_and_page() {
     let missing = api(&server, Method::GET, "/api/admin/runs/no-such-item", None).await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"]["code"], "run_not_found");
+
+    // The receipts page: an integration column, filtered by it, each receipt linking to its run.
+    let session = Session::sign_in(&server).await;
+    let page = session
+        .get(
+            &server,
+            &format!("/admin/receipts?integration={integration}&kind=webhook_ingress"),
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let html = page.text;
+    assert!(html.contains("<th>Integration</th>"), "{html}");
+    assert!(
+        html.contains(&format!(
+            "<td class=\"integration\"><a href=\"/admin/integrations/{integration}\" title=\"{integration}\">"
+        )),
+        "{html}"
+    );
+    for run in [&answered, &refused] {
+        assert!(
+            html.contains(&format!("href=\"/admin/runs/{run}\"")),
+            "{run} in {html}"
+        );
+    }
+    let other = session
+        .get(&server, "/admin/receipts?integration=no-such-integration")
+        .await;
+    assert!(other.text.contains("No receipts match."), "{}", other.text);
+    assert!(!other.text.contains("/admin/runs/"), "{}", other.text);
 }
 
 /// `value` with the ids and times of one run replaced by placeholders.

@@ -305,7 +305,79 @@ async fn a_disabled_plugin_is_configured_before_it_runs(db: TestDb) {
     );
 }
 
+/// A plugin stopped by a load error runs again when its settings are fixed: the change is tried
+/// at once, not left for an operator to disable and enable it.
+async fn a_plugin_in_a_load_error_is_retried_with_its_new_settings(db: TestDb) {
+    let env = enabled_guard(&db).await;
+    // A config its code refuses, stored past the schema check (as an earlier version's schema
+    // allowed, or another machine wrote): the next reconcile records the load error.
+    env.store
+        .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+            plugin_id: GUARD.into(),
+            config_json: Some(Some(json!({ "blockedTools": "shell" }).to_string())),
+            set_secrets: Vec::new(),
+            clear_secrets: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let report = env.manager.reconcile().await.unwrap();
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    env.manager.reconcile().await.unwrap();
+    let row = env.store.get_plugin(GUARD).await.unwrap().unwrap();
+    assert!(row.enabled);
+    let error = row.last_load_error.clone().unwrap_or_default();
+    assert!(error.contains("blockedTools"), "{error}");
+    assert!(env.runtime.registry().plugin(GUARD).is_none(), "taken out");
+
+    let outcome = env.manager.configure(GUARD, redaction()).await.unwrap();
+    assert!(outcome.reinstantiated, "{outcome:?}");
+    let row = env.store.get_plugin(GUARD).await.unwrap().unwrap();
+    assert_eq!(row.last_load_error, None);
+    assert_eq!(row.last_error_kind, None);
+    assert_eq!(
+        delivered(&env).await,
+        "pw [redacted], key [redacted], token [redacted]"
+    );
+    assert!(env.manager.reconcile().await.unwrap().is_empty());
+
+    // Settings that still fail leave the error these settings met, not the old one.
+    env.store
+        .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+            plugin_id: GUARD.into(),
+            config_json: Some(Some(json!({ "redact": "hunter2" }).to_string())),
+            set_secrets: Vec::new(),
+            clear_secrets: Vec::new(),
+        })
+        .await
+        .unwrap();
+    env.manager.reconcile().await.unwrap();
+    let before = env.store.get_plugin(GUARD).await.unwrap().unwrap();
+    assert!(before
+        .last_load_error
+        .unwrap_or_default()
+        .contains("redact"));
+    let loads_before = env.receipts_of(GUARD, "load").await.len();
+    let outcome = env
+        .manager
+        .configure(
+            GUARD,
+            SettingsChange::default().secret("OPENAI_API_KEY", "another-key-1234"),
+        )
+        .await
+        .unwrap();
+    assert!(!outcome.reinstantiated);
+    let after = env.store.get_plugin(GUARD).await.unwrap().unwrap();
+    assert!(after.enabled);
+    assert!(after.last_load_error.unwrap_or_default().contains("redact"));
+    assert_eq!(
+        env.receipts_of(GUARD, "load").await.len(),
+        loads_before + 1,
+        "the retry with the new secret is one more load"
+    );
+}
+
 on_both_backends!(
+    a_plugin_in_a_load_error_is_retried_with_its_new_settings,
     settings_apply_to_the_running_plugin_without_a_restart,
     a_refused_change_stores_nothing,
     a_running_server_picks_up_settings_changed_by_the_cli,

@@ -385,9 +385,9 @@ async fn stored_trust_settings_apply_without_a_restart(db: TestDb) {
 }
 
 /// A signed build of an installed version is judged against the keys trusted now (stored ones
-/// included), not those of when the server started: signed by a key nobody trusts it changes
-/// nothing; once the key is trusted the same build is recognised, and a plugin a restart had
-/// refused runs again.
+/// included), not those of when the server started: signed by a key nobody trusts it is kept but
+/// trusts nothing; trusting the key then is enough — no second install — and a plugin a restart had
+/// refused runs again. A signature by an unknown key never replaces one by a trusted key.
 async fn a_signed_reinstall_is_judged_against_the_current_keys(db: TestDb) {
     let key = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
     let env = Env::new(&db, |o| {
@@ -416,36 +416,72 @@ async fn a_signed_reinstall_is_judged_against_the_current_keys(db: TestDb) {
         .unwrap();
     assert!(again.already_installed);
     assert_eq!(again.trust_level, "untrusted", "the key is not trusted yet");
-    assert!(!sig.exists(), "a signature that proves nothing is not kept");
+    assert!(sig.is_file(), "kept for when the key is trusted");
+    let signed_by_key = std::fs::read_to_string(&sig).unwrap();
+    let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert_eq!(
+        row.last_error_kind.as_deref(),
+        Some("trust"),
+        "still refused"
+    );
+    assert!(env.manager.reconcile().await.unwrap().is_empty());
+    assert!(env.runtime.registry().plugin(PROBE).is_none());
 
+    // Trusting the key is enough: no second install.
     env.manager
         .add_trust_entry(TrustEntryKind::Key, &public(&key), "test")
         .await
         .unwrap();
-    let again = env
-        .manager
-        .install(upload(&signed(&probe(), &key)))
-        .await
-        .unwrap();
-    assert_eq!(again.trust_level, "trusted");
-    assert!(sig.is_file());
-    let version = env
-        .store
-        .get_plugin_version(PROBE, "1.0.0")
-        .await
-        .unwrap()
-        .unwrap();
-    let signature: serde_json::Value =
-        serde_json::from_str(version.signature_json.as_deref().unwrap_or("null")).unwrap();
-    assert_eq!(signature["status"], "trusted");
+    env.manager.reconcile().await.unwrap();
+    assert!(env.runtime.registry().plugin(PROBE).is_some());
     let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
     assert_eq!(
         row.last_load_error, None,
         "the trust refusal no longer holds"
     );
-    let report = env.manager.reconcile().await.unwrap();
-    assert_eq!(report.activated, [format!("{PROBE}@1.0.0")]);
+    assert_eq!(row.trust_level, "trusted");
+
+    // The same build signed by a key nobody trusts does not replace the trusted signature.
+    let stranger = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let again = env
+        .manager
+        .install(upload(&signed(&probe(), &stranger)))
+        .await
+        .unwrap();
+    assert!(again.already_installed);
+    assert_eq!(std::fs::read_to_string(&sig).unwrap(), signed_by_key);
+    let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert_eq!(row.trust_level, "trusted");
+    env.manager.reconcile().await.unwrap();
     assert!(env.runtime.registry().plugin(PROBE).is_some());
+}
+
+/// A trust refusal recorded under one mode does not outlive it: restarted in a mode that accepts
+/// the plugin, it runs and its error is gone.
+async fn a_trust_refusal_clears_when_the_mode_changes(db: TestDb) {
+    let env = Env::new(&db, |o| {
+        o.policy = TrustPolicy::new(TrustMode::SelfHostOpen)
+    })
+    .await;
+    env.manager.install(upload(&probe())).await.unwrap();
+    env.manager
+        .enable(PROBE, EnableRequest::accept_all())
+        .await
+        .unwrap();
+    let env = env.restart(|o| o.policy = guarded(&[], "")).await;
+    assert_eq!(env.manager.boot().await.errors.len(), 1);
+    let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert_eq!(row.last_error_kind.as_deref(), Some("trust"));
+
+    let env = env
+        .restart(|o| o.policy = TrustPolicy::new(TrustMode::SelfHostOpen))
+        .await;
+    let boot = env.manager.boot().await;
+    assert!(boot.errors.is_empty(), "{boot:?}");
+    assert!(env.runtime.registry().plugin(PROBE).is_some());
+    let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert_eq!(row.last_load_error, None, "the refusal went with its mode");
+    assert_eq!(row.last_error_kind, None);
 }
 
 async fn purge(env: &Env) {
@@ -461,5 +497,6 @@ on_both_backends!(
     signatures_and_allowlist,
     a_signed_reinstall_of_an_installed_version_is_recognised,
     stored_trust_settings_apply_without_a_restart,
-    a_signed_reinstall_is_judged_against_the_current_keys
+    a_signed_reinstall_is_judged_against_the_current_keys,
+    a_trust_refusal_clears_when_the_mode_changes
 );

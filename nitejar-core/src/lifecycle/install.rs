@@ -187,7 +187,8 @@ impl PluginManager {
     /// The same contents installed again, now signed: the signature (outside the digest, so the
     /// version's contents stay as they were) is kept beside the installed version and in its stored
     /// package, and the plugin's trust level follows — a signed build of an installed version no
-    /// longer needs an uninstall to be recognised.
+    /// longer needs an uninstall to be recognised, and one signed by a key not trusted yet is
+    /// recognised once the key is.
     async fn adopt_signature(
         &self,
         row: &PluginRow,
@@ -201,8 +202,22 @@ impl PluginManager {
         if std::fs::read_to_string(&path).ok().as_deref() == Some(signature.as_str()) {
             return Ok(());
         }
-        if !matches!(judged.check, SignatureCheck::Trusted { .. }) {
-            // A signature that proves nothing here does not replace what is installed.
+        let keep = match &judged.check {
+            SignatureCheck::Trusted { .. } => true,
+            // Signed by a key not trusted yet: kept, so that trusting the key later is enough
+            // (every judgement reads the signature again, against the keys of then) — unless
+            // what is installed is signed by a key trusted now.
+            SignatureCheck::UnknownKey { .. } => {
+                let installed = std::fs::read_to_string(&path).ok();
+                let check = self
+                    .policy()
+                    .check_signature(installed.as_deref(), &judged.staged.digest);
+                !matches!(check, SignatureCheck::Trusted { .. })
+            }
+            // A signature that does not match, or cannot be read, proves nothing anywhere.
+            _ => false,
+        };
+        if !keep {
             return Ok(());
         }
         std::fs::write(&path, signature).map_err(LifecycleError::io("write", &path))?;

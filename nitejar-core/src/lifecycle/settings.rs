@@ -29,9 +29,9 @@ use super::{LifecycleError, LoadedVersion, PluginManager};
 use crate::crypto::REDACTED;
 use crate::permissions::{secret_env_var, PermissionSet};
 use crate::plugin_config::{ConfigProblem, ConfigProblems, ConfigSchema};
-use crate::receipts::{ReceiptKind, ReceiptStatus};
+use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
 use crate::registry::{PluginMeta, PluginOrigin};
-use crate::store::{PluginRow, SecretValue, SettingsWrite};
+use crate::store::{error_kind, PluginRow, PluginVersionRow, SecretValue, SettingsWrite};
 
 /// A change of a plugin's settings.
 ///
@@ -653,6 +653,12 @@ impl PluginManager {
                 self.set_running_limits(id, self.isolated_limits(&row));
                 outcome.reinstantiated = true;
             }
+        } else if row.enabled
+            && !self.options.safe_mode
+            && row.last_load_error.is_some()
+            && row.last_error_kind.as_deref() == Some(error_kind::LOAD)
+        {
+            outcome.reinstantiated = self.retry_with_stored_settings(id, &version).await;
         }
         tracing::info!(
             plugin.id = %id,
@@ -663,6 +669,41 @@ impl PluginManager {
             outcome.secrets_cleared
         );
         Ok(outcome)
+    }
+}
+
+impl PluginManager {
+    /// Activates an enabled plugin that a load error stopped, with the settings just stored: a
+    /// config fix is the usual cure for a load error, and nothing else would try again (the
+    /// reconciler leaves a plugin in error alone until an operator acts). Either it runs, its
+    /// error cleared, or its error is the one these settings met. Whether it runs now.
+    async fn retry_with_stored_settings(&self, id: &str, version: &PluginVersionRow) -> bool {
+        let mut row = match self.plugin_row(id).await {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!(plugin.id = %id, "could not read the plugin again to load it with its new settings: {e}");
+                return false;
+            }
+        };
+        match self.activate_version(&row, version).await {
+            Ok(verdict) => {
+                row.clear_error();
+                row.trust_level = verdict.trust_level().to_string();
+                row.last_loaded_at = Some(now_ms());
+                row.updated_at = now_ms();
+                if let Err(e) = self.store.upsert_plugin(&row).await {
+                    // It runs; the reconciler clears the error when the store takes writes again.
+                    tracing::warn!(plugin.id = %id, "the plugin runs with its new settings, but its cleared error could not be stored: {e}");
+                }
+                self.write_loaded_libraries();
+                tracing::info!(plugin.id = %id, plugin.version = %version.version, "loaded with its new settings; its load error is cleared");
+                true
+            }
+            Err(e) => {
+                self.mark_error(&mut row, &e).await;
+                false
+            }
+        }
     }
 }
 

@@ -49,6 +49,7 @@ mod error;
 mod events;
 mod health;
 mod history;
+mod hook_stats;
 mod integrations;
 mod key_check;
 mod lifecycle;
@@ -71,6 +72,10 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use health::{Failing, StoreHealth, PROBE_EVERY};
+pub use hook_stats::{
+    nearest_rank, HookBucket, HookStats, HookStatsWindow, BUCKET_MS, ERROR_STATUSES,
+    MAX_DURATIONS_READ, MAX_HOURS,
+};
 pub use key_check::{
     check_encryption_key, key_fingerprint, KeyCheck, KeyCheckError, FINGERPRINT_SETTING,
 };
@@ -594,6 +599,10 @@ pub trait Store: Send + Sync + 'static {
         filter: &'a EventFilter,
         page: PageRequest,
     ) -> StoreFuture<'a, Page<PluginEventRow>>;
+
+    /// A plugin's hook calls in the hourly buckets of `window`: calls, errors, p50 and p99
+    /// durations (see [`HookStats`]).
+    fn hook_stats<'a>(&'a self, window: HookStatsWindow<'a>) -> StoreFuture<'a, HookStats>;
 
     // --- admin --------------------------------------------------------------------------------------
 

@@ -710,6 +710,9 @@ macro_rules! impl_store {
             ) -> StoreFuture<'a, Page<PluginEventRow>> {
                 Box::pin(self.sql_list_events(filter, page))
             }
+            fn hook_stats<'a>(&'a self, window: HookStatsWindow<'a>) -> StoreFuture<'a, HookStats> {
+                Box::pin(self.sql_hook_stats(window))
+            }
             fn ping(&self) -> StoreFuture<'_, ()> {
                 Box::pin(self.sql_ping())
             }

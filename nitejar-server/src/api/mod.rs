@@ -6,6 +6,7 @@ pub mod error;
 pub mod integrations;
 pub mod openapi;
 pub mod plugin_config;
+pub mod plugin_stats;
 pub mod plugins;
 pub mod receipts;
 pub mod runs;

@@ -8,6 +8,7 @@
 
 pub mod assets;
 pub mod form;
+pub mod hook_chart;
 pub mod integrations;
 pub mod login;
 pub mod plugin_config;

@@ -297,7 +297,10 @@ pub async fn save(
                     tracing::error!("plugin {id}: settings not saved: {e}");
                 }
                 (
-                    refused(BTreeMap::new(), vec![format!("Nothing was saved: {e}")]),
+                    refused(
+                        BTreeMap::new(),
+                        vec![format!("Nothing was saved: {}", plugins::ui_message(&e))],
+                    ),
                     status,
                 )
             }
@@ -308,5 +311,5 @@ pub async fn save(
 
 fn plugins_error(e: &LifecycleError) -> HttpResponse {
     let (status, _) = plugins::error_status(e);
-    super::error_page(status, &e.to_string())
+    super::error_page(status, &plugins::ui_message(e))
 }

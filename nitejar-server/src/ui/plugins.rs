@@ -13,6 +13,7 @@ use nitejar_core::trust::consent::ConsentDiff;
 use nitejar_core::trust::TrustMode;
 use serde::Deserialize;
 
+use super::hook_chart::HookChart;
 use super::plugin_config::{self, SettingsSection};
 use super::receipts::ReceiptLine;
 use super::{error_page, format_ms, redirect, render, Chrome};
@@ -59,6 +60,8 @@ struct DetailPage {
     installed: bool,
     /// Its settings form, when it declares a config schema or secrets.
     settings: Option<SettingsSection>,
+    /// Its hook calls over the last 24 h.
+    chart: HookChart,
 }
 
 fn store_failure(e: impl std::fmt::Display) -> HttpResponse {
@@ -205,8 +208,14 @@ pub(crate) async fn detail_page(
         None => None,
     }
     .filter(|s| !s.is_empty());
+    let chart =
+        match api::plugin_stats::hook_stats(state, id, api::plugin_stats::DEFAULT_HOURS).await {
+            Ok(stats) => HookChart::new(&stats),
+            Err(e) => return store_failure(e.to_string()),
+        };
     let page = DetailPage {
         chrome: Chrome::new(state, admin, p.name.clone(), "plugins").with_notice(notice),
+        chart,
         installed,
         warning: warning_of(&p),
         p,
@@ -492,7 +501,7 @@ pub async fn enable(
                     "The {mode} trust mode needs every declared permission acknowledged; not ticked: {}.",
                     missing.join(", ")
                 ),
-                other => other.to_string(),
+                other => plugins::ui_message(other),
             };
             if builtin {
                 return error_page(status, &message);
@@ -511,7 +520,7 @@ fn after(id: &str, result: Result<(), LifecycleError>, notice: &str) -> HttpResp
             if status == StatusCode::INTERNAL_SERVER_ERROR {
                 tracing::error!("plugin {id}: {e}");
             }
-            error_page(status, &e.to_string())
+            error_page(status, &plugins::ui_message(&e))
         }
     }
 }
