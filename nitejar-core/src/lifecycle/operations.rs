@@ -92,7 +92,7 @@ impl PluginManager {
     /// acknowledged (guarded and locked modes), then load, grant and registry swap, and only then
     /// the row. Each refusal says why and is receipted. Enabling a plugin in an error state retries
     /// it and clears its alerts. The plugin's code loads with the lifecycle lock let go (see
-    /// [`Self::loading_outside_the_lock`]): other operations carry on meanwhile.
+    /// `loading_outside_the_lock`): other operations carry on meanwhile.
     pub async fn enable(
         &self,
         id: &str,

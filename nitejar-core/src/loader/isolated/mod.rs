@@ -1,8 +1,8 @@
 //! Isolated execution: a plugin library in a process of its own.
 //!
 //! The same library (same frozen ABI, no rebuild) runs in `nitejar __plugin-host`, a child
-//! process serving one plugin version over its standard streams ([`frame`]). The server's side
-//! ([`parent`]) turns every call of the plugin — `describe`, integration calls, `hook.<event>`,
+//! process serving one plugin version over its standard streams (`frame`). The server's side
+//! (`parent`) turns every call of the plugin — `describe`, integration calls, `hook.<event>`,
 //! `hooks.<event>` batches and `hooks.progress` — into one frame and one answer; the plugin's
 //! host calls come back as frames and run in the server through the call's scope, where the
 //! permission gate, receipts and metrics live. A crash, a signal or a hang ends the plugin's
