@@ -77,14 +77,7 @@ async fn crashes_and_hangs_are_contained_in_the_plugins_process() {
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert_eq!(ok.json()["ok"], true, "{}", ok.text);
     assert_eq!(plugin_processes(&server).len(), 1, "one plugin process");
-    let plugin = api(
-        &server,
-        Method::GET,
-        &format!("/api/admin/plugins/{PROBE}"),
-        None,
-    )
-    .await
-    .json();
+    let plugin = probe_view(&server).await;
     assert_eq!(plugin["executionMode"], "isolated", "{plugin}");
     // The consent text, the posture and the badge say where it runs, not "in-process".
     let consent = plugin["consentText"].as_str().unwrap_or_default();
@@ -290,18 +283,19 @@ async fn the_operator_chooses_where_each_plugin_runs() {
     );
     assert!(plugin_processes(&server).is_empty());
 
-    let set = |mode: Value| {
+    let put = |body: Value| {
         let server = &server;
         async move {
             api(
                 server,
                 Method::PUT,
                 &format!("/api/admin/plugins/{PROBE}/execution"),
-                Some(&json!({ "mode": mode })),
+                Some(&body),
             )
             .await
         }
     };
+    let set = |mode: Value| put(json!({ "mode": mode }));
     let isolated = set(json!("isolated")).await;
     assert_eq!(isolated.status, 200, "{}", isolated.text);
     assert_eq!(isolated.json()["execution"]["effective"], "isolated");
@@ -309,14 +303,7 @@ async fn the_operator_chooses_where_each_plugin_runs() {
     assert_eq!(plugin_processes(&server).len(), 1);
     let refused = test_connection(&server, &store, read_passwd.clone()).await;
     assert!(detail(&refused).starts_with("refused"), "{}", refused.text);
-    let view = api(
-        &server,
-        Method::GET,
-        &format!("/api/admin/plugins/{PROBE}"),
-        None,
-    )
-    .await
-    .json();
+    let view = probe_view(&server).await;
     assert_eq!(view["executionMode"], "isolated");
     assert_eq!(view["executionModeChoice"], "isolated");
     assert_eq!(view["processLimits"]["memoryMib"], 1024, "{view}");
@@ -338,13 +325,7 @@ async fn the_operator_chooses_where_each_plugin_runs() {
         "400 MiB fits the default 1 GiB"
     );
     let before = plugin_processes(&server);
-    let limited = api(
-        &server,
-        Method::PUT,
-        &format!("/api/admin/plugins/{PROBE}/execution"),
-        Some(&json!({"mode": "isolated", "memoryMib": 256})),
-    )
-    .await;
+    let limited = put(json!({"mode": "isolated", "memoryMib": 256})).await;
     assert_eq!(limited.status, 200, "{}", limited.text);
     assert_eq!(limited.json()["execution"]["limits"]["memoryMib"], 256);
     // A new process, under the new limit (the old one exits when its stream closes).
@@ -366,14 +347,7 @@ async fn the_operator_chooses_where_each_plugin_runs() {
     );
     let refused = test_connection(&server, &store, hog.clone()).await;
     assert_eq!(refused.json()["ok"], false, "{}", refused.text);
-    let view = api(
-        &server,
-        Method::GET,
-        &format!("/api/admin/plugins/{PROBE}"),
-        None,
-    )
-    .await
-    .json();
+    let view = probe_view(&server).await;
     assert_eq!(view["processLimits"]["memoryMib"], 256, "{view}");
     assert_eq!(view["processLimits"]["memoryMibChoice"], 256);
     assert!(
@@ -390,13 +364,7 @@ async fn the_operator_chooses_where_each_plugin_runs() {
         (json!({"mode": "isolated", "memory": 512}), 400),
         (json!({"memoryMib": 512}), 400),
     ] {
-        let answer = api(
-            &server,
-            Method::PUT,
-            &format!("/api/admin/plugins/{PROBE}/execution"),
-            Some(&body),
-        )
-        .await;
+        let answer = put(body.clone()).await;
         assert_eq!(answer.status, status, "{body}: {}", answer.text);
     }
     let (ok, text) = cli(
@@ -414,14 +382,7 @@ async fn the_operator_chooses_where_each_plugin_runs() {
         !ok && text.contains("--memory-mib must be a whole number"),
         "{text}"
     );
-    let view = api(
-        &server,
-        Method::GET,
-        &format!("/api/admin/plugins/{PROBE}"),
-        None,
-    )
-    .await
-    .json();
+    let view = probe_view(&server).await;
     assert_eq!(
         view["processLimits"]["memoryMibChoice"], 256,
         "nothing changed"
@@ -527,14 +488,7 @@ async fn the_plugin_page_chooses_where_it_runs() {
         )
         .await;
     assert_eq!(saved.status, 303, "{}", saved.text);
-    let view = api(
-        &server,
-        Method::GET,
-        &format!("/api/admin/plugins/{PROBE}"),
-        None,
-    )
-    .await
-    .json();
+    let view = probe_view(&server).await;
     assert_eq!(view["executionMode"], "isolated", "{view}");
     assert_eq!(plugin_processes(&server).len(), 1);
     let page = session
@@ -591,14 +545,7 @@ async fn enable_isolated_from_the_cli() {
         &data,
         &[("NITEJAR_PLUGIN_EXECUTION", "in_process".to_string())],
     );
-    let view = api(
-        &server,
-        Method::GET,
-        &format!("/api/admin/plugins/{PROBE}"),
-        None,
-    )
-    .await
-    .json();
+    let view = probe_view(&server).await;
     assert_eq!(view["executionMode"], "isolated", "{view}");
     assert_eq!(view["executionModeChoice"], "isolated", "{view}");
     assert_eq!(plugin_processes(&server).len(), 1);

@@ -215,23 +215,34 @@ impl PluginManager {
                 Err(LifecycleError::NotPreloaded { row, version }) if attempt < ATTEMPTS => {
                     drop(held);
                     attempt += 1;
-                    let id = row.id.clone();
-                    let outcome = self
-                        .preload(&[(*row, *version)])
-                        .await
-                        .remove(&id)
-                        .map(|p| p.result);
-                    match outcome {
-                        // Another task is loading it: its load is what the next attempt finds.
-                        Some(Err(LifecycleError::LoadInProgress { .. })) => {
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                        Some(Err(e)) => return Err(e),
-                        Some(Ok(())) | None => {}
-                    }
+                    self.preload_one(*row, *version).await?;
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Loads one version for an operation that let the lifecycle lock go ([`Self::preload`]).
+    /// A version another task is loading right now is no error: its load is what the operation
+    /// finds when it runs again (after a short wait, for that load to go on).
+    pub(crate) async fn preload_one(
+        &self,
+        row: PluginRow,
+        version: PluginVersionRow,
+    ) -> Result<(), LifecycleError> {
+        let id = row.id.clone();
+        match self
+            .preload(&[(row, version)])
+            .await
+            .remove(&id)
+            .map(|p| p.result)
+        {
+            Some(Err(LifecycleError::LoadInProgress { .. })) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            Some(Ok(())) | None => Ok(()),
         }
     }
 

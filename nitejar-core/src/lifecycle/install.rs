@@ -591,20 +591,13 @@ impl PluginManager {
                     version: to_load,
                 }) if !may_load => {
                     held.take();
-                    let loaded = self
-                        .preload(&[(*wanted, *to_load)])
-                        .await
-                        .remove(&row.id)
-                        .map(|p| p.result);
+                    let loaded = self.preload_one(*wanted, *to_load).await;
                     *held = Some(self.ops.lock().await);
                     let now = self.plugin_row(&row.id).await?;
                     if now.current_version != row.current_version || !now.enabled {
                         return Err(LifecycleError::ChangedMeanwhile { id: row.id.clone() });
                     }
-                    match loaded {
-                        Some(Err(LifecycleError::LoadInProgress { .. })) | Some(Ok(())) | None => {}
-                        Some(Err(e)) => return Err(e),
-                    }
+                    loaded?;
                     // Found loaded now, unless its settings changed meanwhile: then it loads
                     // here, under the lock, bounded all the same.
                     may_load = true;
