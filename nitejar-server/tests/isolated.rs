@@ -463,6 +463,54 @@ async fn the_operator_chooses_where_each_plugin_runs() {
     let configured = receipts(&server, "configure").await;
     let count = |status: &str| configured.iter().filter(|r| r["status"] == status).count();
     assert_eq!((count("ok"), count("error")), (4, 2), "{configured:?}");
+
+    // A change of where it runs loads the plugin in its new mode with the lifecycle lock let go:
+    // a plugin that takes 1.5 s to load holds up no other operation meanwhile.
+    let post = |path: &'static str| {
+        let server = &server;
+        async move {
+            api(
+                server,
+                Method::POST,
+                &format!("/api/admin/plugins/{PROBE}/{path}"),
+                Some(&json!({"acceptConsent": true})),
+            )
+            .await
+        }
+    };
+    assert_eq!(post("disable").await.status, 200);
+    store
+        .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+            plugin_id: PROBE.into(),
+            config_json: Some(Some(r#"{"loadSleepMs": 1500}"#.into())),
+            ..Default::default()
+        })
+        .await
+        .expect("settings");
+    let enabled = post("enable").await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    let slow = async {
+        let started = Instant::now();
+        (set(json!("isolated")).await, started.elapsed())
+    };
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        (post("disable").await, started.elapsed())
+    };
+    let ((moved, moved_in), (disabled, disabled_in)) = tokio::join!(slow, meanwhile);
+    assert_eq!(disabled.status, 200, "{}", disabled.text);
+    assert!(
+        disabled_in < Duration::from_millis(700),
+        "the disable waited for the load: {disabled_in:?}"
+    );
+    assert!(moved_in >= Duration::from_millis(1500), "{moved_in:?}");
+    // It was disabled meanwhile: the choice is stored, and nothing runs.
+    assert_eq!(moved.status, 200, "{}", moved.text);
+    assert_eq!(moved.json()["execution"]["active"], false, "{}", moved.text);
+    let view = probe_view(&server).await;
+    assert_eq!(view["executionModeChoice"], "isolated", "{view}");
+    assert_eq!(view["enabled"], false, "{view}");
 }
 
 /// The plugin's page has the choice too (a form, CSRF-checked like every other).

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use nitejar_core::hooks::DispatchContext;
 use nitejar_core::install::InstallSource;
-use nitejar_core::lifecycle::{CrashLoopConfig, EnableRequest, PluginState};
+use nitejar_core::lifecycle::{
+    CrashLoopConfig, EnableRequest, LifecycleError, PluginState, SettingsChange,
+};
 use nitejar_sdk::hooks::{ResponsePreDeliver, ToolPreExec};
 
 use crate::on_both_backends;
@@ -405,8 +407,10 @@ async fn a_slow_load_holds_up_no_other_operation(db: TestDb) {
     assert!(env.runtime.registry().plugin(GREETER).is_none());
 }
 
-/// Enabling a plugin whose code takes long to load lets the lifecycle lock go while it loads:
-/// another plugin is disabled meanwhile at once, and the enable still finishes.
+/// Enabling a plugin whose code takes long to load, or changing its settings (a new instance
+/// tries them), lets the lifecycle lock go while it loads: another plugin is disabled or enabled
+/// meanwhile at once, and the slow operation still finishes — unless what it was checked against
+/// changed meanwhile.
 async fn enabling_a_slow_plugin_holds_up_no_other_operation(db: TestDb) {
     let env = Env::new(&db, |o| o.load_timeout = Duration::from_secs(10)).await;
     let probe = package_files("tests/fixtures/plugins/probe", "probe", |_| {}, &[]);
@@ -458,6 +462,64 @@ async fn enabling_a_slow_plugin_holds_up_no_other_operation(db: TestDb) {
     assert!(env.runtime.registry().plugin(GREETER).is_none());
     let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
     assert!(row.enabled && row.last_load_error.is_none(), "{row:?}");
+
+    // New settings (here a secret; the stored config keeps its 1.5 s load) are tried by a new
+    // instance with the lock let go as well.
+    let slow = async {
+        let started = std::time::Instant::now();
+        let change = SettingsChange::default().secret("PROBE_TOKEN", "second");
+        let outcome = env.manager.configure(PROBE, change).await.unwrap();
+        (started.elapsed(), outcome)
+    };
+    let enable = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        env.manager
+            .enable(GREETER, EnableRequest::accept_all())
+            .await
+            .unwrap();
+        started.elapsed()
+    };
+    let ((slow_in, configured), enabled_in) = tokio::join!(slow, enable);
+    assert!(
+        enabled_in < Duration::from_millis(700),
+        "enable waited for another plugin's settings to load: {enabled_in:?}"
+    );
+    assert!(slow_in >= Duration::from_millis(1500), "{slow_in:?}");
+    assert!(
+        configured.checked_by_plugin && configured.reinstantiated,
+        "{configured:?}"
+    );
+    assert!(env.runtime.registry().plugin(GREETER).is_some());
+
+    // Settings stored by someone else while the new ones load: the change stops, as it was
+    // checked against settings that are no longer the stored ones, and stores nothing.
+    let slow = env.manager.configure(
+        PROBE,
+        SettingsChange::default().secret("PROBE_TOKEN", "third"),
+    );
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.store
+            .write_plugin_settings(&nitejar_core::store::SettingsWrite {
+                plugin_id: PROBE.into(),
+                config_json: Some(Some(
+                    r#"{"loadSleepMs": 1500, "round": "elsewhere"}"#.into(),
+                )),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    };
+    let (stopped, revision) = tokio::join!(slow, meanwhile);
+    let error = stopped.unwrap_err();
+    assert!(
+        matches!(error, LifecycleError::ChangedMeanwhile { .. }),
+        "{error:?}"
+    );
+    let row = env.store.get_plugin(PROBE).await.unwrap().unwrap();
+    assert_eq!(row.config_revision, revision);
+    assert!(row.config_json.unwrap().contains("elsewhere"));
 }
 
 on_both_backends!(

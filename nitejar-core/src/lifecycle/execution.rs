@@ -144,8 +144,13 @@ impl PluginManager {
         id: &str,
         choice: ExecutionChoice,
     ) -> Result<ExecutionOutcome, LifecycleError> {
-        let _op = self.ops.lock().await;
-        let result = self.set_execution_inner(id, choice).await;
+        // The code loads in its new mode with the lifecycle lock let go (bounded by the load
+        // timeout), so that a plugin whose code takes long to load holds up no other operation.
+        let result = self
+            .loading_outside_the_lock(async |may_load| {
+                self.set_execution_inner(id, choice, may_load).await
+            })
+            .await;
         let detail = match &result {
             Ok(o) => json!({
                 "executionMode": o.chosen.map(ExecutionMode::as_str),
@@ -167,10 +172,13 @@ impl PluginManager {
         result
     }
 
+    /// Under the lifecycle lock. The choice is stored once the plugin runs with it (when it is
+    /// active): a load that fails leaves it running as it was, and its choice as it was.
     async fn set_execution_inner(
         &self,
         id: &str,
         choice: ExecutionChoice,
+        may_load: bool,
     ) -> Result<ExecutionOutcome, LifecycleError> {
         let chosen = choice.mode;
         for (field, value, range) in [
@@ -210,25 +218,17 @@ impl PluginManager {
             });
         }
         let mut row = self.plugin_row(id).await?;
-        let previous = ExecutionChoice::of(&row);
-        self.store_choice(id, &choice).await?;
         row.execution_mode = chosen.map(|m| m.as_str().to_string());
         row.memory_limit_mib = choice.memory_mib.and_then(|v| i64::try_from(v).ok());
         row.cpu_limit_seconds = choice.cpu_seconds.and_then(|v| i64::try_from(v).ok());
         let effective = self.execution_of(&row);
         let mut active = self.runtime.registry().plugin(id).is_some();
         if self.execution_changed(&row) {
-            let result = match self.current_version_row(&row).await {
-                Ok(v) => self.activate_version(&row, &v).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
-                // The plugin keeps running as it was, and the choice is undone.
-                self.store_choice(id, &previous).await?;
-                return Err(e);
-            }
+            let version = self.current_version_row(&row).await?;
+            self.activate_preloaded(&row, &version, may_load).await?;
             active = true;
         }
+        self.store_choice(id, &choice).await?;
         Ok(ExecutionOutcome {
             id: id.to_string(),
             chosen,

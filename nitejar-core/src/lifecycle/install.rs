@@ -595,7 +595,10 @@ impl PluginManager {
                     *held = Some(self.ops.lock().await);
                     let now = self.plugin_row(&row.id).await?;
                     if now.current_version != row.current_version || !now.enabled {
-                        return Err(LifecycleError::ChangedMeanwhile { id: row.id.clone() });
+                        return Err(LifecycleError::ChangedMeanwhile {
+                            id: row.id.clone(),
+                            action: "upgraded",
+                        });
                     }
                     loaded?;
                     // Found loaded now, unless its settings changed meanwhile: then it loads

@@ -225,11 +225,14 @@ pub enum LifecycleError {
         /// The largest allowed value.
         max: u64,
     },
-    /// Another operation changed the plugin while an upgrade's new version was loading.
-    #[error("{id} changed while its new version was loading (another operation ran); nothing was upgraded, run the upgrade again")]
+    /// Another operation changed the plugin while code for this one was loading (an upgrade's
+    /// new version, an instance with new settings).
+    #[error("{id} was changed by another operation while its code loaded for this one; nothing was {action}, try again")]
     ChangedMeanwhile {
         /// The plugin.
         id: String,
+        /// What this operation would have done: "upgraded", "configured".
+        action: &'static str,
     },
     /// An operation holding the lifecycle lock needs this version's code loaded first (outside
     /// the lock). Handled inside the manager; no public operation returns it.

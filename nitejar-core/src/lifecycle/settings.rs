@@ -24,6 +24,7 @@ use serde_json::{json, Map, Value};
 
 use super::activate::{read_manifest, Loading};
 use super::consent::manifest_of;
+use super::execution::ExecutionChoice;
 use super::operations::builtin;
 use super::{LifecycleError, LoadedVersion, PluginManager};
 use crate::crypto::REDACTED;
@@ -439,12 +440,12 @@ impl PluginManager {
         id: &str,
         change: SettingsChange,
     ) -> Result<ConfigureOutcome, LifecycleError> {
-        let _op = self.ops.lock().await;
+        let mut held = Some(self.ops.lock().await);
         let asked = json!({
             "config": change.config.is_some(),
             "secrets": change.secrets.keys().collect::<Vec<_>>(),
         });
-        let result = self.configure_inner(id, &change).await;
+        let result = self.configure_inner(id, &change, &mut held).await;
         match &result {
             Ok(outcome) if outcome.changed() => {
                 let detail = json!({
@@ -473,10 +474,14 @@ impl PluginManager {
         result
     }
 
-    async fn configure_inner(
-        &self,
+    /// `held` is the lifecycle lock: let go while the plugin's code tries the new settings (a
+    /// load, bounded by the load timeout), so that a plugin whose code takes long to load holds
+    /// up no other operation; taken again to store them.
+    async fn configure_inner<'a>(
+        &'a self,
         id: &str,
         change: &SettingsChange,
+        held: &mut Option<tokio::sync::MutexGuard<'a, ()>>,
     ) -> Result<ConfigureOutcome, LifecycleError> {
         if builtin(id).is_some() {
             return Err(LifecycleError::Builtin {
@@ -601,10 +606,26 @@ impl PluginManager {
                     version: version.version.clone(),
                 }
             })?;
-            Some(
-                self.load(&row, &version, &dir, &on_disk, after.clone())
-                    .await?,
-            )
+            held.take();
+            let loaded = self
+                .load(&row, &version, &dir, &on_disk, after.clone())
+                .await;
+            drop(_loading);
+            *held = Some(self.ops.lock().await);
+            // What the settings were checked against must still be what is stored.
+            let now = self.plugin_row(id).await?;
+            if now.config_revision != row.config_revision
+                || now.current_version != row.current_version
+                || !now.enabled
+                || now.last_load_error.is_some()
+                || ExecutionChoice::of(&now) != ExecutionChoice::of(&row)
+            {
+                return Err(LifecycleError::ChangedMeanwhile {
+                    id: id.to_string(),
+                    action: "configured",
+                });
+            }
+            Some(loaded?)
         } else {
             None
         };
@@ -658,7 +679,7 @@ impl PluginManager {
             && row.last_load_error.is_some()
             && row.last_error_kind.as_deref() == Some(error_kind::LOAD)
         {
-            outcome.reinstantiated = self.retry_with_stored_settings(id, &version).await;
+            outcome.reinstantiated = self.retry_with_stored_settings(id, &version, held).await;
         }
         tracing::info!(
             plugin.id = %id,
@@ -677,15 +698,41 @@ impl PluginManager {
     /// config fix is the usual cure for a load error, and nothing else would try again (the
     /// reconciler leaves a plugin in error alone until an operator acts). Either it runs, its
     /// error cleared, or its error is the one these settings met. Whether it runs now.
-    async fn retry_with_stored_settings(&self, id: &str, version: &PluginVersionRow) -> bool {
-        let mut row = match self.plugin_row(id).await {
-            Ok(row) => row,
+    /// The code loads with the lifecycle lock (`held`) let go, as for an enable.
+    async fn retry_with_stored_settings<'a>(
+        &'a self,
+        id: &str,
+        version: &PluginVersionRow,
+        held: &mut Option<tokio::sync::MutexGuard<'a, ()>>,
+    ) -> bool {
+        let reread = async || match self.plugin_row(id).await {
+            Ok(row) => Some(row),
             Err(e) => {
                 tracing::warn!(plugin.id = %id, "could not read the plugin again to load it with its new settings: {e}");
-                return false;
+                None
             }
         };
-        match self.activate_version(&row, version).await {
+        let Some(before) = reread().await else {
+            return false;
+        };
+        held.take();
+        let loaded = self.preload_one(before.clone(), version.clone()).await;
+        *held = Some(self.ops.lock().await);
+        let Some(mut row) = reread().await else {
+            return false;
+        };
+        if row.config_revision != before.config_revision
+            || row.current_version != before.current_version
+            || !row.enabled
+        {
+            // Another operation changed it meanwhile, and that operation answers for it.
+            return false;
+        }
+        let result = match loaded {
+            Ok(()) => self.activate_preloaded(&row, version, true).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(verdict) => {
                 row.clear_error();
                 row.trust_level = verdict.trust_level().to_string();
