@@ -125,13 +125,11 @@ impl Readers {
                     self.idle.fetch_add(1, Ordering::AcqRel);
                 }
                 Kind::HostOk | Kind::HostErr => {
-                    if let Some(tx) = lock(&self.waiting.host_calls).remove(&frame.id) {
-                        let text = frame.text();
-                        let _ = tx.send(if frame.kind == Kind::HostOk {
-                            Ok(text)
-                        } else {
-                            Err(text)
-                        });
+                    let waiting = lock(&self.waiting.host_calls).remove(&frame.id);
+                    if let Some(tx) = waiting {
+                        let ok = frame.kind == Kind::HostOk;
+                        let text = frame.into_text();
+                        let _ = tx.send(if ok { Ok(text) } else { Err(text) });
                     }
                 }
                 Kind::Cancel => {
@@ -147,7 +145,11 @@ impl Readers {
             call_id: call.id,
             remaining_ms: call.aux,
         };
-        let payload = String::from_utf8_lossy(&call.payload);
+        // The server sends its own strings: valid UTF-8, checked without a copy.
+        let payload = match std::str::from_utf8(&call.payload) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&call.payload),
+        };
         match self
             .plugin
             .call(RStr::from(call.method.as_str()), RStr::from(&*payload), ctx)

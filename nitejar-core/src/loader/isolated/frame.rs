@@ -69,15 +69,18 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
-    /// The payload as text (frames carry JSON or messages).
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.payload).into_owned()
+    /// The payload as text (frames carry JSON or messages), without a copy when it is valid
+    /// UTF-8 (always, from the other side's own strings).
+    pub(crate) fn into_text(self) -> String {
+        String::from_utf8(self.payload)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
 const HEAD: usize = 1 + 8 + 8 + 2;
 
-/// Writes one frame in one `write_all` (callers hold the writer's lock).
+/// Writes one frame and flushes it. Callers hold the writer's lock and give a buffered writer:
+/// a frame that fits its buffer reaches the stream in one write.
 pub(crate) fn write(
     out: &mut impl Write,
     kind: Kind,
@@ -94,15 +97,16 @@ pub(crate) fn write(
             format!("a frame of {len} bytes is over the limit of {MAX_FRAME}"),
         ));
     }
-    let mut buf = Vec::with_capacity(4 + len);
-    buf.extend_from_slice(&(len as u32).to_le_bytes());
-    buf.push(kind as u8);
-    buf.extend_from_slice(&id.to_le_bytes());
-    buf.extend_from_slice(&aux.to_le_bytes());
-    buf.extend_from_slice(&(method.len() as u16).to_le_bytes());
-    buf.extend_from_slice(method);
-    buf.extend_from_slice(payload);
-    out.write_all(&buf)?;
+    // Through the caller's buffer: one write for a frame that fits in it, no copy of its own.
+    let mut head = [0u8; 4 + HEAD];
+    head[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    head[4] = kind as u8;
+    head[5..13].copy_from_slice(&id.to_le_bytes());
+    head[13..21].copy_from_slice(&aux.to_le_bytes());
+    head[21..23].copy_from_slice(&(method.len() as u16).to_le_bytes());
+    out.write_all(&head)?;
+    out.write_all(method)?;
+    out.write_all(payload)?;
     out.flush()
 }
 
@@ -118,19 +122,23 @@ pub(crate) fn read(input: &mut impl Read) -> io::Result<Option<Frame>> {
     if !(HEAD..=MAX_FRAME).contains(&len) {
         return Err(bad(format!("a frame of {len} bytes")));
     }
-    let mut body = vec![0u8; len];
-    input.read_exact(&mut body)?;
-    let kind = Kind::from_u8(body[0]).ok_or_else(|| bad(format!("frame kind {}", body[0])))?;
-    let id = u64::from_le_bytes(body[1..9].try_into().unwrap_or_default());
-    let aux = u64::from_le_bytes(body[9..17].try_into().unwrap_or_default());
-    let method_len = u16::from_le_bytes(body[17..19].try_into().unwrap_or_default()) as usize;
+    let mut head = [0u8; HEAD];
+    input.read_exact(&mut head)?;
+    let kind = Kind::from_u8(head[0]).ok_or_else(|| bad(format!("frame kind {}", head[0])))?;
+    let id = u64::from_le_bytes(head[1..9].try_into().unwrap_or_default());
+    let aux = u64::from_le_bytes(head[9..17].try_into().unwrap_or_default());
+    let method_len = u16::from_le_bytes(head[17..19].try_into().unwrap_or_default()) as usize;
     if HEAD + method_len > len {
         return Err(bad(format!(
             "a method of {method_len} bytes in a frame of {len}"
         )));
     }
-    let method = String::from_utf8_lossy(&body[HEAD..HEAD + method_len]).into_owned();
-    let payload = body.split_off(HEAD + method_len);
+    let mut method = vec![0u8; method_len];
+    input.read_exact(&mut method)?;
+    let method = String::from_utf8(method)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let mut payload = vec![0u8; len - HEAD - method_len];
+    input.read_exact(&mut payload)?;
     Ok(Some(Frame {
         kind,
         id,
@@ -174,6 +182,21 @@ mod tests {
             }
         );
         assert_eq!(read(&mut input).unwrap().unwrap().kind, Kind::ReplyOk);
+        assert!(read(&mut input).unwrap().is_none());
+    }
+
+    #[test]
+    fn frames_larger_than_the_buffer_and_odd_bytes_cross_whole() {
+        let big = "x".repeat(100_000);
+        let mut out = std::io::BufWriter::with_capacity(8192, Vec::new());
+        write(&mut out, Kind::ReplyOk, 1, 0, "", big.as_bytes()).unwrap();
+        write(&mut out, Kind::Log, 2, 3, "t\u{e9}", b"a\xffb").unwrap();
+        let wire = out.into_inner().unwrap();
+        let mut input = wire.as_slice();
+        assert_eq!(read(&mut input).unwrap().unwrap().into_text(), big);
+        let log = read(&mut input).unwrap().unwrap();
+        assert_eq!((log.id, log.aux, log.method.as_str()), (2, 3, "t\u{e9}"));
+        assert_eq!(log.into_text(), "a\u{fffd}b");
         assert!(read(&mut input).unwrap().is_none());
     }
 

@@ -455,7 +455,7 @@ fn read_frames(
     let mut input = BufReader::new(stdout);
     let mut ready = Some(ready);
     loop {
-        let frame = match frame::read(&mut input) {
+        let mut frame = match frame::read(&mut input) {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) => {
@@ -466,20 +466,22 @@ fn read_frames(
         match frame.kind {
             Kind::Ready => {
                 if let Some(ready) = ready.take() {
-                    let _ = ready.send(Ok(frame.text()));
+                    let _ = ready.send(Ok(frame.into_text()));
                 }
             }
             Kind::LoadFailed => {
                 if let Some(ready) = ready.take() {
-                    let _ = ready.send(Err(frame.text()));
+                    let _ = ready.send(Err(frame.into_text()));
                 }
             }
             Kind::ReplyOk | Kind::ReplyErr => {
-                if let Some(tx) = lock(&live.pending).remove(&frame.id) {
+                let waiting = lock(&live.pending).remove(&frame.id);
+                if let Some(tx) = waiting {
                     let answer = if frame.kind == Kind::ReplyOk {
-                        Answer::Ok(frame.text())
+                        Answer::Ok(frame.into_text())
                     } else {
-                        Answer::Err(PluginError::new(&frame.method, frame.text()))
+                        let kind = std::mem::take(&mut frame.method);
+                        Answer::Err(PluginError::new(&kind, frame.into_text()))
                     };
                     let _ = tx.send(answer);
                 }
@@ -493,9 +495,10 @@ fn read_frames(
                 let _ = std::thread::Builder::new()
                     .name("nitejar-plugin-host-call".into())
                     .spawn(move || {
-                        let payload = frame.text();
-                        let (kind, body) = match (process.serve)(frame.aux, &frame.method, &payload)
-                        {
+                        let (id, aux) = (frame.id, frame.aux);
+                        let method = std::mem::take(&mut frame.method);
+                        let payload = frame.into_text();
+                        let (kind, body) = match (process.serve)(aux, &method, &payload) {
                             Ok(text) => (Kind::HostOk, text),
                             Err(e) => (
                                 Kind::HostErr,
@@ -505,7 +508,7 @@ fn read_frames(
                         let _ = frame::write(
                             &mut *lock(&live.writer),
                             kind,
-                            frame.id,
+                            id,
                             0,
                             "",
                             body.as_bytes(),
@@ -514,16 +517,15 @@ fn read_frames(
             }
             Kind::Log => {
                 if let Some(process) = process.upgrade() {
-                    let message = if frame.method.is_empty() {
-                        frame.text()
+                    let level = level_from_u8(u8::try_from(frame.aux).unwrap_or(u8::MAX));
+                    let target = std::mem::take(&mut frame.method);
+                    let text = frame.into_text();
+                    let message = if target.is_empty() {
+                        text
                     } else {
-                        format!("[{}] {}", frame.method, frame.text())
+                        format!("[{target}] {text}")
                     };
-                    process.services.log(
-                        &process.meta,
-                        level_from_u8(u8::try_from(frame.aux).unwrap_or(u8::MAX)),
-                        &message,
-                    );
+                    process.services.log(&process.meta, level, &message);
                 }
             }
             _ => {}
