@@ -433,6 +433,7 @@ impl Runtime {
         let status = match &result {
             Err(e) => {
                 detail.insert("error".into(), json!(e.to_string()));
+                detail.insert(ERROR_KIND.into(), json!(integration_error_kind(e)));
                 status
             }
             Ok(answer) => match (receipt.judge)(answer) {
@@ -440,6 +441,7 @@ impl Runtime {
                 Some(failure) => {
                     detail.extend(failure.detail);
                     detail.insert("error".into(), json!(failure.reason));
+                    detail.insert(ERROR_KIND.into(), json!(ANSWERED_FAILURE));
                     ReceiptStatus::Error
                 }
             },
@@ -533,6 +535,45 @@ impl<T> std::fmt::Debug for CallReceipt<T> {
             .field("detail", &self.detail)
             .finish_non_exhaustive()
     }
+}
+
+/// The detail key of a failed integration call's receipt that says how it failed (see
+/// [`integration_error_kind`]).
+pub const ERROR_KIND: &str = "errorKind";
+
+/// `errorKind` of a call whose answer said it failed (see [`AnswerFailure`]).
+pub const ANSWERED_FAILURE: &str = "answered_failure";
+
+/// How an integration call failed, as its receipt's `errorKind` says: the kind of error the
+/// integration returned (`unauthorized`, `bad_request`, `config`, `upstream`, `unsupported`,
+/// `other`), or what happened to the call (`panicked`, `timeout`, `quarantined`, `not_served`).
+pub fn integration_error_kind(e: &IntegrationCallError) -> &'static str {
+    match e {
+        IntegrationCallError::Failed(e) => match e {
+            IntegrationError::Unauthorized(_) => "unauthorized",
+            IntegrationError::BadRequest(_) => "bad_request",
+            IntegrationError::Config(_) => "config",
+            IntegrationError::Upstream(_) => "upstream",
+            IntegrationError::Unsupported(_) => "unsupported",
+            _ => "other",
+        },
+        IntegrationCallError::Panicked(_) => "panicked",
+        IntegrationCallError::Timeout(_) => "timeout",
+        IntegrationCallError::Quarantined(_) => "quarantined",
+        _ => "not_served",
+    }
+}
+
+/// Whether an integration call that failed this way (its `errorKind`) failed as working code
+/// fails: it refused what it was given (a bad signature, an unreadable request, a config it
+/// cannot use, an operation it does not offer) or its provider failed it. Such failures are the
+/// sender's or the provider's, not the plugin's: the crash-loop guard does not count them, or
+/// anyone able to reach a webhook URL could have a plugin disabled.
+pub fn failed_by_design(error_kind: &str) -> bool {
+    matches!(
+        error_kind,
+        "unauthorized" | "bad_request" | "config" | "upstream" | "unsupported" | ANSWERED_FAILURE
+    )
 }
 
 /// Why a judge (see [`CallReceipt::judged_by`]) finds an answer wanting: the receipt's `error`, and

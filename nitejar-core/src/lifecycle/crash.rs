@@ -1,7 +1,11 @@
 //! The crash-loop guard: a third-party plugin whose calls fail again and again is taken out.
 //!
-//! [`CrashGuard::wrap`] puts the guard in front of the runtime's receipt sink. Every `hook` and
-//! `integration` receipt with status `error` or `timeout` counts as a failure of its plugin; when a
+//! [`CrashGuard::wrap`] puts the guard in front of the runtime's receipt sink. Every `crashed`
+//! receipt, and every `hook` and `integration` receipt with status `error` or `timeout`, counts as
+//! a failure of its plugin — except an integration call that failed as working code fails (it
+//! refused a bad signature or request, or its provider failed it; see
+//! [`crate::runtime::failed_by_design`]): those are the sender's or the provider's doing, and
+//! counting them would let anyone who can reach a webhook URL disable its plugin. When a
 //! plugin reaches `threshold` failures within `window` (defaults 5 in 5 minutes,
 //! `NITEJAR_PLUGIN_CRASH_THRESHOLD` and `NITEJAR_PLUGIN_CRASH_WINDOW_MS`), its hooks and
 //! integrations leave the registry at once — before the receipts that tripped the guard are even
@@ -86,7 +90,13 @@ impl CrashGuard {
             ) && matches!(
                 receipt.status,
                 ReceiptStatus::Error | ReceiptStatus::Timeout
-            );
+            ) && !(receipt.kind == ReceiptKind::Integration
+                && receipt
+                    .detail
+                    .as_ref()
+                    .and_then(|d| d.get(crate::runtime::ERROR_KIND))
+                    .and_then(|k| k.as_str())
+                    .is_some_and(crate::runtime::failed_by_design));
             if !counted {
                 continue;
             }
