@@ -511,6 +511,15 @@ async fn the_operator_chooses_where_each_plugin_runs() {
     let view = probe_view(&server).await;
     assert_eq!(view["executionModeChoice"], "isolated", "{view}");
     assert_eq!(view["enabled"], false, "{view}");
+    // A disabled plugin's code does not go on running in a process of its own.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !plugin_processes(&server).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "a disabled plugin's process lives on"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The plugin's page has the choice too (a form, CSRF-checked like every other).
@@ -597,4 +606,17 @@ async fn enable_isolated_from_the_cli() {
     assert_eq!(view["executionMode"], "isolated", "{view}");
     assert_eq!(view["executionModeChoice"], "isolated", "{view}");
     assert_eq!(plugin_processes(&server).len(), 1);
+
+    // Disabled from the CLI beside the running server: the server follows, and the plugin's
+    // process ends with it (its code does not go on running).
+    let (ok, text) = cli(&data, &["plugin", "disable", PROBE]);
+    assert!(ok, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !plugin_processes(&server).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the disabled plugin's process lives on"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

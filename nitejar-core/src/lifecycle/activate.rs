@@ -393,8 +393,30 @@ impl PluginManager {
         if let Some(previous) = previous.filter(|p| p.version != meta.version) {
             self.gate.revoke(&previous);
         }
+        self.end_idle_processes(id, Some(&meta.version));
         self.write_loaded_libraries();
         Ok(verdict)
+    }
+
+    /// Ends the processes of `id`'s isolated instances but the one of version `keep` (the version
+    /// now in the registry): the code of a disabled plugin, or of a version no longer current,
+    /// does not go on running in a process of its own. A process ends once the calls in flight
+    /// into it are done. Instances in this process stay: their library cannot be unloaded, and a
+    /// rollback reuses them.
+    pub(crate) fn end_idle_processes(&self, id: &str, keep: Option<&str>) {
+        let idle: Vec<LoadedVersion> = {
+            let mut loaded = self.lock_loaded();
+            let keys: Vec<(String, String)> = loaded
+                .iter()
+                .filter(|((plugin, version), l)| {
+                    plugin == id && Some(version.as_str()) != keep && l.limits.is_some()
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            keys.iter().filter_map(|key| loaded.remove(key)).collect()
+        };
+        // Outside the lock: ending a process is a system call.
+        drop(idle);
     }
 
     /// Loads a version's code (or a declarative plugin's skills) with the boot marker around it,
@@ -533,6 +555,7 @@ impl PluginManager {
         self.gate.set_stored_secrets(id, Default::default());
         self.set_running_revision(id, None);
         self.set_running_limits(id, None);
+        self.end_idle_processes(id, None);
         active
     }
 

@@ -229,6 +229,10 @@ impl PluginManager {
             active = true;
         }
         self.store_choice(id, &choice).await?;
+        if !active {
+            // Loaded for nothing (it was disabled while it loaded): its process ends.
+            self.end_idle_processes(id, None);
+        }
         Ok(ExecutionOutcome {
             id: id.to_string(),
             chosen,
