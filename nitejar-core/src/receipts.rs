@@ -43,6 +43,8 @@ pub enum ReceiptKind {
     /// A change of the trust settings (a trusted key or an allowlist entry added or removed), or a
     /// refused attempt: who, and the key id and public key or the entry.
     Trust,
+    /// A change of what an agent may do to plugins (its grants), or a refused attempt.
+    AgentGrant,
 }
 
 impl ReceiptKind {
@@ -68,6 +70,7 @@ impl ReceiptKind {
             ReceiptKind::Crashed => "crashed",
             ReceiptKind::Configure => "configure",
             ReceiptKind::Trust => "trust",
+            ReceiptKind::AgentGrant => "agent_grant",
         }
     }
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod access_log;
 mod admin_cmd;
+mod agent_cmd;
 mod api;
 pub mod auth;
 mod config;
@@ -53,6 +54,9 @@ enum Command {
     /// Work with skills.
     #[command(subcommand)]
     Skill(skill_cmd::SkillCommand),
+    /// Work with agents: what they may do to plugins.
+    #[command(subcommand)]
+    Agent(agent_cmd::AgentCommand),
 }
 
 /// The argument that makes this binary a plugin's process (see
@@ -83,5 +87,6 @@ pub fn main() -> ExitCode {
         Command::Admin(cmd) => admin_cmd::run(cmd),
         Command::Healthcheck { port } => admin_cmd::healthcheck(port),
         Command::Skill(cmd) => skill_cmd::run(cmd),
+        Command::Agent(cmd) => agent_cmd::run(cmd),
     }
 }

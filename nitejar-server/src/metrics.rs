@@ -177,7 +177,8 @@ impl Metrics {
             | ReceiptKind::Load
             | ReceiptKind::AutoDisable
             | ReceiptKind::Configure
-            | ReceiptKind::Trust => inc(
+            | ReceiptKind::Trust
+            | ReceiptKind::AgentGrant => inc(
                 &mut f,
                 "nitejar_plugin_actions_total",
                 vec![

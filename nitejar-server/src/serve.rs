@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 use nitejar_core::crypto::{load_or_create_key, Cipher, KeyOrigin};
 use nitejar_core::ingress::Ingress;
+use nitejar_core::lifecycle::agent_ops::{AgentOpsLimit, PluginOpsTools};
 use nitejar_core::lifecycle::PluginManager;
 use nitejar_core::permissions::PermissionGate;
 use nitejar_core::receipts::ReceiptSink;
@@ -273,7 +274,12 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
                 ..RunnerConfig::default()
             },
         )
-        .with_skills(skills.clone()),
+        .with_skills(skills.clone())
+        // What each agent may do to plugins, as the operator granted it.
+        .with_agent_tools(Arc::new(PluginOpsTools::new(
+            plugins.clone(),
+            AgentOpsLimit::default(),
+        ))),
     );
     let agent = runner
         .ensure_default_agent()

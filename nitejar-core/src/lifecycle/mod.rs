@@ -23,6 +23,7 @@
 //!   was being activated is skipped, disabled and reported (the boot marker).
 
 mod activate;
+pub mod agent_ops;
 mod boot;
 mod consent;
 pub mod crash;
@@ -224,6 +225,17 @@ pub enum LifecycleError {
         min: u64,
         /// The largest allowed value.
         max: u64,
+    },
+    /// No agent has this id.
+    #[error("there is no agent `{0}`")]
+    UnknownAgent(String),
+    /// A capability that cannot be granted to agents (in this version, or under this policy).
+    #[error("`{capability}` cannot be granted to an agent: {reason}")]
+    GrantRefused {
+        /// The capability.
+        capability: &'static str,
+        /// Why.
+        reason: &'static str,
     },
     /// Another operation changed the plugin while code for this one was loading (an upgrade's
     /// new version, an instance with new settings).
@@ -634,8 +646,18 @@ impl PluginManager {
             },
             &format!("{} {}{message}", kind.as_str(), status.as_str()),
         );
+        let mut detail = detail;
+        // Done for an agent: the receipt names it, its job and its work item.
+        let actor = agent_ops::ACTING_AGENT.try_with(Clone::clone).ok();
+        if let (Some(actor), Some(fields)) = (&actor, detail.as_object_mut()) {
+            fields.insert("actor".into(), actor.detail());
+        }
         let mut receipt =
             Receipt::new(id, version.map(Arc::from), kind, status).with_detail(detail);
+        if let Some(actor) = actor {
+            receipt.job_id = Some(Arc::from(actor.job_id));
+            receipt.work_item_id = Some(Arc::from(actor.work_item_id));
+        }
         // Where the plugin's code runs now, when it runs.
         if let Some(plugin) = self.runtime.registry().plugin(id) {
             receipt = receipt.with_execution_mode(plugin.meta().execution);

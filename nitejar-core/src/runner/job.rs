@@ -11,7 +11,7 @@ use nitejar_sdk::integration::{PostResponseOptions, PostResponseResult, Response
 use serde_json::{json, Value};
 
 use super::model::{self, ChatMessage, ChatRequest};
-use super::tools::{ToolContext, ToolOutput};
+use super::tools::{ToolContext, ToolOutput, ToolSet};
 use super::{
     message_text, prompt, skills_section, span, AgentConfig, JobStatus, RunReport, RunRequest,
     Runner, DEFAULT_SYSTEM_PROMPT,
@@ -34,6 +34,8 @@ pub(super) struct JobRun<'a> {
     pub(super) report: RunReport,
     /// The run's skills, as `run.pre_prompt` saw them.
     pub(super) skills: Vec<PromptSkill>,
+    /// The tools of this run: the runner's, and those its agent holds.
+    pub(super) tools: ToolSet,
 }
 
 impl JobRun<'_> {
@@ -108,6 +110,12 @@ impl JobRun<'_> {
             .await;
 
         let text = message_text(&self.request.work_item);
+        if let Some(granted) = &self.runner.agent_tools {
+            self.tools = self
+                .runner
+                .tools
+                .and(&granted.tools_for(&self.agent.id).await);
+        }
         let skills = self.resolve_skills().await;
         // Hook payloads are `#[non_exhaustive]` (the SDK may add fields): filled in from
         // `Default`.
@@ -126,7 +134,7 @@ impl JobRun<'_> {
         }
         let prompt = prompt.payload;
         let mut system_prompt = prompt.system_prompt;
-        if runner.tools.get(USE_SKILL).is_some() {
+        if self.tools.get(USE_SKILL).is_some() {
             system_prompt.push_str(&skills_section(&prompt.skills));
         }
         self.skills = prompt.skills;
@@ -168,7 +176,7 @@ impl JobRun<'_> {
                     temperature: pre.temperature,
                     max_tokens: pre.max_tokens,
                     messages: messages.clone(),
-                    tools: runner.tools.specs(),
+                    tools: self.tools.specs(),
                     provider_metadata: pre.provider_metadata.clone(),
                 })
                 .await;
@@ -247,19 +255,25 @@ impl JobRun<'_> {
         let start_ms = now_ms();
         let started = Instant::now();
         let input = pre.payload.tool_input.clone();
-        let result = match (&pre.blocked, runner.tools.get(&call.name)) {
-            (Some(b), _) => ToolOutput::failed(format!("[blocked] {}", b.reason)),
-            (None, None) => ToolOutput::failed(format!("there is no tool named `{}`", call.name)),
-            (None, Some(tool)) => {
-                let tctx = ToolContext {
-                    work_item_id: self.request.work_item.id.clone(),
-                    job_id: self.job_id.clone(),
-                    agent_id: self.agent.id.clone(),
-                    integration_type: self.request.integration.kind.clone(),
-                    team_id: self.config.team_id.clone(),
-                    skills: self.skills.clone(),
-                };
-                tool.call(&tctx, &input).await
+        let tctx = ToolContext {
+            work_item_id: self.request.work_item.id.clone(),
+            job_id: self.job_id.clone(),
+            agent_id: self.agent.id.clone(),
+            integration_type: self.request.integration.kind.clone(),
+            team_id: self.config.team_id.clone(),
+            skills: self.skills.clone(),
+        };
+        let governed = runner
+            .agent_tools
+            .as_ref()
+            .filter(|g| g.governs(&call.name));
+        let result = match (&pre.blocked, self.tools.get(&call.name), governed) {
+            (Some(b), _, _) => ToolOutput::failed(format!("[blocked] {}", b.reason)),
+            (None, Some(tool), _) => tool.call(&tctx, &input).await,
+            // A tool of the agent's grants that it does not hold: refused, with a receipt.
+            (None, None, Some(granted)) => granted.refuse(&tctx, &call.name, &input).await,
+            (None, None, None) => {
+                ToolOutput::failed(format!("there is no tool named `{}`", call.name))
             }
         };
         let status = match (&pre.blocked, result.success) {

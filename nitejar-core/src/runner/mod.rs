@@ -46,7 +46,7 @@ use crate::store::{
 };
 use crate::ttl::TtlMap;
 use model::ModelProvider;
-use tools::ToolSet;
+use tools::{AgentTools, ToolSet};
 
 /// The name of the agent a fresh install starts with.
 pub const DEFAULT_AGENT_NAME: &str = "Nitejar";
@@ -190,6 +190,8 @@ pub struct Runner {
     tools: ToolSet,
     config: RunnerConfig,
     skills: Option<Arc<Skills>>,
+    /// Tools each agent gets by its grants (see [`Runner::with_agent_tools`]).
+    agent_tools: Option<Arc<dyn AgentTools>>,
     /// The default agent as last read, and when: every run of an unassigned integration needs it,
     /// and an operator's change to it should still show within seconds.
     default_agent: tokio::sync::Mutex<Option<(Instant, AgentRow)>>,
@@ -214,6 +216,7 @@ impl Runner {
             tools,
             config,
             skills: None,
+            agent_tools: None,
             default_agent: tokio::sync::Mutex::new(None),
         }
     }
@@ -222,6 +225,13 @@ impl Runner {
     /// tool set has `use_skill`) and passed to `run.pre_prompt` and to tools.
     pub fn with_skills(mut self, skills: Arc<Skills>) -> Self {
         self.skills = Some(skills);
+        self
+    }
+
+    /// Offers each run's agent the tools it holds from `tools` (read at the start of the run), on
+    /// top of the runner's own; a call to one of them it does not hold is refused with a receipt.
+    pub fn with_agent_tools(mut self, tools: Arc<dyn AgentTools>) -> Self {
+        self.agent_tools = Some(tools);
         self
     }
 
@@ -345,6 +355,7 @@ impl Runner {
             job_id: job.id.clone(),
             spans: Vec::new(),
             skills: Vec::new(),
+            tools: self.tools.clone(),
             report: RunReport {
                 job_id: job.id.clone(),
                 agent_id: agent.id.clone(),

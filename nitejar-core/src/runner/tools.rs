@@ -85,6 +85,35 @@ impl ToolSet {
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.tools.get(name)
     }
+
+    /// This set with `other`'s tools added (this set's win a clash of names).
+    pub fn and(&self, other: &ToolSet) -> ToolSet {
+        let mut tools = other.tools.clone();
+        tools.extend(self.tools.iter().map(|(n, t)| (n.clone(), t.clone())));
+        ToolSet { tools }
+    }
+}
+
+/// Tools an agent gets beyond the runner's own, by what the operator granted that agent (see
+/// [`crate::lifecycle::agent_ops::PluginOpsTools`]).
+pub trait AgentTools: Send + Sync + 'static {
+    /// The tools agent `agent_id` holds now; read at the start of each run.
+    fn tools_for<'a>(
+        &'a self,
+        agent_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ToolSet> + Send + 'a>>;
+
+    /// Whether `name` is a tool of this kind. A call to one the agent does not hold (a model
+    /// can name any tool) goes to [`AgentTools::refuse`], not to "no such tool".
+    fn governs(&self, name: &str) -> bool;
+
+    /// Refuses a call to tool `name` that the agent does not hold, with a receipt.
+    fn refuse<'a>(
+        &'a self,
+        ctx: &'a ToolContext,
+        name: &'a str,
+        input: &'a Value,
+    ) -> ToolFuture<'a>;
 }
 
 /// `current_time`: the server's current time (UTC, RFC 3339). Harmless, and handy to see tool

@@ -45,6 +45,7 @@
 
 mod admin;
 mod adopt;
+mod agent_grants;
 mod error;
 mod events;
 mod health;
@@ -312,6 +313,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Clears a plugin's active alerts (stamps `cleared_at`). Returns how many were cleared.
     fn clear_plugin_alerts<'a>(&'a self, plugin_id: &'a str, at_ms: i64) -> StoreFuture<'a, u64>;
+
+    // --- agents' plugin grants --------------------------------------------------------------------
+
+    /// The capabilities agent `agent_id` holds (`plugins.disable`, …), sorted; none without a grant.
+    fn agent_plugin_grants<'a>(&'a self, agent_id: &'a str) -> StoreFuture<'a, Vec<String>>;
+
+    /// Replaces agent `agent_id`'s grants with `capabilities`, in one transaction.
+    fn set_agent_plugin_grants<'a>(
+        &'a self,
+        agent_id: &'a str,
+        capabilities: &'a [String],
+        granted_by: &'a str,
+        at_ms: i64,
+    ) -> StoreFuture<'a, ()>;
 
     // --- trust settings -------------------------------------------------------------------------------
 

@@ -448,6 +448,26 @@ macro_rules! impl_store {
             ) -> StoreFuture<'_, Vec<Option<WorkItemRow>>> {
                 Box::pin(self.sql_create_work_items_once(items))
             }
+            fn agent_plugin_grants<'a>(
+                &'a self,
+                agent_id: &'a str,
+            ) -> StoreFuture<'a, Vec<String>> {
+                Box::pin(self.sql_agent_plugin_grants(agent_id))
+            }
+            fn set_agent_plugin_grants<'a>(
+                &'a self,
+                agent_id: &'a str,
+                capabilities: &'a [String],
+                granted_by: &'a str,
+                at_ms: i64,
+            ) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_set_agent_plugin_grants(
+                    agent_id,
+                    capabilities,
+                    granted_by,
+                    at_ms,
+                ))
+            }
             fn list_trust_entries(&self) -> StoreFuture<'_, Vec<$crate::store::TrustEntryRow>> {
                 Box::pin(self.sql_list_trust_entries())
             }

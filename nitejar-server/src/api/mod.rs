@@ -1,6 +1,7 @@
 //! The JSON API under `/api/admin` (and `/api/openapi.json`). Routes are listed in
 //! `crate::routes`; errors are [`error::ApiError`].
 
+pub mod agent_grants;
 pub mod body;
 pub mod error;
 pub mod integrations;

@@ -14,7 +14,7 @@ mod keygen;
 mod pack;
 mod scaffold;
 pub mod setup;
-mod trust;
+pub(crate) mod trust;
 mod validate;
 
 /// `nitejar plugin` and its options.

@@ -199,6 +199,11 @@ impl Engine {
         })
     }
 
+    /// The database.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// Writes the receipts still queued and closes the database.
     pub async fn close(self) {
         let report = self.sink.shutdown().await;

@@ -71,7 +71,7 @@ pub enum AllowAction {
 }
 
 /// Who makes a change from the command line, as its receipt records it.
-fn by() -> String {
+pub(crate) fn by() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown user".into());

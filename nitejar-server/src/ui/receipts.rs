@@ -25,6 +25,7 @@ pub const KINDS: &[&str] = &[
     "uninstall",
     "configure",
     "trust",
+    "agent_grant",
     "load",
     "auto_disable",
     "crashed_process",

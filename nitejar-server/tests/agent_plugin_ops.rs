@@ -1,0 +1,267 @@
+//! Agent-managed plugin operations against a real server: a model asks for `plugins_disable`
+//! through the echo channel. Without a grant the tool is not offered and the call is refused with a
+//! receipt naming the agent and its job; with one, the plugin is disabled at once, receipted in the
+//! agent's name; grants are set through the API and the CLI, spelled exactly or refused.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::admin::*;
+use support::probe::*;
+use support::*;
+
+/// A model that asks for `plugins_disable` of the probe, then answers with what the tool said.
+/// Keeps the tools each request offered.
+fn disabling_model(offered: Arc<Mutex<Vec<Vec<String>>>>) -> LocalHttp {
+    LocalHttp::start(move |r| {
+        let body = body_json(r);
+        let tools: Vec<String> = body["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
+            .collect();
+        offered.lock().expect("lock").push(tools);
+        let last = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .cloned()
+            .unwrap_or_default();
+        if last["role"] == "tool" {
+            let told = last["content"].as_str().unwrap_or_default().to_string();
+            json_reply(
+                200,
+                &json!({"choices": [{"message": {"role": "assistant", "content": format!("Tool said: {told}")}}]}),
+            )
+        } else {
+            json_reply(
+                200,
+                &json!({"choices": [{"message": {"role": "assistant", "content": null,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {
+                    "name": "plugins_disable",
+                    "arguments": json!({"pluginId": PROBE}).to_string()}}]}}]}),
+            )
+        }
+    })
+}
+
+/// Sends one message through the echo channel; its work item id.
+async fn send(server: &Server, integration: &str, n: u32) -> String {
+    let answer = reqwest::Client::new()
+        .post(server.url(&format!("/api/webhooks/plugins/echo/{integration}")))
+        .header("content-type", "application/json")
+        .body(json!({"text": format!("message {n}"), "id": format!("d{n}")}).to_string())
+        .send()
+        .await
+        .expect("request");
+    let answer: Value =
+        serde_json::from_str(&answer.text().await.unwrap_or_default()).expect("json answer");
+    assert_eq!(answer["code"], "accepted", "{answer}");
+    answer["workItemId"].as_str().expect("work item").to_owned()
+}
+
+/// The run of a work item, once its job has finished.
+async fn finished_job(server: &Server, work_item: &str) -> Value {
+    for _ in 0..200 {
+        let runs = api(server, Method::GET, "/api/admin/runs", None)
+            .await
+            .json();
+        let found = runs["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["id"] == work_item && r["jobs"][0]["status"] == "COMPLETED")
+            .cloned();
+        if let Some(run) = found {
+            return run;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no finished run for {work_item}; log:\n{}", server.log())
+}
+
+/// The receipts filed under `plugin`, newest first.
+async fn receipts_of_plugin(server: &Server, plugin: &str) -> Vec<Value> {
+    let page = api(
+        server,
+        Method::GET,
+        &format!("/api/admin/receipts?plugin={plugin}"),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    page.json()["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_disables_a_plugin_only_with_its_grant() {
+    let data = DataDir::new();
+    let packages = tempfile::tempdir().expect("tempdir");
+    let offered = Arc::new(Mutex::new(Vec::new()));
+    let model = disabling_model(offered.clone());
+    let server = start_admin(
+        &data,
+        &[
+            ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into()),
+            ("NITEJAR_MODEL_BASE_URL", model.url("/v1")),
+            ("NITEJAR_MODEL", "test".into()),
+        ],
+    );
+    install_probe(&server, packages.path(), "127.0.0.1").await;
+    let store = data.store().await;
+    let agent = store.list_agents().await.expect("agents")[0].id.clone();
+    let created = api(
+        &server,
+        Method::POST,
+        "/api/admin/integrations",
+        Some(&json!({"type": "echo", "name": "ops"})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let integration = created.json()["integration"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let grants_path = format!("/api/admin/agents/{agent}/plugin-grants");
+
+    // No grant: the tool is not offered, and the model's call is refused with a receipt.
+    let none = api(&server, Method::GET, &grants_path, None).await;
+    assert_eq!(none.status, 200, "{}", none.text);
+    assert_eq!(none.json()["granted"], json!([]));
+    let work_item = send(&server, &integration, 1).await;
+    let run = finished_job(&server, &work_item).await;
+    assert!(
+        !offered.lock().expect("lock")[0].contains(&"plugins_disable".to_string()),
+        "{offered:?}"
+    );
+    assert_eq!(probe_view(&server).await["enabled"], true);
+    let refused = receipts_within(&server, "disable", 1).await;
+    assert_eq!(refused[0]["status"], "denied", "{refused:?}");
+    let detail = &refused[0]["detail"];
+    assert_eq!(detail["actor"]["agentId"], agent.as_str(), "{detail}");
+    assert_eq!(detail["actor"]["jobId"], run["jobs"][0]["id"], "{detail}");
+    assert_eq!(
+        detail["actor"]["workItemId"],
+        work_item.as_str(),
+        "{detail}"
+    );
+    assert!(
+        detail["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("holds no `plugins.disable` grant"),
+        "{detail}"
+    );
+
+    // Odd spellings are no grant, and what this version cannot grant is refused; nothing changes.
+    for (body, status, code) in [
+        (
+            json!({"capabilities": ["Plugins.Disable"]}),
+            422,
+            "invalid_capability",
+        ),
+        (
+            json!({"capabilities": ["plugins.disable "]}),
+            422,
+            "invalid_capability",
+        ),
+        (
+            json!({"capabilities": ["plugins_disable"]}),
+            422,
+            "invalid_capability",
+        ),
+        (
+            json!({"capabilities": ["plugins.enable"]}),
+            409,
+            "grant_refused",
+        ),
+        (
+            json!({"capabilities": ["plugins.edit_source"]}),
+            409,
+            "grant_refused",
+        ),
+        (
+            json!({"capabilities": "plugins.disable"}),
+            400,
+            "invalid_json",
+        ),
+    ] {
+        let answer = api(&server, Method::PUT, &grants_path, Some(&body)).await;
+        assert_eq!(answer.status, status, "{body}: {}", answer.text);
+        assert_eq!(
+            answer.json()["error"]["code"],
+            code,
+            "{body}: {}",
+            answer.text
+        );
+    }
+    let unknown = api(
+        &server,
+        Method::PUT,
+        "/api/admin/agents/nobody/plugin-grants",
+        Some(&json!({"capabilities": ["plugins.disable"]})),
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+    let (ok, text) = cli(
+        &data,
+        &[
+            "agent",
+            "grants",
+            &agent,
+            "--set",
+            "plugins.disable,plugins.enablE",
+        ],
+    );
+    assert!(
+        !ok && text.contains("`plugins.enablE` is not a capability"),
+        "{text}"
+    );
+    assert_eq!(
+        api(&server, Method::GET, &grants_path, None).await.json()["granted"],
+        json!([]),
+        "nothing changed"
+    );
+
+    // Granted from the CLI: offered in the next run, and the plugin is disabled at once.
+    let (ok, text) = cli(
+        &data,
+        &["agent", "grants", &agent, "--set", "plugins.disable"],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("plugins.disable        plugins_disable        granted"),
+        "{text}"
+    );
+    let work_item = send(&server, &integration, 2).await;
+    let run = finished_job(&server, &work_item).await;
+    assert!(
+        offered.lock().expect("lock")[2].contains(&"plugins_disable".to_string()),
+        "{offered:?}"
+    );
+    let view = probe_view(&server).await;
+    assert_eq!(view["enabled"], false, "{view}");
+    let disabled = receipts(&server, "disable").await;
+    let done = disabled
+        .iter()
+        .find(|r| r["status"] == "ok")
+        .unwrap_or_else(|| panic!("{disabled:?}"));
+    assert_eq!(done["detail"]["actor"]["agentId"], agent.as_str());
+    assert_eq!(done["detail"]["actor"]["jobId"], run["jobs"][0]["id"]);
+    let grants = receipts_of_plugin(&server, "nitejar.agents").await;
+    assert!(
+        grants.iter().any(|r| r["kind"] == "agent_grant"
+            && r["status"] == "ok"
+            && r["detail"]["granted"] == json!(["plugins.disable"])),
+        "{grants:?}"
+    );
+    assert!(
+        grants
+            .iter()
+            .any(|r| r["kind"] == "agent_grant" && r["status"] == "denied"),
+        "refusals are receipted too: {grants:?}"
+    );
+}
