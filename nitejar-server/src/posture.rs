@@ -48,6 +48,19 @@ pub fn badge(default: nitejar_core::receipts::ExecutionMode) -> &'static str {
     }
 }
 
+/// The footer's words for where third-party plugins run on a server whose default is `default`
+/// (the operator may choose otherwise per plugin).
+pub fn footer(default: nitejar_core::receipts::ExecutionMode) -> &'static str {
+    match default {
+        nitejar_core::receipts::ExecutionMode::InProcess => {
+            "third-party plugins run in the server's process unless chosen otherwise"
+        }
+        nitejar_core::receipts::ExecutionMode::Isolated => {
+            "third-party plugins run isolated, each in a process of its own, unless chosen otherwise"
+        }
+    }
+}
+
 /// The badge's tooltip for a server whose third-party plugins run as `default`.
 pub fn badge_title(default: nitejar_core::receipts::ExecutionMode) -> &'static str {
     match default {

@@ -305,10 +305,21 @@ async fn the_posture_copy_is_in_the_api_and_on_the_pages() {
             let html = session.get(&server, page).await.text;
             assert!(html.contains(warning), "{mode} {page}: no warning");
         }
-        // The badge is on every page, signed in or not.
+        // The badge, and the footer's word on where plugins run, are on every page, signed in
+        // or not.
+        let footer = if execution == "isolated" {
+            "third-party plugins run isolated, each in a process of its own, unless chosen otherwise"
+        } else {
+            "third-party plugins run in the server's process unless chosen otherwise"
+        };
         for page in ["/admin/login", "/admin/integrations", "/admin/receipts"] {
             let html = unescaped(&session.get(&server, page).await.text);
             assert!(html.contains(badge), "{page}: no badge");
+            assert!(
+                html.contains(footer),
+                "{mode} {page}: the footer says {html}"
+            );
+            assert!(!html.contains("plugins run in-process"), "{mode} {page}");
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct Chrome {
     pub badge_title: &'static str,
     pub posture: &'static str,
     pub trust_mode: &'static str,
+    /// Where third-party plugins run unless the operator chose otherwise for one (footer; empty on
+    /// error pages).
+    pub execution: &'static str,
     pub version: &'static str,
     pub notice: Option<String>,
 }
@@ -66,6 +69,7 @@ impl Chrome {
                 state.config.plugin_execution,
             ),
             trust_mode: state.config.trust_mode().as_str(),
+            execution: posture::footer(state.config.plugin_execution),
             version: nitejar_core::NITEJAR_VERSION,
             notice: None,
         }
@@ -74,7 +78,7 @@ impl Chrome {
     /// The chrome of a page shown before sign-in (`state`: the server's settings, for the badge
     /// and posture; `None` on error pages, which show neither).
     pub fn public(title: impl Into<String>, state: Option<&AppState>) -> Chrome {
-        let (trust_mode, posture, badge, badge_title) = match state {
+        let (trust_mode, posture, badge, badge_title, execution) = match state {
             Some(state) => {
                 let mode = state.config.trust_mode();
                 let execution = state.config.plugin_execution;
@@ -83,9 +87,10 @@ impl Chrome {
                     nitejar_core::trust::posture_for(mode, execution),
                     posture::badge(execution),
                     posture::badge_title(execution),
+                    posture::footer(execution),
                 )
             }
-            None => ("", "", "", ""),
+            None => ("", "", "", "", ""),
         };
         Chrome {
             title: title.into(),
@@ -96,6 +101,7 @@ impl Chrome {
             badge_title,
             posture,
             trust_mode,
+            execution,
             version: nitejar_core::NITEJAR_VERSION,
             notice: None,
         }
