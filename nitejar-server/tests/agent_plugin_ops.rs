@@ -264,4 +264,61 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
             .any(|r| r["kind"] == "agent_grant" && r["status"] == "denied"),
         "refusals are receipted too: {grants:?}"
     );
+
+    // The admin page shows the grants and changes them (CSRF-checked like every form).
+    let session = Session::sign_in(&server).await;
+    let page = session.get(&server, "/admin/agents").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains(&agent), "{}", page.text);
+    assert!(
+        page.text.contains(
+            r#"name="capability" value="plugins.disable" aria-label="plugins.disable" checked"#
+        ),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("Not available: it needs the operator"),
+        "{}",
+        page.text
+    );
+    let form_path = format!("/admin/agents/{agent}/plugin-grants");
+    let saved = session
+        .post_form(
+            &server,
+            &form_path,
+            &[
+                ("capability", "plugins.uninstall"),
+                ("capability", "plugins.install"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    assert_eq!(
+        api(&server, Method::GET, &grants_path, None).await.json()["granted"],
+        json!(["plugins.install", "plugins.uninstall"])
+    );
+    let refused = session
+        .post_form(&server, &form_path, &[("capability", "plugins.enable")])
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(
+        refused.text.contains("Nothing was changed"),
+        "{}",
+        refused.text
+    );
+    let forged = session
+        .post_raw(
+            &server,
+            &form_path,
+            "capability=plugins.disable",
+            Some("http://evil.example"),
+        )
+        .await;
+    assert_ne!(forged.status, 303, "{}", forged.text);
+    assert_eq!(
+        api(&server, Method::GET, &grants_path, None).await.json()["granted"],
+        json!(["plugins.install", "plugins.uninstall"]),
+        "nothing changed"
+    );
 }

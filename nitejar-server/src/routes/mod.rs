@@ -306,6 +306,8 @@ fn table() -> Vec<RouteDef> {
         def(Get, "/admin/receipts", Endpoint::admin(ui::receipts::page), "admin-ui", "Receipts, filtered and paged.", EVENTS_QUERY, Body::None, Html),
         def(Get, "/admin/runs", Endpoint::admin(ui::runs::page), "admin-ui", "Runs: work items, their jobs and outcomes, filtered and paged.", RUNS_QUERY, Body::None, Html),
         def(Get, "/admin/runs/{id}", Endpoint::admin(ui::runs::detail), "admin-ui", "One run: its jobs, a timeline of their spans, its receipts.", &[], Body::None, Html),
+        def(Get, "/admin/agents", Endpoint::admin(ui::agents::page), "admin-ui", "Agents, and what each may do to plugins through its tools.", &[], Body::None, Html),
+        def(Post, "/admin/agents/{id}/plugin-grants", Endpoint::admin(ui::agents::save_grants), "admin-ui", "Save an agent's plugin grants (the ticked capabilities).", &[], Body::Form, Redirect),
         def(Get, "/admin/trust", Endpoint::admin(ui::trust::page), "admin-ui", "Trust settings: trusted keys and allowlist entries, from the environment and added here.", &[], Body::None, Html),
         def(Post, "/admin/trust/keys", Endpoint::admin(ui::trust::add_key), "admin-ui", "Trust a minisign public key.", &[], Body::Form, Redirect),
         def(Post, "/admin/trust/keys/remove", Endpoint::admin(ui::trust::remove_key), "admin-ui", "Stop trusting a stored key.", &[], Body::Form, Redirect),

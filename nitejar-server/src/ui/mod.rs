@@ -6,6 +6,7 @@
 //! Forms post to the routes in `crate::routes` with the session's CSRF token (`_csrf`), checked by
 //! the auth guard; after a change the browser is redirected (303) to a page showing the result.
 
+pub mod agents;
 pub mod assets;
 pub mod form;
 pub mod hook_chart;
@@ -32,7 +33,7 @@ use crate::serve::AppState;
 pub struct Chrome {
     pub title: String,
     /// Which navigation entry is current: `plugins`, `integrations`, `skills`, `receipts`, `runs`,
-    /// `trust`, `runtime`, or ``.
+    /// `trust`, `agents`, `runtime`, or ``.
     pub nav: &'static str,
     pub csrf: String,
     pub signed_in: bool,
@@ -142,6 +143,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "entry_added" => "Allowlist entry added.",
         "entry_removed" => "Allowlist entry removed: plugins allowed only by it no longer run.",
         "unassigned" => "Assignment removed.",
+        "grants_saved" => "Grants saved: the agent's next run is offered the tools it holds now.",
         _ => return None,
     })
 }
