@@ -485,8 +485,8 @@ impl PluginOpTool {
     }
 }
 
-/// What `plugins_install` installs: an npm package or a git repository, never a path on the
-/// server.
+/// What `plugins_install` installs: an npm package (from the operator's registry) or an https
+/// git repository, never a path on the server.
 fn install_source(input: &Value) -> Result<InstallSource, String> {
     let npm = input.get("npm").and_then(Value::as_str);
     let git = input.get("git").and_then(Value::as_str);
@@ -494,9 +494,18 @@ fn install_source(input: &Value) -> Result<InstallSource, String> {
         (Some(spec), None) => NpmSpec::parse(spec)
             .map(InstallSource::Npm)
             .map_err(|e| e.to_string()),
-        (None, Some(spec)) => GitSpec::parse(spec)
-            .map(InstallSource::Git)
-            .map_err(|e| e.to_string()),
+        (None, Some(spec)) => {
+            let spec = GitSpec::parse(spec).map_err(|e| e.to_string())?;
+            // Not `file://` (a path on the server) nor plain `http://` (the server's own
+            // network, unencrypted): an agent installs from a public https repository only.
+            if !spec.url.to_ascii_lowercase().starts_with("https://") {
+                return Err(format!(
+                    "{}: an agent installs from an https:// repository only",
+                    spec.url
+                ));
+            }
+            Ok(InstallSource::Git(spec))
+        }
         _ => Err("give exactly one of `npm` (a package, e.g. `name@1.2.0`) or `git` (a repository URL, `#ref` optional)".into()),
     }
 }
@@ -519,7 +528,7 @@ impl Tool for PluginOpTool {
                 "Install a plugin from npm or git. It stays disabled until the operator reviews what it declares and enables it. Receipted in your name.",
                 json!({"type": "object", "properties": {
                     "npm": {"type": "string", "description": "an npm package, e.g. name@1.2.0"},
-                    "git": {"type": "string", "description": "a git repository URL, #ref optional"}
+                    "git": {"type": "string", "description": "an https:// git repository URL, #ref optional"}
                 }, "additionalProperties": false}),
             ),
             other => (other.as_str(), json!({"type": "object"})),
@@ -572,6 +581,10 @@ mod tests {
             json!({}),
             json!({"npm": "a", "git": "https://example.com/a.git"}),
             json!({"path": "/etc"}),
+            json!({"git": "file:///var/lib/nitejar/repo"}),
+            json!({"git": "git+FILE:///etc"}),
+            json!({"git": "http://127.0.0.1:8080/a.git"}),
+            json!({"git": "/srv/repo"}),
         ] {
             assert!(install_source(&bad).is_err(), "{bad}");
         }
