@@ -42,7 +42,10 @@ fn disabling_model(offered: Arc<Mutex<Vec<Vec<String>>>>) -> LocalHttp {
                 &json!({"choices": [{"message": {"role": "assistant", "content": null,
                 "tool_calls": [{"id": "c1", "type": "function", "function": {
                     "name": "plugins_disable",
-                    "arguments": json!({"pluginId": PROBE}).to_string()}}]}}]}),
+                    "arguments": json!({"pluginId": PROBE}).to_string()}},
+                  {"id": "c2", "type": "function", "function": {
+                    "name": "plugins_disable",
+                    "arguments": json!({"pluginId": "../../nobody"}).to_string()}}]}}]}),
             )
         }
     })
@@ -156,6 +159,17 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
         "{detail}"
     );
 
+    // A refusal naming no installed plugin is filed under `nitejar.agents`, not under that name.
+    let filed = receipts_of_plugin(&server, "nitejar.agents").await;
+    assert!(
+        filed.iter().any(|r| r["kind"] == "disable"
+            && r["status"] == "denied"
+            && r["detail"]["pluginId"] == "../../nobody"
+            && r["detail"]["actor"]["agentId"] == agent.as_str()),
+        "{filed:?}"
+    );
+    assert!(receipts_of_plugin(&server, "../../nobody").await.is_empty());
+
     // Odd spellings are no grant, and what this version cannot grant is refused; nothing changes.
     for (body, status, code) in [
         (
@@ -251,6 +265,10 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
         .unwrap_or_else(|| panic!("{disabled:?}"));
     assert_eq!(done["detail"]["actor"]["agentId"], agent.as_str());
     assert_eq!(done["detail"]["actor"]["jobId"], run["jobs"][0]["id"]);
+    assert!(
+        receipts_of_plugin(&server, "../../nobody").await.is_empty(),
+        "a call naming no installed plugin leaves no receipt under that name"
+    );
     let grants = receipts_of_plugin(&server, "nitejar.agents").await;
     assert!(
         grants.iter().any(|r| r["kind"] == "agent_grant"

@@ -292,16 +292,26 @@ impl PluginManager {
         plugin_id: Option<&str>,
         reason: &str,
     ) {
-        let detail = json!({
+        // Filed under the plugin the call named only when there is one: the name comes from the
+        // model, and a receipt is not to land in another log (or make one) because it says so.
+        let named = match plugin_id {
+            Some(id) if super::operations::builtin(id).is_some() => Some(id),
+            Some(id) if matches!(self.store.get_plugin(id).await, Ok(Some(_))) => Some(id),
+            _ => None,
+        };
+        let mut detail = json!({
             "capability": capability.as_str(),
             "tool": capability.tool_name(),
             "reason": reason,
         });
+        if let (None, Some(asked)) = (named, plugin_id) {
+            detail["pluginId"] = json!(asked.chars().take(200).collect::<String>());
+        }
         ACTING_AGENT
             .scope(
                 actor.clone(),
                 self.receipt(
-                    plugin_id.unwrap_or(AGENT_GRANT_RECEIPT_ID),
+                    named.unwrap_or(AGENT_GRANT_RECEIPT_ID),
                     None,
                     capability.receipt_kind(),
                     ReceiptStatus::Denied,
@@ -448,6 +458,17 @@ impl PluginOpTool {
             return ToolOutput::failed(format!("refused: {reason}"));
         }
         let manager = &self.manager;
+        if let Some(id) = plugin_id {
+            let installed = super::operations::builtin(id).is_some()
+                || matches!(manager.store.get_plugin(id).await, Ok(Some(_)));
+            if !installed {
+                let reason = "no plugin of this id is installed";
+                manager
+                    .refuse_agent(&actor, capability, Some(id), reason)
+                    .await;
+                return ToolOutput::failed(format!("refused: {reason} ({id})"));
+            }
+        }
         let done = ACTING_AGENT
             .scope(actor.clone(), async move {
                 match capability {
