@@ -92,6 +92,8 @@ pub enum ReceiptStatus {
     /// Refused by policy: a change outside the event's mutation policy, or a block on an event that
     /// cannot be blocked.
     Denied,
+    /// Asked for, and waiting for the operator's decision (an agent's request to enable a plugin).
+    Pending,
 }
 
 impl ReceiptStatus {
@@ -104,6 +106,7 @@ impl ReceiptStatus {
             ReceiptStatus::Timeout => "timeout",
             ReceiptStatus::SkippedBudget => "skipped_budget",
             ReceiptStatus::Denied => "denied",
+            ReceiptStatus::Pending => "pending",
         }
     }
 }

@@ -1,5 +1,6 @@
-//! `nitejar agent …`: what agents may do, set from the command line against the database the
-//! server uses (a running server applies a change to the agent's next run).
+//! `nitejar agent …`: what agents may do to plugins, and what they asked for, from the command line
+//! against the database the server uses (a running server applies a grant to the agent's next run,
+//! and follows an approved enable within a second).
 
 use std::process::ExitCode;
 
@@ -24,6 +25,33 @@ pub enum AgentCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// List what agents asked you to do to plugins (an enable), newest first.
+    Requests {
+        /// Only these: pending, approved or rejected.
+        #[arg(long)]
+        status: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve an agent's request: the plugin is enabled with your consent, as with
+    /// `nitejar plugin enable` (without --accept-consent it prints the consent text to read and
+    /// changes nothing).
+    Approve {
+        /// The request's id, as `requests` lists it.
+        request: String,
+        /// You read the plugin's consent text and accept it.
+        #[arg(long)]
+        accept_consent: bool,
+        /// Acknowledge every permission it declares.
+        #[arg(long)]
+        ack_all: bool,
+    },
+    /// Reject an agent's request.
+    Reject {
+        /// The request's id.
+        request: String,
     },
 }
 
@@ -65,7 +93,10 @@ fn parse_set(text: &str) -> anyhow::Result<Vec<PluginCapability>> {
 }
 
 async fn run_async(cmd: AgentCommand) -> anyhow::Result<()> {
-    let AgentCommand::Grants { agent, set, json } = cmd;
+    let (agent, set, json) = match cmd {
+        AgentCommand::Grants { agent, set, json } => (agent, set, json),
+        other => return requests(other).await,
+    };
     let wanted = set.as_deref().map(parse_set).transpose()?;
     let engine = Engine::open().await?;
     let result = match &wanted {
@@ -107,4 +138,81 @@ async fn run_async(cmd: AgentCommand) -> anyhow::Result<()> {
         eprintln!("Set; the agent's next run is offered the tools it now holds (receipted as agent_grant).");
     }
     Ok(())
+}
+
+/// `requests`, `approve`, `reject`.
+async fn requests(cmd: AgentCommand) -> anyhow::Result<()> {
+    let by = crate::plugin_cmd::trust::by();
+    let engine = Engine::open().await?;
+    let result = match cmd {
+        AgentCommand::Requests { status, json } => match status.as_deref() {
+            Some(s) if !["pending", "approved", "rejected"].contains(&s) => Err(anyhow::anyhow!(
+                "--status {s} is none of pending, approved, rejected"
+            )),
+            _ => match engine.manager.plugin_requests(status.as_deref()).await {
+                Ok(items) if json => {
+                    println!("{}", serde_json::json!({ "items": items }));
+                    Ok(())
+                }
+                Ok(items) => {
+                    if items.is_empty() {
+                        println!("No requests.");
+                    }
+                    for r in items {
+                        println!(
+                            "{}  {:<8} {} {}  agent {} (job {}){}",
+                            r.id,
+                            r.status,
+                            r.action,
+                            r.plugin_id,
+                            r.agent_id,
+                            r.job_id,
+                            r.reason.map(|w| format!(": {w}")).unwrap_or_default()
+                        );
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            },
+        },
+        AgentCommand::Approve {
+            request,
+            accept_consent,
+            ack_all,
+        } => {
+            let consent = nitejar_core::lifecycle::EnableRequest {
+                accept_consent,
+                acknowledge: if ack_all {
+                    nitejar_core::lifecycle::Acknowledge::All
+                } else {
+                    nitejar_core::lifecycle::Acknowledge::None
+                },
+            };
+            engine
+                .manager
+                .approve_request(&request, consent, &by)
+                .await
+                .map(|d| {
+                    println!(
+                        "Approved: {} is enabled (request {}, asked by agent {}).",
+                        d.request.plugin_id, d.request.id, d.request.agent_id
+                    )
+                })
+                .map_err(Into::into)
+        }
+        AgentCommand::Reject { request } => engine
+            .manager
+            .reject_request(&request, &by)
+            .await
+            .map(|d| {
+                println!(
+                    "Rejected request {} ({} stays as it was).",
+                    d.request.id, d.request.plugin_id
+                )
+            })
+            .map_err(Into::into),
+        AgentCommand::Grants { .. } => Ok(()),
+    };
+    engine.close().await;
+    result
 }

@@ -439,6 +439,8 @@ pub fn error_status(e: &LifecycleError) -> (StatusCode, &'static str) {
         E::LoadInProgress { .. } => (StatusCode::CONFLICT, "load_in_progress"),
         E::ChangedMeanwhile { .. } => (StatusCode::CONFLICT, "changed_meanwhile"),
         E::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent"),
+        E::UnknownRequest(_) => (StatusCode::NOT_FOUND, "unknown_request"),
+        E::RequestDecided { .. } => (StatusCode::CONFLICT, "request_decided"),
         E::GrantRefused { .. } => (StatusCode::CONFLICT, "grant_refused"),
         // Handled inside the manager; never returned by a public operation.
         E::NotPreloaded { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "not_loaded"),

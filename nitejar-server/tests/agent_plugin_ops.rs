@@ -30,11 +30,27 @@ fn disabling_model(offered: Arc<Mutex<Vec<Vec<String>>>>) -> LocalHttp {
             .and_then(|m| m.last())
             .cloned()
             .unwrap_or_default();
+        let asked = body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_owned();
         if last["role"] == "tool" {
             let told = last["content"].as_str().unwrap_or_default().to_string();
             json_reply(
                 200,
                 &json!({"choices": [{"message": {"role": "assistant", "content": format!("Tool said: {told}")}}]}),
+            )
+        } else if asked.contains("enable") {
+            json_reply(
+                200,
+                &json!({"choices": [{"message": {"role": "assistant", "content": null,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {
+                    "name": "plugins_enable",
+                    "arguments": json!({"pluginId": PROBE, "reason": "the user asked for it"}).to_string()}}]}}]}),
             )
         } else {
             json_reply(
@@ -53,10 +69,15 @@ fn disabling_model(offered: Arc<Mutex<Vec<Vec<String>>>>) -> LocalHttp {
 
 /// Sends one message through the echo channel; its work item id.
 async fn send(server: &Server, integration: &str, n: u32) -> String {
+    send_text(server, integration, n, &format!("message {n}")).await
+}
+
+/// Sends `text` as delivery `n` through the echo channel; its work item id.
+async fn send_text(server: &Server, integration: &str, n: u32, text: &str) -> String {
     let answer = reqwest::Client::new()
         .post(server.url(&format!("/api/webhooks/plugins/echo/{integration}")))
         .header("content-type", "application/json")
-        .body(json!({"text": format!("message {n}"), "id": format!("d{n}")}).to_string())
+        .body(json!({"text": text, "id": format!("d{n}")}).to_string())
         .send()
         .await
         .expect("request");
@@ -188,7 +209,7 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
             "invalid_capability",
         ),
         (
-            json!({"capabilities": ["plugins.enable"]}),
+            json!({"capabilities": ["plugins.upgrade"]}),
             409,
             "grant_refused",
         ),
@@ -296,7 +317,8 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
         page.text
     );
     assert!(
-        page.text.contains("Not available: it needs the operator"),
+        page.text
+            .contains("Not available: an agent&#39;s upgrade is not available"),
         "{}",
         page.text
     );
@@ -317,7 +339,7 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
         json!(["plugins.install", "plugins.uninstall"])
     );
     let refused = session
-        .post_form(&server, &form_path, &[("capability", "plugins.enable")])
+        .post_form(&server, &form_path, &[("capability", "plugins.upgrade")])
         .await;
     assert_eq!(refused.status, 422, "{}", refused.text);
     assert!(
@@ -339,4 +361,164 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
         json!(["plugins.install", "plugins.uninstall"]),
         "nothing changed"
     );
+
+    // An agent's enable is a request: pending until the operator approves it with their consent.
+    let set = api(
+        &server,
+        Method::PUT,
+        &grants_path,
+        Some(&json!({"capabilities": ["plugins.enable"]})),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    let work_item = send_text(&server, &integration, 3, "enable the probe").await;
+    let run = finished_job(&server, &work_item).await;
+    assert_eq!(
+        probe_view(&server).await["enabled"],
+        false,
+        "not enabled by the agent"
+    );
+    let pending = api(
+        &server,
+        Method::GET,
+        "/api/admin/plugin-requests?status=pending",
+        None,
+    )
+    .await
+    .json();
+    let request = pending["items"][0].clone();
+    assert_eq!(request["pluginId"], PROBE, "{pending}");
+    assert_eq!(request["agentId"], agent.as_str());
+    assert_eq!(request["jobId"], run["jobs"][0]["id"]);
+    assert_eq!(request["reason"], "the user asked for it");
+    let request_id = request["id"].as_str().expect("id").to_owned();
+    let asked = receipts(&server, "enable").await;
+    assert!(
+        asked.iter().any(|r| r["status"] == "pending"
+            && r["detail"]["requestId"] == request_id.as_str()
+            && r["detail"]["actor"]["agentId"] == agent.as_str()),
+        "{asked:?}"
+    );
+    let approve = format!("/api/admin/plugin-requests/{request_id}/approve");
+    let without = api(&server, Method::POST, &approve, None).await;
+    assert_eq!(
+        without.status, 428,
+        "consent is the operator's: {}",
+        without.text
+    );
+    assert_eq!(probe_view(&server).await["enabled"], false);
+    let approved = api(
+        &server,
+        Method::POST,
+        &approve,
+        Some(&json!({"acceptConsent": true, "acknowledgeAll": true})),
+    )
+    .await;
+    assert_eq!(approved.status, 200, "{}", approved.text);
+    assert_eq!(approved.json()["request"]["status"], "approved");
+    assert_eq!(probe_view(&server).await["enabled"], true);
+    let enabled = receipts(&server, "enable").await;
+    let done = enabled
+        .iter()
+        .find(|r| r["status"] == "ok" && r["detail"]["actor"]["requestId"] == request_id.as_str())
+        .unwrap_or_else(|| panic!("{enabled:?}"));
+    assert_eq!(done["detail"]["actor"]["agentId"], agent.as_str());
+    assert!(done["detail"]["actor"]["decidedBy"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("admin API"));
+    let again = api(
+        &server,
+        Method::POST,
+        &approve,
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    assert_eq!(again.json()["error"]["code"], "request_decided");
+
+    // Rejected: the plugin stays as it was, and the agent's request is receipted as denied.
+    assert_eq!(post_disable(&server).await, 200);
+    let work_item = send_text(&server, &integration, 4, "enable it again").await;
+    finished_job(&server, &work_item).await;
+    let pending = api(
+        &server,
+        Method::GET,
+        "/api/admin/plugin-requests?status=pending",
+        None,
+    )
+    .await
+    .json();
+    let second = pending["items"][0]["id"]
+        .as_str()
+        .expect("a request")
+        .to_owned();
+    let (ok, text) = cli(&data, &["agent", "requests", "--status", "pending"]);
+    assert!(
+        ok && text.contains(&second) && text.contains("the user asked for it"),
+        "{text}"
+    );
+    let (ok, text) = cli(&data, &["agent", "approve", &second]);
+    assert!(
+        !ok && text.contains("needs your explicit consent"),
+        "{text}"
+    );
+    let (ok, text) = cli(&data, &["agent", "reject", &second]);
+    assert!(ok, "{text}");
+    let rejected = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugin-requests/{second}/reject"),
+        None,
+    )
+    .await;
+    assert_eq!(rejected.status, 409, "rejected already: {}", rejected.text);
+    let listed = api(
+        &server,
+        Method::GET,
+        "/api/admin/plugin-requests?status=rejected",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(listed["items"][0]["id"], second.as_str(), "{listed}");
+    assert!(listed["items"][0]["decidedBy"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("CLI"));
+    assert_eq!(probe_view(&server).await["enabled"], false);
+    let denied = receipts(&server, "enable").await;
+    assert!(
+        denied.iter().any(
+            |r| r["status"] == "denied" && r["detail"]["actor"]["requestId"] == second.as_str()
+        ),
+        "{denied:?}"
+    );
+    let bad = api(
+        &server,
+        Method::GET,
+        "/api/admin/plugin-requests?status=maybe",
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let unknown = api(
+        &server,
+        Method::POST,
+        "/api/admin/plugin-requests/nope/reject",
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+}
+
+async fn post_disable(server: &Server) -> u16 {
+    api(
+        server,
+        Method::POST,
+        &format!("/api/admin/plugins/{PROBE}/disable"),
+        None,
+    )
+    .await
+    .status
 }

@@ -12,14 +12,16 @@
 //!   operator's action (same trust policy, validation and receipts), inside the agent's scope: every
 //!   receipt the operation writes names the agent, job and work item (`actor` in its detail, and
 //!   the receipt's job and work item).
-//! - **Consent is never implied.** An install leaves the plugin disabled, as every install does;
-//!   no tool enables anything. Disabling only reduces what runs and is immediate.
+//! - **Consent is never implied.** An install leaves the plugin disabled, as every install does.
+//!   An agent's enable is a *request* (`pending` receipt, a row in `plugin_requests`) that the
+//!   operator approves — enabling the plugin with their own consent, as for any enable
+//!   ([`PluginManager::approve_request`]) — or rejects; the agent's tool answer says it is
+//!   pending. Disabling only reduces what runs and is immediate.
 //! - **Rate limit.** At most [`AgentOpsLimit::per_hour`] plugin operations per agent per hour; the
 //!   ones past it are refused with a receipt.
 //!
-//! Enabling, upgrading and editing a plugin's source need the operator's approval of a pending
-//! request, which this version does not have yet: those capabilities cannot be granted (the
-//! refusal says so), so no agent is offered a tool that could not do what it says.
+//! Upgrading and editing a plugin's source cannot be granted in this version (the refusal says
+//! so), so no agent is offered a tool that could not do what it says.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -28,11 +30,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::EnableRequest;
 use super::{LifecycleError, PluginManager, UninstallOptions};
 use crate::install::{GitSpec, InstallSource, NpmSpec};
 use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
 use crate::runner::model::ToolSpec;
 use crate::runner::tools::{AgentTools, Tool, ToolContext, ToolFuture, ToolOutput, ToolSet};
+use crate::store::{new_id, PluginRequestRow};
 
 /// The plugin id agent-grant receipts are filed under.
 pub const AGENT_GRANT_RECEIPT_ID: &str = "nitejar.agents";
@@ -105,15 +109,16 @@ impl PluginCapability {
     /// Why it cannot be granted in this version, if it cannot.
     pub const fn unavailable(self) -> Option<&'static str> {
         match self {
-            PluginCapability::Install | PluginCapability::Disable | PluginCapability::Uninstall => {
-                None
+            PluginCapability::Install
+            | PluginCapability::Enable
+            | PluginCapability::Disable
+            | PluginCapability::Uninstall => None,
+            PluginCapability::Upgrade => Some(
+                "an agent's upgrade is not available in this version; upgrade plugins yourself",
+            ),
+            PluginCapability::EditSource => {
+                Some("editing a plugin's source is not available in this version")
             }
-            PluginCapability::Enable | PluginCapability::Upgrade => Some(
-                "it needs the operator's approval of a pending request, which this version does not have yet; enable and upgrade plugins yourself",
-            ),
-            PluginCapability::EditSource => Some(
-                "editing a plugin's source is not available in this version",
-            ),
         }
     }
 
@@ -138,6 +143,13 @@ pub struct AgentActor {
     pub job_id: String,
     /// The work item the job answers.
     pub work_item_id: String,
+    /// The request of the agent's that the operation carries out, when the operator approved
+    /// (or rejected) one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Who decided that request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
 }
 
 impl AgentActor {
@@ -147,17 +159,37 @@ impl AgentActor {
             agent_id: ctx.agent_id.clone(),
             job_id: ctx.job_id.clone(),
             work_item_id: ctx.work_item_id.clone(),
+            request_id: None,
+            decided_by: None,
+        }
+    }
+
+    /// The agent of `request`, as the operator `by` decides it.
+    fn of_request(request: &PluginRequestRow, by: &str) -> AgentActor {
+        AgentActor {
+            agent_id: request.agent_id.clone(),
+            job_id: request.job_id.clone(),
+            work_item_id: request.work_item_id.clone(),
+            request_id: Some(request.id.clone()),
+            decided_by: Some(by.to_string()),
         }
     }
 
     /// What receipts say of it (`actor`).
     pub fn detail(&self) -> Value {
-        json!({
+        let mut detail = json!({
             "kind": "agent",
             "agentId": self.agent_id,
             "jobId": self.job_id,
             "workItemId": self.work_item_id,
-        })
+        });
+        if let Some(id) = &self.request_id {
+            detail["requestId"] = json!(id);
+        }
+        if let Some(by) = &self.decided_by {
+            detail["decidedBy"] = json!(by);
+        }
+        detail
     }
 }
 
@@ -322,6 +354,166 @@ impl PluginManager {
     }
 }
 
+/// How a request was decided.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestDecision {
+    /// The request as it is now.
+    pub request: PluginRequestRow,
+    /// What the enable did (approved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<super::EnableOutcome>,
+}
+
+impl PluginManager {
+    /// Asks the operator to enable plugin `id` for `actor` (inside its scope: the `pending`
+    /// receipt names the agent). An active plugin, or one with a request pending already, needs
+    /// no new one. What the agent is told.
+    async fn request_enable(
+        &self,
+        id: &str,
+        actor: &AgentActor,
+        reason: Option<&str>,
+    ) -> Result<String, LifecycleError> {
+        if self.runtime.registry().plugin(id).is_some() {
+            return Ok(format!("{id} is enabled and running already"));
+        }
+        let pending = self.store.plugin_requests(Some("pending")).await?;
+        if let Some(open) = pending
+            .iter()
+            .find(|r| r.plugin_id == id && r.action == "enable")
+        {
+            return Ok(format!(
+                "an enable of {id} is pending already (request {}): the operator approves or rejects it in the admin",
+                open.id
+            ));
+        }
+        let request = PluginRequestRow {
+            id: new_id(),
+            plugin_id: id.to_string(),
+            action: "enable".into(),
+            agent_id: actor.agent_id.clone(),
+            job_id: actor.job_id.clone(),
+            work_item_id: actor.work_item_id.clone(),
+            reason: reason.map(|r| r.chars().take(2000).collect()),
+            status: "pending".into(),
+            created_at: now_ms(),
+            decided_at: None,
+            decided_by: None,
+        };
+        self.store.create_plugin_request(&request).await?;
+        self.receipt(
+            id,
+            None,
+            ReceiptKind::Enable,
+            ReceiptStatus::Pending,
+            json!({ "requestId": request.id, "reason": request.reason }),
+        )
+        .await;
+        Ok(format!(
+            "requested: the enable of {id} is pending (request {}); it stays disabled until the operator reviews what it declares and approves it in the admin",
+            request.id
+        ))
+    }
+
+    /// Agents' requests with `status` (`pending`, `approved`, `rejected`; any when `None`),
+    /// newest first.
+    pub async fn plugin_requests(
+        &self,
+        status: Option<&str>,
+    ) -> Result<Vec<PluginRequestRow>, LifecycleError> {
+        Ok(self.store.plugin_requests(status).await?)
+    }
+
+    async fn pending_request(&self, id: &str) -> Result<PluginRequestRow, LifecycleError> {
+        let request = self
+            .store
+            .get_plugin_request(id)
+            .await?
+            .ok_or_else(|| LifecycleError::UnknownRequest(id.to_string()))?;
+        if request.status != "pending" {
+            return Err(LifecycleError::RequestDecided {
+                id: id.to_string(),
+                status: request.status,
+            });
+        }
+        Ok(request)
+    }
+
+    /// Approves an agent's request as the operator `by`: the plugin is enabled with the
+    /// operator's `consent` (checked as for any enable: without it, the answer is
+    /// `ConsentRequired` and the request stays pending). The enable's receipt names the agent,
+    /// the request and who approved it.
+    pub async fn approve_request(
+        &self,
+        id: &str,
+        consent: EnableRequest,
+        by: &str,
+    ) -> Result<RequestDecision, LifecycleError> {
+        let request = self.pending_request(id).await?;
+        let actor = AgentActor::of_request(&request, by);
+        let enabled = ACTING_AGENT
+            .scope(actor, self.enable(&request.plugin_id, consent))
+            .await?;
+        if !self
+            .store
+            .decide_plugin_request(id, "approved", by, now_ms())
+            .await?
+        {
+            // Decided by someone else meanwhile; the plugin is enabled all the same.
+            tracing::warn!(request = %id, "the request was decided while it was being approved");
+        }
+        let request = self.pending_request_row(id).await?;
+        Ok(RequestDecision {
+            request,
+            enabled: Some(enabled),
+        })
+    }
+
+    /// Rejects an agent's request as the operator `by`; receipted (`denied`, in the agent's name).
+    pub async fn reject_request(
+        &self,
+        id: &str,
+        by: &str,
+    ) -> Result<RequestDecision, LifecycleError> {
+        let request = self.pending_request(id).await?;
+        if !self
+            .store
+            .decide_plugin_request(id, "rejected", by, now_ms())
+            .await?
+        {
+            return Err(LifecycleError::RequestDecided {
+                id: id.to_string(),
+                status: self.pending_request_row(id).await?.status,
+            });
+        }
+        let actor = AgentActor::of_request(&request, by);
+        ACTING_AGENT
+            .scope(
+                actor,
+                self.receipt(
+                    &request.plugin_id,
+                    None,
+                    ReceiptKind::Enable,
+                    ReceiptStatus::Denied,
+                    json!({ "requestId": id, "reason": format!("the operator rejected the agent's request ({by})") }),
+                ),
+            )
+            .await;
+        Ok(RequestDecision {
+            request: self.pending_request_row(id).await?,
+            enabled: None,
+        })
+    }
+
+    async fn pending_request_row(&self, id: &str) -> Result<PluginRequestRow, LifecycleError> {
+        self.store
+            .get_plugin_request(id)
+            .await?
+            .ok_or_else(|| LifecycleError::UnknownRequest(id.to_string()))
+    }
+}
+
 /// The plugin-operation tools of each agent, by its grants (give it to the runner:
 /// [`crate::runner::Runner::with_agent_tools`]).
 pub struct PluginOpsTools {
@@ -477,6 +669,14 @@ impl PluginOpTool {
                         manager.disable(id).await.map_err(|e| e.to_string())?;
                         Ok(format!("{id} is disabled: none of its code runs any more"))
                     }
+                    PluginCapability::Enable => {
+                        let id = plugin_id.ok_or_else(|| "`pluginId` is required".to_string())?;
+                        let reason = text("reason").filter(|r| !r.is_empty());
+                        manager
+                            .request_enable(id, &actor, reason)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
                     PluginCapability::Uninstall => {
                         let id = plugin_id.ok_or_else(|| "`pluginId` is required".to_string())?;
                         manager
@@ -544,6 +744,13 @@ impl Tool for PluginOpTool {
             PluginCapability::Uninstall => (
                 "Uninstall a plugin (its files, data and integrations are kept). Receipted in your name.",
                 plugin,
+            ),
+            PluginCapability::Enable => (
+                "Ask the operator to enable a disabled plugin. You cannot consent for them: this makes a request they approve or reject in the admin; the plugin stays disabled until they approve. Say why in `reason`.",
+                json!({"type": "object", "properties": {
+                    "pluginId": {"type": "string", "description": "the plugin's id, e.g. dev.example.acme"},
+                    "reason": {"type": "string", "description": "why it should be enabled, for the operator"}
+                }, "required": ["pluginId"], "additionalProperties": false}),
             ),
             PluginCapability::Install => (
                 "Install a plugin from npm or git. It stays disabled until the operator reviews what it declares and enables it. Receipted in your name.",

@@ -226,6 +226,17 @@ pub enum LifecycleError {
         /// The largest allowed value.
         max: u64,
     },
+    /// No agent's request has this id.
+    #[error("there is no request `{0}`")]
+    UnknownRequest(String),
+    /// The request was approved or rejected already.
+    #[error("request `{id}` is {status} already")]
+    RequestDecided {
+        /// The request.
+        id: String,
+        /// `approved` or `rejected`.
+        status: String,
+    },
     /// No agent has this id.
     #[error("there is no agent `{0}`")]
     UnknownAgent(String),

@@ -71,6 +71,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use agent_grants::PluginRequestRow;
 pub use error::StoreError;
 pub use health::{Failing, StoreHealth, PROBE_EVERY};
 pub use hook_stats::{
@@ -327,6 +328,28 @@ pub trait Store: Send + Sync + 'static {
         granted_by: &'a str,
         at_ms: i64,
     ) -> StoreFuture<'a, ()>;
+
+    /// Records an agent's request.
+    fn create_plugin_request<'a>(&'a self, row: &'a PluginRequestRow) -> StoreFuture<'a, ()>;
+
+    /// Requests with `status` (any when `None`), newest first, at most 500.
+    fn plugin_requests<'a>(
+        &'a self,
+        status: Option<&'a str>,
+    ) -> StoreFuture<'a, Vec<PluginRequestRow>>;
+
+    /// One request.
+    fn get_plugin_request<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<PluginRequestRow>>;
+
+    /// Sets a pending request's `status` (`approved`, `rejected`); false, and nothing written,
+    /// when it is not pending (decided already).
+    fn decide_plugin_request<'a>(
+        &'a self,
+        id: &'a str,
+        status: &'a str,
+        by: &'a str,
+        at_ms: i64,
+    ) -> StoreFuture<'a, bool>;
 
     // --- trust settings -------------------------------------------------------------------------------
 

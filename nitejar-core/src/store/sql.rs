@@ -468,6 +468,33 @@ macro_rules! impl_store {
                     at_ms,
                 ))
             }
+            fn create_plugin_request<'a>(
+                &'a self,
+                row: &'a $crate::store::PluginRequestRow,
+            ) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_create_plugin_request(row))
+            }
+            fn plugin_requests<'a>(
+                &'a self,
+                status: Option<&'a str>,
+            ) -> StoreFuture<'a, Vec<$crate::store::PluginRequestRow>> {
+                Box::pin(self.sql_plugin_requests(status))
+            }
+            fn get_plugin_request<'a>(
+                &'a self,
+                id: &'a str,
+            ) -> StoreFuture<'a, Option<$crate::store::PluginRequestRow>> {
+                Box::pin(self.sql_get_plugin_request(id))
+            }
+            fn decide_plugin_request<'a>(
+                &'a self,
+                id: &'a str,
+                status: &'a str,
+                by: &'a str,
+                at_ms: i64,
+            ) -> StoreFuture<'a, bool> {
+                Box::pin(self.sql_decide_plugin_request(id, status, by, at_ms))
+            }
             fn list_trust_entries(&self) -> StoreFuture<'_, Vec<$crate::store::TrustEntryRow>> {
                 Box::pin(self.sql_list_trust_entries())
             }

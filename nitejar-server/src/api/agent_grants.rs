@@ -106,3 +106,55 @@ pub async fn put(
         .await?;
     Ok(HttpResponse::Ok().json(document(&grants)))
 }
+
+/// `?status=pending|approved|rejected`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsQuery {
+    status: Option<String>,
+}
+
+/// `GET /api/admin/plugin-requests`: what agents asked the operator to do, newest first.
+pub async fn requests(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    query: web::Query<RequestsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let status = query.status.as_deref();
+    if let Some(other) = status.filter(|s| !["pending", "approved", "rejected"].contains(s)) {
+        return Err(ApiError::bad_request(
+            "invalid_status",
+            format!("status `{other}` is none of pending, approved, rejected"),
+        ));
+    }
+    let items = state.plugins.plugin_requests(status).await?;
+    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+}
+
+/// `POST /api/admin/plugin-requests/{id}/approve`, with the operator's consent as for an enable.
+pub async fn approve(
+    admin: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let consent = super::plugins::json_or_default::<super::plugins::ConsentBody>(&body)?.request();
+    let decision = state
+        .plugins
+        .approve_request(&id, consent, &changed_by(&admin))
+        .await?;
+    Ok(HttpResponse::Ok().json(decision))
+}
+
+/// `POST /api/admin/plugin-requests/{id}/reject`.
+pub async fn reject(
+    admin: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let decision = state
+        .plugins
+        .reject_request(&id, &changed_by(&admin))
+        .await?;
+    Ok(HttpResponse::Ok().json(decision))
+}

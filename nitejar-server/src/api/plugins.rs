@@ -351,7 +351,9 @@ pub async fn install_local(
 
 /// A JSON body that may be left out (an empty body is the type's default); a body that is there
 /// must parse.
-fn json_or_default<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn json_or_default<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -374,7 +376,7 @@ pub struct ConsentBody {
 }
 
 impl ConsentBody {
-    fn request(&self) -> EnableRequest {
+    pub(crate) fn request(&self) -> EnableRequest {
         EnableRequest {
             accept_consent: self.accept_consent,
             acknowledge: if self.acknowledge_all {

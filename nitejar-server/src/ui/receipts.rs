@@ -40,6 +40,7 @@ pub const STATUSES: &[&str] = &[
     "timeout",
     "skipped_budget",
     "denied",
+    "pending",
 ];
 
 /// One receipt as a table row.
@@ -81,7 +82,7 @@ impl From<&PluginEventRow> for ReceiptLine {
             status: e.status.clone(),
             status_class: match e.status.as_str() {
                 "ok" => "pill-ok",
-                "blocked" | "skipped_budget" | "denied" => "pill-warn",
+                "blocked" | "skipped_budget" | "denied" | "pending" => "pill-warn",
                 _ => "pill-err",
             },
             hook: e.hook_name.clone().unwrap_or_default(),
