@@ -47,7 +47,7 @@ pub enum PluginCapability {
     /// `plugins.install`: install a plugin from npm or git (it stays disabled).
     #[serde(rename = "plugins.install")]
     Install,
-    /// `plugins.enable`.
+    /// `plugins.enable`: a request the operator approves or rejects.
     #[serde(rename = "plugins.enable")]
     Enable,
     /// `plugins.disable`: immediate.
