@@ -494,6 +494,59 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
         ),
         "{denied:?}"
     );
+    // From the admin: the Agents page lists a pending request; its review page is the plugin's
+    // review page, whose consent form approves it.
+    let work_item = send_text(&server, &integration, 5, "enable it, please").await;
+    finished_job(&server, &work_item).await;
+    let pending = api(
+        &server,
+        Method::GET,
+        "/api/admin/plugin-requests?status=pending",
+        None,
+    )
+    .await
+    .json();
+    let third = pending["items"][0]["id"]
+        .as_str()
+        .expect("a request")
+        .to_owned();
+    let listed = session.get(&server, "/admin/agents").await;
+    let review_link = format!("/admin/plugins/{PROBE}/review?request={third}");
+    assert!(listed.text.contains(&review_link), "{}", listed.text);
+    let review = session.get(&server, &review_link).await;
+    assert_eq!(review.status, 200, "{}", review.text);
+    assert!(
+        review.text.contains("asked to enable this plugin"),
+        "{}",
+        review.text
+    );
+    assert!(
+        review.text.contains("An agent cannot consent"),
+        "{}",
+        review.text
+    );
+    let approve_path = format!("/admin/plugins/{PROBE}/requests/{third}/approve");
+    assert!(review.text.contains(&approve_path), "{}", review.text);
+    let unticked = session.post_form(&server, &approve_path, &[]).await;
+    assert_eq!(unticked.status, 428, "{}", unticked.text);
+    assert!(
+        unticked.text.contains("I have read this and consent"),
+        "{}",
+        unticked.text
+    );
+    assert_eq!(probe_view(&server).await["enabled"], false);
+    let approved = session
+        .post_form(&server, &approve_path, &[("accept_consent", "yes")])
+        .await;
+    assert_eq!(approved.status, 303, "{}", approved.text);
+    assert_eq!(probe_view(&server).await["enabled"], true);
+    let decided = session.get(&server, &review_link).await;
+    assert_eq!(decided.status, 409, "{}", decided.text);
+    assert!(
+        decided.text.contains("approved already"),
+        "{}",
+        decided.text
+    );
     let bad = api(
         &server,
         Method::GET,

@@ -463,7 +463,7 @@ impl PluginManager {
             // Decided by someone else meanwhile; the plugin is enabled all the same.
             tracing::warn!(request = %id, "the request was decided while it was being approved");
         }
-        let request = self.pending_request_row(id).await?;
+        let request = self.plugin_request(id).await?;
         Ok(RequestDecision {
             request,
             enabled: Some(enabled),
@@ -484,7 +484,7 @@ impl PluginManager {
         {
             return Err(LifecycleError::RequestDecided {
                 id: id.to_string(),
-                status: self.pending_request_row(id).await?.status,
+                status: self.plugin_request(id).await?.status,
             });
         }
         let actor = AgentActor::of_request(&request, by);
@@ -501,12 +501,13 @@ impl PluginManager {
             )
             .await;
         Ok(RequestDecision {
-            request: self.pending_request_row(id).await?,
+            request: self.plugin_request(id).await?,
             enabled: None,
         })
     }
 
-    async fn pending_request_row(&self, id: &str) -> Result<PluginRequestRow, LifecycleError> {
+    /// One of agents' requests, whatever its status.
+    pub async fn plugin_request(&self, id: &str) -> Result<PluginRequestRow, LifecycleError> {
         self.store
             .get_plugin_request(id)
             .await?

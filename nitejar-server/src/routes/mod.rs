@@ -309,6 +309,8 @@ fn table() -> Vec<RouteDef> {
         def(Get, "/admin/receipts", Endpoint::admin(ui::receipts::page), "admin-ui", "Receipts, filtered and paged.", EVENTS_QUERY, Body::None, Html),
         def(Get, "/admin/runs", Endpoint::admin(ui::runs::page), "admin-ui", "Runs: work items, their jobs and outcomes, filtered and paged.", RUNS_QUERY, Body::None, Html),
         def(Get, "/admin/runs/{id}", Endpoint::admin(ui::runs::detail), "admin-ui", "One run: its jobs, a timeline of their spans, its receipts.", &[], Body::None, Html),
+        def(Post, "/admin/plugins/{id}/requests/{request}/approve", Endpoint::admin(ui::plugins::approve_request), "admin-ui", "Approve an agent's request from the plugin's review page, with the consent and acknowledgements ticked there.", &[], Body::Form, Redirect),
+        def(Post, "/admin/plugins/{id}/requests/{request}/reject", Endpoint::admin(ui::plugins::reject_request), "admin-ui", "Reject an agent's request.", &[], Body::Form, Redirect),
         def(Get, "/admin/agents", Endpoint::admin(ui::agents::page), "admin-ui", "Agents, and what each may do to plugins through its tools.", &[], Body::None, Html),
         def(Post, "/admin/agents/{id}/plugin-grants", Endpoint::admin(ui::agents::save_grants), "admin-ui", "Save an agent's plugin grants (the ticked capabilities).", &[], Body::Form, Redirect),
         def(Get, "/admin/trust", Endpoint::admin(ui::trust::page), "admin-ui", "Trust settings: trusted keys and allowlist entries, from the environment and added here.", &[], Body::None, Html),

@@ -37,6 +37,8 @@ pub struct AgentLine {
 struct AgentsPage {
     chrome: Chrome,
     agents: Vec<AgentLine>,
+    /// Agents' requests waiting for the operator.
+    pending: Vec<nitejar_core::store::PluginRequestRow>,
 }
 
 async fn show(
@@ -85,6 +87,15 @@ async fn show(
             error,
         });
     }
+    let pending = match state.plugins.plugin_requests(Some("pending")).await {
+        Ok(pending) => pending,
+        Err(e) => {
+            return super::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("The agents' requests could not be read: {e}"),
+            )
+        }
+    };
     let status = if refused.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -93,6 +104,7 @@ async fn show(
     let page = AgentsPage {
         chrome: Chrome::new(state, admin, "Agents", "agents").with_notice(notice),
         agents: lines,
+        pending,
     };
     render(status, &page)
 }

@@ -143,6 +143,10 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "entry_added" => "Allowlist entry added.",
         "entry_removed" => "Allowlist entry removed: plugins allowed only by it no longer run.",
         "unassigned" => "Assignment removed.",
+        "request_approved" => {
+            "Approved: the plugin is enabled with your consent; the agent's request is closed."
+        }
+        "request_rejected" => "Rejected: the plugin stays as it was.",
         "grants_saved" => "Grants saved: the agent's next run is offered the tools it holds now.",
         _ => return None,
     })

@@ -8,6 +8,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use nitejar_core::install::{GitSpec, InstallSource, NpmSpec};
 use nitejar_core::lifecycle::{Acknowledge, EnableRequest, LifecycleError, UninstallOptions};
+use nitejar_core::store::PluginRequestRow;
 use nitejar_core::store::{PageRequest, PluginVersionRow};
 use nitejar_core::trust::consent::ConsentDiff;
 use nitejar_core::trust::TrustMode;
@@ -27,6 +28,8 @@ use crate::serve::AppState;
 #[derive(Deserialize)]
 pub struct Notice {
     notice: Option<String>,
+    /// On the review page: the agent's request (`plugin_requests`) the review decides.
+    request: Option<String>,
 }
 
 #[derive(Template)]
@@ -397,6 +400,8 @@ struct ReviewPage {
     ticked: Vec<String>,
     /// Every declared permission must be acknowledged in this trust mode.
     ack_required: bool,
+    /// The agent's request this review approves or rejects (a pending one).
+    request: Option<PluginRequestRow>,
 }
 
 impl ReviewPage {
@@ -412,6 +417,7 @@ async fn review_page(
     notice: Option<&str>,
     error: Option<(StatusCode, String)>,
     ticked: Vec<String>,
+    request: Option<PluginRequestRow>,
 ) -> HttpResponse {
     let detail = match plugins::detail(state, id).await {
         Ok(Some(d)) => d,
@@ -444,6 +450,7 @@ async fn review_page(
         error: error.map(|(_, m)| m),
         ticked,
         ack_required: state.config.trust_mode() != TrustMode::SelfHostOpen,
+        request,
     };
     render(status, &page)
 }
@@ -454,6 +461,13 @@ pub async fn review(
     id: web::Path<String>,
     query: web::Query<Notice>,
 ) -> HttpResponse {
+    let request = match &query.request {
+        Some(rid) => match pending_request_of(&state, &id, rid).await {
+            Ok(request) => Some(request),
+            Err(page) => return page,
+        },
+        None => None,
+    };
     review_page(
         &state,
         &admin,
@@ -461,17 +475,36 @@ pub async fn review(
         query.notice.as_deref(),
         None,
         Vec::new(),
+        request,
     )
     .await
 }
 
-pub async fn enable(
-    post: AdminForm<Vec<(String, String)>>,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> HttpResponse {
-    let AdminForm { admin, form } = post;
-    let builtin = plugins::is_builtin(&id);
+/// Agent request `rid`, pending, for plugin `id`; else the page that says why not.
+async fn pending_request_of(
+    state: &AppState,
+    id: &str,
+    rid: &str,
+) -> Result<PluginRequestRow, HttpResponse> {
+    match state.plugins.plugin_request(rid).await {
+        Ok(r) if r.plugin_id != id => Err(error_page(
+            StatusCode::NOT_FOUND,
+            &format!("Request {rid} is not about `{id}`."),
+        )),
+        Ok(r) if r.status != "pending" => Err(error_page(
+            StatusCode::CONFLICT,
+            &format!("Request {rid} is {} already.", r.status),
+        )),
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let (status, _) = plugins::error_status(&e);
+            Err(error_page(status, &plugins::ui_message(&e)))
+        }
+    }
+}
+
+/// The consent and acknowledgements a review form gives.
+fn consent_of(form: &[(String, String)], builtin: bool) -> (EnableRequest, Vec<String>) {
     let accept_consent = builtin
         || form
             .iter()
@@ -489,24 +522,100 @@ pub async fn enable(
             Acknowledge::These(ticked.clone())
         },
     };
+    (request, ticked)
+}
+
+/// The review form's words for a refused enable.
+fn refusal_message(e: &LifecycleError) -> String {
+    match e {
+        LifecycleError::ConsentRequired { .. } => {
+            "Tick “I have read this and consent” to enable the plugin.".to_owned()
+        }
+        LifecycleError::AcknowledgementMissing { mode, missing, .. } => format!(
+            "The {mode} trust mode needs every declared permission acknowledged; not ticked: {}.",
+            missing.join(", ")
+        ),
+        other => plugins::ui_message(other),
+    }
+}
+
+/// Approves an agent's request from its review page: the plugin is enabled with the consent
+/// and acknowledgements ticked there, as for any enable.
+pub async fn approve_request(
+    post: AdminForm<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (id, rid) = path.into_inner();
+    let AdminForm { admin, form } = post;
+    let request = match pending_request_of(&state, &id, &rid).await {
+        Ok(request) => request,
+        Err(page) => return page,
+    };
+    let (consent, ticked) = consent_of(&form, false);
+    let by = crate::api::trust::changed_by(&admin);
+    match state.plugins.approve_request(&rid, consent, &by).await {
+        Ok(_) => redirect(format!("/admin/plugins/{id}?notice=request_approved")),
+        Err(e) => {
+            let (status, _) = plugins::error_status(&e);
+            let message = refusal_message(&e);
+            review_page(
+                &state,
+                &admin,
+                &id,
+                None,
+                Some((status, message)),
+                ticked,
+                Some(request),
+            )
+            .await
+        }
+    }
+}
+
+/// Rejects an agent's request from its review page.
+pub async fn reject_request(
+    post: AdminForm<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (id, rid) = path.into_inner();
+    let by = crate::api::trust::changed_by(&post.admin);
+    match state.plugins.reject_request(&rid, &by).await {
+        Ok(_) => redirect("/admin/agents?notice=request_rejected".to_string()),
+        Err(e) => {
+            let (status, _) = plugins::error_status(&e);
+            error_page(status, &format!("{id}: {}", plugins::ui_message(&e)))
+        }
+    }
+}
+
+pub async fn enable(
+    post: AdminForm<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let AdminForm { admin, form } = post;
+    let builtin = plugins::is_builtin(&id);
+    let (request, ticked) = consent_of(&form, builtin);
     match state.plugins.enable(&id, request).await {
         Ok(_) => redirect(format!("/admin/plugins/{id}?notice=enabled")),
         Err(e) => {
             let (status, _) = plugins::error_status(&e);
-            let message = match &e {
-                LifecycleError::ConsentRequired { .. } => {
-                    "Tick “I have read this and consent” to enable the plugin.".to_owned()
-                }
-                LifecycleError::AcknowledgementMissing { mode, missing, .. } => format!(
-                    "The {mode} trust mode needs every declared permission acknowledged; not ticked: {}.",
-                    missing.join(", ")
-                ),
-                other => plugins::ui_message(other),
-            };
+            let message = refusal_message(&e);
             if builtin {
                 return error_page(status, &message);
             }
-            review_page(&state, &admin, &id, None, Some((status, message)), ticked).await
+            review_page(
+                &state,
+                &admin,
+                &id,
+                None,
+                Some((status, message)),
+                ticked,
+                None,
+            )
+            .await
         }
     }
 }
