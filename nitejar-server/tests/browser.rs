@@ -990,3 +990,107 @@ async fn an_operator_reads_a_plugins_hook_calls_errors_and_latency_over_the_last
     screenshot(&browser, "08-plugin-hook-calls").await;
     browser.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reviews_an_agents_request_and_approves_it_with_their_own_consent() {
+    let data = DataDir::new();
+    let packages = tempfile::tempdir().expect("tempdir");
+    let server = start_admin(
+        &data,
+        &[("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into())],
+    );
+    // The probe, installed and left disabled; an agent's request to enable it, as its
+    // `plugins_enable` tool leaves one.
+    let dir = support::packages::package_dir(
+        packages.path(),
+        "probe",
+        "tests/fixtures/plugins/probe",
+        "probe",
+        |_| {},
+    );
+    let installed = api(
+        &server,
+        reqwest::Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({"path": dir.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let store = data.store().await;
+    let agent = store.list_agents().await.expect("agents")[0].id.clone();
+    let request = nitejar_core::store::PluginRequestRow {
+        id: "req-browser-1".into(),
+        plugin_id: support::probe::PROBE.into(),
+        action: "enable".into(),
+        agent_id: agent.clone(),
+        job_id: "job-1".into(),
+        work_item_id: "wi-1".into(),
+        reason: Some("the user wants the probe".into()),
+        status: "pending".into(),
+        created_at: 1,
+        decided_at: None,
+        decided_by: None,
+    };
+    store
+        .create_plugin_request(&request)
+        .await
+        .expect("request");
+
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    sign_in(&browser, &server).await;
+    browser
+        .goto(&server.url("/admin/agents"))
+        .await
+        .expect("goto");
+    let page = text_of(&browser).await;
+    assert!(page.contains("Requests waiting for you"), "{page}");
+    assert!(page.contains("the user wants the probe"), "{page}");
+    screenshot(&browser, "61-agent-requests").await;
+    click(&browser, "tr[data-request-id='req-browser-1'] a.button").await;
+
+    // The plugin's own review page, with the agent's request above it.
+    let review = text_of(&browser).await;
+    assert!(review.contains("asked to enable this plugin"), "{review}");
+    assert!(review.contains("An agent cannot consent"), "{review}");
+    assert!(review.contains("Declared capabilities"), "{review}");
+    screenshot(&browser, "62-agent-request-review").await;
+    // Approving without ticking consent enables nothing.
+    click(&browser, "#consent-form button[type=submit]").await;
+    assert!(text_of(&browser).await.contains("Not enabled."));
+    let view = api(
+        &server,
+        reqwest::Method::GET,
+        &format!("/api/admin/plugins/{}", support::probe::PROBE),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(view["enabled"], false);
+    consent_and_enable(&browser).await;
+    let done = text_of(&browser).await;
+    assert!(
+        done.contains("Approved: the plugin is enabled with your consent"),
+        "{done}"
+    );
+    screenshot(&browser, "63-agent-request-approved").await;
+    let view = api(
+        &server,
+        reqwest::Method::GET,
+        &format!("/api/admin/plugins/{}", support::probe::PROBE),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(view["enabled"], true, "{view}");
+    let decided = store
+        .get_plugin_request("req-browser-1")
+        .await
+        .expect("read")
+        .expect("request");
+    assert_eq!(decided.status, "approved");
+    assert!(decided
+        .decided_by
+        .unwrap_or_default()
+        .starts_with("admin UI"));
+}
