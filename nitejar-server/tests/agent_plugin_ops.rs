@@ -575,3 +575,127 @@ async fn post_disable(server: &Server) -> u16 {
     .await
     .status
 }
+
+/// A model that installs the probe from npm, then asks to enable it, then says it is done.
+fn installing_model(npm_name: &'static str) -> LocalHttp {
+    LocalHttp::start(move |r| {
+        let body = body_json(r);
+        let told: Vec<String> = body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["role"] == "tool")
+            .filter_map(|m| m["content"].as_str().map(str::to_owned))
+            .collect();
+        let call = |name: &str, arguments: Value| {
+            json_reply(
+                200,
+                &json!({"choices": [{"message": {"role": "assistant", "content": null,
+                "tool_calls": [{"id": format!("c{}", told.len()), "type": "function",
+                    "function": {"name": name, "arguments": arguments.to_string()}}]}}]}),
+            )
+        };
+        match told.len() {
+            0 => call(
+                "plugins_install",
+                json!({"npm": format!("{npm_name}@1.0.0")}),
+            ),
+            1 => call(
+                "plugins_enable",
+                json!({"pluginId": PROBE, "reason": "to probe things"}),
+            ),
+            _ => json_reply(
+                200,
+                &json!({"choices": [{"message": {"role": "assistant",
+                    "content": format!("Done: {}", told.join(" | "))}}]}),
+            ),
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_installs_and_asks_and_the_operator_approves() {
+    const NPM_NAME: &str = "nitejar-probe";
+    let data = DataDir::new();
+    let packages = tempfile::tempdir().expect("tempdir");
+    let registry = support::npm::Registry::start();
+    let dir = support::packages::package_dir(
+        packages.path(),
+        "probe",
+        "tests/fixtures/plugins/probe",
+        "probe",
+        |_| {},
+    );
+    registry.serve(NPM_NAME, "1.0.0", support::packages::tgz(&dir));
+    let model = installing_model(NPM_NAME);
+    let server = start_admin(
+        &data,
+        &[
+            ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into()),
+            ("NITEJAR_MODEL_BASE_URL", model.url("/v1")),
+            ("NITEJAR_MODEL", "test".into()),
+            ("NITEJAR_NPM_REGISTRY", registry.http.url("/")),
+            ("NITEJAR_NPM_TOKEN", "t0ken".into()),
+        ],
+    );
+    let store = data.store().await;
+    let agent = store.list_agents().await.expect("agents")[0].id.clone();
+    let granted = api(
+        &server,
+        Method::PUT,
+        &format!("/api/admin/agents/{agent}/plugin-grants"),
+        Some(&json!({"capabilities": ["plugins.install", "plugins.enable"]})),
+    )
+    .await;
+    assert_eq!(granted.status, 200, "{}", granted.text);
+    let created = api(
+        &server,
+        Method::POST,
+        "/api/admin/integrations",
+        Some(&json!({"type": "echo", "name": "ops"})),
+    )
+    .await;
+    let integration = created.json()["integration"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    // The agent installs (disabled) and asks; nothing runs until the operator approves.
+    let work_item = send_text(&server, &integration, 1, "get me the probe").await;
+    let run = finished_job(&server, &work_item).await;
+    let view = probe_view(&server).await;
+    assert_eq!(view["enabled"], false, "{view}");
+    let installs = receipts(&server, "install").await;
+    let install = installs
+        .iter()
+        .find(|r| r["status"] == "ok")
+        .unwrap_or_else(|| panic!("{installs:?}\n{}", server.log()));
+    assert_eq!(install["detail"]["actor"]["agentId"], agent.as_str());
+    assert_eq!(install["detail"]["actor"]["jobId"], run["jobs"][0]["id"]);
+    let pending = api(
+        &server,
+        Method::GET,
+        "/api/admin/plugin-requests?status=pending",
+        None,
+    )
+    .await
+    .json();
+    let request = pending["items"][0]["id"]
+        .as_str()
+        .expect("a request")
+        .to_owned();
+    assert_eq!(pending["items"][0]["reason"], "to probe things");
+
+    // The operator approves with their own consent: the plugin is live.
+    let approved = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugin-requests/{request}/approve"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(approved.status, 200, "{}", approved.text);
+    let view = probe_view(&server).await;
+    assert_eq!(view["enabled"], true, "{view}");
+    assert_eq!(view["state"], "active", "live: {view}");
+}

@@ -17,6 +17,7 @@ pub use nitejar_suite::local_http::{LocalHttp, Received, Reply};
 
 pub mod admin;
 pub mod browser;
+pub mod npm;
 pub mod packages;
 pub mod probe;
 pub mod raw;
