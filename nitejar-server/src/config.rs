@@ -66,6 +66,22 @@ fn plugin_execution(mode: TrustMode) -> anyhow::Result<nitejar_core::receipts::E
     })
 }
 
+/// How many plugin operations an agent may make in any hour, from
+/// `NITEJAR_AGENT_PLUGIN_OPS_PER_HOUR` (1 to 10000; default 20).
+fn agent_ops_limit() -> anyhow::Result<nitejar_core::lifecycle::agent_ops::AgentOpsLimit> {
+    use nitejar_core::lifecycle::agent_ops::AgentOpsLimit;
+    let per_hour: u64 = number(
+        "AGENT_PLUGIN_OPS_PER_HOUR",
+        u64::from(AgentOpsLimit::default().per_hour),
+    )?;
+    if !(1..=10_000).contains(&per_hour) {
+        bail!("NITEJAR_AGENT_PLUGIN_OPS_PER_HOUR must be between 1 and 10000, not {per_hour}");
+    }
+    Ok(AgentOpsLimit {
+        per_hour: per_hour as u32,
+    })
+}
+
 /// The default limits of an isolated plugin's process, from `NITEJAR_PLUGIN_MEMORY_MIB` and
 /// `NITEJAR_PLUGIN_CPU_SECONDS`, each within what a plugin's process can run under.
 fn process_limits() -> anyhow::Result<nitejar_core::loader::isolated::ProcessLimits> {
@@ -185,6 +201,9 @@ pub struct Config {
     /// `NITEJAR_PLUGIN_MEMORY_MIB` (default 1024) and `NITEJAR_PLUGIN_CPU_SECONDS` (default 3600):
     /// the limits of an isolated plugin's process unless the operator chose others for it.
     pub plugin_process_limits: nitejar_core::loader::isolated::ProcessLimits,
+    /// `NITEJAR_AGENT_PLUGIN_OPS_PER_HOUR` (default 20): plugin operations one agent may make
+    /// through its tools in any hour.
+    pub agent_ops_limit: nitejar_core::lifecycle::agent_ops::AgentOpsLimit,
     /// `NITEJAR_PLUGIN_CRASH_STRIKES`: deaths of the server's process with a plugin's calls
     /// running that disable it at the next boot (default 3) …
     pub crash_strikes: u32,
@@ -286,6 +305,7 @@ impl Config {
             public_url: public_url()?,
             plugin_execution: plugin_execution(trust.mode())?,
             plugin_process_limits: process_limits()?,
+            agent_ops_limit: agent_ops_limit()?,
             trust,
             safe_mode: flag("SAFE_MODE")?,
             accept_new_encryption_key: flag("ACCEPT_NEW_ENCRYPTION_KEY")?,

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 use nitejar_core::crypto::{load_or_create_key, Cipher, KeyOrigin};
 use nitejar_core::ingress::Ingress;
-use nitejar_core::lifecycle::agent_ops::{AgentOpsLimit, PluginOpsTools};
+use nitejar_core::lifecycle::agent_ops::PluginOpsTools;
 use nitejar_core::lifecycle::PluginManager;
 use nitejar_core::permissions::PermissionGate;
 use nitejar_core::receipts::ReceiptSink;
@@ -278,7 +278,7 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
         // What each agent may do to plugins, as the operator granted it.
         .with_agent_tools(Arc::new(PluginOpsTools::new(
             plugins.clone(),
-            AgentOpsLimit::default(),
+            config.agent_ops_limit,
         ))),
     );
     let agent = runner

@@ -636,6 +636,7 @@ async fn an_agent_installs_and_asks_and_the_operator_approves() {
             ("NITEJAR_MODEL", "test".into()),
             ("NITEJAR_NPM_REGISTRY", registry.http.url("/")),
             ("NITEJAR_NPM_TOKEN", "t0ken".into()),
+            ("NITEJAR_AGENT_PLUGIN_OPS_PER_HOUR", "2".into()),
         ],
     );
     let store = data.store().await;
@@ -698,4 +699,18 @@ async fn an_agent_installs_and_asks_and_the_operator_approves() {
     let view = probe_view(&server).await;
     assert_eq!(view["enabled"], true, "{view}");
     assert_eq!(view["state"], "active", "live: {view}");
+
+    // Its limit (2 an hour here) is spent: the next run's calls are refused, with receipts.
+    let work_item = send_text(&server, &integration, 2, "get me the probe again").await;
+    finished_job(&server, &work_item).await;
+    let filed = receipts_of_plugin(&server, "nitejar.agents").await;
+    assert!(
+        filed.iter().any(|r| r["kind"] == "install"
+            && r["status"] == "denied"
+            && r["detail"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("2 plugin operations within the last hour")),
+        "{filed:?}"
+    );
 }
