@@ -304,12 +304,14 @@ fn minisign(cwd: &Path, args: &[&str], input: &str) -> std::process::Output {
 /// The key id on the first line of a `minisign.pub` and its base64 key line.
 fn public_key(path: &Path) -> (String, String) {
     let text = std::fs::read_to_string(path).expect("public key file");
+    // minisign writes the id without its leading zeros (`%llX`); nitejar always shows its 16
+    // hex digits. One key in 256 starts with a zero byte.
     let id = text
         .lines()
         .next()
         .and_then(|l| l.rsplit(' ').next())
-        .expect("the key id")
-        .to_string();
+        .map(|id| format!("{id:0>16}"))
+        .expect("the key id");
     let line = text.lines().nth(1).expect("the key line").to_string();
     (id, line)
 }
