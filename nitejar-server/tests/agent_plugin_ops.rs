@@ -107,6 +107,19 @@ async fn finished_job(server: &Server, work_item: &str) -> Value {
     panic!("no finished run for {work_item}; log:\n{}", server.log())
 }
 
+/// The agents' requests still pending, newest first.
+async fn pending_requests(server: &Server) -> Value {
+    let page = api(
+        server,
+        Method::GET,
+        "/api/admin/plugin-requests?status=pending",
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    page.json()
+}
+
 /// The receipts filed under `plugin`, newest first.
 async fn receipts_of_plugin(server: &Server, plugin: &str) -> Vec<Value> {
     let page = api(
@@ -378,14 +391,7 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
         false,
         "not enabled by the agent"
     );
-    let pending = api(
-        &server,
-        Method::GET,
-        "/api/admin/plugin-requests?status=pending",
-        None,
-    )
-    .await
-    .json();
+    let pending = pending_requests(&server).await;
     let request = pending["items"][0].clone();
     assert_eq!(request["pluginId"], PROBE, "{pending}");
     assert_eq!(request["agentId"], agent.as_str());
@@ -441,14 +447,7 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
     assert_eq!(post_disable(&server).await, 200);
     let work_item = send_text(&server, &integration, 4, "enable it again").await;
     finished_job(&server, &work_item).await;
-    let pending = api(
-        &server,
-        Method::GET,
-        "/api/admin/plugin-requests?status=pending",
-        None,
-    )
-    .await
-    .json();
+    let pending = pending_requests(&server).await;
     let second = pending["items"][0]["id"]
         .as_str()
         .expect("a request")
@@ -498,14 +497,7 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
     // review page, whose consent form approves it.
     let work_item = send_text(&server, &integration, 5, "enable it, please").await;
     finished_job(&server, &work_item).await;
-    let pending = api(
-        &server,
-        Method::GET,
-        "/api/admin/plugin-requests?status=pending",
-        None,
-    )
-    .await
-    .json();
+    let pending = pending_requests(&server).await;
     let third = pending["items"][0]["id"]
         .as_str()
         .expect("a request")
@@ -673,14 +665,7 @@ async fn an_agent_installs_and_asks_and_the_operator_approves() {
         .unwrap_or_else(|| panic!("{installs:?}\n{}", server.log()));
     assert_eq!(install["detail"]["actor"]["agentId"], agent.as_str());
     assert_eq!(install["detail"]["actor"]["jobId"], run["jobs"][0]["id"]);
-    let pending = api(
-        &server,
-        Method::GET,
-        "/api/admin/plugin-requests?status=pending",
-        None,
-    )
-    .await
-    .json();
+    let pending = pending_requests(&server).await;
     let request = pending["items"][0]["id"]
         .as_str()
         .expect("a request")

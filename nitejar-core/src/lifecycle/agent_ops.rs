@@ -315,6 +315,12 @@ impl PluginManager {
         ))
     }
 
+    /// Whether `id` names a built-in or an installed plugin (a store that cannot say: no).
+    async fn is_installed(&self, id: &str) -> bool {
+        super::operations::builtin(id).is_some()
+            || matches!(self.store.get_plugin(id).await, Ok(Some(_)))
+    }
+
     /// Records that `actor` was refused `capability` (on plugin `plugin_id`, if its call named
     /// one), and why.
     async fn refuse_agent(
@@ -327,8 +333,7 @@ impl PluginManager {
         // Filed under the plugin the call named only when there is one: the name comes from the
         // model, and a receipt is not to land in another log (or make one) because it says so.
         let named = match plugin_id {
-            Some(id) if super::operations::builtin(id).is_some() => Some(id),
-            Some(id) if matches!(self.store.get_plugin(id).await, Ok(Some(_))) => Some(id),
+            Some(id) if self.is_installed(id).await => Some(id),
             _ => None,
         };
         let mut detail = json!({
@@ -652,9 +657,7 @@ impl PluginOpTool {
         }
         let manager = &self.manager;
         if let Some(id) = plugin_id {
-            let installed = super::operations::builtin(id).is_some()
-                || matches!(manager.store.get_plugin(id).await, Ok(Some(_)));
-            if !installed {
+            if !manager.is_installed(id).await {
                 let reason = "no plugin of this id is installed";
                 manager
                     .refuse_agent(&actor, capability, Some(id), reason)
