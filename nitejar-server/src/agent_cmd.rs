@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use nitejar_core::lifecycle::agent_ops::PluginCapability;
+use nitejar_core::lifecycle::agent_ops::{PluginCapability, VersionRequest};
 
 use crate::api::agent_grants::document;
 use crate::plugin_cmd::setup::Engine;
@@ -26,7 +26,8 @@ pub enum AgentCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List what agents asked you to do to plugins (an enable), newest first.
+    /// List what agents asked you to do to plugins (an enable, an upgrade, an edit of its
+    /// source), newest first.
     Requests {
         /// Only these: pending, approved or rejected.
         #[arg(long)]
@@ -35,9 +36,10 @@ pub enum AgentCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Approve an agent's request: the plugin is enabled with your consent, as with
-    /// `nitejar plugin enable` (without --accept-consent it prints the consent text to read and
-    /// changes nothing).
+    /// Approve an agent's request with your consent: an enable as with `nitejar plugin enable`,
+    /// an upgrade or edit as with `nitejar plugin upgrade`, installing exactly the package that was
+    /// reviewed (without --accept-consent it prints the consent text to read and changes
+    /// nothing).
     Approve {
         /// The request's id, as `requests` lists it.
         request: String,
@@ -121,12 +123,12 @@ async fn run_async(cmd: AgentCommand) -> anyhow::Result<()> {
         return Ok(());
     }
     for capability in PluginCapability::ALL {
-        let state = if grants.capabilities.contains(&capability) {
-            "granted"
-        } else if capability.unavailable().is_some() {
-            "not available in this version"
-        } else {
-            "not granted"
+        let held = grants.capabilities.contains(&capability);
+        let state = match (held, grants.unavailable(capability)) {
+            (true, None) => "granted".to_string(),
+            (true, Some(why)) => format!("granted, but not usable: {why}"),
+            (false, Some(why)) => format!("not available: {why}"),
+            (false, None) => "not granted".to_string(),
         };
         println!(
             "{:<22} {:<22} {state}",
@@ -159,8 +161,11 @@ async fn requests(cmd: AgentCommand) -> anyhow::Result<()> {
                         println!("No requests.");
                     }
                     for r in items {
+                        let version = VersionRequest::of_request(&r)
+                            .map(|v| format!(" {} → {}", v.from, v.to))
+                            .unwrap_or_default();
                         println!(
-                            "{}  {:<8} {} {}  agent {} (job {}){}",
+                            "{}  {:<8} {} {}{version}  agent {} (job {}){}",
                             r.id,
                             r.status,
                             r.action,
@@ -192,11 +197,15 @@ async fn requests(cmd: AgentCommand) -> anyhow::Result<()> {
                 .manager
                 .approve_request(&request, consent, &by)
                 .await
-                .map(|d| {
-                    println!(
+                .map(|d| match &d.upgraded {
+                    Some(up) => println!(
+                        "Approved: {} is upgraded from {} to {} (request {}, asked by agent {}).",
+                        d.request.plugin_id, up.from, up.to, d.request.id, d.request.agent_id
+                    ),
+                    None => println!(
                         "Approved: {} is enabled (request {}, asked by agent {}).",
                         d.request.plugin_id, d.request.id, d.request.agent_id
-                    )
+                    ),
                 })
                 .map_err(Into::into)
         }

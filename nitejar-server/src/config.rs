@@ -204,6 +204,9 @@ pub struct Config {
     /// `NITEJAR_AGENT_PLUGIN_OPS_PER_HOUR` (default 20): plugin operations one agent may make
     /// through its tools in any hour.
     pub agent_ops_limit: nitejar_core::lifecycle::agent_ops::AgentOpsLimit,
+    /// `NITEJAR_AGENT_EDIT_SOURCE` (default off): whether the operator may grant agents
+    /// `plugins.edit_source` at all (never under `saas_locked`).
+    pub agent_edit_source: bool,
     /// `NITEJAR_PLUGIN_CRASH_STRIKES`: deaths of the server's process with a plugin's calls
     /// running that disable it at the next boot (default 3) …
     pub crash_strikes: u32,
@@ -306,6 +309,7 @@ impl Config {
             plugin_execution: plugin_execution(trust.mode())?,
             plugin_process_limits: process_limits()?,
             agent_ops_limit: agent_ops_limit()?,
+            agent_edit_source: flag("AGENT_EDIT_SOURCE")?,
             trust,
             safe_mode: flag("SAFE_MODE")?,
             accept_new_encryption_key: flag("ACCEPT_NEW_ENCRYPTION_KEY")?,

@@ -438,6 +438,7 @@ pub fn error_status(e: &LifecycleError) -> (StatusCode, &'static str) {
         E::LoadTimedOut { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "load_timed_out"),
         E::LoadInProgress { .. } => (StatusCode::CONFLICT, "load_in_progress"),
         E::ChangedMeanwhile { .. } => (StatusCode::CONFLICT, "changed_meanwhile"),
+        E::NotWhatWasReviewed { .. } => (StatusCode::CONFLICT, "not_what_was_reviewed"),
         E::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent"),
         E::UnknownRequest(_) => (StatusCode::NOT_FOUND, "unknown_request"),
         E::RequestDecided { .. } => (StatusCode::CONFLICT, "request_decided"),

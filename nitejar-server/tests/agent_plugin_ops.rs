@@ -222,12 +222,7 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
             "invalid_capability",
         ),
         (
-            json!({"capabilities": ["plugins.upgrade"]}),
-            409,
-            "grant_refused",
-        ),
-        (
-            json!({"capabilities": ["plugins.edit_source"]}),
+            json!({"capabilities": ["plugins.disable", "plugins.edit_source"]}),
             409,
             "grant_refused",
         ),
@@ -331,7 +326,7 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
     );
     assert!(
         page.text
-            .contains("Not available: an agent&#39;s upgrade is not available"),
+            .contains("Not available: this server does not let agents edit plugin source"),
         "{}",
         page.text
     );
@@ -352,7 +347,11 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
         json!(["plugins.install", "plugins.uninstall"])
     );
     let refused = session
-        .post_form(&server, &form_path, &[("capability", "plugins.upgrade")])
+        .post_form(
+            &server,
+            &form_path,
+            &[("capability", "plugins.edit_source")],
+        )
         .await;
     assert_eq!(refused.status, 422, "{}", refused.text);
     assert!(
@@ -698,4 +697,556 @@ async fn an_agent_installs_and_asks_and_the_operator_approves() {
                 .contains("2 plugin operations within the last hour")),
         "{filed:?}"
     );
+}
+
+/// A model that makes one tool call chosen by the user's message (`script`), then answers with
+/// what the tool said. Keeps what each tool said.
+fn scripted_model(
+    script: fn(&str) -> (&'static str, Value),
+) -> (LocalHttp, Arc<Mutex<Vec<String>>>) {
+    let said = Arc::new(Mutex::new(Vec::new()));
+    let heard = said.clone();
+    let http = LocalHttp::start(move |r| {
+        let body = body_json(r);
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let asked = messages
+            .iter()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        match messages.last() {
+            Some(last) if last["role"] == "tool" => {
+                let text = last["content"].as_str().unwrap_or_default().to_owned();
+                heard.lock().expect("lock").push(text.clone());
+                json_reply(
+                    200,
+                    &json!({"choices": [{"message": {"role": "assistant",
+                        "content": format!("Tool said: {text}")}}]}),
+                )
+            }
+            _ => {
+                let (name, arguments) = script(&asked);
+                json_reply(
+                    200,
+                    &json!({"choices": [{"message": {"role": "assistant", "content": null,
+                    "tool_calls": [{"id": "c1", "type": "function",
+                        "function": {"name": name, "arguments": arguments.to_string()}}]}}]}),
+                )
+            }
+        }
+    });
+    (http, said)
+}
+
+/// What the tool said in the run of `work_item`, once it finished.
+async fn told(server: &Server, said: &Mutex<Vec<String>>, work_item: &str) -> String {
+    finished_job(server, work_item).await;
+    said.lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .unwrap_or_default()
+}
+
+const GREETER: &str = "dev.nitejar.fixtures.greeter";
+const GREETER_NPM: &str = "nitejar-greeter";
+
+/// The greeter fixture at `version` (1.0.0 or 2.0.0) declaring `network`, as npm's tarball.
+fn greeter_tgz(packages: &std::path::Path, version: &str, network: &[&str]) -> Vec<u8> {
+    let (crate_dir, lib) = match version {
+        "1.0.0" => ("tests/fixtures/plugins/greeter-v1", "greeter_v1"),
+        _ => ("tests/fixtures/plugins/greeter-v2", "greeter_v2"),
+    };
+    let network: Vec<String> = network.iter().map(|h| h.to_string()).collect();
+    let dir = support::packages::package_dir(
+        packages,
+        &format!("greeter-{version}-{}", network.len()),
+        crate_dir,
+        lib,
+        move |m| {
+            if !network.is_empty() {
+                m["permissions"] = json!({ "network": network });
+            }
+        },
+    );
+    support::packages::tgz(&dir)
+}
+
+/// The greeter's receipts of `kind`, newest first.
+async fn greeter_receipts(server: &Server, kind: &str) -> Vec<Value> {
+    receipts_of_plugin(server, GREETER)
+        .await
+        .into_iter()
+        .filter(|r| r["kind"] == kind)
+        .collect()
+}
+
+async fn greeter_view(server: &Server) -> Value {
+    let view = api(
+        server,
+        Method::GET,
+        &format!("/api/admin/plugins/{GREETER}"),
+        None,
+    )
+    .await;
+    assert_eq!(view.status, 200, "{}", view.text);
+    view.json()
+}
+
+/// A server whose operator installed the greeter 1.0.0 from `registry` and enabled it, and whose
+/// agent holds `plugins.upgrade`; the server, the agent and an echo integration.
+async fn greeter_server(
+    data: &DataDir,
+    packages: &std::path::Path,
+    registry: &support::npm::Registry,
+    model: &LocalHttp,
+) -> (Server, String, String) {
+    registry.serve(GREETER_NPM, "1.0.0", greeter_tgz(packages, "1.0.0", &[]));
+    let server = start_admin(
+        data,
+        &[
+            ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".into()),
+            ("NITEJAR_MODEL_BASE_URL", model.url("/v1")),
+            ("NITEJAR_MODEL", "test".into()),
+            ("NITEJAR_NPM_REGISTRY", registry.http.url("/")),
+            ("NITEJAR_NPM_TOKEN", "t0ken".into()),
+        ],
+    );
+    let installed = api(
+        &server,
+        Method::POST,
+        "/api/admin/plugins/install/npm",
+        Some(&json!({"spec": format!("{GREETER_NPM}@1.0.0")})),
+    )
+    .await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let enabled = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{GREETER}/enable"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    let agent = data.store().await.list_agents().await.expect("agents")[0]
+        .id
+        .clone();
+    let granted = api(
+        &server,
+        Method::PUT,
+        &format!("/api/admin/agents/{agent}/plugin-grants"),
+        Some(&json!({"capabilities": ["plugins.upgrade"]})),
+    )
+    .await;
+    assert_eq!(granted.status, 200, "{}", granted.text);
+    let created = api(
+        &server,
+        Method::POST,
+        "/api/admin/integrations",
+        Some(&json!({"type": "echo", "name": "ops"})),
+    )
+    .await;
+    let integration = created.json()["integration"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    (server, agent, integration)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_upgrade_that_adds_nothing_is_done_at_once() {
+    let data = DataDir::new();
+    let packages = tempfile::tempdir().expect("tempdir");
+    let registry = support::npm::Registry::start();
+    let (model, said) = scripted_model(|asked| {
+        if asked.contains("file") {
+            (
+                "plugins_upgrade",
+                json!({"pluginId": GREETER, "git": "file:///srv/greeter.git"}),
+            )
+        } else {
+            (
+                "plugins_upgrade",
+                json!({"pluginId": GREETER, "npm": "nitejar-greeter@2.0.0"}),
+            )
+        }
+    });
+    let (server, agent, integration) =
+        greeter_server(&data, packages.path(), &registry, &model).await;
+
+    // A path on the server is not the agent's to name.
+    let work_item = send_text(&server, &integration, 1, "upgrade from file").await;
+    let answer = told(&server, &said, &work_item).await;
+    assert!(answer.contains("https:// repository only"), "{answer}");
+
+    // A version that adds nothing to the consent: upgraded at once, in the agent's name.
+    registry.serve(
+        GREETER_NPM,
+        "2.0.0",
+        greeter_tgz(packages.path(), "2.0.0", &[]),
+    );
+    let work_item = send_text(&server, &integration, 2, "upgrade to 2.0.0").await;
+    let answer = told(&server, &said, &work_item).await;
+    assert!(answer.contains("upgraded from 1.0.0 to 2.0.0"), "{answer}");
+    let view = greeter_view(&server).await;
+    assert_eq!(view["version"], "2.0.0", "{view}");
+    assert_eq!(view["state"], "active", "{view}");
+    let upgrades = greeter_receipts(&server, "upgrade").await;
+    let done = upgrades
+        .iter()
+        .find(|r| r["status"] == "ok")
+        .unwrap_or_else(|| panic!("{upgrades:?}"));
+    assert_eq!(done["detail"]["actor"]["agentId"], agent.as_str(), "{done}");
+    assert!(pending_requests(&server).await["items"]
+        .as_array()
+        .is_some_and(Vec::is_empty));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_upgrade_waits_for_review_when_it_adds_anything() {
+    let data = DataDir::new();
+    let packages = tempfile::tempdir().expect("tempdir");
+    let registry = support::npm::Registry::start();
+    let (model, said) = scripted_model(|_| {
+        (
+            "plugins_upgrade",
+            json!({"pluginId": GREETER, "reason": "it talks to the new API"}),
+        )
+    });
+    let (server, agent, integration) =
+        greeter_server(&data, packages.path(), &registry, &model).await;
+
+    // A version that adds a host: a request, pinned to the package read; 1.0.0 keeps running.
+    let reviewed = greeter_tgz(packages.path(), "2.0.0", &["api.example.com"]);
+    registry.serve(GREETER_NPM, "2.0.0", reviewed.clone());
+    let work_item = send_text(&server, &integration, 1, "upgrade it").await;
+    let answer = told(&server, &said, &work_item).await;
+    assert!(answer.contains("pending"), "{answer}");
+    assert_eq!(greeter_view(&server).await["version"], "1.0.0");
+    let pending = pending_requests(&server).await;
+    let request = &pending["items"][0];
+    assert_eq!(request["action"], "upgrade", "{request}");
+    assert_eq!(request["detail"]["from"], "1.0.0", "{request}");
+    assert_eq!(request["detail"]["to"], "2.0.0", "{request}");
+    assert_eq!(
+        request["detail"]["source"], "nitejar-greeter@2.0.0",
+        "{request}"
+    );
+    assert!(
+        request["detail"]["consentDiff"]["added"]
+            .to_string()
+            .contains("api.example.com"),
+        "{request}"
+    );
+    let rid = request["id"].as_str().expect("id").to_owned();
+    let asked = greeter_receipts(&server, "upgrade").await;
+    assert!(
+        asked.iter().any(|r| r["status"] == "pending"
+            && r["detail"]["requestId"] == rid.as_str()
+            && r["detail"]["actor"]["agentId"] == agent.as_str()),
+        "{asked:?}"
+    );
+
+    // The review page shows what it adds and approves that request.
+    let session = Session::sign_in(&server).await;
+    let review_link = format!("/admin/plugins/{GREETER}/review?request={rid}");
+    let listed = session.get(&server, "/admin/agents").await;
+    assert!(listed.text.contains(&review_link), "{}", listed.text);
+    let review = session.get(&server, &review_link).await;
+    assert!(
+        review.text.contains("asked to upgrade this plugin"),
+        "{}",
+        review.text
+    );
+    assert!(review.text.contains("api.example.com"), "{}", review.text);
+    assert!(
+        review.text.contains("1.0.0</code> → <code>2.0.0"),
+        "{}",
+        review.text
+    );
+    let approve_path = format!("/admin/plugins/{GREETER}/requests/{rid}/approve");
+    assert!(review.text.contains(&approve_path), "{}", review.text);
+
+    // The same version published again with other contents is not what was reviewed.
+    registry.serve(
+        GREETER_NPM,
+        "2.0.0",
+        greeter_tgz(
+            packages.path(),
+            "2.0.0",
+            &["api.example.com", "evil.example"],
+        ),
+    );
+    let swapped = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugin-requests/{rid}/approve"),
+        Some(&json!({"acceptConsent": true, "acknowledgeAll": true})),
+    )
+    .await;
+    assert_eq!(swapped.status, 409, "{}", swapped.text);
+    assert_eq!(
+        swapped.json()["error"]["code"],
+        "not_what_was_reviewed",
+        "{}",
+        swapped.text
+    );
+    assert_eq!(greeter_view(&server).await["version"], "1.0.0");
+    assert_eq!(
+        pending_requests(&server).await["items"][0]["id"],
+        rid.as_str()
+    );
+
+    // The reviewed package again: without consent nothing moves; with it, 2.0.0 is live.
+    registry.serve(GREETER_NPM, "2.0.0", reviewed);
+    let unticked = session.post_form(&server, &approve_path, &[]).await;
+    assert_eq!(unticked.status, 428, "{}", unticked.text);
+    assert!(unticked.text.contains("Not approved."), "{}", unticked.text);
+    assert_eq!(greeter_view(&server).await["version"], "1.0.0");
+    let approved = session
+        .post_form(
+            &server,
+            &approve_path,
+            &[("accept_consent", "yes"), ("ack_new", "yes")],
+        )
+        .await;
+    assert_eq!(approved.status, 303, "{}", approved.text);
+    let view = greeter_view(&server).await;
+    assert_eq!(view["version"], "2.0.0", "{view}");
+    assert_eq!(view["state"], "active", "{view}");
+    let upgrades = greeter_receipts(&server, "upgrade").await;
+    let approved = upgrades
+        .iter()
+        .find(|r| r["status"] == "ok" && r["detail"]["to"] == "2.0.0")
+        .unwrap_or_else(|| panic!("{upgrades:?}"));
+    let actor = &approved["detail"]["actor"];
+    assert_eq!(actor["agentId"], agent.as_str(), "{approved}");
+    assert_eq!(actor["requestId"], rid.as_str(), "{approved}");
+    assert!(actor["decidedBy"].is_string(), "{approved}");
+    let again = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugin-requests/{rid}/approve"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+}
+
+/// Every file under `dir` with its contents, by relative path.
+fn tree_of(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let name = path
+                    .strip_prefix(root)
+                    .expect("inside")
+                    .display()
+                    .to_string();
+                out.push((name, std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_source_edit_is_off_by_default_and_otherwise_a_reviewed_new_version() {
+    let data = DataDir::new();
+    let packages = tempfile::tempdir().expect("tempdir");
+    let (model, said) = scripted_model(|asked| {
+        let files = if asked.contains("badly") {
+            json!({"../outside.txt": "escaped"})
+        } else {
+            json!({"assets/notes.txt": "written by an agent", "README.md": "# Greeter, edited\n"})
+        };
+        (
+            "plugins_edit_source",
+            json!({"pluginId": GREETER, "files": files, "reason": "notes for the team"}),
+        )
+    });
+    let env = |edit: &str| {
+        vec![
+            ("NITEJAR_PLUGIN_TRUST_MODE", "self_host_open".to_string()),
+            ("NITEJAR_MODEL_BASE_URL", model.url("/v1")),
+            ("NITEJAR_MODEL", "test".into()),
+            ("NITEJAR_AGENT_EDIT_SOURCE", edit.into()),
+        ]
+    };
+
+    // Off unless the server allows it: the grant is refused, and says how to allow it.
+    let server = start_admin(&data, &env("off"));
+    let dir = support::packages::package_dir(
+        packages.path(),
+        "greeter",
+        "tests/fixtures/plugins/greeter-v1",
+        "greeter_v1",
+        |_| {},
+    );
+    let installed = api(
+        &server,
+        Method::POST,
+        "/api/admin/plugins/install/local",
+        Some(&json!({"path": dir.to_string_lossy()})),
+    )
+    .await;
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let enabled = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugins/{GREETER}/enable"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    let agent = data.store().await.list_agents().await.expect("agents")[0]
+        .id
+        .clone();
+    let grants_path = format!("/api/admin/agents/{agent}/plugin-grants");
+    let refused = api(
+        &server,
+        Method::PUT,
+        &grants_path,
+        Some(&json!({"capabilities": ["plugins.edit_source"]})),
+    )
+    .await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(
+        refused.text.contains("NITEJAR_AGENT_EDIT_SOURCE"),
+        "{}",
+        refused.text
+    );
+    let shown = api(&server, Method::GET, &grants_path, None).await.json();
+    let edit = shown["capabilities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["capability"] == "plugins.edit_source")
+        .cloned()
+        .expect("listed");
+    assert_eq!(edit["available"], false, "{shown}");
+    server.stop();
+
+    // Allowed by the server: granted, and an edit is a new version waiting for review.
+    let server = start_admin(&data, &env("on"));
+    let granted = api(
+        &server,
+        Method::PUT,
+        &grants_path,
+        Some(&json!({"capabilities": ["plugins.edit_source"]})),
+    )
+    .await;
+    assert_eq!(granted.status, 200, "{}", granted.text);
+    let created = api(
+        &server,
+        Method::POST,
+        "/api/admin/integrations",
+        Some(&json!({"type": "echo", "name": "ops"})),
+    )
+    .await;
+    let integration = created.json()["integration"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let versions = data.path.join("plugins").join(GREETER).join("versions");
+    let before = tree_of(&versions);
+
+    let work_item = send_text(&server, &integration, 1, "edit it badly").await;
+    let answer = told(&server, &said, &work_item).await;
+    assert!(answer.contains("not a path inside the package"), "{answer}");
+    let work_item = send_text(&server, &integration, 2, "edit it").await;
+    let answer = told(&server, &said, &work_item).await;
+    assert!(
+        answer.contains("waits for the operator's review"),
+        "{answer}"
+    );
+    assert_eq!(tree_of(&versions), before, "nothing installed changed");
+    assert_eq!(greeter_view(&server).await["version"], "1.0.0");
+    let pending = pending_requests(&server).await;
+    let request = &pending["items"][0];
+    assert_eq!(request["action"], "edit_source", "{request}");
+    assert_eq!(request["detail"]["to"], "1.0.0+edit.1", "{request}");
+    assert_eq!(
+        request["detail"]["files"],
+        json!(["README.md", "assets/notes.txt"]),
+        "{request}"
+    );
+    let rid = request["id"].as_str().expect("id").to_owned();
+    let session = Session::sign_in(&server).await;
+    let review = session
+        .get(
+            &server,
+            &format!("/admin/plugins/{GREETER}/review?request={rid}"),
+        )
+        .await;
+    assert!(
+        review.text.contains("install its edit of this plugin"),
+        "{}",
+        review.text
+    );
+    assert!(review.text.contains("assets/notes.txt"), "{}", review.text);
+
+    // Approved with the operator's consent: the edit runs on the same code, beside 1.0.0.
+    let approved = api(
+        &server,
+        Method::POST,
+        &format!("/api/admin/plugin-requests/{rid}/approve"),
+        Some(&json!({"acceptConsent": true})),
+    )
+    .await;
+    assert_eq!(approved.status, 200, "{}", approved.text);
+    let view = greeter_view(&server).await;
+    assert_eq!(view["version"], "1.0.0+edit.1", "{view}");
+    assert_eq!(view["state"], "active", "{view}");
+    assert_eq!(
+        std::fs::read_to_string(versions.join("1.0.0+edit.1/assets/notes.txt")).expect("edited"),
+        "written by an agent"
+    );
+    assert_eq!(
+        tree_of(&versions.join("1.0.0")),
+        tree_of(&dir),
+        "the edited version was never written in place"
+    );
+    let upgrades = greeter_receipts(&server, "upgrade").await;
+    let done = upgrades
+        .iter()
+        .find(|r| r["status"] == "ok")
+        .unwrap_or_else(|| panic!("{upgrades:?}"));
+    assert_eq!(done["detail"]["actor"]["agentId"], agent.as_str(), "{done}");
+    assert_eq!(done["detail"]["actor"]["requestId"], rid.as_str(), "{done}");
+    server.stop();
+
+    // Never under saas_locked, whatever the server allows.
+    let locked_data = DataDir::new();
+    let locked = start_admin(
+        &locked_data,
+        &[
+            ("NITEJAR_PLUGIN_TRUST_MODE", "saas_locked".to_string()),
+            ("NITEJAR_AGENT_EDIT_SOURCE", "on".into()),
+        ],
+    );
+    let agent = locked_data
+        .store()
+        .await
+        .list_agents()
+        .await
+        .expect("agents")[0]
+        .id
+        .clone();
+    let refused = api(
+        &locked,
+        Method::PUT,
+        &format!("/api/admin/agents/{agent}/plugin-grants"),
+        Some(&json!({"capabilities": ["plugins.edit_source"]})),
+    )
+    .await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.text.contains("saas_locked"), "{}", refused.text);
 }

@@ -1030,9 +1030,10 @@ async fn an_operator_reviews_an_agents_request_and_approves_it_with_their_own_co
         created_at: 1,
         decided_at: None,
         decided_by: None,
+        detail: None,
     };
     store
-        .create_plugin_request(&request)
+        .create_plugin_request(&request, None)
         .await
         .expect("request");
 

@@ -25,7 +25,7 @@ mod git;
 pub mod layout;
 pub mod npm;
 pub mod source;
-mod tree;
+pub(crate) mod tree;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -67,6 +67,45 @@ pub struct UpgradeOutcome {
     pub activated: bool,
 }
 
+/// What an upgrade would do, before it is done ([`PluginManager::plan_upgrade`]).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradePlan {
+    /// The plugin.
+    pub id: String,
+    /// The current version.
+    pub from: String,
+    /// The version it would install.
+    pub to: String,
+    /// That package's digest.
+    pub digest: String,
+    /// `npm`, `git`, `local` or `upload`.
+    pub source_kind: String,
+    /// Exactly what was read: `name@version (integrity)`, `url#commit`, a path or a file name.
+    pub source_ref: String,
+    /// Whether the operator must consent (it adds to what the current version's consent covers).
+    pub needs_consent: bool,
+    /// Permissions it declares that the current version does not.
+    pub added_permissions: Vec<DisclosedPermission>,
+    /// What it adds to and drops from the consented set.
+    pub consent_diff: ConsentDiff,
+    /// The consent text the operator would accept.
+    pub consent_text: String,
+}
+
+/// A new version judged against the current one, nothing of it registered.
+struct UpgradeJudged {
+    judged: Judged,
+    current: String,
+    new: String,
+    new_manifest: nitejar_sdk::manifest::Manifest,
+    added: Vec<DisclosedPermission>,
+    diff: ConsentDiff,
+    text: String,
+    /// The plugin was never enabled: its enable asks consent, not the upgrade.
+    never_consented: bool,
+}
+
 /// A staged package judged by the trust policy.
 struct Judged {
     staged: StagedPackage,
@@ -409,9 +448,23 @@ impl PluginManager {
         source: Option<InstallSource>,
         request: EnableRequest,
     ) -> Result<UpgradeOutcome, LifecycleError> {
+        self.upgrade_checked(id, source, request, None).await
+    }
+
+    /// [`upgrade`](Self::upgrade), refused ([`LifecycleError::NotWhatWasReviewed`]) when the
+    /// package `source` gives is not the one of digest `expect`.
+    pub(crate) async fn upgrade_checked(
+        &self,
+        id: &str,
+        source: Option<InstallSource>,
+        request: EnableRequest,
+        expect: Option<&str>,
+    ) -> Result<UpgradeOutcome, LifecycleError> {
         let mut held = Some(self.ops.lock().await);
         let started = Instant::now();
-        let result = self.upgrade_inner(id, source, &request, &mut held).await;
+        let result = self
+            .upgrade_inner(id, source, &request, expect, &mut held)
+            .await;
         match &result {
             Ok(outcome) => {
                 let added: Vec<&str> = outcome
@@ -441,15 +494,42 @@ impl PluginManager {
         result
     }
 
-    /// `held`: the lifecycle lock, let go while the new version's code loads.
-    async fn upgrade_inner<'a>(
-        &'a self,
+    /// What an upgrade of `id` from `source` (its own source when `None`, as for
+    /// [`upgrade`](Self::upgrade)) would install and what it would need, without installing
+    /// anything: the package is fetched, validated and judged by the trust policy, then dropped.
+    /// The plan names the exact source it read (`name@version`, `url#commit`) and the package's
+    /// digest, so that what is approved later is what was reviewed.
+    pub async fn plan_upgrade(
+        &self,
         id: &str,
         source: Option<InstallSource>,
-        request: &EnableRequest,
-        held: &mut Option<tokio::sync::MutexGuard<'a, ()>>,
-    ) -> Result<UpgradeOutcome, LifecycleError> {
+    ) -> Result<UpgradePlan, LifecycleError> {
+        let _op = self.ops.lock().await;
         let row = self.plugin_row(id).await?;
+        let judged = self.judge_upgrade(&row, source, None).await?;
+        Ok(UpgradePlan {
+            id: id.to_string(),
+            from: judged.current,
+            to: judged.new,
+            digest: judged.judged.staged.digest.clone(),
+            source_kind: judged.judged.staged.source_kind.to_string(),
+            source_ref: judged.judged.staged.source_ref.clone(),
+            needs_consent: !(judged.never_consented || judged.diff.adds_nothing()),
+            added_permissions: judged.added,
+            consent_diff: judged.diff,
+            consent_text: judged.text,
+        })
+    }
+
+    /// The new version from `source` judged against `row`'s current one; nothing of it
+    /// registered. `expect`: the digest it must have (what an operator reviewed).
+    async fn judge_upgrade(
+        &self,
+        row: &PluginRow,
+        source: Option<InstallSource>,
+        expect: Option<&str>,
+    ) -> Result<UpgradeJudged, LifecycleError> {
+        let id = row.id.as_str();
         if row.source_kind == "builtin" {
             return Err(LifecycleError::Builtin {
                 id: id.to_string(),
@@ -458,7 +538,7 @@ impl PluginManager {
         }
         let source = match source {
             Some(s) => s,
-            None => source_again(&row)?,
+            None => source_again(row)?,
         };
         self.refresh_trust().await?;
         let mut known = None;
@@ -468,6 +548,15 @@ impl PluginManager {
                 expected: id.to_string(),
                 found: judged.staged.id().to_string(),
             });
+        }
+        if let Some(expected) = expect {
+            if judged.staged.digest != expected {
+                return Err(LifecycleError::NotWhatWasReviewed {
+                    id: id.to_string(),
+                    expected: expected.to_string(),
+                    found: judged.staged.digest.clone(),
+                });
+            }
         }
         let current = row.current_version.clone().unwrap_or_default();
         let new = judged.staged.version().to_string();
@@ -495,9 +584,9 @@ impl PluginManager {
             })?;
         let new_manifest = judged.staged.manifest.manifest.clone();
         let added = added_permissions(&old_manifest.permissions, &new_manifest.permissions);
-        // Consent before anything of the new version is registered: against what the current
-        // version's consent covers (its permissions, hooks, integration types, skills).
-        let current_row = self.current_version_row(&row).await?;
+        // Against what the current version's consent covers (its permissions, hooks,
+        // integration types, skills).
+        let current_row = self.current_version_row(row).await?;
         let baseline = self.consent_of(&current_row).await?;
         let diff = consent_diff(
             &Self::consented_set(baseline.as_ref()),
@@ -506,10 +595,44 @@ impl PluginManager {
         let text = crate::trust::consent::upgrade_consent_text_for(
             &new_manifest,
             self.options.policy.mode(),
-            self.execution_of(&row),
+            self.execution_of(row),
             &diff,
         );
-        let consent = if baseline.is_none() && !row.enabled {
+        Ok(UpgradeJudged {
+            never_consented: baseline.is_none() && !row.enabled,
+            judged,
+            current,
+            new,
+            new_manifest,
+            added,
+            diff,
+            text,
+        })
+    }
+
+    /// `held`: the lifecycle lock, let go while the new version's code loads. `expect`: the
+    /// digest the new version must have.
+    async fn upgrade_inner<'a>(
+        &'a self,
+        id: &str,
+        source: Option<InstallSource>,
+        request: &EnableRequest,
+        expect: Option<&str>,
+        held: &mut Option<tokio::sync::MutexGuard<'a, ()>>,
+    ) -> Result<UpgradeOutcome, LifecycleError> {
+        let row = self.plugin_row(id).await?;
+        let UpgradeJudged {
+            judged,
+            current,
+            new,
+            new_manifest,
+            added,
+            diff,
+            text,
+            never_consented,
+        } = self.judge_upgrade(&row, source, expect).await?;
+        // Consent before anything of the new version is registered.
+        let consent = if never_consented {
             // Never enabled: like an install, the version cannot run until enable asks consent.
             None
         } else if diff.adds_nothing() {
@@ -549,7 +672,7 @@ impl PluginManager {
                 &row,
                 &new_version,
                 &judged.verdict,
-                Some(&judged.staged.source_ref),
+                Some((judged.staged.source_kind, &judged.staged.source_ref)),
             )
             .await?;
             Ok::<bool, LifecycleError>(activated)
@@ -635,7 +758,7 @@ impl PluginManager {
         row: &PluginRow,
         version: &PluginVersionRow,
         verdict: &Verdict,
-        source_ref: Option<&str>,
+        source: Option<(&str, &str)>,
     ) -> Result<(), LifecycleError> {
         self.layout()
             .set_current(&row.id, &version.version)
@@ -656,8 +779,11 @@ impl PluginManager {
         updated.current_install_path = Some(version.install_path.clone());
         updated.manifest_json = version.manifest_json.clone();
         updated.trust_level = verdict.trust_level().to_string();
-        if let Some(source_ref) = source_ref {
-            updated.source_ref = Some(source_ref.to_string());
+        // The version's own source, kind and reference together: an npm plugin upgraded from an
+        // uploaded file is upgraded next from a source the operator gives, not from `name`.
+        if let Some((kind, reference)) = source {
+            updated.source_kind = kind.to_string();
+            updated.source_ref = Some(reference.to_string());
         }
         updated.clear_error();
         updated.updated_at = now_ms();

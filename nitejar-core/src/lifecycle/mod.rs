@@ -46,7 +46,7 @@ use serde_json::Value;
 pub use boot::{BootReport, ReconcileReport};
 pub use crash::{CrashGuard, CrashLoopConfig};
 pub use doctor::{DoctorReport, Finding, Severity};
-pub use install::{InstallOutcome, UpgradeOutcome};
+pub use install::{InstallOutcome, UpgradeOutcome, UpgradePlan};
 pub use operations::{
     Acknowledge, EnableOutcome, EnableRequest, UninstallOptions, UninstallOutcome,
 };
@@ -248,6 +248,17 @@ pub enum LifecycleError {
         /// Why.
         reason: &'static str,
     },
+    /// The package a reviewed request names is no longer the one the operator reviewed (its
+    /// source now gives other bytes); nothing was installed.
+    #[error("{id}: the package is not the one that was reviewed (reviewed {expected}, the source now gives {found}); nothing was installed — reject the request, and review a new one")]
+    NotWhatWasReviewed {
+        /// The plugin.
+        id: String,
+        /// The digest reviewed.
+        expected: String,
+        /// The digest the source gives now.
+        found: String,
+    },
     /// Another operation changed the plugin while code for this one was loading (an upgrade's
     /// new version, an instance with new settings).
     #[error("{id} was changed by another operation while its code loaded for this one; nothing was {action}, try again")]
@@ -395,6 +406,7 @@ impl LifecycleError {
                 | LifecycleError::UndeclaredSecret { .. }
                 | LifecycleError::EmptySecret { .. }
                 | LifecycleError::TrustSettings(_)
+                | LifecycleError::NotWhatWasReviewed { .. }
         ) || matches!(self, LifecycleError::Install(e) if e.is_refusal())
     }
 }
@@ -435,6 +447,9 @@ pub struct ManagerOptions {
     /// The command that runs a plugin's own process (isolated execution); a host that has none
     /// cannot run plugins isolated.
     pub plugin_host: Option<PluginHostCommand>,
+    /// Whether agents may be granted `plugins.edit_source` at all (default no; never under
+    /// `saas_locked`). See [`agent_ops`].
+    pub agent_edit_source: bool,
 }
 
 impl ManagerOptions {
@@ -455,6 +470,7 @@ impl ManagerOptions {
             execution: ExecutionMode::InProcess,
             process_limits: ProcessLimits::default(),
             plugin_host: None,
+            agent_edit_source: false,
         }
     }
 }

@@ -447,6 +447,23 @@ pub(crate) fn instantiate_in_child(
     .map_err(|e| format!("the plugin failed to start: {e}"))
 }
 
+/// Whether a library built as `embedded` is the code of package version `package`: the same
+/// version, or one that differs only in build metadata — `1.2.0+edit.1` is `1.2.0` with other
+/// files than the code edited (see [`crate::lifecycle::agent_ops`]), whose library is `1.2.0`'s.
+fn same_build(embedded: &str, package: &str) -> bool {
+    match (
+        semver::Version::parse(embedded),
+        semver::Version::parse(package),
+    ) {
+        (Ok(mut e), Ok(mut p)) => {
+            e.build = semver::BuildMetadata::EMPTY;
+            p.build = semver::BuildMetadata::EMPTY;
+            e == p
+        }
+        _ => embedded == package,
+    }
+}
+
 fn check_identity(library: &PluginLibrary, package: &PluginPackage) -> Result<(), LoadError> {
     #[derive(serde::Deserialize)]
     struct Identity {
@@ -459,7 +476,7 @@ fn check_identity(library: &PluginLibrary, package: &PluginPackage) -> Result<()
             message: format!("its embedded manifest cannot be read: {e}"),
         })?;
     let manifest = &package.manifest;
-    if embedded.id != manifest.id || embedded.version != manifest.version {
+    if embedded.id != manifest.id || !same_build(&embedded.version, &manifest.version) {
         return Err(LoadError::ManifestMismatch {
             path: library.path.clone(),
             embedded: format!("{}@{}", embedded.id, embedded.version),
@@ -530,5 +547,16 @@ mod tests {
             "Error: the root module changed\nError: field `x` missing"
         );
         assert_eq!(error_lines("something else\nmore"), "something else");
+    }
+
+    #[test]
+    fn a_library_serves_its_version_and_its_edits_only() {
+        assert!(same_build("1.2.0", "1.2.0"));
+        assert!(same_build("1.2.0", "1.2.0+edit.3"));
+        assert!(!same_build("1.2.0", "1.2.1"));
+        assert!(!same_build("1.2.0", "1.2.0-rc.1"));
+        assert!(!same_build("1.2.0", "1.2.0-rc.1+edit.1"));
+        assert!(!same_build("1.x", "1.x+edit.1"));
+        assert!(same_build("1.x", "1.x"));
     }
 }

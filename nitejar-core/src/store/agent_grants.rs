@@ -6,6 +6,7 @@
 //! does not read them, it only keeps them.
 
 use serde::Serialize;
+use serde_json::Value;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::sql::{col, SqlStore};
@@ -17,7 +18,7 @@ use super::StoreError;
 pub struct PluginRequestRow {
     pub id: String,
     pub plugin_id: String,
-    /// `enable`.
+    /// `enable`, `upgrade` or `edit_source`.
     pub action: String,
     pub agent_id: String,
     pub job_id: String,
@@ -30,10 +31,13 @@ pub struct PluginRequestRow {
     pub created_at: i64,
     pub decided_at: Option<i64>,
     pub decided_by: Option<String>,
+    /// What an upgrade or edit would do, as reviewed (see
+    /// [`crate::lifecycle::agent_ops::VersionRequest`]); `None` for an enable.
+    pub detail: Option<serde_json::Value>,
 }
 
 const REQUEST_COLUMNS: &str = "id, plugin_id, action, agent_id, job_id, work_item_id, reason, status, \
-     CAST(created_at AS BIGINT) AS created_at, CAST(decided_at AS BIGINT) AS decided_at, decided_by";
+     CAST(created_at AS BIGINT) AS created_at, CAST(decided_at AS BIGINT) AS decided_at, decided_by, detail_json";
 
 impl<DB> SqlStore<DB>
 where
@@ -47,6 +51,7 @@ where
     for<'q> Option<String>: Encode<'q, DB>,
     for<'q> Option<&'q str>: Encode<'q, DB>,
     for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Option<Vec<u8>>: Encode<'q, DB> + Decode<'q, DB>,
     for<'r> &'r str: ColumnIndex<DB::Row>,
 {
     pub(crate) async fn sql_agent_plugin_grants(
@@ -96,15 +101,19 @@ where
         Ok(())
     }
 
+    /// Records a request with the package it would install (an edit's), in one statement.
     pub(crate) async fn sql_create_plugin_request(
         &self,
         row: &PluginRequestRow,
+        archive: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         const OP: &str = "record a plugin request";
+        let detail = row.detail.as_ref().map(Value::to_string);
         let mut tx = self.begin_write(OP).await?;
         sqlx::query(
             "INSERT INTO plugin_requests (id, plugin_id, action, agent_id, job_id, work_item_id, \
-             reason, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             reason, status, created_at, detail_json, archive) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(row.id.as_str())
         .bind(row.plugin_id.as_str())
@@ -115,6 +124,8 @@ where
         .bind(row.reason.as_deref())
         .bind(row.status.as_str())
         .bind(row.created_at)
+        .bind(detail.as_deref())
+        .bind(archive.map(<[u8]>::to_vec))
         .execute(&mut *tx)
         .await
         .map_err(StoreError::query(OP))?;
@@ -123,8 +134,19 @@ where
     }
 
     fn request_of(row: &DB::Row, op: &'static str) -> Result<PluginRequestRow, StoreError> {
+        let id: String = col(row, "id", op)?;
+        let detail = col::<Option<String>, _>(row, "detail_json", op)?
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| StoreError::Malformed {
+                    entity: "plugin_requests",
+                    id: id.clone(),
+                    column: "detail_json",
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
         Ok(PluginRequestRow {
-            id: col(row, "id", op)?,
+            id,
             plugin_id: col(row, "plugin_id", op)?,
             action: col(row, "action", op)?,
             agent_id: col(row, "agent_id", op)?,
@@ -135,6 +157,7 @@ where
             created_at: col(row, "created_at", op)?,
             decided_at: col(row, "decided_at", op)?,
             decided_by: col(row, "decided_by", op)?,
+            detail,
         })
     }
 
@@ -176,6 +199,23 @@ where
             .await
             .map_err(StoreError::query(OP))?;
         row.map(|row| Self::request_of(&row, OP)).transpose()
+    }
+
+    /// The package a request would install, when it carries one (an edit's).
+    pub(crate) async fn sql_plugin_request_archive(
+        &self,
+        id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        const OP: &str = "read a plugin request's package";
+        let row = sqlx::query("SELECT archive FROM plugin_requests WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::query(OP))?;
+        Ok(match row {
+            Some(row) => col::<Option<Vec<u8>>, _>(&row, "archive", OP)?,
+            None => None,
+        })
     }
 
     /// Decides a pending request; false (nothing written) when it is not pending.

@@ -329,8 +329,16 @@ pub trait Store: Send + Sync + 'static {
         at_ms: i64,
     ) -> StoreFuture<'a, ()>;
 
-    /// Records an agent's request.
-    fn create_plugin_request<'a>(&'a self, row: &'a PluginRequestRow) -> StoreFuture<'a, ()>;
+    /// Records an agent's request, with the package it would install when it wrote one (an
+    /// edit's).
+    fn create_plugin_request<'a>(
+        &'a self,
+        row: &'a PluginRequestRow,
+        archive: Option<&'a [u8]>,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The package a request would install, when it carries one.
+    fn plugin_request_archive<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
 
     /// Requests with `status` (any when `None`), newest first, at most 500.
     fn plugin_requests<'a>(

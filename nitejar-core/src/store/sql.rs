@@ -471,8 +471,15 @@ macro_rules! impl_store {
             fn create_plugin_request<'a>(
                 &'a self,
                 row: &'a $crate::store::PluginRequestRow,
+                archive: Option<&'a [u8]>,
             ) -> StoreFuture<'a, ()> {
-                Box::pin(self.sql_create_plugin_request(row))
+                Box::pin(self.sql_create_plugin_request(row, archive))
+            }
+            fn plugin_request_archive<'a>(
+                &'a self,
+                id: &'a str,
+            ) -> StoreFuture<'a, Option<Vec<u8>>> {
+                Box::pin(self.sql_plugin_request_archive(id))
             }
             fn plugin_requests<'a>(
                 &'a self,

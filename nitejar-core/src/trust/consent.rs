@@ -149,7 +149,7 @@ pub fn consent_set(manifest: &Manifest) -> BTreeSet<String> {
 }
 
 /// What one consented set adds to and drops from another.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ConsentDiff {
     /// In the new set only: needs consent.
     pub added: Vec<String>,

@@ -24,8 +24,8 @@ pub fn document(grants: &AgentGrants) -> Value {
                 "capability": c.as_str(),
                 "tool": c.tool_name(),
                 "granted": grants.capabilities.contains(c),
-                "available": c.unavailable().is_none(),
-                "unavailableReason": c.unavailable(),
+                "available": grants.unavailable(*c).is_none(),
+                "unavailableReason": grants.unavailable(*c),
             })
         })
         .collect();

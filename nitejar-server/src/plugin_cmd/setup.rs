@@ -45,6 +45,7 @@ pub fn manager_options(config: &Config) -> ManagerOptions {
         }
     });
     options.crash_strike_window = config.crash_strike_window;
+    options.agent_edit_source = config.agent_edit_source;
     options.builtin_network = builtin_api_hosts();
     options
 }

@@ -59,7 +59,7 @@ async fn show(
     let mut lines = Vec::with_capacity(agents.len());
     for agent in agents {
         let grants = match state.plugins.agent_grants(&agent.id).await {
-            Ok(grants) => grants.capabilities,
+            Ok(grants) => grants,
             Err(e) => {
                 return super::error_page(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,8 +77,8 @@ async fn show(
                 .map(|c| Choice {
                     capability: c.as_str(),
                     tool: c.tool_name(),
-                    granted: grants.contains(c),
-                    unavailable: c.unavailable(),
+                    granted: grants.capabilities.contains(c),
+                    unavailable: grants.unavailable(*c),
                 })
                 .collect(),
             id: agent.id,

@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use nitejar_core::install::{GitSpec, InstallSource, NpmSpec};
+use nitejar_core::lifecycle::agent_ops::VersionRequest;
 use nitejar_core::lifecycle::{Acknowledge, EnableRequest, LifecycleError, UninstallOptions};
 use nitejar_core::store::PluginRequestRow;
 use nitejar_core::store::{PageRequest, PluginVersionRow};
@@ -468,6 +469,11 @@ pub async fn review(
         },
         None => None,
     };
+    if let Some(request) = request.clone() {
+        if let Some(asked) = VersionRequest::of_request(&request) {
+            return version_request_page(&state, &admin, &id, request, asked, None).await;
+        }
+    }
     review_page(
         &state,
         &admin,
@@ -476,6 +482,51 @@ pub async fn review(
         None,
         Vec::new(),
         request,
+    )
+    .await
+}
+
+/// The review of an agent's upgrade or edit: what the new version adds to the consent, the
+/// consent text, and approve (with the operator's consent) or reject.
+async fn version_request_page(
+    state: &AppState,
+    admin: &Admin,
+    id: &str,
+    request: PluginRequestRow,
+    asked: VersionRequest,
+    error: Option<String>,
+) -> HttpResponse {
+    let edit = request.action == "edit_source";
+    consent_page(
+        state,
+        admin,
+        ConsentAsk {
+            id: id.to_string(),
+            heading: if edit {
+                format!(
+                    "Review an agent's edit of {id}: {} → {}",
+                    asked.from, asked.to
+                )
+            } else {
+                format!(
+                    "Review an agent's upgrade of {id}: {} → {}",
+                    asked.from, asked.to
+                )
+            },
+            action: format!("/admin/plugins/{id}/requests/{}/approve", request.id),
+            hidden: Vec::new(),
+            button: if edit {
+                "Consent and install the edited version".into()
+            } else {
+                "Consent and upgrade".into()
+            },
+            ack_new: true,
+            text: asked.consent_text.clone(),
+            diff: asked.consent_diff.clone(),
+            upload: false,
+            request: Some((request, asked)),
+            error,
+        },
     )
     .await
 }
@@ -552,10 +603,37 @@ pub async fn approve_request(
         Ok(request) => request,
         Err(page) => return page,
     };
-    let (consent, ticked) = consent_of(&form, false);
+    let asked = VersionRequest::of_request(&request);
+    let (consent, ticked) = match asked {
+        // The version consent page's boxes: consent, and the permissions it adds.
+        Some(_) => (
+            EnableRequest {
+                accept_consent: field(&form, "accept_consent") == "yes",
+                acknowledge: if field(&form, "ack_new") == "yes" {
+                    Acknowledge::All
+                } else {
+                    Acknowledge::None
+                },
+            },
+            Vec::new(),
+        ),
+        None => consent_of(&form, false),
+    };
     let by = crate::api::trust::changed_by(&admin);
     match state.plugins.approve_request(&rid, consent, &by).await {
         Ok(_) => redirect(format!("/admin/plugins/{id}?notice=request_approved")),
+        Err(e) if asked.is_some() => {
+            let message = match &e {
+                LifecycleError::ConsentRequired { .. } => {
+                    "Tick “I have read this and consent” to approve the new version.".to_owned()
+                }
+                other => plugins::ui_message(other),
+            };
+            let Some(asked) = asked else {
+                return error_page(StatusCode::CONFLICT, &message);
+            };
+            version_request_page(&state, &admin, &id, request, asked, Some(message)).await
+        }
         Err(e) => {
             let (status, _) = plugins::error_status(&e);
             let message = refusal_message(&e);
@@ -716,6 +794,8 @@ pub async fn rollback(
                     text,
                     diff: diff.unwrap_or_default(),
                     upload: false,
+                    request: None,
+                    error: None,
                 },
             )
             .await
@@ -745,6 +825,10 @@ struct ConsentAsk {
     diff: ConsentDiff,
     /// The form sends the package file again (an upgrade by upload).
     upload: bool,
+    /// The agent's upgrade or edit request this consent approves.
+    request: Option<(PluginRequestRow, VersionRequest)>,
+    /// Why the last submission was refused.
+    error: Option<String>,
 }
 
 impl ConsentAsk {
@@ -768,6 +852,10 @@ struct ConsentPage {
     text: String,
     diff: ConsentDiff,
     upload: bool,
+    /// The version runs in a process of its own.
+    isolated: bool,
+    request: Option<(PluginRequestRow, VersionRequest)>,
+    error: Option<String>,
 }
 
 /// The page that asks consent to a version (an upgrade or a rollback that needs it), with what it
@@ -791,6 +879,9 @@ async fn consent_page(state: &AppState, admin: &Admin, ask: ConsentAsk) -> HttpR
         text: ask.text,
         diff: ask.diff,
         upload: ask.upload,
+        isolated: mode == nitejar_core::receipts::ExecutionMode::Isolated,
+        request: ask.request,
+        error: ask.error,
     };
     render(StatusCode::PRECONDITION_REQUIRED, &page)
 }
@@ -836,6 +927,8 @@ pub async fn upgrade(
                     text,
                     diff: diff.unwrap_or_default(),
                     upload: false,
+                    request: None,
+                    error: None,
                 },
             )
             .await
@@ -886,6 +979,8 @@ pub async fn upgrade_upload(
                     text,
                     diff: diff.unwrap_or_default(),
                     upload: false,
+                    request: None,
+                    error: None,
                 }
                 .with_upload(),
             )
