@@ -60,6 +60,12 @@ fn archive(entries: &[Raw<'_>]) -> Vec<u8> {
 
 fn stage(bytes: Vec<u8>, limits: Limits) -> (tempfile::TempDir, InstallError) {
     let data = tempfile::tempdir().unwrap();
+    let err = stage_in(&data, bytes, limits);
+    (data, err)
+}
+
+/// Stages `bytes` with the data directory `data`; the refusal. Staging is left empty.
+fn stage_in(data: &tempfile::TempDir, bytes: Vec<u8>, limits: Limits) -> InstallError {
     let installer = Installer::new(Layout::new(data.path())).with_limits(limits);
     let err = installer
         .stage(InstallSource::Upload {
@@ -72,36 +78,70 @@ fn stage(bytes: Vec<u8>, limits: Limits) -> (tempfile::TempDir, InstallError) {
         .map(|d| d.flatten().collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "staging is cleaned up: {left:?}");
-    (data, err)
+    err
 }
 
+/// Where a staged archive's entries are unpacked, relative to the data directory
+/// (`plugins/_staging/stage-…/package`, then the archive's own `package/`): `UP` climbs from there
+/// back to the data directory, where the attacks below aim at its `outside` directory.
+const UP: &str = "package/../../../../..";
+
+/// Stages an archive holding `entry`, in which `{outside}` stands for the absolute path of a
+/// directory `outside` beside the data directory's `plugins` (and `{up}` for [`UP`]): it must be
+/// refused with `expect`, and nothing may have reached `outside`.
 fn refused(entry: Raw<'_>, expect: &str) {
-    let outside = tempfile::tempdir().unwrap();
-    let (_, err) = stage(archive(&[entry]), Limits::default());
+    let data = tempfile::tempdir().unwrap();
+    let outside = data.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let place = |text: &str| {
+        text.replace("{outside}", &outside.display().to_string())
+            .replace("{up}", UP)
+    };
+    let name = place(entry.name);
+    let link = entry.link.map(place);
+    let bytes = archive(&[Raw {
+        name: &name,
+        kind: entry.kind,
+        link: link.as_deref(),
+        data: entry.data,
+    }]);
+    let err = stage_in(&data, bytes, Limits::default());
     assert!(matches!(err, InstallError::Refused { .. }), "{err}");
     assert!(err.to_string().contains(expect), "{err}");
-    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+    let reached: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().collect();
+    assert!(reached.is_empty(), "written outside staging: {reached:?}");
+}
+
+/// The attacks aim where they claim: a path built like theirs, written without the installer's
+/// checks, lands in `outside`.
+#[test]
+fn the_attacks_aim_at_the_outside_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let unpacked = data.path().join("plugins/_staging/stage-x/package");
+    std::fs::create_dir_all(unpacked.join("package")).unwrap();
+    std::fs::create_dir(data.path().join("outside")).unwrap();
+    std::fs::write(unpacked.join(format!("{UP}/outside/evil")), b"x").unwrap();
+    assert!(data.path().join("outside/evil").exists());
 }
 
 #[test]
 fn absolute_paths_are_refused() {
     refused(
         Raw {
-            name: "/tmp/nitejar-evil",
+            name: "{outside}/evil",
             kind: tar::EntryType::Regular,
             link: None,
             data: b"x",
         },
         "absolute path",
     );
-    assert!(!std::path::Path::new("/tmp/nitejar-evil").exists());
 }
 
 #[test]
 fn parent_components_are_refused() {
     refused(
         Raw {
-            name: "package/../../evil",
+            name: "{up}/outside/evil",
             kind: tar::EntryType::Regular,
             link: None,
             data: b"x",
@@ -114,18 +154,18 @@ fn parent_components_are_refused() {
 fn links_leaving_the_tree_are_refused() {
     refused(
         Raw {
-            name: "package/etc",
+            name: "package/out",
             kind: tar::EntryType::Symlink,
-            link: Some("/etc"),
+            link: Some("{outside}"),
             data: b"",
         },
-        "absolute path `/etc`",
+        "absolute path",
     );
     refused(
         Raw {
             name: "package/up",
             kind: tar::EntryType::Symlink,
-            link: Some("../../.."),
+            link: Some("../../../../../outside"),
             data: b"",
         },
         "goes up through `..`",
@@ -136,9 +176,9 @@ fn links_leaving_the_tree_are_refused() {
 fn hard_links_are_refused() {
     refused(
         Raw {
-            name: "package/passwd",
+            name: "package/evil",
             kind: tar::EntryType::Link,
-            link: Some("/etc/passwd"),
+            link: Some("{outside}/evil"),
             data: b"",
         },
         "hard link",
