@@ -6,7 +6,10 @@
 //! - [`registry`]: integrations, hook chains and skills of the active plugins, swapped atomically;
 //! - [`hooks`]: the dispatcher (ordering, timeouts, budget, fail policies, mutation policies);
 //! - [`host`]: the execution host (where plugin calls run, deadlines, cancellation);
-//! - [`loader`]: third-party plugin libraries, loaded through the frozen ABI;
+//! - [`loader`]: third-party plugin libraries, loaded through the frozen ABI, in the server's
+//!   process or in one of their own;
+//! - [`manifest`]: a package's `nitejar.plugin.json`, validated, and its contributions checked
+//!   against what the code exports;
 //! - [`permissions`]: the permission gate behind the host services;
 //! - [`plugin_config`]: the settings a plugin declares, and configs checked against them;
 //! - [`receipts`]: a record of every plugin action and where it goes;
@@ -16,6 +19,11 @@
 //! - [`ingress`]: a webhook delivery → a work item handed to the runner;
 //! - [`skills`]: one index of repo, plugin and admin skills; assignments; the `use_skill` tool;
 //! - [`runner`]: the reference run that the hooks wrap (prompt, model, tools, delivery);
+//! - [`install`]: packages from a path, an archive, an upload, npm or git: staged, unpacked under
+//!   limits, digested, laid out as versions beside a `current` link;
+//! - [`trust`]: trust modes, signatures, the allowlist and the consent text;
+//! - [`lifecycle`]: the [`lifecycle::PluginManager`] — install, consent, enable, upgrade, rollback,
+//!   uninstall, settings, boot and reconcile, what agents may do to plugins;
 //! - [`sandbox`]: the kernel controls a plugin host process applies to itself (Landlock, seccomp,
 //!   rlimits), and a probe of which ones the system offers.
 

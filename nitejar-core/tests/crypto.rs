@@ -1,4 +1,4 @@
-//! Encrypted config: the DESIGN vectors, every key form, the key file, redaction, placeholders.
+//! Encrypted config: the test vectors of `docs/design.md`, every key form, the key file, redaction, placeholders.
 
 use nitejar_core::crypto::{
     load_or_create_key, merge_placeholders, redact, Cipher, CryptoError, Key, KeyOrigin,

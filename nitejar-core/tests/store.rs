@@ -39,7 +39,7 @@ fn config(value: Value) -> Map<String, Value> {
     }
 }
 
-/// `""` encrypted with the test key (a DESIGN vector).
+/// `""` encrypted with the test key (a test vector of `docs/design.md`).
 const ALREADY_ENCRYPTED: &str = "enc:oKGio6SlpqeoqaqrrK2urwIvhBxwK2awvsgRH2feIh0=";
 
 fn sensitive() -> Vec<String> {

@@ -1,8 +1,9 @@
-//! What the server says about its security posture, word for word (DESIGN section 7).
+//! What the server says about its security posture, word for word (`docs/design.md`, *Claims
+//! match enforcement*).
 //!
-//! Plugins run in the server's own process. Declared permissions are enforced only where a plugin
-//! goes through host services (HTTP, secrets, files, processes); code that bypasses them is not
-//! contained. Every page, API response and install or enable screen that talks about plugins uses
+//! A plugin runs in the server's own process or, isolated, in one of its own under the kernel's
+//! controls. Declared permissions are enforced where a plugin goes through host services (HTTP,
+//! secrets, files, processes); code in the server's process that bypasses them is not contained. Every page, API response and install or enable screen that talks about plugins uses
 //! these texts, and `tests/truthfulness.rs` checks that nothing else claims more.
 
 use nitejar_sdk::manifest::Permissions;

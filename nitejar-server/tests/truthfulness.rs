@@ -1,5 +1,5 @@
-//! The product says what it is and nothing more: the posture texts of DESIGN section 7 appear where
-//! an operator decides (API responses, the plugin and runtime pages), and nothing an operator reads
+//! The product says what it is and nothing more: the posture texts of `docs/design.md` (*Claims
+//! match enforcement*) appear where an operator decides (API responses, the plugin and runtime pages), and nothing an operator reads
 //! (README, docs, page templates, the texts the server sends) claims a sandbox or an isolation that
 //! the code does not provide.
 

@@ -1,6 +1,6 @@
 //! The hook dispatcher: runs an event through its handlers.
 //!
-//! Rules (DESIGN section 5):
+//! Rules (`docs/design.md`, *Hooks*):
 //! - order: priority (high → low), then plugin id, then registration order;
 //! - each handler sees the payload as the previous handlers left it;
 //! - a handler gets `min(own timeout, what is left of the event's chain budget)`;

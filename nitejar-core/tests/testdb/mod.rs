@@ -10,7 +10,7 @@ use nitejar_core::crypto::{Cipher, Key};
 use nitejar_core::store::{self, Store};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
-/// The key every test store encrypts with (the DESIGN test-vector key).
+/// The key every test store encrypts with (the key of the test vectors in `docs/design.md`).
 pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 pub fn cipher() -> Cipher {

@@ -24,7 +24,7 @@ pub mod raw;
 pub mod redaction;
 pub mod tmpfs;
 
-/// The key every test server and test store use (the DESIGN test vector's key).
+/// The key every test server and test store use (the key of the test vectors in `docs/design.md`).
 pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 pub fn cipher() -> Cipher {
