@@ -9,8 +9,8 @@ use std::sync::Arc;
 use nitejar_core::crypto::{is_encrypted, REDACTED};
 use nitejar_core::store::{
     Backend, DisclosureAckRow, IntegrationUpdate, JobUpdate, NewAgent, NewIntegration, NewJob,
-    NewWorkItem, PluginArtifact, PluginRow, PluginVersionRow, SecretValue, SettingsWrite, SpanRow,
-    StoreError,
+    NewWorkItem, PluginArtifact, PluginRequestRow, PluginRow, PluginVersionRow, SecretValue,
+    SettingsWrite, SpanRow, StoreError,
 };
 use serde_json::{json, Map, Value};
 use testdb::TestDb;
@@ -30,6 +30,7 @@ on_both_backends!(
     work_items_are_group_committed_with_their_keys,
     batches_without_shared_multi_key_items_take_few_statements_and_stay_exact,
     agents_of_an_integration_and_finishing_a_job,
+    plugin_requests_keep_what_they_ask_and_are_decided_once,
 );
 
 fn config(value: Value) -> Map<String, Value> {
@@ -973,4 +974,70 @@ async fn agents_of_an_integration_and_finishing_a_job(db: TestDb) {
         .await
         .expect_err("missing job");
     assert!(matches!(missing, StoreError::NotFound { .. }), "{missing}");
+}
+
+async fn plugin_requests_keep_what_they_ask_and_are_decided_once(db: TestDb) {
+    let store = db.open().await;
+    let request = |id: &str, action: &str, detail: Option<Value>| PluginRequestRow {
+        id: id.into(),
+        plugin_id: "dev.example.acme".into(),
+        action: action.into(),
+        agent_id: "agent-1".into(),
+        job_id: "job-1".into(),
+        work_item_id: "wi-1".into(),
+        reason: Some("because".into()),
+        status: "pending".into(),
+        created_at: 1_000,
+        decided_at: None,
+        decided_by: None,
+        detail,
+    };
+    let enable = request("r1", "enable", None);
+    let detail =
+        json!({"from": "1.0.0", "to": "1.0.0+edit.1", "digest": "sha256:ab", "files": ["a.md"]});
+    let edit = request("r2", "edit_source", Some(detail.clone()));
+    let package: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    store.create_plugin_request(&enable, None).await.unwrap();
+    store
+        .create_plugin_request(&edit, Some(&package))
+        .await
+        .unwrap();
+
+    assert_eq!(store.get_plugin_request("r1").await.unwrap(), Some(enable));
+    assert_eq!(store.get_plugin_request("r2").await.unwrap(), Some(edit));
+    assert_eq!(store.plugin_request_archive("r1").await.unwrap(), None);
+    assert_eq!(
+        store.plugin_request_archive("r2").await.unwrap(),
+        Some(package),
+        "the edit's package, byte for byte"
+    );
+    assert_eq!(store.plugin_request_archive("nope").await.unwrap(), None);
+    let pending = store.plugin_requests(Some("pending")).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    assert_eq!(pending[0].detail, Some(detail));
+
+    assert!(store
+        .decide_plugin_request("r2", "approved", "admin", 2_000)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .decide_plugin_request("r2", "rejected", "someone else", 3_000)
+            .await
+            .unwrap(),
+        "a decided request is not decided again"
+    );
+    let decided = store.get_plugin_request("r2").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            decided.status.as_str(),
+            decided.decided_by.as_deref(),
+            decided.decided_at
+        ),
+        ("approved", Some("admin"), Some(2_000))
+    );
+    assert_eq!(
+        store.plugin_requests(Some("pending")).await.unwrap().len(),
+        1
+    );
 }

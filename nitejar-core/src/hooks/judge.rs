@@ -97,15 +97,7 @@ pub(super) fn judge<E: HookEvent>(
 /// The names of the fields a change sets (never their values, which may be secret), for the
 /// receipt of the handler that made it: `{"changed_fields": [...]}`.
 pub(super) fn change_detail<P: serde::Serialize>(change: &P) -> Value {
-    let fields: Vec<String> = match serde_json::to_value(change) {
-        Ok(Value::Object(map)) => map
-            .into_iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, _)| k)
-            .collect(),
-        _ => Vec::new(),
-    };
-    json!({ "changed_fields": fields })
+    json!({ "changed_fields": super::fields::changed_fields(change) })
 }
 
 /// The payload as JSON, encoded on first use and kept until a change invalidates it, so that the

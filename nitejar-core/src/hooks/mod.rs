@@ -75,6 +75,7 @@ use crate::registry::PluginMeta;
 
 mod batch;
 mod chain;
+mod fields;
 mod judge;
 mod offload;
 
