@@ -2,6 +2,8 @@
 //!
 //! `tests/fixtures/github/*.pem` are RSA keys generated for these tests only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use hmac::{Hmac, Mac};

@@ -1,6 +1,8 @@
 //! The built-ins register through linkme, pass manifest validation like any plugin, and describe
 //! themselves with schemas that accept the integration rows existing deployments have.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use nitejar_core::builtin::builtins;

@@ -1,5 +1,7 @@
 //! `builtin.telegram` against real-shaped updates and a Bot API double.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use nitejar_builtins::telegram::Telegram;

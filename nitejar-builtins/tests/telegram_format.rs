@@ -1,6 +1,8 @@
 //! Markdown → Telegram HTML, and the split at Telegram's message limit. Every message is checked
 //! with the Bot API double's HTML rules (allowed tags, balanced, entities).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use nitejar_builtins::telegram::format::{

@@ -2,6 +2,8 @@
 //! byte (checked with sha256 of every column of every row, before and after), what is missing is
 //! added, and receipts can be written even where the legacy schema would have refused them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod testdb;
 
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! Encrypted config: the test vectors of `docs/design.md`, every key form, the key file, redaction, placeholders.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 use nitejar_core::crypto::{
     load_or_create_key, merge_placeholders, redact, Cipher, CryptoError, Key, KeyOrigin,
     KEY_FILE_NAME, REDACTED,

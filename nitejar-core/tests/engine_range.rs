@@ -1,6 +1,8 @@
 //! `engine.nitejar` ranges mean what they mean to npm: every range in `fixtures/ranges/` is checked
 //! against the versions node-semver itself accepted for it (regenerate with `generate.mjs`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 use std::path::Path;
 
 use nitejar_core::manifest::EngineRange;

@@ -2,6 +2,8 @@
 //! nearest-rank p50/p99 per hourly bucket, from the hook receipts it left; other plugins, other
 //! kinds, skipped handlers and receipts outside the window are not counted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod testdb;
 
 use std::sync::Arc;

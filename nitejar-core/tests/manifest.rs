@@ -3,6 +3,8 @@
 //! against the shipped JSON Schema with a stock validator, as an editor would), and each bad one
 //! shows the exact error list an author reads (snapshots under `snapshots/`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,7 @@
 //! `DATABASE_URL` forms: a path, a `sqlite:` URL, an in-memory database, a Postgres URL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod testdb;
 
 use nitejar_core::store::{self, Backend, NewIntegration, StoreError};

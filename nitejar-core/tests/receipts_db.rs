@@ -1,5 +1,7 @@
 //! Durable receipts: the database sink and keyset pages, on SQLite and on Postgres.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod testdb;
 
 use std::collections::HashSet;

@@ -2,6 +2,8 @@
 //! state and jobs, filtered by integration, plugin, status and time, keyset-paged; one run with its
 //! jobs; the receipts of one work item.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod testdb;
 
 use std::sync::Arc;

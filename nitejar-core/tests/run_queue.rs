@@ -2,6 +2,8 @@
 //! receipt in one transaction; claims respect sessions, leases and availability; concurrent claimers
 //! on Postgres get disjoint runs; finishing a run hands its session to the next run.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod testdb;
 
 use std::collections::BTreeSet;

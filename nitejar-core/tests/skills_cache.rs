@@ -1,6 +1,8 @@
 //! The index runs share (`SkillsConfig::run_index_ttl`): reused while nothing this service knows of
 //! changed, rebuilt when it changes a skill or the time is up; listing never uses it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod skillkit;
 mod testdb;
 

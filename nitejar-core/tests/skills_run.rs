@@ -1,6 +1,8 @@
 //! Skills in real runs: the runner on a SQLite store with the offline model, a test channel, and a
 //! hook that records what `run.pre_prompt` (and the model) saw.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod skillkit;
 mod testdb;
 

@@ -1,6 +1,8 @@
 //! Refused paths (`..`, absolute, symbolic links), size limits for every source, and the
 //! import/export round trip.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod skillkit;
 mod testdb;
 

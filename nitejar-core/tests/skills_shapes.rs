@@ -1,6 +1,8 @@
 //! The JSON shapes the skills surfaces hand out (listing, detail, export): what the HTTP API and
 //! `nitejar skill … --json` print. Volatile values (ids, timestamps, temp paths) are scrubbed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod skillkit;
 mod testdb;
 

@@ -1,6 +1,8 @@
 //! The three skill sources, the precedence between them, plugin skills following their plugin,
 //! admin skills and their rules.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod skillkit;
 mod testdb;
 

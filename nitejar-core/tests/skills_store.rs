@@ -1,5 +1,7 @@
 //! The skill tables through the store, on SQLite and on Postgres.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod testdb;
 
 use nitejar_core::store::{

@@ -1,6 +1,8 @@
 //! The store suite: every test runs once on SQLite (a temp file) and once on Postgres (a database of its
 //! own on 127.0.0.1:5432).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod testdb;
 
 use std::collections::HashSet;

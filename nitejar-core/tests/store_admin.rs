@@ -1,5 +1,7 @@
 //! The admin tables and the receipts view, on SQLite and on Postgres.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod testdb;
 
 use std::sync::Arc;

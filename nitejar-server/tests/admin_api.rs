@@ -3,6 +3,8 @@
 //! config changes stored, test connection, errors with stable codes; runtime, integration types,
 //! receipts, readiness and metrics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use nitejar_core::crypto::REDACTED;

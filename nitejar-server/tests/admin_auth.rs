@@ -2,6 +2,8 @@
 //! lists refuses missing and wrong credentials; sessions, cookies, CSRF tokens and same-site checks;
 //! the generated admin token.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use reqwest::Method;

@@ -3,6 +3,8 @@
 //! and guessing is slow — failed credentials are counted per client address, which is then refused
 //! with 429 for a while, longer each time, while other addresses go on as before.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::net::IpAddr;

@@ -9,6 +9,8 @@
 //!   path; the route's own refusal of a parameter value such as `builtin.echo%20`) or exactly the
 //!   canonical answer, and again nothing changed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

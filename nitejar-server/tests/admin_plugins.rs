@@ -3,6 +3,8 @@
 //! consent, enable, use it, upgrade, roll back, disable, uninstall; and every refusal with its
 //! stable code.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use hmac::{Hmac, Mac};

@@ -4,6 +4,8 @@
 //! refusals with stable codes (404, 409, 422 for unsafe paths and sizes, 403 for repo skills, 413)
 //! that store nothing; and the pages with their CSRF-protected forms.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::path::Path;

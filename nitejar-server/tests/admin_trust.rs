@@ -5,6 +5,8 @@
 //! applied at once (a signed plugin enabled after its key is trusted, taken out when it is
 //! removed), and nothing changeable under saas_locked.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use reqwest::Method;

@@ -5,6 +5,8 @@
 //! not grow by what was uploaded. The uploads are generated while they are sent, so the test does
 //! not hold them either.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 // Memory is read from /proc.
 #![cfg(target_os = "linux")]
 

@@ -3,6 +3,8 @@
 //! receipt naming the agent and its job; with one, the plugin is disabled at once, receipted in the
 //! agent's name; grants are set through the API and the CLI, spelled exactly or refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::sync::{Arc, Mutex};

@@ -10,6 +10,8 @@
 //! machine and not per run; the package is built with the test build's profile for the same
 //! reason. Also here: `plugin new` where the SDK cannot be resolved, and the text it prints.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 //! review what it declares, consent, enable it and use its integration type. Screenshots go to
 //! `target/browser-screenshots/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use fantoccini::{Client, Locator};

@@ -4,6 +4,8 @@
 //! and `plugin schema`. A declarative (skills-only) package stands in for a built one, so these
 //! run in seconds; `author_path.rs` walks the same path with a compiled plugin and real npm.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::path::Path;

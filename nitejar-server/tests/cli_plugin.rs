@@ -3,6 +3,8 @@
 //! doctor → uninstall. (`plugin new` → `cargo test` → `plugin pack` → install is the author's
 //! path, in `author_path.rs`.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 use std::path::Path;
 use std::process::Command;
 

@@ -1,5 +1,7 @@
 //! `nitejar skill list|show|assign`: on the skills roots and the database directly.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 use std::process::Command;
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! `nitejar plugin validate <dir>`: prints every problem, exits non-zero on any.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 use std::path::Path;
 use std::process::Command;
 

@@ -4,6 +4,8 @@
 //! and the server up. A process killed while the plugin only waits for a host service is not the
 //! plugin's crash.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use reqwest::Method;

@@ -1,6 +1,7 @@
 //! The data directory is the server's alone: it is made private (0700) with a private database
 //! (0600, with its -wal and -shm), and a second server on it refuses to start, naming the first.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
 #![cfg(unix)]
 
 mod support;

@@ -4,6 +4,8 @@
 //! Postgres database is killed), and afterwards every delivery that was answered `accepted` has its
 //! work item, its ingress receipt and exactly one completed job, and no job is left `RUNNING`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 #[path = "../../nitejar-core/tests/testdb/mod.rs"]
 mod testdb;

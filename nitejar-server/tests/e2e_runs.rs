@@ -3,6 +3,8 @@
 //! item, its COMPLETED job and its delivery; a delivery Telegram refuses shows the failure and its
 //! reason; filters narrow the list; a bad cursor is a 400 that says what to do.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use reqwest::Method;

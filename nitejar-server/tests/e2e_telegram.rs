@@ -1,6 +1,8 @@
 //! Telegram end to end: a real server process, the real webhook route, a local server speaking the
 //! Bot API, and (in one test) a local server speaking OpenAI chat completions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::sync::{Arc, Mutex};

@@ -3,6 +3,8 @@
 //! the server boots them, a signed delivery becomes a run whose model asks for a tool the guard
 //! refuses (fail_closed `tool.pre_exec`), and the answer is POSTed to the integration's callback.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::process::Command;

@@ -2,6 +2,8 @@
 //! to start and says how to recover, instead of starting and failing on the first delivery that
 //! needs a secret.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::process::{Command, Stdio};

@@ -4,6 +4,8 @@
 //! the plugin's process is started again, and the crash-loop guard takes a plugin that keeps
 //! crashing out.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::time::{Duration, Instant};

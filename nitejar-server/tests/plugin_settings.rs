@@ -6,6 +6,8 @@
 //! Exercised with the `policy-guard` example (its response redaction reads both) behind the
 //! `signed-webhook` example integration.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::io::Write;

@@ -2,6 +2,8 @@
 //! API's hourly buckets with exact counts and nearest-rank p50/p99, and the plugin page's chart
 //! giving the same numbers as text.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::sync::Arc;

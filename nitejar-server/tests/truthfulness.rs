@@ -3,6 +3,8 @@
 //! (README, docs, page templates, the texts the server sends) claims a sandbox or an isolation that
 //! the code does not provide.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
+
 mod support;
 
 use std::path::{Path, PathBuf};

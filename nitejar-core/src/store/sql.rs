@@ -123,8 +123,11 @@ pub(crate) struct WriteTx<DB: Database> {
 impl<DB: Database> std::ops::Deref for WriteTx<DB> {
     type Target = DB::Connection;
 
+    #[expect(
+        clippy::expect_used,
+        reason = "only `commit` and `rollback` take the connection, and they consume the transaction"
+    )]
     fn deref(&self) -> &DB::Connection {
-        // Only `commit` and `rollback` take the connection, and they consume the transaction.
         self.conn
             .as_ref()
             .expect("an open transaction has its connection")
@@ -132,6 +135,10 @@ impl<DB: Database> std::ops::Deref for WriteTx<DB> {
 }
 
 impl<DB: Database> std::ops::DerefMut for WriteTx<DB> {
+    #[expect(
+        clippy::expect_used,
+        reason = "only `commit` and `rollback` take the connection, and they consume the transaction"
+    )]
     fn deref_mut(&mut self) -> &mut DB::Connection {
         self.conn
             .as_mut()
