@@ -38,7 +38,8 @@ pub struct PluginView {
     pub enabled: bool,
     /// Its contributions are in the registry right now.
     pub active: bool,
-    /// `active`, `enabled_not_active`, `disabled`, `error`.
+    /// `active`, `enabled_not_active`, `disabled`, `error`, `uninstalled` (its row and data
+    /// kept, no current version).
     pub state: &'static str,
     /// Why an enabled plugin is not loaded, when the server knows (safe mode).
     pub not_loaded_reason: Option<&'static str>,
@@ -100,6 +101,7 @@ fn view(
         || (row.is_none() && id.starts_with("builtin."));
     let enabled = row.map(|r| r.enabled).unwrap_or(active.is_some());
     let error = row.and_then(|r| r.last_load_error.clone());
+    let uninstalled = !builtin && row.is_some_and(|r| r.current_version.is_none());
     let contributes = manifest.map(|m| m.contributes.clone()).unwrap_or_default();
     // Where its code runs: the active version's real mode; else where it would run now.
     let mode = match active {
@@ -134,10 +136,15 @@ fn view(
             .or_else(|| row.map(|r| r.name.clone()))
             .unwrap_or_else(|| id.to_owned()),
         description: manifest.and_then(|m| m.description.clone()),
+        // An uninstalled plugin has no version; its kept manifest names the last one it had.
         version: active
             .map(|p| p.meta().version.to_string())
             .or_else(|| row.and_then(|r| r.current_version.clone()))
-            .or_else(|| manifest.map(|m| m.version.clone())),
+            .or_else(|| {
+                (!uninstalled)
+                    .then(|| manifest.map(|m| m.version.clone()))
+                    .flatten()
+            }),
         origin: if builtin { "builtin" } else { "third_party" },
         source_kind: row.map(|r| r.source_kind.clone()).unwrap_or_else(|| {
             if builtin {
@@ -156,7 +163,11 @@ fn view(
         }),
         enabled,
         active: active.is_some(),
-        state: state_of(enabled, active.is_some(), error.as_deref()),
+        state: if uninstalled && active.is_none() {
+            "uninstalled"
+        } else {
+            state_of(enabled, active.is_some(), error.as_deref())
+        },
         not_loaded_reason: (enabled && active.is_none() && !builtin && state.config.safe_mode)
             .then_some(
                 "the server runs in safe mode (NITEJAR_SAFE_MODE): only built-ins are loaded",

@@ -713,7 +713,7 @@ fn scripted_model(
         let messages = body["messages"].as_array().cloned().unwrap_or_default();
         let asked = messages
             .iter()
-            .find(|m| m["role"] == "user")
+            .rfind(|m| m["role"] == "user")
             .and_then(|m| m["content"].as_str())
             .unwrap_or_default()
             .to_owned();
@@ -867,6 +867,8 @@ async fn an_agents_upgrade_that_adds_nothing_is_done_at_once() {
                 "plugins_upgrade",
                 json!({"pluginId": GREETER, "git": "file:///srv/greeter.git"}),
             )
+        } else if asked.contains("uninstall") {
+            ("plugins_uninstall", json!({"pluginId": GREETER}))
         } else {
             (
                 "plugins_upgrade",
@@ -903,6 +905,35 @@ async fn an_agents_upgrade_that_adds_nothing_is_done_at_once() {
     assert!(pending_requests(&server).await["items"]
         .as_array()
         .is_some_and(Vec::is_empty));
+
+    // Uninstall, once granted: at once, in the agent's name.
+    let granted = api(
+        &server,
+        Method::PUT,
+        &format!("/api/admin/agents/{agent}/plugin-grants"),
+        Some(&json!({"capabilities": ["plugins.upgrade", "plugins.uninstall"]})),
+    )
+    .await;
+    assert_eq!(granted.status, 200, "{}", granted.text);
+    let work_item = send_text(&server, &integration, 3, "uninstall it").await;
+    let answer = told(&server, &said, &work_item).await;
+    assert!(answer.contains("is uninstalled"), "{answer}");
+    let view = greeter_view(&server).await;
+    assert_eq!(view["state"], "uninstalled", "{view}");
+    assert!(view["version"].is_null(), "{view}");
+    let current = data.path.join("plugins").join(GREETER).join("current");
+    assert!(
+        std::fs::symlink_metadata(&current).is_err(),
+        "no current version: {}",
+        current.display()
+    );
+    let uninstalls = greeter_receipts(&server, "uninstall").await;
+    assert!(
+        uninstalls
+            .iter()
+            .any(|r| r["status"] == "ok" && r["detail"]["actor"]["agentId"] == agent.as_str()),
+        "{uninstalls:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -948,6 +979,14 @@ async fn an_agents_upgrade_waits_for_review_when_it_adds_anything() {
             && r["detail"]["requestId"] == rid.as_str()
             && r["detail"]["actor"]["agentId"] == agent.as_str()),
         "{asked:?}"
+    );
+
+    // The CLI lists it with its versions.
+    let (ok, text) = cli(&data, &["agent", "requests", "--status", "pending"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("upgrade {GREETER} 1.0.0 → 2.0.0")),
+        "{text}"
     );
 
     // The review page shows what it adds and approves that request.
@@ -1064,8 +1103,18 @@ async fn an_agents_source_edit_is_off_by_default_and_otherwise_a_reviewed_new_ve
     let data = DataDir::new();
     let packages = tempfile::tempdir().expect("tempdir");
     let (model, said) = scripted_model(|asked| {
+        if asked.contains("built-in") {
+            return (
+                "plugins_edit_source",
+                json!({"pluginId": "builtin.echo", "files": {"README.md": "x"}}),
+            );
+        }
         let files = if asked.contains("badly") {
             json!({"../outside.txt": "escaped"})
+        } else if asked.contains("many") {
+            Value::Object((0..21).map(|i| (format!("f{i}.txt"), json!("x"))).collect())
+        } else if asked.contains("signature") {
+            json!({"nitejar.plugin.sig": "forged"})
         } else {
             json!({"assets/notes.txt": "written by an agent", "README.md": "# Greeter, edited\n"})
         };
@@ -1160,9 +1209,22 @@ async fn an_agents_source_edit_is_off_by_default_and_otherwise_a_reviewed_new_ve
     let versions = data.path.join("plugins").join(GREETER).join("versions");
     let before = tree_of(&versions);
 
-    let work_item = send_text(&server, &integration, 1, "edit it badly").await;
-    let answer = told(&server, &said, &work_item).await;
-    assert!(answer.contains("not a path inside the package"), "{answer}");
+    for (n, (asked, refusal)) in [
+        ("edit it badly", "not a path inside the package"),
+        ("edit too many", "from 1 to 20 files"),
+        ("edit the signature", "the author's signature"),
+        ("edit the built-in", "built into the server"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let work_item = send_text(&server, &integration, 10 + n as u32, asked).await;
+        let answer = told(&server, &said, &work_item).await;
+        assert!(answer.contains(refusal), "{asked}: {answer}");
+    }
+    assert!(pending_requests(&server).await["items"]
+        .as_array()
+        .is_some_and(Vec::is_empty));
     let work_item = send_text(&server, &integration, 2, "edit it").await;
     let answer = told(&server, &said, &work_item).await;
     assert!(
