@@ -2,6 +2,7 @@
 //! integration type, and that a refused activation changes nothing.
 
 use nitejar_core::builtin::builtins;
+use nitejar_core::builtin::BuiltinExt;
 use nitejar_core::registry::{ActivePlugin, PluginMeta, PluginOrigin, RegistryError};
 use nitejar_core::runtime::Runtime;
 use nitejar_sdk::integration::{PostResponseOptions, PostResponseResult};

@@ -5,10 +5,10 @@
 //! - `builtin.github` ([`github`]): a GitHub App.
 //!
 //! Each is written against `nitejar-sdk` exactly like a third-party plugin and registered in
-//! [`nitejar_core::builtin::BUILTIN_PLUGINS`] at link time. A binary that wants them must link this
+//! [`nitejar_builtin_registry::BUILTIN_PLUGINS`] at link time (the engine reads them from there). A binary that wants them must link this
 //! crate: call [`link`] once (the linker drops a crate nothing refers to, and its registrations with it).
 
-use nitejar_core::builtin::{BuiltinPlugin, BUILTIN_PLUGINS};
+use nitejar_builtin_registry::{BuiltinPlugin, BUILTIN_PLUGINS};
 
 pub mod echo;
 pub mod github;

@@ -6,6 +6,7 @@
 mod support;
 
 use nitejar_core::builtin::builtins;
+use nitejar_core::builtin::BuiltinExt;
 use nitejar_sdk::IntegrationDescriptor;
 use serde_json::{json, Value};
 use support::fixture_text;

@@ -1,9 +1,11 @@
 //! Built-in plugins: compiled into the binary and registered at link time.
 //!
-//! A crate contributes a built-in by adding a [`BuiltinPlugin`] to [`BUILTIN_PLUGINS`]:
+//! A crate contributes a built-in by adding a [`BuiltinPlugin`] to [`BUILTIN_PLUGINS`], which the
+//! small `nitejar-builtin-registry` crate declares (so that a crate of built-ins needs the SDK and
+//! that crate, not the engine); they are re-exported here:
 //!
 //! ```ignore
-//! use nitejar_core::builtin::{BuiltinPlugin, BUILTIN_PLUGINS};
+//! use nitejar_builtin_registry::{BuiltinPlugin, BUILTIN_PLUGINS};
 //!
 //! #[linkme::distributed_slice(BUILTIN_PLUGINS)]
 //! static ECHO: BuiltinPlugin = BuiltinPlugin {
@@ -19,7 +21,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use nitejar_sdk::manifest::BUILTIN_ID_PREFIX;
-use nitejar_sdk::Plugin;
 use serde::Deserialize;
 
 use crate::manifest::{
@@ -27,18 +28,7 @@ use crate::manifest::{
 };
 use crate::registry::{ActivePlugin, PluginMeta, PluginOrigin};
 
-/// A built-in plugin: its manifest (JSON text) and the function that describes it.
-#[derive(Debug)]
-pub struct BuiltinPlugin {
-    /// The `nitejar.plugin.json` of the built-in; its id starts with `builtin.`.
-    pub manifest: &'static str,
-    /// Describes the plugin's contributions.
-    pub build: fn() -> Plugin,
-}
-
-/// Every built-in linked into this binary.
-#[linkme::distributed_slice]
-pub static BUILTIN_PLUGINS: [BuiltinPlugin];
+pub use nitejar_builtin_registry::{BuiltinPlugin, BUILTIN_PLUGINS};
 
 #[derive(Deserialize)]
 struct Provides {
@@ -93,30 +83,44 @@ struct Identity {
     id: String,
 }
 
-impl BuiltinPlugin {
-    fn error(&self, problem: impl fmt::Display) -> BuiltinError {
-        let id = serde_json::from_str::<Identity>(self.manifest)
-            .map(|i| i.id)
-            .unwrap_or_else(|_| self.manifest.chars().take(60).collect());
-        BuiltinError {
-            id,
-            problem: problem.to_string().trim_end().to_string(),
-        }
-    }
-
+/// What the engine reads from a [`BuiltinPlugin`]: its validated manifest, its id and version, the
+/// plugin ready to activate.
+pub trait BuiltinExt {
     /// The built-in's manifest, validated as a built-in's (the `builtin.` prefix is required, no
     /// `entry` is needed).
-    pub fn manifest(&self) -> Result<ValidatedManifest, BuiltinError> {
+    fn manifest(&self) -> Result<ValidatedManifest, BuiltinError>;
+    /// The built-in's id and version.
+    fn meta(&self) -> Result<Arc<PluginMeta>, BuiltinError>;
+    /// The built-in, ready to activate: its manifest is valid and its `contributes` matches what
+    /// the code registers.
+    fn activate(&self) -> Result<ActivePlugin, BuiltinError>;
+}
+
+fn error_of(builtin: &BuiltinPlugin, problem: impl fmt::Display) -> BuiltinError {
+    let id = serde_json::from_str::<Identity>(builtin.manifest)
+        .map(|i| i.id)
+        .unwrap_or_else(|_| builtin.manifest.chars().take(60).collect());
+    BuiltinError {
+        id,
+        problem: problem.to_string().trim_end().to_string(),
+    }
+}
+
+impl BuiltinExt for BuiltinPlugin {
+    fn manifest(&self) -> Result<ValidatedManifest, BuiltinError> {
         let opts = ValidateOptions::new().builtin(true).target(None);
-        let validated = validate_manifest_json(self.manifest, &opts).map_err(|e| self.error(e))?;
+        let validated =
+            validate_manifest_json(self.manifest, &opts).map_err(|e| error_of(self, e))?;
         if !validated.manifest.is_builtin() {
-            return Err(self.error(format_args!("its id must start with `{BUILTIN_ID_PREFIX}`")));
+            return Err(error_of(
+                self,
+                format_args!("its id must start with `{BUILTIN_ID_PREFIX}`"),
+            ));
         }
         Ok(validated)
     }
 
-    /// The built-in's id and version.
-    pub fn meta(&self) -> Result<Arc<PluginMeta>, BuiltinError> {
+    fn meta(&self) -> Result<Arc<PluginMeta>, BuiltinError> {
         let validated = self.manifest()?;
         Ok(PluginMeta::new(
             &validated.manifest.id,
@@ -125,13 +129,11 @@ impl BuiltinPlugin {
         ))
     }
 
-    /// The built-in, ready to activate: its manifest is valid and its `contributes` matches what the
-    /// code registers.
-    pub fn activate(&self) -> Result<ActivePlugin, BuiltinError> {
+    fn activate(&self) -> Result<ActivePlugin, BuiltinError> {
         let validated = self.manifest()?;
         let plugin = (self.build)();
         check_contributions(&validated.manifest, &plugin.contributions())
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| error_of(self, e))?;
         let meta = PluginMeta::new(
             &validated.manifest.id,
             &validated.manifest.version,

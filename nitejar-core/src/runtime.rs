@@ -27,6 +27,7 @@
 //! # });
 //! ```
 
+use crate::builtin::BuiltinExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! active in the registry, and what each declares — with the posture copy and, per declared
 //! capability, where it is enforced and whether the operator acknowledged it.
 
+use nitejar_core::builtin::BuiltinExt;
 use nitejar_core::lifecycle::execution::ExecutionChoice;
 use std::collections::BTreeMap;
 

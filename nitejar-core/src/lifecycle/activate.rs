@@ -1,6 +1,7 @@
 //! Putting one plugin version into the runtime, and taking it out: the digest check, the trust
 //! policy, the operator's acknowledgements, the boot marker, the load, the grant, the registry swap.
 
+use crate::builtin::BuiltinExt;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -35,6 +35,7 @@ mod operations;
 mod settings;
 mod trust_settings;
 
+use crate::builtin::BuiltinExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,5 +1,6 @@
 //! Enable, disable, rollback, uninstall.
 
+use crate::builtin::BuiltinExt;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,7 @@
 //! The plugin manager wired from the configuration: for the CLI (on the data directory and the
 //! database, server running or not) and for the server's boot.
 
+use nitejar_core::builtin::BuiltinExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
