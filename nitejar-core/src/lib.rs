@@ -2,6 +2,8 @@
 //!
 //! The Nitejar engine, embeddable in any Rust program (it has no HTTP framework in it).
 //!
+//! - [`engine`]: one way to assemble the engine (database, receipts, gate, runtime, plugin
+//!   manager) for any host;
 //! - [`runtime`]: the set of active plugins and hook dispatch;
 //! - [`registry`]: integrations, hook chains and skills of the active plugins, swapped atomically;
 //! - [`hooks`]: the dispatcher (ordering, timeouts, budget, fail policies, mutation policies);
@@ -29,6 +31,7 @@
 
 pub mod builtin;
 pub mod crypto;
+pub mod engine;
 pub mod hooks;
 pub mod host;
 pub mod ingress;

@@ -8,11 +8,11 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use clap::Args;
-use nitejar_core::crypto::{load_or_create_key, Cipher, KeyOrigin};
+use nitejar_core::crypto::{load_or_create_key, KeyOrigin};
+use nitejar_core::engine::Engine as CoreEngine;
 use nitejar_core::ingress::Ingress;
 use nitejar_core::lifecycle::agent_ops::PluginOpsTools;
 use nitejar_core::lifecycle::PluginManager;
-use nitejar_core::permissions::PermissionGate;
 use nitejar_core::receipts::ReceiptSink;
 use nitejar_core::runner::model::{ModelProvider, OfflineModel, OpenAiCompatible};
 use nitejar_core::runner::queue::{RunQueue, RunQueueConfig};
@@ -20,7 +20,7 @@ use nitejar_core::runner::tools::{CurrentTime, ToolSet};
 use nitejar_core::runner::{Runner, RunnerConfig};
 use nitejar_core::runtime::Runtime;
 use nitejar_core::skills::{Skills, UseSkill};
-use nitejar_core::store::{self, DbReceiptSink, SinkOptions, Store};
+use nitejar_core::store::{self, DbReceiptSink, Store};
 
 use crate::auth::{AdminAuth, TokenOrigin};
 use crate::config::Config;
@@ -169,7 +169,19 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
             path.display()
         ),
     }
-    let store = store::open(&config.database_url, Cipher::new(&key))
+    // Every receipt is counted for /metrics on its way to the database.
+    let metrics = Metrics::new();
+    let counted = metrics.clone();
+    nitejar_builtins::link();
+    let engine = CoreEngine::builder(plugin_cmd::setup::engine_config(&config, key.clone()))
+        .receipts_through(move |inner| -> Arc<dyn ReceiptSink> {
+            Arc::new(MetricsSink {
+                metrics: counted.clone(),
+                inner,
+            })
+        })
+        .runs_plugins()
+        .open()
         .await
         .with_context(|| {
             format!(
@@ -177,6 +189,7 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
                 store::Backend::of_url(&config.database_url).as_str()
             )
         })?;
+    let store = engine.store.clone();
     match store::check_encryption_key(store.as_ref(), &key, config.accept_new_encryption_key)
         .await?
     {
@@ -196,15 +209,7 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
         .await
         .context("admin token")?;
     log_token_origin(token_origin);
-    let sink = DbReceiptSink::start(store.clone(), SinkOptions::default());
-    // Every receipt is counted for /metrics on its way to the database.
-    let metrics = Metrics::new();
-    let counted = |inner: Arc<dyn ReceiptSink>| -> Arc<dyn ReceiptSink> {
-        Arc::new(MetricsSink {
-            metrics: metrics.clone(),
-            inner,
-        })
-    };
+    let sink = engine.receipts.clone();
     if !config.egress_allow_private.is_empty() {
         let ranges: Vec<String> = config
             .egress_allow_private
@@ -216,29 +221,9 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
             ranges.join(", ")
         );
     }
-    let gate = Arc::new(
-        PermissionGate::new(&config.data_dir, counted(sink.clone()))
-            .with_private_networks(config.egress_allow_private.clone()),
-    );
-    // The crash-loop guard sees every receipt of plugin calls first (see nitejar_core::lifecycle).
-    let crash_guard = plugin_cmd::setup::crash_guard(&config);
-    let runtime = Arc::new(
-        Runtime::builder()
-            .sink(counted(crash_guard.wrap(sink.clone())))
-            .services(gate.clone())
-            .build(),
-    );
-
-    nitejar_builtins::link();
+    let runtime = engine.runtime.clone();
     // Built-ins, then installed plugins; then the runtime follows the database (CLI changes).
-    let plugins = plugin_cmd::setup::start_in_server(
-        &config,
-        store.clone(),
-        runtime.clone(),
-        gate.clone(),
-        &crash_guard,
-    )
-    .await;
+    let plugins = plugin_cmd::setup::start_in_server(engine.plugins.clone()).await;
 
     let model: Arc<dyn ModelProvider> = match (&config.model_base_url, &config.model) {
         (Some(base), Some(model)) => {

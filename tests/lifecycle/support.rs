@@ -4,14 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use nitejar_core::engine::Engine;
 use nitejar_core::install::archive::{write_tgz, ArchiveFile};
 use nitejar_core::install::digest::FileKind;
-use nitejar_core::lifecycle::{CrashGuard, ManagerOptions, PluginManager};
-use nitejar_core::permissions::PermissionGate;
+use nitejar_core::lifecycle::{ManagerOptions, PluginManager};
 use nitejar_core::runtime::Runtime;
-use nitejar_core::store::{
-    DbReceiptSink, NewIntegration, PageRequest, PluginEventRow, SinkOptions, Store,
-};
+use nitejar_core::store::{DbReceiptSink, NewIntegration, PageRequest, PluginEventRow, Store};
 use nitejar_core::trust::{TrustMode, TrustPolicy};
 use nitejar_suite::plugins::{crate_manifest, library};
 use serde_json::Value;
@@ -54,28 +52,18 @@ impl Env {
         store: Arc<dyn Store>,
         options: ManagerOptions,
     ) -> Env {
-        let sink = DbReceiptSink::start(store.clone(), SinkOptions::default());
-        let gate = Arc::new(PermissionGate::new(data.path(), sink.clone()));
-        let guard = CrashGuard::new(options.crash);
-        let runtime = Arc::new(
-            Runtime::builder()
-                .sink(guard.wrap(sink.clone()))
-                .services(gate.clone())
-                .build(),
-        );
-        let manager = PluginManager::new(
-            store.clone(),
-            runtime.clone(),
-            gate,
-            options.clone(),
-            Some(&guard),
-        );
+        // Assembled as the server assembles it.
+        let engine = Engine::builder_on(store.clone(), options.clone())
+            .runs_plugins()
+            .open()
+            .await
+            .expect("engine");
         Env {
             data,
             store,
-            sink,
-            runtime,
-            manager,
+            sink: engine.receipts,
+            runtime: engine.runtime,
+            manager: engine.plugins,
             options,
         }
     }

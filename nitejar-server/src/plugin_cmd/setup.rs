@@ -1,19 +1,16 @@
 //! The plugin manager wired from the configuration: for the CLI (on the data directory and the
 //! database, server running or not) and for the server's boot.
 
-use nitejar_core::builtin::BuiltinExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use nitejar_core::crypto::{load_or_create_key, Cipher};
+use nitejar_core::builtin::BuiltinExt;
+use nitejar_core::crypto::{load_or_create_key, Key};
+use nitejar_core::engine::{Engine as CoreEngine, EngineConfig};
 use nitejar_core::install::{Layout, Limits, NpmConfig};
-use nitejar_core::lifecycle::{
-    CrashGuard, CrashLoopConfig, ManagerOptions, PluginManager, RECONCILE_INTERVAL,
-};
-use nitejar_core::permissions::PermissionGate;
-use nitejar_core::runtime::Runtime;
-use nitejar_core::store::{self, DbReceiptSink, SinkOptions, Store};
+use nitejar_core::lifecycle::{CrashLoopConfig, ManagerOptions, PluginManager, RECONCILE_INTERVAL};
+use nitejar_core::store::{self, Store};
 
 use crate::config::{self, Config};
 
@@ -58,11 +55,6 @@ fn crash_config(config: &Config) -> CrashLoopConfig {
     }
 }
 
-/// The crash-loop guard; wrap the runtime's receipt sink with it.
-pub fn crash_guard(config: &Config) -> Arc<CrashGuard> {
-    CrashGuard::new(crash_config(config))
-}
-
 /// An operator who points a built-in at another API (`NITEJAR_<NAME>_API_BASE`, e.g.
 /// `NITEJAR_TELEGRAM_API_BASE` for `builtin.telegram`) also grants it that host.
 fn builtin_api_hosts() -> BTreeMap<String, Vec<String>> {
@@ -99,14 +91,7 @@ fn api_host(url: &str) -> Option<String> {
 /// Boots the plugins inside the server (built-ins, then installed plugins) and keeps the runtime
 /// in line with the database from then on (every second), so changes made with the CLI, or by
 /// another machine, are picked up without a restart.
-pub async fn start_in_server(
-    config: &Config,
-    store: Arc<dyn Store>,
-    runtime: Arc<Runtime>,
-    gate: Arc<PermissionGate>,
-    crash: &Arc<CrashGuard>,
-) -> Arc<PluginManager> {
-    let manager = PluginManager::new(store, runtime, gate, manager_options(config), Some(crash));
+pub async fn start_in_server(manager: Arc<PluginManager>) -> Arc<PluginManager> {
     let report = manager.boot().await;
     tracing::info!(
         "plugins: trust mode {}{}; built-ins {:?}; loaded {:?}; skipped {}; errors {}",
@@ -160,19 +145,27 @@ pub async fn start_in_server(
 pub struct Engine {
     pub manager: Arc<PluginManager>,
     pub config: Config,
-    sink: Arc<DbReceiptSink>,
-    store: Arc<dyn Store>,
+    engine: CoreEngine,
+}
+
+/// The engine's configuration from the server's.
+pub fn engine_config(config: &Config, key: Key) -> EngineConfig {
+    let mut engine = EngineConfig::new(config.database_url.clone(), key, manager_options(config));
+    engine.egress_allow_private = config.egress_allow_private.clone();
+    engine
 }
 
 impl Engine {
-    /// Opens the database and the data directory as the server does (same key, same store).
+    /// Opens the database and the data directory as the server does (same key, same store, the
+    /// same assembly: [`nitejar_core::engine`]).
     pub async fn open() -> anyhow::Result<Engine> {
         let config = Config::from_env()?;
         config.prepare_dirs()?;
         nitejar_builtins::link();
         let (key, _) = load_or_create_key(config.encryption_key.as_deref(), &config.data_dir)
             .context("ENCRYPTION_KEY")?;
-        let store = store::open(&config.database_url, Cipher::new(&key))
+        let engine = CoreEngine::builder(engine_config(&config, key))
+            .open()
             .await
             .with_context(|| {
                 format!(
@@ -180,38 +173,23 @@ impl Engine {
                     store::Backend::of_url(&config.database_url).as_str()
                 )
             })?;
-        let sink = DbReceiptSink::start(store.clone(), SinkOptions::default());
-        let gate = Arc::new(
-            PermissionGate::new(&config.data_dir, sink.clone())
-                .with_private_networks(config.egress_allow_private.clone()),
-        );
-        let runtime = Arc::new(
-            Runtime::builder()
-                .sink(sink.clone())
-                .services(gate.clone())
-                .build(),
-        );
-        let manager =
-            PluginManager::new(store.clone(), runtime, gate, manager_options(&config), None);
         Ok(Engine {
-            manager,
+            manager: engine.plugins.clone(),
             config,
-            sink,
-            store,
+            engine,
         })
     }
 
     /// The database.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+        &self.engine.store
     }
 
     /// Writes the receipts still queued and closes the database.
     pub async fn close(self) {
-        let report = self.sink.shutdown().await;
-        if report.lost > 0 {
-            eprintln!("warning: {} receipt(s) could not be written", report.lost);
+        let lost = self.engine.close().await;
+        if lost > 0 {
+            eprintln!("warning: {lost} receipt(s) could not be written");
         }
-        let _ = self.store.close().await;
     }
 }

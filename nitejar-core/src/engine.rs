@@ -1,0 +1,208 @@
+//! One way to assemble the engine: the database, the durable receipt sink, the permission gate,
+//! the runtime and the plugin manager, wired alike for every host — the server, the CLI, a
+//! program that embeds Nitejar.
+//!
+//! ```no_run
+//! # async fn open() -> Result<(), nitejar_core::store::StoreError> {
+//! use nitejar_core::crypto::Key;
+//! use nitejar_core::engine::{Engine, EngineConfig};
+//! use nitejar_core::lifecycle::ManagerOptions;
+//!
+//! let key = Key::parse("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+//!     .expect("a key");
+//! let engine = Engine::builder(EngineConfig::new(
+//!     "sqlite://./data/nitejar.db",
+//!     key,
+//!     ManagerOptions::new("./data"),
+//! ))
+//! .runs_plugins()
+//! .open()
+//! .await?;
+//! let report = engine.plugins.boot().await;
+//! println!("loaded {:?}", report.loaded);
+//! engine.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it does not do: serve HTTP, run agents or hold an admin credential — the server adds
+//! those on top of the handles an [`Engine`] gives.
+
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::crypto::{Cipher, Key};
+use crate::lifecycle::{CrashGuard, ManagerOptions, PluginManager};
+use crate::permissions::PermissionGate;
+use crate::receipts::ReceiptSink;
+use crate::runtime::Runtime;
+use crate::store::{self, DbReceiptSink, SinkOptions, Store, StoreError};
+
+/// What opening an engine needs.
+pub struct EngineConfig {
+    /// The database: a SQLite path or URL, or `postgres://…`.
+    pub database_url: String,
+    /// The key integration secrets (and stored plugin secrets) are encrypted with.
+    pub key: Key,
+    /// The plugin manager's settings: data directory, trust policy, limits, npm, execution.
+    pub plugins: ManagerOptions,
+    /// Private ranges that host names declared in a plugin's `permissions.network` may resolve
+    /// into (none by default: public addresses only).
+    pub egress_allow_private: Vec<IpNet>,
+}
+
+impl EngineConfig {
+    /// A configuration with no private egress ranges.
+    pub fn new(database_url: impl Into<String>, key: Key, plugins: ManagerOptions) -> Self {
+        EngineConfig {
+            database_url: database_url.into(),
+            key,
+            plugins,
+            egress_allow_private: Vec::new(),
+        }
+    }
+}
+
+/// A layer every receipt goes through on its way to the database (e.g. counted for metrics).
+type ReceiptLayer = Box<dyn Fn(Arc<dyn ReceiptSink>) -> Arc<dyn ReceiptSink> + Send + Sync>;
+
+/// Where the engine's database comes from.
+enum Database {
+    /// Opened (and migrated) by [`EngineBuilder::open`].
+    Url { url: String, key: Key },
+    /// Opened already by the host.
+    Open(Arc<dyn Store>),
+}
+
+/// Builds an [`Engine`]; see the module docs.
+pub struct EngineBuilder {
+    database: Database,
+    plugins: ManagerOptions,
+    egress_allow_private: Vec<IpNet>,
+    layer: Option<ReceiptLayer>,
+    runs_plugins: bool,
+}
+
+impl EngineBuilder {
+    /// Every receipt (the gate's and the runtime's) passes through `layer` on its way to the
+    /// database.
+    pub fn receipts_through(
+        mut self,
+        layer: impl Fn(Arc<dyn ReceiptSink>) -> Arc<dyn ReceiptSink> + Send + Sync + 'static,
+    ) -> Self {
+        self.layer = Some(Box::new(layer));
+        self
+    }
+
+    /// This process runs plugins' calls (a server, not a one-off command): the crash-loop guard
+    /// ([`ManagerOptions::crash`]) watches the runtime's receipts and disables a plugin that keeps
+    /// failing.
+    pub fn runs_plugins(mut self) -> Self {
+        self.runs_plugins = true;
+        self
+    }
+
+    /// Opens the database (running its migrations), starts the receipt sink and wires the gate,
+    /// the runtime and the plugin manager. Nothing is loaded yet: [`PluginManager::boot`] does
+    /// that.
+    pub async fn open(self) -> Result<Engine, StoreError> {
+        let EngineBuilder {
+            database,
+            plugins,
+            egress_allow_private,
+            layer,
+            runs_plugins,
+        } = self;
+        let store = match database {
+            Database::Url { url, key } => store::open(&url, Cipher::new(&key)).await?,
+            Database::Open(store) => store,
+        };
+        let receipts = DbReceiptSink::start(store.clone(), SinkOptions::default());
+        let layered = |inner: Arc<dyn ReceiptSink>| match &layer {
+            Some(layer) => layer(inner),
+            None => inner,
+        };
+        let gate = Arc::new(
+            PermissionGate::new(plugins.layout.data_dir(), layered(receipts.clone()))
+                .with_private_networks(egress_allow_private),
+        );
+        // The crash-loop guard sees the runtime's receipts first, then the layer.
+        let guard = runs_plugins.then(|| CrashGuard::new(plugins.crash));
+        let runtime_sink = match &guard {
+            Some(guard) => guard.wrap(receipts.clone()),
+            None => receipts.clone(),
+        };
+        let runtime = Arc::new(
+            Runtime::builder()
+                .sink(layered(runtime_sink))
+                .services(gate.clone())
+                .build(),
+        );
+        let plugins = PluginManager::new(
+            store.clone(),
+            runtime.clone(),
+            gate.clone(),
+            plugins,
+            guard.as_ref(),
+        );
+        Ok(Engine {
+            store,
+            receipts,
+            gate,
+            runtime,
+            plugins,
+        })
+    }
+}
+
+/// The assembled engine's handles.
+pub struct Engine {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// The durable receipt sink (close it with [`Engine::close`]).
+    pub receipts: Arc<DbReceiptSink>,
+    /// The permission gate behind the host services.
+    pub gate: Arc<PermissionGate>,
+    /// Active plugins and hook dispatch.
+    pub runtime: Arc<Runtime>,
+    /// The plugin lifecycle.
+    pub plugins: Arc<PluginManager>,
+}
+
+impl Engine {
+    /// A builder of an engine with `config`.
+    pub fn builder(config: EngineConfig) -> EngineBuilder {
+        EngineBuilder {
+            database: Database::Url {
+                url: config.database_url,
+                key: config.key,
+            },
+            plugins: config.plugins,
+            egress_allow_private: config.egress_allow_private,
+            layer: None,
+            runs_plugins: false,
+        }
+    }
+
+    /// A builder of an engine over a database the host opened already (tests, a host that shares
+    /// its store), with the plugin manager's settings `plugins`.
+    pub fn builder_on(store: Arc<dyn Store>, plugins: ManagerOptions) -> EngineBuilder {
+        EngineBuilder {
+            database: Database::Open(store),
+            plugins,
+            egress_allow_private: Vec::new(),
+            layer: None,
+            runs_plugins: false,
+        }
+    }
+
+    /// Writes the receipts still queued and closes the database; how many receipts could not be
+    /// written.
+    pub async fn close(&self) -> u64 {
+        self.plugins.stopping();
+        let report = self.receipts.shutdown().await;
+        let _ = self.store.close().await;
+        report.lost
+    }
+}
