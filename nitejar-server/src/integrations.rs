@@ -27,7 +27,7 @@ use nitejar_sdk::{IntegrationDescriptor, IntegrationError, IntegrationInstance};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// How long `validate_config`, `setup` and `test_connection` may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);

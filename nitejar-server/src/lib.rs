@@ -23,6 +23,7 @@ mod posture;
 pub mod routes;
 mod serve;
 mod skill_cmd;
+mod state;
 mod ui;
 
 /// Nitejar: AI agents that answer messages from your channels, extended by plugins.

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::api::error::ApiError;
 
 use crate::posture::{self, DeclaredCapability};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// A plugin in the list and on its page (and in the API).
 #[derive(Clone, Debug, Serialize)]

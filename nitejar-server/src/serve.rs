@@ -12,13 +12,11 @@ use nitejar_core::crypto::{load_or_create_key, KeyOrigin};
 use nitejar_core::engine::Engine as CoreEngine;
 use nitejar_core::ingress::Ingress;
 use nitejar_core::lifecycle::agent_ops::PluginOpsTools;
-use nitejar_core::lifecycle::PluginManager;
 use nitejar_core::receipts::ReceiptSink;
 use nitejar_core::runner::model::{ModelProvider, OfflineModel, OpenAiCompatible};
 use nitejar_core::runner::queue::{RunQueue, RunQueueConfig};
 use nitejar_core::runner::tools::{CurrentTime, ToolSet};
 use nitejar_core::runner::{Runner, RunnerConfig};
-use nitejar_core::runtime::Runtime;
 use nitejar_core::skills::{Skills, UseSkill};
 use nitejar_core::store::{self, DbReceiptSink, Store};
 
@@ -26,6 +24,7 @@ use crate::auth::{AdminAuth, TokenOrigin};
 use crate::config::Config;
 use crate::data_dir::{self, DataDirLock};
 use crate::metrics::{Metrics, MetricsSink};
+use crate::state::AppState;
 use crate::{access_log, api, auth, plugin_cmd, routes};
 
 /// Options of `nitejar serve`.
@@ -37,26 +36,6 @@ pub struct ServeArgs {
     /// Address to bind.
     #[arg(long, env = "NITEJAR_BIND", default_value = "0.0.0.0")]
     pub bind: String,
-}
-
-/// What every request handler can reach.
-pub struct AppState {
-    pub runtime: Arc<Runtime>,
-    pub ingress: Ingress,
-    pub store: Arc<dyn Store>,
-    pub config: Config,
-    pub auth: Arc<AdminAuth>,
-    pub metrics: Arc<Metrics>,
-    /// Install, enable, disable, upgrade, rollback, uninstall.
-    pub plugins: Arc<PluginManager>,
-    /// The skill index and its operations (the skills API and pages).
-    pub skills: Arc<Skills>,
-    /// The runs of this process (and the queue behind them).
-    pub runs: Arc<RunQueue>,
-    /// The receipt writer (its backlog, for `/readyz`).
-    pub receipts: Arc<DbReceiptSink>,
-    /// Set once the registry is built (`/readyz`).
-    pub ready: AtomicBool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::trust::changed_by;
 use crate::auth::Admin;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// The grants with every capability described, for the operator (API and CLI).
 pub fn document(grants: &AgentGrants) -> Value {

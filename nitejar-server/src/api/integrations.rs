@@ -9,7 +9,7 @@ use super::base_url;
 use super::error::ApiError;
 use crate::auth::Admin;
 use crate::integrations::{self as ops, IntegrationInput, IntegrationOpError, IntegrationPatch};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 impl From<IntegrationOpError> for ApiError {
     fn from(e: IntegrationOpError) -> ApiError {

@@ -17,7 +17,7 @@ pub mod trust;
 
 use actix_web::HttpRequest;
 
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// The base URL webhook URLs start with: `NITEJAR_PUBLIC_URL`, else what this request was sent to.
 pub fn base_url(state: &AppState, req: &HttpRequest) -> String {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use crate::auth::Admin;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 pub async fn get(
     _admin: Admin,

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::receipts::store_error;
 use crate::auth::Admin;
 use crate::plugins;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// The window the plugin page shows, and the API's default.
 pub const DEFAULT_HOURS: u32 = 24;

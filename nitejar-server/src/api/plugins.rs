@@ -23,7 +23,7 @@ use super::error::ApiError;
 use super::receipts::{store_error, ReceiptView};
 use crate::auth::Admin;
 use crate::plugins;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let items = plugins::list(&state).await.map_err(ApiError::internal)?;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use crate::auth::Admin;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// The query of a receipts page (API and UI).
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::receipts::ReceiptView;
 use crate::auth::Admin;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Run states, for the filter: the queue's two, then the job statuses.
 pub const STATUSES: &[&str] = &[

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::auth::Admin;
 use crate::posture;
-use crate::serve::AppState;
+use crate::state::AppState;
 use nitejar_core::trust::TrustMode;
 
 /// An active plugin, briefly.

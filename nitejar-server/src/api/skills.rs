@@ -15,7 +15,7 @@ use serde_json::json;
 use super::body;
 use super::error::ApiError;
 use crate::auth::Admin;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Names agree, precedence decides: listed in every listing so that scripts and people see the
 /// order without reading the docs.

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use crate::auth::Admin;
 use crate::plugins::trust_field;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Who made a change, as its receipt records it.
 pub fn changed_by(admin: &Admin) -> String {

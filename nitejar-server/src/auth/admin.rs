@@ -29,7 +29,7 @@ use super::throttle::Failure;
 use super::{same_secret, AuthError, Session, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::api::body::admin_body_limit;
 use crate::api::error::ApiError;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Someone holding the admin credential.
 #[derive(Clone, Debug)]

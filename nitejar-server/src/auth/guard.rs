@@ -33,7 +33,7 @@ use super::origin::check_same_site;
 use super::{same_secret, AdminAuth, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::api::body::admin_body_limit;
 use crate::routes::{access_of, Access};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 fn refuse(req: ServiceRequest, refusal: Refusal) -> ServiceResponse<BoxBody> {
     let response = refusal.error_response();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::serve::AppState;
+use crate::state::AppState;
 
 pub(crate) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let registry = state.runtime.registry();

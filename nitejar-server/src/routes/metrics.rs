@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 
 use crate::auth::MetricsReader;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 pub(crate) async fn metrics(_reader: MetricsReader, state: web::Data<AppState>) -> HttpResponse {
     // A count of the queue table: runs waiting, retrying or in progress on any server.

@@ -11,7 +11,7 @@ use nitejar_core::ingress::IngressOutcome;
 use nitejar_sdk::WebhookRequest;
 use serde_json::json;
 
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// The answer to a delivery, in the shape every webhook answer has.
 fn answer(outcome: &IngressOutcome) -> HttpResponse {

@@ -11,7 +11,7 @@ use nitejar_core::lifecycle::agent_ops::PluginCapability;
 use super::{redirect, render, Chrome};
 use crate::api::trust::changed_by;
 use crate::auth::{Admin, AdminForm};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// One capability's box on an agent's form.
 pub struct Choice {

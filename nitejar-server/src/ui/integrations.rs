@@ -18,7 +18,7 @@ use crate::auth::{Admin, AdminForm};
 use crate::integrations::{
     self as ops, IntegrationInput, IntegrationOpError, IntegrationPatch, SetupReport,
 };
-use crate::serve::AppState;
+use crate::state::AppState;
 
 struct TypeOption {
     kind: String,

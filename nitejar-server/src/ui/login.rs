@@ -15,7 +15,7 @@ use super::{redirect, render, Chrome};
 use crate::auth::admin::record_failure;
 use crate::auth::guard::{is_https, session_cookie};
 use crate::auth::{random_token, Admin, AdminForm, SignInForm, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "login.html")]

@@ -27,7 +27,7 @@ use askama::Template;
 
 use crate::auth::Admin;
 use crate::posture;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// What the layout needs on every page.
 pub struct Chrome {

@@ -19,7 +19,7 @@ use super::form::{config_from_form, fields, Field};
 use super::{format_ms, redirect};
 use crate::auth::AdminForm;
 use crate::plugins;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// The input name prefix of secret fields: `secret.<NAME>`.
 const SECRET_PREFIX: &str = "secret.";

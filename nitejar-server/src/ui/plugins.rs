@@ -24,7 +24,7 @@ use crate::api::error::ApiError;
 use crate::auth::{Admin, AdminForm};
 use crate::plugins::{self, PluginView};
 use crate::posture;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct Notice {

@@ -9,7 +9,7 @@ use nitejar_core::store::{PluginEventRow, StoreError};
 use super::{error_page, format_ms, render, Chrome};
 use crate::api::receipts::ReceiptQuery;
 use crate::auth::Admin;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Receipt kinds, for the filter.
 pub const KINDS: &[&str] = &[

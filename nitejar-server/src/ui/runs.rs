@@ -12,7 +12,7 @@ use super::receipts::{IntegrationOpt, Opt, ReceiptLine};
 use super::{error_page, format_ms, render, Chrome};
 use crate::api::runs::{self, JobView, RunQuery, RunView};
 use crate::auth::Admin;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// `pill-ok`, `pill-warn`, `pill-err` or `pill-info` for a run or job status.
 fn status_class(status: &str) -> &'static str {

@@ -7,7 +7,7 @@ use askama::Template;
 use super::{format_ms, render, Chrome};
 use crate::api::runtime::{summary, RuntimeSummary};
 use crate::auth::Admin;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "runtime.html")]

@@ -18,7 +18,7 @@ use super::skills::{skill_error_page, SkillLink};
 use super::{path_segment, redirect, render, Chrome};
 use crate::api::skills::status_and_code;
 use crate::auth::{Admin, AdminForm};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// A supporting-file row of the form.
 struct FileSlot {

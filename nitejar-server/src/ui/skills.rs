@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::{error_page, path_segment, redirect, render, Chrome};
 use crate::api::skills::{status_and_code, ListQuery};
 use crate::auth::{Admin, AdminForm};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Files larger than this are listed on a skill's page but not shown there (the export has them).
 const SHOWN_FILE_BYTES: u64 = 64 * 1024;

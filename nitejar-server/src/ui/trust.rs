@@ -14,7 +14,7 @@ use super::{format_ms, redirect, render, Chrome};
 use crate::api::trust::{apply, changed_by, ENVIRONMENT_NOTE, LOCKED_NOTE};
 use crate::auth::{Admin, AdminForm};
 use crate::plugins::error_status;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// One key or entry on the page.
 pub struct Line {
