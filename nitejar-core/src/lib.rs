@@ -5,6 +5,7 @@
 //! - [`engine`]: one way to assemble the engine (database, receipts, gate, runtime, plugin
 //!   manager) for any host;
 //! - [`runtime`]: the set of active plugins and hook dispatch;
+//! - [`plugin_meta`]: who a plugin is (id, version, origin, execution);
 //! - [`registry`]: integrations, hook chains and skills of the active plugins, swapped atomically;
 //! - [`hooks`]: the dispatcher (ordering, timeouts, budget, fail policies, mutation policies);
 //! - [`host`]: the execution host (where plugin calls run, deadlines, cancellation);
@@ -14,6 +15,8 @@
 //!   against what the code exports;
 //! - [`permissions`]: the permission gate behind the host services;
 //! - [`plugin_config`]: the settings a plugin declares, and configs checked against them;
+//! - [`plugin_logs`]: each plugin's capped log file (lifecycle actions, what it logs through the
+//!   host);
 //! - [`receipts`]: a record of every plugin action and where it goes;
 //! - [`builtin`]: plugins compiled into the binary, registered through `linkme`;
 //! - [`store`]: the database (SQLite or Postgres), migrations and the durable receipt sink;
@@ -41,6 +44,8 @@ pub mod loader;
 pub mod manifest;
 pub mod permissions;
 pub mod plugin_config;
+pub mod plugin_logs;
+pub mod plugin_meta;
 pub mod receipts;
 pub mod registry;
 pub mod runner;

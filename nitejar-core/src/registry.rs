@@ -6,27 +6,16 @@
 //! the snapshot it started with, takes no lock, and never sees a half-built set.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nitejar_sdk::hooks::HookEvent;
 use nitejar_sdk::{Integration, IntegrationDescriptor, Plugin, SkillContribution};
-use serde::{Deserialize, Serialize};
 
 use crate::hooks::{ChainSource, HandlerEntry, HookContribution, HookTable, HookTableBuilder};
 use crate::host::ExecPolicy;
-use crate::receipts::ExecutionMode;
 
-/// Where a plugin comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PluginOrigin {
-    /// Compiled into this binary (registered through [`crate::builtin::BUILTIN_PLUGINS`]).
-    Builtin,
-    /// Installed by an operator; its code is loaded from outside the binary.
-    ThirdParty,
-}
+pub use crate::plugin_meta::{PluginMeta, PluginOrigin};
 
 impl PluginOrigin {
     /// Where calls of such a plugin run by default: built-ins inline, everything else offloaded.
@@ -35,44 +24,6 @@ impl PluginOrigin {
             PluginOrigin::Builtin => ExecPolicy::Inline,
             PluginOrigin::ThirdParty => ExecPolicy::Offload,
         }
-    }
-}
-
-/// Who a plugin is: id, version, origin. Shared by every handler and receipt of the plugin.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PluginMeta {
-    pub id: Arc<str>,
-    pub version: Arc<str>,
-    pub origin: PluginOrigin,
-    /// Where its code runs.
-    pub execution: ExecutionMode,
-}
-
-impl PluginMeta {
-    /// Plugin metadata (code in the server's process).
-    pub fn new(id: &str, version: &str, origin: PluginOrigin) -> Arc<Self> {
-        Self::with_execution(id, version, origin, ExecutionMode::InProcess)
-    }
-
-    /// Plugin metadata, code running as `execution` says.
-    pub fn with_execution(
-        id: &str,
-        version: &str,
-        origin: PluginOrigin,
-        execution: ExecutionMode,
-    ) -> Arc<Self> {
-        Arc::new(PluginMeta {
-            id: id.into(),
-            version: version.into(),
-            origin,
-            execution,
-        })
-    }
-}
-
-impl fmt::Display for PluginMeta {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.id, self.version)
     }
 }
 

@@ -70,8 +70,8 @@ use nitejar_sdk::hooks::{
 use nitejar_sdk::{FailPolicy, HookName};
 
 use crate::host::{CallScope, ExecPolicy};
+use crate::plugin_meta::PluginMeta;
 use crate::receipts::ReceiptStatus;
-use crate::registry::PluginMeta;
 
 mod batch;
 mod chain;

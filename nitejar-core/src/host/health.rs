@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::Cancellation;
+use crate::plugin_meta::PluginMeta;
 use crate::receipts::{Receipt, ReceiptKind, ReceiptStatus};
-use crate::registry::PluginMeta;
 
 /// Limits the execution host applies to each plugin's offloaded calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,7 +311,7 @@ impl HealthBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::PluginOrigin;
+    use crate::plugin_meta::PluginOrigin;
 
     fn health(max: usize, threshold: usize) -> Arc<PluginHealth> {
         Arc::new(PluginHealth::new(

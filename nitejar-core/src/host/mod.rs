@@ -28,8 +28,8 @@ use nitejar_sdk::host::{HttpRequest, HttpResponse, LogLevel, ProcessOutput, Proc
 use nitejar_sdk::{Host, HostError};
 use serde::{Deserialize, Serialize};
 
+use crate::plugin_meta::PluginMeta;
 use crate::receipts::ReceiptSink;
-use crate::registry::PluginMeta;
 
 pub(crate) mod executor;
 mod health;

@@ -16,7 +16,7 @@ use nitejar_sdk::host::{HttpRequest, HttpResponse, LogLevel, ProcessOutput, Proc
 use nitejar_sdk::{HookName, Host, HostError};
 
 use super::{Cancellation, HostServices};
-use crate::registry::PluginMeta;
+use crate::plugin_meta::PluginMeta;
 
 thread_local! {
     static CURRENT: RefCell<Option<CallScope>> = const { RefCell::new(None) };
@@ -170,7 +170,7 @@ impl Host for CallScope {
 mod tests {
     use super::*;
     use crate::host::NoServices;
-    use crate::registry::PluginOrigin;
+    use crate::plugin_meta::PluginOrigin;
 
     #[test]
     fn entering_nests_and_restores() {

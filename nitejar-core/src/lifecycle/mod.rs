@@ -30,7 +30,8 @@ pub mod crash;
 mod doctor;
 pub mod execution;
 mod install;
-pub mod logs;
+/// The plugin log files ([`crate::plugin_logs`]), as this module has always named them.
+pub use crate::plugin_logs as logs;
 mod operations;
 mod settings;
 mod trust_settings;

@@ -19,8 +19,8 @@ use super::files::{self, Access, Refusal};
 use super::net::{redacted_url, HttpClient, RedirectHop};
 use super::{secret_env_var, Grant, Judgement, NetworkRule, Scope};
 use crate::host::{CallScope, HostServices};
+use crate::plugin_meta::PluginMeta;
 use crate::receipts::{Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
-use crate::registry::PluginMeta;
 
 /// Where secret values come from.
 pub trait SecretSource: Send + Sync + 'static {
@@ -526,7 +526,7 @@ impl HostServices for PermissionGate {
             LogLevel::Warn => "WARN",
             LogLevel::Error => "ERROR",
         };
-        crate::lifecycle::logs::append(
+        crate::plugin_logs::append(
             &self.data_dir.join("logs").join("plugins"),
             &plugin.id,
             Some(&plugin.version),
