@@ -23,6 +23,7 @@
 //! - [`crypto`]: encrypted integration config, byte-compatible with earlier releases;
 //! - [`ingress`]: a webhook delivery → a work item handed to the runner;
 //! - [`skills`]: one index of repo, plugin and admin skills; assignments; the `use_skill` tool;
+//! - [`tool`]: what a tool is (spec, call context, output), below the runner and the skills;
 //! - [`runner`]: the reference run that the hooks wrap (prompt, model, tools, delivery);
 //! - [`install`]: packages from a path, an archive, an upload, npm or git: staged, unpacked under
 //!   limits, digested, laid out as versions beside a `current` link;
@@ -53,6 +54,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod skills;
 pub mod store;
+pub mod tool;
 pub mod trust;
 mod ttl;
 

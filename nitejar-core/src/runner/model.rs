@@ -59,14 +59,7 @@ pub struct ToolCall {
     pub arguments: Value,
 }
 
-/// A tool the model may call.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ToolSpec {
-    pub name: String,
-    pub description: String,
-    /// JSON Schema of the arguments.
-    pub parameters: Value,
-}
+pub use crate::tool::ToolSpec;
 
 /// One chat-completion request.
 #[derive(Clone, Debug, PartialEq)]

@@ -5,58 +5,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use nitejar_sdk::hooks::PromptSkill;
 use serde_json::{json, Value};
 
-use super::model::ToolSpec;
+use crate::tool::ToolSpec;
 
-/// What a tool produced: the text the model sees and whether it succeeded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ToolOutput {
-    pub output: String,
-    pub success: bool,
-}
-
-impl ToolOutput {
-    /// A successful result.
-    pub fn ok(output: impl Into<String>) -> Self {
-        ToolOutput {
-            output: output.into(),
-            success: true,
-        }
-    }
-    /// A failed result; the model sees the message.
-    pub fn failed(output: impl Into<String>) -> Self {
-        ToolOutput {
-            output: output.into(),
-            success: false,
-        }
-    }
-}
-
-/// A boxed future of a tool call.
-pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = ToolOutput> + Send + 'a>>;
-
-/// The run context a tool is called in.
-#[derive(Clone, Debug, Default)]
-pub struct ToolContext {
-    pub work_item_id: String,
-    pub job_id: String,
-    pub agent_id: String,
-    pub integration_type: String,
-    /// The agent's team, if it has one.
-    pub team_id: Option<String>,
-    /// The skills resolved for this run, as the prompt listed them.
-    pub skills: Vec<PromptSkill>,
-}
-
-/// A tool.
-pub trait Tool: Send + Sync + 'static {
-    /// Name, description and argument schema.
-    fn spec(&self) -> ToolSpec;
-    /// Runs the tool.
-    fn call<'a>(&'a self, ctx: &'a ToolContext, input: &'a Value) -> ToolFuture<'a>;
-}
+pub use crate::tool::{Tool, ToolContext, ToolFuture, ToolOutput};
 
 /// The tools of a run, by name.
 #[derive(Clone, Default)]
@@ -135,29 +88,7 @@ impl Tool for CurrentTime {
     }
 }
 
-/// Formats Unix milliseconds as an RFC 3339 UTC timestamp (civil-from-days, no time zone database).
-pub fn rfc3339_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
+pub use crate::receipts::rfc3339_utc;
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use super::scope::Scope;
 use super::service::Skills;
 use super::{SkillError, SkillSourceKind};
 use crate::receipts::now_ms;
-use crate::runner::tools::rfc3339_utc;
+use crate::receipts::rfc3339_utc;
 use crate::store::{AssignmentFilter, NewSkillAssignment, SkillAssignmentRow, StoreError};
 
 /// Which skills to list.

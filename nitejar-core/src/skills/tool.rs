@@ -14,8 +14,7 @@ use serde_json::{json, Value};
 use super::index::{Skill, SkillIndex};
 use super::service::Skills;
 use crate::receipts::ReceiptStatus;
-use crate::runner::model::ToolSpec;
-use crate::runner::tools::{Tool, ToolContext, ToolFuture, ToolOutput};
+use crate::tool::{Tool, ToolContext, ToolFuture, ToolOutput, ToolSpec};
 
 /// The tool's name.
 pub const USE_SKILL: &str = "use_skill";
