@@ -25,18 +25,28 @@
 //! # }
 //! ```
 //!
-//! What it does not do: serve HTTP, run agents or hold an admin credential — the server adds
-//! those on top of the handles an [`Engine`] gives.
+//! Once the plugins are booted, [`Engine::start_agents`] starts what answers messages: the skill
+//! index, the runner and its tools, the run queue and the webhook ingress. What it does not do:
+//! serve HTTP or hold an admin credential — the server adds those on top of the handles an
+//! [`Engine`] gives.
 
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use crate::crypto::{Cipher, Key};
+use crate::ingress::Ingress;
+use crate::lifecycle::agent_ops::{AgentOpsLimit, PluginOpsTools};
 use crate::lifecycle::{CrashGuard, ManagerOptions, PluginManager};
 use crate::permissions::PermissionGate;
 use crate::receipts::ReceiptSink;
+use crate::runner::model::ModelProvider;
+use crate::runner::queue::{RunQueue, RunQueueConfig};
+use crate::runner::tools::{CurrentTime, ToolSet};
+use crate::runner::{Runner, RunnerConfig};
 use crate::runtime::Runtime;
+use crate::skills::{Skills, SkillsConfig, UseSkill};
+use crate::store::AgentRow;
 use crate::store::{self, DbReceiptSink, SinkOptions, Store, StoreError};
 
 /// What opening an engine needs.
@@ -156,6 +166,36 @@ impl EngineBuilder {
     }
 }
 
+/// What answering messages needs.
+pub struct AgentsConfig {
+    /// The model agents answer with.
+    pub model: Arc<dyn ModelProvider>,
+    /// Where repo skills are, and how the index is kept.
+    pub skills: SkillsConfig,
+    /// The runner's settings.
+    pub runner: RunnerConfig,
+    /// How many runs at once, and their lease.
+    pub queue: RunQueueConfig,
+    /// This server's id: the owner of the runs it leases.
+    pub server_id: String,
+    /// Plugin operations one agent may make through its tools in an hour.
+    pub agent_ops: AgentOpsLimit,
+    /// Safe mode: ingress serves built-ins only.
+    pub safe_mode: bool,
+}
+
+/// What answers messages, started by [`Engine::start_agents`].
+pub struct Agents {
+    /// The skill index and its operations.
+    pub skills: Arc<Skills>,
+    /// The run queue (and the runner behind it).
+    pub runs: Arc<RunQueue>,
+    /// Webhook deliveries → stored work items → queued runs.
+    pub ingress: Ingress,
+    /// The agent that answers integrations no agent is assigned to (created on first start).
+    pub default_agent: AgentRow,
+}
+
 /// The assembled engine's handles.
 pub struct Engine {
     /// The database.
@@ -195,6 +235,44 @@ impl Engine {
             layer: None,
             runs_plugins: false,
         }
+    }
+
+    /// Starts what answers messages: the skill index (following the registry), the runner with
+    /// the built-in tools, `use_skill` and each agent's plugin tools, the run queue (taking over the
+    /// runs a previous process left) and the webhook ingress. Boot the plugins first.
+    pub async fn start_agents(&self, config: AgentsConfig) -> Result<Agents, StoreError> {
+        let skills = Arc::new(
+            Skills::new(self.store.clone(), config.skills).with_runtime(self.runtime.clone()),
+        );
+        skills.watch_registry();
+        let runner = Arc::new(
+            Runner::new(
+                self.runtime.clone(),
+                self.store.clone(),
+                config.model,
+                ToolSet::new()
+                    .with(CurrentTime)
+                    .with(UseSkill::new(skills.clone())),
+                config.runner,
+            )
+            .with_skills(skills.clone())
+            // What each agent may do to plugins, as the operator granted it.
+            .with_agent_tools(Arc::new(PluginOpsTools::new(
+                self.plugins.clone(),
+                config.agent_ops,
+            ))),
+        );
+        let default_agent = runner.ensure_default_agent().await?;
+        let runs =
+            RunQueue::start(runner, self.store.clone(), config.server_id, config.queue).await;
+        let ingress = Ingress::new(self.runtime.clone(), self.store.clone(), runs.waker())
+            .in_safe_mode(config.safe_mode);
+        Ok(Agents {
+            skills,
+            runs,
+            ingress,
+            default_agent,
+        })
     }
 
     /// Writes the receipts still queued and closes the database; how many receipts could not be

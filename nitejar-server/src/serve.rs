@@ -9,15 +9,11 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use clap::Args;
 use nitejar_core::crypto::{load_or_create_key, KeyOrigin};
-use nitejar_core::engine::Engine as CoreEngine;
-use nitejar_core::ingress::Ingress;
-use nitejar_core::lifecycle::agent_ops::PluginOpsTools;
+use nitejar_core::engine::{AgentsConfig, Engine as CoreEngine};
 use nitejar_core::receipts::ReceiptSink;
 use nitejar_core::runner::model::{ModelProvider, OfflineModel, OpenAiCompatible};
 use nitejar_core::runner::queue::{RunQueue, RunQueueConfig};
-use nitejar_core::runner::tools::{CurrentTime, ToolSet};
-use nitejar_core::runner::{Runner, RunnerConfig};
-use nitejar_core::skills::{Skills, UseSkill};
+use nitejar_core::runner::RunnerConfig;
 use nitejar_core::store::{self, DbReceiptSink, Store};
 
 use crate::auth::{AdminAuth, TokenOrigin};
@@ -221,48 +217,33 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
             Arc::new(OfflineModel)
         }
     };
-    let skills =
-        Arc::new(Skills::new(store.clone(), config.skills_config()).with_runtime(runtime.clone()));
-    skills.watch_registry();
-    let runner = Arc::new(
-        Runner::new(
-            runtime.clone(),
-            store.clone(),
+    let agents = engine
+        .start_agents(AgentsConfig {
             model,
-            ToolSet::new()
-                .with(CurrentTime)
-                .with(UseSkill::new(skills.clone())),
-            RunnerConfig {
+            skills: config.skills_config(),
+            runner: RunnerConfig {
                 // Like the integration rows and the skill index: re-read within a second.
                 agents_ttl: Duration::from_secs(1),
                 ..RunnerConfig::default()
             },
-        )
-        .with_skills(skills.clone())
-        // What each agent may do to plugins, as the operator granted it.
-        .with_agent_tools(Arc::new(PluginOpsTools::new(
-            plugins.clone(),
-            config.agent_ops_limit,
-        ))),
-    );
-    let agent = runner
-        .ensure_default_agent()
+            queue: RunQueueConfig {
+                concurrency: config.run_concurrency,
+                lease: config.run_lease,
+                ..RunQueueConfig::default()
+            },
+            server_id,
+            agent_ops: config.agent_ops_limit,
+            safe_mode: config.safe_mode,
+        })
         .await
         .context("could not create the default agent")?;
-    tracing::info!("default agent: {} ({})", agent.name, agent.id);
-    let queue = RunQueue::start(
-        runner,
-        store.clone(),
-        server_id,
-        RunQueueConfig {
-            concurrency: config.run_concurrency,
-            lease: config.run_lease,
-            ..RunQueueConfig::default()
-        },
-    )
-    .await;
-    let ingress =
-        Ingress::new(runtime.clone(), store.clone(), queue.waker()).in_safe_mode(config.safe_mode);
+    tracing::info!(
+        "default agent: {} ({})",
+        agents.default_agent.name,
+        agents.default_agent.id
+    );
+    let queue = agents.runs.clone();
+    let (ingress, skills) = (agents.ingress, agents.skills);
 
     let state = web::Data::new(AppState {
         runtime: runtime.clone(),
