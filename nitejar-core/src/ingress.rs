@@ -34,13 +34,125 @@ use crate::store::{
 use crate::ttl::TtlMap;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+/// Why a delivery was answered as it was: a stable code (its spelling is the API's `code` and
+/// the receipt's `reason`), which decides the HTTP status and the receipt's status in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IngressCode {
+    /// Stored: a work item, its keys, its queued run.
+    Accepted,
+    /// Seen before (same idempotency key); nothing new stored.
+    Duplicate,
+    /// The plugin read it and found nothing to answer.
+    Ignored,
+    /// `work_item.pre_create` blocked it.
+    BlockedByHook,
+    /// The plugin refused its signature.
+    BadSignature,
+    /// The plugin (or the server) could not read it.
+    BadRequest,
+    /// No integration has this id.
+    IntegrationNotFound,
+    /// The integration is of another type than the URL says.
+    TypeMismatch,
+    /// The integration is disabled.
+    IntegrationDisabled,
+    /// The body is over the limit.
+    BodyTooLarge,
+    /// No active plugin provides the type.
+    TypeUnavailable,
+    /// The integration's plugin is not the one providing its type now.
+    IntegrationNotServed,
+    /// The integration's config cannot be decrypted.
+    ConfigUnreadable,
+    /// The plugin took too long to read it.
+    ParseTimeout,
+    /// The plugin failed reading it.
+    ParseFailed,
+    /// The database refused to store it.
+    StoreError,
+    /// The database is not taking writes.
+    StoreUnavailable,
+}
+
+impl IngressCode {
+    /// Its spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IngressCode::Accepted => "accepted",
+            IngressCode::Duplicate => "duplicate",
+            IngressCode::Ignored => "ignored",
+            IngressCode::BlockedByHook => "blocked_by_hook",
+            IngressCode::BadSignature => "bad_signature",
+            IngressCode::BadRequest => "bad_request",
+            IngressCode::IntegrationNotFound => "integration_not_found",
+            IngressCode::TypeMismatch => "type_mismatch",
+            IngressCode::IntegrationDisabled => "integration_disabled",
+            IngressCode::BodyTooLarge => "body_too_large",
+            IngressCode::TypeUnavailable => "type_unavailable",
+            IngressCode::IntegrationNotServed => "integration_not_served",
+            IngressCode::ConfigUnreadable => "config_unreadable",
+            IngressCode::ParseTimeout => "parse_timeout",
+            IngressCode::ParseFailed => "parse_failed",
+            IngressCode::StoreError => "store_error",
+            IngressCode::StoreUnavailable => "store_unavailable",
+        }
+    }
+
+    /// The HTTP status it is answered with.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            IngressCode::Accepted
+            | IngressCode::Duplicate
+            | IngressCode::Ignored
+            | IngressCode::BlockedByHook => 200,
+            IngressCode::BadRequest | IngressCode::TypeMismatch => 400,
+            IngressCode::BadSignature => 401,
+            IngressCode::IntegrationDisabled => 403,
+            IngressCode::IntegrationNotFound => 404,
+            IngressCode::BodyTooLarge => 413,
+            IngressCode::ConfigUnreadable | IngressCode::ParseFailed | IngressCode::StoreError => {
+                500
+            }
+            IngressCode::TypeUnavailable
+            | IngressCode::IntegrationNotServed
+            | IngressCode::StoreUnavailable => 503,
+            IngressCode::ParseTimeout => 504,
+        }
+    }
+
+    /// The status of its `webhook_ingress` receipt: refusals of the delivery itself are
+    /// `blocked`, failures of the server or the plugin `error`.
+    pub const fn receipt_status(self) -> ReceiptStatus {
+        match self {
+            IngressCode::Accepted | IngressCode::Duplicate | IngressCode::Ignored => {
+                ReceiptStatus::Ok
+            }
+            IngressCode::BlockedByHook
+            | IngressCode::BadSignature
+            | IngressCode::BadRequest
+            | IngressCode::IntegrationNotFound
+            | IngressCode::TypeMismatch
+            | IngressCode::IntegrationDisabled
+            | IngressCode::BodyTooLarge => ReceiptStatus::Blocked,
+            IngressCode::ParseTimeout => ReceiptStatus::Timeout,
+            IngressCode::TypeUnavailable
+            | IngressCode::IntegrationNotServed
+            | IngressCode::ConfigUnreadable
+            | IngressCode::ParseFailed
+            | IngressCode::StoreError
+            | IngressCode::StoreUnavailable => ReceiptStatus::Error,
+        }
+    }
+}
+
 /// What the webhook route answers, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct IngressOutcome {
-    /// The HTTP status to answer.
+    /// The HTTP status to answer (its code's).
     pub status: u16,
-    /// A stable reason code (`accepted`, `duplicate`, `bad_signature`, …).
-    pub code: &'static str,
+    /// Why.
+    pub code: IngressCode,
     /// A sentence for the operator (and the provider's delivery log).
     pub message: String,
     /// The work item created, when one was.
@@ -52,10 +164,10 @@ pub struct IngressOutcome {
 }
 
 impl IngressOutcome {
-    /// An outcome with a status, a stable reason code and a sentence.
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    /// An outcome with its code and a sentence.
+    pub fn new(code: IngressCode, message: impl Into<String>) -> Self {
         IngressOutcome {
-            status,
+            status: code.http_status(),
             code,
             message: message.into(),
             work_item_id: None,
@@ -66,7 +178,7 @@ impl IngressOutcome {
     fn store_unavailable(message: impl Into<String>) -> Self {
         IngressOutcome {
             retry_after: Some(RETRY_AFTER_SECS),
-            ..IngressOutcome::new(503, "store_unavailable", message)
+            ..IngressOutcome::new(IngressCode::StoreUnavailable, message)
         }
     }
 }
@@ -220,18 +332,7 @@ impl Ingress {
         plugin: Option<(Arc<str>, Arc<str>)>,
         started: Instant,
     ) -> Receipt {
-        let status = match outcome.code {
-            "accepted" | "duplicate" | "ignored" => ReceiptStatus::Ok,
-            "blocked_by_hook" => ReceiptStatus::Blocked,
-            "bad_signature"
-            | "bad_request"
-            | "integration_not_found"
-            | "type_mismatch"
-            | "integration_disabled"
-            | "body_too_large" => ReceiptStatus::Blocked,
-            "parse_timeout" => ReceiptStatus::Timeout,
-            _ => ReceiptStatus::Error,
-        };
+        let status = outcome.code.receipt_status();
         let (plugin_id, version) = match plugin {
             Some((id, v)) => (id, Some(v)),
             None => (Arc::from(format!("integration:{integration_type}")), None),
@@ -316,8 +417,7 @@ impl Ingress {
             Ok(Some(row)) => row,
             Ok(None) => {
                 return Err(IngressOutcome::new(
-                    404,
-                    "integration_not_found",
+                    IngressCode::IntegrationNotFound,
                     format!("no integration `{integration_id}`"),
                 ))
             }
@@ -328,11 +428,11 @@ impl Ingress {
                 "integration `{integration_id}` is of type `{}`, not `{kind}`; use its own webhook URL",
                 row.integration_type
             );
-            return Err(IngressOutcome::new(400, "type_mismatch", msg));
+            return Err(IngressOutcome::new(IngressCode::TypeMismatch, msg));
         }
         if !row.enabled {
             let msg = format!("integration `{integration_id}` is disabled");
-            return Err(IngressOutcome::new(403, "integration_disabled", msg));
+            return Err(IngressOutcome::new(IngressCode::IntegrationDisabled, msg));
         }
         if plugin.is_none() {
             let msg = if self.safe_mode {
@@ -344,7 +444,7 @@ impl Ingress {
             } else {
                 format!("no active plugin provides integration type `{kind}`; enable its plugin")
             };
-            return Err(IngressOutcome::new(503, "type_unavailable", msg));
+            return Err(IngressOutcome::new(IngressCode::TypeUnavailable, msg));
         }
         // The row's own plugin, or nobody: its config and secrets are never decrypted for another
         // plugin that happens to declare the same type.
@@ -357,8 +457,7 @@ impl Ingress {
                 active,
             };
             return Err(IngressOutcome::new(
-                503,
-                "integration_not_served",
+                IngressCode::IntegrationNotServed,
                 refused.to_string(),
             ));
         }
@@ -366,7 +465,7 @@ impl Ingress {
             Ok(c) => c,
             Err(e) => {
                 let msg = format!("the integration's config cannot be read: {e}");
-                return Err(IngressOutcome::new(500, "config_unreadable", msg));
+                return Err(IngressOutcome::new(IngressCode::ConfigUnreadable, msg));
             }
         };
         let instance = IntegrationInstance::new(row.id.clone(), row.integration_type.clone())
@@ -387,16 +486,16 @@ impl Ingress {
         let parsed = match parsed {
             Ok(p) => p,
             Err(IntegrationCallError::Failed(IntegrationError::Unauthorized(m))) => {
-                return Err(IngressOutcome::new(401, "bad_signature", m))
+                return Err(IngressOutcome::new(IngressCode::BadSignature, m))
             }
             Err(IntegrationCallError::Failed(IntegrationError::BadRequest(m))) => {
-                return Err(IngressOutcome::new(400, "bad_request", m))
+                return Err(IngressOutcome::new(IngressCode::BadRequest, m))
             }
             Err(IntegrationCallError::Timeout(ms)) => {
                 let msg = format!("the integration did not parse the webhook within {ms} ms");
-                return Err(IngressOutcome::new(504, "parse_timeout", msg));
+                return Err(IngressOutcome::new(IngressCode::ParseTimeout, msg));
             }
-            Err(e) => return Err(IngressOutcome::new(500, "parse_failed", e.to_string())),
+            Err(e) => return Err(IngressOutcome::new(IngressCode::ParseFailed, e.to_string())),
         };
         let item = match (parsed.should_process, parsed.work_item) {
             (true, Some(item)) => item,
@@ -404,7 +503,7 @@ impl Ingress {
                 let reason = parsed
                     .ignored_reason
                     .unwrap_or_else(|| "the integration did not ask for a work item".into());
-                return Err(IngressOutcome::new(200, "ignored", reason));
+                return Err(IngressOutcome::new(IngressCode::Ignored, reason));
             }
         };
 
@@ -420,12 +519,12 @@ impl Ingress {
         let pre = self.runtime.dispatch(&ctx, event).await;
         if let Some(b) = pre.blocked {
             let msg = format!("blocked by `{}`: {}", b.plugin_id, b.reason);
-            return Err(IngressOutcome::new(200, "blocked_by_hook", msg));
+            return Err(IngressOutcome::new(IngressCode::BlockedByHook, msg));
         }
         let item = pre.payload;
         // The id is chosen here so that the receipt stored with the item can name it.
         let id = new_id();
-        let mut accepted = IngressOutcome::new(200, "accepted", "work item created");
+        let mut accepted = IngressOutcome::new(IngressCode::Accepted, "work item created");
         accepted.work_item_id = Some(id.clone());
         let receipt = Self::receipt(kind, integration_id, &accepted, plugin.clone(), started);
         let new = AcceptedItem {
@@ -449,7 +548,7 @@ impl Ingress {
             Ok(Some(w)) => w,
             Ok(None) => {
                 let msg = "this delivery was received before; nothing new was created";
-                return Err(IngressOutcome::new(200, "duplicate", msg));
+                return Err(IngressOutcome::new(IngressCode::Duplicate, msg));
             }
             Err(Rejected {
                 fault: true,
@@ -462,7 +561,7 @@ impl Ingress {
             Err(Rejected {
                 fault: false,
                 message,
-            }) => return Err(IngressOutcome::new(500, "store_error", message)),
+            }) => return Err(IngressOutcome::new(IngressCode::StoreError, message)),
         };
         self.queued.notify_one();
         let ctx = DispatchContext::for_work_item(created.id.as_str());
@@ -530,6 +629,46 @@ fn store_batch<'a>(
 mod tests {
     use super::*;
     use crate::crypto::{Cipher, Key};
+
+    #[test]
+    fn a_code_is_spelled_once_and_decides_status_and_receipt_together() {
+        use IngressCode as C;
+        let all = [
+            C::Accepted,
+            C::Duplicate,
+            C::Ignored,
+            C::BlockedByHook,
+            C::BadSignature,
+            C::BadRequest,
+            C::IntegrationNotFound,
+            C::TypeMismatch,
+            C::IntegrationDisabled,
+            C::BodyTooLarge,
+            C::TypeUnavailable,
+            C::IntegrationNotServed,
+            C::ConfigUnreadable,
+            C::ParseTimeout,
+            C::ParseFailed,
+            C::StoreError,
+            C::StoreUnavailable,
+        ];
+        let mut spelled = std::collections::HashSet::new();
+        for code in all {
+            // The API's `code` and the receipt's `reason` are this spelling.
+            assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
+            assert!(spelled.insert(code.as_str()), "{code:?}");
+            let outcome = IngressOutcome::new(code, "why");
+            assert_eq!(outcome.status, code.http_status());
+            // Only what was taken in is a 2xx answer with an ok receipt, or was refused by a hook.
+            let ok = code.receipt_status() == ReceiptStatus::Ok;
+            assert_eq!(ok, matches!(code, C::Accepted | C::Duplicate | C::Ignored));
+            assert_eq!(
+                outcome.status == 200,
+                ok || code == C::BlockedByHook,
+                "{code:?}"
+            );
+        }
+    }
 
     fn item(id: &str, key: &str) -> AcceptedItem {
         AcceptedItem {

@@ -7,7 +7,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use nitejar_core::ingress::IngressOutcome;
+use nitejar_core::ingress::{IngressCode, IngressOutcome};
 use nitejar_sdk::WebhookRequest;
 use serde_json::json;
 
@@ -37,8 +37,7 @@ async fn read_body(
 ) -> Result<web::Bytes, IngressOutcome> {
     let too_large = || {
         IngressOutcome::new(
-            413,
-            "body_too_large",
+            IngressCode::BodyTooLarge,
             format!(
                 "the body is larger than {limit} bytes (NITEJAR_WEBHOOK_MAX_BYTES); nothing was \
                  stored"
@@ -57,8 +56,7 @@ async fn read_body(
     while let Some(chunk) = futures_util::StreamExt::next(&mut payload).await {
         let chunk = chunk.map_err(|e| {
             IngressOutcome::new(
-                400,
-                "bad_request",
+                IngressCode::BadRequest,
                 format!("the body could not be read: {e}"),
             )
         })?;
