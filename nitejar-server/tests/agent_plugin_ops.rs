@@ -69,6 +69,22 @@ fn disabling_model(offered: Arc<Mutex<Vec<Vec<String>>>>) -> LocalHttp {
     })
 }
 
+/// A new integration of the echo channel (the test channel agents answer on); its id.
+async fn echo_integration(server: &Server) -> String {
+    let created = api(
+        server,
+        Method::POST,
+        "/api/admin/integrations",
+        Some(&json!({"type": "echo", "name": "ops"})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.json()["integration"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
 /// Sends one message through the echo channel; its work item id.
 async fn send(server: &Server, integration: &str, n: u32) -> String {
     send_text(server, integration, n, &format!("message {n}")).await
@@ -152,18 +168,7 @@ async fn an_agent_disables_a_plugin_only_with_its_grant() {
     install_probe(&server, packages.path(), "127.0.0.1").await;
     let store = data.store().await;
     let agent = store.list_agents().await.expect("agents")[0].id.clone();
-    let created = api(
-        &server,
-        Method::POST,
-        "/api/admin/integrations",
-        Some(&json!({"type": "echo", "name": "ops"})),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let integration = created.json()["integration"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let integration = echo_integration(&server).await;
     let grants_path = format!("/api/admin/agents/{agent}/plugin-grants");
 
     // No grant: the tool is not offered, and the model's call is refused with a receipt.
@@ -642,17 +647,7 @@ async fn an_agent_installs_and_asks_and_the_operator_approves() {
     )
     .await;
     assert_eq!(granted.status, 200, "{}", granted.text);
-    let created = api(
-        &server,
-        Method::POST,
-        "/api/admin/integrations",
-        Some(&json!({"type": "echo", "name": "ops"})),
-    )
-    .await;
-    let integration = created.json()["integration"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let integration = echo_integration(&server).await;
 
     // The agent installs (disabled) and asks; nothing runs until the operator approves.
     let work_item = send_text(&server, &integration, 1, "get me the probe").await;
@@ -842,17 +837,7 @@ async fn greeter_server(
     )
     .await;
     assert_eq!(granted.status, 200, "{}", granted.text);
-    let created = api(
-        &server,
-        Method::POST,
-        "/api/admin/integrations",
-        Some(&json!({"type": "echo", "name": "ops"})),
-    )
-    .await;
-    let integration = created.json()["integration"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let integration = echo_integration(&server).await;
     (server, agent, integration)
 }
 
@@ -995,6 +980,7 @@ async fn an_agents_upgrade_waits_for_review_when_it_adds_anything() {
     let listed = session.get(&server, "/admin/agents").await;
     assert!(listed.text.contains(&review_link), "{}", listed.text);
     let review = session.get(&server, &review_link).await;
+    assert_eq!(review.status, 200, "{}", review.text);
     assert!(
         review.text.contains("asked to upgrade this plugin"),
         "{}",
@@ -1037,6 +1023,20 @@ async fn an_agents_upgrade_waits_for_review_when_it_adds_anything() {
     assert_eq!(
         pending_requests(&server).await["items"][0]["id"],
         rid.as_str()
+    );
+
+    let refused = session
+        .post_form(
+            &server,
+            &approve_path,
+            &[("accept_consent", "yes"), ("ack_new", "yes")],
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(
+        refused.text.contains("not the one that was reviewed"),
+        "{}",
+        refused.text
     );
 
     // The reviewed package again: without consent nothing moves; with it, 2.0.0 is live.
@@ -1195,17 +1195,7 @@ async fn an_agents_source_edit_is_off_by_default_and_otherwise_a_reviewed_new_ve
     )
     .await;
     assert_eq!(granted.status, 200, "{}", granted.text);
-    let created = api(
-        &server,
-        Method::POST,
-        "/api/admin/integrations",
-        Some(&json!({"type": "echo", "name": "ops"})),
-    )
-    .await;
-    let integration = created.json()["integration"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let integration = echo_integration(&server).await;
     let versions = data.path.join("plugins").join(GREETER).join("versions");
     let before = tree_of(&versions);
 
@@ -1250,6 +1240,7 @@ async fn an_agents_source_edit_is_off_by_default_and_otherwise_a_reviewed_new_ve
             &format!("/admin/plugins/{GREETER}/review?request={rid}"),
         )
         .await;
+    assert_eq!(review.status, 200, "{}", review.text);
     assert!(
         review.text.contains("install its edit of this plugin"),
         "{}",

@@ -494,10 +494,12 @@ async fn version_request_page(
     id: &str,
     request: PluginRequestRow,
     asked: VersionRequest,
-    error: Option<String>,
+    refused: Option<(StatusCode, String)>,
 ) -> HttpResponse {
     let edit = request.action == "edit_source";
-    consent_page(
+    let status = refused.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
+    consent_page_as(
+        status,
         state,
         admin,
         ConsentAsk {
@@ -525,7 +527,7 @@ async fn version_request_page(
             diff: asked.consent_diff.clone(),
             upload: false,
             request: Some((request, asked)),
-            error,
+            error: refused.map(|(_, m)| m),
         },
     )
     .await
@@ -620,21 +622,22 @@ pub async fn approve_request(
         None => consent_of(&form, false),
     };
     let by = crate::api::trust::changed_by(&admin);
-    match state.plugins.approve_request(&rid, consent, &by).await {
-        Ok(_) => redirect(format!("/admin/plugins/{id}?notice=request_approved")),
-        Err(e) if asked.is_some() => {
+    match (
+        state.plugins.approve_request(&rid, consent, &by).await,
+        asked,
+    ) {
+        (Ok(_), _) => redirect(format!("/admin/plugins/{id}?notice=request_approved")),
+        (Err(e), Some(asked)) => {
+            let (status, _) = plugins::error_status(&e);
             let message = match &e {
                 LifecycleError::ConsentRequired { .. } => {
                     "Tick “I have read this and consent” to approve the new version.".to_owned()
                 }
                 other => plugins::ui_message(other),
             };
-            let Some(asked) = asked else {
-                return error_page(StatusCode::CONFLICT, &message);
-            };
-            version_request_page(&state, &admin, &id, request, asked, Some(message)).await
+            version_request_page(&state, &admin, &id, request, asked, Some((status, message))).await
         }
-        Err(e) => {
+        (Err(e), None) => {
             let (status, _) = plugins::error_status(&e);
             let message = refusal_message(&e);
             review_page(
@@ -861,6 +864,16 @@ struct ConsentPage {
 /// The page that asks consent to a version (an upgrade or a rollback that needs it), with what it
 /// adds to and drops from what was consented before, and the same action again.
 async fn consent_page(state: &AppState, admin: &Admin, ask: ConsentAsk) -> HttpResponse {
+    consent_page_as(StatusCode::PRECONDITION_REQUIRED, state, admin, ask).await
+}
+
+/// [`consent_page`] answered with `status` (an agent's request is a page to read, not a refusal).
+async fn consent_page_as(
+    status: StatusCode,
+    state: &AppState,
+    admin: &Admin,
+    ask: ConsentAsk,
+) -> HttpResponse {
     // Where the version asked about will run: the plugin's choice, else the server's default.
     let mode = match state.store.get_plugin(&ask.id).await {
         Ok(Some(row)) => state.plugins.execution_of(&row),
@@ -883,7 +896,7 @@ async fn consent_page(state: &AppState, admin: &Admin, ask: ConsentAsk) -> HttpR
         request: ask.request,
         error: ask.error,
     };
-    render(StatusCode::PRECONDITION_REQUIRED, &page)
+    render(status, &page)
 }
 
 pub async fn upgrade(
