@@ -514,7 +514,9 @@ async fn a_failing_model_fails_the_job_with_its_error() {
 }
 
 #[tokio::test]
-async fn the_agents_of_an_integration_are_reread_after_agents_ttl() {
+async fn the_agents_of_an_integration_are_reread_when_the_feed_says_agents_changed() {
+    use nitejar_core::changes::ChangeFeed;
+    use nitejar_core::store::Topic;
     let f = fixture().await;
     let integration = f
         .store
@@ -524,20 +526,20 @@ async fn the_agents_of_an_integration_are_reread_after_agents_ttl() {
         )
         .await
         .unwrap();
-    let runner = |ttl: Duration| {
+    let runner = || {
         Runner::new(
             f.runtime.clone(),
             f.store.clone(),
             Arc::new(nitejar_core::runner::model::OfflineModel),
             ToolSet::new(),
-            RunnerConfig {
-                agents_ttl: ttl,
-                ..RunnerConfig::default()
-            },
+            RunnerConfig::default(),
         )
     };
-    let caching = runner(Duration::from_millis(300));
-    let fresh = runner(Duration::ZERO);
+    // Not started: it moves only when told to read the counters, so what the cache serves between
+    // a write and that read is seen deterministically.
+    let feed = ChangeFeed::open(f.store.clone()).await.unwrap();
+    let caching = runner().following(feed.clone());
+    let fresh = runner();
     let names = |agents: Vec<nitejar_core::store::AgentRow>| {
         agents.into_iter().map(|a| a.name).collect::<Vec<_>>()
     };
@@ -566,13 +568,51 @@ async fn the_agents_of_an_integration_are_reread_after_agents_ttl() {
     assert_eq!(
         names(caching.agents_for(&integration.id).await.unwrap()),
         before,
-        "within the ttl"
+        "served from the cache until the feed reads the counters"
     );
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    // A change to another topic leaves the cache alone.
+    let agents_at = feed.sync().await.unwrap().get(Topic::Agents);
     assert_eq!(
         names(caching.agents_for(&integration.id).await.unwrap()),
-        ["Support"]
+        ["Support"],
+        "read again once the agents' counter moved"
     );
+    f.store
+        .update_integration(
+            &integration.id,
+            nitejar_core::store::IntegrationUpdate {
+                name: Some("renamed".into()),
+                ..Default::default()
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(feed.sync().await.unwrap().get(Topic::Agents), agents_at);
+
+    // Started, the feed sees a write by itself: the test waits on it, not on a clock.
+    feed.start(Duration::from_secs(3600));
+    let billing = f
+        .store
+        .create_agent(nitejar_core::store::NewAgent {
+            name: "Billing".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    f.store
+        .assign_integration(&billing.id, &integration.id)
+        .await
+        .unwrap();
+
+    assert!(
+        feed.wait_past(Topic::Agents, agents_at, Duration::from_secs(5))
+            .await,
+        "the feed saw the write"
+    );
+    let mut after = names(caching.agents_for(&integration.id).await.unwrap());
+    after.sort();
+    assert_eq!(after, ["Billing", "Support"]);
 }
 
 /// Retries that wait milliseconds, not seconds.

@@ -34,10 +34,12 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use crate::changes::{ChangeFeed, SAFETY_NET};
 use crate::crypto::{Cipher, Key};
 use crate::ingress::Ingress;
+use crate::integrations::Integrations;
 use crate::lifecycle::agent_ops::{AgentOpsLimit, PluginOpsTools};
-use crate::lifecycle::{CrashGuard, ManagerOptions, PluginManager};
+use crate::lifecycle::{self, CrashGuard, ManagerOptions, PluginManager};
 use crate::permissions::PermissionGate;
 use crate::receipts::ReceiptSink;
 use crate::runner::model::ModelProvider;
@@ -156,12 +158,20 @@ impl EngineBuilder {
             plugins,
             guard.as_ref(),
         );
+        let changes = ChangeFeed::open(store.clone()).await?;
+        let integrations = Arc::new(
+            Integrations::new(runtime.clone(), store.clone(), layered(receipts.clone()))
+                .following(changes.clone()),
+        );
         Ok(Engine {
+            integrations,
             store,
+            changes,
             receipts,
             gate,
             runtime,
             plugins,
+            tasks: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -200,6 +210,9 @@ pub struct Agents {
 pub struct Engine {
     /// The database.
     pub store: Arc<dyn Store>,
+    /// What changed in the database, whoever changed it (started by [`Engine::start_agents`] or
+    /// [`Engine::follow_database`]).
+    pub changes: Arc<ChangeFeed>,
     /// The durable receipt sink (close it with [`Engine::close`]).
     pub receipts: Arc<DbReceiptSink>,
     /// The permission gate behind the host services.
@@ -208,6 +221,10 @@ pub struct Engine {
     pub runtime: Arc<Runtime>,
     /// The plugin lifecycle.
     pub plugins: Arc<PluginManager>,
+    /// Integration rows: create, change, enable, hand over, test, delete.
+    pub integrations: Arc<Integrations>,
+    /// Tasks that end when the engine closes.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -241,8 +258,12 @@ impl Engine {
     /// the built-in tools, `use_skill` and each agent's plugin tools, the run queue (taking over the
     /// runs a previous process left) and the webhook ingress. Boot the plugins first.
     pub async fn start_agents(&self, config: AgentsConfig) -> Result<Agents, StoreError> {
+        // The caches below serve what they read until the feed says it changed: it must run.
+        self.changes.start(SAFETY_NET);
         let skills = Arc::new(
-            Skills::new(self.store.clone(), config.skills).with_runtime(self.runtime.clone()),
+            Skills::new(self.store.clone(), config.skills)
+                .with_runtime(self.runtime.clone())
+                .following(self.changes.clone()),
         );
         skills.watch_registry();
         let runner = Arc::new(
@@ -255,6 +276,7 @@ impl Engine {
                     .with(UseSkill::new(skills.clone())),
                 config.runner,
             )
+            .following(self.changes.clone())
             .with_skills(skills.clone())
             // What each agent may do to plugins, as the operator granted it.
             .with_agent_tools(Arc::new(PluginOpsTools::new(
@@ -266,7 +288,16 @@ impl Engine {
         let runs =
             RunQueue::start(runner, self.store.clone(), config.server_id, config.queue).await;
         let ingress = Ingress::new(self.runtime.clone(), self.store.clone(), runs.waker())
+            .following(self.changes.clone())
             .in_safe_mode(config.safe_mode);
+        // A run another server queued (Postgres) wakes this server's queue too.
+        let (queued, waker) = (self.changes.runs_queued(), runs.waker());
+        self.lock_tasks().push(tokio::spawn(async move {
+            loop {
+                queued.notified().await;
+                waker.notify_one();
+            }
+        }));
         Ok(Agents {
             skills,
             runs,
@@ -275,9 +306,28 @@ impl Engine {
         })
     }
 
+    /// Follows the database from now on: the change feed runs, and every change to plugins or trust
+    /// settings (by this process, the CLI or another server) is reconciled as soon as the feed sees
+    /// it ([`lifecycle::follow`]). Boot the plugins first. The reconciler runs until the engine
+    /// closes.
+    pub fn follow_database(&self) {
+        self.changes.start(SAFETY_NET);
+        let task = lifecycle::follow(self.plugins.clone(), self.changes.clone(), SAFETY_NET);
+        self.lock_tasks().push(task);
+    }
+
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+        // Only whole handles are pushed or drained under this lock.
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Writes the receipts still queued and closes the database; how many receipts could not be
     /// written.
     pub async fn close(&self) -> u64 {
+        for task in self.lock_tasks().drain(..) {
+            task.abort();
+        }
+        self.changes.stop();
         self.plugins.stopping();
         let report = self.receipts.shutdown().await;
         let _ = self.store.close().await;

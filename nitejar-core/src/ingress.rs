@@ -25,13 +25,14 @@ use nitejar_sdk::{IntegrationError, IntegrationInstance, WebhookRequest};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::changes::{ChangeFeed, RevCache};
 use crate::hooks::DispatchContext;
 use crate::receipts::{Receipt, ReceiptKind, ReceiptStatus};
 use crate::runtime::{IntegrationCallError, Runtime};
+use crate::store::Topic;
 use crate::store::{
     new_id, AcceptedItem, IntegrationRow, NewRun, NewWorkItem, Store, StoredReceipt, WorkItemRow,
 };
-use crate::ttl::TtlMap;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Why a delivery was answered as it was: a stable code (its spelling is the API's `code` and
@@ -207,16 +208,16 @@ pub struct Ingress {
     /// Woken after a run is queued.
     queued: Arc<Notify>,
     writer: mpsc::Sender<PendingItem>,
-    /// Integration rows recently read: a burst of deliveries reads its row once a second.
-    rows: TtlMap<IntegrationRow>,
+    /// Integration rows as read, while the integrations' change counter stays (see
+    /// [`Ingress::following`]).
+    rows: RevCache<IntegrationRow>,
     parse_timeout: Duration,
     /// The server loads built-ins only: a type nobody provides is explained by that.
     safe_mode: bool,
 }
 
-/// How long an integration row read from the store serves deliveries before it is read again. Changes
-/// made elsewhere (the CLI, another server) are picked up within this time.
-const ROW_TTL: Duration = Duration::from_secs(1);
+/// Integration rows kept at most.
+const ROWS_MAX: usize = 10_000;
 
 /// Work items written per transaction at most.
 const GROUP_COMMIT_MAX: usize = 256;
@@ -233,7 +234,7 @@ impl Ingress {
             store,
             queued,
             writer,
-            rows: TtlMap::new(ROW_TTL, 10_000),
+            rows: RevCache::new(None, Topic::Integrations, ROWS_MAX),
             parse_timeout: Duration::from_secs(10),
             safe_mode: false,
         }
@@ -247,23 +248,25 @@ impl Ingress {
         self
     }
 
-    /// Forgets a cached integration row (call after changing it in this process).
-    pub fn forget_integration(&self, id: &str) {
-        self.rows.forget(id);
+    /// Reads each integration row once while `feed` says no integration changed, instead of once
+    /// per delivery. A writer in this process calls [`ChangeFeed::sync`] after changing a row.
+    pub fn following(mut self, feed: Arc<ChangeFeed>) -> Self {
+        self.rows = RevCache::new(Some(feed), Topic::Integrations, ROWS_MAX);
+        self
     }
 
     async fn integration_row(&self, id: &str) -> Result<Option<IntegrationRow>, String> {
         if let Some(row) = self.rows.get(id) {
             return Ok(Some(row));
         }
-        let read_at = Instant::now();
+        let tag = self.rows.tag();
         let row = self
             .store
             .get_integration(id)
             .await
             .map_err(|e| e.to_string())?;
         if let Some(row) = &row {
-            self.rows.put(id, read_at, row.clone());
+            self.rows.put(id, tag, row.clone());
         }
         Ok(row)
     }

@@ -34,12 +34,14 @@
 //!   rlimits), and a probe of which ones the system offers.
 
 pub mod builtin;
+pub mod changes;
 pub mod crypto;
 pub mod engine;
 pub mod hooks;
 pub mod host;
 pub mod ingress;
 pub mod install;
+pub mod integrations;
 pub mod lifecycle;
 pub mod loader;
 pub mod manifest;
@@ -56,7 +58,6 @@ pub mod skills;
 pub mod store;
 pub mod tool;
 pub mod trust;
-mod ttl;
 
 /// The version of the running Nitejar engine, against which `engine.nitejar` ranges are checked.
 pub const NITEJAR_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,5 +1,6 @@
-//! The index runs share (`SkillsConfig::run_index_ttl`): reused while nothing this service knows of
-//! changed, rebuilt when it changes a skill or the time is up; listing never uses it.
+//! The index runs share (`Skills::following`): reused while nothing it was built from changed (the
+//! skills in the database, by the change feed; the files under the roots; the registry), rebuilt as
+//! soon as one did; listing never uses it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap in a test is a failed test
 
@@ -8,7 +9,11 @@ mod testdb;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use nitejar_core::changes::ChangeFeed;
 use nitejar_core::skills::{Skills, SkillsConfig};
+use nitejar_core::store::Topic;
 use skillkit::{skill_md, sqlite, write};
 
 fn names(index: &nitejar_core::skills::SkillIndex) -> Vec<String> {
@@ -23,29 +28,35 @@ fn names(index: &nitejar_core::skills::SkillIndex) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn runs_share_an_index_until_it_changes_or_expires() {
+async fn runs_share_an_index_until_something_it_was_built_from_changes() {
     let (_db, store) = sqlite().await;
     let root = tempfile::tempdir().expect("tempdir");
     write(root.path(), "alpha/SKILL.md", skill_md("alpha", "first"));
-    let skills = Skills::new(
-        store.clone(),
-        SkillsConfig {
-            roots: vec![root.path().to_path_buf()],
-            run_index_ttl: Duration::from_millis(400),
-            ..Default::default()
-        },
-    );
+    let config = SkillsConfig {
+        roots: vec![root.path().to_path_buf()],
+        ..Default::default()
+    };
+    // Not started: it reads the counters only when told to, so the test decides when it has seen
+    // a change made elsewhere.
+    let feed = ChangeFeed::open(store.clone()).await.expect("feed");
+    let skills = Skills::new(store.clone(), config.clone()).following(feed.clone());
     let first = skills.run_index().await.expect("index");
     assert_eq!(names(&first), ["alpha"]);
-
-    // A skill added on disk: runs keep the shared index for now; listing sees it at once.
-    write(root.path(), "beta/SKILL.md", skill_md("beta", "second"));
     let again = skills.run_index().await.expect("index");
-    assert!(std::sync::Arc::ptr_eq(&first, &again), "reused");
-    assert_eq!(
-        names(&skills.index().await.expect("index")),
-        ["alpha", "beta"]
+    assert!(Arc::ptr_eq(&first, &again), "reused while nothing changed");
+
+    // A skill added on disk: the next run sees it (the roots' entries are looked at every run).
+    write(root.path(), "beta/SKILL.md", skill_md("beta", "second"));
+    let with_beta = skills.run_index().await.expect("index");
+    assert_eq!(names(&with_beta), ["alpha", "beta"]);
+    // A skill's file rewritten with other content and size.
+    write(
+        root.path(),
+        "beta/SKILL.md",
+        skill_md("beta", "second, now with a longer description"),
     );
+    let rewritten = skills.run_index().await.expect("index");
+    assert!(!Arc::ptr_eq(&with_beta, &rewritten), "rebuilt");
 
     // A change through the service: the next run sees it.
     skills
@@ -54,18 +65,39 @@ async fn runs_share_an_index_until_it_changes_or_expires() {
         .expect("switch off");
     assert_eq!(names(&skills.run_index().await.expect("index")), ["beta"]);
 
-    // Changes made elsewhere reach runs once the time is up.
-    write(root.path(), "gamma/SKILL.md", skill_md("gamma", "third"));
-    assert_eq!(names(&skills.run_index().await.expect("index")), ["beta"]);
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    // A change made elsewhere (another process's service): runs see it once the feed has.
+    let elsewhere = Skills::new(store.clone(), config);
+    elsewhere
+        .set_enabled("alpha", true)
+        .await
+        .expect("switch on");
     assert_eq!(
         names(&skills.run_index().await.expect("index")),
-        ["beta", "gamma"]
+        ["beta"],
+        "the feed has not read the counters yet"
     );
+    feed.sync().await.expect("read the counters");
+    assert_eq!(
+        names(&skills.run_index().await.expect("index")),
+        ["alpha", "beta"]
+    );
+
+    // Started, the feed sees such a change by itself; the test waits on it, not on a clock.
+    feed.start(Duration::from_secs(3600));
+    let before = feed.revision(Topic::Skills);
+    elsewhere
+        .set_enabled("beta", false)
+        .await
+        .expect("switch off");
+    assert!(
+        feed.wait_past(Topic::Skills, before, Duration::from_secs(5))
+            .await
+    );
+    assert_eq!(names(&skills.run_index().await.expect("index")), ["alpha"]);
 }
 
 #[tokio::test]
-async fn without_a_time_every_run_builds_its_own_index() {
+async fn without_a_feed_every_run_builds_its_own_index() {
     let (_db, store) = sqlite().await;
     let root = tempfile::tempdir().expect("tempdir");
     write(root.path(), "alpha/SKILL.md", skill_md("alpha", "first"));

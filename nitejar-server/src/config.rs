@@ -354,9 +354,6 @@ impl Config {
                 max_skill_bytes: self.skill_max_bytes,
                 ..SkillLimits::default()
             },
-            // Runs share an index for up to a second, like the reconcile interval: per-run
-            // rebuilding (a directory scan and three queries) dominated webhook load.
-            run_index_ttl: std::time::Duration::from_secs(1),
         }
     }
 

@@ -198,7 +198,7 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
     }
     let runtime = engine.runtime.clone();
     // Built-ins, then installed plugins; then the runtime follows the database (CLI changes).
-    let plugins = plugin_cmd::setup::start_in_server(engine.plugins.clone()).await;
+    let plugins = plugin_cmd::setup::start_in_server(&engine).await;
 
     let model: Arc<dyn ModelProvider> = match (&config.model_base_url, &config.model) {
         (Some(base), Some(model)) => {
@@ -221,11 +221,7 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
         .start_agents(AgentsConfig {
             model,
             skills: config.skills_config(),
-            runner: RunnerConfig {
-                // Like the integration rows and the skill index: re-read within a second.
-                agents_ttl: Duration::from_secs(1),
-                ..RunnerConfig::default()
-            },
+            runner: RunnerConfig::default(),
             queue: RunQueueConfig {
                 concurrency: config.run_concurrency,
                 lease: config.run_lease,
@@ -257,6 +253,7 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
         runs: queue.clone(),
         receipts: sink.clone(),
         ready: AtomicBool::new(false),
+        integrations: engine.integrations.clone(),
     });
     Ok(Engine {
         state,

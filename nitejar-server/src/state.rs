@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use nitejar_core::ingress::Ingress;
+use nitejar_core::integrations::Integrations;
 use nitejar_core::lifecycle::PluginManager;
 use nitejar_core::runner::queue::RunQueue;
 use nitejar_core::runtime::Runtime;
@@ -34,4 +35,6 @@ pub struct AppState {
     pub receipts: Arc<DbReceiptSink>,
     /// Set once the registry is built (`/readyz`).
     pub ready: AtomicBool,
+    /// Integration rows (create, change, enable, hand over, test, delete).
+    pub integrations: Arc<Integrations>,
 }

@@ -29,6 +29,8 @@ mod consent;
 pub mod crash;
 mod doctor;
 pub mod execution;
+mod follow;
+pub use follow::follow;
 mod install;
 /// The plugin log files ([`crate::plugin_logs`]), as this module has always named them.
 pub use crate::plugin_logs as logs;
@@ -778,5 +780,6 @@ pub struct PluginStatus {
     pub active_version: Option<String>,
 }
 
-/// How long the server waits between reconciliations by default.
-pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a server following the database waits for a reconciliation when no change was signalled
+/// ([`follow`] runs one as soon as the change feed sees a change).
+pub const RECONCILE_SAFETY_NET: Duration = crate::changes::SAFETY_NET;

@@ -20,12 +20,13 @@
 //!   [`TRUST_RECEIPT_ID`]) naming who made it and what changed: the key id and public key line, or
 //!   the entry. Nothing else of the request is recorded.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::json;
 
-use super::{LifecycleError, PluginManager};
+use super::{LifecycleError, PluginManager, ReconcileReport};
 use crate::receipts::{now_ms, ReceiptKind, ReceiptStatus};
 use crate::store::{StoreError, TrustEntryRow};
 use crate::trust::{canonical, AllowEntry, TrustMode, TrustPolicy, TrustedKey};
@@ -202,6 +203,10 @@ pub struct TrustChange {
     pub value: String,
     /// The revision after the change.
     pub revision: i64,
+    /// What ran in this process before the change (id → version), so that applying it reports what
+    /// changed whichever reconciliation did the work ([`PluginManager::apply_trust_change`]).
+    #[serde(skip)]
+    pub running_before: BTreeMap<String, String>,
 }
 
 /// The policy a manager judges with: the environment's, plus the stored entries of `revision`.
@@ -377,7 +382,14 @@ impl PluginManager {
         text: &str,
         by: &str,
     ) -> Result<TrustChange, LifecycleError> {
-        let result = self.add_trust_entry_inner(kind, text, by).await;
+        let running_before = self.running_versions();
+        let result = self
+            .add_trust_entry_inner(kind, text, by)
+            .await
+            .map(|change| TrustChange {
+                running_before,
+                ..change
+            });
         self.trust_receipt("add", kind, by, &result).await;
         result
     }
@@ -463,6 +475,7 @@ impl PluginManager {
             ident,
             value,
             revision,
+            running_before: BTreeMap::new(),
         })
     }
 
@@ -475,7 +488,14 @@ impl PluginManager {
         text: &str,
         by: &str,
     ) -> Result<TrustChange, LifecycleError> {
-        let result = self.remove_trust_entry_inner(kind, text).await;
+        let running_before = self.running_versions();
+        let result = self
+            .remove_trust_entry_inner(kind, text)
+            .await
+            .map(|change| TrustChange {
+                running_before,
+                ..change
+            });
         self.trust_receipt("remove", kind, by, &result).await;
         result
     }
@@ -525,6 +545,7 @@ impl PluginManager {
             ident,
             value: stored.value,
             revision,
+            running_before: BTreeMap::new(),
         })
     }
 
@@ -564,5 +585,39 @@ impl PluginManager {
         };
         self.receipt(TRUST_RECEIPT_ID, None, ReceiptKind::Trust, status, detail)
             .await;
+    }
+}
+
+impl PluginManager {
+    /// What runs in this process: plugin id → version.
+    fn running_versions(&self) -> BTreeMap<String, String> {
+        self.runtime
+            .registry()
+            .plugins()
+            .map(|p| (p.meta().id.to_string(), p.meta().version.to_string()))
+            .collect()
+    }
+
+    /// Applies a trust change in this process at once (a reconciliation) and reports what it
+    /// changed since the change was made: plugins taken out or brought back, whichever
+    /// reconciliation did it (the one the change feed started may have got there first).
+    pub async fn apply_trust_change(
+        &self,
+        change: &TrustChange,
+    ) -> Result<ReconcileReport, LifecycleError> {
+        let mut report = self.reconcile().await?;
+        let now = self.running_versions();
+        report.activated = now
+            .iter()
+            .filter(|(id, v)| change.running_before.get(*id) != Some(*v))
+            .map(|(id, v)| format!("{id}@{v}"))
+            .collect();
+        report.deactivated = change
+            .running_before
+            .keys()
+            .filter(|id| !now.contains_key(*id))
+            .cloned()
+            .collect();
+        Ok(report)
     }
 }

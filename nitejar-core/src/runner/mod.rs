@@ -37,14 +37,15 @@ use nitejar_sdk::IntegrationInstance;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::changes::{ChangeFeed, RevCache};
 use crate::hooks::{BlockedBy, DispatchContext};
 use crate::receipts::now_ms;
 use crate::runtime::Runtime;
 use crate::skills::Skills;
+use crate::store::Topic;
 use crate::store::{
     AgentRow, JobUpdate, NewAgent, NewJob, SpanRow, Store, StoreError, WorkItemRow,
 };
-use crate::ttl::TtlMap;
 use model::ModelProvider;
 use tools::{AgentTools, ToolSet};
 
@@ -94,9 +95,6 @@ pub struct RunnerConfig {
     pub max_turns: u32,
     /// Time an integration gets for `post_response` and `acknowledge_receipt`.
     pub integration_timeout: Duration,
-    /// How long the agents of an integration, once read, serve later runs (zero, the default: read
-    /// for every run). An assignment changed elsewhere reaches runs within this time.
-    pub agents_ttl: Duration,
     /// Attempts at one delivery at most, the first included (default 3). Only a failure the
     /// integration marks `retryable` is tried again; every attempt carries the same idempotency key.
     /// Zero counts as one.
@@ -111,7 +109,6 @@ impl Default for RunnerConfig {
         RunnerConfig {
             max_turns: 8,
             integration_timeout: Duration::from_secs(30),
-            agents_ttl: Duration::ZERO,
             delivery_attempts: 3,
             delivery_backoff: Duration::from_secs(1),
         }
@@ -192,11 +189,11 @@ pub struct Runner {
     skills: Option<Arc<Skills>>,
     /// Tools each agent gets by its grants (see [`Runner::with_agent_tools`]).
     agent_tools: Option<Arc<dyn AgentTools>>,
-    /// The default agent as last read, and when: every run of an unassigned integration needs it,
-    /// and an operator's change to it should still show within seconds.
-    default_agent: tokio::sync::Mutex<Option<(Instant, AgentRow)>>,
-    /// The agents of each integration as last read (see [`RunnerConfig::agents_ttl`]).
-    agents: TtlMap<Vec<AgentRow>>,
+    /// The default agent as last read, under the agents' change counter (see [`Runner::following`]).
+    default_agent: tokio::sync::Mutex<Option<(i64, AgentRow)>>,
+    /// The agents of each integration as last read (see [`Runner::following`]).
+    agents: RevCache<Vec<AgentRow>>,
+    changes: Option<Arc<ChangeFeed>>,
 }
 
 impl Runner {
@@ -209,7 +206,8 @@ impl Runner {
         config: RunnerConfig,
     ) -> Self {
         Runner {
-            agents: TtlMap::new(config.agents_ttl, AGENTS_CACHE_MAX),
+            agents: RevCache::new(None, Topic::Agents, AGENTS_CACHE_MAX),
+            changes: None,
             runtime,
             store,
             model,
@@ -219,6 +217,20 @@ impl Runner {
             agent_tools: None,
             default_agent: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Reads the agents of an integration (and the default agent) once while `feed` says no agent
+    /// or assignment changed, instead of once per run; the run queue reads integration rows the
+    /// same way. Without a feed, every run reads them.
+    pub fn following(mut self, feed: Arc<ChangeFeed>) -> Self {
+        self.agents = RevCache::new(Some(feed.clone()), Topic::Agents, AGENTS_CACHE_MAX);
+        self.changes = Some(feed);
+        self
+    }
+
+    /// The change feed the runner follows, if any.
+    pub fn changes(&self) -> Option<&Arc<ChangeFeed>> {
+        self.changes.as_ref()
     }
 
     /// Gives runs their skills: resolved per run from this service, listed in the prompt (when the
@@ -239,13 +251,14 @@ impl Runner {
     /// gets one, named [`DEFAULT_AGENT_NAME`]; an install with agents is left alone.
     pub async fn ensure_default_agent(&self) -> Result<AgentRow, StoreError> {
         let mut cached = self.default_agent.lock().await;
-        if let Some((at, agent)) = cached.as_ref() {
-            if at.elapsed() < Duration::from_secs(5) {
+        let revision = self.changes.as_ref().map(|f| f.revision(Topic::Agents));
+        if let (Some((at, agent)), Some(now)) = (cached.as_ref(), revision) {
+            if *at == now {
                 return Ok(agent.clone());
             }
         }
         let agent = self.find_or_create_default_agent().await?;
-        *cached = Some((Instant::now(), agent.clone()));
+        *cached = revision.map(|r| (r, agent.clone()));
         Ok(agent)
     }
 
@@ -276,14 +289,14 @@ impl Runner {
         if let Some(agents) = self.agents.get(integration_id) {
             return Ok(agents);
         }
-        let read_at = Instant::now();
+        let tag = self.agents.tag();
         let assigned = self.store.agents_for_integration(integration_id).await?;
         let agents = if assigned.is_empty() {
             vec![self.ensure_default_agent().await?]
         } else {
             assigned
         };
-        self.agents.put(integration_id, read_at, agents.clone());
+        self.agents.put(integration_id, tag, agents.clone());
         Ok(agents)
     }
 

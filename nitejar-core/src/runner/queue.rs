@@ -29,10 +29,11 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::{JobStatus, RunRequest, Runner};
+use crate::changes::RevCache;
 use crate::receipts::{now_ms, Receipt, ReceiptKind, ReceiptStatus};
 use crate::runtime::Runtime;
+use crate::store::Topic;
 use crate::store::{Backend, ClaimedRun, IntegrationRow, JobUpdate, RunClaim, Store};
-use crate::ttl::TtlMap;
 
 /// How the queue claims and retries.
 #[derive(Clone, Debug)]
@@ -98,7 +99,8 @@ struct Inner {
     stopping: std::sync::atomic::AtomicBool,
     /// Woken when a run ends (for shutdown).
     ended: Notify,
-    rows: TtlMap<IntegrationRow>,
+    /// Integration rows as read, while the integrations' change counter stays (the runner's feed).
+    rows: RevCache<IntegrationRow>,
 }
 
 /// Claims runs from the database and runs them (see the module docs).
@@ -134,6 +136,7 @@ impl RunQueue {
         if let Err(e) = store.repair_run_heads().await {
             tracing::error!("could not check the run queue's order: {e}");
         }
+        let rows = RevCache::new(runner.changes().cloned(), Topic::Integrations, 10_000);
         let inner = Arc::new(Inner {
             runtime: runner.runtime.clone(),
             runner,
@@ -144,7 +147,7 @@ impl RunQueue {
             running: Mutex::new(HashMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             ended: Notify::new(),
-            rows: TtlMap::new(Duration::from_secs(1), 10_000),
+            rows,
         });
         let claim = tokio::spawn(inner.clone().claim_loop());
         let renew = tokio::spawn(inner.clone().renew_loop());
@@ -400,14 +403,14 @@ impl Inner {
         if let Some(row) = self.rows.get(id) {
             return Ok(Some(row));
         }
-        let read_at = Instant::now();
+        let tag = self.rows.tag();
         let row = self
             .store
             .get_integration(id)
             .await
             .map_err(|e| e.to_string())?;
         if let Some(row) = &row {
-            self.rows.put(id, read_at, row.clone());
+            self.rows.put(id, tag, row.clone());
         }
         Ok(row)
     }

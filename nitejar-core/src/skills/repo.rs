@@ -174,3 +174,49 @@ fn load(root: &Path, relative: &str, limits: &SkillLimits) -> Result<Skill, Skil
         location: SkillLocation::Directory(dir),
     })
 }
+
+/// Entries [`roots_fingerprint`] looks at before it gives up (and the index is built every time).
+const FINGERPRINT_MAX_ENTRIES: usize = 20_000;
+
+/// A fingerprint of what is on disk under `roots`: every entry's path, type, size and modification
+/// time, down to the depth skills are looked for and inside them. It moves when a skill directory or
+/// any file in one is added, removed or written (a write that keeps the size and the modification
+/// time is not seen). `None` when a root holds more than can be looked at quickly.
+pub fn roots_fingerprint(roots: &[PathBuf]) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut seen = 0usize;
+    for root in roots {
+        root.hash(&mut hasher);
+        let mut stack = vec![(root.clone(), 0usize)];
+        while let Some((dir, depth)) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                "unreadable".hash(&mut hasher);
+                continue;
+            };
+            let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                seen += 1;
+                if seen > FINGERPRINT_MAX_ENTRIES {
+                    return None;
+                }
+                let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                    continue;
+                };
+                entry.path().hash(&mut hasher);
+                meta.len().hash(&mut hasher);
+                meta.file_type().is_dir().hash(&mut hasher);
+                meta.file_type().is_symlink().hash(&mut hasher);
+                if let Ok(modified) = meta.modified() {
+                    modified.hash(&mut hasher);
+                }
+                // Skills sit at most MAX_DEPTH deep; their supporting files a few levels more.
+                if meta.is_dir() && depth < MAX_DEPTH + 4 {
+                    stack.push((entry.path(), depth + 1));
+                }
+            }
+        }
+    }
+    Some(hasher.finish())
+}

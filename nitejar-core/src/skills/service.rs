@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -15,12 +15,14 @@ use super::catalog::{admin_skills, mirror_row, skill_from_mirror};
 use super::index::{Skill, SkillIndex, SkillLocation, SkillProblem};
 use super::paths::{check_relative_path, read_under};
 use super::plugin::plugin_skills;
-use super::repo::scan_roots;
+use super::repo::{roots_fingerprint, scan_roots};
 use super::scope::{resolve, ResolvedSkill, RunScope};
 use super::{SkillError, SkillLimits, SkillSourceKind};
+use crate::changes::ChangeFeed;
 use crate::receipts::{now_ms, MemorySink, Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
+use crate::store::Topic;
 use crate::store::{NewSkillAssignment, SkillRow, Store};
 
 /// Where repo skills are and how large skills may be.
@@ -29,11 +31,6 @@ pub struct SkillsConfig {
     /// Roots scanned for `<dir>/SKILL.md`, in order (the first root wins a directory both hold).
     pub roots: Vec<PathBuf>,
     pub limits: SkillLimits,
-    /// How long a run may reuse the index another run built (zero, the default: every run builds
-    /// its own). The index is rebuilt sooner when the plugin registry changes or this service
-    /// changes a skill; changes made elsewhere (a repo `SKILL.md` edited, the CLI in another
-    /// process) reach runs within this time. Listing and reading skills never use it.
-    pub run_index_ttl: Duration,
 }
 
 /// What [`Skills::sync_plugins`] changed.
@@ -78,12 +75,17 @@ pub struct Skills {
     // Held across a sync so two syncs of the same registry do not interleave.
     synced: tokio::sync::Mutex<Option<Arc<Registry>>>,
     run_index: Mutex<Option<CachedIndex>>,
+    /// Tells when skills changed in the database (see [`Skills::following`]).
+    changes: Option<Arc<ChangeFeed>>,
 }
 
 /// An index built for runs, with what it was built from.
 struct CachedIndex {
-    built: Instant,
+    /// The skills' change counter before the build.
+    revision: i64,
     registry: Option<Arc<Registry>>,
+    /// What the repo roots held before the build ([`roots_fingerprint`]).
+    roots: u64,
     index: Arc<SkillIndex>,
 }
 
@@ -100,7 +102,17 @@ impl Skills {
             plugin_part: Mutex::new(None),
             synced: tokio::sync::Mutex::new(None),
             run_index: Mutex::new(None),
+            changes: None,
         }
+    }
+
+    /// Lets runs share one index while nothing it was built from changed: the skills in the
+    /// database (`feed`'s skills counter), the plugin registry and the files under the repo roots
+    /// (looked at on every run: one walk of their entries' sizes and modification times). Without a
+    /// feed every run builds its own index. Listing and reading skills never share one.
+    pub fn following(mut self, feed: Arc<ChangeFeed>) -> Skills {
+        self.changes = Some(feed);
+        self
     }
 
     /// Reads plugin skills from the runtime's registry (and keeps their mirror rows in step), and
@@ -324,33 +336,37 @@ impl Skills {
         }))
     }
 
-    /// The index as runs see it: [`index`](Self::index), reused for
-    /// [`SkillsConfig::run_index_ttl`] while the registry stays the same and this service changes no
-    /// skill.
+    /// The index as runs see it: [`index`](Self::index), shared by runs while nothing it was built
+    /// from changed (see [`Skills::following`]).
     pub async fn run_index(&self) -> Result<Arc<SkillIndex>, SkillError> {
-        let ttl = self.config.run_index_ttl;
+        let Some(feed) = &self.changes else {
+            return Ok(Arc::new(self.index().await?));
+        };
+        // Read before the build: a change racing it moves them past what the index is kept under.
+        let revision = feed.revision(Topic::Skills);
         let registry = self.runtime.as_ref().map(|r| r.registry());
-        if !ttl.is_zero() {
-            if let Some(cached) = self.lock_run_index().as_ref() {
-                let same_registry = match (&cached.registry, &registry) {
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                    (None, None) => true,
-                    _ => false,
-                };
-                if same_registry && cached.built.elapsed() < ttl {
-                    return Ok(cached.index.clone());
-                }
+        let roots = self.config.roots.clone();
+        let fingerprint = tokio::task::spawn_blocking(move || roots_fingerprint(&roots))
+            .await
+            .ok()
+            .flatten();
+        if let (Some(cached), Some(fingerprint)) = (self.lock_run_index().as_ref(), fingerprint) {
+            let same_registry = match (&cached.registry, &registry) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if same_registry && cached.revision == revision && cached.roots == fingerprint {
+                return Ok(cached.index.clone());
             }
         }
-        let built = Instant::now();
         let index = Arc::new(self.index().await?);
-        if !ttl.is_zero() {
-            *self.lock_run_index() = Some(CachedIndex {
-                built,
-                registry,
-                index: index.clone(),
-            });
-        }
+        *self.lock_run_index() = fingerprint.map(|roots| CachedIndex {
+            revision,
+            registry,
+            roots,
+            index: index.clone(),
+        });
         Ok(index)
     }
 

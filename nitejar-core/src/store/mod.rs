@@ -46,6 +46,7 @@
 mod admin;
 mod adopt;
 mod agent_grants;
+mod changes;
 mod error;
 mod events;
 mod health;
@@ -72,6 +73,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use agent_grants::PluginRequestRow;
+pub use changes::{ChangeCallback, ChangeSignal, Revisions, Topic, SQLITE_CHECK_EVERY};
 pub use error::StoreError;
 pub use health::{Failing, StoreHealth, PROBE_EVERY};
 pub use hook_stats::{
@@ -366,6 +368,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many times the trust entries changed (0 before the first change).
     fn trust_revision(&self) -> StoreFuture<'_, i64>;
+
+    /// The change counters (see [`crate::changes`]): each moves with every write to its topic's
+    /// tables, by trigger, in the writing transaction.
+    fn change_revisions(&self) -> StoreFuture<'_, Revisions>;
+
+    /// Watches for commits that may have moved the change counters, calling `signal` for each (see
+    /// [`ChangeSignal`]). Runs for as long as it is polled; errors are logged and watching resumed.
+    fn watch_changes(&self, signal: ChangeCallback) -> StoreFuture<'_, ()>;
 
     /// Adds a trust entry and counts the revision in one transaction; returns the new revision.
     /// [`StoreError::AlreadyExists`] (nothing changed) when an entry of that kind and ident exists.

@@ -515,6 +515,12 @@ macro_rules! impl_store {
             fn trust_revision(&self) -> StoreFuture<'_, i64> {
                 Box::pin(self.sql_trust_revision())
             }
+            fn change_revisions(&self) -> StoreFuture<'_, $crate::store::Revisions> {
+                Box::pin(self.sql_change_revisions())
+            }
+            fn watch_changes(&self, signal: $crate::store::ChangeCallback) -> StoreFuture<'_, ()> {
+                Box::pin(self.sql_watch_changes(signal))
+            }
             fn add_trust_entry<'a>(
                 &'a self,
                 entry: &'a $crate::store::TrustEntryRow,

@@ -48,7 +48,6 @@ pub fn service_with(store: &Arc<dyn Store>, roots: &[&Path], limits: SkillLimits
         SkillsConfig {
             roots: roots.iter().map(|r| r.to_path_buf()).collect(),
             limits,
-            ..Default::default()
         },
     )
 }

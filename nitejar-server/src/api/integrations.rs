@@ -8,7 +8,7 @@ use serde_json::json;
 use super::base_url;
 use super::error::ApiError;
 use crate::auth::Admin;
-use crate::integrations::{self as ops, IntegrationInput, IntegrationOpError, IntegrationPatch};
+use crate::integrations::{IntegrationInput, IntegrationOpError, IntegrationPatch};
 use crate::state::AppState;
 
 impl From<IntegrationOpError> for ApiError {
@@ -48,8 +48,11 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let base = base_url(&state, &req);
-    let rows = ops::list(&state, query.kind.as_deref()).await?;
-    let items: Vec<_> = rows.iter().map(|r| ops::view(&state, r, &base)).collect();
+    let rows = state.integrations.list(query.kind.as_deref()).await?;
+    let items: Vec<_> = rows
+        .iter()
+        .map(|r| state.integrations.view(r, &base))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "items": items })))
 }
 
@@ -59,8 +62,8 @@ pub async fn get(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = ops::get(&state, &id).await?;
-    Ok(HttpResponse::Ok().json(ops::view(&state, &row, &base_url(&state, &req))))
+    let row = state.integrations.get(&id).await?;
+    Ok(HttpResponse::Ok().json(state.integrations.view(&row, &base_url(&state, &req))))
 }
 
 pub async fn create(
@@ -70,9 +73,9 @@ pub async fn create(
     input: web::Json<IntegrationInput>,
 ) -> Result<HttpResponse, ApiError> {
     let base = base_url(&state, &req);
-    let (row, setup) = ops::create(&state, input.into_inner(), &base).await?;
+    let (row, setup) = state.integrations.create(input.into_inner(), &base).await?;
     Ok(HttpResponse::Created().json(json!({
-        "integration": ops::view(&state, &row, &base),
+        "integration": state.integrations.view(&row, &base),
         "setup": setup,
     })))
 }
@@ -85,9 +88,12 @@ pub async fn update(
     patch: web::Json<IntegrationPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let base = base_url(&state, &req);
-    let (row, setup) = ops::update(&state, &id, patch.into_inner(), &base).await?;
+    let (row, setup) = state
+        .integrations
+        .update(&id, patch.into_inner(), &base)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({
-        "integration": ops::view(&state, &row, &base),
+        "integration": state.integrations.view(&row, &base),
         "setup": setup,
     })))
 }
@@ -97,7 +103,7 @@ pub async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    ops::delete(&state, &id).await?;
+    state.integrations.delete(&id).await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted": true, "id": id.into_inner() })))
 }
 
@@ -106,7 +112,7 @@ pub async fn test_connection(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let test = ops::test_connection(&state, &id).await?;
+    let test = state.integrations.test_connection(&id).await?;
     Ok(HttpResponse::Ok().json(test))
 }
 
@@ -130,8 +136,11 @@ pub async fn hand_over(
     body: web::Json<HandOverBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let row = ops::hand_over(&state, &id, &body.plugin, body.accept_handover).await?;
+    let row = state
+        .integrations
+        .hand_over(&id, &body.plugin, body.accept_handover)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({
-        "integration": ops::view(&state, &row, &base_url(&state, &req)),
+        "integration": state.integrations.view(&row, &base_url(&state, &req)),
     })))
 }

@@ -84,11 +84,11 @@ fn field_of(body: &Value, kind: TrustEntryKind) -> Result<String, ApiError> {
 
 /// Applies a change in this server at once: plugins judged again, refused ones taken out, those
 /// now accepted activated.
-pub async fn apply(state: &AppState) -> Value {
-    match state.plugins.reconcile().await {
+pub async fn apply(state: &AppState, change: &TrustChange) -> Value {
+    match state.plugins.apply_trust_change(change).await {
         Ok(report) => applied(&report),
         Err(e) => {
-            tracing::warn!("the trust change is stored; applying it now failed ({e}); the reconciler retries within a second");
+            tracing::warn!("the trust change is stored; applying it now failed ({e}); the reconciler tries again when the change feed or its safety net next starts a round");
             json!({ "error": e.to_string() })
         }
     }
@@ -107,7 +107,7 @@ async fn answer(
     status: StatusCode,
     change: TrustChange,
 ) -> Result<HttpResponse, ApiError> {
-    let applied = apply(state).await;
+    let applied = apply(state, &change).await;
     let settings = state.plugins.trust_settings().await?;
     Ok(HttpResponse::build(status)
         .json(json!({ "change": change, "applied": applied, "trust": document(&settings) })))

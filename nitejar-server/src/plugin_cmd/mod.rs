@@ -1,6 +1,6 @@
 //! `nitejar plugin …`: the operator's plugin commands. They work on the data directory and the
-//! database directly, so they also work while the server is down; a running server picks up what
-//! they change within a second (see [`setup::start_in_server`]). Every command takes `--json`.
+//! database directly, so they also work while the server is down; a running server applies what
+//! they change as soon as its change feed sees it (see [`setup::start_in_server`]). Every command takes `--json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -9,7 +9,7 @@ use nitejar_core::builtin::BuiltinExt;
 use nitejar_core::crypto::{load_or_create_key, Key};
 use nitejar_core::engine::{Engine as CoreEngine, EngineConfig};
 use nitejar_core::install::{Layout, Limits, NpmConfig};
-use nitejar_core::lifecycle::{CrashLoopConfig, ManagerOptions, PluginManager, RECONCILE_INTERVAL};
+use nitejar_core::lifecycle::{CrashLoopConfig, ManagerOptions, PluginManager};
 use nitejar_core::store::{self, Store};
 
 use crate::config::{self, Config};
@@ -88,10 +88,11 @@ fn api_host(url: &str) -> Option<String> {
     Some(format!("{host}:{port}"))
 }
 
-/// Boots the plugins inside the server (built-ins, then installed plugins) and keeps the runtime
-/// in line with the database from then on (every second), so changes made with the CLI, or by
-/// another machine, are picked up without a restart.
-pub async fn start_in_server(manager: Arc<PluginManager>) -> Arc<PluginManager> {
+/// Boots the plugins inside the server (built-ins, then installed plugins) and follows the database
+/// from then on ([`CoreEngine::follow_database`]): changes made with the CLI, or by another machine,
+/// are applied as soon as the change feed sees them, without a restart.
+pub async fn start_in_server(engine: &CoreEngine) -> Arc<PluginManager> {
+    let manager = engine.plugins.clone();
     let report = manager.boot().await;
     tracing::info!(
         "plugins: trust mode {}{}; built-ins {:?}; loaded {:?}; skipped {}; errors {}",
@@ -106,38 +107,7 @@ pub async fn start_in_server(manager: Arc<PluginManager>) -> Arc<PluginManager> 
         report.skipped.len(),
         report.errors.len()
     );
-    let reconciler = manager.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let last_error = Arc::new(std::sync::Mutex::new(String::new()));
-        // A reconciliation waits for the plugins it loads (up to the load timeout); one that
-        // waits on a slow plugin must not hold up the next round, which skips that plugin and
-        // applies every other change. Two at most run at once.
-        let running = Arc::new(tokio::sync::Semaphore::new(2));
-        loop {
-            tick.tick().await;
-            let Ok(permit) = running.clone().try_acquire_owned() else {
-                continue;
-            };
-            let (manager, last_error) = (reconciler.clone(), last_error.clone());
-            tokio::spawn(async move {
-                let result = manager.reconcile().await;
-                drop(permit);
-                let mut last = last_error.lock().unwrap_or_else(|p| p.into_inner());
-                match result {
-                    Ok(_) => last.clear(),
-                    Err(e) => {
-                        let text = e.to_string();
-                        if *last != text {
-                            tracing::warn!("plugin reconciliation failed: {text}");
-                            *last = text;
-                        }
-                    }
-                }
-            });
-        }
-    });
+    engine.follow_database();
     manager
 }
 

@@ -118,7 +118,7 @@ pub async fn list(
     req: HttpRequest,
     query: web::Query<Notice>,
 ) -> HttpResponse {
-    let rows = match ops::list(&state, None).await {
+    let rows = match state.integrations.list(None).await {
         Ok(rows) => rows,
         Err(e) => return ops_error(e),
     };
@@ -139,7 +139,7 @@ pub async fn list(
             let d = registry
                 .integration(&r.integration_type)
                 .map(|e| &e.descriptor);
-            let owned = ops::ownership(&state, r);
+            let owned = state.integrations.ownership(r);
             Row {
                 id: r.id.clone(),
                 name: r.name.clone(),
@@ -339,7 +339,11 @@ pub async fn create(
         config,
         enabled,
     };
-    match ops::create(&state, input, &base_url(&state, &req)).await {
+    match state
+        .integrations
+        .create(input, &base_url(&state, &req))
+        .await
+    {
         Ok((row, setup)) => match setup {
             Some(report) if !report.ok => {
                 edit_page(&state, &admin, &req, &row, None, Some(report), None)
@@ -370,7 +374,7 @@ fn edit_page(
     test: Option<(bool, String)>,
 ) -> HttpResponse {
     let found = descriptor(state, &row.integration_type);
-    let view = ops::view(state, row, &base_url(state, req));
+    let view = state.integrations.view(row, &base_url(state, req));
     let stored = view.config.as_object().cloned().unwrap_or_default();
     let handover = match (&view.provider, view.served) {
         (Some(to), false) => Some(ops::HandOver::of(row, view.owner.clone(), to)),
@@ -428,7 +432,7 @@ pub async fn edit_form(
     id: web::Path<String>,
     query: web::Query<Notice>,
 ) -> HttpResponse {
-    match ops::get(&state, &id).await {
+    match state.integrations.get(&id).await {
         Ok(row) => edit_page(
             &state,
             &admin,
@@ -449,7 +453,7 @@ pub async fn update(
     id: web::Path<String>,
 ) -> HttpResponse {
     let AdminForm { admin, form } = post;
-    let row = match ops::get(&state, &id).await {
+    let row = match state.integrations.get(&id).await {
         Ok(row) => row,
         Err(e) => return ops_error(e),
     };
@@ -459,7 +463,7 @@ pub async fn update(
     let (submitted, other) = split_form(form);
     let name = other.get("name").cloned().unwrap_or_default();
     let base = base_url(&state, &req);
-    let view = ops::view(&state, &row, &base);
+    let view = state.integrations.view(&row, &base);
     let stored = view.config.as_object().cloned().unwrap_or_default();
     let show_again = |field_errors: BTreeMap<String, String>, problems: Vec<String>| {
         let page = FormPage {
@@ -504,7 +508,7 @@ pub async fn update(
         config: Some(config),
         enabled: None,
     };
-    match ops::update(&state, &row.id, patch, &base).await {
+    match state.integrations.update(&row.id, patch, &base).await {
         Ok((saved, Some(report))) if !report.ok => {
             edit_page(&state, &admin, &req, &saved, None, Some(report), None)
         }
@@ -525,7 +529,11 @@ async fn switch(
     id: &str,
     enabled: bool,
 ) -> HttpResponse {
-    match ops::set_enabled(state, id, enabled, &base_url(state, req)).await {
+    match state
+        .integrations
+        .set_enabled(id, enabled, &base_url(state, req))
+        .await
+    {
         Ok((row, Some(report))) if !report.ok => {
             edit_page(state, admin, req, &row, None, Some(report), None)
         }
@@ -569,7 +577,11 @@ pub async fn hand_over(
 ) -> HttpResponse {
     let form = post.form;
     let accept = form.accept.as_deref() == Some("yes");
-    match ops::hand_over(&state, &id, &form.plugin, accept).await {
+    match state
+        .integrations
+        .hand_over(&id, &form.plugin, accept)
+        .await
+    {
         Ok(row) => redirect(format!("/admin/integrations/{}?notice=handed_over", row.id)),
         Err(IntegrationOpError::HandOverConsentRequired(_)) => error_page(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -597,7 +609,7 @@ pub async fn delete(
             "Tick “Yes, delete this integration” to delete it. Nothing was deleted.",
         );
     }
-    match ops::delete(&state, &id).await {
+    match state.integrations.delete(&id).await {
         Ok(()) => redirect("/admin/integrations?notice=deleted"),
         Err(e) => ops_error(e),
     }
@@ -609,11 +621,11 @@ pub async fn test_connection(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let row = match ops::get(&state, &id).await {
+    let row = match state.integrations.get(&id).await {
         Ok(row) => row,
         Err(e) => return ops_error(e),
     };
-    let test = match ops::test_connection(&state, &id).await {
+    let test = match state.integrations.test_connection(&id).await {
         Ok(t) if t.ok => (
             true,
             t.detail.unwrap_or_else(|| "The connection works.".into()),

@@ -117,7 +117,7 @@ pub fn section(settings: &PluginSettings) -> SettingsSection {
             )
         } else {
             format!(
-                "Revision {}. The plugin does not run here with them yet: it gets them when it is enabled (a server beside the command line that changed them switches within a second).",
+                "Revision {}. The plugin does not run here with them yet: it gets them when it is enabled (a server beside the command line that changed them switches as soon as it sees the change).",
                 settings.revision
             )
         },

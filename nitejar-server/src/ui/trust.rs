@@ -149,8 +149,8 @@ async fn after(
     notice: &'static str,
 ) -> HttpResponse {
     match result {
-        Ok(_) => {
-            let applied = apply(state).await;
+        Ok(change) => {
+            let applied = apply(state, &change).await;
             let mut said = Vec::new();
             for (key, text) in [("activated", "Now running"), ("deactivated", "Taken out")] {
                 let names: Vec<String> = applied[key]

@@ -1,0 +1,231 @@
+//! The change counters and how a backend tells that they may have moved.
+//!
+//! Every write to what a server keeps in memory or acts on bumps its topic's counter in the `changes`
+//! row, in the transaction that makes it, by a trigger on the table written (migration
+//! `0016_change_feed`): no write path can forget it, the CLI's and another server's included. What a
+//! server does with the counters is [`crate::changes`]'s business; this module reads them and watches
+//! for commits:
+//!
+//! - **Postgres** tells every listening connection at commit (`NOTIFY nitejar_changes`, the payload
+//!   naming the topic; `runs` for a newly queued run, which has no counter).
+//! - **SQLite** has no notification across processes. The watcher asks SQLite every
+//!   [`SQLITE_CHECK_EVERY`] whether any other connection committed (`PRAGMA data_version`, which
+//!   reads the shared WAL index and no table) and signals only then; a database in memory (one
+//!   connection, one process) is signalled on every check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{Connection, Row};
+
+use super::sql::SqlStore;
+use super::StoreError;
+
+/// What a change is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Plugins, their versions, consents, acknowledgements and secrets.
+    Plugins,
+    /// Trust entries (keys and allowlist) stored by operators.
+    Trust,
+    /// Integration rows.
+    Integrations,
+    /// Agents, their assignments to integrations and their plugin grants.
+    Agents,
+    /// Skills, their files and their assignments.
+    Skills,
+}
+
+impl Topic {
+    /// Every topic with a counter.
+    pub const ALL: [Topic; 5] = [
+        Topic::Plugins,
+        Topic::Trust,
+        Topic::Integrations,
+        Topic::Agents,
+        Topic::Skills,
+    ];
+
+    /// The topic's column in `changes` and its spelling in a notification.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Plugins => "plugins",
+            Topic::Trust => "trust",
+            Topic::Integrations => "integrations",
+            Topic::Agents => "agents",
+            Topic::Skills => "skills",
+        }
+    }
+}
+
+/// The change counters, as read together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Revisions([i64; 5]);
+
+impl Revisions {
+    /// The counter of `topic`.
+    pub fn get(&self, topic: Topic) -> i64 {
+        self.0[topic as usize]
+    }
+
+    /// The topics whose counter differs between `self` and `other`.
+    pub fn moved_since(&self, other: &Revisions) -> Vec<Topic> {
+        Topic::ALL
+            .into_iter()
+            .filter(|t| self.get(*t) != other.get(*t))
+            .collect()
+    }
+
+    /// `self` with `topic` set (tests build expectations with it).
+    pub fn with(mut self, topic: Topic, revision: i64) -> Revisions {
+        self.0[topic as usize] = revision;
+        self
+    }
+}
+
+/// What a watcher reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeSignal {
+    /// The counters may have moved: read them.
+    Counters,
+    /// A run was queued (Postgres, by any server).
+    RunQueued,
+    /// Watching was interrupted (a lost connection) and resumed: anything may have moved meanwhile.
+    Resumed,
+}
+
+/// Called by a watcher for every signal; cheap, never blocks.
+pub type ChangeCallback = Arc<dyn Fn(ChangeSignal) + Send + Sync>;
+
+/// How often the SQLite watcher asks whether another connection committed.
+pub const SQLITE_CHECK_EVERY: Duration = Duration::from_millis(50);
+
+/// The wait before listening again after the watcher lost its connection (it doubles up to 5 s).
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+
+/// The channel a Postgres server listens on.
+const CHANNEL: &str = "nitejar_changes";
+
+pub(crate) const COLUMNS: &str = "plugins, trust, integrations, agents, skills";
+
+pub(crate) fn revisions_of<R: Row>(row: &R) -> Result<Revisions, StoreError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    const OP: &str = "read the change counters";
+    let mut out = Revisions::default();
+    for topic in Topic::ALL {
+        out.0[topic as usize] = row
+            .try_get::<i64, _>(topic.as_str())
+            .map_err(StoreError::query(OP))?;
+    }
+    Ok(out)
+}
+
+impl SqlStore<sqlx::Sqlite> {
+    pub(crate) async fn sql_change_revisions(&self) -> Result<Revisions, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM changes WHERE id = 1"))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::query("read the change counters"))?;
+        row.map_or(Ok(Revisions::default()), |r| revisions_of(&r))
+    }
+
+    /// Signals [`ChangeSignal::Counters`] whenever another connection committed (see the module
+    /// docs). Runs until the task is dropped.
+    pub(crate) async fn sql_watch_changes(&self, signal: ChangeCallback) -> Result<(), StoreError> {
+        let options = self.pool.connect_options();
+        let in_memory = options.get_filename() == std::path::Path::new(":memory:")
+            || options.get_filename().as_os_str().is_empty();
+        let mut tick = tokio::time::interval(SQLITE_CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if in_memory {
+            loop {
+                tick.tick().await;
+                signal(ChangeSignal::Counters);
+            }
+        }
+        let mut retry = RETRY_FIRST;
+        loop {
+            let mut conn = match sqlx::SqliteConnection::connect_with(&options).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!("change feed: could not open a connection to watch: {e}");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            retry = RETRY_FIRST;
+            signal(ChangeSignal::Resumed);
+            let mut seen: Option<i64> = None;
+            loop {
+                tick.tick().await;
+                let version = match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+                    .fetch_one(&mut conn)
+                    .await
+                {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!("change feed: could not ask SQLite for changes: {e}");
+                        break;
+                    }
+                };
+                if seen.is_some_and(|s| s != version) {
+                    signal(ChangeSignal::Counters);
+                }
+                seen = Some(version);
+            }
+        }
+    }
+}
+
+impl SqlStore<sqlx::Postgres> {
+    pub(crate) async fn sql_change_revisions(&self) -> Result<Revisions, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM changes WHERE id = 1"))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::query("read the change counters"))?;
+        row.map_or(Ok(Revisions::default()), |r| revisions_of(&r))
+    }
+
+    /// Listens on `nitejar_changes` and signals every notification; after a lost connection, listens
+    /// again and signals [`ChangeSignal::Resumed`] (what was notified meanwhile is lost). Runs until
+    /// the task is dropped.
+    pub(crate) async fn sql_watch_changes(&self, signal: ChangeCallback) -> Result<(), StoreError> {
+        let mut retry = RETRY_FIRST;
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("change feed: could not connect to listen: {e}");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(CHANNEL).await {
+                tracing::warn!("change feed: could not listen on {CHANNEL}: {e}");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            retry = RETRY_FIRST;
+            signal(ChangeSignal::Resumed);
+            loop {
+                // `try_recv` answers `None` when the connection was lost (and reconnects on the
+                // next call); notifications sent meanwhile are gone, hence `Resumed`.
+                match listener.try_recv().await {
+                    Ok(Some(n)) if n.payload() == "runs" => signal(ChangeSignal::RunQueued),
+                    Ok(Some(_)) => signal(ChangeSignal::Counters),
+                    Ok(None) => signal(ChangeSignal::Resumed),
+                    Err(e) => {
+                        tracing::warn!("change feed: listening failed: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
