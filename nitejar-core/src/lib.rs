@@ -17,10 +17,14 @@
 //! - [`plugin_config`]: the settings a plugin declares, and configs checked against them;
 //! - [`plugin_logs`]: each plugin's capped log file (lifecycle actions, what it logs through the
 //!   host);
-//! - [`receipts`]: a record of every plugin action and where it goes;
+//! - [`receipts`]: a record of every plugin action and where it goes (from `nitejar-store`);
 //! - [`builtin`]: plugins compiled into the binary, registered through `linkme`;
-//! - [`store`]: the database (SQLite or Postgres), migrations and the durable receipt sink;
-//! - [`crypto`]: encrypted integration config, byte-compatible with earlier releases;
+//! - [`store`]: the database (SQLite or Postgres), migrations, the durable receipt sink and the
+//!   change counters (from `nitejar-store`);
+//! - [`crypto`]: encrypted integration config, byte-compatible with earlier releases (from
+//!   `nitejar-store`);
+//! - [`changes`]: the change feed a server follows the database by;
+//! - [`integrations`]: integration rows created, changed and tested through their plugin;
 //! - [`ingress`]: a webhook delivery → a work item handed to the runner;
 //! - [`skills`]: one index of repo, plugin and admin skills; assignments; the `use_skill` tool;
 //! - [`tool`]: what a tool is (spec, call context, output), below the runner and the skills;
@@ -33,9 +37,10 @@
 //! - [`sandbox`]: the kernel controls a plugin host process applies to itself (Landlock, seccomp,
 //!   rlimits), and a probe of which ones the system offers.
 
+pub use nitejar_store::{crypto, receipts, store};
+
 pub mod builtin;
 pub mod changes;
-pub mod crypto;
 pub mod engine;
 pub mod hooks;
 pub mod host;
@@ -49,13 +54,11 @@ pub mod permissions;
 pub mod plugin_config;
 pub mod plugin_logs;
 pub mod plugin_meta;
-pub mod receipts;
 pub mod registry;
 pub mod runner;
 pub mod runtime;
 pub mod sandbox;
 pub mod skills;
-pub mod store;
 pub mod tool;
 pub mod trust;
 

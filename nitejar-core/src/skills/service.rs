@@ -345,11 +345,15 @@ impl Skills {
         // Read before the build: a change racing it moves them past what the index is kept under.
         let revision = feed.revision(Topic::Skills);
         let registry = self.runtime.as_ref().map(|r| r.registry());
-        let roots = self.config.roots.clone();
-        let fingerprint = tokio::task::spawn_blocking(move || roots_fingerprint(&roots))
-            .await
-            .ok()
-            .flatten();
+        let fingerprint = if self.config.roots.is_empty() {
+            Some(0) // nothing on disk to look at: no trip to the blocking pool per run
+        } else {
+            let roots = self.config.roots.clone();
+            tokio::task::spawn_blocking(move || roots_fingerprint(&roots))
+                .await
+                .ok()
+                .flatten()
+        };
         if let (Some(cached), Some(fingerprint)) = (self.lock_run_index().as_ref(), fingerprint) {
             let same_registry = match (&cached.registry, &registry) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),

@@ -3,7 +3,7 @@
 //! Every write to what a server keeps in memory or acts on bumps its topic's counter in the `changes`
 //! row, in the transaction that makes it, by a trigger on the table written (migration
 //! `0016_change_feed`): no write path can forget it, the CLI's and another server's included. What a
-//! server does with the counters is [`crate::changes`]'s business; this module reads them and watches
+//! server does with the counters is `nitejar_core::changes`'s business; this module reads them and watches
 //! for commits:
 //!
 //! - **Postgres** tells every listening connection at commit (`NOTIFY nitejar_changes`, the payload

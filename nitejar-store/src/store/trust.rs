@@ -2,7 +2,7 @@
 //! or with the CLI (`trust_entries`), and the revision counting changes to them
 //! (`trust_revision`), written in the same transaction as the change.
 //!
-//! Values are stored in their canonical spelling (see [`crate::trust::canonical`]); the store does
+//! Values are stored in their canonical spelling (see `nitejar_core::trust::canonical`); the store does
 //! not read them, it only keeps them.
 
 use serde::Serialize;

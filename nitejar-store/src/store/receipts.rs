@@ -63,7 +63,7 @@ pub struct SinkShutdown {
 /// operator, a metrics exporter or a readiness probe needs to tell a slow database from a broken one.
 ///
 /// ```no_run
-/// # fn demo(sink: &nitejar_core::store::DbReceiptSink) -> bool {
+/// # fn demo(sink: &nitejar_store::store::DbReceiptSink) -> bool {
 /// use std::time::Duration;
 ///
 /// let backlog = sink.backlog();
@@ -288,9 +288,9 @@ impl Shared {
 /// from the database, never silently.
 ///
 /// ```no_run
-/// # async fn demo(store: std::sync::Arc<dyn nitejar_core::store::Store>) {
-/// use nitejar_core::receipts::{Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
-/// use nitejar_core::store::{DbReceiptSink, SinkOptions};
+/// # async fn demo(store: std::sync::Arc<dyn nitejar_store::store::Store>) {
+/// use nitejar_store::receipts::{Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};
+/// use nitejar_store::store::{DbReceiptSink, SinkOptions};
 ///
 /// let sink = DbReceiptSink::start(store, SinkOptions::default());
 /// sink.submit(vec![Receipt::new("builtin.telegram", None, ReceiptKind::Load, ReceiptStatus::Ok)]).await;

@@ -14,14 +14,14 @@
 //! fallback.
 //!
 //! ```
-//! use nitejar_core::crypto::{Cipher, Key};
+//! use nitejar_store::crypto::{Cipher, Key};
 //!
 //! let key = Key::parse("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")?;
 //! let cipher = Cipher::new(&key);
 //! let stored = cipher.encrypt("123456789:ABCdefGHI")?;
 //! assert!(stored.starts_with("enc:"));
 //! assert_eq!(cipher.decrypt(&stored)?, "123456789:ABCdefGHI");
-//! # Ok::<(), nitejar_core::crypto::CryptoError>(())
+//! # Ok::<(), nitejar_store::crypto::CryptoError>(())
 //! ```
 
 use std::fmt;
@@ -134,7 +134,7 @@ impl Key {
     /// give the same bytes; different purposes give unrelated keys.
     ///
     /// ```
-    /// use nitejar_core::crypto::Key;
+    /// use nitejar_store::crypto::Key;
     /// let key = Key::generate().expect("random");
     /// assert_eq!(key.derive("sessions"), key.derive("sessions"));
     /// assert_ne!(key.derive("sessions"), key.derive("other"));

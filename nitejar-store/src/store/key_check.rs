@@ -17,8 +17,8 @@ pub const FINGERPRINT_SETTING: &str = "encryption_key_fingerprint";
 /// The fingerprint of `key`: 64 hex characters.
 ///
 /// ```
-/// use nitejar_core::crypto::Key;
-/// use nitejar_core::store::key_fingerprint;
+/// use nitejar_store::crypto::Key;
+/// use nitejar_store::store::key_fingerprint;
 /// let key = Key::generate().expect("random");
 /// assert_eq!(key_fingerprint(&key), key_fingerprint(&key));
 /// assert_ne!(key_fingerprint(&key), hex::encode(key.derive("sessions")));

@@ -29,8 +29,8 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use nitejar_core::crypto::{Cipher, Key};
-//! use nitejar_core::store::{self, NewIntegration};
+//! use nitejar_store::crypto::{Cipher, Key};
+//! use nitejar_store::store::{self, NewIntegration};
 //!
 //! let cipher = Cipher::new(&Key::generate()?);
 //! let store = store::open("./data/nitejar.db", cipher).await?;
@@ -369,7 +369,7 @@ pub trait Store: Send + Sync + 'static {
     /// How many times the trust entries changed (0 before the first change).
     fn trust_revision(&self) -> StoreFuture<'_, i64>;
 
-    /// The change counters (see [`crate::changes`]): each moves with every write to its topic's
+    /// The change counters (see `nitejar_core::changes`): each moves with every write to its topic's
     /// tables, by trigger, in the writing transaction.
     fn change_revisions(&self) -> StoreFuture<'_, Revisions>;
 

@@ -1,7 +1,7 @@
 //! Skills and their supporting files (`skills`, `skill_files`); assignments are in
 //! `skill_assignments.rs`.
 //!
-//! Rows here are the catalog side of [`crate::skills`]: admin skills live only here (with their
+//! Rows here are the catalog side of `nitejar_core::skills`: admin skills live only here (with their
 //! supporting files in `skill_files`); repo and plugin skills get a *mirror row* so that assignments
 //! (which reference `skills.id`) and the operator's on/off switch have something to point at.
 //! The column `slug` is unique across all rows: it is an admin skill's slug, and for a mirror row it

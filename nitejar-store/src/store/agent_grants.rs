@@ -2,7 +2,7 @@
 //! replaced whole when the operator sets an agent's grants; and what agents asked the operator to
 //! do (`plugin_requests`), pending until the operator decides.
 //!
-//! Capabilities are stored in their one spelling (see [`crate::lifecycle::agent_ops`]); the store
+//! Capabilities are stored in their one spelling (see `nitejar_core::lifecycle::agent_ops`); the store
 //! does not read them, it only keeps them.
 
 use serde::Serialize;
@@ -32,7 +32,7 @@ pub struct PluginRequestRow {
     pub decided_at: Option<i64>,
     pub decided_by: Option<String>,
     /// What an upgrade or edit would do, as reviewed (see
-    /// [`crate::lifecycle::agent_ops::VersionRequest`]); `None` for an enable.
+    /// `nitejar_core::lifecycle::agent_ops::VersionRequest`); `None` for an enable.
     pub detail: Option<serde_json::Value>,
 }
 

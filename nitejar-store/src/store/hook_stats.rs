@@ -77,7 +77,7 @@ pub struct HookBucket {
 /// at least `p` % of the values at or below it. `None` for no values.
 ///
 /// ```
-/// use nitejar_core::store::nearest_rank;
+/// use nitejar_store::store::nearest_rank;
 /// let ms: Vec<i64> = (1..=100).collect();
 /// assert_eq!(nearest_rank(&ms, 50), Some(50));
 /// assert_eq!(nearest_rank(&ms, 99), Some(99));

@@ -1,0 +1,18 @@
+//! # nitejar-store
+//!
+//! What Nitejar keeps, below the engine (`nitejar-core` re-exports these modules under the same
+//! names, so `nitejar_core::store::…` and `nitejar_store::store::…` are one thing):
+//!
+//! - [`store`]: the database (SQLite or Postgres, one logical schema in `migrations/`), its
+//!   migrations, adoption of an earlier release's file, the durable receipt sink, and the change
+//!   counters every server follows ([`store::Topic`]);
+//! - [`crypto`]: encrypted integration config and plugin secrets, byte-compatible with earlier
+//!   releases;
+//! - [`receipts`]: what a receipt is, and where receipts go.
+//!
+//! It depends on the SDK and nothing else of Nitejar: the engine's code (plugins, hooks, runs)
+//! builds on top of it, and a change there does not rebuild it.
+
+pub mod crypto;
+pub mod receipts;
+pub mod store;
