@@ -145,6 +145,22 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Every status, in the order a run's state weighs them (see the admin's run view).
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Blocked,
+        JobStatus::Failed,
+        JobStatus::Abandoned,
+    ];
+
+    /// The status of a stored name (any letter case); `None` for a name no release wrote.
+    pub fn parse(stored: &str) -> Option<JobStatus> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(stored))
+    }
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -451,4 +467,24 @@ pub fn message_text(work_item: &WorkItemRow) -> String {
         .and_then(|p| serde_json::from_str::<Value>(p).ok())
         .and_then(|p| p.get("text").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| work_item.title.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobStatus;
+
+    #[test]
+    fn a_stored_job_status_reads_back_as_itself_and_nothing_else_does() {
+        for status in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(status.as_str()), Some(status));
+            assert_eq!(
+                JobStatus::parse(&status.as_str().to_ascii_lowercase()),
+                Some(status)
+            );
+            let json = serde_json::to_value(status).unwrap();
+            assert_eq!(json, status.as_str(), "the API spells it as stored");
+        }
+        assert_eq!(JobStatus::parse("DONE"), None);
+        assert_eq!(JobStatus::parse(""), None);
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use nitejar_core::runner::JobStatus;
 use nitejar_core::store::{
     EventFilter, JobRow, PageRequest, PluginEventRow, QueuedRunRow, RunFilter, RunRow, SpanRow,
     Store, StoreError,
@@ -194,7 +195,7 @@ pub struct RunView {
     pub created_at: i64,
     /// `queued`, `running`, `completed`, `failed`, `blocked`, `abandoned`, or `not_run` (no job
     /// and not queued: an item stored without a run).
-    pub status: &'static str,
+    pub status: RunState,
     /// While the run is in the queue.
     pub queue: Option<QueueView>,
     pub jobs: Vec<JobView>,
@@ -202,29 +203,62 @@ pub struct RunView {
     pub failure: Option<FailureView>,
 }
 
+/// A run's state as the admin shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Blocked,
+    Abandoned,
+    /// No job and not queued: an item stored without a run.
+    NotRun,
+}
+
+impl RunState {
+    /// Its spelling in the API (and the admin's filter).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Completed => "completed",
+            RunState::Failed => "failed",
+            RunState::Blocked => "blocked",
+            RunState::Abandoned => "abandoned",
+            RunState::NotRun => "not_run",
+        }
+    }
+}
+
 /// The run's state: the queue's while it is queued, else the worst of its jobs' statuses.
-fn run_status(run: &RunRow) -> &'static str {
+fn run_status(run: &RunRow) -> RunState {
     if let Some(q) = &run.queued {
         return if q.lease_owner.is_some() {
-            "running"
+            RunState::Running
         } else {
-            "queued"
+            RunState::Queued
         };
     }
-    let has = |s: &str| run.jobs.iter().any(|j| j.status.eq_ignore_ascii_case(s));
+    let has = |s: JobStatus| {
+        run.jobs
+            .iter()
+            .any(|j| JobStatus::parse(&j.status) == Some(s))
+    };
     // A retried run keeps the ABANDONED job of the server that died; a later job answered it.
-    if has("FAILED") {
-        "failed"
-    } else if has("BLOCKED") {
-        "blocked"
-    } else if has("RUNNING") {
-        "running"
-    } else if has("COMPLETED") {
-        "completed"
-    } else if has("ABANDONED") {
-        "abandoned"
+    if has(JobStatus::Failed) {
+        RunState::Failed
+    } else if has(JobStatus::Blocked) {
+        RunState::Blocked
+    } else if has(JobStatus::Running) {
+        RunState::Running
+    } else if has(JobStatus::Completed) {
+        RunState::Completed
+    } else if has(JobStatus::Abandoned) {
+        RunState::Abandoned
     } else {
-        "not_run"
+        RunState::NotRun
     }
 }
 
@@ -269,7 +303,7 @@ impl RunView {
         let failure = run
             .jobs
             .iter()
-            .find(|j| j.status.eq_ignore_ascii_case("FAILED"))
+            .find(|j| JobStatus::parse(&j.status) == Some(JobStatus::Failed))
             .map(|j| FailureView {
                 job_id: Some(j.id.clone()),
                 reason: j
@@ -454,4 +488,24 @@ pub async fn get(
         map.insert("receipts".into(), json!(receipts));
     }
     Ok(HttpResponse::Ok().json(run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunState;
+
+    #[test]
+    fn a_run_state_is_spelled_the_same_in_json_and_in_the_filter() {
+        for state in [
+            RunState::Queued,
+            RunState::Running,
+            RunState::Completed,
+            RunState::Failed,
+            RunState::Blocked,
+            RunState::Abandoned,
+            RunState::NotRun,
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+    }
 }
