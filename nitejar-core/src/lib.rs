@@ -37,6 +37,7 @@
 //! - [`sandbox`]: the kernel controls a plugin host process applies to itself (Landlock, seccomp,
 //!   rlimits), and a probe of which ones the system offers.
 
+pub use nitejar_packages::{install, manifest, plugin_config, trust};
 pub use nitejar_store::{crypto, receipts, store};
 
 pub mod builtin;
@@ -45,13 +46,10 @@ pub mod engine;
 pub mod hooks;
 pub mod host;
 pub mod ingress;
-pub mod install;
 pub mod integrations;
 pub mod lifecycle;
 pub mod loader;
-pub mod manifest;
 pub mod permissions;
-pub mod plugin_config;
 pub mod plugin_logs;
 pub mod plugin_meta;
 pub mod registry;
@@ -60,7 +58,6 @@ pub mod runtime;
 pub mod sandbox;
 pub mod skills;
 pub mod tool;
-pub mod trust;
 
 /// The version of the running Nitejar engine, against which `engine.nitejar` ranges are checked.
 pub const NITEJAR_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -179,10 +179,11 @@ fn nothing_an_operator_reads_claims_a_sandbox() {
     files.push(root.join("nitejar-server/src/posture.rs"));
     files.push(root.join("nitejar-server/src/api/openapi_components.json"));
     files.push(root.join("nitejar-server/src/ui/mod.rs"));
-    let consent = root.join("nitejar-core/src/trust/consent.rs");
-    if consent.exists() {
-        files.push(consent);
-    }
+    // The consent text operators read before they enable a plugin: required, so that a move of
+    // the file cannot make this check skip it.
+    let consent = root.join("nitejar-packages/src/trust/consent.rs");
+    assert!(consent.is_file(), "{} is not there", consent.display());
+    files.push(consent);
     files.sort();
     files.dedup();
     let mut problems = Vec::new();

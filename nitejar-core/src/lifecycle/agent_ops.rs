@@ -736,7 +736,7 @@ impl PluginManager {
                 .map_err(|e| format!("staging: {e}"))?;
             let root = copy.path().join("package");
             std::fs::create_dir(&root).map_err(|e| format!("staging: {e}"))?;
-            crate::install::tree::copy_tree(&from, &root, &limits).map_err(|e| e.to_string())?;
+            crate::install::copy_tree(&from, &root, &limits).map_err(|e| e.to_string())?;
             for (relative, text) in &writes {
                 let target = root.join(relative);
                 if std::fs::symlink_metadata(&target).is_ok_and(|m| !m.is_file()) {

@@ -380,19 +380,8 @@ impl Scope {
     }
 }
 
-/// Secret names become environment variable suffixes: upper case, anything else than a letter or
-/// digit replaced by `_`.
-pub fn secret_env_var(name: &str) -> String {
-    let mut var = String::from("NITEJAR_SECRET_");
-    var.extend(name.chars().map(|c| {
-        if c.is_ascii_alphanumeric() {
-            c.to_ascii_uppercase()
-        } else {
-            '_'
-        }
-    }));
-    var
-}
+/// Secret names become environment variable suffixes (see [`nitejar_packages::secret_env_var`]).
+pub use nitejar_packages::secret_env_var;
 
 #[cfg(test)]
 mod tests {

@@ -25,14 +25,14 @@ pub enum InstallSource {
     /// memory.
     ///
     /// ```no_run
-    /// # use nitejar_core::install::{InstallSource, Installer, Layout};
+    /// # use nitejar_packages::install::{InstallSource, Installer, Layout};
     /// let installer = Installer::new(Layout::new("/var/lib/nitejar"));
     /// let staged = installer.stage(InstallSource::UploadFile {
     ///     name: "jira-1.0.0.tgz".into(),
     ///     path: "/var/lib/nitejar/plugins/_staging/upload-x1y2z3".into(),
     /// })?;
     /// assert_eq!(staged.source_kind, "upload");
-    /// # Ok::<(), nitejar_core::install::InstallError>(())
+    /// # Ok::<(), nitejar_packages::install::InstallError>(())
     /// ```
     UploadFile {
         /// The file name it was uploaded as.

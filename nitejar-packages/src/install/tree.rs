@@ -215,11 +215,7 @@ pub const SKIPPED_DIRS: [&str; 3] = [".git", "target", "node_modules"];
 
 /// Copies the tree at `source` into the empty directory `dest` under the package rules (no links
 /// that go up or out, no devices, sockets or FIFOs, the limits) and lists what was copied.
-pub(crate) fn copy_tree(
-    source: &Path,
-    dest: &Path,
-    limits: &Limits,
-) -> Result<Listing, InstallError> {
+pub fn copy_tree(source: &Path, dest: &Path, limits: &Limits) -> Result<Listing, InstallError> {
     let canonical_dest = dest
         .canonicalize()
         .map_err(InstallError::io("inspect", dest))?;

@@ -17,7 +17,7 @@
 //! leaves nothing on disk.
 //!
 //! Everything here blocks (file I/O, libgit2, a blocking HTTP client): call it from a blocking
-//! thread. The lifecycle ([`crate::lifecycle`]) does.
+//! thread. The lifecycle (`nitejar_core::lifecycle`) does.
 
 pub mod archive;
 pub mod digest;
@@ -36,7 +36,7 @@ pub use digest::{digest_dir, Listing, SIGNATURE_FILE};
 pub use layout::Layout;
 pub use npm::NpmConfig;
 pub use source::{GitSpec, InstallSource, NpmSpec};
-pub use tree::SKIPPED_DIRS;
+pub use tree::{copy_tree, SKIPPED_DIRS};
 
 use crate::manifest::{validate_package_dir, ManifestErrors, ValidateOptions, ValidatedManifest};
 

@@ -51,7 +51,7 @@ fn same_secret_twice(secrets: &[Value], out: &mut Findings) {
         let Some(name) = name.as_str().filter(|n| secret_name(n).is_ok()) else {
             continue;
         };
-        let var = crate::permissions::secret_env_var(name);
+        let var = crate::secret_env_var(name);
         match seen.iter().find(|(v, _)| *v == var) {
             Some((_, first)) if *first != name => out.error(
                 format!("/permissions/secrets/{i}"),

@@ -70,7 +70,7 @@ impl Layout {
     }
 
     /// `plugins/_runtime/inflight`: each process's in-flight marks (see
-    /// [`crate::host::inflight`]).
+    /// `nitejar_core::host::inflight`).
     pub fn inflight_dir(&self) -> PathBuf {
         self.plugins_dir.join("_runtime").join("inflight")
     }

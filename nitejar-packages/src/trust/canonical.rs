@@ -13,7 +13,7 @@
 //!   folded into a different id).
 //!
 //! ```
-//! use nitejar_core::trust::canonical::{allow_entry, key_id};
+//! use nitejar_packages::trust::canonical::{allow_entry, key_id};
 //!
 //! let entry = allow_entry("  Com.Acme.Jira@SHA256:AB").unwrap_err();
 //! assert!(entry.problem.contains("64 hex digits"));

@@ -13,7 +13,7 @@ use nitejar_sdk::manifest::{Manifest, Permissions};
 use serde::Serialize;
 
 use super::TrustMode;
-use crate::receipts::ExecutionMode;
+use nitejar_store::receipts::ExecutionMode;
 
 /// The badge every surface shows.
 pub const POSTURE_BADGE: &str = "In-process (No hard sandbox)";
@@ -90,7 +90,7 @@ pub fn disclose(permissions: &Permissions) -> Vec<DisclosedPermission> {
             name.clone(),
             format!(
                 "read the secret {name} through the host (the server reads it from {})",
-                crate::permissions::secret_env_var(name)
+                crate::secret_env_var(name)
             ),
         );
     }

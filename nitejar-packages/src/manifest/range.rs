@@ -9,7 +9,7 @@
 //! then handed to [`VersionReq::parse`]. Neither parser ever sees the other's syntax.
 //!
 //! ```
-//! use nitejar_core::manifest::EngineRange;
+//! use nitejar_packages::manifest::EngineRange;
 //! use semver::Version;
 //!
 //! let range = EngineRange::parse(">=0.1.0 <1.0.0 || ^2.1").unwrap();

@@ -14,10 +14,10 @@
 //!
 //! Secrets are not config: a config is stored and shown in plain text. A plugin declares its
 //! secrets in `permissions.secrets`; the operator sets them encrypted (see
-//! [`crate::lifecycle::PluginManager::configure`]).
+//! `nitejar_core::lifecycle::PluginManager::configure`).
 //!
 //! ```
-//! use nitejar_core::plugin_config::ConfigSchema;
+//! use nitejar_packages::plugin_config::ConfigSchema;
 //! use nitejar_sdk::manifest::ConfigDeclaration;
 //! use serde_json::json;
 //!

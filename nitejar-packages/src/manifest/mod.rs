@@ -14,7 +14,7 @@
 //! place, the semantic message wins, being the more specific one.
 //!
 //! ```
-//! use nitejar_core::manifest::{validate_manifest_json, ValidateOptions};
+//! use nitejar_packages::manifest::{validate_manifest_json, ValidateOptions};
 //!
 //! let text = r#"{
 //!     "schemaVersion": 1,
@@ -298,7 +298,7 @@ pub fn validate_manifest_value(
 /// A missing or unreadable manifest is one error with an empty path.
 ///
 /// ```no_run
-/// use nitejar_core::manifest::{validate_package_dir, ValidateOptions};
+/// use nitejar_packages::manifest::{validate_package_dir, ValidateOptions};
 ///
 /// match validate_package_dir("plugins/_staging/acme".as_ref(), &ValidateOptions::new()) {
 ///     Ok(valid) => println!("{} {} is valid", valid.manifest.id, valid.manifest.version),

@@ -9,7 +9,7 @@
 /// ABI may be spelt differently from `rustc`.
 ///
 /// ```
-/// let triple = nitejar_core::manifest::current_target_triple();
+/// let triple = nitejar_packages::manifest::current_target_triple();
 /// assert!(triple.starts_with(std::env::consts::ARCH) || triple.starts_with("i686"));
 /// ```
 pub fn current_target_triple() -> String {

@@ -11,7 +11,7 @@
 //! Trusted keys and allowlist entries come from the environment (`NITEJAR_PLUGIN_TRUSTED_KEYS`,
 //! `NITEJAR_PLUGIN_ALLOWLIST`) and, except under `saas_locked`, from the operator's trust settings
 //! in the database (added in the admin or with `nitejar plugin trust`, see
-//! [`crate::lifecycle::PluginManager::add_trust_entry`]). Both are read through [`canonical`], so
+//! `nitejar_core::lifecycle::PluginManager::add_trust_entry`). Both are read through [`canonical`], so
 //! one key or entry has one spelling wherever it comes from.
 //!
 //! In every mode a package whose signature is made by a trusted key but does not match its
@@ -22,7 +22,7 @@
 //! permissions are disclosed: see [`consent`].
 //!
 //! ```
-//! use nitejar_core::trust::{SignatureCheck, TrustMode, TrustPolicy};
+//! use nitejar_packages::trust::{SignatureCheck, TrustMode, TrustPolicy};
 //!
 //! let policy = TrustPolicy::new(TrustMode::SelfHostGuarded)
 //!     .with_allowlist(TrustPolicy::parse_allowlist("com.acme.jira").unwrap());
