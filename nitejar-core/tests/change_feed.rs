@@ -164,3 +164,47 @@ async fn a_write_that_fails_moves_nothing() {
         "rolled back with the write"
     );
 }
+
+#[tokio::test]
+async fn postgres_a_lost_listening_connection_is_taken_up_again_and_nothing_is_missed() {
+    let db = TestDb::postgres().await;
+    let here = db.open().await;
+    let feed = ChangeFeed::open(here.clone()).await.unwrap();
+    feed.start(NO_SAFETY_NET);
+    let queued = feed.runs_queued();
+    tokio::time::timeout(Duration::from_secs(5), queued.notified())
+        .await
+        .expect("the watcher started listening");
+
+    // The database ends the listening connection (a restart, a failover, an operator), and a
+    // write lands while nobody listens.
+    let told = queued.notified();
+    tokio::pin!(told);
+    told.as_mut().enable();
+    db.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .await;
+    let before = feed.current();
+    db.exec(
+        "INSERT INTO agents (id, name, created_at, updated_at) \
+         VALUES ('a1', 'Support', 0, 0)",
+    )
+    .await;
+    // Listening again, the feed reads the counters at once: the write is seen without any
+    // notification of it, and without waiting for the safety net.
+    assert!(
+        feed.wait_past(
+            Topic::Agents,
+            before.get(Topic::Agents),
+            Duration::from_secs(10)
+        )
+        .await,
+        "the write made while nobody listened was seen"
+    );
+    tokio::time::timeout(Duration::from_secs(10), told)
+        .await
+        .expect("the run queues were woken to look for runs queued meanwhile");
+    feed.stop();
+}

@@ -157,28 +157,35 @@ impl SqlStore<sqlx::Sqlite> {
                     continue;
                 }
             };
+            // The baseline first, then the signal: the read the signal starts sees every commit
+            // up to the baseline, and every later one moves the version past it.
+            let Ok(mut seen) = data_version(&mut conn).await else {
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_secs(5));
+                continue;
+            };
             retry = RETRY_FIRST;
             signal(ChangeSignal::Resumed);
-            let mut seen: Option<i64> = None;
             loop {
                 tick.tick().await;
-                let version = match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
-                    .fetch_one(&mut conn)
-                    .await
-                {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::warn!("change feed: could not ask SQLite for changes: {e}");
-                        break;
-                    }
+                let Ok(version) = data_version(&mut conn).await else {
+                    break;
                 };
-                if seen.is_some_and(|s| s != version) {
+                if version != seen {
                     signal(ChangeSignal::Counters);
+                    seen = version;
                 }
-                seen = Some(version);
             }
         }
     }
+}
+
+/// SQLite's count of commits by other connections, as `conn` sees it.
+async fn data_version(conn: &mut sqlx::SqliteConnection) -> Result<i64, ()> {
+    sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+        .fetch_one(conn)
+        .await
+        .map_err(|e| tracing::warn!("change feed: could not ask SQLite for changes: {e}"))
 }
 
 impl SqlStore<sqlx::Postgres> {
