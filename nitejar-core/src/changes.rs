@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use crate::store::{ChangeSignal, Revisions, Store, StoreError, Topic};
+use crate::store::{Backend, ChangeSignal, Revisions, Store, StoreError, Topic};
 
 /// How often the counters are read even when no signal came (a lost notification, a watcher that
 /// could not connect).
@@ -39,6 +39,10 @@ pub struct ChangeFeed {
     signalled: Arc<Notify>,
     /// Woken when a run was queued by any server (Postgres).
     runs: Arc<Notify>,
+    /// Whether the store's watcher listens now (see [`ChangeFeed::status`]).
+    watching: Arc<std::sync::atomic::AtomicBool>,
+    /// Why the last read of the counters failed, if it did.
+    last_error: Mutex<Option<String>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -60,6 +64,8 @@ impl ChangeFeed {
             reading: tokio::sync::Mutex::new(()),
             signalled: Arc::new(Notify::new()),
             runs: Arc::new(Notify::new()),
+            watching: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            last_error: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         }))
     }
@@ -73,17 +79,20 @@ impl ChangeFeed {
             return;
         }
         let (signalled, runs) = (self.signalled.clone(), self.runs.clone());
+        let watching = self.watching.clone();
         let store = self.store.clone();
         tasks.push(tokio::spawn(async move {
             let callback: crate::store::ChangeCallback = Arc::new(move |signal| match signal {
                 ChangeSignal::RunQueued => runs.notify_waiters(),
                 ChangeSignal::Counters => signalled.notify_one(),
                 ChangeSignal::Resumed => {
+                    watching.store(true, std::sync::atomic::Ordering::Release);
                     // Whatever was notified while nobody listened: read the counters, and let the
                     // queues look for runs.
                     signalled.notify_one();
                     runs.notify_waiters();
                 }
+                ChangeSignal::Lost => watching.store(false, std::sync::atomic::Ordering::Release),
             });
             if let Err(e) = store.watch_changes(callback).await {
                 tracing::error!("change feed: watching stopped: {e}");
@@ -118,6 +127,26 @@ impl ChangeFeed {
         for task in self.lock_tasks().drain(..) {
             task.abort();
         }
+        self.watching
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// How the feed learns of changes now, for operators (`/readyz`).
+    pub fn status(&self) -> FeedStatus {
+        FeedStatus {
+            started: !self.lock_tasks().is_empty(),
+            watching: self.watching.load(std::sync::atomic::Ordering::Acquire),
+            how: match self.store.backend() {
+                Backend::Postgres => "postgres notifications (LISTEN nitejar_changes)",
+                Backend::Sqlite => "sqlite data_version, asked every 50 ms",
+            },
+            safety_net: SAFETY_NET,
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
     }
 
     fn lock_tasks(&self) -> MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
@@ -149,7 +178,10 @@ impl ChangeFeed {
     /// after its write, so that what it does next in this process sees the write.
     pub async fn sync(&self) -> Result<Revisions, StoreError> {
         let _one = self.reading.lock().await;
-        let now = self.store.change_revisions().await?;
+        let read = self.store.change_revisions().await;
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+            read.as_ref().err().map(ToString::to_string);
+        let now = read?;
         // Reads are one at a time, so the last read is the newest. A counter that went back (a
         // database restored from a backup) is published too: what was cached under it is stale.
         self.tx.send_if_modified(|held| {
@@ -174,6 +206,22 @@ impl Drop for ChangeFeed {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// How a feed learns of changes (see [`ChangeFeed::status`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedStatus {
+    /// Following the database at all (a CLI's engine does not).
+    pub started: bool,
+    /// The store's watcher listens now: changes are seen within moments. When it does not (a lost
+    /// connection, being taken up again), only the safety net sees them.
+    pub watching: bool,
+    /// What the watcher listens to.
+    pub how: &'static str,
+    /// How often the counters are read regardless.
+    pub safety_net: Duration,
+    /// Why the last read of the counters failed, if it did.
+    pub last_error: Option<String>,
 }
 
 /// Values read from the store, each tagged with the counter of one topic it was read under, and

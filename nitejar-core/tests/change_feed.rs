@@ -175,6 +175,7 @@ async fn postgres_a_lost_listening_connection_is_taken_up_again_and_nothing_is_m
     tokio::time::timeout(Duration::from_secs(5), queued.notified())
         .await
         .expect("the watcher started listening");
+    assert!(feed.status().watching);
 
     // The database ends the listening connection (a restart, a failover, an operator), and a
     // write lands while nobody listens.
@@ -206,5 +207,11 @@ async fn postgres_a_lost_listening_connection_is_taken_up_again_and_nothing_is_m
     tokio::time::timeout(Duration::from_secs(10), told)
         .await
         .expect("the run queues were woken to look for runs queued meanwhile");
+    assert!(
+        feed.status().watching,
+        "listening again: {:?}",
+        feed.status()
+    );
     feed.stop();
+    assert!(!feed.status().watching && !feed.status().started);
 }

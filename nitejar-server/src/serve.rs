@@ -254,6 +254,7 @@ pub(crate) async fn assemble(config: Config) -> anyhow::Result<Engine> {
         receipts: sink.clone(),
         ready: AtomicBool::new(false),
         integrations: engine.integrations.clone(),
+        changes: engine.changes.clone(),
     });
     Ok(Engine {
         state,

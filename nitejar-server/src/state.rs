@@ -5,6 +5,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use nitejar_core::changes::ChangeFeed;
 use nitejar_core::ingress::Ingress;
 use nitejar_core::integrations::Integrations;
 use nitejar_core::lifecycle::PluginManager;
@@ -37,4 +38,6 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Integration rows (create, change, enable, hand over, test, delete).
     pub integrations: Arc<Integrations>,
+    /// How this server follows the database (`/readyz`).
+    pub changes: Arc<ChangeFeed>,
 }

@@ -47,6 +47,28 @@ async fn deliver(server: &Server, integration: &str) -> u16 {
         .as_u16()
 }
 
+/// Waits until `/readyz` says the server's change feed listens (it starts with the server).
+async fn watching(server: &Server, label: &str) {
+    let started = Instant::now();
+    loop {
+        let ready = call(server, Method::GET, "/readyz", None, None).await;
+        let changes = &ready.json()["checks"]["changes"];
+        if changes["ok"] == true {
+            assert_eq!(changes["watching"], true, "{changes}");
+            assert_eq!(changes["safetyNetMs"], 15_000, "{changes}");
+            let how = changes["how"].as_str().unwrap_or_default();
+            let backend = label.split(',').next().unwrap_or_default();
+            assert!(how.starts_with(backend), "{label}: {how}");
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{label}: the change feed never listened: {changes}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs `nitejar <args>` against `database_url`; panics unless it succeeds.
 fn cli(data: &DataDir, database_url: &str, args: &[&str]) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nitejar"))
@@ -99,6 +121,9 @@ async fn a_cli_change_reaches(
     database_url: &str,
     label: &str,
 ) {
+    for server in servers {
+        watching(server, label).await;
+    }
     let integration = echo_integration(servers[0]).await;
     for server in servers {
         assert_eq!(deliver(server, &integration).await, 200, "{}", server.log());

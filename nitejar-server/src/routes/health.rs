@@ -55,6 +55,9 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             },
             "receipts": receipts_check(&state),
             "registry": { "ok": registry, "activePlugins": state.runtime.registry().plugins().count() },
+            // Not a condition of readiness: without it changes made elsewhere still arrive, by
+            // the safety net, only later.
+            "changes": changes_check(&state),
         }
     });
     if ready {
@@ -62,4 +65,16 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// How this server learns of changes made elsewhere (the CLI, another server).
+fn changes_check(state: &AppState) -> serde_json::Value {
+    let status = state.changes.status();
+    json!({
+        "ok": status.watching && status.last_error.is_none(),
+        "watching": status.watching,
+        "how": status.how,
+        "safetyNetMs": status.safety_net.as_millis() as u64,
+        "error": status.last_error,
+    })
 }

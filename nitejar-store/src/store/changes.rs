@@ -90,8 +90,12 @@ pub enum ChangeSignal {
     Counters,
     /// A run was queued (Postgres, by any server).
     RunQueued,
-    /// Watching was interrupted (a lost connection) and resumed: anything may have moved meanwhile.
+    /// Watching started, or started again after [`ChangeSignal::Lost`]: anything may have moved
+    /// meanwhile. Sent once the watcher listens, so a read it starts misses nothing.
     Resumed,
+    /// Watching stopped (a lost connection); it is tried again, and [`ChangeSignal::Resumed`]
+    /// follows when it works. Meanwhile only the safety net notices changes.
+    Lost,
 }
 
 /// Called by a watcher for every signal; cheap, never blocks.
@@ -141,6 +145,8 @@ impl SqlStore<sqlx::Sqlite> {
         let mut tick = tokio::time::interval(SQLITE_CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if in_memory {
+            // One connection, one process: every check is a signal.
+            signal(ChangeSignal::Resumed);
             loop {
                 tick.tick().await;
                 signal(ChangeSignal::Counters);
@@ -152,6 +158,7 @@ impl SqlStore<sqlx::Sqlite> {
                 Ok(conn) => conn,
                 Err(e) => {
                     tracing::warn!("change feed: could not open a connection to watch: {e}");
+                    signal(ChangeSignal::Lost);
                     tokio::time::sleep(retry).await;
                     retry = (retry * 2).min(Duration::from_secs(5));
                     continue;
@@ -169,6 +176,7 @@ impl SqlStore<sqlx::Sqlite> {
             loop {
                 tick.tick().await;
                 let Ok(version) = data_version(&mut conn).await else {
+                    signal(ChangeSignal::Lost);
                     break;
                 };
                 if version != seen {
@@ -207,6 +215,7 @@ impl SqlStore<sqlx::Postgres> {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!("change feed: could not connect to listen: {e}");
+                    signal(ChangeSignal::Lost);
                     tokio::time::sleep(retry).await;
                     retry = (retry * 2).min(Duration::from_secs(5));
                     continue;
@@ -221,14 +230,22 @@ impl SqlStore<sqlx::Postgres> {
             retry = RETRY_FIRST;
             signal(ChangeSignal::Resumed);
             loop {
-                // `try_recv` answers `None` when the connection was lost (and reconnects on the
-                // next call); notifications sent meanwhile are gone, hence `Resumed`.
+                // `try_recv` answers `None` when the connection was lost. Listening again is done
+                // above, on a new connection, so that `Resumed` is sent only once it listens:
+                // what was notified meanwhile is gone, and the read `Resumed` starts finds it.
                 match listener.try_recv().await {
                     Ok(Some(n)) if n.payload() == "runs" => signal(ChangeSignal::RunQueued),
                     Ok(Some(_)) => signal(ChangeSignal::Counters),
-                    Ok(None) => signal(ChangeSignal::Resumed),
+                    Ok(None) => {
+                        tracing::warn!(
+                            "change feed: the listening connection was lost; listening again"
+                        );
+                        signal(ChangeSignal::Lost);
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!("change feed: listening failed: {e}");
+                        signal(ChangeSignal::Lost);
                         break;
                     }
                 }
