@@ -13,7 +13,7 @@
 //! - A row belongs to the plugin that created it ([`crate::builtin::integration_owner`]).
 //!   Every call that hands a row's config to plugin code goes to that plugin only: when another
 //!   plugin provides the type now, the row is *not served* until the operator hands it over
-//!   ([`hand_over`]), which names the secrets the new plugin will be given and needs their consent.
+//!   ([`Integrations::hand_over`]), which names the secrets the new plugin will be given and needs their consent.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,6 +6,7 @@
 
 mod testdb;
 
+use nitejar_core::store::prelude::*;
 use std::sync::Arc;
 
 use nitejar_core::receipts::{Receipt, ReceiptKind, ReceiptSink, ReceiptStatus};

@@ -1,7 +1,7 @@
 //! The run queue of this process: claims runs from the database and runs them.
 //!
 //! Accepted work items wait in the `runs` table (written in the transaction that accepted them, see
-//! [`Store::accept_work_items`]); nothing waits only in memory. [`RunQueue`] claims as many as it has
+//! [`WorkStore::accept_work_items`](crate::store::WorkStore::accept_work_items)); nothing waits only in memory. [`RunQueue`] claims as many as it has
 //! free slots, each with a lease it renews while the run goes on, and removes a run in the
 //! transaction that finishes its last job. So:
 //!

@@ -2,7 +2,11 @@
 //! spans, skills.
 //!
 //! [`Store`] is the interface the rest of the engine uses, an object-safe trait held as
-//! `Arc<dyn Store>`. Two implementations share one body of SQL:
+//! `Arc<dyn Store>`, made of one trait per area: [`IntegrationStore`], [`PluginStore`],
+//! [`TrustStore`], [`AgentStore`], [`WorkStore`], [`SkillStore`], [`ReceiptStore`] and
+//! [`AdminStore`] (each declared here, each implemented in its own file's SQL). Methods of every
+//! area are called on an `Arc<dyn Store>` as they are; code holding a concrete store brings the
+//! traits into scope with [`prelude`]. Two implementations share one body of SQL:
 //!
 //! - [`SqliteStore`], the embedded default (a file path or a `sqlite:` URL);
 //! - [`PostgresStore`], for several machines sharing one database (a `postgres:` URL).
@@ -147,7 +151,19 @@ pub async fn open(url: &str, cipher: Cipher) -> Result<Arc<dyn Store>, StoreErro
 ///
 /// Every method touches only the rows it names; no method rewrites a row it was not asked to change.
 /// Errors say which operation failed on which row.
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    IntegrationStore
+    + PluginStore
+    + TrustStore
+    + AgentStore
+    + WorkStore
+    + SkillStore
+    + ReceiptStore
+    + AdminStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Which database this is.
     fn backend(&self) -> Backend;
 
@@ -162,6 +178,25 @@ pub trait Store: Send + Sync + 'static {
     /// failing and nothing else writes (an idle server must not stay "not ready" forever).
     fn probe_write(&self) -> StoreFuture<'_, ()>;
 
+    /// The change counters (see `nitejar_core::changes`): each moves with every write to its topic's
+    /// tables, by trigger, in the writing transaction.
+    fn change_revisions(&self) -> StoreFuture<'_, Revisions>;
+
+    /// Watches for commits that may have moved the change counters, calling `signal` for each (see
+    /// [`ChangeSignal`]). Runs for as long as it is polled; errors are logged and watching resumed.
+    fn watch_changes(&self, signal: ChangeCallback) -> StoreFuture<'_, ()>;
+
+    // --- admin --------------------------------------------------------------------------------------
+
+    /// Answers when the database does (`/readyz`).
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Closes the connection pool (waits for connections in use to be returned).
+    fn close(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Integration rows (their `config` encrypted as earlier releases wrote it). A part of [`Store`]; bring it into scope with [`prelude`].
+pub trait IntegrationStore: Send + Sync {
     // --- integrations -------------------------------------------------------------------------------
 
     /// Creates an integration row. `sensitive_fields` (from the integration type's descriptor) name the
@@ -200,7 +235,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes one integration (and its agent assignments). `false` when there was no such row.
     fn delete_integration<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
+}
 
+/// Installed plugins: their rows, versions, acknowledgements, consents, settings and secrets, artifacts and alerts. A part of [`Store`]; bring it into scope with [`prelude`].
+pub trait PluginStore: Send + Sync {
     // --- plugins ------------------------------------------------------------------------------------
 
     /// Inserts a plugin row or updates every column but `installed_at` of the existing one.
@@ -316,7 +354,33 @@ pub trait Store: Send + Sync + 'static {
 
     /// Clears a plugin's active alerts (stamps `cleared_at`). Returns how many were cleared.
     fn clear_plugin_alerts<'a>(&'a self, plugin_id: &'a str, at_ms: i64) -> StoreFuture<'a, u64>;
+}
 
+/// Trust entries operators stored, and the revision every change counts. A part of [`Store`]; bring it into scope with [`prelude`].
+pub trait TrustStore: Send + Sync {
+    // --- trust settings -------------------------------------------------------------------------------
+
+    /// The operator's trusted keys and allowlist entries, oldest first.
+    fn list_trust_entries(&self) -> StoreFuture<'_, Vec<TrustEntryRow>>;
+
+    /// How many times the trust entries changed (0 before the first change).
+    fn trust_revision(&self) -> StoreFuture<'_, i64>;
+
+    /// Adds a trust entry and counts the revision in one transaction; returns the new revision.
+    /// [`StoreError::AlreadyExists`] (nothing changed) when an entry of that kind and ident exists.
+    fn add_trust_entry<'a>(&'a self, entry: &'a TrustEntryRow) -> StoreFuture<'a, i64>;
+
+    /// Removes a trust entry and counts the revision in one transaction; returns the new revision,
+    /// or `None` (nothing changed) when there was no such entry.
+    fn remove_trust_entry<'a>(
+        &'a self,
+        kind: &'a str,
+        ident: &'a str,
+    ) -> StoreFuture<'a, Option<i64>>;
+}
+
+/// Agents, the integrations assigned to them, what they may do to plugins and the requests they made. A part of [`Store`]; bring it into scope with [`prelude`].
+pub trait AgentStore: Send + Sync {
     // --- agents' plugin grants --------------------------------------------------------------------
 
     /// The capabilities agent `agent_id` holds (`plugins.disable`, …), sorted; none without a grant.
@@ -361,34 +425,6 @@ pub trait Store: Send + Sync + 'static {
         at_ms: i64,
     ) -> StoreFuture<'a, bool>;
 
-    // --- trust settings -------------------------------------------------------------------------------
-
-    /// The operator's trusted keys and allowlist entries, oldest first.
-    fn list_trust_entries(&self) -> StoreFuture<'_, Vec<TrustEntryRow>>;
-
-    /// How many times the trust entries changed (0 before the first change).
-    fn trust_revision(&self) -> StoreFuture<'_, i64>;
-
-    /// The change counters (see `nitejar_core::changes`): each moves with every write to its topic's
-    /// tables, by trigger, in the writing transaction.
-    fn change_revisions(&self) -> StoreFuture<'_, Revisions>;
-
-    /// Watches for commits that may have moved the change counters, calling `signal` for each (see
-    /// [`ChangeSignal`]). Runs for as long as it is polled; errors are logged and watching resumed.
-    fn watch_changes(&self, signal: ChangeCallback) -> StoreFuture<'_, ()>;
-
-    /// Adds a trust entry and counts the revision in one transaction; returns the new revision.
-    /// [`StoreError::AlreadyExists`] (nothing changed) when an entry of that kind and ident exists.
-    fn add_trust_entry<'a>(&'a self, entry: &'a TrustEntryRow) -> StoreFuture<'a, i64>;
-
-    /// Removes a trust entry and counts the revision in one transaction; returns the new revision,
-    /// or `None` (nothing changed) when there was no such entry.
-    fn remove_trust_entry<'a>(
-        &'a self,
-        kind: &'a str,
-        ident: &'a str,
-    ) -> StoreFuture<'a, Option<i64>>;
-
     // --- agents, work items, jobs, spans ------------------------------------------------------------
 
     /// Creates an agent.
@@ -407,6 +443,18 @@ pub trait Store: Send + Sync + 'static {
     /// The ids of the integrations assigned to an agent.
     fn agent_integration_ids<'a>(&'a self, agent_id: &'a str) -> StoreFuture<'a, Vec<String>>;
 
+    /// Every agent, oldest first.
+    fn list_agents(&self) -> StoreFuture<'_, Vec<AgentRow>>;
+
+    /// The agents assigned to an integration, oldest first.
+    fn agents_for_integration<'a>(
+        &'a self,
+        integration_id: &'a str,
+    ) -> StoreFuture<'a, Vec<AgentRow>>;
+}
+
+/// Work items, their idempotency keys, the run queue, jobs and spans. A part of [`Store`]; bring it into scope with [`prelude`].
+pub trait WorkStore: Send + Sync {
     /// Inserts every key, all or none, in one transaction. `true` when all were new; `false` when any
     /// already existed (nothing is inserted then). Of concurrent callers with the same key exactly one
     /// gets `true`.
@@ -491,7 +539,7 @@ pub trait Store: Send + Sync + 'static {
     /// session becomes claimable. `false` when `owner` no longer held it.
     fn finish_run<'a>(&'a self, seq: i64, owner: &'a str) -> StoreFuture<'a, bool>;
 
-    /// [`Store::finish_job`] and, in the same transaction, [`Store::finish_run`] when `run` is given
+    /// [`WorkStore::finish_job`] and, in the same transaction, [`WorkStore::finish_run`] when `run` is given
     /// (the run's last job): the job's end and the run's removal are never seen one without the
     /// other.
     fn finish_job_and_run<'a>(
@@ -512,15 +560,6 @@ pub trait Store: Send + Sync + 'static {
     /// finishing runs of one session at the same moment on Postgres can leave one unmarked).
     /// Returns how many it marked.
     fn repair_run_heads(&self) -> StoreFuture<'_, u64>;
-
-    /// Every agent, oldest first.
-    fn list_agents(&self) -> StoreFuture<'_, Vec<AgentRow>>;
-
-    /// The agents assigned to an integration, oldest first.
-    fn agents_for_integration<'a>(
-        &'a self,
-        integration_id: &'a str,
-    ) -> StoreFuture<'a, Vec<AgentRow>>;
 
     /// One work item.
     fn get_work_item<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<WorkItemRow>>;
@@ -551,7 +590,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// One work item with what its run did.
     fn get_run<'a>(&'a self, work_item_id: &'a str) -> StoreFuture<'a, Option<RunRow>>;
+}
 
+/// Skills (admin and mirrored), their files and their assignments. A part of [`Store`]; bring it into scope with [`prelude`].
+pub trait SkillStore: Send + Sync {
     // --- skills -------------------------------------------------------------------------------------
 
     /// Creates a skill row with its supporting files, in one transaction.
@@ -631,7 +673,10 @@ pub trait Store: Send + Sync + 'static {
         team_id: Option<&'a str>,
         integration_type: Option<&'a str>,
     ) -> StoreFuture<'a, Vec<SkillAssignmentRow>>;
+}
 
+/// Receipts (`plugin_events`) and what is counted from them. A part of [`Store`]; bring it into scope with [`prelude`].
+pub trait ReceiptStore: Send + Sync {
     // --- receipts -----------------------------------------------------------------------------------
 
     /// Writes receipts to `plugin_events` (and `spans` for hook and integration receipts) in one
@@ -659,12 +704,10 @@ pub trait Store: Send + Sync + 'static {
     /// A plugin's hook calls in the hourly buckets of `window`: calls, errors, p50 and p99
     /// durations (see [`HookStats`]).
     fn hook_stats<'a>(&'a self, window: HookStatsWindow<'a>) -> StoreFuture<'a, HookStats>;
+}
 
-    // --- admin --------------------------------------------------------------------------------------
-
-    /// Answers when the database does (`/readyz`).
-    fn ping(&self) -> StoreFuture<'_, ()>;
-
+/// Admin settings and sessions. A part of [`Store`]; bring it into scope with [`prelude`].
+pub trait AdminStore: Send + Sync {
     /// A named admin setting.
     fn get_admin_setting<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>>;
 
@@ -699,7 +742,12 @@ pub trait Store: Send + Sync + 'static {
         expires_before: i64,
         idle_since: i64,
     ) -> StoreFuture<'_, u64>;
+}
 
-    /// Closes the connection pool (waits for connections in use to be returned).
-    fn close(&self) -> StoreFuture<'_, ()>;
+/// The store's traits, to call its methods on an `Arc<dyn Store>`: `use …::store::prelude::*;`.
+pub mod prelude {
+    pub use super::{
+        AdminStore, AgentStore, IntegrationStore, PluginStore, ReceiptStore, SkillStore, Store,
+        TrustStore, WorkStore,
+    };
 }

@@ -91,7 +91,7 @@ impl IntegrationRow {
     }
 }
 
-/// What [`Store::create_integration`](super::Store::create_integration) needs.
+/// What [`Store::create_integration`](super::IntegrationStore::create_integration) needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewIntegration {
     /// The id to use; a new UUIDv7 when `None`.
@@ -322,7 +322,7 @@ impl std::fmt::Debug for PluginArtifact {
 
 // --- agents, work items, jobs, spans -------------------------------------------------------------
 
-/// What [`Store::create_agent`](super::Store::create_agent) needs.
+/// What [`Store::create_agent`](super::AgentStore::create_agent) needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewAgent {
     /// The id to use; a new UUIDv7 when `None`.
@@ -354,7 +354,7 @@ pub struct AgentRow {
     pub updated_at: i64,
 }
 
-/// What [`Store::create_work_item`](super::Store::create_work_item) needs.
+/// What [`Store::create_work_item`](super::WorkStore::create_work_item) needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewWorkItem {
     /// The id to use; a new UUIDv7 when `None`.
@@ -376,7 +376,7 @@ pub struct NewWorkItem {
 }
 
 /// A work item accepted from a webhook, with everything that makes "accepted" true, written in one
-/// transaction by [`Store::accept_work_items`](super::Store::accept_work_items).
+/// transaction by [`Store::accept_work_items`](super::WorkStore::accept_work_items).
 #[derive(Clone, Debug)]
 pub struct AcceptedItem {
     /// Its idempotency keys: an item any of whose keys exists already is not stored at all.
@@ -396,7 +396,7 @@ pub struct NewRun {
     pub response_context: Option<String>,
 }
 
-/// A claim on queued runs (see [`Store::claim_runs`](super::Store::claim_runs)).
+/// A claim on queued runs (see [`Store::claim_runs`](super::WorkStore::claim_runs)).
 #[derive(Clone, Copy, Debug)]
 pub struct RunClaim<'a> {
     /// Who claims: the lease owner written on each run.
@@ -409,7 +409,7 @@ pub struct RunClaim<'a> {
     pub lease_until: i64,
 }
 
-/// A run claimed by [`Store::claim_runs`](super::Store::claim_runs), with its work item.
+/// A run claimed by [`Store::claim_runs`](super::WorkStore::claim_runs), with its work item.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimedRun {
     /// Its place in the queue.
@@ -447,7 +447,7 @@ pub struct WorkItemRow {
     pub updated_at: i64,
 }
 
-/// What [`Store::create_job`](super::Store::create_job) needs.
+/// What [`Store::create_job`](super::WorkStore::create_job) needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewJob {
     /// The id to use; a new UUIDv7 when `None`.
@@ -609,7 +609,7 @@ impl PluginEventRow {
     }
 }
 
-/// The largest page [`Store::list_plugin_events`](super::Store::list_plugin_events) returns.
+/// The largest page [`Store::list_plugin_events`](super::ReceiptStore::list_plugin_events) returns.
 pub const MAX_PAGE_LIMIT: u32 = 500;
 
 /// Which page to read.
@@ -677,7 +677,7 @@ impl EventCursor {
     }
 }
 
-/// Which receipts [`Store::list_events`](super::Store::list_events) returns: every field set narrows
+/// Which receipts [`Store::list_events`](super::ReceiptStore::list_events) returns: every field set narrows
 /// the list; none set means every receipt.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventFilter {
@@ -696,7 +696,7 @@ pub struct EventFilter {
 
 // --- runs, as the operator sees them ------------------------------------------------------------------
 
-/// Which work items [`Store::list_runs`](super::Store::list_runs) returns: every field set narrows
+/// Which work items [`Store::list_runs`](super::WorkStore::list_runs) returns: every field set narrows
 /// the list; none set means every work item.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunFilter {

@@ -2,7 +2,7 @@
 //! (`plugin_secrets`, encrypted with the store's cipher), and the revision counting changes to
 //! either (`plugins.config_revision`).
 //!
-//! Only [`Store::write_plugin_settings`](super::Store::write_plugin_settings) writes these: the
+//! Only [`Store::write_plugin_settings`](super::PluginStore::write_plugin_settings) writes these: the
 //! plugin row's other writers (`upsert_plugin`, called by every lifecycle operation with the row it
 //! read) leave them as they are, so a lifecycle operation running in another process at the same
 //! moment cannot undo a settings change.

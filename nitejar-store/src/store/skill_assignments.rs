@@ -30,7 +30,7 @@ pub struct SkillAssignmentRow {
     pub updated_at: i64,
 }
 
-/// What [`Store::set_skill_assignment`](super::Store::set_skill_assignment) needs.
+/// What [`Store::set_skill_assignment`](super::SkillStore::set_skill_assignment) needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewSkillAssignment {
     pub skill_id: String,

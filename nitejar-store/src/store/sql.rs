@@ -288,6 +288,23 @@ macro_rules! impl_store {
             fn probe_write(&self) -> StoreFuture<'_, ()> {
                 Box::pin(self.sql_probe_write())
             }
+            fn change_revisions(&self) -> StoreFuture<'_, $crate::store::Revisions> {
+                Box::pin(self.sql_change_revisions())
+            }
+            fn watch_changes(&self, signal: $crate::store::ChangeCallback) -> StoreFuture<'_, ()> {
+                Box::pin(self.sql_watch_changes(signal))
+            }
+            fn ping(&self) -> StoreFuture<'_, ()> {
+                Box::pin(self.sql_ping())
+            }
+            fn close(&self) -> StoreFuture<'_, ()> {
+                Box::pin(async move {
+                    self.pool.close().await;
+                    Ok(())
+                })
+            }
+        }
+        impl $crate::store::IntegrationStore for $crate::store::sql::SqlStore<$db> {
             fn create_integration<'a>(
                 &'a self,
                 new: NewIntegration,
@@ -325,6 +342,8 @@ macro_rules! impl_store {
             fn delete_integration<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
                 Box::pin(self.sql_delete_integration(id))
             }
+        }
+        impl $crate::store::PluginStore for $crate::store::sql::SqlStore<$db> {
             fn upsert_plugin<'a>(&'a self, plugin: &'a PluginRow) -> StoreFuture<'a, ()> {
                 Box::pin(self.sql_upsert_plugin(plugin))
             }
@@ -414,6 +433,63 @@ macro_rules! impl_store {
             ) -> StoreFuture<'a, u64> {
                 Box::pin(self.sql_clear_plugin_alerts(plugin_id, at_ms))
             }
+            fn write_plugin_settings<'a>(
+                &'a self,
+                write: &'a $crate::store::SettingsWrite,
+            ) -> StoreFuture<'a, i64> {
+                Box::pin(self.sql_write_plugin_settings(write))
+            }
+            fn set_plugin_execution<'a>(
+                &'a self,
+                plugin_id: &'a str,
+                mode: Option<&'a str>,
+                memory_mib: Option<i64>,
+                cpu_seconds: Option<i64>,
+            ) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_set_plugin_execution(plugin_id, mode, memory_mib, cpu_seconds))
+            }
+            fn list_plugin_secrets<'a>(
+                &'a self,
+                plugin_id: &'a str,
+            ) -> StoreFuture<'a, Vec<$crate::store::PluginSecretRow>> {
+                Box::pin(self.sql_list_plugin_secrets(plugin_id))
+            }
+            fn put_consent<'a>(&'a self, consent: &'a ConsentRow) -> StoreFuture<'a, ()> {
+                Box::pin(self.sql_put_consent(consent))
+            }
+            fn get_consent<'a>(
+                &'a self,
+                plugin_id: &'a str,
+                version: &'a str,
+            ) -> StoreFuture<'a, Option<ConsentRow>> {
+                Box::pin(self.sql_get_consent(plugin_id, version))
+            }
+            fn list_consents<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, Vec<ConsentRow>> {
+                Box::pin(self.sql_list_consents(plugin_id))
+            }
+        }
+        impl $crate::store::TrustStore for $crate::store::sql::SqlStore<$db> {
+            fn list_trust_entries(&self) -> StoreFuture<'_, Vec<$crate::store::TrustEntryRow>> {
+                Box::pin(self.sql_list_trust_entries())
+            }
+            fn trust_revision(&self) -> StoreFuture<'_, i64> {
+                Box::pin(self.sql_trust_revision())
+            }
+            fn add_trust_entry<'a>(
+                &'a self,
+                entry: &'a $crate::store::TrustEntryRow,
+            ) -> StoreFuture<'a, i64> {
+                Box::pin(self.sql_add_trust_entry(entry))
+            }
+            fn remove_trust_entry<'a>(
+                &'a self,
+                kind: &'a str,
+                ident: &'a str,
+            ) -> StoreFuture<'a, Option<i64>> {
+                Box::pin(self.sql_remove_trust_entry(kind, ident))
+            }
+        }
+        impl $crate::store::AgentStore for $crate::store::sql::SqlStore<$db> {
             fn create_agent(&self, new: NewAgent) -> StoreFuture<'_, AgentRow> {
                 Box::pin(self.sql_create_agent(new))
             }
@@ -432,28 +508,6 @@ macro_rules! impl_store {
                 agent_id: &'a str,
             ) -> StoreFuture<'a, Vec<String>> {
                 Box::pin(self.sql_agent_integration_ids(agent_id))
-            }
-            fn try_insert_idempotency_keys<'a>(
-                &'a self,
-                keys: &'a [String],
-            ) -> StoreFuture<'a, bool> {
-                Box::pin(self.sql_try_insert_idempotency_keys(keys))
-            }
-            fn attach_idempotency_keys<'a>(
-                &'a self,
-                keys: &'a [String],
-                work_item_id: &'a str,
-            ) -> StoreFuture<'a, ()> {
-                Box::pin(self.sql_attach_idempotency_keys(keys, work_item_id))
-            }
-            fn create_work_item(&self, new: NewWorkItem) -> StoreFuture<'_, WorkItemRow> {
-                Box::pin(self.sql_create_work_item(new))
-            }
-            fn create_work_items_once(
-                &self,
-                items: Vec<(Vec<String>, NewWorkItem)>,
-            ) -> StoreFuture<'_, Vec<Option<WorkItemRow>>> {
-                Box::pin(self.sql_create_work_items_once(items))
             }
             fn agent_plugin_grants<'a>(
                 &'a self,
@@ -509,64 +563,38 @@ macro_rules! impl_store {
             ) -> StoreFuture<'a, bool> {
                 Box::pin(self.sql_decide_plugin_request(id, status, by, at_ms))
             }
-            fn list_trust_entries(&self) -> StoreFuture<'_, Vec<$crate::store::TrustEntryRow>> {
-                Box::pin(self.sql_list_trust_entries())
+            fn list_agents(&self) -> StoreFuture<'_, Vec<AgentRow>> {
+                Box::pin(self.sql_list_agents())
             }
-            fn trust_revision(&self) -> StoreFuture<'_, i64> {
-                Box::pin(self.sql_trust_revision())
-            }
-            fn change_revisions(&self) -> StoreFuture<'_, $crate::store::Revisions> {
-                Box::pin(self.sql_change_revisions())
-            }
-            fn watch_changes(&self, signal: $crate::store::ChangeCallback) -> StoreFuture<'_, ()> {
-                Box::pin(self.sql_watch_changes(signal))
-            }
-            fn add_trust_entry<'a>(
+            fn agents_for_integration<'a>(
                 &'a self,
-                entry: &'a $crate::store::TrustEntryRow,
-            ) -> StoreFuture<'a, i64> {
-                Box::pin(self.sql_add_trust_entry(entry))
+                integration_id: &'a str,
+            ) -> StoreFuture<'a, Vec<AgentRow>> {
+                Box::pin(self.sql_agents_for_integration(integration_id))
             }
-            fn remove_trust_entry<'a>(
+        }
+        impl $crate::store::WorkStore for $crate::store::sql::SqlStore<$db> {
+            fn try_insert_idempotency_keys<'a>(
                 &'a self,
-                kind: &'a str,
-                ident: &'a str,
-            ) -> StoreFuture<'a, Option<i64>> {
-                Box::pin(self.sql_remove_trust_entry(kind, ident))
+                keys: &'a [String],
+            ) -> StoreFuture<'a, bool> {
+                Box::pin(self.sql_try_insert_idempotency_keys(keys))
             }
-            fn write_plugin_settings<'a>(
+            fn attach_idempotency_keys<'a>(
                 &'a self,
-                write: &'a $crate::store::SettingsWrite,
-            ) -> StoreFuture<'a, i64> {
-                Box::pin(self.sql_write_plugin_settings(write))
-            }
-            fn set_plugin_execution<'a>(
-                &'a self,
-                plugin_id: &'a str,
-                mode: Option<&'a str>,
-                memory_mib: Option<i64>,
-                cpu_seconds: Option<i64>,
+                keys: &'a [String],
+                work_item_id: &'a str,
             ) -> StoreFuture<'a, ()> {
-                Box::pin(self.sql_set_plugin_execution(plugin_id, mode, memory_mib, cpu_seconds))
+                Box::pin(self.sql_attach_idempotency_keys(keys, work_item_id))
             }
-            fn list_plugin_secrets<'a>(
-                &'a self,
-                plugin_id: &'a str,
-            ) -> StoreFuture<'a, Vec<$crate::store::PluginSecretRow>> {
-                Box::pin(self.sql_list_plugin_secrets(plugin_id))
+            fn create_work_item(&self, new: NewWorkItem) -> StoreFuture<'_, WorkItemRow> {
+                Box::pin(self.sql_create_work_item(new))
             }
-            fn put_consent<'a>(&'a self, consent: &'a ConsentRow) -> StoreFuture<'a, ()> {
-                Box::pin(self.sql_put_consent(consent))
-            }
-            fn get_consent<'a>(
-                &'a self,
-                plugin_id: &'a str,
-                version: &'a str,
-            ) -> StoreFuture<'a, Option<ConsentRow>> {
-                Box::pin(self.sql_get_consent(plugin_id, version))
-            }
-            fn list_consents<'a>(&'a self, plugin_id: &'a str) -> StoreFuture<'a, Vec<ConsentRow>> {
-                Box::pin(self.sql_list_consents(plugin_id))
+            fn create_work_items_once(
+                &self,
+                items: Vec<(Vec<String>, NewWorkItem)>,
+            ) -> StoreFuture<'_, Vec<Option<WorkItemRow>>> {
+                Box::pin(self.sql_create_work_items_once(items))
             }
             fn accept_work_items<'a>(
                 &'a self,
@@ -636,15 +664,6 @@ macro_rules! impl_store {
             ) -> StoreFuture<'a, Option<WorkItemRow>> {
                 Box::pin(self.sql_create_work_item_once(keys, new))
             }
-            fn list_agents(&self) -> StoreFuture<'_, Vec<AgentRow>> {
-                Box::pin(self.sql_list_agents())
-            }
-            fn agents_for_integration<'a>(
-                &'a self,
-                integration_id: &'a str,
-            ) -> StoreFuture<'a, Vec<AgentRow>> {
-                Box::pin(self.sql_agents_for_integration(integration_id))
-            }
             fn get_work_item<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<WorkItemRow>> {
                 Box::pin(self.sql_get_work_item(id))
             }
@@ -673,6 +692,8 @@ macro_rules! impl_store {
             fn get_run<'a>(&'a self, work_item_id: &'a str) -> StoreFuture<'a, Option<RunRow>> {
                 Box::pin(self.sql_get_run(work_item_id))
             }
+        }
+        impl $crate::store::SkillStore for $crate::store::sql::SqlStore<$db> {
             fn insert_skill<'a>(
                 &'a self,
                 skill: &'a SkillRow,
@@ -754,6 +775,8 @@ macro_rules! impl_store {
             ) -> StoreFuture<'a, Vec<SkillAssignmentRow>> {
                 Box::pin(self.sql_skill_assignments_for_run(agent_id, team_id, integration_type))
             }
+        }
+        impl $crate::store::ReceiptStore for $crate::store::sql::SqlStore<$db> {
             fn insert_receipts<'a>(&'a self, receipts: &'a [StoredReceipt]) -> StoreFuture<'a, ()> {
                 Box::pin(self.sql_insert_receipts(receipts))
             }
@@ -780,9 +803,8 @@ macro_rules! impl_store {
             fn hook_stats<'a>(&'a self, window: HookStatsWindow<'a>) -> StoreFuture<'a, HookStats> {
                 Box::pin(self.sql_hook_stats(window))
             }
-            fn ping(&self) -> StoreFuture<'_, ()> {
-                Box::pin(self.sql_ping())
-            }
+        }
+        impl $crate::store::AdminStore for $crate::store::sql::SqlStore<$db> {
             fn get_admin_setting<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
                 Box::pin(self.sql_get_admin_setting(key))
             }
@@ -822,12 +844,6 @@ macro_rules! impl_store {
                 idle_since: i64,
             ) -> StoreFuture<'_, u64> {
                 Box::pin(self.sql_delete_admin_sessions_before(expires_before, idle_since))
-            }
-            fn close(&self) -> StoreFuture<'_, ()> {
-                Box::pin(async move {
-                    self.pool.close().await;
-                    Ok(())
-                })
             }
         }
     };
