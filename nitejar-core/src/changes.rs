@@ -43,6 +43,10 @@ pub struct ChangeFeed {
     watching: Arc<std::sync::atomic::AtomicBool>,
     /// Why the last read of the counters failed, if it did.
     last_error: Mutex<Option<String>>,
+    /// The last read worked (what `is_exact` reads on every cache lookup, without a lock).
+    read_ok: std::sync::atomic::AtomicBool,
+    /// `start` was called and `stop` was not.
+    started: std::sync::atomic::AtomicBool,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -66,6 +70,8 @@ impl ChangeFeed {
             runs: Arc::new(Notify::new()),
             watching: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             last_error: Mutex::new(None),
+            read_ok: std::sync::atomic::AtomicBool::new(true),
+            started: std::sync::atomic::AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
         }))
     }
@@ -78,6 +84,8 @@ impl ChangeFeed {
         if !tasks.is_empty() {
             return;
         }
+        self.started
+            .store(true, std::sync::atomic::Ordering::Release);
         let (signalled, runs) = (self.signalled.clone(), self.runs.clone());
         let watching = self.watching.clone();
         let store = self.store.clone();
@@ -129,6 +137,8 @@ impl ChangeFeed {
         }
         self.watching
             .store(false, std::sync::atomic::Ordering::Release);
+        self.started
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// How the feed learns of changes now, for operators (`/readyz`).
@@ -164,6 +174,20 @@ impl ChangeFeed {
         self.tx.borrow().get(topic)
     }
 
+    /// Whether the counters as last read can be trusted to move with every change: the last read
+    /// worked and, once started, the watcher listens. While it does not (a lost connection being
+    /// taken up again, the counters' row gone), caches read through instead of serving.
+    pub fn is_exact(&self) -> bool {
+        use std::sync::atomic::Ordering::Acquire;
+        self.read_ok.load(Acquire) && (!self.started.load(Acquire) || self.watching.load(Acquire))
+    }
+
+    /// The counter of `topic` to cache a value under, or `None` when nothing should be cached now
+    /// (see [`ChangeFeed::is_exact`]).
+    pub fn exact_revision(&self, topic: Topic) -> Option<i64> {
+        self.is_exact().then(|| self.revision(topic))
+    }
+
     /// Every new reading of the counters that moved one (see [`watch::Receiver::changed`]).
     pub fn subscribe(&self) -> watch::Receiver<Revisions> {
         self.tx.subscribe()
@@ -181,6 +205,8 @@ impl ChangeFeed {
         let read = self.store.change_revisions().await;
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
             read.as_ref().err().map(ToString::to_string);
+        self.read_ok
+            .store(read.is_ok(), std::sync::atomic::Ordering::Release);
         let now = read?;
         // Reads are one at a time, so the last read is the newest. A counter that went back (a
         // database restored from a backup) is published too: what was cached under it is stale.
@@ -250,9 +276,10 @@ impl<V: Clone> RevCache<V> {
     }
 
     /// The counter to read a value under: take it *before* reading, so that a write racing the read
-    /// moves the counter past the tag. `None` without a feed (nothing is kept).
+    /// moves the counter past the tag. `None` without a feed, or while the feed cannot tell what
+    /// changed (nothing is kept or served then).
     pub fn tag(&self) -> Option<i64> {
-        self.feed.as_ref().map(|f| f.revision(self.topic))
+        self.feed.as_ref()?.exact_revision(self.topic)
     }
 
     /// The value of `key`, if it was read under the counter as it stands.

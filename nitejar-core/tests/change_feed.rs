@@ -215,3 +215,34 @@ async fn postgres_a_lost_listening_connection_is_taken_up_again_and_nothing_is_m
     feed.stop();
     assert!(!feed.status().watching && !feed.status().started);
 }
+
+#[tokio::test]
+async fn without_its_counters_the_feed_says_so_and_no_cache_serves() {
+    use nitejar_core::changes::RevCache;
+    let db = TestDb::sqlite();
+    let store = db.open().await;
+    let feed = ChangeFeed::open(store.clone()).await.unwrap();
+    let cache = RevCache::new(Some(feed.clone()), Topic::Agents, 10);
+    cache.put("a", cache.tag(), 1);
+    assert_eq!(cache.get("a"), Some(1));
+
+    // The row is gone (deleted by hand, a restore without it): writes no longer move anything.
+    db.exec("DELETE FROM changes").await;
+    let err = feed.sync().await.unwrap_err().to_string();
+    assert!(err.contains("INSERT INTO changes (id) VALUES (1)"), "{err}");
+    assert!(!feed.is_exact());
+    assert_eq!(feed.status().last_error.as_deref(), Some(err.as_str()));
+    assert_eq!(
+        cache.get("a"),
+        None,
+        "nothing is served while the feed cannot tell"
+    );
+    assert_eq!(cache.tag(), None, "nor kept");
+
+    // Restored as the error says: exact again.
+    db.exec("INSERT INTO changes (id) VALUES (1)").await;
+    feed.sync().await.unwrap();
+    assert!(feed.is_exact());
+    cache.put("b", cache.tag(), 2);
+    assert_eq!(cache.get("b"), Some(2));
+}

@@ -267,7 +267,10 @@ impl Runner {
     /// gets one, named [`DEFAULT_AGENT_NAME`]; an install with agents is left alone.
     pub async fn ensure_default_agent(&self) -> Result<AgentRow, StoreError> {
         let mut cached = self.default_agent.lock().await;
-        let revision = self.changes.as_ref().map(|f| f.revision(Topic::Agents));
+        let revision = self
+            .changes
+            .as_ref()
+            .and_then(|f| f.exact_revision(Topic::Agents));
         if let (Some((at, agent)), Some(now)) = (cached.as_ref(), revision) {
             if *at == now {
                 return Ok(agent.clone());

@@ -343,7 +343,10 @@ impl Skills {
             return Ok(Arc::new(self.index().await?));
         };
         // Read before the build: a change racing it moves them past what the index is kept under.
-        let revision = feed.revision(Topic::Skills);
+        // While the feed cannot tell what changed, every run builds its own.
+        let Some(revision) = feed.exact_revision(Topic::Skills) else {
+            return Ok(Arc::new(self.index().await?));
+        };
         let registry = self.runtime.as_ref().map(|r| r.registry());
         let fingerprint = if self.config.roots.is_empty() {
             Some(0) // nothing on disk to look at: no trip to the blocking pool per run

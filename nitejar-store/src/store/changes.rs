@@ -110,6 +110,16 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// The channel a Postgres server listens on.
 const CHANNEL: &str = "nitejar_changes";
 
+/// The `changes` row is gone (deleted by hand, or a database restored without it): nobody can
+/// tell what changed, and a server must not trust what it cached.
+fn missing_row() -> StoreError {
+    StoreError::NotFound {
+        entity: "the change counters row (table `changes`, created by migration 0016; restore it \
+                 with `INSERT INTO changes (id) VALUES (1)`)",
+        id: "1".to_owned(),
+    }
+}
+
 pub(crate) const COLUMNS: &str = "plugins, trust, integrations, agents, skills";
 
 pub(crate) fn revisions_of<R: Row>(row: &R) -> Result<Revisions, StoreError>
@@ -133,7 +143,7 @@ impl SqlStore<sqlx::Sqlite> {
             .fetch_optional(&self.pool)
             .await
             .map_err(StoreError::query("read the change counters"))?;
-        row.map_or(Ok(Revisions::default()), |r| revisions_of(&r))
+        row.map_or_else(|| Err(missing_row()), |r| revisions_of(&r))
     }
 
     /// Signals [`ChangeSignal::Counters`] whenever another connection committed (see the module
@@ -202,7 +212,7 @@ impl SqlStore<sqlx::Postgres> {
             .fetch_optional(&self.pool)
             .await
             .map_err(StoreError::query("read the change counters"))?;
-        row.map_or(Ok(Revisions::default()), |r| revisions_of(&r))
+        row.map_or_else(|| Err(missing_row()), |r| revisions_of(&r))
     }
 
     /// Listens on `nitejar_changes` and signals every notification; after a lost connection, listens
