@@ -137,7 +137,14 @@ where
     Ok(out)
 }
 
-impl SqlStore<sqlx::Sqlite> {
+impl<DB> SqlStore<DB>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'r> &'r str: sqlx::ColumnIndex<DB::Row>,
+{
     pub(crate) async fn sql_change_revisions(&self) -> Result<Revisions, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM changes WHERE id = 1"))
             .fetch_optional(&self.pool)
@@ -145,7 +152,9 @@ impl SqlStore<sqlx::Sqlite> {
             .map_err(StoreError::query("read the change counters"))?;
         row.map_or_else(|| Err(missing_row()), |r| revisions_of(&r))
     }
+}
 
+impl SqlStore<sqlx::Sqlite> {
     /// Signals [`ChangeSignal::Counters`] whenever another connection committed (see the module
     /// docs). Runs until the task is dropped.
     pub(crate) async fn sql_watch_changes(&self, signal: ChangeCallback) -> Result<(), StoreError> {
@@ -207,14 +216,6 @@ async fn data_version(conn: &mut sqlx::SqliteConnection) -> Result<i64, ()> {
 }
 
 impl SqlStore<sqlx::Postgres> {
-    pub(crate) async fn sql_change_revisions(&self) -> Result<Revisions, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM changes WHERE id = 1"))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::query("read the change counters"))?;
-        row.map_or_else(|| Err(missing_row()), |r| revisions_of(&r))
-    }
-
     /// Listens on `nitejar_changes` and signals every notification; after a lost connection, listens
     /// again and signals [`ChangeSignal::Resumed`] (what was notified meanwhile is lost). Runs until
     /// the task is dropped.
