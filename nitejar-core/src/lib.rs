@@ -2,62 +2,42 @@
 //!
 //! The Nitejar engine, embeddable in any Rust program (it has no HTTP framework in it).
 //!
+//! Its own modules decide which plugins run and put the engine together:
+//!
 //! - [`engine`]: one way to assemble the engine (database, receipts, gate, runtime, plugin
-//!   manager) for any host;
-//! - [`runtime`]: the set of active plugins and hook dispatch;
-//! - [`plugin_meta`]: who a plugin is (id, version, origin, execution);
-//! - [`registry`]: integrations, hook chains and skills of the active plugins, swapped atomically;
-//! - [`hooks`]: the dispatcher (ordering, timeouts, budget, fail policies, mutation policies);
-//! - [`host`]: the execution host (where plugin calls run, deadlines, cancellation);
-//! - [`loader`]: third-party plugin libraries, loaded through the frozen ABI, in the server's
-//!   process or in one of their own;
-//! - [`manifest`]: a package's `nitejar.plugin.json`, validated, and its contributions checked
-//!   against what the code exports;
-//! - [`permissions`]: the permission gate behind the host services;
-//! - [`plugin_config`]: the settings a plugin declares, and configs checked against them;
-//! - [`plugin_logs`]: each plugin's capped log file (lifecycle actions, what it logs through the
-//!   host);
-//! - [`receipts`]: a record of every plugin action and where it goes (from `nitejar-store`);
-//! - [`builtin`]: plugins compiled into the binary, registered through `linkme`;
-//! - [`store`]: the database (SQLite or Postgres), migrations, the durable receipt sink and the
-//!   change counters (from `nitejar-store`);
-//! - [`crypto`]: encrypted integration config, byte-compatible with earlier releases (from
-//!   `nitejar-store`);
-//! - [`changes`]: the change feed a server follows the database by;
-//! - [`integrations`]: integration rows created, changed and tested through their plugin;
-//! - [`ingress`]: a webhook delivery → a work item handed to the runner;
-//! - [`skills`]: one index of repo, plugin and admin skills; assignments; the `use_skill` tool;
-//! - [`tool`]: what a tool is (spec, call context, output), below the runner and the skills;
-//! - [`runner`]: the reference run that the hooks wrap (prompt, model, tools, delivery);
-//! - [`install`]: packages from a path, an archive, an upload, npm or git: staged, unpacked under
-//!   limits, digested, laid out as versions beside a `current` link;
-//! - [`trust`]: trust modes, signatures, the allowlist and the consent text;
+//!   manager, change feed, agents) for any host;
 //! - [`lifecycle`]: the [`lifecycle::PluginManager`] — install, consent, enable, upgrade, rollback,
 //!   uninstall, settings, boot and reconcile, what agents may do to plugins;
-//! - [`sandbox`]: the kernel controls a plugin host process applies to itself (Landlock, seccomp,
-//!   rlimits), and a probe of which ones the system offers.
+//! - [`integrations`]: integration rows created, changed and tested through their plugin.
+//!
+//! The rest is re-exported from the crates below it, under the same names (so
+//! `nitejar_core::hooks` and `nitejar_runtime::hooks` are one thing):
+//!
+//! - from `nitejar-runtime`, how plugin code runs: [`runtime`] (the active set and hook dispatch),
+//!   [`plugin_meta`], [`registry`], [`hooks`] (the dispatcher), [`host`] (where plugin calls run,
+//!   deadlines, cancellation), [`loader`] (plugin libraries through the frozen ABI, in the server's
+//!   process or in one of their own), [`permissions`] (the gate behind host services),
+//!   [`plugin_logs`], [`builtin`] (plugins registered through `linkme`), [`sandbox`] (the kernel
+//!   controls a plugin host process applies to itself);
+//! - from `nitejar-agent`, what answers a message: [`ingress`] (a webhook delivery → a work item),
+//!   [`tool`], [`skills`], [`runner`] (the reference run the hooks wrap, and the run queue);
+//! - from `nitejar-packages`, what a package is and how it arrives: [`manifest`],
+//!   [`plugin_config`], [`install`], [`trust`] (trust modes, signatures, the allowlist, consent);
+//! - from `nitejar-store`, what Nitejar keeps: [`store`] (SQLite or Postgres, migrations, the
+//!   durable receipt sink, the change counters), [`crypto`] (encrypted config, byte-compatible with
+//!   earlier releases), [`receipts`], [`changes`] (the change feed a server follows the database
+//!   by).
 
+pub use nitejar_agent::{ingress, runner, skills, tool};
 pub use nitejar_packages::{install, manifest, plugin_config, trust};
-pub use nitejar_store::{crypto, receipts, store};
+pub use nitejar_runtime::{
+    builtin, hooks, host, loader, permissions, plugin_logs, plugin_meta, registry, runtime, sandbox,
+};
+pub use nitejar_store::{changes, crypto, receipts, store};
 
-pub mod builtin;
-pub mod changes;
 pub mod engine;
-pub mod hooks;
-pub mod host;
-pub mod ingress;
 pub mod integrations;
 pub mod lifecycle;
-pub mod loader;
-pub mod permissions;
-pub mod plugin_logs;
-pub mod plugin_meta;
-pub mod registry;
-pub mod runner;
-pub mod runtime;
-pub mod sandbox;
-pub mod skills;
-pub mod tool;
 
 /// The version of the running Nitejar engine, against which `engine.nitejar` ranges are checked.
 pub const NITEJAR_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,11 +8,14 @@
 //!   counters every server follows ([`store::Topic`]);
 //! - [`crypto`]: encrypted integration config and plugin secrets, byte-compatible with earlier
 //!   releases;
-//! - [`receipts`]: what a receipt is, and where receipts go.
+//! - [`receipts`]: what a receipt is, and where receipts go;
+//! - [`changes`]: the change feed a server follows the database by (the counters as last read,
+//!   and caches kept under them).
 //!
 //! It depends on the SDK and nothing else of Nitejar: the engine's code (plugins, hooks, runs)
 //! builds on top of it, and a change there does not rebuild it.
 
+pub mod changes;
 pub mod crypto;
 pub mod receipts;
 pub mod store;

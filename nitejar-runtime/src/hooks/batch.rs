@@ -1,0 +1,308 @@
+//! Batches: consecutive handlers of one library plugin in one `hooks.<event>` call.
+//!
+//! The host sends the handlers' indices, what is left of the budget and the payload (its cached
+//! encoding); the plugin answers one duration per handler that ran, how the last one ended if not
+//! with `continue`, and the changed fields once (see [`nitejar_sdk::abi::HookBatchAnswer`]). Every
+//! handler is judged here by the same rules as a handler called alone: its timeout is
+//! `min(own timeout, budget left when it started)`, counted on the batch's clock from the offsets
+//! the answer gives; a late answer is a `timeout` and its change is not applied.
+//!
+//! Changes travel once per batch: the patch of the event's mutable fields after the handlers that
+//! changed something. It is applied when the last of those is settled. If the host refuses it
+//! (a field outside the mutation policy), every handler of the batch that reported a change is
+//! `denied` and nothing of it is applied — the host cannot tell which of them wrote the field.
+//! Plugins built with the SDK cannot answer such a patch: their changes are typed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nitejar_sdk::abi::{BatchEnd, HookBatchAnswer, HookBatchCall};
+use nitejar_sdk::hooks::HookEvent;
+use nitejar_sdk::HookResult;
+use serde::Deserialize;
+
+use super::judge::{judge, refused, Answer, EventJson, Judged, Request};
+use super::{DispatchContext, HandlerEntry, HandlerImpl, HookBatchCalls};
+use crate::host::ExecPolicy;
+
+/// The batch calls of the handler at `from`, and where its batch ends: the handlers from `from`
+/// on that belong to the same plugin instance and run under `policy`. `None` when the handler
+/// cannot go in a batch (typed, or a plugin that does not take batches) or would be alone in it:
+/// one handler is one call either way, and `hook.<event>` needs no batch bookkeeping (its
+/// deadline is the call's).
+pub(super) fn segment<E: HookEvent>(
+    entries: &[HandlerEntry<E>],
+    from: usize,
+    policy: ExecPolicy,
+) -> Option<(Arc<dyn HookBatchCalls>, usize)> {
+    let calls = batch_calls(&entries[from])?;
+    if !calls.batches() {
+        return None;
+    }
+    let end = entries[from..]
+        .iter()
+        .position(|e| e.policy != policy || !batch_calls(e).is_some_and(|c| same(c, calls)))
+        .map_or(entries.len(), |p| from + p);
+    (end - from >= 2).then(|| (calls.clone(), end))
+}
+
+fn batch_calls<E: HookEvent>(entry: &HandlerEntry<E>) -> Option<&Arc<dyn HookBatchCalls>> {
+    match &entry.handler {
+        HandlerImpl::Json(h) => h.batch().map(|(calls, _)| calls),
+        HandlerImpl::Typed(_) => None,
+    }
+}
+
+fn same(a: &Arc<dyn HookBatchCalls>, b: &Arc<dyn HookBatchCalls>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
+
+/// The payload of the `hooks.<event>` call for handlers `from..end`, with `budget` left, written
+/// after the payload's JSON.
+pub(super) fn request<'j, E: HookEvent>(
+    entries: &[HandlerEntry<E>],
+    from: usize,
+    end: usize,
+    budget: Duration,
+    ctx: &DispatchContext,
+    json: &'j mut EventJson,
+) -> Request<'j> {
+    let handlers: Vec<usize> = entries[from..end]
+        .iter()
+        .map(|e| match &e.handler {
+            HandlerImpl::Json(h) => h.batch().map_or(0, |(_, index)| index),
+            HandlerImpl::Typed(_) => 0,
+        })
+        .collect();
+    json.request(|out| {
+        HookBatchCall::finish(
+            out,
+            &handlers,
+            budget_us(budget),
+            ctx.work_item_id.as_deref(),
+            ctx.job_id.as_deref(),
+            ctx.agent_id.as_deref(),
+        )
+    })
+}
+
+/// The budget as the batch is told it: whole microseconds, rounded down, so that the batch never
+/// believes it has more than the host gives it.
+pub(super) fn budget_us(budget: Duration) -> u64 {
+    u64::try_from(budget.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// One handler of a batch, judged.
+pub(super) struct Settled<P> {
+    pub(super) index: usize,
+    pub(super) judged: Judged<P>,
+    /// How long it ran (measured by the plugin).
+    pub(super) duration: Duration,
+    /// When it ended, after the batch started.
+    pub(super) ended: Duration,
+}
+
+/// The handler a running batch is in, from `hooks.progress`.
+pub(super) struct Running {
+    pub(super) index: usize,
+    /// How long it has been running.
+    pub(super) elapsed: Duration,
+    /// Its timeout, capped by the budget left when it started.
+    pub(super) timeout: Duration,
+}
+
+impl Running {
+    /// Whether the batch counts it late already (and will stop after it).
+    pub(super) fn overdue(&self) -> bool {
+        self.elapsed > self.timeout
+    }
+}
+
+/// What a batch answered, judged.
+pub(super) struct Report<P> {
+    /// The handlers that ran, in order.
+    pub(super) settled: Vec<Settled<P>>,
+    /// Only from `hooks.progress`: the handler running now.
+    pub(super) running: Option<Running>,
+}
+
+/// A batch answer read in one pass, the changes straight into the event's patch type.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "P: Deserialize<'de>"))]
+struct TypedAnswer<'a, P> {
+    #[serde(default)]
+    ns: Vec<u64>,
+    #[serde(default)]
+    changed: Vec<usize>,
+    #[serde(default, borrow)]
+    end: Option<BatchEnd<'a>>,
+    #[serde(default)]
+    changes: Option<P>,
+    #[serde(default)]
+    running_ns: Option<u64>,
+}
+
+/// The changes of an answer: read, or refused (why).
+enum Changes<P> {
+    Read(Option<P>),
+    Refused(String),
+}
+
+/// Reads an answer; only one whose changes the event's patch type refuses is read twice (to tell
+/// a refused change from an unreadable answer).
+fn parse<'a, E: HookEvent>(
+    text: &'a str,
+) -> Result<(TypedAnswer<'a, ()>, Changes<E::Patch>), String> {
+    if let Ok(typed) = serde_json::from_str::<TypedAnswer<'a, E::Patch>>(text) {
+        let TypedAnswer {
+            ns,
+            changed,
+            end,
+            changes,
+            running_ns,
+        } = typed;
+        let head = TypedAnswer {
+            ns,
+            changed,
+            end,
+            changes: None,
+            running_ns,
+        };
+        return Ok((head, Changes::Read(changes)));
+    }
+    let answer: HookBatchAnswer<'a> = serde_json::from_str(text)
+        .map_err(|e| format!("answered its batch of handlers unreadably: {e}"))?;
+    let changes = match answer
+        .changes
+        .map(|raw| serde_json::from_str::<E::Patch>(raw.get()))
+    {
+        Some(Err(e)) => Changes::Refused(refused::<E>(e)),
+        Some(Ok(patch)) => Changes::Read(Some(patch)),
+        None => Changes::Read(None),
+    };
+    let head = TypedAnswer {
+        ns: answer.ns,
+        changed: answer.changed,
+        end: answer.end,
+        changes: None,
+        running_ns: answer.running_ns,
+    };
+    Ok((head, changes))
+}
+
+/// Reads and judges the answer of `hooks.<event>` (or `hooks.progress`) for handlers `from..end`
+/// sent with `budget_us`. An `Err` is an unreadable answer.
+pub(super) fn read<E: HookEvent>(
+    entries: &[HandlerEntry<E>],
+    from: usize,
+    end: usize,
+    budget_us: u64,
+    text: &str,
+) -> Result<Report<E::Patch>, String> {
+    let (answer, changes) = parse::<E>(text)?;
+    if answer.ns.len() > end - from {
+        return Err(format!(
+            "answered {} outcomes for a batch of {} handlers",
+            answer.ns.len(),
+            end - from
+        ));
+    }
+    let budget = budget_us.saturating_mul(1000);
+    let timeout_of = |index: usize, at: u64| {
+        let own = u64::from(entries[index].options.timeout_ms).saturating_mul(1_000_000);
+        Duration::from_nanos(own.min(budget.saturating_sub(at)))
+    };
+    let last = answer.ns.len().checked_sub(1);
+    let mut settled = Vec::with_capacity(answer.ns.len());
+    let mut at = 0u64;
+    for (pos, &ns) in answer.ns.iter().enumerate() {
+        let index = from + pos;
+        let timeout = timeout_of(index, at);
+        let result = match (&answer.end, Some(pos) == last) {
+            (Some(BatchEnd::Block { reason }), true) => {
+                Answer::Result(HookResult::Block(reason.to_string()))
+            }
+            (Some(BatchEnd::Panic { error }), true) => Answer::Error(format!("panicked: {error}")),
+            (Some(BatchEnd::Error { error }), true) => Answer::Error(error.to_string()),
+            _ => Answer::Result(HookResult::Continue),
+        };
+        let late = Duration::from_nanos(ns) > timeout;
+        settled.push(Settled {
+            index,
+            judged: judge::<E>(&entries[index].options, result, late.then_some(timeout)),
+            duration: Duration::from_nanos(ns),
+            ended: Duration::from_nanos(at.saturating_add(ns)),
+        });
+        at = at.saturating_add(ns);
+    }
+    apply_changes::<E>(entries, &answer.changed, changes, &mut settled);
+    let running = match (answer.running_ns, &answer.end) {
+        (Some(ns), None) if from + answer.ns.len() < end => {
+            let index = from + answer.ns.len();
+            Some(Running {
+                index,
+                elapsed: Duration::from_nanos(ns),
+                timeout: timeout_of(index, at),
+            })
+        }
+        _ => None,
+    };
+    Ok(Report { settled, running })
+}
+
+/// Hands the batch's patch to the last handler that changed something, or refuses it for all of
+/// them.
+fn apply_changes<E: HookEvent>(
+    entries: &[HandlerEntry<E>],
+    changed: &[usize],
+    changes: Changes<E::Patch>,
+    settled: &mut [Settled<E::Patch>],
+) {
+    // Only handlers whose answer was accepted changed the payload the plugin went on with.
+    let changed: Vec<usize> = changed
+        .iter()
+        .copied()
+        .filter(|&pos| {
+            pos < settled.len()
+                && settled[pos].judged.status == nitejar_store::receipts::ReceiptStatus::Ok
+        })
+        .collect();
+    let Some(&last) = changed.iter().max() else {
+        return;
+    };
+    match changes {
+        Changes::Read(Some(patch)) => {
+            // The plugin sends the batch's changes once: each handler that changed something is
+            // told the fields of all of them together, the last one applies them.
+            if changed.len() > 1 {
+                let mut detail = super::judge::change_detail(&patch);
+                detail["combined_with_batch"] = serde_json::Value::Bool(true);
+                for &pos in &changed {
+                    settled[pos].judged.detail = Some(detail.clone());
+                }
+            }
+            settled[last].judged.change = Some(patch);
+        }
+        Changes::Refused(reason) => deny::<E>(entries, settled, &changed, reason),
+        Changes::Read(None) => {
+            let reason = "the plugin reported changes but did not send them".to_string();
+            deny::<E>(entries, settled, &changed, reason);
+        }
+    }
+}
+
+fn deny<E: HookEvent>(
+    entries: &[HandlerEntry<E>],
+    settled: &mut [Settled<E::Patch>],
+    changed: &[usize],
+    reason: String,
+) {
+    for &pos in changed {
+        let s = &mut settled[pos];
+        s.judged = judge::<E>(
+            &entries[s.index].options,
+            Answer::Denied(reason.clone()),
+            None,
+        );
+    }
+}
