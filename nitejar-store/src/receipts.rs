@@ -48,6 +48,35 @@ pub enum ReceiptKind {
 }
 
 impl ReceiptKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ReceiptKind; 20] = [
+        ReceiptKind::Install,
+        ReceiptKind::Enable,
+        ReceiptKind::Disable,
+        ReceiptKind::Upgrade,
+        ReceiptKind::Rollback,
+        ReceiptKind::Uninstall,
+        ReceiptKind::Load,
+        ReceiptKind::Hook,
+        ReceiptKind::Integration,
+        ReceiptKind::Skill,
+        ReceiptKind::PermissionDenied,
+        ReceiptKind::AutoDisable,
+        ReceiptKind::WebhookIngress,
+        ReceiptKind::Startup,
+        ReceiptKind::Run,
+        ReceiptKind::CrashedProcess,
+        ReceiptKind::Crashed,
+        ReceiptKind::Configure,
+        ReceiptKind::Trust,
+        ReceiptKind::AgentGrant,
+    ];
+
+    /// The kind of a stored name; `None` for a name no release wrote.
+    pub fn parse(stored: &str) -> Option<ReceiptKind> {
+        ReceiptKind::ALL.into_iter().find(|k| k.as_str() == stored)
+    }
+
     /// The stored name.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -97,6 +126,24 @@ pub enum ReceiptStatus {
 }
 
 impl ReceiptStatus {
+    /// Every status, in declaration order.
+    pub const ALL: [ReceiptStatus; 7] = [
+        ReceiptStatus::Ok,
+        ReceiptStatus::Blocked,
+        ReceiptStatus::Error,
+        ReceiptStatus::Timeout,
+        ReceiptStatus::SkippedBudget,
+        ReceiptStatus::Denied,
+        ReceiptStatus::Pending,
+    ];
+
+    /// The status of a stored name; `None` for a name no release wrote.
+    pub fn parse(stored: &str) -> Option<ReceiptStatus> {
+        ReceiptStatus::ALL
+            .into_iter()
+            .find(|k| k.as_str() == stored)
+    }
+
     /// The stored name.
     pub const fn as_str(self) -> &'static str {
         match self {

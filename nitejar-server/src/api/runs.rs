@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use nitejar_core::receipts::{ReceiptKind, ReceiptStatus};
 use nitejar_core::runner::JobStatus;
 use nitejar_core::store::{
     EventFilter, JobRow, PageRequest, PluginEventRow, QueuedRunRow, RunFilter, RunRow, SpanRow,
@@ -267,7 +268,7 @@ fn deliveries(receipts: &[PluginEventRow]) -> Vec<&PluginEventRow> {
     let mut out: Vec<&PluginEventRow> = receipts
         .iter()
         .filter(|r| {
-            r.kind == "integration"
+            r.receipt_kind() == Some(ReceiptKind::Integration)
                 && r.detail().is_some_and(|d| {
                     d.get("operation").and_then(Value::as_str) == Some("post_response")
                 })
@@ -285,20 +286,19 @@ impl RunView {
         let preview: String = text.chars().take(PREVIEW_CHARS).collect();
         let status = run_status(run);
         let sent = deliveries(receipts);
-        let delivery = sent.last().map(|last| DeliveryView {
-            status: if last.status == "ok" {
-                "delivered"
-            } else {
-                "failed"
-            },
-            attempts: sent.iter().filter(|r| r.job_id == last.job_id).count(),
-            at: last.created_at,
-            error: (last.status != "ok").then(|| {
-                last.detail()
-                    .and_then(|d| d.get("error").and_then(Value::as_str).map(str::to_owned))
-                    .unwrap_or_else(|| last.status.clone())
-            }),
-            job_id: last.job_id.clone(),
+        let delivery = sent.last().map(|last| {
+            let delivered = last.receipt_status() == Some(ReceiptStatus::Ok);
+            DeliveryView {
+                status: if delivered { "delivered" } else { "failed" },
+                attempts: sent.iter().filter(|r| r.job_id == last.job_id).count(),
+                at: last.created_at,
+                error: (!delivered).then(|| {
+                    last.detail()
+                        .and_then(|d| d.get("error").and_then(Value::as_str).map(str::to_owned))
+                        .unwrap_or_else(|| last.status.clone())
+                }),
+                job_id: last.job_id.clone(),
+            }
         });
         let failure = run
             .jobs

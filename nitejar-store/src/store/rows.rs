@@ -601,6 +601,16 @@ pub struct PluginEventRow {
 }
 
 impl PluginEventRow {
+    /// The kind, typed; `None` for a kind no release wrote.
+    pub fn receipt_kind(&self) -> Option<crate::receipts::ReceiptKind> {
+        crate::receipts::ReceiptKind::parse(&self.kind)
+    }
+
+    /// The status, typed; `None` for a status no release wrote.
+    pub fn receipt_status(&self) -> Option<crate::receipts::ReceiptStatus> {
+        crate::receipts::ReceiptStatus::parse(&self.status)
+    }
+
     /// The detail, parsed. `None` when there is none or it is not JSON.
     pub fn detail(&self) -> Option<Value> {
         self.detail_json
