@@ -159,8 +159,7 @@ impl SqlStore<sqlx::Sqlite> {
     /// docs). Runs until the task is dropped.
     pub(crate) async fn sql_watch_changes(&self, signal: ChangeCallback) -> Result<(), StoreError> {
         let options = self.pool.connect_options();
-        let in_memory = options.get_filename() == std::path::Path::new(":memory:")
-            || options.get_filename().as_os_str().is_empty();
+        let in_memory = self.in_memory;
         let mut tick = tokio::time::interval(SQLITE_CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if in_memory {

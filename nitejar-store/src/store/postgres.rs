@@ -55,6 +55,7 @@ impl SqlStore<Postgres> {
             params: Params::Numbered,
             health: Default::default(),
             write_gate: None,
+            in_memory: false,
         })
     }
 }

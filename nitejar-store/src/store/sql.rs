@@ -38,6 +38,8 @@ pub struct SqlStore<DB: Database> {
     /// taken polls for it with growing sleeps (1, 2, 5, 10 ms …), which left the webhook writer
     /// asleep while the lock was free. `None` on Postgres, which takes concurrent writers.
     pub(crate) write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// A SQLite database in memory (`sqlite::memory:`): no file, one process.
+    pub(crate) in_memory: bool,
 }
 
 /// Parameter style of generated multi-row inserts.

@@ -30,8 +30,7 @@ impl SqlStore<Sqlite> {
     /// (`sqlite://./data/nitejar.db`, `sqlite::memory:`). Adopts a file written by an earlier release
     /// (see the [module docs](crate::store#adopting-an-existing-database)), then runs the migrations.
     pub async fn open(url: &str, cipher: Cipher) -> Result<SqliteStore, StoreError> {
-        let (options, target) = connect_options(url)?;
-        let in_memory = target == ":memory:";
+        let (options, target, in_memory) = connect_options(url)?;
         if !in_memory {
             if let Some(parent) = options.get_filename().parent() {
                 if !parent.as_os_str().is_empty() {
@@ -49,10 +48,11 @@ impl SqlStore<Sqlite> {
             })?;
             super::adopt::adopt(&options, &target).await?;
         }
-        // Every connection of an in-memory database is a database of its own: keep exactly one, forever.
+        // An in-memory database lives while one of its (shared-cache) connections is open: keep
+        // one open forever.
         let pool_options = if in_memory {
             SqlitePoolOptions::new()
-                .max_connections(1)
+                .max_connections(MAX_CONNECTIONS)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
@@ -83,6 +83,7 @@ impl SqlStore<Sqlite> {
             params: Params::Anonymous,
             health: Default::default(),
             write_gate: Some(Default::default()),
+            in_memory,
         })
     }
 }
@@ -129,7 +130,7 @@ fn private_file(path: &Path) -> std::io::Result<()> {
 }
 
 /// Connect options for `url`, and how to name the database in messages.
-fn connect_options(url: &str) -> Result<(SqliteConnectOptions, String), StoreError> {
+fn connect_options(url: &str) -> Result<(SqliteConnectOptions, String, bool), StoreError> {
     let base = if url.trim_start().to_ascii_lowercase().starts_with("sqlite:") {
         SqliteConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
             url: mask_url(url),
@@ -143,7 +144,12 @@ fn connect_options(url: &str) -> Result<(SqliteConnectOptions, String), StoreErr
     } else {
         SqliteConnectOptions::new().filename(Path::new(url))
     };
-    let target = base.get_filename().display().to_string();
+    let in_memory = url.starts_with("sqlite:") && names_memory(url);
+    let target = if in_memory {
+        ":memory:".to_owned()
+    } else {
+        base.get_filename().display().to_string()
+    };
     let options = base
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -155,7 +161,74 @@ fn connect_options(url: &str) -> Result<(SqliteConnectOptions, String), StoreErr
         // 16 MiB of page cache per connection (the default is 2 MiB): the receipt indexes stay in
         // memory under sustained writes.
         .pragma("cache_size", "-16384");
-    Ok((options, target))
+    Ok((options, target, in_memory))
+}
+
+/// Whether `url` names an in-memory database (`sqlite::memory:`, `?mode=memory`), read as sqlx
+/// reads it. Its options then carry a "filename" (`file:sqlx-in-memory-<n>`) that is no file:
+/// nothing may be created, adopted or watched under that name.
+fn names_memory(url: &str) -> bool {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:"
+        || params
+            .split('&')
+            .any(|pair| pair.split_once('=') == Some(("mode", "memory")))
 }
 
 impl_store!(Sqlite);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap in a test is a failed test
+
+    use super::*;
+
+    #[test]
+    fn in_memory_urls_are_told_from_files() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://x.db?mode=memory",
+        ] {
+            let (_, _, in_memory) = connect_options(url).unwrap();
+            assert!(in_memory, "{url}");
+        }
+        let (_, target, _) = connect_options("sqlite::memory:").unwrap();
+        assert_eq!(target, ":memory:");
+        for url in [
+            "sqlite://./data/nitejar.db",
+            "data/nitejar.db",
+            "sqlite:memory.db",
+        ] {
+            let (_, _, in_memory) = connect_options(url).unwrap();
+            assert!(!in_memory, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_leaves_no_file_behind() {
+        let strays = || {
+            std::fs::read_dir(".")
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains("sqlx-in-memory"))
+                .count()
+        };
+        let before = strays();
+        let cipher = Cipher::new(&crate::crypto::Key::generate().unwrap());
+        let store = crate::store::open("sqlite::memory:", cipher).await.unwrap();
+        store.ping().await.unwrap();
+        assert_eq!(
+            strays(),
+            before,
+            "opening an in-memory database wrote a file"
+        );
+        assert_eq!(
+            before, 0,
+            "a file named like an in-memory database is in the crate directory"
+        );
+    }
+}
