@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nitejar_sdk::abi::{BatchEnd, HookBatchAnswer, HookBatchCall};
+use nitejar_sdk::abi::{json, BatchEnd, HookBatchAnswer, HookBatchCall};
 use nitejar_sdk::hooks::HookEvent;
 use nitejar_sdk::HookResult;
 use serde::Deserialize;
@@ -153,7 +153,7 @@ enum Changes<P> {
 fn parse<'a, E: HookEvent>(
     text: &'a str,
 ) -> Result<(TypedAnswer<'a, ()>, Changes<E::Patch>), String> {
-    if let Ok(typed) = serde_json::from_str::<TypedAnswer<'a, E::Patch>>(text) {
+    if let Ok(typed) = json::from_str::<TypedAnswer<'a, E::Patch>>(text) {
         let TypedAnswer {
             ns,
             changed,

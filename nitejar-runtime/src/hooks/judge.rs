@@ -217,7 +217,7 @@ pub(super) fn call_json_handler<E: HookEvent>(
 
 /// Reads a JSON hook result; changes outside the event's mutation policy are `Denied`.
 pub(super) fn read_json_answer<E: HookEvent>(text: &str) -> Answer<E::Patch> {
-    let raw: HookResult<Value> = match serde_json::from_str(text) {
+    let raw: HookResult<Value> = match nitejar_sdk::abi::json::from_str(text) {
         Ok(r) => r,
         Err(e) => return Answer::Error(format!("answered with an unreadable hook result: {e}")),
     };

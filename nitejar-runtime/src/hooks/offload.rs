@@ -580,7 +580,7 @@ impl<E: HookEvent> Job<E> {
     fn payload(&mut self) -> Result<&mut E, String> {
         if self.payload.is_none() {
             let json = self.json.as_ref().ok_or("the job has no payload")?;
-            let payload: E = serde_json::from_str(json.event())
+            let payload: E = nitejar_sdk::abi::json::from_str(json.event())
                 .map_err(|e| format!("could not read the payload back: {e}"))?;
             self.payload = Some(payload);
         }

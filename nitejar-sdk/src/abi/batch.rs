@@ -162,7 +162,7 @@ fn one<E: HookEvent>(
     payload: &str,
     ctx: CallCtx,
 ) -> Result<String, PluginError> {
-    let call: Single<E> = serde_json::from_str(payload).map_err(|e| {
+    let call: Single<E> = json::from_str(payload).map_err(|e| {
         PluginError::new(
             PluginError::BAD_PAYLOAD,
             format!("could not read the payload of `{method}`: {e}"),
@@ -334,7 +334,7 @@ fn run_event<E: HookEvent>(
     payload: &str,
     ctx: CallCtx,
 ) -> Result<String, PluginError> {
-    let call: Envelope<E> = serde_json::from_str(payload).map_err(|e| {
+    let call: Envelope<E> = json::from_str(payload).map_err(|e| {
         PluginError::new(
             PluginError::BAD_PAYLOAD,
             format!("could not read the payload of `{method}`: {e}"),

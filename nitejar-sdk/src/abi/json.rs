@@ -18,6 +18,10 @@ use serde_json::Error;
 
 use super::wire::push_u64;
 
+mod read;
+
+pub use read::from_str;
+
 /// `value` as compact JSON, as `serde_json::to_string` would write it.
 pub fn to_string<T: ?Sized + Serialize>(value: &T) -> Result<String, Error> {
     let mut out = String::with_capacity(256);
@@ -37,29 +41,49 @@ struct Writer<'a> {
     out: &'a mut String,
 }
 
-/// Whether no byte of `block` needs escaping. Written so that the compiler checks many bytes per
-/// instruction.
-fn plain(block: &[u8; 64]) -> bool {
-    let mut escapes = 0u8;
-    for &b in block {
-        escapes |= u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\');
-    }
-    escapes == 0
+/// Finds, in one string's bytes, the bytes that end a run of plain string text: a `"`, a `\\` or
+/// a control character (below 0x20). The quote and backslash are found with `memchr` (SIMD where
+/// the CPU has it) and the next one is remembered; the span before it is checked for control
+/// characters a block at a time with a minimum the compiler vectorises. Linear in the text
+/// whatever it holds: no byte is looked at more than a block's length of times.
+pub(crate) struct Specials<'a> {
+    bytes: &'a [u8],
+    /// The next `"` or `\\` at or after the last position asked for (or the end); `None` before
+    /// the first question.
+    quote: Option<usize>,
 }
 
-/// The first position from `i` on of a 64-byte block that may need escaping, or where fewer than
-/// 64 bytes are left.
-fn skip_plain(bytes: &[u8], mut i: usize) -> usize {
-    while let Some(block) = bytes
-        .get(i..i + 64)
-        .and_then(|b| <&[u8; 64]>::try_from(b).ok())
-    {
-        if !plain(block) {
+impl<'a> Specials<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Specials { bytes, quote: None }
+    }
+
+    /// The first special byte at or after `from`, or the length of the text.
+    pub(crate) fn next(&mut self, from: usize) -> usize {
+        let quote = match self.quote {
+            Some(q) if q >= from => q,
+            _ => {
+                let rest = &self.bytes[from..];
+                let q = from + memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+                self.quote = Some(q);
+                q
+            }
+        };
+        from + first_control(&self.bytes[from..quote]).unwrap_or(quote - from)
+    }
+}
+
+/// The position of the first byte below 0x20 in `bytes`.
+fn first_control(bytes: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 128;
+    let mut at = 0;
+    for block in bytes.chunks_exact(BLOCK) {
+        if block.iter().fold(u8::MAX, |m, &b| m.min(b)) < 0x20 {
             break;
         }
-        i += 64;
+        at += BLOCK;
     }
-    i
+    bytes[at..].iter().position(|&b| b < 0x20).map(|p| at + p)
 }
 
 /// How `serde_json` writes a byte inside a string.
@@ -94,29 +118,25 @@ fn push_str(out: &mut String, s: &str) {
     // `run` is where the text not yet copied starts; it is always on a character boundary (it
     // follows an ASCII byte or is 0).
     let mut run = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        i = skip_plain(bytes, i);
-        let stop = (i + 64).min(bytes.len());
-        while i < stop {
-            let byte = bytes[i];
-            let escaped = escape(byte);
-            if !matches!(escaped, Escape::No) {
-                out.push_str(&s[run..i]);
-                match escaped {
-                    Escape::Short(text) => out.push_str(text),
-                    _ => {
-                        out.push_str("\\u00");
-                        out.push(char::from(HEX[usize::from(byte >> 4)]));
-                        out.push(char::from(HEX[usize::from(byte & 0xf)]));
-                    }
-                }
-                run = i + 1;
+    let mut specials = Specials::new(bytes);
+    loop {
+        let i = specials.next(run);
+        out.push_str(&s[run..i]);
+        let Some(&byte) = bytes.get(i) else {
+            break;
+        };
+        match escape(byte) {
+            Escape::Short(text) => out.push_str(text),
+            Escape::Unicode => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 0xf)]));
             }
-            i += 1;
+            // `special` stops only at bytes that need escaping.
+            Escape::No => out.push(char::from(byte)),
         }
+        run = i + 1;
     }
-    out.push_str(&s[run..]);
     out.push('"');
 }
 
@@ -805,6 +825,19 @@ mod tests {
     fn refuses_what_serde_json_refuses() {
         assert!(to_string(&BTreeMap::from([((1, 2), "a")])).is_err());
         assert!(serde_json::to_string(&BTreeMap::from([((1, 2), "a")])).is_err());
+    }
+
+    /// Text full of characters to escape, with no quote to stop at: written in linear time (a
+    /// writer that looked for the next quote again after each newline would take hours here).
+    #[test]
+    fn many_escapes_far_from_any_quote_take_linear_time() {
+        let lines = "a\n".repeat(400_000) + "\"end\u{1}";
+        let started = std::time::Instant::now();
+        let ours = to_string(&lines).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(ours, serde_json::to_string(&lines).unwrap());
+        let back: String = from_str(&ours).unwrap();
+        assert_eq!(back, lines);
     }
 
     #[test]
