@@ -11,6 +11,7 @@
 //! may take, it asks `hooks.progress`, which answers from the same clock, so that the host gives up
 //! on a handler exactly when the batch itself will count it late.
 
+use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -145,14 +146,16 @@ pub(super) fn run_one(
 /// [`HookCall`](super::HookCall) with the event read straight into its type: one pass over the
 /// payload.
 #[derive(Deserialize)]
-struct Single<E> {
+#[serde(bound(deserialize = "E: HookEvent"))]
+struct Single<'a, E> {
     handler: usize,
-    #[serde(default)]
-    work_item_id: Option<String>,
-    #[serde(default)]
-    job_id: Option<String>,
-    #[serde(default)]
-    agent_id: Option<String>,
+    // Borrowed from the payload unless escaped: no allocation per call for the run context.
+    #[serde(default, borrow)]
+    work_item_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    job_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    agent_id: Option<Cow<'a, str>>,
     event: E,
 }
 
@@ -162,7 +165,7 @@ fn one<E: HookEvent>(
     payload: &str,
     ctx: CallCtx,
 ) -> Result<String, PluginError> {
-    let call: Single<E> = json::from_str(payload).map_err(|e| {
+    let call: Single<'_, E> = json::from_str(payload).map_err(|e| {
         PluginError::new(
             PluginError::BAD_PAYLOAD,
             format!("could not read the payload of `{method}`: {e}"),
@@ -226,15 +229,17 @@ fn one<E: HookEvent>(
 /// [`HookBatchCall`](super::HookBatchCall) with the event read straight into its type: one pass
 /// over the payload.
 #[derive(Deserialize)]
-struct Envelope<E> {
+#[serde(bound(deserialize = "E: HookEvent"))]
+struct Envelope<'a, E> {
     handlers: Vec<usize>,
     budget_us: u64,
-    #[serde(default)]
-    work_item_id: Option<String>,
-    #[serde(default)]
-    job_id: Option<String>,
-    #[serde(default)]
-    agent_id: Option<String>,
+    // Borrowed from the payload unless escaped: no allocation per call for the run context.
+    #[serde(default, borrow)]
+    work_item_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    job_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    agent_id: Option<Cow<'a, str>>,
     event: E,
 }
 
@@ -245,6 +250,8 @@ struct Envelope<E> {
 /// includes it, so a reader holding the read lock sees a payload and a count that belong together.
 struct BatchState<E> {
     started: Instant,
+    /// The length of the call's payload: room enough for changes written back.
+    payload_len: usize,
     payload: RwLock<E>,
     /// Per handler (the first `done`): how long it took in nanoseconds, with [`CHANGED`] set when
     /// it changed the payload.
@@ -283,7 +290,13 @@ impl<E: HookEvent> Progress for BatchState<E> {
         let payload = read(&self.payload);
         let done = self.done.load(Ordering::Acquire);
         let running = self.running_since.load(Ordering::Acquire);
-        let mut out = String::with_capacity(48 + 8 * done);
+        let outcomes = &self.outcomes[..done];
+        let changed = outcomes
+            .iter()
+            .any(|o| o.load(Ordering::Relaxed) & CHANGED != 0);
+        // Changes are written in place: a buffer grown for them would copy them several times.
+        let room = if changed { self.payload_len } else { 0 };
+        let mut out = String::with_capacity(64 + 24 * done + room);
         out.push_str(r#"{"ns":["#);
         for (i, outcome) in self.outcomes[..done].iter().enumerate() {
             if i > 0 {
@@ -292,13 +305,13 @@ impl<E: HookEvent> Progress for BatchState<E> {
             push_u64(&mut out, outcome.load(Ordering::Relaxed) & !CHANGED);
         }
         out.push_str(r#"],"changed":["#);
-        let mut changed = false;
-        for (i, outcome) in self.outcomes[..done].iter().enumerate() {
+        let mut first = true;
+        for (i, outcome) in outcomes.iter().enumerate() {
             if outcome.load(Ordering::Relaxed) & CHANGED != 0 {
-                if changed {
+                if !first {
                     out.push(',');
                 }
-                changed = true;
+                first = false;
                 push_u64(&mut out, i as u64);
             }
         }
@@ -311,7 +324,11 @@ impl<E: HookEvent> Progress for BatchState<E> {
             out.push_str(r#","changes":"#);
             // The host refuses the changes of a batch that sends none (`null`).
             let state = payload.mutable_state();
-            out.push_str(&json::to_string(&state).unwrap_or_else(|_| "null".into()));
+            let at = out.len();
+            if json::append(&mut out, &state).is_err() {
+                out.truncate(at);
+                out.push_str("null");
+            }
         }
         drop(payload);
         if progress {
@@ -334,7 +351,7 @@ fn run_event<E: HookEvent>(
     payload: &str,
     ctx: CallCtx,
 ) -> Result<String, PluginError> {
-    let call: Envelope<E> = json::from_str(payload).map_err(|e| {
+    let call: Envelope<'_, E> = json::from_str(payload).map_err(|e| {
         PluginError::new(
             PluginError::BAD_PAYLOAD,
             format!("could not read the payload of `{method}`: {e}"),
@@ -361,6 +378,7 @@ fn run_event<E: HookEvent>(
     let started = Instant::now();
     let state = Arc::new(BatchState {
         started,
+        payload_len: payload.len(),
         payload: RwLock::new(call.event),
         outcomes: (0..handlers.len()).map(|_| AtomicU64::new(0)).collect(),
         done: AtomicUsize::new(0),
