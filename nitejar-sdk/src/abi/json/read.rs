@@ -441,16 +441,19 @@ impl<'de> SeqAccess<'de> for Elements<'_, 'de> {
         if !self.first {
             return None;
         }
-        let rest = &self.reader.bytes()[self.reader.pos..];
-        let end = memchr::memchr(b']', &rest[..rest.len().min(LOOK)])?;
-        let span = &rest[..end];
-        if span.iter().any(|b| matches!(b, b'[' | b'{' | b'"')) {
-            return None;
+        // Stops at the first bracket or quote, so no byte is looked at by two arrays.
+        let mut commas = 0;
+        let mut values = false;
+        for &b in self.reader.bytes()[self.reader.pos..].iter().take(LOOK) {
+            match b {
+                b']' => return Some(if values { commas + 1 } else { 0 }),
+                b'[' | b'{' | b'"' => return None,
+                b',' => commas += 1,
+                b' ' | b'\n' | b'\t' | b'\r' => {}
+                _ => values = true,
+            }
         }
-        if span.iter().all(u8::is_ascii_whitespace) {
-            return Some(0);
-        }
-        Some(span.iter().filter(|&&b| b == b',').count() + 1)
+        None
     }
 }
 
@@ -747,6 +750,34 @@ mod tests {
                 same::<Value>(&text);
                 same::<Call>(&text);
             }
+        }
+    }
+
+    #[test]
+    fn counts_short_flat_arrays_ahead() {
+        let long = format!("[{}]", vec!["1"; 200].join(","));
+        let cases = [
+            ("[]", Some(0)),
+            ("[ \n]", Some(0)),
+            ("[7]", Some(1)),
+            ("[1, 2 ,3]", Some(3)),
+            ("[true,null,-1.5e3]", Some(3)),
+            (r#"["a"]"#, None),
+            ("[1,[2]]", None),
+            ("[{}]", None),
+            (&long, None),
+        ];
+        for (text, hint) in cases {
+            let mut reader = Reader {
+                text,
+                pos: 1,
+                depth: 0,
+            };
+            let elements = Elements {
+                reader: &mut reader,
+                first: true,
+            };
+            assert_eq!(elements.size_hint(), hint, "{text}");
         }
     }
 
