@@ -298,7 +298,7 @@ impl<E: HookEvent> Progress for BatchState<E> {
         let room = if changed { self.payload_len } else { 0 };
         let mut out = String::with_capacity(64 + 24 * done + room);
         out.push_str(r#"{"ns":["#);
-        for (i, outcome) in self.outcomes[..done].iter().enumerate() {
+        for (i, outcome) in outcomes.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }

@@ -121,12 +121,17 @@ impl<'de> Reader<'de> {
         }
     }
 
-    fn nest(&mut self) -> Result<()> {
+    /// Reads the array or object whose opening bracket is at `pos` with `read`, then its `close`.
+    fn nested<T>(&mut self, close: u8, read: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(Handover);
         }
-        Ok(())
+        self.pos += 1;
+        let value = read(self)?;
+        self.depth -= 1;
+        self.expect(close)?;
+        Ok(value)
     }
 
     /// The string whose opening quote is at `pos`.
@@ -277,28 +282,18 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.peek()? {
             b'"' => self.visit_string(visitor),
-            b'{' => {
-                self.nest()?;
-                self.pos += 1;
-                let value = visitor.visit_map(Entries {
-                    reader: self,
+            b'{' => self.nested(b'}', |reader| {
+                visitor.visit_map(Entries {
+                    reader,
                     first: true,
-                })?;
-                self.depth -= 1;
-                self.expect(b'}')?;
-                Ok(value)
-            }
-            b'[' => {
-                self.nest()?;
-                self.pos += 1;
-                let value = visitor.visit_seq(Elements {
-                    reader: self,
+                })
+            }),
+            b'[' => self.nested(b']', |reader| {
+                visitor.visit_seq(Elements {
+                    reader,
                     first: true,
-                })?;
-                self.depth -= 1;
-                self.expect(b']')?;
-                Ok(value)
-            }
+                })
+            }),
             b't' => {
                 self.literal("true")?;
                 visitor.visit_bool(true)
@@ -349,14 +344,7 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
                 Text::Owned(s) => visitor.visit_enum(s.into_deserializer()),
             },
             // `{"variant": content}`.
-            b'{' => {
-                self.nest()?;
-                self.pos += 1;
-                let value = visitor.visit_enum(Variant { reader: self })?;
-                self.depth -= 1;
-                self.expect(b'}')?;
-                Ok(value)
-            }
+            b'{' => self.nested(b'}', |reader| visitor.visit_enum(Variant { reader })),
             _ => Err(Handover),
         }
     }
