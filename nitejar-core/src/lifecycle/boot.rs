@@ -53,6 +53,10 @@ pub struct ReconcileReport {
     pub deactivated: Vec<String>,
     /// Plugins that failed to activate (now marked `error`).
     pub errors: Vec<Skipped>,
+    /// Plugins another operation (another reconciliation, an enable) was loading at that moment:
+    /// that operation activates them. Not a change of this reconciliation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub loading_elsewhere: Vec<String>,
 }
 
 impl ReconcileReport {
@@ -541,7 +545,10 @@ impl PluginManager {
                         Some(Preloaded {
                             result: Err(LifecycleError::LoadInProgress { .. }),
                             ..
-                        }) => continue,
+                        }) => {
+                            report.loading_elsewhere.push(row.id.clone());
+                            continue;
+                        }
                         Some(Preloaded { result: Err(e), .. }) => Err(e),
                         Some(Preloaded { result: Ok(()), .. }) => {
                             match self.current_version_row(&row).await {

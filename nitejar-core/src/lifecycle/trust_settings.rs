@@ -225,6 +225,20 @@ impl TrustState {
             stored: Vec::new(),
         }
     }
+
+    /// Takes `next` unless it was read at an older revision than this state's: two refreshes
+    /// running at once (a request's and the change feed's) may finish in either order, and the
+    /// slower one must not put back settings the faster one already replaced.
+    fn replace_unless_older(&mut self, next: TrustState) -> bool {
+        if self
+            .revision
+            .is_some_and(|r| next.revision.is_none_or(|n| n < r))
+        {
+            return false;
+        }
+        *self = next;
+        true
+    }
 }
 
 /// The canonical identity and value of what `text` names.
@@ -292,12 +306,11 @@ impl PluginManager {
             base.clone().with_more(keys, allowlist)
         };
         let mut state = self.trust.write().unwrap_or_else(|p| p.into_inner());
-        *state = TrustState {
+        Ok(state.replace_unless_older(TrustState {
             revision: Some(revision),
             policy: Arc::new(policy),
             stored,
-        };
-        Ok(true)
+        }))
     }
 
     /// The trust settings: every key and entry with where it comes from and whether it applies.
@@ -588,6 +601,10 @@ impl PluginManager {
     }
 }
 
+/// How many times a trust change applied in this process waits 50 ms for a plugin another
+/// operation is loading.
+const LOADING_ELSEWHERE_ROUNDS: usize = 100;
+
 impl PluginManager {
     /// What runs in this process: plugin id → version.
     fn running_versions(&self) -> BTreeMap<String, String> {
@@ -605,7 +622,20 @@ impl PluginManager {
         &self,
         change: &TrustChange,
     ) -> Result<ReconcileReport, LifecycleError> {
+        // A plugin the change feed's reconciliation is loading at the same moment is activated by
+        // that one: wait for its load and reconcile again, so that the answer says what the change
+        // did (a load is bounded by the load timeout; this waits a few seconds at most).
         let mut report = self.reconcile().await?;
+        for _ in 0..LOADING_ELSEWHERE_ROUNDS {
+            if report.loading_elsewhere.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let again = self.reconcile().await?;
+            // A plugin that failed in an earlier round is not tried again: keep its error.
+            report.errors.extend(again.errors);
+            report.loading_elsewhere = again.loading_elsewhere;
+        }
         let now = self.running_versions();
         report.activated = now
             .iter()
@@ -619,5 +649,38 @@ impl PluginManager {
             .cloned()
             .collect();
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(revision: Option<i64>, ident: &str) -> TrustState {
+        TrustState {
+            revision,
+            policy: Arc::new(TrustPolicy::default()),
+            stored: vec![TrustEntryRow {
+                kind: "allow".into(),
+                ident: ident.into(),
+                value: ident.into(),
+                added_by: "test".into(),
+                created_at: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_refresh_read_at_an_older_revision_does_not_replace_a_newer_one() {
+        let mut current = state(None, "first");
+        assert!(current.replace_unless_older(state(Some(3), "three")));
+        // The slower of two refreshes finishes last with what it read before the change.
+        assert!(!current.replace_unless_older(state(Some(2), "two")));
+        assert_eq!(current.revision, Some(3));
+        assert_eq!(current.stored[0].ident, "three");
+        // The same revision read again, and a newer one, are taken.
+        assert!(current.replace_unless_older(state(Some(3), "three again")));
+        assert!(current.replace_unless_older(state(Some(4), "four")));
+        assert_eq!(current.stored[0].ident, "four");
     }
 }
