@@ -153,6 +153,9 @@ enum Changes<P> {
 fn parse<'a, E: HookEvent>(
     text: &'a str,
 ) -> Result<(TypedAnswer<'a, ()>, Changes<E::Patch>), String> {
+    if let Some(head) = plain(text) {
+        return Ok((head, Changes::Read(None)));
+    }
     if let Ok(typed) = json::from_str::<TypedAnswer<'a, E::Patch>>(text) {
         let TypedAnswer {
             ns,
@@ -188,6 +191,52 @@ fn parse<'a, E: HookEvent>(
         running_ns: answer.running_ns,
     };
     Ok((head, changes))
+}
+
+/// The answer of a batch whose handlers all went on without a change, exactly as the SDK writes
+/// it: `{"ns":[…],"changed":[…]}` with plain integers. Read without serde, as the full reader
+/// would read it; `None` for any other text, which the full reader reads.
+fn plain(text: &str) -> Option<TypedAnswer<'_, ()>> {
+    let rest = text.strip_prefix(r#"{"ns":["#)?;
+    let (ns, rest) = plain_integers(rest)?;
+    let rest = rest.strip_prefix(r#","changed":["#)?;
+    let (changed, rest) = plain_integers(rest)?;
+    (rest == "}").then_some(TypedAnswer {
+        ns,
+        changed: changed.into_iter().map(|n| n as usize).collect(),
+        end: None,
+        changes: None,
+        running_ns: None,
+    })
+}
+
+/// The integers of an array up to its `]` (which `text` holds), each of 1 to 19 digits without a
+/// leading zero (so it fits a `u64`), and the text after the bracket.
+fn plain_integers(text: &str) -> Option<(Vec<u64>, &str)> {
+    let bytes = text.as_bytes();
+    let close = bytes.iter().position(|&b| b == b']')?;
+    if close == 0 {
+        return Some((Vec::new(), &text[1..]));
+    }
+    let mut out = Vec::with_capacity(bytes[..close].iter().filter(|&&b| b == b',').count() + 1);
+    let mut i = 0;
+    loop {
+        let start = i;
+        let mut n: u64 = 0;
+        while let Some(&d) = bytes.get(i).filter(|d| d.is_ascii_digit()) {
+            n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            i += 1;
+        }
+        if i == start || i - start > 19 || (bytes[start] == b'0' && i > start + 1) {
+            return None;
+        }
+        out.push(n);
+        match bytes[i] {
+            b',' => i += 1,
+            b']' => return Some((out, &text[i + 1..])),
+            _ => return None,
+        }
+    }
 }
 
 /// Reads and judges the answer of `hooks.<event>` (or `hooks.progress`) for handlers `from..end`
@@ -227,9 +276,19 @@ pub(super) fn read<E: HookEvent>(
             _ => Answer::Result(HookResult::Continue),
         };
         let late = Duration::from_nanos(ns) > timeout;
+        let judged = match result {
+            // The common answer, judged without building a failure.
+            Answer::Result(HookResult::Continue) if !late => Judged {
+                status: nitejar_store::receipts::ReceiptStatus::Ok,
+                detail: None,
+                change: None,
+                block: None,
+            },
+            result => judge::<E>(&entries[index].options, result, late.then_some(timeout)),
+        };
         settled.push(Settled {
             index,
-            judged: judge::<E>(&entries[index].options, result, late.then_some(timeout)),
+            judged,
             duration: Duration::from_nanos(ns),
             ended: Duration::from_nanos(at.saturating_add(ns)),
         });
@@ -281,7 +340,7 @@ fn apply_changes<E: HookEvent>(
                     settled[pos].judged.detail = Some(detail.clone());
                 }
             }
-            settled[last].judged.change = Some(patch);
+            settled[last].judged.change = Some(Box::new(patch));
         }
         Changes::Refused(reason) => deny::<E>(entries, settled, &changed, reason),
         Changes::Read(None) => {
@@ -304,5 +363,79 @@ fn deny<E: HookEvent>(
             Answer::Denied(reason.clone()),
             None,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nitejar_sdk::hooks::ToolPreExec;
+
+    /// The head's fields: durations, changed positions, whether it has an end and changes, and
+    /// `running_ns`.
+    type Head = (Vec<u64>, Vec<usize>, bool, bool, Option<u64>);
+
+    /// What the full reader makes of `text`, or `None` when unreadable.
+    fn full(text: &str) -> Option<Head> {
+        let answer = json::from_str::<TypedAnswer<'_, serde_json::Value>>(text).ok()?;
+        Some((
+            answer.ns,
+            answer.changed,
+            answer.end.is_some(),
+            answer.changes.is_some(),
+            answer.running_ns,
+        ))
+    }
+
+    #[test]
+    fn the_plain_answer_is_read_as_the_full_reader_reads_it_or_left_to_it() {
+        let mut texts: Vec<String> = [
+            r#"{"ns":[],"changed":[]}"#,
+            r#"{"ns":[0],"changed":[]}"#,
+            r#"{"ns":[1834,160,110,100,90],"changed":[]}"#,
+            r#"{"ns":[5,6],"changed":[1]}"#,
+            r#"{"ns":[9999999999999999999],"changed":[]}"#,
+            r#"{"ns":[18446744073709551615],"changed":[]}"#,
+            r#"{"ns":[18446744073709551616],"changed":[]}"#,
+            r#"{"ns":[01],"changed":[]}"#,
+            r#"{"ns":[1,],"changed":[]}"#,
+            r#"{"ns":[,1],"changed":[]}"#,
+            r#"{"ns":[1.5],"changed":[]}"#,
+            r#"{"ns":[1e3],"changed":[]}"#,
+            r#"{"ns":[-1],"changed":[]}"#,
+            r#"{"ns":[1 ,2],"changed":[]}"#,
+            r#"{"ns":[1],"changed":[]} "#,
+            r#"{"ns":[1],"changed":[],"running_ns":7}"#,
+            r#"{"ns":[1],"changed":[0],"changes":{"tool_input":1}}"#,
+            r#"{"ns":[1],"changed":[],"end":{"action":"block","reason":"no"}}"#,
+            r#"{"changed":[],"ns":[1]}"#,
+            r#"{"ns":[1]}"#,
+            r#"{"ns":[1],"changed":[]"#,
+            r#"{"ns":[1],"changed":[]}}"#,
+        ]
+        .map(String::from)
+        .to_vec();
+        // Every text one byte short of a plain answer, too.
+        let plain_text = r#"{"ns":[12,3],"changed":[0]}"#;
+        texts.extend(
+            (0..plain_text.len()).map(|i| format!("{}{}", &plain_text[..i], &plain_text[i + 1..])),
+        );
+        let mut taken = 0;
+        for text in &texts {
+            if let Some(head) = plain(text) {
+                taken += 1;
+                assert_eq!(
+                    full(text),
+                    Some((head.ns, head.changed, false, false, None)),
+                    "{text}"
+                );
+            }
+            // Whatever the plain reader takes or leaves, the answer reads as the full reader says.
+            let read = parse::<ToolPreExec>(text)
+                .ok()
+                .map(|(head, _)| (head.ns, head.changed));
+            assert_eq!(read, full(text).map(|f| (f.0, f.1)), "{text}");
+        }
+        assert!(taken >= 6, "the plain reader took only {taken} texts");
     }
 }

@@ -261,7 +261,7 @@ impl<E: HookEvent> ChainRun<E> {
             if detail.is_none() {
                 detail = Some(super::judge::change_detail(&change));
             }
-            t.payload.apply(change);
+            t.payload.apply(*change);
             t.json_cache = None;
         }
         if let Some(reason) = judged.block {

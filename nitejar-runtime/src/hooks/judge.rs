@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use nitejar_sdk::abi::HookBatchCall;
+use nitejar_sdk::abi::{HookBatchCall, HookCall};
 use nitejar_sdk::hooks::{HookContext, HookEvent, HookOptions};
 use nitejar_sdk::{FailPolicy, HookResult};
 use serde_json::{json, Value};
@@ -23,7 +23,8 @@ pub(super) enum Answer<P> {
 pub(super) struct Judged<P> {
     pub(super) status: ReceiptStatus,
     pub(super) detail: Option<Value>,
-    pub(super) change: Option<P>,
+    /// Boxed: most judgements carry none, and a batch moves one per handler.
+    pub(super) change: Option<Box<P>>,
     /// Set when this call blocks the event.
     pub(super) block: Option<String>,
 }
@@ -64,7 +65,7 @@ pub(super) fn judge<E: HookEvent>(
         Answer::Result(HookResult::Change(p)) => Judged {
             status: ReceiptStatus::Ok,
             detail: None,
-            change: Some(p),
+            change: Some(Box::new(p)),
             block: None,
         },
         Answer::Result(HookResult::Block(reason)) if E::CAN_BLOCK => Judged {
@@ -187,7 +188,7 @@ pub(super) fn call_handler<E: HookEvent>(
                 Ok(json) => json,
                 Err(e) => return Answer::Error(e),
             };
-            match h.call(ctx, json.event()) {
+            match call_json::<E>(h.as_ref(), ctx, json) {
                 Err(e) => Answer::Error(e),
                 Ok(text) => read_json_answer::<E>(&text),
             }
@@ -199,14 +200,32 @@ pub(super) fn call_handler<E: HookEvent>(
     }
 }
 
+/// Calls a JSON handler on its own with the payload's JSON. A library plugin's handler is sent
+/// `json` itself with the call's fields appended (and taken off again): the payload is not copied.
+fn call_json<E: HookEvent>(
+    handler: &dyn JsonHookHandler,
+    ctx: &HookContext<'_>,
+    json: &mut EventJson,
+) -> Result<String, String> {
+    if let Some((calls, index)) = handler.batch() {
+        let request = json.request(|out| {
+            HookCall::finish(out, index, ctx.work_item_id, ctx.job_id, ctx.agent_id)
+        });
+        if let Some(answer) = calls.call_one(E::NAME, &request, ctx.host) {
+            return answer;
+        }
+    }
+    handler.call(ctx, json.event())
+}
+
 /// Calls a JSON handler on its own with the payload's JSON.
 pub(super) fn call_json_handler<E: HookEvent>(
     handler: &dyn JsonHookHandler,
     ctx: &HookContext<'_>,
-    payload_json: &str,
+    json: &mut EventJson,
 ) -> Answer<E::Patch> {
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        handler.call(ctx, payload_json)
+        call_json::<E>(handler, ctx, json)
     }));
     match run {
         Ok(Ok(text)) => read_json_answer::<E>(&text),
@@ -217,6 +236,10 @@ pub(super) fn call_json_handler<E: HookEvent>(
 
 /// Reads a JSON hook result; changes outside the event's mutation policy are `Denied`.
 pub(super) fn read_json_answer<E: HookEvent>(text: &str) -> Answer<E::Patch> {
+    // The answer of most calls, exactly as the SDK writes it.
+    if text == r#"{"action":"continue"}"# {
+        return Answer::Result(HookResult::Continue);
+    }
     let raw: HookResult<Value> = match nitejar_sdk::abi::json::from_str(text) {
         Ok(r) => r,
         Err(e) => return Answer::Error(format!("answered with an unreadable hook result: {e}")),

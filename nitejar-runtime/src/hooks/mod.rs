@@ -127,6 +127,20 @@ pub trait HookBatchCalls: Send + Sync + 'static {
     /// Asks how far the batch call `call_id` got (`hooks.progress`). Called from another thread
     /// while that call runs.
     fn progress(&self, call_id: u64) -> Result<String, String>;
+
+    /// Sends `hook.<hook>`: one handler, with `payload_json` the whole payload of the call
+    /// ([`nitejar_sdk::abi::HookCall`], framed like a batch's so that the chain's encoding of the
+    /// event is not copied), in the current call scope or one with `host`'s deadline. `None`
+    /// (the default): not offered; the handler's own [`JsonHookHandler::call`] is used.
+    fn call_one(
+        &self,
+        hook: HookName,
+        payload_json: &str,
+        host: &dyn nitejar_sdk::Host,
+    ) -> Option<Result<String, String>> {
+        let _ = (hook, payload_json, host);
+        None
+    }
 }
 
 /// A handler as the dispatcher holds it.

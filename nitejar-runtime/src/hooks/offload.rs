@@ -649,7 +649,7 @@ impl<E: HookEvent> Job<E> {
                     scope.enter(|| call_handler(handler, &hctx, payload, json))
                 }
                 (None, Some(json), HandlerImpl::Json(h)) => {
-                    scope.enter(|| call_json_handler::<E>(h.as_ref(), &hctx, json.event()))
+                    scope.enter(|| call_json_handler::<E>(h.as_ref(), &hctx, json))
                 }
                 (None, _, _) => Answer::Error("the job has no payload".into()),
             };

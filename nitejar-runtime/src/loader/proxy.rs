@@ -506,6 +506,23 @@ impl HookBatchCalls for LibraryBatches {
         }
     }
 
+    fn call_one(
+        &self,
+        hook: HookName,
+        payload_json: &str,
+        host: &dyn Host,
+    ) -> Option<Result<String, String>> {
+        Some(
+            self.core
+                .call(
+                    nitejar_sdk::abi::hook_method(hook),
+                    payload_json,
+                    Some(host),
+                )
+                .map_err(|e| e.to_string()),
+        )
+    }
+
     fn progress(&self, call_id: u64) -> Result<String, String> {
         let payload = format!(r#"{{"call_id":{call_id}}}"#);
         self.core

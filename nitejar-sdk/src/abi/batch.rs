@@ -357,23 +357,24 @@ fn run_event<E: HookEvent>(
             format!("could not read the payload of `{method}`: {e}"),
         )
     })?;
-    let handlers = call
-        .handlers
-        .iter()
-        .map(|&i| {
-            b.plugin
-                .hooks()
-                .get(i)
-                .filter(|r| r.hook() == E::NAME)
-                .and_then(|r| Some((r.typed::<E>()?, r.options())))
-                .ok_or_else(|| {
-                    PluginError::new(
-                        PluginError::UNKNOWN_METHOD,
-                        format!("this plugin has no handler #{i} for `{}`", E::NAME),
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    // Every handler is looked up before the first runs: a batch naming one this plugin does not
+    // have runs none of them.
+    let mut handlers = Vec::with_capacity(call.handlers.len());
+    for &i in &call.handlers {
+        let handler = b
+            .plugin
+            .hooks()
+            .get(i)
+            .filter(|r| r.hook() == E::NAME)
+            .and_then(|r| Some((r.typed::<E>()?, r.options())))
+            .ok_or_else(|| {
+                PluginError::new(
+                    PluginError::UNKNOWN_METHOD,
+                    format!("this plugin has no handler #{i} for `{}`", E::NAME),
+                )
+            })?;
+        handlers.push(handler);
+    }
     let budget = Duration::from_micros(call.budget_us);
     let started = Instant::now();
     let state = Arc::new(BatchState {

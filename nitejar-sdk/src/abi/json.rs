@@ -110,11 +110,24 @@ fn escape(byte: u8) -> Escape {
     }
 }
 
+/// Strings up to this long are checked for bytes to escape in one plain pass.
+const SHORT: usize = 32;
+
 fn push_str(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
+    // Names, keys and ids: a pass over a few bytes costs less than setting up the scan.
+    if bytes.len() <= SHORT
+        && !bytes.iter().fold(false, |special, &b| {
+            special | (b < 0x20) | (b == b'"') | (b == b'\\')
+        })
+    {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     // `run` is where the text not yet copied starts; it is always on a character boundary (it
     // follows an ASCII byte or is 0).
     let mut run = 0;

@@ -93,7 +93,7 @@ pub mod json;
 mod wire;
 
 pub use wire::{
-    batch_method, AcknowledgeCall, BatchEnd, ConfigCall, Description, FileContents,
+    batch_method, hook_method, AcknowledgeCall, BatchEnd, ConfigCall, Description, FileContents,
     HookBatchAnswer, HookBatchCall, HookCall, HookDescription, ParseWebhookCall, PathCall,
     PostResponseCall, ProgressCall, Remaining, Reply, SecretCall, SecretValue, WriteFileCall,
 };

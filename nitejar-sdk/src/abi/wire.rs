@@ -34,6 +34,28 @@ pub fn batch_method(hook: HookName) -> &'static str {
     }
 }
 
+/// The method that calls one handler on `hook`: `hook.<event>`.
+///
+/// ```
+/// use nitejar_sdk::abi::hook_method;
+/// use nitejar_sdk::HookName;
+///
+/// assert_eq!(hook_method(HookName::ToolPreExec), "hook.tool.pre_exec");
+/// ```
+pub fn hook_method(hook: HookName) -> &'static str {
+    match hook {
+        HookName::WorkItemPreCreate => "hook.work_item.pre_create",
+        HookName::WorkItemPostCreate => "hook.work_item.post_create",
+        HookName::RunPrePrompt => "hook.run.pre_prompt",
+        HookName::ModelPreCall => "hook.model.pre_call",
+        HookName::ModelPostCall => "hook.model.post_call",
+        HookName::ToolPreExec => "hook.tool.pre_exec",
+        HookName::ToolPostExec => "hook.tool.post_exec",
+        HookName::ResponsePreDeliver => "hook.response.pre_deliver",
+        HookName::ResponsePostDeliver => "hook.response.post_deliver",
+    }
+}
+
 /// The answer of `describe`: everything the plugin contributes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Description {
@@ -86,17 +108,51 @@ impl HookCall<'_> {
         agent_id: Option<&str>,
         event_json: &str,
     ) -> String {
-        let text = |v: Option<&str>| match v {
-            Some(s) => serde_json::to_string(s).unwrap_or_else(|_| "null".into()),
-            None => "null".into(),
-        };
-        format!(
-            r#"{{"handler":{handler},"work_item_id":{},"job_id":{},"agent_id":{},"event":{event_json}}}"#,
-            text(work_item_id),
-            text(job_id),
-            text(agent_id),
-        )
+        let mut out = String::with_capacity(event_json.len() + 128);
+        out.push_str(HookBatchCall::EVENT_PREFIX);
+        out.push_str(event_json);
+        Self::finish(&mut out, handler, work_item_id, job_id, agent_id);
+        out
     }
+
+    /// Appends what follows the event to `out`, which holds [`HookBatchCall::EVENT_PREFIX`] and
+    /// the event: the same framing as a batch's ([`HookBatchCall::finish`]), so that a host can
+    /// send one handler the payload it keeps for the chain without copying it.
+    pub fn finish(
+        out: &mut String,
+        handler: usize,
+        work_item_id: Option<&str>,
+        job_id: Option<&str>,
+        agent_id: Option<&str>,
+    ) {
+        out.push_str(r#","handler":"#);
+        push_u64(out, handler as u64);
+        push_context(out, work_item_id, job_id, agent_id);
+    }
+}
+
+/// The run context fields and the closing brace of a hook call's payload.
+fn push_context(
+    out: &mut String,
+    work_item_id: Option<&str>,
+    job_id: Option<&str>,
+    agent_id: Option<&str>,
+) {
+    for (key, value) in [
+        ("work_item_id", work_item_id),
+        ("job_id", job_id),
+        ("agent_id", agent_id),
+    ] {
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":");
+        let len = out.len();
+        if value.is_none() || super::json::append(out, &value).is_err() {
+            out.truncate(len);
+            out.push_str("null");
+        }
+    }
+    out.push('}');
 }
 
 /// The payload of `hooks.<event>` as a plugin reads it: several handlers of the plugin, called one
@@ -171,21 +227,7 @@ impl HookBatchCall<'_> {
         }
         out.push_str(r#"],"budget_us":"#);
         push_u64(out, budget_us);
-        for (key, value) in [
-            ("work_item_id", work_item_id),
-            ("job_id", job_id),
-            ("agent_id", agent_id),
-        ] {
-            out.push_str(",\"");
-            out.push_str(key);
-            out.push_str("\":");
-            let len = out.len();
-            if value.is_none() || super::json::append(out, &value).is_err() {
-                out.truncate(len);
-                out.push_str("null");
-            }
-        }
-        out.push('}');
+        push_context(out, work_item_id, job_id, agent_id);
     }
 }
 
@@ -250,6 +292,11 @@ pub struct ProgressCall {
 
 /// Appends `n` in decimal (the lists of a batch are long; `fmt` is slow for them).
 pub(crate) fn push_u64(out: &mut String, mut n: u64) {
+    // Handler indices, mostly.
+    if n < 10 {
+        out.push(char::from(b'0' + n as u8));
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

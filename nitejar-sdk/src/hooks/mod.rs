@@ -583,6 +583,7 @@ mod tests {
         for h in HookName::ALL {
             assert_eq!(h.visit(Name), h);
             assert_eq!(crate::abi::batch_method(h), format!("hooks.{h}"));
+            assert_eq!(crate::abi::hook_method(h), format!("hook.{h}"));
         }
     }
 

@@ -173,9 +173,34 @@ impl<'de> Reader<'de> {
         }
     }
 
+    /// The non-negative integer of at most 19 digits at `pos` (below 10^19, so it fits a `u64`),
+    /// read as its digits are scanned: what batch indices and durations are. `None`, and nothing
+    /// consumed, for any other text, which [`Reader::number`] reads in full.
+    fn plain_u64(&mut self) -> Option<u64> {
+        let bytes = self.bytes();
+        let start = self.pos;
+        let mut i = start;
+        let mut n: u64 = 0;
+        while let Some(&b) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
+            n = n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+            i += 1;
+        }
+        let plain = i > start
+            && i - start <= 19
+            && (bytes[start] != b'0' || i == start + 1)
+            && !matches!(bytes.get(i), Some(b'.' | b'e' | b'E'));
+        plain.then(|| {
+            self.pos = i;
+            n
+        })
+    }
+
     /// A number, as `serde_json` hands it to a visitor: `u64` for a non-negative integer that
     /// fits, `i64` for a negative one, `f64` for everything else (read by `serde_json`).
     fn number<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
+        if let Some(n) = self.plain_u64() {
+            return visitor.visit_u64(n);
+        }
         let bytes = self.bytes();
         let start = self.pos;
         let negative = bytes.get(start) == Some(&b'-');
@@ -311,6 +336,14 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
         }
     }
 
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        // Straight to the digits when that is what follows (indices, durations).
+        if let Some(n) = self.peek().ok().and_then(|_| self.plain_u64()) {
+            return visitor.visit_u64(n);
+        }
+        self.deserialize_any(visitor)
+    }
+
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         if self.peek()? == b'n' {
             self.literal("null")?;
@@ -358,7 +391,7 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
     }
 
     forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u128 f32 f64 char str string
         unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
     }
 }
@@ -410,14 +443,15 @@ impl<'de> SeqAccess<'de> for Elements<'_, 'de> {
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
         match self.reader.peek()? {
             b']' => return Ok(None),
-            b',' if !self.first => self.reader.pos += 1,
-            _ if self.first => {}
+            _ if self.first => self.first = false,
+            b',' => {
+                self.reader.pos += 1;
+                // After a comma an element must follow: `[1,]` is not JSON.
+                if self.reader.peek()? == b']' {
+                    return Err(Handover);
+                }
+            }
             _ => return Err(Handover),
-        }
-        self.first = false;
-        // After a comma an element must follow: `[1,]` is not JSON.
-        if self.reader.peek()? == b']' {
-            return Err(Handover);
         }
         seed.deserialize(&mut *self.reader).map(Some)
     }
@@ -430,18 +464,21 @@ impl<'de> SeqAccess<'de> for Elements<'_, 'de> {
             return None;
         }
         // Stops at the first bracket or quote, so no byte is looked at by two arrays.
-        let mut commas = 0;
-        let mut values = false;
-        for &b in self.reader.bytes()[self.reader.pos..].iter().take(LOOK) {
-            match b {
-                b']' => return Some(if values { commas + 1 } else { 0 }),
-                b'[' | b'{' | b'"' => return None,
-                b',' => commas += 1,
-                b' ' | b'\n' | b'\t' | b'\r' => {}
-                _ => values = true,
-            }
+        let rest = &self.reader.bytes()[self.reader.pos..];
+        let rest = &rest[..rest.len().min(LOOK)];
+        let end = memchr::memchr3(b']', b'[', b'{', rest)?;
+        let span = &rest[..end];
+        if rest[end] != b']' || memchr::memchr(b'"', span).is_some() {
+            return None;
         }
-        None
+        let values = span
+            .iter()
+            .any(|b| !matches!(b, b' ' | b'\n' | b'\t' | b'\r'));
+        Some(if values {
+            span.iter().filter(|&&b| b == b',').count() + 1
+        } else {
+            0
+        })
     }
 }
 
