@@ -290,12 +290,42 @@ impl<E: HookEvent> Progress for BatchState<E> {
         let payload = read(&self.payload);
         let done = self.done.load(Ordering::Acquire);
         let running = self.running_since.load(Ordering::Acquire);
-        let outcomes = &self.outcomes[..done];
-        let changed = outcomes
+        let mut out = self.head(done);
+        if self.changed(done) {
+            push_changes(&mut out, &payload.mutable_state());
+        }
+        drop(payload);
+        if progress {
+            out.push_str(r#","running_ns":"#);
+            if running == NOT_RUNNING {
+                out.push_str("null");
+            } else {
+                let since = self.started + Duration::from_nanos(running);
+                push_u64(&mut out, nanos(since.elapsed()));
+            }
+        }
+        out.push('}');
+        out
+    }
+}
+
+impl<E: HookEvent> BatchState<E> {
+    /// Whether a handler among the first `done` changed the payload.
+    fn changed(&self, done: usize) -> bool {
+        self.outcomes[..done]
             .iter()
-            .any(|o| o.load(Ordering::Relaxed) & CHANGED != 0);
+            .any(|o| o.load(Ordering::Relaxed) & CHANGED != 0)
+    }
+
+    /// The answer up to its changes: durations, changed positions and how the last one ended.
+    fn head(&self, done: usize) -> String {
+        let outcomes = &self.outcomes[..done];
         // Changes are written in place: a buffer grown for them would copy them several times.
-        let room = if changed { self.payload_len } else { 0 };
+        let room = if self.changed(done) {
+            self.payload_len
+        } else {
+            0
+        };
         let mut out = String::with_capacity(64 + 24 * done + room);
         out.push_str(r#"{"ns":["#);
         for (i, outcome) in outcomes.iter().enumerate() {
@@ -320,28 +350,31 @@ impl<E: HookEvent> Progress for BatchState<E> {
             out.push_str(r#","end":"#);
             out.push_str(&serde_json::to_string(end).unwrap_or_else(|_| "null".into()));
         }
-        if changed {
-            out.push_str(r#","changes":"#);
-            // The host refuses the changes of a batch that sends none (`null`).
-            let state = payload.mutable_state();
-            let at = out.len();
-            if json::append(&mut out, &state).is_err() {
-                out.truncate(at);
-                out.push_str("null");
-            }
-        }
-        drop(payload);
-        if progress {
-            out.push_str(r#","running_ns":"#);
-            if running == NOT_RUNNING {
-                out.push_str("null");
-            } else {
-                let since = self.started + Duration::from_nanos(running);
-                push_u64(&mut out, nanos(since.elapsed()));
-            }
+        out
+    }
+
+    /// The final answer of a batch nobody else can ask about any more: the changes are moved out
+    /// of the payload, not copied.
+    fn into_answer(self) -> String {
+        let done = self.done.load(Ordering::Acquire);
+        let mut out = self.head(done);
+        if self.changed(done) {
+            let payload = self.payload.into_inner().unwrap_or_else(|p| p.into_inner());
+            push_changes(&mut out, &payload.into_mutable_state());
         }
         out.push('}');
         out
+    }
+}
+
+/// Appends `,"changes":` and the patch (`null` if it cannot be written: the host refuses the
+/// changes of a batch that sends none).
+fn push_changes<P: serde::Serialize>(out: &mut String, patch: &P) {
+    out.push_str(r#","changes":"#);
+    let at = out.len();
+    if json::append(out, patch).is_err() {
+        out.truncate(at);
+        out.push_str("null");
     }
 }
 
@@ -462,5 +495,9 @@ fn run_event<E: HookEvent>(
     drop(payload);
     state.running_since.store(NOT_RUNNING, Ordering::Release);
     drop(registered);
-    Ok(state.answer(false))
+    // Unregistered, the batch is ours alone unless a `hooks.progress` answer is being written.
+    Ok(match Arc::try_unwrap(state) {
+        Ok(state) => state.into_answer(),
+        Err(state) => state.answer(false),
+    })
 }

@@ -123,6 +123,13 @@ impl HookEvent for WorkItemPreCreate {
             payload: Some(self.payload.clone()),
         }
     }
+    fn into_mutable_state(self) -> Self::Patch {
+        WorkItemPreCreatePatch {
+            session_key: Some(self.session_key),
+            title: Some(self.title),
+            payload: Some(self.payload),
+        }
+    }
 }
 
 /// `work_item.post_create`: a work item was created and is about to be handed to the runner.
@@ -250,6 +257,12 @@ impl HookEvent for RunPrePrompt {
             user_message: Some(self.user_message.clone()),
         }
     }
+    fn into_mutable_state(self) -> Self::Patch {
+        RunPrePromptPatch {
+            system_prompt: Some(self.system_prompt),
+            user_message: Some(self.user_message),
+        }
+    }
 }
 
 /// `model.pre_call`: a model call is about to be made.
@@ -355,6 +368,14 @@ impl HookEvent for ModelPreCall {
             temperature: self.temperature,
             max_tokens: self.max_tokens,
             provider_metadata: Some(self.provider_metadata.clone()),
+        }
+    }
+    fn into_mutable_state(self) -> Self::Patch {
+        ModelPreCallPatch {
+            model: Some(self.model),
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            provider_metadata: Some(self.provider_metadata),
         }
     }
 }
@@ -474,6 +495,11 @@ impl HookEvent for ToolPreExec {
             tool_input: Some(self.tool_input.clone()),
         }
     }
+    fn into_mutable_state(self) -> Self::Patch {
+        ToolPreExecPatch {
+            tool_input: Some(self.tool_input),
+        }
+    }
 }
 
 /// `tool.post_exec`: a tool ran (or was refused).
@@ -540,6 +566,11 @@ impl HookEvent for ToolPostExec {
             output: Some(self.output.clone()),
         }
     }
+    fn into_mutable_state(self) -> Self::Patch {
+        ToolPostExecPatch {
+            output: Some(self.output),
+        }
+    }
 }
 
 /// `response.pre_deliver`: a response is about to be posted to the channel.
@@ -602,6 +633,11 @@ impl HookEvent for ResponsePreDeliver {
     fn mutable_state(&self) -> Self::Patch {
         ResponsePreDeliverPatch {
             content: Some(self.content.clone()),
+        }
+    }
+    fn into_mutable_state(self) -> Self::Patch {
+        ResponsePreDeliverPatch {
+            content: Some(self.content),
         }
     }
 }

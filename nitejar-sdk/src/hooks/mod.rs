@@ -468,6 +468,14 @@ pub trait HookEvent:
     /// started from, it gives the payload they left. How a plugin answers the changes of several
     /// handlers at once (see [`crate::abi`]).
     fn mutable_state(&self) -> Self::Patch;
+    /// [`HookEvent::mutable_state`] of a payload that is no longer needed: its fields are moved,
+    /// not copied.
+    fn into_mutable_state(self) -> Self::Patch
+    where
+        Self: Sized,
+    {
+        self.mutable_state()
+    }
 }
 
 /// One hook handler a plugin registers: the event, its options and the typed handler.
@@ -585,6 +593,43 @@ mod tests {
             assert_eq!(crate::abi::batch_method(h), format!("hooks.{h}"));
             assert_eq!(crate::abi::hook_method(h), format!("hook.{h}"));
         }
+    }
+
+    #[test]
+    fn the_moved_mutable_state_is_the_copied_one() {
+        fn check<E: HookEvent + PartialEq>(event: E)
+        where
+            E::Patch: fmt::Debug + PartialEq,
+        {
+            let copied = event.mutable_state();
+            assert_eq!(event.into_mutable_state(), copied, "{}", E::NAME);
+        }
+        let text = serde_json::json!({ "k": "x".repeat(64), "n": [1, 2] });
+        let mut pre_create = WorkItemPreCreate::default();
+        pre_create.session_key = "s".into();
+        pre_create.title = "t".into();
+        pre_create.payload = text.clone();
+        check(pre_create);
+        let mut prompt = RunPrePrompt::default();
+        prompt.system_prompt = "sys".into();
+        prompt.user_message = "hi".into();
+        check(prompt);
+        let mut model = ModelPreCall::default();
+        model.model = "m".into();
+        model.temperature = Some(0.5);
+        model.max_tokens = Some(7);
+        model.provider_metadata = text.clone();
+        check(model);
+        let mut tool = ToolPreExec::default();
+        tool.tool_input = text.clone();
+        check(tool);
+        let mut output = ToolPostExec::default();
+        output.output = "out".into();
+        check(output);
+        let mut deliver = ResponsePreDeliver::default();
+        deliver.content = "c".into();
+        check(deliver);
+        check(WorkItemPostCreate::default());
     }
 
     #[test]
