@@ -605,30 +605,36 @@ mod tests {
             assert_eq!(event.into_mutable_state(), copied, "{}", E::NAME);
         }
         let text = serde_json::json!({ "k": "x".repeat(64), "n": [1, 2] });
-        let mut pre_create = WorkItemPreCreate::default();
-        pre_create.session_key = "s".into();
-        pre_create.title = "t".into();
-        pre_create.payload = text.clone();
-        check(pre_create);
-        let mut prompt = RunPrePrompt::default();
-        prompt.system_prompt = "sys".into();
-        prompt.user_message = "hi".into();
-        check(prompt);
-        let mut model = ModelPreCall::default();
-        model.model = "m".into();
-        model.temperature = Some(0.5);
-        model.max_tokens = Some(7);
-        model.provider_metadata = text.clone();
-        check(model);
-        let mut tool = ToolPreExec::default();
-        tool.tool_input = text.clone();
-        check(tool);
-        let mut output = ToolPostExec::default();
-        output.output = "out".into();
-        check(output);
-        let mut deliver = ResponsePreDeliver::default();
-        deliver.content = "c".into();
-        check(deliver);
+        check(WorkItemPreCreate {
+            session_key: "s".into(),
+            title: "t".into(),
+            payload: text.clone(),
+            ..Default::default()
+        });
+        check(RunPrePrompt {
+            system_prompt: "sys".into(),
+            user_message: "hi".into(),
+            ..Default::default()
+        });
+        check(ModelPreCall {
+            model: "m".into(),
+            temperature: Some(0.5),
+            max_tokens: Some(7),
+            provider_metadata: text.clone(),
+            ..Default::default()
+        });
+        check(ToolPreExec {
+            tool_input: text,
+            ..Default::default()
+        });
+        check(ToolPostExec {
+            output: "out".into(),
+            ..Default::default()
+        });
+        check(ResponsePreDeliver {
+            content: "c".into(),
+            ..Default::default()
+        });
         check(WorkItemPostCreate::default());
     }
 
