@@ -92,14 +92,26 @@ pub(super) fn budget_us(budget: Duration) -> u64 {
     u64::try_from(budget.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// One handler of a batch, judged.
+/// One handler of a batch, judged. Times are kept in nanoseconds, which keeps a batch's records
+/// small enough to be allocated as small objects.
 pub(super) struct Settled<P> {
     pub(super) index: usize,
     pub(super) judged: Judged<P>,
-    /// How long it ran (measured by the plugin).
-    pub(super) duration: Duration,
+    /// How long it ran (measured by the plugin), in nanoseconds.
+    pub(super) duration_ns: u64,
+    /// When it ended, in nanoseconds after the batch started.
+    pub(super) ended_ns: u64,
+}
+
+impl<P> Settled<P> {
+    pub(super) fn duration(&self) -> Duration {
+        Duration::from_nanos(self.duration_ns)
+    }
+
     /// When it ended, after the batch started.
-    pub(super) ended: Duration,
+    pub(super) fn ended(&self) -> Duration {
+        Duration::from_nanos(self.ended_ns)
+    }
 }
 
 /// The handler a running batch is in, from `hooks.progress`.
@@ -289,8 +301,8 @@ pub(super) fn read<E: HookEvent>(
         settled.push(Settled {
             index,
             judged,
-            duration: Duration::from_nanos(ns),
-            ended: Duration::from_nanos(at.saturating_add(ns)),
+            duration_ns: ns,
+            ended_ns: at.saturating_add(ns),
         });
         at = at.saturating_add(ns);
     }
@@ -340,7 +352,7 @@ fn apply_changes<E: HookEvent>(
                     settled[pos].judged.detail = Some(detail.clone());
                 }
             }
-            settled[last].judged.change = Some(Box::new(patch));
+            settled[last].judged.change = Some(patch);
         }
         Changes::Refused(reason) => deny::<E>(entries, settled, &changed, reason),
         Changes::Read(None) => {

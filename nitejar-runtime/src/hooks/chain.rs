@@ -198,7 +198,8 @@ impl<E: HookEvent> ChainRun<E> {
         }
         let mut next = from;
         for s in settled {
-            if self.settle(s.index, s.judged, s.duration, start + s.ended, t) {
+            let (duration, ended) = (s.duration(), s.ended());
+            if self.settle(s.index, s.judged, duration, start + ended, t) {
                 return None;
             }
             next = s.index + 1;
@@ -261,7 +262,7 @@ impl<E: HookEvent> ChainRun<E> {
             if detail.is_none() {
                 detail = Some(super::judge::change_detail(&change));
             }
-            t.payload.apply(*change);
+            t.payload.apply(change);
             t.json_cache = None;
         }
         if let Some(reason) = judged.block {

@@ -23,8 +23,7 @@ pub(super) enum Answer<P> {
 pub(super) struct Judged<P> {
     pub(super) status: ReceiptStatus,
     pub(super) detail: Option<Value>,
-    /// Boxed: most judgements carry none, and a batch moves one per handler.
-    pub(super) change: Option<Box<P>>,
+    pub(super) change: Option<P>,
     /// Set when this call blocks the event.
     pub(super) block: Option<String>,
 }
@@ -65,7 +64,7 @@ pub(super) fn judge<E: HookEvent>(
         Answer::Result(HookResult::Change(p)) => Judged {
             status: ReceiptStatus::Ok,
             detail: None,
-            change: Some(Box::new(p)),
+            change: Some(p),
             block: None,
         },
         Answer::Result(HookResult::Block(reason)) if E::CAN_BLOCK => Judged {
@@ -202,6 +201,8 @@ pub(super) fn call_handler<E: HookEvent>(
 
 /// Calls a JSON handler on its own with the payload's JSON. A library plugin's handler is sent
 /// `json` itself with the call's fields appended (and taken off again): the payload is not copied.
+// Kept out of `call_handler`, which every built-in handler goes through.
+#[inline(never)]
 fn call_json<E: HookEvent>(
     handler: &dyn JsonHookHandler,
     ctx: &HookContext<'_>,

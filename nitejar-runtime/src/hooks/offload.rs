@@ -390,7 +390,8 @@ fn settle_taken<E: HookEvent>(
     }
     if let (false, Some((settled, started))) = (stop, in_batch) {
         for s in settled {
-            if run.settle(s.index, s.judged, s.duration, started + s.ended, t) {
+            let (duration, ended) = (s.duration(), s.ended());
+            if run.settle(s.index, s.judged, duration, started + ended, t) {
                 stop = true;
                 break;
             }
@@ -817,11 +818,12 @@ impl<E: HookEvent> Job<E> {
             if let Some(change) = &s.judged.change {
                 self.apply(change, next < self.end && !stop);
             }
+            let (duration, ended) = (s.duration(), s.ended());
             done.push(Done {
                 index: s.index,
                 judged: s.judged,
-                duration: s.duration,
-                at: start + s.ended,
+                duration,
+                at: start + ended,
             });
             if stop {
                 break;

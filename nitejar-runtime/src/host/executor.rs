@@ -126,11 +126,8 @@ impl Executor {
     }
 }
 
-/// How long a poll spins between two yields of the processor. Short: when the thread waited for
-/// is queued on the polling core, it runs only once the poller yields, so a hand-off there takes
-/// up to this long (measured on 2 cores: with 2 µs, one run in three of a 10-handler offloaded
-/// chain took twice as long).
-const SPIN_BETWEEN_YIELDS: Duration = Duration::from_nanos(500);
+/// How long a poll spins between two yields of the processor.
+const SPIN_BETWEEN_YIELDS: Duration = Duration::from_micros(2);
 
 /// Polls `ready` until it is true or `until` passes; whether it became true. Yields the processor
 /// every [`SPIN_BETWEEN_YIELDS`], so that a thread queued on this core (often the one being waited

@@ -421,9 +421,10 @@ fn run_event<E: HookEvent>(
     });
     let registered = b.running.register(ctx.call_id, state.clone());
     let mut payload = read(&state.payload);
+    // When the handler at `pos` starts, and how long after `started` that is.
     let mut at = started;
+    let mut elapsed = Duration::ZERO;
     for (pos, (handler, options)) in handlers.iter().enumerate() {
-        let elapsed = at - started;
         if elapsed >= budget
             || (pos > 0 && elapsed >= CHECK_CANCELLED_AFTER && b.host.is_cancelled(ctx.call_id))
         {
@@ -491,6 +492,7 @@ fn run_event<E: HookEvent>(
             break;
         }
         at = end;
+        elapsed += took;
     }
     drop(payload);
     state.running_since.store(NOT_RUNNING, Ordering::Release);
