@@ -92,26 +92,14 @@ pub(super) fn budget_us(budget: Duration) -> u64 {
     u64::try_from(budget.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// One handler of a batch, judged. Times are kept in nanoseconds, which keeps a batch's records
-/// small enough to be allocated as small objects.
+/// One handler of a batch, judged.
 pub(super) struct Settled<P> {
     pub(super) index: usize,
     pub(super) judged: Judged<P>,
-    /// How long it ran (measured by the plugin), in nanoseconds.
-    pub(super) duration_ns: u64,
-    /// When it ended, in nanoseconds after the batch started.
-    pub(super) ended_ns: u64,
-}
-
-impl<P> Settled<P> {
-    pub(super) fn duration(&self) -> Duration {
-        Duration::from_nanos(self.duration_ns)
-    }
-
+    /// How long it ran (measured by the plugin).
+    pub(super) duration: Duration,
     /// When it ended, after the batch started.
-    pub(super) fn ended(&self) -> Duration {
-        Duration::from_nanos(self.ended_ns)
-    }
+    pub(super) ended: Duration,
 }
 
 /// The handler a running batch is in, from `hooks.progress`.
@@ -210,9 +198,9 @@ fn parse<'a, E: HookEvent>(
 /// would read it; `None` for any other text, which the full reader reads.
 fn plain(text: &str) -> Option<TypedAnswer<'_, ()>> {
     let rest = text.strip_prefix(r#"{"ns":["#)?;
-    let (ns, rest) = plain_integers(rest)?;
+    let (ns, rest) = json::plain_integers(rest)?;
     let rest = rest.strip_prefix(r#","changed":["#)?;
-    let (changed, rest) = plain_integers(rest)?;
+    let (changed, rest) = json::plain_integers(rest)?;
     (rest == "}").then_some(TypedAnswer {
         ns,
         changed: changed.into_iter().map(|n| n as usize).collect(),
@@ -220,35 +208,6 @@ fn plain(text: &str) -> Option<TypedAnswer<'_, ()>> {
         changes: None,
         running_ns: None,
     })
-}
-
-/// The integers of an array up to its `]` (which `text` holds), each of 1 to 19 digits without a
-/// leading zero (so it fits a `u64`), and the text after the bracket.
-fn plain_integers(text: &str) -> Option<(Vec<u64>, &str)> {
-    let bytes = text.as_bytes();
-    let close = bytes.iter().position(|&b| b == b']')?;
-    if close == 0 {
-        return Some((Vec::new(), &text[1..]));
-    }
-    let mut out = Vec::with_capacity(bytes[..close].iter().filter(|&&b| b == b',').count() + 1);
-    let mut i = 0;
-    loop {
-        let start = i;
-        let mut n: u64 = 0;
-        while let Some(&d) = bytes.get(i).filter(|d| d.is_ascii_digit()) {
-            n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
-            i += 1;
-        }
-        if i == start || i - start > 19 || (bytes[start] == b'0' && i > start + 1) {
-            return None;
-        }
-        out.push(n);
-        match bytes[i] {
-            b',' => i += 1,
-            b']' => return Some((out, &text[i + 1..])),
-            _ => return None,
-        }
-    }
 }
 
 /// Reads and judges the answer of `hooks.<event>` (or `hooks.progress`) for handlers `from..end`
@@ -288,21 +247,11 @@ pub(super) fn read<E: HookEvent>(
             _ => Answer::Result(HookResult::Continue),
         };
         let late = Duration::from_nanos(ns) > timeout;
-        let judged = match result {
-            // The common answer, judged without building a failure.
-            Answer::Result(HookResult::Continue) if !late => Judged {
-                status: nitejar_store::receipts::ReceiptStatus::Ok,
-                detail: None,
-                change: None,
-                block: None,
-            },
-            result => judge::<E>(&entries[index].options, result, late.then_some(timeout)),
-        };
         settled.push(Settled {
             index,
-            judged,
-            duration_ns: ns,
-            ended_ns: at.saturating_add(ns),
+            judged: judge::<E>(&entries[index].options, result, late.then_some(timeout)),
+            duration: Duration::from_nanos(ns),
+            ended: Duration::from_nanos(at.saturating_add(ns)),
         });
         at = at.saturating_add(ns);
     }

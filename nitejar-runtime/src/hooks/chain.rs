@@ -198,8 +198,7 @@ impl<E: HookEvent> ChainRun<E> {
         }
         let mut next = from;
         for s in settled {
-            let (duration, ended) = (s.duration(), s.ended());
-            if self.settle(s.index, s.judged, duration, start + ended, t) {
+            if self.settle(s.index, s.judged, s.duration, start + s.ended, t) {
                 return None;
             }
             next = s.index + 1;

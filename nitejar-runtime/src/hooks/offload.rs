@@ -390,8 +390,7 @@ fn settle_taken<E: HookEvent>(
     }
     if let (false, Some((settled, started))) = (stop, in_batch) {
         for s in settled {
-            let (duration, ended) = (s.duration(), s.ended());
-            if run.settle(s.index, s.judged, duration, started + ended, t) {
+            if run.settle(s.index, s.judged, s.duration, started + s.ended, t) {
                 stop = true;
                 break;
             }
@@ -818,12 +817,11 @@ impl<E: HookEvent> Job<E> {
             if let Some(change) = &s.judged.change {
                 self.apply(change, next < self.end && !stop);
             }
-            let (duration, ended) = (s.duration(), s.ended());
             done.push(Done {
                 index: s.index,
                 judged: s.judged,
-                duration,
-                at: start + ended,
+                duration: s.duration,
+                at: start + s.ended,
             });
             if stop {
                 break;

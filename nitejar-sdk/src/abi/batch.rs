@@ -290,8 +290,9 @@ impl<E: HookEvent> Progress for BatchState<E> {
         let payload = read(&self.payload);
         let done = self.done.load(Ordering::Acquire);
         let running = self.running_since.load(Ordering::Acquire);
-        let mut out = self.head(done);
-        if self.changed(done) {
+        let changed = self.changed(done);
+        let mut out = self.head(done, changed);
+        if changed {
             push_changes(&mut out, &payload.mutable_state());
         }
         drop(payload);
@@ -317,15 +318,12 @@ impl<E: HookEvent> BatchState<E> {
             .any(|o| o.load(Ordering::Relaxed) & CHANGED != 0)
     }
 
-    /// The answer up to its changes: durations, changed positions and how the last one ended.
-    fn head(&self, done: usize) -> String {
+    /// The answer up to its changes: durations, changed positions and how the last one ended;
+    /// with room for the changes when there are some (`changed`).
+    fn head(&self, done: usize, changed: bool) -> String {
         let outcomes = &self.outcomes[..done];
         // Changes are written in place: a buffer grown for them would copy them several times.
-        let room = if self.changed(done) {
-            self.payload_len
-        } else {
-            0
-        };
+        let room = if changed { self.payload_len } else { 0 };
         let mut out = String::with_capacity(64 + 24 * done + room);
         out.push_str(r#"{"ns":["#);
         for (i, outcome) in outcomes.iter().enumerate() {
@@ -357,8 +355,9 @@ impl<E: HookEvent> BatchState<E> {
     /// of the payload, not copied.
     fn into_answer(self) -> String {
         let done = self.done.load(Ordering::Acquire);
-        let mut out = self.head(done);
-        if self.changed(done) {
+        let changed = self.changed(done);
+        let mut out = self.head(done, changed);
+        if changed {
             let payload = self.payload.into_inner().unwrap_or_else(|p| p.into_inner());
             push_changes(&mut out, &payload.into_mutable_state());
         }

@@ -20,7 +20,7 @@ use super::wire::push_u64;
 
 mod read;
 
-pub use read::from_str;
+pub use read::{from_str, plain_integers};
 
 /// `value` as compact JSON, as `serde_json::to_string` would write it.
 pub fn to_string<T: ?Sized + Serialize>(value: &T) -> Result<String, Error> {

@@ -177,22 +177,9 @@ impl<'de> Reader<'de> {
     /// read as its digits are scanned: what batch indices and durations are. `None`, and nothing
     /// consumed, for any other text, which [`Reader::number`] reads in full.
     fn plain_u64(&mut self) -> Option<u64> {
-        let bytes = self.bytes();
-        let start = self.pos;
-        let mut i = start;
-        let mut n: u64 = 0;
-        while let Some(&b) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
-            n = n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
-            i += 1;
-        }
-        let plain = i > start
-            && i - start <= 19
-            && (bytes[start] != b'0' || i == start + 1)
-            && !matches!(bytes.get(i), Some(b'.' | b'e' | b'E'));
-        plain.then(|| {
-            self.pos = i;
-            n
-        })
+        let (n, end) = plain_integer(self.bytes(), self.pos)?;
+        self.pos = end;
+        Some(n)
     }
 
     /// A number, as `serde_json` hands it to a visitor: `u64` for a non-negative integer that
@@ -253,6 +240,57 @@ impl<'de> Reader<'de> {
         }
         let float: f64 = serde_json::from_str(&self.text[start..i]).map_err(|_| Handover)?;
         visitor.visit_f64(float)
+    }
+}
+
+/// The plain integer at `start` of `bytes` and where it ends: 1 to 19 digits (below 10^19, so it
+/// fits a `u64`), no leading zero, not followed by a fraction or an exponent. Exactly the integers
+/// both this reader and `serde_json` read as that `u64`.
+fn plain_integer(bytes: &[u8], start: usize) -> Option<(u64, usize)> {
+    let mut i = start;
+    let mut n: u64 = 0;
+    while let Some(&b) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
+        n = n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+        i += 1;
+    }
+    let plain = i > start
+        && i - start <= 19
+        && (bytes[start] != b'0' || i == start + 1)
+        && !matches!(bytes.get(i), Some(b'.' | b'e' | b'E'));
+    plain.then_some((n, i))
+}
+
+/// The elements of an array whose opening `[` comes just before `text`, when all of them are
+/// plain integers (1 to 19 digits, no leading zero, no fraction or exponent: read as [`from_str`]
+/// reads them), and the text after the array's `]`. `None` for anything else — a space, an empty
+/// slot, another kind of value — which [`from_str`] reads. For a host that reads a batch answer's
+/// durations without the whole reader.
+///
+/// ```
+/// use nitejar_sdk::abi::json::plain_integers;
+///
+/// assert_eq!(plain_integers("12,3],rest"), Some((vec![12, 3], ",rest")));
+/// assert_eq!(plain_integers("],rest"), Some((vec![], ",rest")));
+/// assert_eq!(plain_integers("1, 2]"), None);
+/// assert_eq!(plain_integers("01]"), None);
+/// ```
+pub fn plain_integers(text: &str) -> Option<(Vec<u64>, &str)> {
+    let bytes = text.as_bytes();
+    let close = memchr::memchr(b']', bytes)?;
+    if close == 0 {
+        return Some((Vec::new(), &text[1..]));
+    }
+    let commas = bytes[..close].iter().filter(|&&b| b == b',').count();
+    let mut out = Vec::with_capacity(commas + 1);
+    let mut at = 0;
+    loop {
+        let (n, end) = plain_integer(bytes, at)?;
+        out.push(n);
+        match bytes[end] {
+            b',' => at = end + 1,
+            b']' => return Some((out, &text[end + 1..])),
+            _ => return None,
+        }
     }
 }
 
@@ -463,7 +501,8 @@ impl<'de> SeqAccess<'de> for Elements<'_, 'de> {
         if !self.first {
             return None;
         }
-        // Stops at the first bracket or quote, so no byte is looked at by two arrays.
+        // Looks no further than the first bracket (at most `LOOK` bytes), and gives up when a
+        // string comes before it: an array of arrays is sized by its inner arrays only.
         let rest = &self.reader.bytes()[self.reader.pos..];
         let rest = &rest[..rest.len().min(LOOK)];
         let end = memchr::memchr3(b']', b'[', b'{', rest)?;
