@@ -111,12 +111,17 @@ fn chain(fixture: (&str, &str), script: Value, policy: ExecPolicy, budget: Durat
 
 impl Chain {
     async fn dispatch(&self) -> Dispatched<ToolPreExec> {
+        self.dispatch_with(4096).await
+    }
+
+    /// Dispatches a payload whose `tool_input.content` is `len` bytes long.
+    async fn dispatch_with(&self, len: usize) -> Dispatched<ToolPreExec> {
         let call = {
             let mut call = ToolPreExec::default();
             call.turn = 1;
             call.tool_name = "write_file".into();
             call.tool_call_id = "call-1".into();
-            call.tool_input = json!({ "content": "x".repeat(4096) });
+            call.tool_input = json!({ "content": "x".repeat(len) });
             call
         };
         self.runtime
@@ -235,6 +240,47 @@ async fn a_chain_of_library_handlers_gives_what_handlers_called_one_by_one_give(
             }
             assert_eq!(c.logs.count("ran d"), 0, "{fixture:?} {policy:?}");
             assert_eq!(c.logs.count("ran a"), 2, "{fixture:?} {policy:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answer_gives_the_same_outcomes_whether_the_caller_or_the_job_reads_it() {
+    // Offloaded, a short answer of the job's last batch is read by the caller, a long one (past
+    // 64 KB, from a 100 KB payload) by the job; the batch stops at `c` and `d` goes on after it.
+    let script = json!([
+        {"name": "a"},
+        {"name": "b", "priority": -1},
+        {"name": "c", "op": "panic", "priority": -2},
+        {"name": "d", "priority": -3},
+    ]);
+    for len in [4096, 100_000] {
+        for policy in POLICIES {
+            let c = chain(HOOK_CHAIN, script.clone(), policy, BUDGET);
+            let out = c.dispatch_with(len).await;
+            assert_eq!(trail(&out), ["a", "b", "d"], "{len} {policy:?}");
+            let content = out.payload.tool_input["content"].as_str().map(str::len);
+            assert_eq!(content, Some(len), "{len} {policy:?}");
+            let receipts = c.sink.take();
+            assert_eq!(
+                statuses(&receipts),
+                [
+                    ReceiptStatus::Ok,
+                    ReceiptStatus::Ok,
+                    ReceiptStatus::Error,
+                    ReceiptStatus::Ok
+                ],
+                "{len} {policy:?}"
+            );
+            for r in &receipts[..2] {
+                assert_eq!(detail(r, "changed_fields"), json!(["tool_input"]));
+                assert_eq!(detail(r, "combined_with_batch"), json!(true));
+            }
+            assert_eq!(
+                detail(&receipts[3], "changed_fields"),
+                json!(["tool_input"])
+            );
+            assert_eq!(detail(&receipts[3], "combined_with_batch"), Value::Null);
         }
     }
 }

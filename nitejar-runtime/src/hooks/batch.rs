@@ -153,9 +153,16 @@ enum Changes<P> {
 fn parse<'a, E: HookEvent>(
     text: &'a str,
 ) -> Result<(TypedAnswer<'a, ()>, Changes<E::Patch>), String> {
-    if let Some(head) = plain(text) {
-        return Ok((head, Changes::Read(None)));
+    match plain::<E::Patch>(text) {
+        Some((head, changes)) => Ok((head, Changes::Read(changes))),
+        None => parse_full::<E>(text),
     }
+}
+
+/// [`parse`] without the shortcut for plain answers.
+fn parse_full<'a, E: HookEvent>(
+    text: &'a str,
+) -> Result<(TypedAnswer<'a, ()>, Changes<E::Patch>), String> {
     if let Ok(typed) = json::from_str::<TypedAnswer<'a, E::Patch>>(text) {
         let TypedAnswer {
             ns,
@@ -193,21 +200,31 @@ fn parse<'a, E: HookEvent>(
     Ok((head, changes))
 }
 
-/// The answer of a batch whose handlers all went on without a change, exactly as the SDK writes
-/// it: `{"ns":[…],"changed":[…]}` with plain integers. Read without serde, as the full reader
-/// would read it; `None` for any other text, which the full reader reads.
-fn plain(text: &str) -> Option<TypedAnswer<'_, ()>> {
+/// The answer of a batch whose handlers all went on, exactly as the SDK writes it:
+/// `{"ns":[…],"changed":[…]}` with plain integers, and `,"changes":<patch>` before the closing
+/// brace if some changed the payload. The integers are read without serde and the patch alone, as
+/// the full reader would read them; `None` for any other text, which the full reader reads.
+fn plain<'a, P: Deserialize<'a>>(text: &'a str) -> Option<(TypedAnswer<'a, ()>, Option<P>)> {
     let rest = text.strip_prefix(r#"{"ns":["#)?;
     let (ns, rest) = json::plain_integers(rest)?;
     let rest = rest.strip_prefix(r#","changed":["#)?;
     let (changed, rest) = json::plain_integers(rest)?;
-    (rest == "}").then_some(TypedAnswer {
+    let changes = match rest {
+        "}" => None,
+        // Anything after the patch (another field) makes it unreadable alone.
+        _ => {
+            let patch = rest.strip_prefix(r#","changes":"#)?.strip_suffix('}')?;
+            json::from_str::<Option<P>>(patch).ok()?
+        }
+    };
+    let head = TypedAnswer {
         ns,
         changed: changed.into_iter().map(|n| n as usize).collect(),
         end: None,
         changes: None,
         running_ns: None,
-    })
+    };
+    Some((head, changes))
 }
 
 /// Reads and judges the answer of `hooks.<event>` (or `hooks.progress`) for handlers `from..end`
@@ -330,22 +347,26 @@ fn deny<E: HookEvent>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nitejar_sdk::hooks::ToolPreExec;
+    use nitejar_sdk::hooks::{ToolPreExec, ToolPreExecPatch};
 
-    /// The head's fields: durations, changed positions, whether it has an end and changes, and
-    /// `running_ns`.
-    type Head = (Vec<u64>, Vec<usize>, bool, bool, Option<u64>);
+    /// What an answer reads as: durations, changed positions, whether it has an end, the changes
+    /// (or why they were refused) and `running_ns`; or why it is unreadable.
+    type Read = Result<(Vec<u64>, Vec<usize>, bool, Option<String>, Option<u64>), String>;
 
-    /// What the full reader makes of `text`, or `None` when unreadable.
-    fn full(text: &str) -> Option<Head> {
-        let answer = json::from_str::<TypedAnswer<'_, serde_json::Value>>(text).ok()?;
-        Some((
-            answer.ns,
-            answer.changed,
-            answer.end.is_some(),
-            answer.changes.is_some(),
-            answer.running_ns,
-        ))
+    fn summary(read: Result<(TypedAnswer<'_, ()>, Changes<ToolPreExecPatch>), String>) -> Read {
+        read.map(|(head, changes)| {
+            let changes = match changes {
+                Changes::Read(patch) => patch.map(|p| format!("{p:?}")),
+                Changes::Refused(reason) => Some(format!("refused: {reason}")),
+            };
+            (
+                head.ns,
+                head.changed,
+                head.end.is_some(),
+                changes,
+                head.running_ns,
+            )
+        })
     }
 
     #[test]
@@ -367,36 +388,58 @@ mod tests {
             r#"{"ns":[1 ,2],"changed":[]}"#,
             r#"{"ns":[1],"changed":[]} "#,
             r#"{"ns":[1],"changed":[],"running_ns":7}"#,
-            r#"{"ns":[1],"changed":[0],"changes":{"tool_input":1}}"#,
             r#"{"ns":[1],"changed":[],"end":{"action":"block","reason":"no"}}"#,
             r#"{"changed":[],"ns":[1]}"#,
             r#"{"ns":[1]}"#,
             r#"{"ns":[1],"changed":[]"#,
             r#"{"ns":[1],"changed":[]}}"#,
+            // With changes.
+            r#"{"ns":[1],"changed":[0],"changes":{"tool_input":1}}"#,
+            r#"{"ns":[1,2],"changed":[0,1],"changes":{"tool_input":{"a":"}\"}","b":[1,{}]}}}"#,
+            r#"{"ns":[1],"changed":[0],"changes":{"tool_input":"\u00e9\n"}}"#,
+            r#"{"ns":[1],"changed":[0],"changes":null}"#,
+            r#"{"ns":[1],"changed":[0],"changes": {"tool_input":1} }"#,
+            r#"{"ns":[1],"changed":[0],"changes":{}}"#,
+            r#"{"ns":[1],"changed":[0],"changes":{"tool_input":1}}}"#,
+            r#"{"ns":[1],"changed":[0],"changes":{"tool_input":1},"end":null}"#,
+            r#"{"ns":[1],"changed":[0],"changes":{"tool_input":1},"running_ns":3}"#,
+            r#"{"ns":[1],"changed":[0],"changes":{"tool_input":1},"changes":{"tool_input":2}}"#,
+            r#"{"ns":[1],"changed":[0],"changes":{"tool_input":1,"tool_input":2}}"#,
+            r#"{"ns":[1],"changed":[0],"changes":{"tool_name":"rm"}}"#,
+            r#"{"ns":[1],"changed":[0],"changes":[1,2]}"#,
+            r#"{"ns":[1],"changed":[0],"changes":}"#,
+            r#"{"ns":[1],"changed":[0],"changes":{"tool_input":1}"#,
+            r#"{"ns":[1],"changed":[0],"changes":{"tool_input":1}}  "#,
         ]
         .map(String::from)
         .to_vec();
-        // Every text one byte short of a plain answer, too.
-        let plain_text = r#"{"ns":[12,3],"changed":[0]}"#;
-        texts.extend(
-            (0..plain_text.len()).map(|i| format!("{}{}", &plain_text[..i], &plain_text[i + 1..])),
-        );
-        let mut taken = 0;
+        // Every text one byte short of a plain answer, with and without changes, too.
+        for plain_text in [
+            r#"{"ns":[12,3],"changed":[0]}"#,
+            r#"{"ns":[12,3],"changed":[0],"changes":{"tool_input":[1]}}"#,
+        ] {
+            texts.extend(
+                (0..plain_text.len())
+                    .map(|i| format!("{}{}", &plain_text[..i], &plain_text[i + 1..])),
+            );
+        }
+        let (mut taken, mut with_changes) = (0, 0);
         for text in &texts {
-            if let Some(head) = plain(text) {
+            if let Some((_, changes)) = plain::<ToolPreExecPatch>(text) {
                 taken += 1;
-                assert_eq!(
-                    full(text),
-                    Some((head.ns, head.changed, false, false, None)),
-                    "{text}"
-                );
+                with_changes += usize::from(changes.is_some());
             }
             // Whatever the plain reader takes or leaves, the answer reads as the full reader says.
-            let read = parse::<ToolPreExec>(text)
-                .ok()
-                .map(|(head, _)| (head.ns, head.changed));
-            assert_eq!(read, full(text).map(|f| (f.0, f.1)), "{text}");
+            assert_eq!(
+                summary(parse::<ToolPreExec>(text)),
+                summary(parse_full::<ToolPreExec>(text)),
+                "{text}"
+            );
         }
-        assert!(taken >= 6, "the plain reader took only {taken} texts");
+        assert!(taken >= 12, "the plain reader took only {taken} texts");
+        assert!(
+            with_changes >= 5,
+            "the plain reader took only {with_changes} patches"
+        );
     }
 }

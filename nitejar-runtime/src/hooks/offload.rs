@@ -2,6 +2,11 @@
 //! handed to the execution host's executor at once; the caller waits for the whole run and looks
 //! again only at the deadline of what the run is doing.
 //!
+//! The job reads and judges the answers of its batches itself when later handlers of the run need
+//! their changes; the answer of its last batch, if short, it leaves to the caller, which reads it
+//! as an inline batch's: what the caller keeps (changes, receipts) is then allocated on the
+//! caller's thread.
+//!
 //! The job on the executor keeps a shared record of where it is — between handlers, in one
 //! handler (or waiting for its call slot) since a given instant, or in a batch call — and of the
 //! handlers it has judged. The caller spins briefly for the job to finish (most runs take a few
@@ -43,13 +48,30 @@ const PROGRESS_WAIT: Duration = Duration::from_millis(50);
 /// Added to the deadline the plugin gave, so that the caller does not ask again a hair too soon.
 const PROGRESS_MARGIN: Duration = Duration::from_micros(100);
 
+/// The longest answer of a job's last batch that the caller reads itself. A longer one (a plugin
+/// may answer anything) is read by the job, off the async workers, as before.
+const CALLER_READS_UP_TO: usize = 64 * 1024;
+
 /// What a job shares with its caller.
 struct Shared<P> {
+    /// Apart from what the job writes as it goes: the caller polls it.
+    finished: Apart<AtomicBool>,
     progress: Mutex<Progress<P>>,
-    finished: AtomicBool,
     notify: tokio::sync::Notify,
     cancellation: Arc<Cancellation>,
     ticket: TicketSlot,
+}
+
+/// A value on a cache line of its own, so that reading it does not take the line the other
+/// thread is writing.
+#[repr(align(64))]
+struct Apart<T>(T);
+
+impl<T> std::ops::Deref for Apart<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 impl<P> Shared<P> {
@@ -62,6 +84,12 @@ impl<P> Shared<P> {
 struct Progress<P> {
     /// Handlers the job judged that the caller has not taken yet.
     settled: Vec<Done<P>>,
+    /// The answer of the job's last batch, after `settled`: the caller reads and judges it, so
+    /// that the changes and receipt details it makes are made and dropped on one thread.
+    unread: Option<Unread>,
+    /// The payload's JSON as the caller sent it, when the job applied no change: the caller keeps
+    /// it for the handlers after the job.
+    json: Option<EventJson>,
     /// The first handler the job has not judged.
     next: usize,
     /// The end of the job's handlers.
@@ -146,12 +174,14 @@ async fn wait_for<E: HookEvent>(
     let shared = Arc::new(Shared {
         progress: Mutex::new(Progress {
             settled: Vec::new(),
+            unread: None,
+            json: None,
             next: from,
             end,
             current: Current::Between { since: handoff },
             abandoned: false,
         }),
-        finished: AtomicBool::new(false),
+        finished: Apart(AtomicBool::new(false)),
         notify: tokio::sync::Notify::new(),
         cancellation: Cancellation::new(),
         ticket: TicketSlot::default(),
@@ -164,9 +194,10 @@ async fn wait_for<E: HookEvent>(
         end,
         budget_end: t.budget_end,
         payload,
-        // The job goes on from the chain's encoding (and may append to it); the caller encodes
-        // the payload again if a later handler needs it.
+        // The job goes on from the chain's encoding (and may append to it); it hands it back if
+        // it applied no change.
         json: t.json_cache.take(),
+        changed: false,
     };
     run.exec.executor().spawn(move || job.run(from));
 
@@ -265,14 +296,29 @@ fn settle_finished<E: HookEvent>(
     end: usize,
     t: &mut Tally<E>,
 ) -> Option<usize> {
-    let (done, next) = {
+    let (done, unread, next) = {
         let mut progress = shared.lock();
-        (std::mem::take(&mut progress.settled), progress.next)
+        if let Some(json) = progress.json.take() {
+            t.json_cache = Some(json);
+        }
+        (
+            std::mem::take(&mut progress.settled),
+            progress.unread.take(),
+            progress.next,
+        )
     };
     for d in done {
         if run.settle(d.index, d.judged, d.duration, d.at, t) {
             return None;
         }
+    }
+    if let Some(u) = unread {
+        let entries = run.chain.entries();
+        return match batch::read(entries, u.from, u.end, u.budget_us, &u.text) {
+            // A batch that stopped early (a late handler) leaves the rest to a fresh job.
+            Ok(report) => run.settle_batch(u.from, report.settled, u.started, t),
+            Err(e) => run.fail_one(u.from, e, t),
+        };
     }
     if next >= end {
         return Some(end);
@@ -500,6 +546,15 @@ async fn ask_progress<E: HookEvent>(
     .ok()
 }
 
+/// A batch answer the caller reads.
+struct Unread {
+    text: String,
+    from: usize,
+    end: usize,
+    budget_us: u64,
+    started: Instant,
+}
+
 /// A run of offloaded handlers, executed on one executor thread.
 struct Job<E: HookEvent> {
     chain: Arc<dyn ChainSource<E>>,
@@ -512,6 +567,8 @@ struct Job<E: HookEvent> {
     /// its JSON (a run that is one batch).
     payload: Option<E>,
     json: Option<EventJson>,
+    /// Whether the job applied a change: its JSON is then not the caller's payload's.
+    changed: bool,
 }
 
 /// What the job does after a step.
@@ -538,7 +595,13 @@ impl<E: HookEvent> Job<E> {
                 Step::Stop => break,
             }
         }
-        self.shared.lock().current = Current::Finished;
+        let json = if self.changed { None } else { self.json.take() };
+        let mut progress = self.shared.lock();
+        progress.current = Current::Finished;
+        if !progress.abandoned {
+            progress.json = json;
+        }
+        drop(progress);
         self.shared.finished.store(true, Ordering::Release);
         self.shared.notify.notify_one();
     }
@@ -557,6 +620,21 @@ impl<E: HookEvent> Job<E> {
         true
     }
 
+    /// Leaves the answer of the job's last batch to the caller (dropped if the caller took the
+    /// job over).
+    fn leave_unread(&self, unread: Unread) {
+        let mut progress = self.shared.lock();
+        if progress.abandoned {
+            return;
+        }
+        // Past its last handler: the caller waits for the job to finish.
+        progress.next = unread.end;
+        progress.unread = Some(unread);
+        progress.current = Current::Between {
+            since: Instant::now(),
+        };
+    }
+
     /// Records what the job does now; `false` when the caller took the job over.
     fn set_current(&self, current: Current) -> bool {
         let mut progress = self.shared.lock();
@@ -572,6 +650,7 @@ impl<E: HookEvent> Job<E> {
         if let Ok(payload) = self.payload() {
             payload.apply(change.clone());
             self.json = None;
+            self.changed = true;
         }
     }
 
@@ -797,6 +876,17 @@ impl<E: HookEvent> Job<E> {
                 return self.fail(from, Answer::Error(e), None, start);
             }
         };
+        if end == self.end && text.len() <= CALLER_READS_UP_TO {
+            // Nothing after it in this job needs its changes.
+            self.leave_unread(Unread {
+                text,
+                from,
+                end,
+                budget_us: call.budget_us,
+                started: start,
+            });
+            return Step::Stop;
+        }
         let report = match batch::read(entries, from, end, call.budget_us, &text) {
             Ok(report) => report,
             Err(e) => return self.fail(from, Answer::Error(e), None, start),
