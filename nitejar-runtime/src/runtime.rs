@@ -477,8 +477,8 @@ impl Runtime {
         }
         let run = ChainRun::<E> {
             chain: registry,
-            ctx: ctx.clone(),
-            exec: self.exec.clone(),
+            ctx,
+            exec: &self.exec,
             budget: self.chain_budget,
         };
         let (dispatched, receipts) = run.run(payload).await;

@@ -16,10 +16,11 @@ use nitejar_store::receipts::{now_ms, Receipt, ReceiptKind, ReceiptStatus};
 
 /// Runs one event through a chain. Owns everything a dispatch needs so that a run of offloaded
 /// handlers can be moved to another thread.
-pub(crate) struct ChainRun<E: HookEvent> {
+pub(crate) struct ChainRun<'a, E: HookEvent> {
     pub(crate) chain: Arc<dyn ChainSource<E>>,
-    pub(crate) ctx: DispatchContext,
-    pub(crate) exec: ExecutionHost,
+    // Borrowed from the dispatch: cloned only by what outlives it (an offloaded job).
+    pub(crate) ctx: &'a DispatchContext,
+    pub(crate) exec: &'a ExecutionHost,
     pub(crate) budget: Duration,
 }
 
@@ -42,7 +43,7 @@ pub(super) struct Tally<E> {
     pub(super) base_ms: i64,
 }
 
-impl<E: HookEvent> ChainRun<E> {
+impl<E: HookEvent> ChainRun<'_, E> {
     pub(crate) async fn run(self, payload: E) -> (Dispatched<E>, Vec<Receipt>) {
         let entries = self.chain.entries();
         let started = Instant::now();
@@ -113,7 +114,7 @@ impl<E: HookEvent> ChainRun<E> {
             }
             HandlerImpl::Json(_) => {
                 // A library plugin routes its host calls through the call's scope.
-                let scope = scope_for(entry, deadline, Cancellation::new(), &self.exec, &self.ctx);
+                let scope = scope_for(entry, deadline, Cancellation::new(), self.exec, self.ctx);
                 let hctx = self.hook_ctx(entry, &scope);
                 let (payload, json) = (&t.payload, &mut t.json_cache);
                 scope.enter(|| call_handler(&entry.handler, &hctx, payload, json))
@@ -145,13 +146,13 @@ impl<E: HookEvent> ChainRun<E> {
         };
         let start = Instant::now();
         let budget = t.budget_end.saturating_duration_since(start);
-        let request = batch::request(entries, from, end, budget, &self.ctx, json);
+        let request = batch::request(entries, from, end, budget, self.ctx, json);
         let scope = scope_for(
             &entries[from],
             Some(t.budget_end),
             Cancellation::new(),
-            &self.exec,
-            &self.ctx,
+            self.exec,
+            self.ctx,
         );
         let call_id = calls.call_id();
         let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

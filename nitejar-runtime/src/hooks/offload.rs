@@ -134,7 +134,7 @@ struct BatchCall {
 
 /// Runs the offloaded handlers `from..end`; returns where to go on (`None`: the chain stops).
 pub(super) async fn run<E: HookEvent>(
-    run: &ChainRun<E>,
+    run: &ChainRun<'_, E>,
     from: usize,
     end: usize,
     t: &mut Tally<E>,
@@ -152,7 +152,7 @@ pub(super) async fn run<E: HookEvent>(
 
 /// Hands handlers `from..end` to a job and waits for it; returns where to go on.
 async fn wait_for<E: HookEvent>(
-    run: &ChainRun<E>,
+    run: &ChainRun<'_, E>,
     from: usize,
     end: usize,
     t: &mut Tally<E>,
@@ -226,7 +226,7 @@ async fn wait_for<E: HookEvent>(
 
 /// A handler's timeout if it starts at `at`: its own, capped by what is left of the budget.
 fn timeout_of<E: HookEvent>(
-    run: &ChainRun<E>,
+    run: &ChainRun<'_, E>,
     index: usize,
     at: Instant,
     t: &Tally<E>,
@@ -245,7 +245,7 @@ fn timeout_of<E: HookEvent>(
 /// timeout after a long one is still noticed on time. In a batch, the handler running is not known
 /// until the plugin is asked (then `batch_wake` is when it said to ask again).
 fn next_look<E: HookEvent>(
-    run: &ChainRun<E>,
+    run: &ChainRun<'_, E>,
     progress: &Progress<E::Patch>,
     batch_wake: Option<(u64, Instant)>,
     t: &Tally<E>,
@@ -276,7 +276,7 @@ fn next_look<E: HookEvent>(
 /// The soonest any of handlers `from..end` can be late if none starts before `at`: a batch does
 /// not say when each handler starts, so the caller looks when the shortest timeout could run out.
 fn first_due<E: HookEvent>(
-    run: &ChainRun<E>,
+    run: &ChainRun<'_, E>,
     from: usize,
     end: usize,
     at: Instant,
@@ -291,7 +291,7 @@ fn first_due<E: HookEvent>(
 
 /// The job ended: settles what it judged; returns where to go on.
 fn settle_finished<E: HookEvent>(
-    run: &ChainRun<E>,
+    run: &ChainRun<'_, E>,
     shared: &Shared<E::Patch>,
     end: usize,
     t: &mut Tally<E>,
@@ -342,7 +342,7 @@ enum Expired {
 
 /// The deadline of what the job was doing passed: judges it, or learns it is not due yet.
 async fn expire<E: HookEvent>(
-    run: &ChainRun<E>,
+    run: &ChainRun<'_, E>,
     shared: &Arc<Shared<E::Patch>>,
     t: &mut Tally<E>,
 ) -> Expired {
@@ -420,7 +420,7 @@ fn take_over<P>(shared: &Shared<P>, progress: &mut Progress<P>) -> Vec<Done<P>> 
 /// Settles, in order, what the job had judged, the outcomes of the batch it was in (from the
 /// plugin), then the handler that timed out and the quarantine this caused.
 fn settle_taken<E: HookEvent>(
-    run: &ChainRun<E>,
+    run: &ChainRun<'_, E>,
     taken: Vec<Done<E::Patch>>,
     in_batch: Option<(Vec<Settled<E::Patch>>, Instant)>,
     (index, judged, waited): (usize, Judged<E::Patch>, Duration),
@@ -457,7 +457,7 @@ fn settle_taken<E: HookEvent>(
 
 /// A batch call ran past the deadline the caller knew of: asks the plugin how far it got.
 async fn expire_batch<E: HookEvent>(
-    run: &ChainRun<E>,
+    run: &ChainRun<'_, E>,
     shared: &Arc<Shared<E::Patch>>,
     call: BatchCall,
     t: &mut Tally<E>,
@@ -522,7 +522,7 @@ async fn expire_batch<E: HookEvent>(
 
 /// Asks `hooks.progress` from an executor thread; `None` when the plugin cannot say in time.
 async fn ask_progress<E: HookEvent>(
-    run: &ChainRun<E>,
+    run: &ChainRun<'_, E>,
     call: &BatchCall,
 ) -> Option<Report<E::Patch>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
