@@ -143,18 +143,50 @@ pub(super) fn run_one(
     }
 }
 
+/// An optional string borrowed from the payload unless it has escapes. (`serde` reads an
+/// `Option<Cow<str>>` as an owned copy whatever the text.)
+fn borrowed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Text;
+    impl<'de> serde::de::Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+        fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(s)))
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(s.to_owned())))
+        }
+        fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(s)))
+        }
+    }
+    d.deserialize_option(Text)
+}
+
 /// [`HookCall`](super::HookCall) with the event read straight into its type: one pass over the
 /// payload.
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "E: HookEvent"))]
 struct Single<'a, E> {
     handler: usize,
-    // Borrowed from the payload unless escaped: no allocation per call for the run context.
-    #[serde(default, borrow)]
+    // Borrowed from the payload unless escaped (`borrowed`): no allocation per call for the run
+    // context.
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     work_item_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     job_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     agent_id: Option<Cow<'a, str>>,
     event: E,
 }
@@ -233,12 +265,13 @@ fn one<E: HookEvent>(
 struct Envelope<'a, E> {
     handlers: Vec<usize>,
     budget_us: u64,
-    // Borrowed from the payload unless escaped: no allocation per call for the run context.
-    #[serde(default, borrow)]
+    // Borrowed from the payload unless escaped (`borrowed`): no allocation per call for the run
+    // context.
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     work_item_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     job_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     agent_id: Option<Cow<'a, str>>,
     event: E,
 }
@@ -501,4 +534,39 @@ fn run_event<E: HookEvent>(
         Ok(state) => state.into_answer(),
         Err(state) => state.answer(false),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::ToolPreExec;
+
+    #[test]
+    fn the_run_context_is_borrowed_from_the_payload_unless_escaped() {
+        let event = r#"{"turn":1,"tool_name":"t","tool_call_id":"c"}"#;
+        let text = format!(
+            r#"{{"event":{event},"handlers":[0],"budget_us":1,"work_item_id":"wi-1","job_id":"j\"1","agent_id":null}}"#
+        );
+        let call: Envelope<'_, ToolPreExec> = json::from_str(&text).unwrap();
+        assert!(matches!(call.work_item_id, Some(Cow::Borrowed("wi-1"))));
+        assert!(matches!(&call.job_id, Some(Cow::Owned(s)) if s == "j\"1"));
+        assert_eq!(call.agent_id, None);
+        // Read by `serde_json` (what the reader hands over), the same values.
+        let call: Envelope<'_, ToolPreExec> = serde_json::from_str(&text).unwrap();
+        assert_eq!(call.work_item_id.as_deref(), Some("wi-1"));
+        assert_eq!(call.job_id.as_deref(), Some("j\"1"));
+        assert_eq!(call.agent_id, None);
+        // Absent is none, and anything but a string or null is refused.
+        let text = format!(r#"{{"event":{event},"handler":0}}"#);
+        let call: Single<'_, ToolPreExec> = json::from_str(&text).unwrap();
+        assert_eq!(
+            (call.work_item_id, call.job_id, call.agent_id),
+            (None, None, None)
+        );
+        let text = format!(r#"{{"event":{event},"handler":0,"job_id":7}}"#);
+        let err = json::from_str::<Single<'_, ToolPreExec>>(&text)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("a string or null"), "{err}");
+    }
 }

@@ -110,7 +110,7 @@ fn escape(byte: u8) -> Escape {
     }
 }
 
-/// Strings up to this long are checked for bytes to escape in one plain pass.
+/// Strings up to this long are checked for bytes to escape in one plain pass (written or read).
 const SHORT: usize = 32;
 
 fn push_str(out: &mut String, s: &str) {

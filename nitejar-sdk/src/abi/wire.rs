@@ -307,7 +307,11 @@ pub(crate) fn push_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+    // A few ASCII digits: pushed one by one rather than copied by a call to `memcpy`.
+    out.reserve(digits.len() - i);
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
 }
 
 /// The answer of an integration method: `{"ok": value}` or `{"error": IntegrationError}`.

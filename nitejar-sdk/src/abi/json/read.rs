@@ -20,7 +20,7 @@ use serde::de::{
 };
 use serde::{forward_to_deserialize_any, Deserialize};
 
-use super::{Specials, RAW_VALUE_TOKEN};
+use super::{Specials, RAW_VALUE_TOKEN, SHORT};
 
 /// `text` read as a `T`, exactly as `serde_json::from_str` reads it.
 ///
@@ -139,6 +139,18 @@ impl<'de> Reader<'de> {
         let text = self.text;
         let bytes = text.as_bytes();
         let start = self.pos + 1;
+        // Keys, names and ids: a plain pass over a few bytes costs less than setting up the scan.
+        let head = &bytes[start.min(bytes.len())..bytes.len().min(start + SHORT)];
+        if let Some(at) = head
+            .iter()
+            .position(|&b| (b == b'"') | (b == b'\\') | (b < 0x20))
+        {
+            if head[at] == b'"' {
+                self.pos = start + at + 1;
+                // Both ends follow or are an ASCII byte: character boundaries.
+                return Ok(Text::Borrowed(&text[start..start + at]));
+            }
+        }
         let mut run = start;
         let mut owned: Option<String> = None;
         let mut specials = Specials::new(bytes);
@@ -655,6 +667,22 @@ mod tests {
         for text in texts {
             same::<Value>(text);
             assert!(reads_itself::<Value>(text), "{text}");
+        }
+        // Around the length up to which a string is read in one plain pass: the quote, an escape
+        // or a control character just inside, at or just past it.
+        for len in SHORT - 2..=SHORT + 2 {
+            let plain = "k".repeat(len);
+            for text in [
+                format!(r#"{{"{plain}":"{plain}"}}"#),
+                format!(
+                    r#"["{plain}
+","{plain}"x"]"#
+                ),
+                format!("[\"{plain}\u{1}\"]"),
+                format!(r#"["{plain}"#),
+            ] {
+                same::<Value>(&text);
+            }
         }
     }
 
