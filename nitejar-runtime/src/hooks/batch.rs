@@ -245,10 +245,8 @@ pub(super) fn read<E: HookEvent>(
         ));
     }
     let budget = budget_us.saturating_mul(1000);
-    let timeout_of = |index: usize, at: u64| {
-        let own = u64::from(entries[index].options.timeout_ms).saturating_mul(1_000_000);
-        Duration::from_nanos(own.min(budget.saturating_sub(at)))
-    };
+    let timeout_of =
+        |index: usize, at: u64| Duration::from_nanos(timeout_ns(entries, index, budget, at));
     let last = answer.ns.len().checked_sub(1);
     let mut settled = Vec::with_capacity(answer.ns.len());
     let mut at = 0u64;
@@ -285,6 +283,45 @@ pub(super) fn read<E: HookEvent>(
         _ => None,
     };
     Ok(Report { settled, running })
+}
+
+/// How long handler `index` may take, in nanoseconds, when it starts `at` nanoseconds into a batch
+/// given `budget` nanoseconds: its own timeout, capped by what is left of the budget.
+fn timeout_ns<E: HookEvent>(
+    entries: &[HandlerEntry<E>],
+    index: usize,
+    budget: u64,
+    at: u64,
+) -> u64 {
+    let own = u64::from(entries[index].options.timeout_ms).saturating_mul(1_000_000);
+    own.min(budget.saturating_sub(at))
+}
+
+/// The durations of a batch in which every handler `from..end` answered `continue` in time,
+/// exactly as the SDK writes that answer (`{"ns":[…],"changed":[]}`); `None` for any other
+/// answer, which [`read`] judges. [`read`] would judge each of these handlers `ok`, with no detail,
+/// no change and no block: the caller records them so without judging them one by one.
+pub(super) fn all_continued<E: HookEvent>(
+    entries: &[HandlerEntry<E>],
+    from: usize,
+    end: usize,
+    budget_us: u64,
+    text: &str,
+) -> Option<Vec<u64>> {
+    let rest = text.strip_prefix(r#"{"ns":["#)?;
+    let (ns, rest) = json::plain_integers(rest)?;
+    if rest != r#","changed":[]}"# || ns.len() != end - from {
+        return None;
+    }
+    let budget = budget_us.saturating_mul(1000);
+    let mut at = 0u64;
+    for (pos, &n) in ns.iter().enumerate() {
+        if n > timeout_ns(entries, from + pos, budget, at) {
+            return None;
+        }
+        at = at.saturating_add(n);
+    }
+    Some(ns)
 }
 
 /// Hands the batch's patch to the last handler that changed something, or refuses it for all of
@@ -441,5 +478,92 @@ mod tests {
             with_changes >= 5,
             "the plain reader took only {with_changes} patches"
         );
+    }
+
+    fn entries(timeouts_ms: &[u32]) -> Vec<HandlerEntry<ToolPreExec>> {
+        let plugin = crate::plugin_meta::PluginMeta::new(
+            "p",
+            "1.0.0",
+            crate::plugin_meta::PluginOrigin::ThirdParty,
+        );
+        timeouts_ms
+            .iter()
+            .map(|&timeout_ms| HandlerEntry {
+                plugin: plugin.clone(),
+                options: nitejar_sdk::hooks::HookOptions::new().timeout_ms(timeout_ms),
+                policy: crate::host::ExecPolicy::Inline,
+                handler: HandlerImpl::Typed(Arc::new(|_, _| HookResult::Continue)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_answer_taken_as_all_continued_is_judged_so_by_the_full_reader() {
+        // Handler 0 of the chain is another plugin's; the batch is handlers 1..4 (1 ms, 2 ms,
+        // 1 ms), with a budget of 3 ms.
+        let entries = entries(&[5, 1, 2, 1]);
+        let (from, end, budget_us) = (1, 4, 3_000);
+        let mut texts: Vec<String> = [
+            r#"{"ns":[10,20,30],"changed":[]}"#,
+            r#"{"ns":[1000000,999999,1],"changed":[]}"#,
+            // Late against its own timeout, or against what the budget left it.
+            r#"{"ns":[1000001,20,30],"changed":[]}"#,
+            r#"{"ns":[10,1999999,1000000],"changed":[]}"#,
+            r#"{"ns":[0,2000000,1000000],"changed":[]}"#,
+            // Fewer or more outcomes than handlers, changes, an end, progress, other spellings.
+            r#"{"ns":[10,20],"changed":[]}"#,
+            r#"{"ns":[10,20,30,40],"changed":[]}"#,
+            r#"{"ns":[10,20,30],"changed":[1],"changes":{"tool_input":1}}"#,
+            r#"{"ns":[10,20,30],"changed":[],"end":{"action":"block","reason":"no"}}"#,
+            r#"{"ns":[10,20,30],"changed":[],"running_ns":5}"#,
+            r#"{"ns":[10,20,30],"changed":[] }"#,
+            r#"{"changed":[],"ns":[10,20,30]}"#,
+            r#"{"ns":[10,20,30]}"#,
+        ]
+        .map(String::from)
+        .to_vec();
+        let plain_text = r#"{"ns":[10,20,30],"changed":[]}"#;
+        texts.extend(
+            (0..plain_text.len()).map(|i| format!("{}{}", &plain_text[..i], &plain_text[i + 1..])),
+        );
+        let mut taken = 0;
+        for text in &texts {
+            let fast = all_continued(&entries, from, end, budget_us, text);
+            let full = read(&entries, from, end, budget_us, text);
+            // Whatever the shortcut takes, the full reader judges all three `ok`, unchanged and
+            // on time, with the same durations.
+            let all_ok = full.as_ref().is_ok_and(|r| {
+                r.running.is_none()
+                    && r.settled.len() == end - from
+                    && r.settled.iter().all(|s| {
+                        s.judged.status == nitejar_store::receipts::ReceiptStatus::Ok
+                            && s.judged.detail.is_none()
+                            && s.judged.change.is_none()
+                            && s.judged.block.is_none()
+                    })
+            });
+            // The full reader judges what the shortcut leaves.
+            if let Some(ns) = fast {
+                taken += 1;
+                assert!(all_ok, "{text}");
+                let report = full.unwrap();
+                let durations: Vec<u64> = report
+                    .settled
+                    .iter()
+                    .map(|s| s.duration.as_nanos() as u64)
+                    .collect();
+                assert_eq!(durations, ns, "{text}");
+                let indices: Vec<usize> = report.settled.iter().map(|s| s.index).collect();
+                assert_eq!(indices, (from..end).collect::<Vec<_>>(), "{text}");
+            }
+        }
+        // The first two, and the deletions that leave a shorter duration (`[1,20,30]`, …).
+        assert!(taken >= 7, "the shortcut took only {taken} texts");
+        for text in &texts[..2] {
+            assert!(
+                all_continued(&entries, from, end, budget_us, text).is_some(),
+                "{text}"
+            );
+        }
     }
 }

@@ -313,12 +313,8 @@ fn settle_finished<E: HookEvent>(
         }
     }
     if let Some(u) = unread {
-        let entries = run.chain.entries();
-        return match batch::read(entries, u.from, u.end, u.budget_us, &u.text) {
-            // A batch that stopped early (a late handler) leaves the rest to a fresh job.
-            Ok(report) => run.settle_batch(u.from, report.settled, u.started, t),
-            Err(e) => run.fail_one(u.from, e, t),
-        };
+        // A batch that stopped early (a late handler) leaves the rest to a fresh job.
+        return run.settle_answer(u.from, u.end, u.budget_us, &u.text, u.started, t);
     }
     if next >= end {
         return Some(end);
