@@ -431,7 +431,10 @@ fn run_event<E: HookEvent>(
             .hooks()
             .get(i)
             .filter(|r| r.hook() == E::NAME)
-            .and_then(|r| Some((r.typed::<E>()?, r.options())))
+            .and_then(|r| {
+                let own = Duration::from_millis(u64::from(r.options().timeout_ms));
+                Some((r.typed::<E>()?, own))
+            })
             .ok_or_else(|| {
                 PluginError::new(
                     PluginError::UNKNOWN_METHOD,
@@ -456,7 +459,7 @@ fn run_event<E: HookEvent>(
     // When the handler at `pos` starts, and how long after `started` that is.
     let mut at = started;
     let mut elapsed = Duration::ZERO;
-    for (pos, (handler, options)) in handlers.iter().enumerate() {
+    for (pos, &(handler, own)) in handlers.iter().enumerate() {
         if elapsed >= budget
             || (pos > 0 && elapsed >= CHECK_CANCELLED_AFTER && b.host.is_cancelled(ctx.call_id))
         {
@@ -465,7 +468,7 @@ fn run_event<E: HookEvent>(
         if pos > 0 {
             state.running_since.store(nanos(elapsed), Ordering::Release);
         }
-        let timeout = Duration::from_millis(u64::from(options.timeout_ms)).min(budget - elapsed);
+        let timeout = own.min(budget - elapsed);
         let host = AbiHost::with_deadline(b.host, ctx.call_id, at.checked_add(timeout), method);
         let hook_ctx = HookContext {
             hook: E::NAME,
