@@ -68,7 +68,10 @@ impl<E: HookEvent> ChainRun<'_, E> {
                 ExecPolicy::Inline => match batch::segment(entries, i, ExecPolicy::Inline) {
                     Some((calls, end)) => {
                         let next = self.run_batch_inline(i, end, &calls, &mut t);
-                        now = Instant::now();
+                        // The clock only when there is a handler left to check the budget for.
+                        if next.is_some_and(|next| next < entries.len()) {
+                            now = Instant::now();
+                        }
                         next
                     }
                     None => {
@@ -83,7 +86,9 @@ impl<E: HookEvent> ChainRun<'_, E> {
                         .position(|e| e.policy != ExecPolicy::Offload)
                         .map_or(entries.len(), |p| i + p);
                     let next = offload::run(&self, i, end, &mut t).await;
-                    now = Instant::now();
+                    if next.is_some_and(|next| next < entries.len()) {
+                        now = Instant::now();
+                    }
                     next
                 }
             };
