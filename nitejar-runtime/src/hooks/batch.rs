@@ -5,7 +5,10 @@
 //! with `continue`, and the changed fields once (see [`nitejar_sdk::abi::HookBatchAnswer`]). Every
 //! handler is judged here by the same rules as a handler called alone: its timeout is
 //! `min(own timeout, budget left when it started)`, counted on the batch's clock from the offsets
-//! the answer gives; a late answer is a `timeout` and its change is not applied.
+//! the answer gives; a late answer is a `timeout` and its change is not applied. The answer of
+//! most batches — every handler went on in time and changed nothing — is recognised as such
+//! ([`all_continued`]) and its handlers recorded `ok` without being judged one by one: what
+//! judging would give them.
 //!
 //! Changes travel once per batch: the patch of the event's mutable fields after the handlers that
 //! changed something. It is applied when the last of those is settled. If the host refuses it

@@ -73,6 +73,36 @@ impl<'a> Specials<'a> {
     }
 }
 
+/// The position of the first `"`, `\\` or control character (below 0x20) in `bytes`: what ends a
+/// run of plain string text. For keys, names and ids, a few bytes long: eight bytes are looked at
+/// at once, as one integer, without setting up a scan.
+pub(crate) fn first_special_short(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    /// The high bit of each byte of `w` below `n` (at most 0x80), and maybe of bytes after the
+    /// first such byte: the lowest bit set is always exact.
+    fn below(w: u64, n: u8) -> u64 {
+        w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH
+    }
+    let mut chunks = bytes.chunks_exact(8);
+    for (i, chunk) in chunks.by_ref().enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // Little-endian whatever the machine: the first byte is the lowest.
+        let w = u64::from_le_bytes(word);
+        let found = below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
+            | below(w, 0x20);
+        if found != 0 {
+            return Some(i * 8 + found.trailing_zeros() as usize / 8);
+        }
+    }
+    let rest = chunks.remainder();
+    rest.iter()
+        .position(|&b| (b == b'"') | (b == b'\\') | (b < 0x20))
+        .map(|p| bytes.len() - rest.len() + p)
+}
+
 /// The position of the first byte below 0x20 in `bytes`.
 fn first_control(bytes: &[u8]) -> Option<usize> {
     const BLOCK: usize = 128;
@@ -788,6 +818,41 @@ fn raw_error() -> Error {
 
 #[cfg(test)]
 mod tests {
+    use super::first_special_short;
+
+    #[test]
+    fn the_short_scan_finds_the_first_special_byte_as_a_plain_loop_does() {
+        let plain = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        };
+        // Every special and its neighbours, at every position of texts up to 20 bytes long,
+        // alone and after an earlier special, over plain bytes of both halves of the range.
+        let specials = [0x00, 0x01, 0x1f, b'"', b'\\'];
+        let neighbours = [
+            0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff, b'x',
+        ];
+        for len in 0..=20 {
+            for fill in [b'x', 0xff, 0x20, 0x23, 0x5d] {
+                let base = vec![fill; len];
+                assert_eq!(first_special_short(&base), plain(&base), "{base:?}");
+                for at in 0..len {
+                    for &b in specials.iter().chain(&neighbours) {
+                        let mut text = base.clone();
+                        text[at] = b;
+                        assert_eq!(first_special_short(&text), plain(&text), "{text:?}");
+                        for later in at + 1..len {
+                            let mut two = text.clone();
+                            two[later] = b'"';
+                            assert_eq!(first_special_short(&two), plain(&two), "{two:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     use super::*;
     use serde_json::{json, Value};
     use std::collections::BTreeMap;

@@ -20,7 +20,7 @@ use serde::de::{
 };
 use serde::{forward_to_deserialize_any, Deserialize};
 
-use super::{Specials, RAW_VALUE_TOKEN, SHORT};
+use super::{first_special_short, Specials, RAW_VALUE_TOKEN, SHORT};
 
 /// `text` read as a `T`, exactly as `serde_json::from_str` reads it.
 ///
@@ -141,10 +141,7 @@ impl<'de> Reader<'de> {
         let start = self.pos + 1;
         // Keys, names and ids: a plain pass over a few bytes costs less than setting up the scan.
         let head = &bytes[start.min(bytes.len())..bytes.len().min(start + SHORT)];
-        if let Some(at) = head
-            .iter()
-            .position(|&b| (b == b'"') | (b == b'\\') | (b < 0x20))
-        {
+        if let Some(at) = first_special_short(head) {
             if head[at] == b'"' {
                 self.pos = start + at + 1;
                 // Both ends follow or are an ASCII byte: character boundaries.
