@@ -409,6 +409,11 @@ mod tests {
         })
     }
 
+    /// Every text one byte short of `text`.
+    fn one_byte_short(text: &str) -> impl Iterator<Item = String> + '_ {
+        (0..text.len()).map(|i| format!("{}{}", &text[..i], &text[i + 1..]))
+    }
+
     #[test]
     fn the_plain_answer_is_read_as_the_full_reader_reads_it_or_left_to_it() {
         let mut texts: Vec<String> = [
@@ -458,10 +463,7 @@ mod tests {
             r#"{"ns":[12,3],"changed":[0]}"#,
             r#"{"ns":[12,3],"changed":[0],"changes":{"tool_input":[1]}}"#,
         ] {
-            texts.extend(
-                (0..plain_text.len())
-                    .map(|i| format!("{}{}", &plain_text[..i], &plain_text[i + 1..])),
-            );
+            texts.extend(one_byte_short(plain_text));
         }
         let (mut taken, mut with_changes) = (0, 0);
         for text in &texts {
@@ -525,10 +527,7 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let plain_text = r#"{"ns":[10,20,30],"changed":[]}"#;
-        texts.extend(
-            (0..plain_text.len()).map(|i| format!("{}{}", &plain_text[..i], &plain_text[i + 1..])),
-        );
+        texts.extend(one_byte_short(r#"{"ns":[10,20,30],"changed":[]}"#));
         let mut taken = 0;
         for text in &texts {
             let fast = all_continued(&entries, from, end, budget_us, text);
@@ -545,7 +544,7 @@ mod tests {
                             && s.judged.block.is_none()
                     })
             });
-            // The full reader judges what the shortcut leaves.
+            // What the shortcut leaves, the full reader judges.
             if let Some(ns) = fast {
                 taken += 1;
                 assert!(all_ok, "{text}");
